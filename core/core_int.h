@@ -1,0 +1,118 @@
+/*
+ * core/core_int.h - what the core offers the other folders of pagemesh:
+ * error details, logging, time, page ids, and small helpers. Nothing here is
+ * public; bindings use include/pagemesh.h only.
+ */
+#ifndef PM_CORE_INT_H
+#define PM_CORE_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pagemesh.h"
+
+#define PM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define PM_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PM_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(__GNUC__)
+#define PM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define PM_UNUSED __attribute__((unused))
+#else
+#define PM_PRINTF(f, a)
+#define PM_UNUSED
+#endif
+
+/* ---- error details (core/error.c) ------------------------------------- */
+
+#define PM_ERRMSG_MAX 512
+
+/* Record a detail sentence for the calling thread and return err, so that
+ * a failure is one line: `return pm__errf(PM_ENOENT, "%s: not found", u);`.
+ * The detail is what pm_peer_errmsg() shows. */
+int pm__errf(int err, const char *fmt, ...) PM_PRINTF(2, 3);
+/* The calling thread's last detail ("" if none). */
+const char *pm__errmsg(void);
+/* Replace the calling thread's detail (used to carry a worker's detail to
+ * the thread that waited for it). */
+void pm__errmsg_set(const char *msg);
+/* Clear the calling thread's detail. */
+void pm__errmsg_clear(void);
+/* Map an errno value to a pm_err. */
+int pm__err_from_errno(int errno_value);
+
+/* ---- logging (core/log.c) ---------------------------------------------- */
+
+extern volatile int pm__log_level;
+void pm__log(pm_log_level level, const char *subsystem, const char *fmt, ...)
+    PM_PRINTF(3, 4);
+/* Logs at most once per `interval_ms` from one call site. */
+#define PM_LOG(level, subsystem, ...)                                         \
+  do {                                                                        \
+    if ((int)(level) <= pm__log_level)                                        \
+      pm__log((level), (subsystem), __VA_ARGS__);                             \
+  } while (0)
+#define PM_LOG_RATELIMITED(level, subsystem, interval_ms, ...)                \
+  do {                                                                        \
+    static uint64_t pm__last_log_ns_;                                         \
+    if ((int)(level) <= pm__log_level) {                                      \
+      uint64_t pm__now_ = pm__now_ns();                                       \
+      if (pm__now_ - pm__last_log_ns_ >= (uint64_t)(interval_ms)*1000000u) {  \
+        pm__last_log_ns_ = pm__now_;                                          \
+        pm__log((level), (subsystem), __VA_ARGS__);                           \
+      }                                                                       \
+    }                                                                         \
+  } while (0)
+
+/* ---- time (core/util.c) ------------------------------------------------- */
+
+/* Monotonic clock, nanoseconds. */
+uint64_t pm__now_ns(void);
+/* Wall clock, nanoseconds since the epoch. */
+int64_t pm__wall_ns(void);
+
+/* ---- page ids (core/page_id.c) ------------------------------------------ */
+
+typedef struct pm_page_id {
+  uint8_t bytes[16];
+} pm_page_id;
+
+/* XXH3-128 of (uri, NUL, version, NUL, page_index as le64, page_size as
+ * le32). The page size is part of the id so that peers with different page
+ * sizes never confuse their pages. */
+pm_page_id pm__page_id(const char *uri, const char *version,
+                       uint64_t page_index, uint32_t page_size);
+/* 32 lowercase hex characters and a NUL. */
+void pm__page_id_hex(const pm_page_id *id, char out[33]);
+/* Parse 32 hex characters; returns 0 or PM_EINVAL. */
+int pm__page_id_parse(const char *hex, pm_page_id *out);
+bool pm__page_id_eq(const pm_page_id *a, const pm_page_id *b);
+/* A 64-bit hash of the id, for hash tables. */
+uint64_t pm__page_id_hash(const pm_page_id *id);
+
+/* XXH3-128 checksum of page bytes. */
+typedef struct pm_checksum {
+  uint8_t bytes[16];
+} pm_checksum;
+pm_checksum pm__checksum(const void *data, size_t length);
+
+/* ---- small helpers (core/util.c) ----------------------------------------- */
+
+/* Parse "123", "64K", "1M", "8G", "2T" (powers of 1024) into *out.
+ * Returns 0 or PM_EINVAL. */
+int pm__parse_size(const char *text, uint64_t *out);
+/* strdup that returns NULL only on allocation failure (NULL in, NULL out). */
+char *pm__strdup(const char *s);
+/* mkdir -p with mode; 0 or a pm_err with detail. */
+int pm__mkdirs(const char *path, unsigned mode);
+/* Write the whole buffer to fd (retrying short writes and EINTR). */
+int pm__write_all(int fd, const void *buf, size_t length);
+/* Read exactly length bytes at offset; returns bytes read (short at EOF)
+ * or a negative pm_err. */
+ssize_t pm__pread_full(int fd, void *buf, size_t length, uint64_t offset);
+/* Fill buf with random bytes (libsodium's randombytes or getrandom). */
+void pm__random(void *buf, size_t length);
+
+#endif /* PM_CORE_INT_H */

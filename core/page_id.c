@@ -1,0 +1,81 @@
+/*
+ * core/page_id.c - page ids and page checksums, both XXH3-128.
+ */
+#include <string.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "core_int.h"
+
+static void put_le64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void hash128_to_bytes(XXH128_hash_t h, uint8_t out[16]) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, h);
+  memcpy(out, c.digest, 16);
+}
+
+pm_page_id pm__page_id(const char *uri, const char *version,
+                       uint64_t page_index, uint32_t page_size) {
+  XXH3_state_t state;
+  uint8_t tail[12];
+  pm_page_id id;
+  XXH3_128bits_reset(&state);
+  XXH3_128bits_update(&state, uri, strlen(uri) + 1);
+  XXH3_128bits_update(&state, version, strlen(version) + 1);
+  put_le64(tail, page_index);
+  for (int i = 0; i < 4; i++)
+    tail[8 + i] = (uint8_t)(page_size >> (8 * i));
+  XXH3_128bits_update(&state, tail, sizeof tail);
+  hash128_to_bytes(XXH3_128bits_digest(&state), id.bytes);
+  return id;
+}
+
+void pm__page_id_hex(const pm_page_id *id, char out[33]) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 16; i++) {
+    out[2 * i] = digits[id->bytes[i] >> 4];
+    out[2 * i + 1] = digits[id->bytes[i] & 15];
+  }
+  out[32] = '\0';
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+int pm__page_id_parse(const char *hex, pm_page_id *out) {
+  for (int i = 0; i < 16; i++) {
+    int hi = hex_value(hex[2 * i]);
+    int lo = hi < 0 ? -1 : hex_value(hex[2 * i + 1]);
+    if (lo < 0)
+      return PM_EINVAL;
+    out->bytes[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+bool pm__page_id_eq(const pm_page_id *a, const pm_page_id *b) {
+  return memcmp(a->bytes, b->bytes, 16) == 0;
+}
+
+uint64_t pm__page_id_hash(const pm_page_id *id) {
+  uint64_t h;
+  memcpy(&h, id->bytes, sizeof h);
+  return h;
+}
+
+pm_checksum pm__checksum(const void *data, size_t length) {
+  pm_checksum sum;
+  hash128_to_bytes(XXH3_128bits(data, length), sum.bytes);
+  return sum;
+}

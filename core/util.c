@@ -1,0 +1,119 @@
+/*
+ * core/util.c - clocks, size parsing, file helpers and randomness shared
+ * by every folder.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core_int.h"
+
+uint64_t pm__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t pm__wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int pm__parse_size(const char *text, uint64_t *out) {
+  if (!text || !*text)
+    return PM_EINVAL;
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno || end == text || text[0] == '-')
+    return PM_EINVAL;
+  unsigned shift = 0;
+  switch (*end) {
+  case '\0':
+    break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  case 't': case 'T': shift = 40; end++; break;
+  default:
+    return PM_EINVAL;
+  }
+  if (*end == 'i' || *end == 'I')
+    end++;
+  if (*end == 'b' || *end == 'B')
+    end++;
+  if (*end != '\0')
+    return PM_EINVAL;
+  if (shift && v > (UINT64_MAX >> shift))
+    return PM_EINVAL;
+  *out = (uint64_t)v << shift;
+  return 0;
+}
+
+char *pm__strdup(const char *s) {
+  return s ? strdup(s) : NULL;
+}
+
+int pm__mkdirs(const char *path, unsigned mode) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf)
+    return pm__errf(PM_EINVAL, "%s: bad directory name", path);
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != '\0')
+      continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+      int e = errno;
+      return pm__errf(pm__err_from_errno(e), "%s: cannot create: %s", buf,
+                      strerror(e));
+    }
+    buf[i] = saved;
+  }
+  return 0;
+}
+
+int pm__write_all(int fd, const void *buf, size_t length) {
+  const char *p = buf;
+  while (length > 0) {
+    ssize_t n = write(fd, p, length);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return pm__err_from_errno(errno);
+    }
+    p += n;
+    length -= (size_t)n;
+  }
+  return 0;
+}
+
+ssize_t pm__pread_full(int fd, void *buf, size_t length, uint64_t offset) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = pread(fd, (char *)buf + done, length - done,
+                      (off_t)(offset + done));
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return pm__err_from_errno(errno);
+    }
+    if (n == 0)
+      break;
+    done += (size_t)n;
+  }
+  return (ssize_t)done;
+}
+
+void pm__random(void *buf, size_t length) {
+  randombytes_buf(buf, length);
+}

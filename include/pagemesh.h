@@ -1,0 +1,346 @@
+/*
+ * pagemesh.h - the one public header of pagemesh, a peer-to-peer read cache
+ * for machine-learning training data.
+ *
+ * A process opens a peer (pm_peer) on a cache directory and reads remote
+ * objects (s3://, http(s)://, file:// and plain paths, more origins later)
+ * through it. The peer splits each object into fixed-size pages, keeps them
+ * in a RAM tier and a disk tier, and fetches from the origin only what it
+ * does not hold. Bindings (Python, CLI, FUSE) use this header and nothing
+ * else.
+ *
+ * Conventions, for every function below:
+ *  - Functions return 0 (or a byte count) on success and a negative pm_err
+ *    code on failure. pm_strerror() names a code; pm_peer_errmsg() gives the
+ *    detail of the last failure on the calling thread (object and cause).
+ *  - Strings passed in are copied; the caller keeps ownership.
+ *  - Unless a comment says otherwise, functions taking a pm_peer are safe to
+ *    call from any thread at once.
+ *  - Structs that may grow start with `size_t size`; set it with the matching
+ *    _init() function so that old binaries keep working with new libraries.
+ */
+#ifndef PAGEMESH_H
+#define PAGEMESH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PM_EXTERN __attribute__((visibility("default")))
+#else
+#define PM_EXTERN
+#endif
+
+#define PM_VERSION_MAJOR 0
+#define PM_VERSION_MINOR 1
+#define PM_VERSION_PATCH 0
+
+/*
+ * Error codes. One X-macro generates the enum, pm_strerror() and
+ * pm_err_name(). Codes are only ever appended, never renumbered.
+ */
+#define PM_ERRNO_MAP(XX)                                                     \
+  XX(EINVAL, -1, "invalid argument")                                         \
+  XX(ENOMEM, -2, "out of memory")                                            \
+  XX(ENOENT, -3, "no such object")                                           \
+  XX(EACCES, -4, "permission denied")                                        \
+  XX(EIO, -5, "input/output error")                                          \
+  XX(ETIMEDOUT, -6, "operation timed out")                                   \
+  XX(EUNREACHABLE, -7, "origin or peer unreachable")                         \
+  XX(EBADURI, -8, "malformed or unsupported URI")                            \
+  XX(ECHANGED, -9, "object changed while it was being read")                 \
+  XX(ECORRUPT, -10, "corrupt data detected")                                 \
+  XX(ENOSPC, -11, "no space left in the cache")                              \
+  XX(ENOTSUP, -12, "operation not supported")                                \
+  XX(EORIGIN, -13, "origin returned an error")                               \
+  XX(ERANGE, -14, "offset or length out of range")                           \
+  XX(EPROTO, -15, "protocol error")                                          \
+  XX(EAUTH, -16, "authentication failed")                                    \
+  XX(EBUSY, -17, "resource busy")                                            \
+  XX(ESHUTDOWN, -18, "peer is shutting down")                                \
+  XX(ETOOBIG, -19, "message or value too large")                             \
+  XX(ECONFIG, -20, "invalid configuration")                                  \
+  XX(EEXIST, -21, "already exists")
+
+typedef enum pm_err {
+  PM_OK = 0,
+#define PM_ERR_ENUM(name, value, text) PM_##name = value,
+  PM_ERRNO_MAP(PM_ERR_ENUM)
+#undef PM_ERR_ENUM
+} pm_err;
+
+/* A short English sentence for a code; never NULL ("unknown error" for an
+ * unknown code). Safe from any thread. */
+PM_EXTERN const char *pm_strerror(int err);
+
+/* The symbolic name of a code ("PM_ENOENT"); never NULL. */
+PM_EXTERN const char *pm_err_name(int err);
+
+/* The library version as "MAJOR.MINOR.PATCH". */
+PM_EXTERN const char *pm_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Opening a peer                                                            */
+
+typedef struct pm_peer pm_peer;
+
+/* Eviction policies of the page store. */
+typedef enum pm_eviction {
+  /* Default. Once a tier is full, a new page is admitted only if it is read
+   * more often than the page it would evict (a frequency sketch with
+   * aging). A dataset larger than the cache, read in a new random order each
+   * epoch, keeps a stable resident set and hits at about capacity/dataset. */
+  PM_EVICT_STABLE = 0,
+  /* Least recently used: always admit, evict the coldest page. */
+  PM_EVICT_LRU = 1,
+} pm_eviction;
+
+/* Flags for pm_options.flags. */
+enum {
+  /* Verify the XXH3-128 checksum of a disk page on every read, not only on
+   * the first read after the page was loaded from disk. */
+  PM_OPEN_VERIFY_ALWAYS = 1u << 0,
+  /* Do not keep pages at all: every read goes to the origin (a baseline for
+   * benchmarks and a fallback when the cache directory is unusable). */
+  PM_OPEN_PASSTHROUGH = 1u << 1,
+};
+
+typedef struct pm_options {
+  size_t size;               /* sizeof(pm_options), set by pm_options_init */
+  const char *cache_dir;     /* NULL: $PAGEMESH_CACHE_DIR, else
+                                $XDG_CACHE_HOME/pagemesh, else
+                                ~/.cache/pagemesh */
+  uint64_t disk_capacity;    /* bytes of page data on disk (default 8 GiB) */
+  uint64_t ram_capacity;     /* bytes of page data in RAM (default 256 MiB) */
+  uint32_t page_size;        /* bytes, power of two, 64 KiB..16 MiB
+                                (default 1 MiB) */
+  pm_eviction eviction;      /* default PM_EVICT_STABLE */
+  uint32_t meta_ttl_ms;      /* how long object metadata is trusted without
+                                asking the origin (default 60000) */
+  uint32_t readahead_pages;  /* pages fetched ahead of a sequential reader
+                                (default 4; 0 disables) */
+  uint32_t io_threads;       /* worker threads for origin and disk I/O
+                                (default 8) */
+  uint32_t origin_timeout_ms; /* per origin request (default 30000) */
+  uint32_t origin_retries;   /* retries on 5xx and timeouts (default 4) */
+  uint32_t flags;            /* PM_OPEN_* */
+} pm_options;
+
+/* Fill *opts with defaults. Always call it before setting fields. */
+PM_EXTERN void pm_options_init(pm_options *opts);
+
+/*
+ * Apply PAGEMESH_* environment variables to *opts: PAGEMESH_CACHE_DIR,
+ * PAGEMESH_DISK_CAPACITY and PAGEMESH_RAM_CAPACITY (bytes, or with a K/M/G/T
+ * suffix), PAGEMESH_PAGE_SIZE, PAGEMESH_EVICTION ("stable" or "lru"),
+ * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS.
+ * String fields point into the environment (valid until it changes).
+ * Errors: PM_ECONFIG if a variable is set to an unparsable value (the
+ * detail names it); *opts is then unchanged for that field.
+ */
+PM_EXTERN int pm_options_load_env(pm_options *opts);
+
+/*
+ * Open a peer on opts->cache_dir: create the directory if needed, rebuild
+ * the page index from the pages found there, and get ready to read.
+ * *out is set only on success; close it with pm_peer_close().
+ * Errors: PM_EINVAL (NULL argument, page_size not a power of two in range,
+ * unknown eviction), PM_EACCES (cache directory not writable: the detail
+ * names it), PM_EIO (cannot create or scan it), PM_ENOMEM.
+ */
+PM_EXTERN int pm_peer_open(const pm_options *opts, pm_peer **out);
+
+/* Stop the peer's threads, wait for reads in flight, and free it. Pages
+ * stay on disk for the next open. Accepts NULL. Not safe to call while
+ * another thread still uses the peer. */
+PM_EXTERN void pm_peer_close(pm_peer *peer);
+
+/* The detail of the last failure of a call on this peer from the calling
+ * thread: a sentence naming the object and the cause ("s3://b/k: HTTP 403
+ * AccessDenied"). Never NULL; "" if there was none. Valid until the next
+ * call on this thread. */
+PM_EXTERN const char *pm_peer_errmsg(const pm_peer *peer);
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                   */
+
+/*
+ * Read up to `length` bytes of `uri` starting at `offset` into `buf`.
+ * Returns the number of bytes read: `length`, or fewer only at the end of
+ * the object (0 at or past the end). The bytes all come from one version of
+ * the object.
+ * Errors: PM_EINVAL (NULL argument), PM_EBADURI, PM_ENOENT (no such
+ * object), PM_EACCES (origin refused: 401/403), PM_EUNREACHABLE,
+ * PM_ETIMEDOUT, PM_EORIGIN (origin error after retries), PM_ECHANGED (the
+ * object kept changing during the read), PM_EIO, PM_ENOMEM.
+ */
+PM_EXTERN ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset,
+                          void *buf, size_t length);
+
+/* One range of a batched read. */
+typedef struct pm_range {
+  const char *uri;   /* in: object */
+  uint64_t offset;   /* in: first byte */
+  size_t length;     /* in: bytes wanted */
+  void *buf;         /* in: where they go (length bytes) */
+  ssize_t result;    /* out: bytes read, or a negative pm_err */
+} pm_range;
+
+/*
+ * Read many ranges of many objects, in parallel on the peer's I/O threads
+ * (PyArrow column chunks, fsspec cat_ranges). Each range gets its own
+ * result, as pm_read would return it. Pages shared by several ranges are
+ * fetched once.
+ * Returns 0 if every range succeeded, else the first failing range's error
+ * (the other ranges are still filled in). Errors: as pm_read, and
+ * PM_EINVAL for a NULL array with count > 0.
+ */
+PM_EXTERN int pm_read_batch(pm_peer *peer, pm_range *ranges, size_t count);
+
+/*
+ * Ask the peer to fetch [offset, offset+length) of uri into the cache in
+ * the background (length 0: to the end). Returns once the work is queued.
+ * Errors: PM_EINVAL, PM_EBADURI, and the errors of pm_stat (the object's
+ * metadata is looked up before queuing).
+ */
+PM_EXTERN int pm_prefetch(pm_peer *peer, const char *uri, uint64_t offset,
+                          uint64_t length);
+
+/* ------------------------------------------------------------------------ */
+/* Zero-copy mapping                                                          */
+
+/* A read-only mapping of cached bytes, valid until pm_unmap(), even if the
+ * page is evicted meanwhile. */
+typedef struct pm_mapping {
+  const void *data;  /* the bytes */
+  size_t length;     /* how many (short only at the end of the object) */
+  void *priv_;       /* library state; do not touch */
+} pm_mapping;
+
+/*
+ * Map up to `length` bytes of uri at `offset` without copying them. The
+ * range must lie within one page (offset / page_size == (offset + length -
+ * 1) / page_size); use pm_read for longer ranges. The page is fetched first
+ * if it is not cached.
+ * Errors: as pm_read, plus PM_ERANGE if the range crosses a page boundary
+ * or starts past the end of the object.
+ */
+PM_EXTERN int pm_map(pm_peer *peer, const char *uri, uint64_t offset,
+                     size_t length, pm_mapping *out);
+
+/* Release a mapping from pm_map. Accepts a zeroed mapping. */
+PM_EXTERN void pm_unmap(pm_peer *peer, pm_mapping *mapping);
+
+/* ------------------------------------------------------------------------ */
+/* Metadata                                                                   */
+
+#define PM_VERSION_MAX 128
+
+typedef struct pm_object_stat {
+  uint64_t size;                /* bytes */
+  int64_t mtime_ns;             /* last modification, ns since the epoch;
+                                   0 if the origin does not say */
+  char version[PM_VERSION_MAX]; /* ETag, or "mtime-size" for POSIX */
+} pm_object_stat;
+
+/*
+ * Metadata of one object, from the metadata cache when fresh (see
+ * pm_options.meta_ttl_ms), else from the origin. If the origin cannot be
+ * reached and stale metadata is cached, the stale metadata is returned.
+ * Errors: PM_EINVAL, PM_EBADURI, PM_ENOENT, PM_EACCES, PM_EUNREACHABLE,
+ * PM_ETIMEDOUT, PM_EORIGIN, PM_ENOMEM.
+ */
+PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
+
+/* Forget cached metadata (and so, pages of old versions) for every object
+ * whose URI starts with `uri_prefix`, so that the next read asks the
+ * origin. Errors: PM_EINVAL. */
+PM_EXTERN int pm_invalidate(pm_peer *peer, const char *uri_prefix);
+
+typedef struct pm_list_entry {
+  char *uri;       /* full URI of the object or the directory (ends in '/') */
+  int is_dir;      /* 1 for a common prefix ("directory"), 0 for an object */
+  uint64_t size;   /* 0 for a directory */
+  int64_t mtime_ns;
+  char *version;   /* ETag or "mtime-size"; NULL for a directory */
+} pm_list_entry;
+
+enum {
+  /* List every object below the URI, not just its direct children. */
+  PM_LIST_RECURSIVE = 1u << 0,
+};
+
+/*
+ * List the children of the "directory" `uri` (a bucket, a prefix ending in
+ * '/', or a local directory; a trailing '/' is implied). If nothing lies
+ * below it but an object of that exact name exists, that one object is
+ * listed. Entries are sorted by URI. Free the array with pm_list_free().
+ * Listed objects' metadata is added to the metadata cache.
+ * Errors: PM_EINVAL, PM_EBADURI, PM_ENOENT (no such bucket, directory or
+ * object), PM_EACCES, PM_EUNREACHABLE, PM_ETIMEDOUT, PM_EORIGIN,
+ * PM_ENOTSUP (the origin cannot list, e.g. plain HTTP), PM_ENOMEM.
+ */
+PM_EXTERN int pm_list(pm_peer *peer, const char *uri, unsigned flags,
+                      pm_list_entry **entries, size_t *count);
+
+/* Free an array returned by pm_list. Accepts NULL. */
+PM_EXTERN void pm_list_free(pm_list_entry *entries, size_t count);
+
+/* ------------------------------------------------------------------------ */
+/* What the cache did                                                         */
+
+typedef struct pm_stats {
+  size_t size;              /* sizeof(pm_stats), set by the caller */
+  uint64_t reads;           /* pm_read/pm_read_batch ranges served */
+  uint64_t bytes_served;    /* bytes returned to callers */
+  uint64_t hits_ram;        /* page lookups answered by the RAM tier */
+  uint64_t hits_disk;       /* ... by the disk tier */
+  uint64_t misses;          /* page lookups that went to the origin */
+  uint64_t origin_requests; /* requests sent to origins (HEAD, GET, LIST) */
+  uint64_t origin_bytes;    /* bytes received from origins */
+  uint64_t evictions;       /* pages evicted from either tier */
+  uint64_t corrupt_pages;   /* pages found corrupt and dropped */
+  uint64_t declined;        /* pages not admitted by the eviction policy */
+  uint64_t store_errors;    /* pages that could not be stored (disk full) */
+  uint64_t disk_used;       /* bytes of page data on disk */
+  uint64_t disk_capacity;
+  uint64_t ram_used;
+  uint64_t ram_capacity;
+  uint64_t pages_disk;
+  uint64_t pages_ram;
+} pm_stats;
+
+/*
+ * Fill *out with the peer's counters since it was opened and the current
+ * use of each tier. Set out->size = sizeof(pm_stats) first.
+ * Errors: PM_EINVAL.
+ */
+PM_EXTERN int pm_peer_stats(pm_peer *peer, pm_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                    */
+
+typedef enum pm_log_level {
+  PM_LOG_ERROR = 0,
+  PM_LOG_WARN = 1,
+  PM_LOG_INFO = 2,
+  PM_LOG_DEBUG = 3,
+} pm_log_level;
+
+typedef void (*pm_log_fn)(void *arg, pm_log_level level,
+                          const char *subsystem, const char *message);
+
+/* Send the library's log lines to fn (NULL: stderr, the default) and set
+ * the level (default PM_LOG_WARN, or $PAGEMESH_LOG_LEVEL: error, warn,
+ * info, debug). Process-wide; safe from any thread. */
+PM_EXTERN void pm_log_set(pm_log_level level, pm_log_fn fn, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PAGEMESH_H */
