@@ -94,6 +94,11 @@ void pm_peer_close(pm_peer *peer) {
     return;
   atomic_store(&peer->closing, true);
   pm__pool_close(peer->pool);
+  if (peer->store && peer->meta) {
+    pm_stats final = {.size = sizeof final};
+    if (pm_peer_stats(peer, &final) == 0)
+      pm__stats_file_add(peer->cache_dir, &final);
+  }
   pm__flights_close(peer->flights);
   pm__ufs_set_close(peer->ufs);
   pm__meta_close(peer->meta);

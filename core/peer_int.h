@@ -50,6 +50,9 @@ int pm__options_check(const pm_options *opts);
 int pm__eviction_parse(const char *text, pm_eviction *out);
 char *pm__cache_dir_resolve(const char *configured);
 
+/* stats_file.c: add a closing peer's counters to <dir>/stats.json. */
+void pm__stats_file_add(const char *dir, const pm_stats *delta);
+
 /* Metadata of a normalised URI: fresh cache, else the origin (one request
  * for concurrent callers), else stale cache if the origin is unreachable. */
 int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out);

@@ -322,6 +322,14 @@ typedef struct pm_stats {
  */
 PM_EXTERN int pm_peer_stats(pm_peer *peer, pm_stats *out);
 
+/*
+ * Like pm_peer_stats, but the counters also include those of every peer
+ * that was opened on the same cache directory and has closed since the
+ * directory was created (each peer adds its counters to
+ * <cache_dir>/stats.json when it closes). Errors: PM_EINVAL.
+ */
+PM_EXTERN int pm_peer_stats_total(pm_peer *peer, pm_stats *out);
+
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                    */
 
