@@ -31,7 +31,7 @@ struct pm_link {
   /* Touch buffer. */
   uint8_t touched[TOUCH_BATCH][16];
   size_t touched_count;
-  PmLocalCounters pending; /* counters not yet reported */
+  Pm__LocalCounters pending; /* counters not yet reported */
 };
 
 static int connect_node(const char *path, int *out) {
@@ -84,17 +84,17 @@ static int broken(pm_link *l, int fd) {
 }
 
 /* Send req and wait for one reply on a connection of the pool. *reply is
- * freed by the caller with pm_local_reply__free_unpacked. A passed fd is
+ * freed by the caller with pm__local_reply__free_unpacked. A passed fd is
  * returned in *fd_out (or closed if fd_out is NULL). */
-static int call_on(pm_link *l, int fd, PmLocalRequest *req,
-                   PmLocalReply **reply, int *fd_out) {
+static int call_on(pm_link *l, int fd, Pm__LocalRequest *req,
+                   Pm__LocalReply **reply, int *fd_out) {
   uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
   if (!buf)
     return pm__errf(PM_ENOMEM, "out of memory");
   int passed = -1, err = pm__local_send(fd, &req->base, -1);
   ssize_t n = err ? err : pm__local_recv(fd, buf, &passed);
   if (n > 0) {
-    *reply = pm_local_reply__unpack(NULL, (size_t)n, buf);
+    *reply = pm__local_reply__unpack(NULL, (size_t)n, buf);
     if (!*reply || (*reply)->id != req->id)
       n = pm__errf(PM_EPROTO, "undecodable reply from the node peer");
   }
@@ -106,7 +106,7 @@ static int call_on(pm_link *l, int fd, PmLocalRequest *req,
   return n > 0 ? 0 : (n == 0 ? PM_EUNREACHABLE : (int)n);
 }
 
-static int call(pm_link *l, PmLocalRequest *req, PmLocalReply **reply,
+static int call(pm_link *l, Pm__LocalRequest *req, Pm__LocalReply **reply,
                 int *fd_out) {
   int fd;
   *reply = NULL;
@@ -119,7 +119,7 @@ static int call(pm_link *l, PmLocalRequest *req, PmLocalReply **reply,
   err = call_on(l, fd, req, reply, fd_out);
   if (err == PM_EUNREACHABLE || err == PM_EPROTO) {
     if (*reply)
-      pm_local_reply__free_unpacked(*reply, NULL);
+      pm__local_reply__free_unpacked(*reply, NULL);
     *reply = NULL;
     return broken(l, fd);
   }
@@ -133,7 +133,7 @@ static int call(pm_link *l, PmLocalRequest *req, PmLocalReply **reply,
                    (*reply)->detail ? (*reply)->detail : "");
     if (fd_out && *fd_out >= 0)
       close(*fd_out);
-    pm_local_reply__free_unpacked(*reply, NULL);
+    pm__local_reply__free_unpacked(*reply, NULL);
     *reply = NULL;
   }
   return err;
@@ -146,14 +146,14 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
     return pm__errf(PM_ENOMEM, "out of memory");
   }
   pthread_mutex_init(&l->mutex, NULL);
-  pm_local_counters__init(&l->pending);
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalHello hello = PM_LOCAL_HELLO__INIT;
+  pm__local_counters__init(&l->pending);
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalHello hello = PM__LOCAL_HELLO__INIT;
   hello.pid = (uint32_t)getpid();
   hello.protocol = PM_LOCAL_PROTOCOL;
-  req.body_case = PM_LOCAL_REQUEST__BODY_HELLO;
+  req.body_case = PM__LOCAL_REQUEST__BODY_HELLO;
   req.hello = &hello;
-  PmLocalReply *reply;
+  Pm__LocalReply *reply;
   int fd, err = connect_node(path, &fd);
   if (!err) {
     req.id = atomic_fetch_add(&l->next_id, 1);
@@ -165,7 +165,7 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
       *page_size = reply->page_size;
     }
     if (reply)
-      pm_local_reply__free_unpacked(reply, NULL);
+      pm__local_reply__free_unpacked(reply, NULL);
     if (err)
       close(fd);
     else
@@ -199,12 +199,12 @@ pid_t pm__link_node_pid(pm_link *l) {
 }
 
 int pm__link_stat(pm_link *l, const char *uri, pm_object_stat *out) {
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalStat m = PM_LOCAL_STAT__INIT;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalStat m = PM__LOCAL_STAT__INIT;
   m.uri = (char *)uri;
-  req.body_case = PM_LOCAL_REQUEST__BODY_STAT;
+  req.body_case = PM__LOCAL_REQUEST__BODY_STAT;
   req.stat = &m;
-  PmLocalReply *reply;
+  Pm__LocalReply *reply;
   int err = call(l, &req, &reply, NULL);
   if (err)
     return err;
@@ -216,25 +216,25 @@ int pm__link_stat(pm_link *l, const char *uri, pm_object_stat *out) {
                             .mtime_ns = reply->stat->mtime_ns};
     snprintf(out->version, sizeof out->version, "%s", reply->stat->version);
   }
-  pm_local_reply__free_unpacked(reply, NULL);
+  pm__local_reply__free_unpacked(reply, NULL);
   return err;
 }
 
 int pm__link_fetch(pm_link *l, const char *uri, const pm_object_stat *st,
                    uint64_t page_index, int *fd, uint64_t *data_offset,
                    size_t *length) {
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalFetch m = PM_LOCAL_FETCH__INIT;
-  PmLocalObjectStat ls = PM_LOCAL_OBJECT_STAT__INIT;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalFetch m = PM__LOCAL_FETCH__INIT;
+  Pm__LocalObjectStat ls = PM__LOCAL_OBJECT_STAT__INIT;
   ls.size = st->size;
   ls.mtime_ns = st->mtime_ns;
   ls.version = (char *)st->version;
   m.uri = (char *)uri;
   m.stat = &ls;
   m.page_index = page_index;
-  req.body_case = PM_LOCAL_REQUEST__BODY_FETCH;
+  req.body_case = PM__LOCAL_REQUEST__BODY_FETCH;
   req.fetch = &m;
-  PmLocalReply *reply;
+  Pm__LocalReply *reply;
   *fd = -1;
   int err = call(l, &req, &reply, fd);
   if (err)
@@ -243,17 +243,17 @@ int pm__link_fetch(pm_link *l, const char *uri, const pm_object_stat *st,
     err = pm__errf(PM_EPROTO, "%s: fetch reply without a descriptor", uri);
   *data_offset = reply->data_offset;
   *length = (size_t)reply->length;
-  pm_local_reply__free_unpacked(reply, NULL);
+  pm__local_reply__free_unpacked(reply, NULL);
   return err;
 }
 
 int pm__link_list(pm_link *l, const char *uri, unsigned flags,
                   pm_ufs_list_cb cb, void *arg) {
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalList m = PM_LOCAL_LIST__INIT;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalList m = PM__LOCAL_LIST__INIT;
   m.uri = (char *)uri;
   m.flags = flags;
-  req.body_case = PM_LOCAL_REQUEST__BODY_LIST;
+  req.body_case = PM__LOCAL_REQUEST__BODY_LIST;
   req.list = &m;
   int fd;
   if (atomic_load(&l->broken) || checkout(l, &fd) != 0)
@@ -268,7 +268,7 @@ int pm__link_list(pm_link *l, const char *uri, unsigned flags,
     ssize_t n = pm__local_recv(fd, buf, &passed);
     if (passed >= 0)
       close(passed);
-    PmLocalReply *r = n > 0 ? pm_local_reply__unpack(NULL, (size_t)n, buf)
+    Pm__LocalReply *r = n > 0 ? pm__local_reply__unpack(NULL, (size_t)n, buf)
                             : NULL;
     if (!r) {
       free(buf);
@@ -277,14 +277,14 @@ int pm__link_list(pm_link *l, const char *uri, unsigned flags,
     if (r->status < 0)
       err = pm__errf(r->status, "%s", r->detail ? r->detail : "");
     for (size_t i = 0; !err && i < r->n_entries; i++) {
-      PmLocalListEntry *e = r->entries[i];
+      Pm__LocalListEntry *e = r->entries[i];
       pm_list_entry entry = {.uri = e->uri, .is_dir = e->is_dir,
                              .size = e->size, .mtime_ns = e->mtime_ns,
                              .version = e->is_dir ? NULL : e->version};
       err = cb(arg, &entry);
     }
     more = r->more && r->status >= 0;
-    pm_local_reply__free_unpacked(r, NULL);
+    pm__local_reply__free_unpacked(r, NULL);
   }
   free(buf);
   if (more) /* the callback stopped early: the rest is still coming */
@@ -294,46 +294,46 @@ int pm__link_list(pm_link *l, const char *uri, unsigned flags,
   return err;
 }
 
-static int simple_call(pm_link *l, PmLocalRequest *req) {
-  PmLocalReply *reply;
+static int simple_call(pm_link *l, Pm__LocalRequest *req) {
+  Pm__LocalReply *reply;
   int err = call(l, req, &reply, NULL);
   if (!err)
-    pm_local_reply__free_unpacked(reply, NULL);
+    pm__local_reply__free_unpacked(reply, NULL);
   return err;
 }
 
 int pm__link_invalidate(pm_link *l, const char *prefix) {
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalInvalidate m = PM_LOCAL_INVALIDATE__INIT;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalInvalidate m = PM__LOCAL_INVALIDATE__INIT;
   m.prefix = (char *)prefix;
-  req.body_case = PM_LOCAL_REQUEST__BODY_INVALIDATE;
+  req.body_case = PM__LOCAL_REQUEST__BODY_INVALIDATE;
   req.invalidate = &m;
   return simple_call(l, &req);
 }
 
 int pm__link_prefetch(pm_link *l, const char *uri, uint64_t offset,
                       uint64_t length) {
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalPrefetch m = PM_LOCAL_PREFETCH__INIT;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalPrefetch m = PM__LOCAL_PREFETCH__INIT;
   m.uri = (char *)uri;
   m.offset = offset;
   m.length = length;
-  req.body_case = PM_LOCAL_REQUEST__BODY_PREFETCH;
+  req.body_case = PM__LOCAL_REQUEST__BODY_PREFETCH;
   req.prefetch = &m;
   return simple_call(l, &req);
 }
 
 int pm__link_status(pm_link *l, char **json) {
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalStatus m = PM_LOCAL_STATUS__INIT;
-  req.body_case = PM_LOCAL_REQUEST__BODY_STATUS;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalStatus m = PM__LOCAL_STATUS__INIT;
+  req.body_case = PM__LOCAL_REQUEST__BODY_STATUS;
   req.status = &m;
-  PmLocalReply *reply;
+  Pm__LocalReply *reply;
   int err = call(l, &req, &reply, NULL);
   if (err)
     return err;
   *json = strdup(reply->status_json ? reply->status_json : "{}");
-  pm_local_reply__free_unpacked(reply, NULL);
+  pm__local_reply__free_unpacked(reply, NULL);
   return *json ? 0 : pm__errf(PM_ENOMEM, "out of memory");
 }
 
@@ -341,24 +341,24 @@ int pm__link_status(pm_link *l, char **json) {
 void pm__link_flush(pm_link *l) {
   uint8_t ids[TOUCH_BATCH][16];
   ProtobufCBinaryData bins[TOUCH_BATCH];
-  PmLocalCounters counters;
+  Pm__LocalCounters counters;
   pthread_mutex_lock(&l->mutex);
   size_t n = l->touched_count;
   memcpy(ids, l->touched, n * 16);
   counters = l->pending;
   l->touched_count = 0;
-  pm_local_counters__init(&l->pending);
+  pm__local_counters__init(&l->pending);
   pthread_mutex_unlock(&l->mutex);
   if (n == 0 && counters.reads == 0)
     return;
   for (size_t i = 0; i < n; i++)
     bins[i] = (ProtobufCBinaryData){.len = 16, .data = ids[i]};
-  PmLocalRequest req = PM_LOCAL_REQUEST__INIT;
-  PmLocalTouch m = PM_LOCAL_TOUCH__INIT;
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalTouch m = PM__LOCAL_TOUCH__INIT;
   m.n_page_ids = n;
   m.page_ids = bins;
   m.counters = &counters;
-  req.body_case = PM_LOCAL_REQUEST__BODY_TOUCH;
+  req.body_case = PM__LOCAL_REQUEST__BODY_TOUCH;
   req.touch = &m;
   int fd;
   if (atomic_load(&l->broken) || checkout(l, &fd) != 0)
@@ -370,13 +370,18 @@ void pm__link_flush(pm_link *l) {
   checkin(l, fd);
 }
 
-void pm__link_touch(pm_link *l, const pm_page_id *id, uint64_t bytes) {
+void pm__link_note_read(pm_link *l, uint64_t bytes) {
+  pthread_mutex_lock(&l->mutex);
+  l->pending.reads++;
+  l->pending.bytes_served += bytes;
+  pthread_mutex_unlock(&l->mutex);
+}
+
+void pm__link_touch(pm_link *l, const pm_page_id *id) {
   pthread_mutex_lock(&l->mutex);
   if (l->touched_count < TOUCH_BATCH)
     memcpy(l->touched[l->touched_count++], id->bytes, 16);
-  l->pending.reads++;
   l->pending.hits++;
-  l->pending.bytes_served += bytes;
   bool full = l->touched_count == TOUCH_BATCH;
   pthread_mutex_unlock(&l->mutex);
   if (full)

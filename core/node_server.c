@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ struct pm_node_server {
 /* ---- replies --------------------------------------------------------------- */
 
 static int send_status(conn *c, uint64_t id, int status) {
-  PmLocalReply reply = PM_LOCAL_REPLY__INIT;
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
   reply.id = id;
   reply.status = status;
   if (status < 0)
@@ -49,20 +50,20 @@ static int send_status(conn *c, uint64_t id, int status) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
-static void fill_stat(PmLocalObjectStat *out, const pm_object_stat *st) {
+static void fill_stat(Pm__LocalObjectStat *out, const pm_object_stat *st) {
   out->size = st->size;
   out->mtime_ns = st->mtime_ns;
   out->version = (char *)st->version;
 }
 
-static int handle_stat(conn *c, uint64_t id, const PmLocalStat *m) {
+static int handle_stat(conn *c, uint64_t id, const Pm__LocalStat *m) {
   pm_object_stat st;
   int err = m && m->uri ? pm_stat(c->server->peer, m->uri, &st)
                         : pm__errf(PM_EPROTO, "stat without a uri");
   if (err)
     return send_status(c, id, err);
-  PmLocalReply reply = PM_LOCAL_REPLY__INIT;
-  PmLocalObjectStat ls = PM_LOCAL_OBJECT_STAT__INIT;
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  Pm__LocalObjectStat ls = PM__LOCAL_OBJECT_STAT__INIT;
   fill_stat(&ls, &st);
   reply.id = id;
   reply.stat = &ls;
@@ -93,7 +94,7 @@ static int page_in_memfd(pm_peer *peer, const char *uri,
   return 0;
 }
 
-static int check_fetch(pm_peer *peer, const PmLocalFetch *m, char *norm,
+static int check_fetch(pm_peer *peer, const Pm__LocalFetch *m, char *norm,
                        pm_object_stat *st) {
   if (!m || !m->uri || !m->stat || !m->stat->version ||
       strlen(m->stat->version) >= PM_VERSION_MAX)
@@ -109,7 +110,7 @@ static int check_fetch(pm_peer *peer, const PmLocalFetch *m, char *norm,
   return 0;
 }
 
-static int handle_fetch(conn *c, uint64_t id, const PmLocalFetch *m) {
+static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
   pm_peer *peer = c->server->peer;
   char norm[PM_URI_MAX];
   pm_object_stat st;
@@ -131,7 +132,7 @@ static int handle_fetch(conn *c, uint64_t id, const PmLocalFetch *m) {
   }
   if (err)
     return send_status(c, id, err);
-  PmLocalReply reply = PM_LOCAL_REPLY__INIT;
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
   reply.id = id;
   reply.data_offset = offset;
   reply.length = length;
@@ -152,15 +153,15 @@ static int send_list_chunks(conn *c, uint64_t id, pm_list_entry *e,
       i++;
     }
     size_t n = i - start;
-    PmLocalListEntry *items = calloc(n ? n : 1, sizeof *items);
-    PmLocalListEntry **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    Pm__LocalListEntry *items = calloc(n ? n : 1, sizeof *items);
+    Pm__LocalListEntry **ptrs = calloc(n ? n : 1, sizeof *ptrs);
     if (!items || !ptrs) {
       free(items);
       free(ptrs);
       return send_status(c, id, pm__errf(PM_ENOMEM, "listing: no memory"));
     }
     for (size_t k = 0; k < n; k++) {
-      pm_local_list_entry__init(&items[k]);
+      pm__local_list_entry__init(&items[k]);
       items[k].uri = e[start + k].uri;
       items[k].is_dir = e[start + k].is_dir;
       items[k].size = e[start + k].size;
@@ -168,7 +169,7 @@ static int send_list_chunks(conn *c, uint64_t id, pm_list_entry *e,
       items[k].version = e[start + k].version ? e[start + k].version : "";
       ptrs[k] = &items[k];
     }
-    PmLocalReply reply = PM_LOCAL_REPLY__INIT;
+    Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
     reply.id = id;
     reply.n_entries = n;
     reply.entries = ptrs;
@@ -182,7 +183,7 @@ static int send_list_chunks(conn *c, uint64_t id, pm_list_entry *e,
   return 0;
 }
 
-static int handle_list(conn *c, uint64_t id, const PmLocalList *m) {
+static int handle_list(conn *c, uint64_t id, const Pm__LocalList *m) {
   pm_list_entry *entries = NULL;
   size_t count = 0;
   int err = m && m->uri ? pm_list(c->server->peer, m->uri, m->flags,
@@ -195,7 +196,7 @@ static int handle_list(conn *c, uint64_t id, const PmLocalList *m) {
   return err;
 }
 
-static void handle_touch(conn *c, const PmLocalTouch *m) {
+static void handle_touch(conn *c, const Pm__LocalTouch *m) {
   pm_peer *peer = c->server->peer;
   for (size_t i = 0; m && peer->store && i < m->n_page_ids; i++) {
     if (m->page_ids[i].len != 16)
@@ -217,7 +218,7 @@ static int handle_status(conn *c, uint64_t id) {
   int err = pm__node_status_json(c->server->peer, &json);
   if (err)
     return send_status(c, id, err);
-  PmLocalReply reply = PM_LOCAL_REPLY__INIT;
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
   reply.id = id;
   reply.status_json = json;
   err = pm__local_send(c->fd, &reply.base, -1);
@@ -225,41 +226,41 @@ static int handle_status(conn *c, uint64_t id) {
   return err;
 }
 
-static int handle_hello(conn *c, uint64_t id, const PmLocalHello *m) {
+static int handle_hello(conn *c, uint64_t id, const Pm__LocalHello *m) {
   if (!m || m->protocol != PM_LOCAL_PROTOCOL)
     return send_status(c, id, pm__errf(PM_EPROTO, "protocol %u is not %u",
                                        m ? m->protocol : 0,
                                        PM_LOCAL_PROTOCOL));
-  PmLocalReply reply = PM_LOCAL_REPLY__INIT;
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
   reply.id = id;
   reply.page_size = c->server->peer->opts.page_size;
   reply.node_pid = (uint32_t)getpid();
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
-static int dispatch(conn *c, const PmLocalRequest *req) {
+static int dispatch(conn *c, const Pm__LocalRequest *req) {
   pm_peer *peer = c->server->peer;
   pm__errmsg_clear();
   switch (req->body_case) {
-  case PM_LOCAL_REQUEST__BODY_HELLO:
+  case PM__LOCAL_REQUEST__BODY_HELLO:
     return handle_hello(c, req->id, req->hello);
-  case PM_LOCAL_REQUEST__BODY_STAT:
+  case PM__LOCAL_REQUEST__BODY_STAT:
     return handle_stat(c, req->id, req->stat);
-  case PM_LOCAL_REQUEST__BODY_FETCH:
+  case PM__LOCAL_REQUEST__BODY_FETCH:
     return handle_fetch(c, req->id, req->fetch);
-  case PM_LOCAL_REQUEST__BODY_LIST:
+  case PM__LOCAL_REQUEST__BODY_LIST:
     return handle_list(c, req->id, req->list);
-  case PM_LOCAL_REQUEST__BODY_INVALIDATE:
+  case PM__LOCAL_REQUEST__BODY_INVALIDATE:
     return send_status(c, req->id,
                        req->invalidate && req->invalidate->prefix
                            ? pm_invalidate(peer, req->invalidate->prefix)
                            : pm__errf(PM_EPROTO, "invalidate: no prefix"));
-  case PM_LOCAL_REQUEST__BODY_STATUS:
+  case PM__LOCAL_REQUEST__BODY_STATUS:
     return handle_status(c, req->id);
-  case PM_LOCAL_REQUEST__BODY_TOUCH:
+  case PM__LOCAL_REQUEST__BODY_TOUCH:
     handle_touch(c, req->touch);
     return 0;
-  case PM_LOCAL_REQUEST__BODY_PREFETCH:
+  case PM__LOCAL_REQUEST__BODY_PREFETCH:
     return send_status(c, req->id,
                        req->prefetch && req->prefetch->uri
                            ? pm_prefetch(peer, req->prefetch->uri,
@@ -283,7 +284,7 @@ static void *conn_main(void *arg) {
       close(fd); /* attached processes never send descriptors */
     if (n <= 0)
       break;
-    PmLocalRequest *req = pm_local_request__unpack(NULL, (size_t)n, buf);
+    Pm__LocalRequest *req = pm__local_request__unpack(NULL, (size_t)n, buf);
     if (!req) {
       PM_LOG_RATELIMITED(PM_LOG_WARN, "node", 5000,
                          "pid %d sent an undecodable request; dropping it",
@@ -291,7 +292,7 @@ static void *conn_main(void *arg) {
       break;
     }
     int err = dispatch(c, req);
-    pm_local_request__free_unpacked(req, NULL);
+    pm__local_request__free_unpacked(req, NULL);
     if (err == PM_EUNREACHABLE)
       break;
   }

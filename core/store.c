@@ -346,3 +346,12 @@ int pm__store_set_capacity(pm_store *store, uint64_t disk_capacity,
   pm__sketch_set_capacity(store->sketch, sketch_pages(store));
   return 0;
 }
+
+void pm__store_touch(pm_store *store, const pm_page_id *id) {
+  if (!store || !id)
+    return;
+  uint64_t tick = pm__sketch_record(store->sketch, id);
+  pm__ram_tier_touch(store->ram, id, tick);
+  if (store->disk)
+    pm__disk_tier_touch(store->disk, id, tick);
+}

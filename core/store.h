@@ -104,6 +104,10 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
 
 void pm__store_stats(pm_store *store, pm_store_stats *out);
 
+/* Record an access made without the store (an attached process read the
+ * page file itself), for the eviction policy. Counts no hit. */
+void pm__store_touch(pm_store *store, const pm_page_id *id);
+
 /* Change capacities at run time; evicts down to the new sizes. */
 int pm__store_set_capacity(pm_store *store, uint64_t disk_capacity,
                            uint64_t ram_capacity);
