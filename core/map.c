@@ -97,10 +97,13 @@ int pm__map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
                     "crosses a page", norm, (unsigned long long)offset, length);
   uint64_t page = offset / ps;
   uint32_t in_page = (uint32_t)(offset - page * ps);
+  pm_page_id pid = pm__page_id(norm, st.version, page, (uint32_t)ps);
+  if (peer->store && pm__store_contains(peer->store, &pid))
+    atomic_fetch_add(&peer->counters.attached_hits, 1);
   ssize_t n = pm__page_fetch(peer, norm, &st, page, 0, NULL, 0);
   if (n < 0)
     return (int)n;
-  pm_page_id id = pm__page_id(norm, st.version, page, (uint32_t)ps);
+  pm_page_id id = pid;
   if ((peer->role == PM_ROLE_ATTACHED &&
        map_attached(peer, &id, in_page, length, out) == 0) ||
       (peer->store && map_page_file(peer, &id, in_page, length, out) == 0)) {

@@ -115,13 +115,18 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
   char norm[PM_URI_MAX];
   pm_object_stat st;
   int err = check_fetch(peer, m, norm, &st);
-  if (!err)
-    err = (int)PM_MIN(0, pm__page_fetch(peer, norm, &st, m->page_index, 0,
-                                        NULL, 0));
   if (err)
     return send_status(c, id, err);
   pm_page_id pid = pm__page_id(norm, st.version, m->page_index,
                                peer->opts.page_size);
+  /* A page this process's store already held is a hit for the node. */
+  if (peer->store && pm__store_contains(peer->store, &pid))
+    atomic_fetch_add(&peer->counters.attached_hits, 1);
+  err = (int)PM_MIN(0, pm__page_fetch(peer, norm, &st, m->page_index, 0,
+                                      NULL, 0));
+  if (err)
+    return send_status(c, id, err);
+  pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
   int fd = -1;
   uint64_t offset = 0;
   size_t length = 0;

@@ -123,6 +123,9 @@ int pm__role_establish(pm_peer *peer) {
         flock(peer->lock_fd, LOCK_UN);
       return err;
     }
+    if (peer->opts.flags & PM_OPEN_NODE_ONLY)
+      return pm__errf(PM_EBUSY, "another process is the node peer of %s "
+                      "(see %s/node.pid)", peer->cache_dir, peer->cache_dir);
     int err = try_attach(peer);
     if (err != PM_EUNREACHABLE)
       return err; /* attached (0), or a permission or protocol error */

@@ -115,6 +115,9 @@ enum {
   /* Only attach to a running node peer; fail with PM_EUNREACHABLE if there
    * is none (status tools that must not start a peer themselves). */
   PM_OPEN_ATTACH_ONLY = 1u << 3,
+  /* Only become the node peer; fail with PM_EBUSY if another process is
+   * the node peer of this cache directory (daemons). */
+  PM_OPEN_NODE_ONLY = 1u << 4,
 };
 
 typedef struct pm_options {
@@ -164,7 +167,8 @@ PM_EXTERN int pm_options_load_env(pm_options *opts);
  * Errors: PM_EINVAL (NULL argument, page_size not a power of two in range,
  * unknown eviction), PM_EACCES (cache directory not writable, or owned by
  * another user: the detail names it), PM_EIO (cannot create or scan it),
- * PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer), PM_EPROTO (the
+ * PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer), PM_EBUSY
+ * (PM_OPEN_NODE_ONLY and another node peer runs), PM_EPROTO (the
  * node peer speaks another protocol version), PM_ENOMEM.
  */
 PM_EXTERN int pm_peer_open(const pm_options *opts, pm_peer **out);
