@@ -210,7 +210,8 @@ static int posix_list(pm_ufs *self, const char *uri, unsigned flags,
     return pm__errf(PM_ETOOBIG, "%.256s...: path too long", uri);
   }
   memcpy(w->uri, uri, w->len + 1);
-  while (w->len > 0 && w->uri[w->len - 1] == '/')
+  size_t path_at = (size_t)(uri_path(uri) - uri);
+  while (w->len > path_at && w->uri[w->len - 1] == '/')
     w->uri[--w->len] = '\0'; /* "file:///a/b/" -> "file:///a/b" */
   int rc = walk_dir(w, 0);
   free(w);

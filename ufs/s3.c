@@ -129,6 +129,17 @@ out:
   return rc;
 }
 
+/* S3 codes that a 400 carries when the credentials are the trouble. */
+static bool auth_code(const char *code) {
+  static const char *const codes[] = {
+      "InvalidToken", "ExpiredToken", "InvalidAccessKeyId",
+      "AuthorizationHeaderMalformed", "TokenRefreshRequired"};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(codes); i++)
+    if (!strcmp(code, codes[i]))
+      return true;
+  return false;
+}
+
 /* The error for a non-2xx answer, with S3's <Code> and <Message>. */
 static int s3_status_err(const char *uri, const pm_http_resp *resp) {
   char code[128], message[256], reason[400] = "";
@@ -143,7 +154,8 @@ static int s3_status_err(const char *uri, const pm_http_resp *resp) {
   else if (resp->status == 301)
     snprintf(reason, sizeof reason, "the bucket is in another region: set "
                                     "AWS_REGION");
-  return pm__http_status_err(uri, resp, reason);
+  int rc = pm__http_status_err(uri, resp, reason);
+  return resp->status == 400 && auth_code(code) ? PM_EACCES : rc;
 }
 
 /* ---- stat and read ------------------------------------------------------------- */

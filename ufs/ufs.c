@@ -179,8 +179,12 @@ int pm__ufs_stat(pm_ufs_set *set, const char *uri, pm_object_stat *out) {
   if (!ufs->methods->stat)
     return pm__errf(PM_ENOTSUP, "%s: %s cannot stat", norm,
                     ufs->methods->name);
-  memset(out, 0, sizeof *out);
-  return ufs->methods->stat(ufs, norm, out);
+  pm_object_stat st;
+  memset(&st, 0, sizeof st);
+  rc = ufs->methods->stat(ufs, norm, &st);
+  if (rc == 0)
+    *out = st; /* untouched on failure */
+  return rc;
 }
 
 ssize_t pm__ufs_read(pm_ufs_set *set, const char *uri,
