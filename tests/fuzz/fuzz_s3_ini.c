@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char value[64];
   for (size_t i = 0; i < sizeof lookups / sizeof lookups[0]; i++) {
     bool seen = false;
-    int rc = pm__ini_get((const char *)data, size, lookups[i][0],
-                         lookups[i][1], value, sizeof value, &seen);
+    int rc = pm__ini_get((const char *)data, size, lookups[i][0], lookups[i][1],
+                         value, sizeof value, &seen);
     if (rc == 1 && strlen(value) >= sizeof value)
       abort();
     if (rc != 0 && rc != 1 && rc != PM_ETOOBIG)

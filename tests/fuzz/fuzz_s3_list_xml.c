@@ -24,15 +24,14 @@ static int on_item(void *arg, const pm_s3_item *item) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pm_s3_list_page page;
   size_t total = 0;
-  int rc = pm__s3_list_parse((const char *)data, size, on_item, &total,
-                             &page);
+  int rc = pm__s3_list_parse((const char *)data, size, on_item, &total, &page);
   if (rc != 0 && rc != PM_EPROTO)
     abort();
   if (rc == 0 && strlen(page.next_token) >= sizeof page.next_token)
     abort();
   char code[128], message[256];
-  rc = pm__s3_error_parse((const char *)data, size, code, sizeof code,
-                          message, sizeof message);
+  rc = pm__s3_error_parse((const char *)data, size, code, sizeof code, message,
+                          sizeof message);
   if (rc != 0 && rc != PM_EPROTO)
     abort();
   return 0;
