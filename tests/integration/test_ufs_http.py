@@ -174,6 +174,17 @@ def test_concurrent_reads(normal, driver):
         .stdout == b"ok\n"
 
 
+def test_slow_origin_times_out(normal, driver):
+    upstream = "http://127.0.0.1:%d" % normal.port
+    with OriginProxy(upstream, ttfb_ms=1500) as proxy:
+        slow = driver.with_env(PAGEMESH_ORIGIN_TIMEOUT_MS=200,
+                               PAGEMESH_ORIGIN_RETRIES=1)
+        started = time.monotonic()
+        res = slow.error("stat", proxy.url + "/data.bin")
+        assert res.error == "PM_ETIMEDOUT" and "2 attempts" in res.detail
+        assert time.monotonic() - started < 1.4
+
+
 def test_origin_proxy_shaping_and_control(normal, driver):
     """The proxy the benchmark reuses: delay, bandwidth cap, control
     endpoints, and its command-line mode."""
