@@ -4,6 +4,7 @@
  * that protobuf-c allocates from, and the validation of every field of a
  * decoded PageFrame. Everything here treats its input as hostile.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core_int.h"
@@ -141,7 +142,7 @@ static int check_response(const Pm__PageResponse *response,
   if (response->status < 0 && response->length != 0)
     return pm__errf(PM_EPROTO, "failed response carries %u bytes",
                     response->length);
-  if (response->status == 0 || response->checksum.len != 0)
+  if (response->length > 0 || response->checksum.len != 0)
     return check_binary(&response->checksum, 16, "checksum");
   return 0;
 }
@@ -188,4 +189,10 @@ int pm__frame_decode(pm_frame_arena *arena, const uint8_t *frame_bytes,
     return rc;
   *out = frame;
   return 0;
+}
+
+int pm__frame_err_prefix(int err, const char *who) {
+  char detail[PM_ERRMSG_MAX];
+  snprintf(detail, sizeof detail, "%s", pm__errmsg());
+  return pm__errf(err, "%s: %s", who, detail);
 }

@@ -72,6 +72,10 @@ int pm__frame_decode(pm_frame_arena *arena, const uint8_t *frame_bytes,
                      size_t length, uint32_t max_page_size,
                      Pm__PageFrame **out);
 
+/* Prefix the calling thread's error detail with `who` ("peer: detail")
+ * and return err. */
+int pm__frame_err_prefix(int err, const char *who);
+
 /* ---- page messages (transport/page_msg.c) ------------------------------ */
 
 /* The protobuf form of a page request. The strings and id point into `req`

@@ -71,7 +71,7 @@ int pm__page_msg_response_in(const Pm__PageFrame *frame, uint64_t request_id,
                              const char *peer) {
   int rc = pm__frame_validate(frame, max_page_size);
   if (rc)
-    return pm__errf(rc, "%s: bad response: %s", peer, pm__errmsg());
+    return pm__frame_err_prefix(rc, peer);
   if (frame->body_case != PM__PAGE_FRAME__BODY_RESPONSE)
     return pm__errf(PM_EPROTO, "%s: expected a response, got frame %d", peer,
                     (int)frame->body_case);
@@ -89,6 +89,8 @@ int pm__page_msg_response_in(const Pm__PageFrame *frame, uint64_t request_id,
     return pm__errf(PM_ETOOBIG, "%s: page of %u bytes, buffer of %zu", peer,
                     response->length, capacity);
   *length = response->length;
-  memcpy(checksum, response->checksum.data, 16);
+  memset(checksum, 0, 16);
+  if (response->checksum.len == 16)
+    memcpy(checksum, response->checksum.data, 16);
   return 0;
 }

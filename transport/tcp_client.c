@@ -284,6 +284,18 @@ static ssize_t run(pm_tcp *tcp, const char *addr, const request *r) {
   return rc;
 }
 
+/* Count a finished request (before leave(): the object may go after). */
+static void count(pm_tcp *tcp, const request *r, ssize_t rc) {
+  if (rc < 0)
+    return;
+  if (r->is_put) {
+    atomic_fetch_add(&tcp->puts_sent, 1);
+    atomic_fetch_add(&tcp->bytes_sent, r->length);
+  } else {
+    atomic_fetch_add(&tcp->gets_sent, 1);
+  }
+}
+
 static ssize_t submit(pm_tcp *tcp, const char *addr, const request *r) {
   if (!enter(tcp))
     return pm__errf(PM_ESHUTDOWN, "tcp %s: closing", tcp->address);
@@ -294,6 +306,7 @@ static ssize_t submit(pm_tcp *tcp, const char *addr, const request *r) {
   if (rc < 0 && closing)
     rc = pm__errf(PM_ESHUTDOWN, "%s: transport closed during the request",
                   addr);
+  count(tcp, r, rc);
   leave(tcp);
   return rc;
 }
@@ -301,13 +314,9 @@ static ssize_t submit(pm_tcp *tcp, const char *addr, const request *r) {
 ssize_t pm__tcp_get_page(pm_transport *self, const char *addr,
                          const pm_page_request *req, void *dst,
                          size_t dst_len, uint64_t deadline_ns) {
-  pm_tcp *tcp = (pm_tcp *)self;
   request r = {.req = req, .dst = dst, .capacity = dst_len,
                .deadline_ns = deadline_ns};
-  ssize_t rc = submit(tcp, addr, &r);
-  if (rc >= 0)
-    atomic_fetch_add(&tcp->gets_sent, 1);
-  return rc;
+  return submit((pm_tcp *)self, addr, &r);
 }
 
 int pm__tcp_put_page(pm_transport *self, const char *addr,
@@ -320,12 +329,7 @@ int pm__tcp_put_page(pm_transport *self, const char *addr,
   request r = {.req = req, .is_put = true, .data = data, .length = length,
                .sum = pm__checksum(data, length),
                .deadline_ns = deadline_ns};
-  ssize_t rc = submit(tcp, addr, &r);
-  if (rc == 0) {
-    atomic_fetch_add(&tcp->puts_sent, 1);
-    atomic_fetch_add(&tcp->bytes_sent, length);
-  }
-  return (int)rc;
+  return (int)submit(tcp, addr, &r);
 }
 
 void pm__tcp_client_init(pm_tcp *tcp) {

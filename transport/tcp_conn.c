@@ -74,7 +74,7 @@ int pm__tcp_conn_send_frame(pm_tcp_conn *conn, const Pm__PageFrame *frame,
   int64_t plain = pm__frame_encode(frame, scratch->plain,
                                    sizeof scratch->plain);
   if (plain < 0)
-    return pm__errf((int)plain, "%s: %s", conn->peer, pm__errmsg());
+    return pm__frame_err_prefix((int)plain, conn->peer);
   unsigned long long sealed = 0;
   crypto_secretstream_xchacha20poly1305_push(
       &conn->hs.secrets->send_state, scratch->wire + PM_FRAME_PREFIX, &sealed,
@@ -99,7 +99,7 @@ static int64_t recv_sealed(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
     return rc;
   int64_t sealed = pm__frame_prefix(scratch->wire, PM_TCP_SEALED_MAX);
   if (sealed < 0)
-    return pm__errf((int)sealed, "%s: %s", conn->peer, pm__errmsg());
+    return pm__frame_err_prefix((int)sealed, conn->peer);
   if (sealed <= (int64_t)PM_TCP_ABYTES)
     return pm__errf(PM_EPROTO, "%s: sealed frame of %lld bytes", conn->peer,
                     (long long)sealed);
@@ -131,7 +131,7 @@ int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
   if (rc) {
     conn->broken = true;
     if (plain >= 0)
-      return pm__errf(rc, "%s: %s", conn->peer, pm__errmsg());
+      return pm__frame_err_prefix(rc, conn->peer);
   }
   return rc;
 }
