@@ -133,14 +133,16 @@ int pm__tcp_serve_one(pm_tcp_worker *worker, pm_tcp_conn *conn) {
   bool is_put = false;
   uint32_t length = 0;
   uint8_t checksum[16];
-  if (!rc)
-    rc = pm__page_msg_request_in(frame, tcp->max_page_size, &req, &request_id,
-                                 &is_put, &length, checksum);
+  if (!rc &&
+      (rc = pm__page_msg_request_in(frame, tcp->max_page_size, &req,
+                                    &request_id, &is_put, &length,
+                                    checksum)) != 0)
+    pm__frame_err_prefix(rc, conn->peer);
   if (rc) {
     if (rc == PM_EPROTO || rc == PM_ETOOBIG)
       atomic_fetch_add(&tcp->decode_failures, 1);
-    PM_LOG_RATELIMITED(PM_LOG_WARN, "tcp", 1000, "%s: bad request: %s",
-                       conn->peer, pm__errmsg());
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "tcp", 1000, "bad request: %s",
+                       pm__errmsg());
     return rc;
   }
   if (is_put)
