@@ -31,9 +31,8 @@ static void tcp_fini(pm_transport *self);
 
 static int tcp_init(pm_transport *self, const pm_transport_config *config) {
   pm_tcp *tcp = (pm_tcp *)self;
-  tcp->listen_fd = tcp->epoll_fd = tcp->wake_fd = -1;
+  tcp->listen_fd = tcp->epoll_fd = tcp->work_fd = tcp->wake_fd = -1;
   pthread_mutex_init(&tcp->server_lock, NULL);
-  pthread_cond_init(&tcp->queue_cond, NULL);
   pm__tcp_client_init(tcp);
   if (sodium_init() < 0) {
     tcp_fini(self);
@@ -71,7 +70,6 @@ static void tcp_fini(pm_transport *self) {
   free(tcp->cluster_id);
   tcp->cluster_id = NULL;
   pthread_mutex_destroy(&tcp->server_lock);
-  pthread_cond_destroy(&tcp->queue_cond);
 }
 
 static int tcp_address(pm_transport *self, char *out, size_t out_size) {

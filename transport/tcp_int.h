@@ -107,8 +107,8 @@ typedef struct pm_tcp_conn {
   size_t hs_have;
   uint8_t hs_buf[PM_TCP_HELLO_SIZE];
   uint64_t hs_deadline_ns;
-  /* Links: all connections of one side, and the work queue. */
-  struct pm_tcp_conn *prev, *next, *queue_next;
+  /* Links: all connections of one side, and a scratch list. */
+  struct pm_tcp_conn *prev, *next, *late_next;
 } pm_tcp_conn;
 
 /* Per-thread buffers for the I/O of one request (a connection is used by
@@ -184,13 +184,12 @@ typedef struct pm_tcp {
 
   /* Server side. */
   int listen_fd, epoll_fd, wake_fd;
+  int work_fd; /* epoll set of established connections, for the workers */
   pthread_t loop_thread;
   bool loop_started;
   unsigned worker_count;
   pm_tcp_worker *workers;
-  pthread_mutex_t server_lock; /* the lists and queue below, `stopping` */
-  pthread_cond_t queue_cond;
-  pm_tcp_conn *queue_head, *queue_tail;
+  pthread_mutex_t server_lock; /* the list below, `stopping` */
   pm_tcp_conn *server_conns;
   size_t server_conn_count, handshaking;
   bool stopping;

@@ -3,11 +3,13 @@
  * event-loop thread owns the listening socket and every connection that
  * is not busy: it accepts, runs the handshake without blocking (hello and
  * proof are small; bytes are gathered as they come, and a client that is
- * too slow is dropped at its handshake deadline), and when an established
- * connection becomes readable it hands it to the work queue (EPOLLONESHOT,
- * so one connection is with one thread at a time). `server_threads`
- * workers take one request each: read the frame, check it, call the core's
- * serve_get / serve_put, answer, and give the connection back to epoll.
+ * too slow is dropped at its handshake deadline), then moves the
+ * established connection to a second epoll set that the `server_threads`
+ * workers wait on together. Connections there are EPOLLONESHOT, so one
+ * connection is with one worker at a time, and the worker that wakes
+ * serves the request itself (no hand-off between threads): read the
+ * frame, check it, call the core's serve_get / serve_put, answer, and
+ * re-arm the connection.
  * Only a peer that proved the cluster key ever reaches a worker, so a slow
  * or hostile stranger can hold no thread.
  */
@@ -44,7 +46,8 @@ static void conn_close(pm_tcp *tcp, pm_tcp_conn *conn) {
   pthread_mutex_lock(&tcp->server_lock);
   conn_unlink(tcp, conn);
   pthread_mutex_unlock(&tcp->server_lock);
-  epoll_ctl(tcp->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
+  epoll_ctl(conn->established ? tcp->work_fd : tcp->epoll_fd, EPOLL_CTL_DEL,
+            conn->fd, NULL);
   pm__tcp_conn_free(conn);
 }
 
@@ -130,8 +133,9 @@ static void hs_established(pm_tcp *tcp, pm_tcp_conn *conn) {
   tcp->handshaking--;
   pthread_mutex_unlock(&tcp->server_lock);
   atomic_fetch_add(&tcp->handshakes, 1);
+  epoll_ctl(tcp->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = conn};
-  if (epoll_ctl(tcp->epoll_fd, EPOLL_CTL_MOD, conn->fd, &ev) != 0)
+  if (epoll_ctl(tcp->work_fd, EPOLL_CTL_ADD, conn->fd, &ev) != 0)
     conn_close(tcp, conn);
 }
 
@@ -182,13 +186,13 @@ static void sweep(pm_tcp *tcp) {
     next = c->next;
     if (c->hs_stage < 2 && now >= c->hs_deadline_ns) {
       conn_unlink(tcp, c);
-      c->queue_next = late;
+      c->late_next = late;
       late = c;
     }
   }
   pthread_mutex_unlock(&tcp->server_lock);
   while (late) {
-    pm_tcp_conn *next = late->queue_next;
+    pm_tcp_conn *next = late->late_next;
     PM_LOG_RATELIMITED(PM_LOG_WARN, "tcp", 1000,
                        "%s: handshake timed out", late->peer);
     atomic_fetch_add(&tcp->timeouts, 1);
@@ -199,18 +203,6 @@ static void sweep(pm_tcp *tcp) {
 }
 
 /* ---- the loop ----------------------------------------------------------- */
-
-static void dispatch(pm_tcp *tcp, pm_tcp_conn *conn) {
-  pthread_mutex_lock(&tcp->server_lock);
-  conn->queue_next = NULL;
-  if (tcp->queue_tail)
-    tcp->queue_tail->queue_next = conn;
-  else
-    tcp->queue_head = conn;
-  tcp->queue_tail = conn;
-  pthread_cond_signal(&tcp->queue_cond);
-  pthread_mutex_unlock(&tcp->server_lock);
-}
 
 static bool stopping(pm_tcp *tcp) {
   pthread_mutex_lock(&tcp->server_lock);
@@ -229,16 +221,8 @@ static void *loop_main(void *arg) {
       void *ptr = events[i].data.ptr;
       if (ptr == &tcp->listen_fd) {
         accept_all(tcp);
-      } else if (ptr == &tcp->wake_fd) {
-        uint64_t count;
-        ssize_t r = read(tcp->wake_fd, &count, sizeof count);
-        (void)r;
-      } else {
-        pm_tcp_conn *conn = ptr;
-        if (conn->hs_stage < 2)
-          hs_step(tcp, conn);
-        else
-          dispatch(tcp, conn);
+      } else if (ptr != &tcp->wake_fd) {
+        hs_step(tcp, ptr);
       }
     }
     if (pm__now_ns() >= next_sweep) {
@@ -251,31 +235,28 @@ static void *loop_main(void *arg) {
 
 /* ---- workers ------------------------------------------------------------ */
 
-static pm_tcp_conn *queue_pop(pm_tcp *tcp) {
-  pthread_mutex_lock(&tcp->server_lock);
-  while (!tcp->queue_head && !tcp->stopping)
-    pthread_cond_wait(&tcp->queue_cond, &tcp->server_lock);
-  pm_tcp_conn *conn = NULL;
-  if (!tcp->stopping) {
-    conn = tcp->queue_head;
-    tcp->queue_head = conn->queue_next;
-    if (!tcp->queue_head)
-      tcp->queue_tail = NULL;
+/* Wait for a readable established connection (NULL when stopping). */
+static pm_tcp_conn *next_ready(pm_tcp *tcp) {
+  for (;;) {
+    struct epoll_event ev;
+    int n = epoll_wait(tcp->work_fd, &ev, 1, 100);
+    if (stopping(tcp))
+      return NULL;
+    if (n == 1 && ev.data.ptr != &tcp->wake_fd)
+      return ev.data.ptr;
   }
-  pthread_mutex_unlock(&tcp->server_lock);
-  return conn;
 }
 
 static void *worker_main(void *arg) {
   pm_tcp_worker *worker = arg;
   pm_tcp *tcp = worker->tcp;
   pm_tcp_conn *conn;
-  while ((conn = queue_pop(tcp)) != NULL) {
+  while ((conn = next_ready(tcp)) != NULL) {
     int rc = pm__tcp_serve_one(worker, conn);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
                              .data.ptr = conn};
     if (rc || conn->broken ||
-        epoll_ctl(tcp->epoll_fd, EPOLL_CTL_MOD, conn->fd, &ev) != 0)
+        epoll_ctl(tcp->work_fd, EPOLL_CTL_MOD, conn->fd, &ev) != 0)
       conn_close(tcp, conn);
   }
   return NULL;
@@ -303,26 +284,28 @@ static int start_threads(pm_tcp *tcp, unsigned threads) {
 
 int pm__tcp_server_start(pm_tcp *tcp, unsigned threads) {
   tcp->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  tcp->work_fd = epoll_create1(EPOLL_CLOEXEC);
   tcp->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (tcp->epoll_fd < 0 || tcp->wake_fd < 0)
+  if (tcp->epoll_fd < 0 || tcp->work_fd < 0 || tcp->wake_fd < 0)
     return pm__errf(pm__err_from_errno(errno), "tcp %s: epoll: %s",
                     tcp->address, strerror(errno));
   struct epoll_event listen_ev = {.events = EPOLLIN,
                                   .data.ptr = &tcp->listen_fd};
   struct epoll_event wake_ev = {.events = EPOLLIN, .data.ptr = &tcp->wake_fd};
   if (epoll_ctl(tcp->epoll_fd, EPOLL_CTL_ADD, tcp->listen_fd, &listen_ev) ||
-      epoll_ctl(tcp->epoll_fd, EPOLL_CTL_ADD, tcp->wake_fd, &wake_ev))
+      epoll_ctl(tcp->epoll_fd, EPOLL_CTL_ADD, tcp->wake_fd, &wake_ev) ||
+      epoll_ctl(tcp->work_fd, EPOLL_CTL_ADD, tcp->wake_fd, &wake_ev))
     return pm__errf(pm__err_from_errno(errno), "tcp %s: epoll_ctl: %s",
                     tcp->address, strerror(errno));
   return start_threads(tcp, threads ? threads : 1);
 }
 
-/* Wake the threads, cut every connection so that blocked I/O returns, join
- * and free what is left. Safe after a partial start. */
+/* Wake the threads (the eventfd is never drained, so every epoll_wait on
+ * either set returns), cut every connection so that blocked I/O returns,
+ * join and free what is left. Safe after a partial start. */
 void pm__tcp_server_stop(pm_tcp *tcp) {
   pthread_mutex_lock(&tcp->server_lock);
   tcp->stopping = true;
-  pthread_cond_broadcast(&tcp->queue_cond);
   for (pm_tcp_conn *c = tcp->server_conns; c; c = c->next)
     shutdown(c->fd, SHUT_RDWR);
   pthread_mutex_unlock(&tcp->server_lock);
@@ -346,7 +329,9 @@ void pm__tcp_server_stop(pm_tcp *tcp) {
   }
   if (tcp->epoll_fd >= 0)
     close(tcp->epoll_fd);
+  if (tcp->work_fd >= 0)
+    close(tcp->work_fd);
   if (tcp->wake_fd >= 0)
     close(tcp->wake_fd);
-  tcp->epoll_fd = tcp->wake_fd = -1;
+  tcp->epoll_fd = tcp->work_fd = tcp->wake_fd = -1;
 }
