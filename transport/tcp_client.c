@@ -181,8 +181,9 @@ typedef struct request {
   uint64_t deadline_ns;
 } request;
 
+/* Send a GET, or a PUT and its page bytes. */
 static int send_request(pm_tcp_conn *conn, const request *r,
-                        uint64_t request_id) {
+                        uint64_t request_id, bool *sealed) {
   Pm__PageRequest page;
   pm__page_msg_request_out(r->req, &page);
   Pm__PageFrame frame = PM__PAGE_FRAME__INIT;
@@ -203,7 +204,8 @@ static int send_request(pm_tcp_conn *conn, const request *r,
     frame.body_case = PM__PAGE_FRAME__BODY_GET;
     frame.get = &get;
   }
-  return pm__tcp_conn_send_frame(conn, &frame, r->deadline_ns);
+  return pm__tcp_conn_send(conn, &frame, r->data, r->is_put ? r->length : 0,
+                           r->deadline_ns, sealed);
 }
 
 /* One exchange on one connection: the page length (GET), 0 (PUT), or a
@@ -211,10 +213,7 @@ static int send_request(pm_tcp_conn *conn, const request *r,
 static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r) {
   uint64_t request_id = conn->next_request_id++;
   bool sealed = false;
-  int rc = send_request(conn, r, request_id);
-  if (!rc && r->is_put)
-    rc = pm__tcp_conn_send_page(conn, r->data, r->length, r->deadline_ns,
-                                &sealed);
+  int rc = send_request(conn, r, request_id, &sealed);
   Pm__PageFrame *frame = NULL;
   if (!rc)
     rc = pm__tcp_conn_recv_frame(conn, tcp->max_page_size, r->deadline_ns,
@@ -228,6 +227,8 @@ static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r) {
                                   conn->peer);
   if (rc == PM_EPROTO || rc == PM_ETOOBIG)
     conn->broken = true;
+  if (!rc && r->is_put)
+    pm__tcp_count_page(tcp, r->length, sealed);
   if (rc || r->is_put)
     return rc;
   rc = pm__tcp_conn_recv_page(conn, r->dst, length, r->deadline_ns, &sealed);

@@ -66,11 +66,9 @@ static pm_tcp_scratch *need_scratch(pm_tcp_conn *conn) {
   return scratch;
 }
 
-int pm__tcp_conn_send_frame(pm_tcp_conn *conn, const Pm__PageFrame *frame,
-                            uint64_t deadline_ns) {
-  pm_tcp_scratch *scratch = need_scratch(conn);
-  if (!scratch)
-    return PM_ENOMEM;
+/* Encode and seal a frame into scratch->wire; returns the bytes to send. */
+static int64_t seal_frame(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
+                          const Pm__PageFrame *frame) {
   int64_t plain = pm__frame_encode(frame, scratch->plain,
                                    sizeof scratch->plain);
   if (plain < 0)
@@ -81,9 +79,66 @@ int pm__tcp_conn_send_frame(pm_tcp_conn *conn, const Pm__PageFrame *frame,
       scratch->plain, (unsigned long long)plain, NULL, 0,
       crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
   pm__frame_put_prefix(scratch->wire, (uint32_t)sealed);
-  int rc = pm__tcp_write_full(conn->fd, scratch->wire,
-                              PM_FRAME_PREFIX + (size_t)sealed, deadline_ns,
-                              conn->peer);
+  return (int64_t)(PM_FRAME_PREFIX + sealed);
+}
+
+/* Seal one chunk of page bytes into scratch->chunk; returns its size. */
+static size_t seal_chunk(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
+                         const uint8_t *data, size_t length) {
+  unsigned long long sealed = 0;
+  crypto_secretstream_xchacha20poly1305_push(
+      &conn->hs.secrets->send_state, scratch->chunk, &sealed, data, length,
+      NULL, 0, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+  return (size_t)sealed;
+}
+
+static int send_sealed_page(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
+                            const uint8_t *data, size_t length,
+                            uint64_t deadline_ns) {
+  for (size_t off = 0; off < length; off += PM_TCP_CHUNK) {
+    size_t n = seal_chunk(conn, scratch, data + off,
+                          PM_MIN(PM_TCP_CHUNK, length - off));
+    int rc = pm__tcp_write_full(conn->fd, scratch->chunk, n, deadline_ns,
+                                conn->peer);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* The frame and the first part of the page bytes in one system call, then
+ * the rest. */
+static int send_all(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
+                    size_t wire_length, const uint8_t *data, size_t length,
+                    uint64_t deadline_ns) {
+  struct iovec iov[2] = {{scratch->wire, wire_length}};
+  if (length == 0)
+    return pm__tcp_writev_full(conn->fd, iov, 1, deadline_ns, conn->peer);
+  if (conn->hs.insecure_data) {
+    iov[1] = (struct iovec){(void *)data, length};
+    return pm__tcp_writev_full(conn->fd, iov, 2, deadline_ns, conn->peer);
+  }
+  size_t first = PM_MIN(PM_TCP_CHUNK, length);
+  iov[1] = (struct iovec){scratch->chunk,
+                          seal_chunk(conn, scratch, data, first)};
+  int rc = pm__tcp_writev_full(conn->fd, iov, 2, deadline_ns, conn->peer);
+  if (rc)
+    return rc;
+  return send_sealed_page(conn, scratch, data + first, length - first,
+                          deadline_ns);
+}
+
+int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                      const void *data, size_t length, uint64_t deadline_ns,
+                      bool *sealed) {
+  *sealed = !conn->hs.insecure_data;
+  pm_tcp_scratch *scratch = need_scratch(conn);
+  if (!scratch)
+    return PM_ENOMEM;
+  int64_t wire = seal_frame(conn, scratch, frame);
+  if (wire < 0)
+    return (int)wire;
+  int rc = send_all(conn, scratch, (size_t)wire, data, length, deadline_ns);
   if (rc)
     conn->broken = true;
   return rc;
@@ -133,39 +188,6 @@ int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
     if (plain >= 0)
       return pm__frame_err_prefix(rc, conn->peer);
   }
-  return rc;
-}
-
-static int send_sealed_page(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
-                            const uint8_t *data, size_t length,
-                            uint64_t deadline_ns) {
-  for (size_t off = 0; off < length; off += PM_TCP_CHUNK) {
-    size_t n = PM_MIN(PM_TCP_CHUNK, length - off);
-    unsigned long long sealed = 0;
-    crypto_secretstream_xchacha20poly1305_push(
-        &conn->hs.secrets->send_state, scratch->chunk, &sealed, data + off, n,
-        NULL, 0, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-    int rc = pm__tcp_write_full(conn->fd, scratch->chunk, (size_t)sealed,
-                                deadline_ns, conn->peer);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
-
-int pm__tcp_conn_send_page(pm_tcp_conn *conn, const void *data,
-                           size_t length, uint64_t deadline_ns, bool *sealed) {
-  *sealed = !conn->hs.insecure_data;
-  int rc;
-  if (conn->hs.insecure_data) {
-    rc = pm__tcp_write_full(conn->fd, data, length, deadline_ns, conn->peer);
-  } else {
-    pm_tcp_scratch *scratch = need_scratch(conn);
-    rc = scratch ? send_sealed_page(conn, scratch, data, length, deadline_ns)
-                 : PM_ENOMEM;
-  }
-  if (rc)
-    conn->broken = true;
   return rc;
 }
 

@@ -126,16 +126,17 @@ pm_tcp_scratch *pm__tcp_scratch(void);
 
 pm_tcp_conn *pm__tcp_conn_new(int fd, const char *peer);
 void pm__tcp_conn_free(pm_tcp_conn *conn);
-/* Seal and send one frame. */
-int pm__tcp_conn_send_frame(pm_tcp_conn *conn, const Pm__PageFrame *frame,
-                            uint64_t deadline_ns);
+/* Seal and send one frame, followed by `length` page bytes (none if 0):
+ * in the clear if both ends agreed on insecure_data, else as sealed
+ * chunks. The frame and the first bytes go in one system call. */
+int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                      const void *data, size_t length, uint64_t deadline_ns,
+                      bool *sealed);
 /* Receive, open and decode one frame (into the scratch's arena). */
 int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
                             uint64_t deadline_ns, Pm__PageFrame **out);
-/* Send / receive `length` page bytes after a frame: in the clear or as
- * sealed chunks. `sealed` tells which was used. */
-int pm__tcp_conn_send_page(pm_tcp_conn *conn, const void *data,
-                           size_t length, uint64_t deadline_ns, bool *sealed);
+/* Receive `length` page bytes after a frame into dst: in the clear or as
+ * sealed chunks, each opened once into its place. `sealed` tells which. */
 int pm__tcp_conn_recv_page(pm_tcp_conn *conn, void *dst, size_t length,
                            uint64_t deadline_ns, bool *sealed);
 

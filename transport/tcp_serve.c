@@ -13,9 +13,11 @@
 #include "core/core_int.h"
 #include "tcp_int.h"
 
+/* Answer a request; for a served GET, the page bytes follow. */
 static int respond(pm_tcp_conn *conn, uint64_t request_id, int status,
-                   uint32_t length, const pm_checksum *sum,
-                   uint64_t deadline_ns) {
+                   const uint8_t *page, uint32_t length,
+                   const pm_checksum *sum, uint64_t deadline_ns,
+                   bool *sealed) {
   char detail[PM_FRAME_DETAIL_MAX + 1] = "";
   if (status < 0)
     snprintf(detail, sizeof detail, "%s", pm__errmsg());
@@ -31,7 +33,7 @@ static int respond(pm_tcp_conn *conn, uint64_t request_id, int status,
   Pm__PageFrame frame = PM__PAGE_FRAME__INIT;
   frame.body_case = PM__PAGE_FRAME__BODY_RESPONSE;
   frame.response = &response;
-  return pm__tcp_conn_send_frame(conn, &frame, deadline_ns);
+  return pm__tcp_conn_send(conn, &frame, page, length, deadline_ns, sealed);
 }
 
 static uint8_t *worker_page(pm_tcp_worker *worker) {
@@ -68,13 +70,13 @@ static int handle_get(pm_tcp_worker *worker, pm_tcp_conn *conn,
   pm_tcp *tcp = worker->tcp;
   uint8_t *page = worker_page(worker);
   ssize_t n = page ? call_serve_get(worker, req, page, capacity) : PM_ENOMEM;
-  if (n < 0)
-    return respond(conn, request_id, (int)n, 0, NULL, deadline_ns);
-  pm_checksum sum = pm__checksum(page, (size_t)n);
-  int rc = respond(conn, request_id, 0, (uint32_t)n, &sum, deadline_ns);
   bool sealed = false;
-  if (!rc)
-    rc = pm__tcp_conn_send_page(conn, page, (size_t)n, deadline_ns, &sealed);
+  if (n < 0)
+    return respond(conn, request_id, (int)n, NULL, 0, NULL, deadline_ns,
+                   &sealed);
+  pm_checksum sum = pm__checksum(page, (size_t)n);
+  int rc = respond(conn, request_id, 0, page, (uint32_t)n, &sum, deadline_ns,
+                   &sealed);
   if (rc)
     return rc;
   pm__tcp_count_page(tcp, (size_t)n, sealed);
@@ -117,7 +119,8 @@ static int handle_put(pm_tcp_worker *worker, pm_tcp_conn *conn,
   int status = accept_put(tcp, req, page, length, checksum, conn->peer);
   if (status == 0)
     atomic_fetch_add(&tcp->puts_served, 1);
-  return respond(conn, request_id, status, 0, NULL, deadline_ns);
+  return respond(conn, request_id, status, NULL, 0, NULL, deadline_ns,
+                 &sealed);
 }
 
 int pm__tcp_serve_one(pm_tcp_worker *worker, pm_tcp_conn *conn) {
