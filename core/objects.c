@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer_int.h"
+#include "node_int.h"
 
 /* Origin failures after which stale metadata may still be used. */
 static bool origin_down(int err) {
@@ -30,8 +30,9 @@ static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
     return pm__errf(PM_ENOMEM, "%s: out of memory", uri);
   if (leader) {
     pm_object_stat *st = calloc(1, sizeof *st);
-    int err = st ? pm__ufs_stat(peer->ufs, uri, st)
-                 : pm__errf(PM_ENOMEM, "%s: out of memory", uri);
+    int err = !st ? pm__errf(PM_ENOMEM, "%s: out of memory", uri)
+              : peer->link ? pm__link_stat(peer->link, uri, st)
+                           : pm__ufs_stat(peer->ufs, uri, st);
     if (err == 0)
       pm__meta_store(peer->meta, uri, st);
     else if (err == PM_ENOENT)
@@ -70,7 +71,7 @@ int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return err;
 }
 
-int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
+int pm__stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
   char norm[PM_URI_MAX];
   pm__errmsg_clear();
   if (!peer || !uri || !out)
@@ -79,7 +80,7 @@ int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return err ? err : pm__peer_stat(peer, norm, out);
 }
 
-int pm_invalidate(pm_peer *peer, const char *uri_prefix) {
+int pm__invalidate(pm_peer *peer, const char *uri_prefix) {
   char norm[PM_URI_MAX];
   pm__errmsg_clear();
   if (!peer || !uri_prefix)
@@ -88,6 +89,8 @@ int pm_invalidate(pm_peer *peer, const char *uri_prefix) {
   if (pm__uri_normalize(uri_prefix, norm, sizeof norm) != 0)
     snprintf(norm, sizeof norm, "%s", uri_prefix);
   size_t n = pm__meta_forget_prefix(peer->meta, norm);
+  if (peer->link)
+    return pm__link_invalidate(peer->link, norm);
   PM_LOG(PM_LOG_INFO, "meta", "invalidated %zu entries under %s", n, norm);
   return 0;
 }
@@ -150,7 +153,7 @@ static int list_single_object(pm_peer *peer, const char *uri, listing *l,
   return add_entry(l, &e);
 }
 
-int pm_list(pm_peer *peer, const char *uri, unsigned flags,
+int pm__list(pm_peer *peer, const char *uri, unsigned flags,
             pm_list_entry **entries, size_t *count) {
   char norm[PM_URI_MAX];
   pm__errmsg_clear();
@@ -160,7 +163,8 @@ int pm_list(pm_peer *peer, const char *uri, unsigned flags,
   if (err)
     return err;
   listing l = {.peer = peer};
-  err = pm__ufs_list(peer->ufs, norm, flags, add_entry, &l);
+  err = peer->link ? pm__link_list(peer->link, norm, flags, add_entry, &l)
+                   : pm__ufs_list(peer->ufs, norm, flags, add_entry, &l);
   if (l.err)
     err = l.err;
   size_t len = strlen(norm);

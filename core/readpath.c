@@ -79,6 +79,9 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
                             const pm_object_stat *st, uint64_t page_index,
                             const pm_page_id *id, uint32_t offset, void *dst,
                             size_t length) {
+  if (peer->role == PM_ROLE_ATTACHED)
+    return pm__attached_fetch(peer, uri, st, page_index, id, offset, dst,
+                              length);
   bool leader;
   pm_flight *flight = pm__flight_begin(peer->flights, id, &leader);
   if (!flight)
@@ -104,6 +107,8 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
 ssize_t pm__page_read_cached(pm_peer *peer, const pm_page_id *id,
                            const char *uri, uint32_t offset, void *dst,
                            size_t length) {
+  if (peer->role == PM_ROLE_ATTACHED)
+    return pm__attached_read_cached(peer, id, offset, dst, length);
   if (!peer->store || !dst)
     return peer->store && pm__store_contains(peer->store, id) ? 0 : PM_ENOENT;
   ssize_t n = pm__store_read(peer->store, id, offset, dst, length, NULL);
