@@ -15,7 +15,7 @@
 /* A packet with less room than this left cannot take any update. */
 #define MIN_UPDATE_COST 32
 /* Give up filling after this many updates in a row did not fit. */
-#define MAX_SKIPS 32
+#define MAX_SKIPS 8
 
 void pm__bq_init(pm__bqueue *q) {
   memset(q, 0, sizeof *q);

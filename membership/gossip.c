@@ -219,7 +219,9 @@ void pm__gossip_tick(pm__swim *core, uint64_t now) {
       pm__gossip_push_pull(core, pm__blob_addr(peer->meta), false, true);
   }
   if (now >= core->next_reconnect_at) {
-    core->next_reconnect_at = now + core->cfg.reconnect_interval_ns;
+    uint64_t interval = core->cfg.reconnect_interval_ns;
+    core->next_reconnect_at = now + interval / 2 +
+                              pm__rng_below(&core->rng, 1024) * (interval / 1024);
     if (!core->leaving)
       reconnect(core);
   }

@@ -46,10 +46,23 @@ void pm__state_refute(pm__swim *core, uint64_t accused_inc) {
 
 /* ---- suspicions ------------------------------------------------------------ */
 
+uint64_t pm__state_suspect_deadline(pm__swim *core) {
+  if (core->suspect_dirty) {
+    uint64_t next = UINT64_MAX;
+    for (uint32_t i = 0; i < core->suspect_count; i++)
+      next = PM_MIN(next, core->suspects[i]->suspicion->deadline_ns);
+    core->suspect_deadline = next;
+    core->suspect_dirty = false;
+  }
+  return core->suspect_count ? core->suspect_deadline : UINT64_MAX;
+}
+
 static void suspicion_clear(pm__swim *core, pm__member *m) {
   pm__suspicion *s = m->suspicion;
   if (!s)
     return;
+  if (s->deadline_ns <= core->suspect_deadline)
+    core->suspect_dirty = true; /* the earliest one goes */
   uint32_t last = --core->suspect_count;
   core->suspects[s->index] = core->suspects[last];
   core->suspects[s->index]->suspicion->index = s->index;
@@ -84,7 +97,10 @@ static void suspicion_start(pm__swim *core, uint64_t now, pm__member *m,
     return;
   }
   s->index = core->suspect_count;
+  if (core->suspect_count == 0)
+    core->suspect_deadline = UINT64_MAX;
   core->suspects[core->suspect_count++] = m;
+  core->suspect_deadline = PM_MIN(core->suspect_deadline, s->deadline_ns);
   m->suspicion = s;
   m->incarnation = u->incarnation;
   pm__state_set(core, m, PM_MEMBER_SUSPECT, now);
@@ -94,6 +110,8 @@ static void suspicion_start(pm__swim *core, uint64_t now, pm__member *m,
 }
 
 void pm__state_expire(pm__swim *core, uint64_t now) {
+  if (pm__state_suspect_deadline(core) > now)
+    return;
   for (uint32_t i = 0; i < core->suspect_count;) {
     pm__member *m = core->suspects[i];
     if (m->suspicion->deadline_ns > now) {
@@ -171,6 +189,12 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
   suspicion_clear(core, m);
   if (prev != PM_MEMBER_ALIVE)
     pm__state_set(core, m, PM_MEMBER_ALIVE, now);
+  if (prev == PM_MEMBER_DEAD && !new_life) {
+    /* Back from the dead: a partition may have healed, so look for the
+     * rest of the other side soon. */
+    core->next_reconnect_at = PM_MIN(core->next_reconnect_at,
+                                     now + core->cfg.probe_interval_ns);
+  }
   if (new_life || prev == PM_MEMBER_DEAD || prev == PM_MEMBER_LEFT)
     pm__core_event(core, PM_SWIM_EV_JOIN, m);
   else if (prev == PM_MEMBER_SUSPECT || meta_changed)
@@ -188,8 +212,12 @@ void pm__state_suspect(pm__swim *core, uint64_t now, const pm__update *u) {
     return;
   if (m->state == PM_MEMBER_SUSPECT) {
     m->incarnation = u->incarnation;
-    if (pm__suspicion_confirm(m->suspicion, u->from))
+    if (pm__suspicion_confirm(m->suspicion, u->from)) {
+      /* A confirmation only ever brings a deadline closer. */
+      core->suspect_deadline =
+          PM_MIN(core->suspect_deadline, m->suspicion->deadline_ns);
       pm__state_broadcast(core, m, u->from);
+    }
     return;
   }
   if (m->state != PM_MEMBER_ALIVE)

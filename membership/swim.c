@@ -28,7 +28,7 @@ void pm__swim_config_init(pm__swim_config *cfg) {
   cfg->push_pull_interval_ns = 30000000000ull;
   cfg->awareness_max = 8;
   cfg->tombstone_ns = 300000000000ull;
-  cfg->reconnect_interval_ns = 10000000000ull;
+  cfg->reconnect_interval_ns = 30000000000ull;
   cfg->join_retry_min_ns = 1000000000ull;
   cfg->join_retry_max_ns = 30000000000ull;
   cfg->packet_max = PM_SWIM_PACKET_MAX;
@@ -131,7 +131,9 @@ static void timers_start(pm__swim *core, uint64_t now) {
   core->next_push_pull_at = now + c->push_pull_interval_ns / 2 +
                             pm__rng_below(&core->rng, 1000) *
                                 (c->push_pull_interval_ns / 1000);
-  core->next_reconnect_at = now + c->reconnect_interval_ns;
+  core->next_reconnect_at = now + c->reconnect_interval_ns / 2 +
+                            pm__rng_below(&core->rng, 1000) *
+                                (c->reconnect_interval_ns / 1000);
   core->next_reap_at = now + c->tombstone_ns / 10 + 1;
   core->next_join_at = UINT64_MAX;
 }
@@ -260,8 +262,8 @@ int pm__swim_handle_stream(pm__swim *core, uint64_t now, const char *from,
 
 uint64_t pm__swim_next_deadline(const pm__swim *core) {
   uint64_t next = PM_MIN(pm__probe_deadline(core), pm__gossip_deadline(core));
-  for (uint32_t i = 0; i < core->suspect_count; i++)
-    next = PM_MIN(next, core->suspects[i]->suspicion->deadline_ns);
+  /* The cached minimum is refreshed here; the table itself is unchanged. */
+  next = PM_MIN(next, pm__state_suspect_deadline((pm__swim *)core));
   return PM_MIN(next, core->next_reap_at);
 }
 

@@ -295,6 +295,8 @@ struct pm__swim {
   uint32_t relay_count;
   pm__member **suspects;
   uint32_t suspect_count, suspect_cap;
+  uint64_t suspect_deadline; /* earliest of theirs, valid unless dirty */
+  bool suspect_dirty;
   char **seeds;
   size_t seed_count;
   bool joining, joined, leaving;
@@ -325,8 +327,10 @@ void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
                             const uint8_t *from, bool quiet);
 void pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from);
 void pm__state_refute(pm__swim *core, uint64_t accused_inc);
-/* Declare dead the suspects whose time is up; reap old tombstones. */
+/* Declare dead the suspects whose time is up. */
 void pm__state_expire(pm__swim *core, uint64_t now);
+/* The earliest deadline of the suspects (UINT64_MAX if none). */
+uint64_t pm__state_suspect_deadline(pm__swim *core);
 void pm__state_reap(pm__swim *core, uint64_t now);
 void pm__state_set(pm__swim *core, pm__member *m, int state, uint64_t now);
 void pm__awareness_apply(pm__swim *core, int delta);

@@ -154,7 +154,7 @@ typedef struct pm__swim_config {
                                      memberlist (x6 at 1000) */
   uint32_t awareness_max;       /* 8: probe timing scales up to 8x */
   uint64_t tombstone_ns;        /* 5 min: how long Dead/Left are kept */
-  uint64_t reconnect_interval_ns; /* 10 s: push-pull with one Dead member
+  uint64_t reconnect_interval_ns; /* 30 s: push-pull with one Dead member
                                      or unanswered seed (heals partitions) */
   uint64_t join_retry_min_ns;   /* 1 s: first retry of the seeds */
   uint64_t join_retry_max_ns;   /* 30 s: backoff cap */
