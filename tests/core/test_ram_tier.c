@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "core/ram_tier.h"
+#include "core/ram_tier_slots.h"
 
 static pm_sketch *sketch;
 
@@ -159,4 +160,43 @@ Test(ram_tier, memfd_holds_the_page) {
   munmap((void *)map, length);
   close(fd);
   pm__ram_tier_close(tier);
+}
+
+Test(ram_tier, slots_for_whole_pages_malloc_for_the_rest) {
+  pm_ram_slots slots;
+  pm__ram_slots_init(&slots, 4 * TEST_PAGE, TEST_PAGE);
+  cr_assert_not_null(slots.base);
+  cr_assert_eq((uintptr_t)slots.base % (2u << 20), 0);
+  uint8_t *buffers[5];
+  for (int i = 0; i < 5; i++)
+    buffers[i] = pm__ram_slots_alloc(&slots, TEST_PAGE);
+  for (int i = 0; i < 4; i++)
+    cr_assert_eq(buffers[i], slots.base + (size_t)i * TEST_PAGE);
+  bool fifth_in_region = buffers[4] >= slots.base &&
+                         buffers[4] < slots.base + 4 * TEST_PAGE;
+  cr_assert_not(fifth_in_region, "a fifth page fell back to malloc");
+  uint8_t *short_page = pm__ram_slots_alloc(&slots, 100);
+  cr_assert(short_page < slots.base ||
+            short_page >= slots.base + 4 * TEST_PAGE);
+  pm__ram_slots_free(&slots, buffers[2]);
+  cr_assert_eq(pm__ram_slots_alloc(&slots, TEST_PAGE), buffers[2]);
+  for (int i = 0; i < 5; i++)
+    pm__ram_slots_free(&slots, buffers[i]);
+  pm__ram_slots_free(&slots, short_page);
+  pm__ram_slots_free(&slots, NULL);
+  pm__ram_slots_destroy(&slots);
+}
+
+Test(ram_tier, large_copies_are_exact) {
+  pm_ram_slots slots;
+  pm__ram_slots_init(&slots, 1 << 20, 1 << 20);
+  static uint8_t src[300000], dst[300001];
+  test_fill(src, sizeof src, 77);
+  dst[sizeof src] = 0xee;
+  pm__ram_slots_copy(&slots, dst, src, sizeof src);
+  cr_assert(test_check(dst, sizeof src, 77, 0));
+  cr_assert_eq(dst[sizeof src], 0xee);
+  pm__ram_slots_copy(&slots, dst + 1, src + 3, 70001);
+  cr_assert(test_check(dst + 1, 70001, 77, 3));
+  pm__ram_slots_destroy(&slots);
 }
