@@ -288,22 +288,17 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
   int rc = store->disk ? open_disk_page(store, id, tick, fd, data_offset,
                                         length)
                        : PM_ENOENT;
+  /* No hit or miss is counted here: callers open a page they have just
+   * looked up or fetched, and count that lookup themselves. */
   if (rc == 0) {
-    count(&store->hits_disk);
     pm__ram_tier_touch(store->ram, id, tick);
     return 0;
   }
-  if (rc != PM_ENOENT) {
-    count(&store->misses);
+  if (rc != PM_ENOENT)
     return rc;
-  }
   rc = pm__ram_tier_memfd(store->ram, id, tick, fd, length);
-  if (rc == PM_ENOENT)
-    return miss(store, id, NULL);
-  if (rc == 0) {
+  if (rc == 0)
     *data_offset = 0;
-    count(&store->hits_ram);
-  }
   return rc;
 }
 
@@ -345,4 +340,13 @@ int pm__store_set_capacity(pm_store *store, uint64_t disk_capacity,
     pm__disk_tier_set_capacity(store->disk, disk_capacity);
   pm__sketch_set_capacity(store->sketch, sketch_pages(store));
   return 0;
+}
+
+void pm__store_touch(pm_store *store, const pm_page_id *id) {
+  if (!store || !id)
+    return;
+  uint64_t tick = pm__sketch_record(store->sketch, id);
+  pm__ram_tier_touch(store->ram, id, tick);
+  if (store->disk)
+    pm__disk_tier_touch(store->disk, id, tick);
 }
