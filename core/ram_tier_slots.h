@@ -6,8 +6,8 @@
  * which is what keeps a RAM hit as fast as a pread of the page cache; so
  * does copying with `rep movsb` where the CPU makes it fast (glibc's
  * memcpy avoids it for large copies on some CPUs, and the kernel's
- * copy_to_user does not). Short pages (an object's last) come from malloc instead. Safe from any
- * thread.
+ * copy_to_user does not). Short pages (an object's last) come from malloc
+ * instead. Safe from any thread.
  */
 #ifndef PM_CORE_RAM_TIER_SLOTS_H
 #define PM_CORE_RAM_TIER_SLOTS_H

@@ -161,7 +161,7 @@ Test(disk_tier, page_names) {
                PM_EINVAL);
 }
 
-/* ---- the scan at open ------------------------------------------------------- */
+/* ---- the scan at open ---------------------------------------------------- */
 
 Test(disk_tier, reopen_restores_pages) {
   pm_disk_tier *tier = tier_open(1 << 20);
@@ -288,7 +288,7 @@ Test(disk_tier, scan_evicts_down_to_capacity_oldest_first) {
   pm__disk_tier_close(tier);
 }
 
-/* ---- reading ------------------------------------------------------------------ */
+/* ---- reading ------------------------------------------------------------- */
 
 Test(disk_tier, corrupt_data_byte_is_detected_and_removed) {
   pm_disk_tier *tier = tier_open(1 << 20);
@@ -381,7 +381,7 @@ Test(disk_tier, descriptor_cache_stays_bounded) {
   pm__disk_tier_close(tier);
 }
 
-/* ---- unwritable directories ---------------------------------------------------- */
+/* ---- unwritable directories ---------------------------------------------- */
 
 Test(disk_tier, file_in_place_of_directory_is_eacces) {
   char path[512];

@@ -252,7 +252,7 @@ Test(store, each_tier_keeps_its_capacity) {
   }
 }
 
-/* ---- hit rates -------------------------------------------------------------- */
+/* ---- hit rates ----------------------------------------------------------- */
 
 static void shuffle(uint64_t *order, size_t count, unsigned *seed) {
   for (size_t i = count - 1; i > 0; i--) {
@@ -378,7 +378,7 @@ Test(store, stale_pages_from_a_previous_run_give_way) {
   pm__store_close(store);
 }
 
-/* ---- full disk, unwritable directory ------------------------------------------ */
+/* ---- full disk, unwritable directory ------------------------------------- */
 
 /* A 256 KiB tmpfs holds about 30 page files of 8 KiB. */
 static bool mount_small_tmpfs(const char *path) {
@@ -456,7 +456,7 @@ Test(store, unwritable_directory_is_eacces) {
   cr_assert(strstr(pm__errmsg(), path), "detail: %s", pm__errmsg());
 }
 
-/* ---- zero-copy, removal ---------------------------------------------------------- */
+/* ---- zero-copy, removal -------------------------------------------------- */
 
 Test(store, open_page_maps_disk_and_ram_pages) {
   pm_store *store = open_store(test_config(dir, 1 << 20, 1 << 20));
@@ -539,7 +539,7 @@ Test(store, remove_and_remove_prefix_across_tiers) {
   pm__store_close(store);
 }
 
-/* ---- many threads ------------------------------------------------------------------ */
+/* ---- many threads -------------------------------------------------------- */
 
 typedef struct worker_arg {
   pm_store *store;
