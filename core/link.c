@@ -88,6 +88,7 @@ static int broken(pm_link *l, int fd) {
  * returned in *fd_out (or closed if fd_out is NULL). */
 static int call_on(pm_link *l, int fd, Pm__LocalRequest *req,
                    Pm__LocalReply **reply, int *fd_out) {
+  *reply = NULL;
   uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
   if (!buf)
     return pm__errf(PM_ENOMEM, "out of memory");
@@ -153,7 +154,7 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
   hello.protocol = PM_LOCAL_PROTOCOL;
   req.body_case = PM__LOCAL_REQUEST__BODY_HELLO;
   req.hello = &hello;
-  Pm__LocalReply *reply;
+  Pm__LocalReply *reply = NULL;
   int fd, err = connect_node(path, &fd);
   if (!err) {
     req.id = atomic_fetch_add(&l->next_id, 1);

@@ -137,22 +137,6 @@ static int compare_entries(const void *a, const void *b) {
                 ((const pm_list_entry *)b)->uri);
 }
 
-/* Nothing below uri: list the object of that exact name, if there is one.
- * Otherwise the listing stands as it was: empty, or the origin's error. */
-static int list_single_object(pm_peer *peer, const char *uri, listing *l,
-                              int list_err) {
-  pm_object_stat st;
-  char detail[PM_ERRMSG_MAX];
-  snprintf(detail, sizeof detail, "%s", pm__errmsg());
-  if (pm__peer_stat(peer, uri, &st) != 0) {
-    pm__errmsg_set(detail);
-    return list_err;
-  }
-  pm_list_entry e = {.uri = (char *)uri, .size = st.size,
-                     .mtime_ns = st.mtime_ns, .version = st.version};
-  return add_entry(l, &e);
-}
-
 int pm__list(pm_peer *peer, const char *uri, unsigned flags,
             pm_list_entry **entries, size_t *count) {
   char norm[PM_URI_MAX];
@@ -167,10 +151,6 @@ int pm__list(pm_peer *peer, const char *uri, unsigned flags,
                    : pm__ufs_list(peer->ufs, norm, flags, add_entry, &l);
   if (l.err)
     err = l.err;
-  size_t len = strlen(norm);
-  bool names_dir = len > 0 && norm[len - 1] == '/';
-  if (((err == 0 && l.count == 0) || err == PM_ENOENT) && !names_dir)
-    err = list_single_object(peer, norm, &l, err);
   if (err) {
     pm_list_free(l.entries, l.count);
     return err;

@@ -25,7 +25,8 @@ static void global_init(void) {
   global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
-/* ---- the pool ------------------------------------------------------------- */
+/* ---- the pool -------------------------------------------------------------
+ */
 
 static void share_lock(CURL *handle, curl_lock_data data,
                        curl_lock_access access, void *userp) {
@@ -99,7 +100,8 @@ static void pool_put(pm_curl_pool *pool, CURL *h) {
     curl_easy_cleanup(h);
 }
 
-/* ---- responses ------------------------------------------------------------- */
+/* ---- responses -------------------------------------------------------------
+ */
 
 void pm__http_resp_init(pm_http_resp *resp) {
   memset(resp, 0, sizeof *resp);
@@ -133,7 +135,8 @@ static size_t window_sink(transfer *t, const char *bytes, size_t n) {
   const pm_http_req *req = t->req;
   pm_http_resp *resp = t->resp;
   if (resp->stream_pos == STREAM_UNSET) {
-    if (resp->status == 206 && resp->range_first != (int64_t)req->window_offset) {
+    if (resp->status == 206 &&
+        resp->range_first != (int64_t)req->window_offset) {
       resp->sink_err = PM_EPROTO;
       return 0;
     }
@@ -176,12 +179,13 @@ static size_t on_body(char *bytes, size_t size, size_t count, void *userp) {
   return 0;
 }
 
-/* ---- one attempt ------------------------------------------------------------- */
+/* ---- one attempt
+ * ------------------------------------------------------------- */
 
-#define SET(opt, val)                                                         \
-  do {                                                                        \
-    if (curl_easy_setopt(h, opt, val) != CURLE_OK)                            \
-      return pm__errf(PM_EIO, "%s: libcurl refused option " #opt, req->uri);  \
+#define SET(opt, val)                                                          \
+  do {                                                                         \
+    if (curl_easy_setopt(h, opt, val) != CURLE_OK)                             \
+      return pm__errf(PM_EIO, "%s: libcurl refused option " #opt, req->uri);   \
   } while (0)
 
 static int setup(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
@@ -203,7 +207,8 @@ static int setup(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
   SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_FOLLOWLOCATION, req->follow_redirects ? 1L : 0L);
   SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
-  SET(CURLOPT_USERAGENT, "pagemesh/" "0.1");
+  SET(CURLOPT_USERAGENT, "pagemesh/"
+                         "0.1");
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   if (req->method == PM_HTTP_HEAD)
     SET(CURLOPT_NOBODY, 1L);
@@ -286,8 +291,10 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
     return rc;
   CURLcode cc = curl_easy_perform(h);
   if (resp->sink_err == PM_EPROTO)
-    return pm__errf(PM_EPROTO, "%s: the origin answered 206 for another "
-                               "range than asked", req->uri);
+    return pm__errf(PM_EPROTO,
+                    "%s: the origin answered 206 for another "
+                    "range than asked",
+                    req->uri);
   if (resp->sink_err)
     return pm__errf(resp->sink_err, "%s: response body over %zu bytes",
                     req->uri, req->body ? req->body->cap : 0);
@@ -304,12 +311,21 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
   return 0;
 }
 
+/* Jitter needs no cryptographic randomness: a per-thread xorshift. */
+static uint64_t jitter_random(void) {
+  static _Thread_local uint64_t state;
+  if (!state)
+    state = pm__now_ns() ^ (uint64_t)(uintptr_t)&state ^ 0x9E3779B97F4A7C15u;
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
 static void backoff_sleep(const pm_ufs_config *config, unsigned attempt) {
   uint64_t ceiling = (uint64_t)config->retry_base_ms << PM_MIN(attempt, 16u);
-  uint64_t r;
   ceiling = PM_MIN(ceiling, (uint64_t)BACKOFF_MAX_MS);
-  pm__random(&r, sizeof r);
-  uint64_t ms = r % (ceiling + 1); /* full jitter */
+  uint64_t ms = jitter_random() % (ceiling + 1); /* full jitter */
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0)
     ;
@@ -339,38 +355,60 @@ int pm__http_perform(pm_curl_pool *pool, const pm_ufs *ufs,
   return rc;
 }
 
-/* ---- statuses --------------------------------------------------------------- */
+/* ---- statuses ---------------------------------------------------------------
+ */
 
 static const char *status_text(long status) {
   switch (status) {
-  case 400: return "bad request";
-  case 401: return "unauthorized";
-  case 403: return "access denied";
-  case 404: return "not found";
-  case 405: return "method not allowed";
-  case 408: return "request timeout";
-  case 412: return "precondition failed: the object changed";
-  case 416: return "range not satisfiable";
-  case 429: return "too many requests";
-  case 500: return "internal server error";
-  case 501: return "not implemented";
-  case 502: return "bad gateway";
-  case 503: return "service unavailable";
-  case 504: return "gateway timeout";
-  default: return status >= 300 && status < 400 ? "redirect" : "error";
+  case 400:
+    return "bad request";
+  case 401:
+    return "unauthorized";
+  case 403:
+    return "access denied";
+  case 404:
+    return "not found";
+  case 405:
+    return "method not allowed";
+  case 408:
+    return "request timeout";
+  case 412:
+    return "precondition failed: the object changed";
+  case 416:
+    return "range not satisfiable";
+  case 429:
+    return "too many requests";
+  case 500:
+    return "internal server error";
+  case 501:
+    return "not implemented";
+  case 502:
+    return "bad gateway";
+  case 503:
+    return "service unavailable";
+  case 504:
+    return "gateway timeout";
+  default:
+    return status >= 300 && status < 400 ? "redirect" : "error";
   }
 }
 
 static int status_err(long status) {
   switch (status) {
-  case 404: return PM_ENOENT;
+  case 404:
+    return PM_ENOENT;
   case 401:
-  case 403: return PM_EACCES;
-  case 412: return PM_ECHANGED;
-  case 416: return PM_ERANGE;
+  case 403:
+    return PM_EACCES;
+  case 412:
+    return PM_ECHANGED;
+  case 416:
+    return PM_ERANGE;
   case 405:
-  case 501: return PM_ENOTSUP;
-  default: return PM_EORIGIN;
+  case 501:
+    return PM_ENOTSUP;
+  default:
+    return PM_EORIGIN;
   }
 }
 

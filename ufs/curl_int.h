@@ -57,7 +57,7 @@ typedef struct pm_http_req {
   const char *username;             /* access key id, with sigv4 */
   const char *password;             /* secret access key, with sigv4 */
   bool follow_redirects;
-  char *window;           /* receives object bytes [window_offset, +len) */
+  char *window; /* receives object bytes [window_offset, +len) */
   size_t window_len;
   uint64_t window_offset; /* a 200 answer is skipped up to here */
   pm_sbuf *body;          /* receives the whole 2xx body */
@@ -65,17 +65,17 @@ typedef struct pm_http_req {
 
 /* What came back (from the last attempt). */
 typedef struct pm_http_resp {
-  long status;                  /* 0 if no answer */
-  int64_t content_length;       /* -1 if absent */
-  int64_t range_first;          /* Content-Range, -1 if absent */
-  int64_t range_last;           /* -1 if absent or "*" */
-  int64_t range_total;          /* -1 if absent or "*" */
-  int64_t last_modified;        /* seconds since the epoch, -1 if absent */
-  char etag[PM_HTTP_ETAG_MAX];  /* raw value, "" if absent or too long */
-  size_t window_got;            /* bytes stored into the window */
-  uint64_t body_bytes;          /* payload bytes received */
-  unsigned attempts;            /* requests sent */
-  pm_sbuf error_body;           /* start of a non-2xx body */
+  long status;                 /* 0 if no answer */
+  int64_t content_length;      /* -1 if absent */
+  int64_t range_first;         /* Content-Range, -1 if absent */
+  int64_t range_last;          /* -1 if absent or "*" */
+  int64_t range_total;         /* -1 if absent or "*" */
+  int64_t last_modified;       /* seconds since the epoch, -1 if absent */
+  char etag[PM_HTTP_ETAG_MAX]; /* raw value, "" if absent or too long */
+  size_t window_got;           /* bytes stored into the window */
+  uint64_t body_bytes;         /* payload bytes received */
+  unsigned attempts;           /* requests sent */
+  pm_sbuf error_body;          /* start of a non-2xx body */
   /* private to the runner */
   uint64_t stream_pos;
   int sink_err;
@@ -111,13 +111,11 @@ int pm__http_status_err(const char *uri, const pm_http_resp *resp,
 void pm__http_resp_clear_headers(pm_http_resp *resp);
 /* Parse one raw header line ("Name: value\r\n", or a status line) into
  * resp. Unknown, malformed and over-long lines are ignored. */
-void pm__http_parse_header(pm_http_resp *resp, const char *line,
-                           size_t length);
+void pm__http_parse_header(pm_http_resp *resp, const char *line, size_t length);
 /* Parse "bytes FIRST-LAST/TOTAL" ('*' allowed for the range or the total).
  * Returns 0 or PM_EPROTO. */
 int pm__http_parse_content_range(const char *value, size_t length,
-                                 int64_t *first, int64_t *last,
-                                 int64_t *total);
+                                 int64_t *first, int64_t *last, int64_t *total);
 /* The version string of a raw ETag: quotes stripped ("W/" kept for weak
  * tags); one longer than PM_VERSION_MAX - 1 becomes "xxh3:" + 32 hex
  * characters of its hash. Returns 0, or PM_EPROTO for an empty tag. */

@@ -58,9 +58,13 @@ static int http_send(http_ufs *h, const char *uri, pm_http_method method,
     rc = grown ? 0 : PM_ENOMEM;
     headers = grown ? grown : headers;
   }
-  pm_http_req req = {.uri = uri, .url = uri, .method = method,
-                     .headers = headers, .follow_redirects = true,
-                     .window = window, .window_len = window_len,
+  pm_http_req req = {.uri = uri,
+                     .url = uri,
+                     .method = method,
+                     .headers = headers,
+                     .follow_redirects = true,
+                     .window = window,
+                     .window_len = window_len,
                      .window_offset = window_offset};
   rc = rc ? pm__errf(rc, "%s: out of memory", uri)
           : pm__http_perform(&h->pool, &h->base, &req, resp);
@@ -83,9 +87,8 @@ static void version_of(const pm_http_resp *resp, uint64_t size,
 static void fill_stat(const pm_http_resp *resp, uint64_t size,
                       pm_object_stat *out) {
   out->size = size;
-  out->mtime_ns = resp->last_modified >= 0
-                      ? resp->last_modified * (int64_t)1000000000
-                      : 0;
+  out->mtime_ns =
+      resp->last_modified >= 0 ? resp->last_modified * (int64_t)1000000000 : 0;
   version_of(resp, size, out->version);
 }
 
@@ -94,8 +97,8 @@ static int stat_by_get(http_ufs *h, const char *uri, pm_object_stat *out) {
   char first;
   pm_http_resp resp;
   pm__http_resp_init(&resp);
-  int rc = http_send(h, uri, PM_HTTP_GET, "bytes=0-0", NULL, &first, 1, 0,
-                     &resp);
+  int rc =
+      http_send(h, uri, PM_HTTP_GET, "bytes=0-0", NULL, &first, 1, 0, &resp);
   if (rc)
     goto out;
   int64_t size = resp.status == 206   ? resp.range_total
@@ -105,8 +108,10 @@ static int stat_by_get(http_ufs *h, const char *uri, pm_object_stat *out) {
   if (resp.status != 200 && resp.status != 206 && resp.status != 416)
     rc = pm__http_status_err(uri, &resp, NULL);
   else if (size < 0)
-    rc = pm__errf(PM_EPROTO, "%s: the server tells neither HEAD nor a "
-                             "ranged GET the object's size", uri);
+    rc = pm__errf(PM_EPROTO,
+                  "%s: the server tells neither HEAD nor a "
+                  "ranged GET the object's size",
+                  uri);
   else
     fill_stat(&resp, (uint64_t)size, out);
 out:
@@ -138,8 +143,8 @@ out:
 static bool same_version(const pm_http_resp *resp,
                          const pm_object_stat *expect) {
   char now[PM_VERSION_MAX];
-  int64_t total = resp->status == 206 ? resp->range_total
-                                      : resp->content_length;
+  int64_t total =
+      resp->status == 206 ? resp->range_total : resp->content_length;
   if (total >= 0 && (uint64_t)total != expect->size)
     return false;
   bool from_etag = !strchr(expect->version, ' ');
@@ -159,18 +164,22 @@ static int check_read(const char *uri, const pm_http_resp *resp,
                       const pm_object_stat *expect, uint64_t offset,
                       size_t length) {
   if (resp->status == 412 || resp->status == 416)
-    return pm__errf(PM_ECHANGED, "%s: changed since it was looked up "
-                                 "(HTTP %ld for version %s)", uri,
-                    resp->status, expect->version);
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(HTTP %ld for version %s)",
+                    uri, resp->status, expect->version);
   if (resp->status != 200 && resp->status != 206)
     return pm__http_status_err(uri, resp, NULL);
   if (!same_version(resp, expect))
-    return pm__errf(PM_ECHANGED, "%s: changed since it was looked up "
-                                 "(version %s, size %" PRIu64 ")", uri,
-                    expect->version, expect->size);
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(version %s, size %" PRIu64 ")",
+                    uri, expect->version, expect->size);
   if (resp->window_got != length)
-    return pm__errf(PM_EIO, "%s: short read at %" PRIu64 ": %zu of %zu "
-                            "bytes", uri, offset, resp->window_got, length);
+    return pm__errf(PM_EIO,
+                    "%s: short read at %" PRIu64 ": %zu of %zu "
+                    "bytes",
+                    uri, offset, resp->window_got, length);
   return 0;
 }
 

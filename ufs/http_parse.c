@@ -92,8 +92,7 @@ static int name_is(const char *name, size_t name_len, const char *want) {
 }
 
 /* Last-Modified: an HTTP date (curl_getdate needs a NUL-terminated copy). */
-static void parse_last_modified(pm_http_resp *resp, const char *v,
-                                size_t n) {
+static void parse_last_modified(pm_http_resp *resp, const char *v, size_t n) {
   char date[64];
   if (n == 0 || n >= sizeof date)
     return;
@@ -137,7 +136,8 @@ void pm__http_parse_header(pm_http_resp *resp, const char *line,
   }
 }
 
-/* ---- ETags and versions --------------------------------------------------- */
+/* ---- ETags and versions ---------------------------------------------------
+ */
 
 int pm__etag_version(const char *raw, char out[PM_VERSION_MAX]) {
   size_t n = strlen(raw);

@@ -43,8 +43,7 @@ static void version_of(const struct stat *st, char out[PM_VERSION_MAX]) {
 }
 
 static int errno_err(const char *uri, const char *what, int e) {
-  return pm__errf(pm__err_from_errno(e), "%s: %s: %s", uri, what,
-                  strerror(e));
+  return pm__errf(pm__err_from_errno(e), "%s: %s: %s", uri, what, strerror(e));
 }
 
 /* Regular files are objects; anything else is refused with a reason. */
@@ -79,9 +78,10 @@ static int check_version(int fd, const char *uri,
   char now[PM_VERSION_MAX];
   version_of(&st, now);
   if ((uint64_t)st.st_size != expect->size || strcmp(now, expect->version))
-    return pm__errf(PM_ECHANGED, "%s: changed since it was looked up "
-                                 "(version %s, now %s)", uri,
-                    expect->version, now);
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(version %s, now %s)",
+                    uri, expect->version, now);
   return 0;
 }
 

@@ -21,7 +21,7 @@
 #include "ufs/s3_int.h"
 
 /* SHA-256 of the empty body: what GET and HEAD carry. */
-#define EMPTY_SHA256                                                          \
+#define EMPTY_SHA256                                                           \
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 typedef struct s3_ufs {
@@ -41,9 +41,10 @@ static int s3_init(pm_ufs *self, const pm_ufs_config *config) {
   if (rc)
     return rc;
   snprintf(s3->sigv4, sizeof s3->sigv4, "aws:amz:%s:s3", s3->cfg.region);
-  PM_LOG(PM_LOG_INFO, "s3", "endpoint %s://%s%s, region %s, %s addressing, "
-                            "credentials: %s", s3->cfg.scheme, s3->cfg.host,
-         s3->cfg.base_path, s3->cfg.region,
+  PM_LOG(PM_LOG_INFO, "s3",
+         "endpoint %s://%s%s, region %s, %s addressing, "
+         "credentials: %s",
+         s3->cfg.scheme, s3->cfg.host, s3->cfg.base_path, s3->cfg.region,
          s3->cfg.path_style ? "path-style" : "virtual-host",
          s3->cfg.cred_source);
   return 0;
@@ -55,7 +56,8 @@ static void s3_fini(pm_ufs *self) {
   pm__s3_config_free(&s3->cfg);
 }
 
-/* ---- requests ----------------------------------------------------------------- */
+/* ---- requests
+ * ----------------------------------------------------------------- */
 
 typedef struct s3_call {
   const char *uri; /* ours, for messages */
@@ -94,8 +96,7 @@ static int build_headers(const s3_ufs *s3, const s3_call *call,
     rc = add_header(list, "Range", call->range);
   if (!rc && call->if_match)
     rc = add_header(list, "If-Match", call->if_match);
-  return rc ? pm__errf(rc, "%s: cannot build request headers", call->uri)
-            : 0;
+  return rc ? pm__errf(rc, "%s: cannot build request headers", call->uri) : 0;
 }
 
 static int s3_send(s3_ufs *s3, const s3_call *call, pm_http_resp *resp) {
@@ -149,16 +150,19 @@ static int s3_status_err(const char *uri, const pm_http_resp *resp) {
     snprintf(reason, sizeof reason, "%s%s%s", code, message[0] ? ": " : "",
              message);
   else if (resp->status == 403)
-    snprintf(reason, sizeof reason, "check the credentials, the region and "
-                                    "the clock");
+    snprintf(reason, sizeof reason,
+             "check the credentials, the region and "
+             "the clock");
   else if (resp->status == 301)
-    snprintf(reason, sizeof reason, "the bucket is in another region: set "
-                                    "AWS_REGION");
+    snprintf(reason, sizeof reason,
+             "the bucket is in another region: set "
+             "AWS_REGION");
   int rc = pm__http_status_err(uri, resp, reason);
   return resp->status == 400 && auth_code(code) ? PM_EACCES : rc;
 }
 
-/* ---- stat and read ------------------------------------------------------------- */
+/* ---- stat and read
+ * ------------------------------------------------------------- */
 
 static int stat_from_headers(const char *uri, const pm_http_resp *resp,
                              pm_object_stat *out) {
@@ -167,9 +171,8 @@ static int stat_from_headers(const char *uri, const pm_http_resp *resp,
   if (!resp->etag[0] || pm__etag_version(resp->etag, out->version))
     return pm__errf(PM_EPROTO, "%s: HEAD answer without an ETag", uri);
   out->size = (uint64_t)resp->content_length;
-  out->mtime_ns = resp->last_modified >= 0
-                      ? resp->last_modified * (int64_t)1000000000
-                      : 0;
+  out->mtime_ns =
+      resp->last_modified >= 0 ? resp->last_modified * (int64_t)1000000000 : 0;
   return 0;
 }
 
@@ -183,8 +186,8 @@ static int s3_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
     return pm__errf(PM_ENOENT, "%s: a bucket, not an object", uri);
   pm_http_resp resp;
   pm__http_resp_init(&resp);
-  s3_call call = {.uri = uri, .bucket = bucket, .key = key,
-                  .method = PM_HTTP_HEAD};
+  s3_call call = {
+      .uri = uri, .bucket = bucket, .key = key, .method = PM_HTTP_HEAD};
   rc = s3_send((s3_ufs *)self, &call, &resp);
   if (!rc)
     rc = resp.status == 200 ? stat_from_headers(uri, &resp, out)
@@ -199,28 +202,32 @@ static int check_read(const char *uri, const pm_http_resp *resp,
                       size_t length) {
   char now[PM_VERSION_MAX];
   if (resp->status == 412 || resp->status == 416)
-    return pm__errf(PM_ECHANGED, "%s: changed since it was looked up "
-                                 "(HTTP %ld for version %s)", uri,
-                    resp->status, expect->version);
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(HTTP %ld for version %s)",
+                    uri, resp->status, expect->version);
   if (resp->status != 200 && resp->status != 206)
     return s3_status_err(uri, resp);
-  int64_t total = resp->status == 206 ? resp->range_total
-                                      : resp->content_length;
+  int64_t total =
+      resp->status == 206 ? resp->range_total : resp->content_length;
   if ((resp->etag[0] && pm__etag_version(resp->etag, now) == 0 &&
        strcmp(now, expect->version)) ||
       (total >= 0 && (uint64_t)total != expect->size))
-    return pm__errf(PM_ECHANGED, "%s: changed since it was looked up "
-                                 "(version %s, size %" PRIu64 ")", uri,
-                    expect->version, expect->size);
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(version %s, size %" PRIu64 ")",
+                    uri, expect->version, expect->size);
   if (resp->window_got != length)
-    return pm__errf(PM_EIO, "%s: short read at %" PRIu64 ": %zu of %zu "
-                            "bytes", uri, offset, resp->window_got, length);
+    return pm__errf(PM_EIO,
+                    "%s: short read at %" PRIu64 ": %zu of %zu "
+                    "bytes",
+                    uri, offset, resp->window_got, length);
   return 0;
 }
 
 static ssize_t s3_read(pm_ufs *self, const char *uri,
-                       const pm_object_stat *expect, uint64_t offset,
-                       void *buf, size_t length) {
+                       const pm_object_stat *expect, uint64_t offset, void *buf,
+                       size_t length) {
   char bucket[64], range[64], if_match[PM_VERSION_MAX + 2];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
@@ -231,10 +238,15 @@ static ssize_t s3_read(pm_ufs *self, const char *uri,
   bool im = pm__etag_if_match(expect->version, if_match, sizeof if_match);
   pm_http_resp resp;
   pm__http_resp_init(&resp);
-  s3_call call = {.uri = uri, .bucket = bucket, .key = key,
-                  .method = PM_HTTP_GET, .range = range,
-                  .if_match = im ? if_match : NULL, .window = buf,
-                  .window_len = length, .window_offset = offset};
+  s3_call call = {.uri = uri,
+                  .bucket = bucket,
+                  .key = key,
+                  .method = PM_HTTP_GET,
+                  .range = range,
+                  .if_match = im ? if_match : NULL,
+                  .window = buf,
+                  .window_len = length,
+                  .window_offset = offset};
   rc = s3_send((s3_ufs *)self, &call, &resp);
   if (!rc)
     rc = check_read(uri, &resp, expect, offset, length);
@@ -242,7 +254,8 @@ static ssize_t s3_read(pm_ufs *self, const char *uri,
   return rc ? rc : (ssize_t)length;
 }
 
-/* ---- list ------------------------------------------------------------------------- */
+/* ---- list
+ * ------------------------------------------------------------------------- */
 
 typedef struct s3_lister {
   const char *uri, *bucket;
@@ -302,8 +315,11 @@ static int list_page(s3_ufs *s3, s3_lister *l, bool first) {
     return rc;
   pm_http_resp resp;
   pm__http_resp_init(&resp);
-  s3_call call = {.uri = l->uri, .bucket = l->bucket, .key = "",
-                  .query = l->query.data, .method = PM_HTTP_GET,
+  s3_call call = {.uri = l->uri,
+                  .bucket = l->bucket,
+                  .key = "",
+                  .query = l->query.data,
+                  .method = PM_HTTP_GET,
                   .body = &l->body};
   rc = s3_send(s3, &call, &resp);
   if (!rc && resp.status != 200)
@@ -319,8 +335,10 @@ static int list_page(s3_ufs *s3, s3_lister *l, bool first) {
     return pm__errf(rc, "%s: bad ListObjectsV2 answer: %s", l->uri, why);
   }
   if (!rc && l->page.truncated && !l->page.next_token[0])
-    return pm__errf(PM_EPROTO, "%s: truncated listing without a "
-                               "continuation token", l->uri);
+    return pm__errf(PM_EPROTO,
+                    "%s: truncated listing without a "
+                    "continuation token",
+                    l->uri);
   return rc;
 }
 
@@ -348,8 +366,8 @@ static int s3_list(pm_ufs *self, const char *uri, unsigned flags,
   s3_lister *l = calloc(1, sizeof *l);
   if (!l)
     return pm__errf(PM_ENOMEM, "%s: out of memory", uri);
-  *l = (s3_lister){.uri = uri, .bucket = bucket, .flags = flags, .cb = cb,
-                   .arg = arg};
+  *l = (s3_lister){
+      .uri = uri, .bucket = bucket, .flags = flags, .cb = cb, .arg = arg};
   pm__sbuf_init(&l->prefix, PM_UFS_URI_MAX);
   pm__sbuf_init(&l->query, 4 * PM_UFS_URI_MAX);
   pm__sbuf_init(&l->body, PM_S3_LIST_BODY_MAX);

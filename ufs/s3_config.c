@@ -48,13 +48,14 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
 }
 
-/* ---- the INI dialect of ~/.aws/credentials and ~/.aws/config ----------------- */
+/* ---- the INI dialect of ~/.aws/credentials and ~/.aws/config
+ * ----------------- */
 
 static void trim(const char **p, const char **end) {
   while (*p < *end && (**p == ' ' || **p == '\t'))
     (*p)++;
-  while (*end > *p && ((*end)[-1] == ' ' || (*end)[-1] == '\t' ||
-                       (*end)[-1] == '\r'))
+  while (*end > *p &&
+         ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r'))
     (*end)--;
 }
 
@@ -148,7 +149,7 @@ out:
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
   const char *path = env(var), *home = env("HOME");
-  int n = path ? snprintf(out, size, "%s", path)
+  int n = path   ? snprintf(out, size, "%s", path)
           : home ? snprintf(out, size, "%s/.aws/%s", home, leaf)
                  : -1;
   return n > 0 && (size_t)n < size;
@@ -171,7 +172,8 @@ static int aws_file_load(aws_file *f, const char *var, const char *leaf) {
   return read_small_file(f->path, &f->text, &f->length);
 }
 
-/* ---- loading --------------------------------------------------------------- */
+/* ---- loading ---------------------------------------------------------------
+ */
 
 static int set_str(char **dst, const char *src) {
   free(*dst);
@@ -184,15 +186,19 @@ int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
   size_t scheme_len = sep ? (size_t)(sep - url) : 0;
   if (!sep || !((scheme_len == 4 && !strncasecmp(url, "http", 4)) ||
                 (scheme_len == 5 && !strncasecmp(url, "https", 5))))
-    return pm__errf(PM_ECONFIG, "S3 endpoint \"%s\": not an http:// or "
-                                "https:// URL", url);
+    return pm__errf(PM_ECONFIG,
+                    "S3 endpoint \"%s\": not an http:// or "
+                    "https:// URL",
+                    url);
   const char *host = sep + 3;
   size_t host_len = strcspn(host, "/?#@");
   const char *path = host + host_len;
   size_t path_len = strcspn(path, "?#@");
   if (host_len == 0 || path[path_len] != '\0')
-    return pm__errf(PM_ECONFIG, "S3 endpoint \"%s\": want scheme://host"
-                                "[:port][/path], without user or query", url);
+    return pm__errf(PM_ECONFIG,
+                    "S3 endpoint \"%s\": want scheme://host"
+                    "[:port][/path], without user or query",
+                    url);
   while (path_len > 0 && path[path_len - 1] == '/')
     path_len--;
   char scheme[8];
@@ -260,8 +266,10 @@ static int load_style(pm_s3_config *cfg) {
   else if (!strcasecmp(style, "virtual"))
     cfg->path_style = false;
   else
-    return pm__errf(PM_ECONFIG, "AWS_S3_ADDRESSING_STYLE=%s: want path, "
-                                "virtual or auto", style);
+    return pm__errf(PM_ECONFIG,
+                    "AWS_S3_ADDRESSING_STYLE=%s: want path, "
+                    "virtual or auto",
+                    style);
   return 0;
 }
 
@@ -274,7 +282,8 @@ static int load_max_keys(pm_s3_config *cfg) {
   return 0;
 }
 
-/* ---- credentials ------------------------------------------------------------ */
+/* ---- credentials ------------------------------------------------------------
+ */
 
 typedef struct creds {
   char key[256];
@@ -295,8 +304,8 @@ static int set_creds(pm_s3_config *cfg, const char *key, const char *secret,
 /* Look the profile's keys up in one file; *found if it has a key pair. */
 static int creds_from_ini(const aws_file *f, const char *section, creds *c,
                           bool *seen, bool *found) {
-  int k = pm__ini_get(f->text, f->length, section, "aws_access_key_id",
-                      c->key, sizeof c->key, seen);
+  int k = pm__ini_get(f->text, f->length, section, "aws_access_key_id", c->key,
+                      sizeof c->key, seen);
   int s = pm__ini_get(f->text, f->length, section, "aws_secret_access_key",
                       c->secret, sizeof c->secret, NULL);
   int t = pm__ini_get(f->text, f->length, section, "aws_session_token",
@@ -304,8 +313,9 @@ static int creds_from_ini(const aws_file *f, const char *section, creds *c,
   if (k < 0 || s < 0 || t < 0)
     return pm__errf(PM_ECONFIG, "%s [%s]: value too long", f->path, section);
   if (k != s)
-    return pm__errf(PM_ECONFIG, "%s [%s]: aws_access_key_id and "
-                                "aws_secret_access_key must come together",
+    return pm__errf(PM_ECONFIG,
+                    "%s [%s]: aws_access_key_id and "
+                    "aws_secret_access_key must come together",
                     f->path, section);
   *found = k == 1;
   c->has_token = t == 1;
@@ -324,8 +334,8 @@ static int creds_from_env(pm_s3_config *cfg) {
   return set_creds(cfg, key, secret, token, "environment");
 }
 
-static int creds_from_files(pm_s3_config *cfg, const char *profile,
-                            bool named, const aws_file *config,
+static int creds_from_files(pm_s3_config *cfg, const char *profile, bool named,
+                            const aws_file *config,
                             const char *config_section) {
   aws_file cred;
   creds *c = calloc(1, sizeof *c);
@@ -358,8 +368,8 @@ static int creds_from_files(pm_s3_config *cfg, const char *profile,
   return rc;
 }
 
-static int load_credentials(pm_s3_config *cfg, const char *profile,
-                            bool named, const aws_file *config,
+static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
+                            const aws_file *config,
                             const char *config_section) {
   int rc;
   if (env("AWS_ACCESS_KEY_ID") || env("AWS_SECRET_ACCESS_KEY"))
@@ -371,7 +381,8 @@ static int load_credentials(pm_s3_config *cfg, const char *profile,
   return rc;
 }
 
-/* ---- URLs -------------------------------------------------------------------- */
+/* ---- URLs
+ * -------------------------------------------------------------------- */
 
 /* Can the bucket be a host name label set (virtual-host addressing)? */
 static bool bucket_dns_ok(const char *b) {

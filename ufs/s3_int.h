@@ -12,7 +12,8 @@
 
 #include "ufs/ufs_priv.h"
 
-/* ---- configuration (ufs/s3_config.c) --------------------------------------- */
+/* ---- configuration (ufs/s3_config.c) ---------------------------------------
+ */
 
 /* Largest credentials or config file read (bigger ones are refused). */
 #define PM_S3_INI_MAX (1024 * 1024)
@@ -20,13 +21,13 @@
 #define PM_S3_VALUE_MAX 8192
 
 typedef struct pm_s3_config {
-  char *scheme;        /* "https" or "http" */
-  char *host;          /* "host[:port]" of the endpoint */
-  char *base_path;     /* "" or "/prefix" the endpoint URL carried */
+  char *scheme;         /* "https" or "http" */
+  char *host;           /* "host[:port]" of the endpoint */
+  char *base_path;      /* "" or "/prefix" the endpoint URL carried */
   bool custom_endpoint; /* AWS_ENDPOINT_URL[_S3] was given */
-  bool path_style;     /* bucket in the path, not in the host name */
+  bool path_style;      /* bucket in the path, not in the host name */
   char *region;
-  char *access_key;    /* NULL: anonymous requests */
+  char *access_key; /* NULL: anonymous requests */
   char *secret_key;
   char *session_token; /* NULL if none */
   char *cred_source;   /* "environment", "profile NAME in FILE", ... */
@@ -76,7 +77,8 @@ int pm__ini_get(const char *text, size_t length, const char *section,
 int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
                const char *query, pm_sbuf *out);
 
-/* ---- XML answers (ufs/s3_xml.c) -------------------------------------------- */
+/* ---- XML answers (ufs/s3_xml.c) --------------------------------------------
+ */
 
 /* Caps on what is accepted from the network. */
 #define PM_S3_LIST_BODY_MAX (16 * 1024 * 1024)
@@ -87,20 +89,20 @@ int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
 /* One <Contents> object or <CommonPrefixes> prefix of a listing page. The
  * strings are decoded, NUL-terminated and valid during the callback. */
 typedef struct pm_s3_item {
-  const char *key;   /* the object key or the prefix */
+  const char *key; /* the object key or the prefix */
   bool is_prefix;
   uint64_t size;
-  int64_t mtime_ns;  /* 0 if absent or unparsable */
-  const char *etag;  /* raw, quotes included; "" for a prefix */
+  int64_t mtime_ns; /* 0 if absent or unparsable */
+  const char *etag; /* raw, quotes included; "" for a prefix */
 } pm_s3_item;
 
 /* Non-zero stops the parse; the value is returned by pm__s3_list_parse. */
 typedef int (*pm_s3_item_cb)(void *arg, const pm_s3_item *item);
 
 typedef struct pm_s3_list_page {
-  bool truncated;                      /* <IsTruncated>true */
-  char next_token[PM_S3_TOKEN_MAX];    /* <NextContinuationToken>, or "" */
-  size_t items;                        /* objects and prefixes seen */
+  bool truncated;                   /* <IsTruncated>true */
+  char next_token[PM_S3_TOKEN_MAX]; /* <NextContinuationToken>, or "" */
+  size_t items;                     /* objects and prefixes seen */
 } pm_s3_list_page;
 
 /*

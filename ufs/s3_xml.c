@@ -17,7 +17,8 @@
 
 #define ETAG_MAX 1024
 
-/* ---- a strict little tokenizer --------------------------------------------- */
+/* ---- a strict little tokenizer ---------------------------------------------
+ */
 
 typedef struct xml_sax {
   int (*open)(void *ctx, int depth, const char *name, size_t length);
@@ -98,7 +99,7 @@ static int64_t char_ref(const char *name, size_t n) {
   int64_t cp = 0;
   for (; i < n; i++) {
     char c = name[i];
-    int d = c >= '0' && c <= '9'                ? c - '0'
+    int d = c >= '0' && c <= '9'                 ? c - '0'
             : base == 16 && c >= 'a' && c <= 'f' ? c - 'a' + 10
             : base == 16 && c >= 'A' && c <= 'F' ? c - 'A' + 10
                                                  : -1;
@@ -122,8 +123,8 @@ static int xml_entity(xml_parser *x, const char *stop) {
   static const struct {
     const char *name;
     char c;
-  } named[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'},
-               {"apos", '\''}};
+  } named[] = {
+      {"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
   for (size_t i = 0; i < PM_ARRAY_SIZE(named); i++) {
     if (strlen(named[i].name) == n && !memcmp(name, named[i].name, n)) {
       pm__sbuf_append(&x->text, &named[i].c, 1);
@@ -186,8 +187,8 @@ static int xml_skip(xml_parser *x, const char *open, const char *close,
 
 static size_t name_length(const xml_parser *x, const char *name) {
   const char *q = name;
-  while (q < x->end && !is_space(*q) && *q != '/' && *q != '>' &&
-         *q != '<' && *q != '\0')
+  while (q < x->end && !is_space(*q) && *q != '/' && *q != '>' && *q != '<' &&
+         *q != '\0')
     q++;
   return (size_t)(q - name);
 }
@@ -287,7 +288,8 @@ static bool copy_text(const pm_sbuf *text, char *out, size_t size) {
   return true;
 }
 
-/* ---- ListObjectsV2 ------------------------------------------------------------ */
+/* ---- ListObjectsV2
+ * ------------------------------------------------------------ */
 
 typedef struct list_ctx {
   pm_s3_item_cb cb;
@@ -343,8 +345,7 @@ static int list_emit(list_ctx *c) {
   if (!c->has_key || (c->in_contents && !c->has_size))
     return pm__errf(PM_EPROTO, "<%s> without <%s>",
                     c->in_contents ? "Contents" : "CommonPrefixes",
-                    !c->has_key ? (c->in_contents ? "Key" : "Prefix")
-                                : "Size");
+                    !c->has_key ? (c->in_contents ? "Key" : "Prefix") : "Size");
   pm_s3_item item = {.key = pm__sbuf_str(&c->key),
                      .is_prefix = c->in_prefixes,
                      .size = c->size,
@@ -384,7 +385,8 @@ int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
   return rc;
 }
 
-/* ---- <Error> ------------------------------------------------------------------- */
+/* ---- <Error>
+ * ------------------------------------------------------------------- */
 
 typedef struct error_ctx {
   char *code, *message;
@@ -425,7 +427,8 @@ int pm__s3_error_parse(const char *xml, size_t length, char *code,
   return rc ? PM_EPROTO : 0;
 }
 
-/* ---- timestamps ---------------------------------------------------------------- */
+/* ---- timestamps
+ * ---------------------------------------------------------------- */
 
 static bool digits(const char *s, int n, int *out) {
   int v = 0;
@@ -455,8 +458,12 @@ int pm__s3_parse_time(const char *s, int64_t *out_ns) {
       frac_ns += scale ? (*p - '0') * scale : 0;
   if (strcmp(p, "Z") != 0)
     return PM_EPROTO;
-  struct tm tm = {.tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
-                  .tm_hour = hour, .tm_min = min, .tm_sec = sec};
+  struct tm tm = {.tm_year = year - 1900,
+                  .tm_mon = mon - 1,
+                  .tm_mday = day,
+                  .tm_hour = hour,
+                  .tm_min = min,
+                  .tm_sec = sec};
   time_t t = timegm(&tm);
   *out_ns = (int64_t)t * 1000000000 + frac_ns;
   return 0;

@@ -49,8 +49,7 @@ void pm__ufs_count(const pm_ufs *ufs, uint64_t requests, uint64_t bytes) {
 static void config_fill(pm_ufs_config *dst, const pm_ufs_config *src) {
   memset(dst, 0, sizeof *dst);
   if (src)
-    memcpy(dst, src, PM_MIN(src->size ? src->size : sizeof *dst,
-                            sizeof *dst));
+    memcpy(dst, src, PM_MIN(src->size ? src->size : sizeof *dst, sizeof *dst));
   dst->size = sizeof *dst;
   if (!dst->timeout_ms)
     dst->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -149,8 +148,9 @@ pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
     *err = 0;
     return slot->ufs;
   }
-  *err = pm__errf(PM_EBADURI, "%s: unsupported scheme \"%s://\" (supported: "
-                              "s3://, http://, https://, file://, paths)",
+  *err = pm__errf(PM_EBADURI,
+                  "%s: unsupported scheme \"%s://\" (supported: "
+                  "s3://, http://, https://, file://, paths)",
                   uri, scheme);
   return NULL;
 }
@@ -177,8 +177,7 @@ int pm__ufs_stat(pm_ufs_set *set, const char *uri, pm_object_stat *out) {
   if (!out)
     return pm__errf(PM_EINVAL, "%s: stat: NULL output", norm);
   if (!ufs->methods->stat)
-    return pm__errf(PM_ENOTSUP, "%s: %s cannot stat", norm,
-                    ufs->methods->name);
+    return pm__errf(PM_ENOTSUP, "%s: %s cannot stat", norm, ufs->methods->name);
   pm_object_stat st;
   memset(&st, 0, sizeof st);
   rc = ufs->methods->stat(ufs, norm, &st);
@@ -198,8 +197,7 @@ ssize_t pm__ufs_read(pm_ufs_set *set, const char *uri,
   if (!expect || (!buf && length))
     return pm__errf(PM_EINVAL, "%s: read: NULL argument", norm);
   if (!ufs->methods->read)
-    return pm__errf(PM_ENOTSUP, "%s: %s cannot read", norm,
-                    ufs->methods->name);
+    return pm__errf(PM_ENOTSUP, "%s: %s cannot read", norm, ufs->methods->name);
   if (offset >= expect->size || length == 0)
     return 0;
   size_t want = (size_t)PM_MIN((uint64_t)length, expect->size - offset);

@@ -6,8 +6,8 @@
 #ifndef PM_UFS_INT_H
 #define PM_UFS_INT_H
 
-#include "pagemesh/ufs.h"
 #include "core/core_int.h"
+#include "pagemesh/ufs.h"
 
 typedef struct pm_ufs_set pm_ufs_set;
 

@@ -114,8 +114,10 @@ static int normalize_path(const char *uri, const char *path, char *out,
   if (path[0] != '/') {
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd))
-      return pm__errf(PM_EBADURI, "%s: relative path, and no working "
-                                  "directory to resolve it", uri);
+      return pm__errf(PM_EBADURI,
+                      "%s: relative path, and no working "
+                      "directory to resolve it",
+                      uri);
     path_apply(&po, cwd, &too_big);
   }
   dir_last = path_apply(&po, path, &too_big);
@@ -133,8 +135,10 @@ static int normalize_file(const char *uri, const char *rest, char *out,
   const char *slash = strchr(rest, '/');
   size_t host_len = slash ? (size_t)(slash - rest) : strlen(rest);
   if (host_len && !(host_len == 9 && !strncasecmp(rest, "localhost", 9)))
-    return pm__errf(PM_EBADURI, "%s: file URIs on another host (%.*s) are "
-                                "not supported", uri, (int)host_len, rest);
+    return pm__errf(PM_EBADURI,
+                    "%s: file URIs on another host (%.*s) are "
+                    "not supported",
+                    uri, (int)host_len, rest);
   if (!slash)
     return pm__errf(PM_EBADURI, "%s: empty path", uri);
   return normalize_path(uri, slash, out, out_size);
@@ -163,9 +167,10 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
   if (n == 0)
     return pm__errf(PM_EBADURI, "%s: no bucket name", uri);
   if (!bucket_valid(b, n) || n + 1 > bucket_size)
-    return pm__errf(PM_EBADURI, "%s: bad bucket name \"%.*s\" (3-63 letters, "
-                                "digits, '.', '-')", uri, (int)PM_MIN(n, 64),
-                    b);
+    return pm__errf(PM_EBADURI,
+                    "%s: bad bucket name \"%.*s\" (3-63 letters, "
+                    "digits, '.', '-')",
+                    uri, (int)PM_MIN(n, 64), b);
   memcpy(bucket, b, n);
   bucket[n] = '\0';
   *key = slash ? slash + 1 : b + n;
@@ -184,14 +189,17 @@ static int normalize_s3(const char *uri, char *out, size_t out_size) {
   return 0;
 }
 
-/* ---- HTTP(S) and others --------------------------------------------------- */
+/* ---- HTTP(S) and others ---------------------------------------------------
+ */
 
 static int normalize_http(const char *uri, size_t prefix, char *out,
                           size_t out_size) {
   for (const char *p = uri; *p; p++)
     if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-      return pm__errf(PM_EBADURI, "%s: spaces and control characters must be "
-                                  "percent-encoded in HTTP URLs", uri);
+      return pm__errf(PM_EBADURI,
+                      "%s: spaces and control characters must be "
+                      "percent-encoded in HTTP URLs",
+                      uri);
   const char *auth = uri + prefix;
   size_t auth_len = strcspn(auth, "/?#");
   if (auth_len == 0)
@@ -207,8 +215,7 @@ static int normalize_http(const char *uri, size_t prefix, char *out,
   for (size_t i = 0; i < prefix; i++)
     out[i] = ascii_lower(uri[i]);
   for (size_t i = 0; i < auth_len; i++)
-    out[prefix + i] = i >= host_from ? ascii_lower(auth[i])
-                                     : auth[i];
+    out[prefix + i] = i >= host_from ? ascii_lower(auth[i]) : auth[i];
   size_t at_out = prefix + auth_len;
   if (need_slash)
     out[at_out++] = '/';
@@ -247,7 +254,8 @@ int pm__uri_normalize(const char *uri, char *out, size_t out_size) {
   return normalize_other(uri, (size_t)prefix, out, out_size);
 }
 
-/* ---- percent-encoding ------------------------------------------------------ */
+/* ---- percent-encoding ------------------------------------------------------
+ */
 
 int pm__uri_encode(pm_sbuf *sb, const char *bytes, size_t length,
                    bool keep_slash) {

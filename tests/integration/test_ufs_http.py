@@ -3,7 +3,12 @@ that behave in the ways real ones do: Range honoured or ignored, ETag or
 none, Last-Modified or none, HEAD refused, If-Match ignored - driven
 through pm_ufs_driver."""
 
+import json
 import random
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -167,3 +172,48 @@ def test_retries_through_proxy(normal, driver):
 def test_concurrent_reads(normal, driver):
     assert driver.run("hammer", normal.url("/data.bin"), 6, 30).check() \
         .stdout == b"ok\n"
+
+
+def test_slow_origin_times_out(normal, driver):
+    upstream = "http://127.0.0.1:%d" % normal.port
+    with OriginProxy(upstream, ttfb_ms=1500) as proxy:
+        slow = driver.with_env(PAGEMESH_ORIGIN_TIMEOUT_MS=200,
+                               PAGEMESH_ORIGIN_RETRIES=1)
+        started = time.monotonic()
+        res = slow.error("stat", proxy.url + "/data.bin")
+        assert res.error == "PM_ETIMEDOUT" and "2 attempts" in res.detail
+        assert time.monotonic() - started < 1.4
+
+
+def test_origin_proxy_shaping_and_control(normal, driver):
+    """The proxy the benchmark reuses: delay, bandwidth cap, control
+    endpoints, and its command-line mode."""
+    upstream = "http://127.0.0.1:%d" % normal.port
+    with OriginProxy(upstream, ttfb_ms=150) as proxy:
+        started = time.monotonic()
+        driver.stat(proxy.url + "/data.bin")
+        assert time.monotonic() - started >= 0.15
+        proxy.configure(ttfb_ms=0, bandwidth=1024 * 1024)
+        started = time.monotonic()
+        assert driver.read(proxy.url + "/data.bin", 0, 512 * 1024) == \
+            DATA[:512 * 1024]
+        assert time.monotonic() - started >= 0.45
+        with urllib.request.urlopen(proxy.url + "/__pm_stats") as answer:
+            stats = json.load(answer)
+        assert stats["requests"] == {"HEAD": 2, "GET": 1}
+        assert stats["get_bytes"] == 512 * 1024
+        urllib.request.urlopen(proxy.url + "/__pm_fault?count=1&status=500")
+        urllib.request.urlopen(proxy.url + "/__pm_config?bandwidth=0")
+        assert driver.with_env(PAGEMESH_ORIGIN_RETRIES=0).error(
+            "stat", proxy.url + "/data.bin").error == "PM_EORIGIN"
+        urllib.request.urlopen(proxy.url + "/__pm_reset")
+        assert proxy.stats()["total_requests"] == 0
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "origin_proxy", "--upstream", upstream],
+        cwd=util.repo_root() + "/perf", stdout=subprocess.PIPE, text=True)
+    try:
+        url = json.loads(cli.stdout.readline())["url"]
+        assert driver.read(url + "/data.bin", 9, 9) == DATA[9:18]
+    finally:
+        cli.terminate()
+        assert cli.wait(timeout=10) == 0

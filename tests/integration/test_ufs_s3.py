@@ -194,6 +194,12 @@ def test_retries_on_503_then_success(driver, proxy):
     stats = proxy.stats()
     assert stats["faults"] == 2
     assert stats["total_requests"] == 4  # HEAD x3 (2 refused), GET
+    st = driver.stat(uri("data/blob.bin"))
+    proxy.reset_stats()
+    proxy.fail_next(1, status=500)  # now the ranged GET is refused once
+    assert driver.read(uri("data/blob.bin"), 4000, 3000, st["version"],
+                       st["size"]) == BLOB[4000:7000]
+    assert proxy.stats()["requests"] == {"GET": 2}
 
 
 def test_retries_exhausted_is_eorigin(driver, proxy):

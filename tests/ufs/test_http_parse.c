@@ -18,22 +18,32 @@ static void header(pm_http_resp *resp, const char *line) {
 Test(http_parse, content_range) {
   int64_t first, last, total;
   const char *ok = "bytes 0-99/1234";
-  cr_assert_eq(pm__http_parse_content_range(ok, strlen(ok), &first, &last,
-                                            &total), 0);
+  cr_assert_eq(
+      pm__http_parse_content_range(ok, strlen(ok), &first, &last, &total), 0);
   cr_assert_eq(first, 0);
   cr_assert_eq(last, 99);
   cr_assert_eq(total, 1234);
-  cr_assert_eq(pm__http_parse_content_range("bytes */55", 10, &first, &last,
-                                            &total), 0);
+  cr_assert_eq(
+      pm__http_parse_content_range("bytes */55", 10, &first, &last, &total), 0);
   cr_assert_eq(first, -1);
   cr_assert_eq(total, 55);
-  cr_assert_eq(pm__http_parse_content_range("bytes 5-9/*", 11, &first, &last,
-                                            &total), 0);
+  cr_assert_eq(
+      pm__http_parse_content_range("bytes 5-9/*", 11, &first, &last, &total),
+      0);
   cr_assert_eq(total, -1);
-  const char *bad[] = {"", "bytes", "bytes ", "items 0-1/2", "bytes 0-1",
-                       "bytes 5-4/10", "bytes 0-10/10", "bytes -1/10",
-                       "bytes 0-/10", "bytes a-b/c", "bytes 0-1/",
-                       "bytes 0-1/99999999999999999999", "bytes 0x1-2/3",
+  const char *bad[] = {"",
+                       "bytes",
+                       "bytes ",
+                       "items 0-1/2",
+                       "bytes 0-1",
+                       "bytes 5-4/10",
+                       "bytes 0-10/10",
+                       "bytes -1/10",
+                       "bytes 0-/10",
+                       "bytes a-b/c",
+                       "bytes 0-1/",
+                       "bytes 0-1/99999999999999999999",
+                       "bytes 0x1-2/3",
                        "bytes 1-2/3 "};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(pm__http_parse_content_range(bad[i], strlen(bad[i]), &first,

@@ -170,7 +170,7 @@ Test(posix, flat_listing) {
 
 Test(posix, recursive_listing_lists_files_only) {
   listing l = {0};
-  cr_assert_eq(symlink(dir, path("sub/loop")), 0);   /* a cycle */
+  cr_assert_eq(symlink(dir, path("sub/loop")), 0); /* a cycle */
   cr_assert_eq(symlink("/nonexistent", path("dangling")), 0);
   cr_assert_eq(pm__ufs_list(set, dir, PM_LIST_RECURSIVE, collect, &l), 0);
   sorted(&l);

@@ -17,12 +17,20 @@
 static char tmpdir[] = "/tmp/pm-s3cfg-XXXXXX";
 
 static void clear_env(void) {
-  static const char *const vars[] = {
-      "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
-      "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-      "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
-      "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
-      "AWS_S3_ADDRESSING_STYLE", "PAGEMESH_S3_MAX_KEYS"};
+  static const char *const vars[] = {"AWS_ENDPOINT_URL",
+                                     "AWS_ENDPOINT_URL_S3",
+                                     "AWS_REGION",
+                                     "AWS_DEFAULT_REGION",
+                                     "AWS_ACCESS_KEY_ID",
+                                     "AWS_SECRET_ACCESS_KEY",
+                                     "AWS_SESSION_TOKEN",
+                                     "AWS_SECURITY_TOKEN",
+                                     "AWS_PROFILE",
+                                     "AWS_DEFAULT_PROFILE",
+                                     "AWS_SHARED_CREDENTIALS_FILE",
+                                     "AWS_CONFIG_FILE",
+                                     "AWS_S3_ADDRESSING_STYLE",
+                                     "PAGEMESH_S3_MAX_KEYS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
   cr_assert_not_null(mkdtemp(tmpdir));
@@ -47,23 +55,23 @@ static const char *write_file(const char *name, const char *text) {
   return path;
 }
 
-/* ---- INI ------------------------------------------------------------------ */
+/* ---- INI ------------------------------------------------------------------
+ */
 
-static const char INI[] =
-    "\xEF\xBB\xBF# comment\n"
-    "[default]\n"
-    "aws_access_key_id = AKIDEFAULT\n"
-    "; another comment\n"
-    "[profile work]\r\n"
-    "  region = ignored-nested\r\n"
-    "Region =  eu-west-1  \r\n"
-    "s3 =\r\n"
-    "    addressing_style = path\r\n"
-    "empty =\r\n"
-    "[ spaced ]\n"
-    "key=value=with=equals\n"
-    "[broken\n"
-    "key = nope\n";
+static const char INI[] = "\xEF\xBB\xBF# comment\n"
+                          "[default]\n"
+                          "aws_access_key_id = AKIDEFAULT\n"
+                          "; another comment\n"
+                          "[profile work]\r\n"
+                          "  region = ignored-nested\r\n"
+                          "Region =  eu-west-1  \r\n"
+                          "s3 =\r\n"
+                          "    addressing_style = path\r\n"
+                          "empty =\r\n"
+                          "[ spaced ]\n"
+                          "key=value=with=equals\n"
+                          "[broken\n"
+                          "key = nope\n";
 
 static int ini(const char *section, const char *key, char *out, size_t size,
                bool *seen) {
@@ -102,7 +110,8 @@ Test(s3_config, ini_garbage) {
   }
 }
 
-/* ---- loading ---------------------------------------------------------------- */
+/* ---- loading ----------------------------------------------------------------
+ */
 
 Test(s3_config, defaults_are_aws_anonymous_virtual_host) {
   pm_s3_config cfg;
@@ -251,7 +260,8 @@ Test(s3_config, oversized_file_is_refused) {
   load_fails("at most");
 }
 
-/* ---- URLs --------------------------------------------------------------------- */
+/* ---- URLs
+ * --------------------------------------------------------------------- */
 
 static const char *url(pm_s3_config *cfg, const char *bucket, const char *key,
                        const char *query) {
@@ -266,8 +276,9 @@ Test(s3_config, urls) {
   pm_s3_config cfg;
   setenv("AWS_REGION", "eu-west-3", 1);
   cr_assert_eq(pm__s3_config_load(&cfg), 0);
-  cr_assert_str_eq(url(&cfg, "bkt", "a b/c+d=é", NULL),
-                   "https://bkt.s3.eu-west-3.amazonaws.com/a%20b/c%2Bd%3D%C3%A9");
+  cr_assert_str_eq(
+      url(&cfg, "bkt", "a b/c+d=é", NULL),
+      "https://bkt.s3.eu-west-3.amazonaws.com/a%20b/c%2Bd%3D%C3%A9");
   cr_assert_str_eq(url(&cfg, "bkt", "", "list-type=2"),
                    "https://bkt.s3.eu-west-3.amazonaws.com/?list-type=2");
   /* Dots under https, and names that are no DNS label: path-style. */

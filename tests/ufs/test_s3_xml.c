@@ -66,8 +66,7 @@ static int parse(const char *xml, size_t n, seen *s, pm_s3_list_page *page) {
 Test(s3_xml, good_page) {
   seen s;
   pm_s3_list_page page;
-  cr_assert_eq(parse(GOOD, strlen(GOOD), &s, &page), 0, "%s",
-               pm__errmsg());
+  cr_assert_eq(parse(GOOD, strlen(GOOD), &s, &page), 0, "%s", pm__errmsg());
   cr_assert_eq(s.count, 3);
   cr_assert_eq(page.items, 3);
   cr_assert(page.truncated);
@@ -99,8 +98,7 @@ Test(s3_xml, callback_can_stop) {
   pm_s3_list_page page;
   memset(&s, 0, sizeof s);
   s.stop_at = 2;
-  cr_assert_eq(pm__s3_list_parse(GOOD, strlen(GOOD), on_item, &s, &page),
-               99);
+  cr_assert_eq(pm__s3_list_parse(GOOD, strlen(GOOD), on_item, &s, &page), 99);
   cr_assert_eq(s.count, 2);
 }
 
@@ -147,15 +145,20 @@ Test(s3_xml, malformed_documents) {
   refused("<ListBucketResult>&#x;</ListBucketResult>", "empty hex");
   refused("<ListBucketResult>&#12a;</ListBucketResult>", "bad digit");
   refused("<ListBucketResult><Contents><Size>1</Size></Contents>"
-          "</ListBucketResult>", "no key");
+          "</ListBucketResult>",
+          "no key");
   refused("<ListBucketResult><Contents><Key>k</Key></Contents>"
-          "</ListBucketResult>", "no size");
+          "</ListBucketResult>",
+          "no size");
   refused("<ListBucketResult><Contents><Key>k</Key><Size>-1</Size>"
-          "</Contents></ListBucketResult>", "negative size");
+          "</Contents></ListBucketResult>",
+          "negative size");
   refused("<ListBucketResult><Contents><Key>k</Key><Size>1e3</Size>"
-          "</Contents></ListBucketResult>", "float size");
+          "</Contents></ListBucketResult>",
+          "float size");
   refused("<ListBucketResult><CommonPrefixes></CommonPrefixes>"
-          "</ListBucketResult>", "prefix without Prefix");
+          "</ListBucketResult>",
+          "prefix without Prefix");
   refused("<ListBucketResult><a <b>></a></ListBucketResult>", "lt in tag");
   refused("<ListBucketResult><></ListBucketResult>", "empty name");
   refused("<ListBucketResult><![CDATA[x</ListBucketResult>", "open CDATA");
@@ -240,19 +243,23 @@ Test(s3_xml, error_documents) {
   const char *xml = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code>"
                     "<Message>The bucket &quot;b&quot; does not exist"
                     "</Message><BucketName>b</BucketName></Error>";
-  cr_assert_eq(pm__s3_error_parse(xml, strlen(xml), code, sizeof code,
-                                  message, sizeof message), 0);
+  cr_assert_eq(pm__s3_error_parse(xml, strlen(xml), code, sizeof code, message,
+                                  sizeof message),
+               0);
   cr_assert_str_eq(code, "NoSuchBucket");
   cr_assert_str_eq(message, "The bucket \"b\" does not exist");
   pm__errmsg_set("earlier detail");
   cr_assert_eq(pm__s3_error_parse("<html>oops</html>", 17, code, sizeof code,
-                                  message, sizeof message), PM_EPROTO);
+                                  message, sizeof message),
+               PM_EPROTO);
   cr_assert_str_eq(code, "");
   cr_assert_str_eq(pm__errmsg(), "earlier detail");
-  cr_assert_eq(pm__s3_error_parse(NULL, 0, code, sizeof code, message,
-                                  sizeof message), PM_EPROTO);
+  cr_assert_eq(
+      pm__s3_error_parse(NULL, 0, code, sizeof code, message, sizeof message),
+      PM_EPROTO);
   cr_assert_eq(pm__s3_error_parse("<Error><Code>", 13, code, sizeof code,
-                                  message, sizeof message), PM_EPROTO);
+                                  message, sizeof message),
+               PM_EPROTO);
 }
 
 Test(s3_xml, timestamps) {
@@ -261,12 +268,10 @@ Test(s3_xml, timestamps) {
   cr_assert_eq(ns, 1000000000);
   cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08Z", &ns), 0);
   cr_assert_eq(ns, 1680674828000000000LL);
-  cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08.123456789999Z", &ns),
-               0);
+  cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08.123456789999Z", &ns), 0);
   cr_assert_eq(ns % 1000000000, 123456789);
   cr_assert_eq(pm__s3_parse_time("2023-13-05T06:07:08Z", &ns), PM_EPROTO);
   cr_assert_eq(pm__s3_parse_time("2023-04-05 06:07:08Z", &ns), PM_EPROTO);
-  cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08+01:00", &ns),
-               PM_EPROTO);
+  cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08+01:00", &ns), PM_EPROTO);
   cr_assert_eq(pm__s3_parse_time("", &ns), PM_EPROTO);
 }

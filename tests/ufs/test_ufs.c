@@ -32,8 +32,8 @@ Test(ufs, open_close_with_defaults) {
 }
 
 Test(ufs, config_is_copied) {
-  pm_ufs_config config = {.size = sizeof config, .timeout_ms = 1234,
-                          .retries = 2};
+  pm_ufs_config config = {
+      .size = sizeof config, .timeout_ms = 1234, .retries = 2};
   pm_ufs_set *set;
   cr_assert_eq(pm__ufs_set_open(&config, &set), 0);
   config.timeout_ms = 1;
@@ -48,14 +48,10 @@ Test(ufs, dispatch_by_scheme) {
   int err;
   cr_assert_eq(pm__ufs_set_open(NULL, &set), 0);
   cr_assert_str_eq(pm__ufs_for(set, "s3://b/k", &err)->methods->name, "s3");
-  cr_assert_str_eq(pm__ufs_for(set, "HTTPS://h/", &err)->methods->name,
-                   "http");
-  cr_assert_str_eq(pm__ufs_for(set, "http://h/", &err)->methods->name,
-                   "http");
-  cr_assert_str_eq(pm__ufs_for(set, "file:///x", &err)->methods->name,
-                   "posix");
-  cr_assert_str_eq(pm__ufs_for(set, "rel/path", &err)->methods->name,
-                   "posix");
+  cr_assert_str_eq(pm__ufs_for(set, "HTTPS://h/", &err)->methods->name, "http");
+  cr_assert_str_eq(pm__ufs_for(set, "http://h/", &err)->methods->name, "http");
+  cr_assert_str_eq(pm__ufs_for(set, "file:///x", &err)->methods->name, "posix");
+  cr_assert_str_eq(pm__ufs_for(set, "rel/path", &err)->methods->name, "posix");
   cr_assert_null(pm__ufs_for(set, "ftp://h/x", &err));
   cr_assert_eq(err, PM_EBADURI);
   cr_assert(strstr(pm__errmsg(), "ftp"));

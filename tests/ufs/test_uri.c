@@ -49,8 +49,7 @@ Test(uri, dots_and_slashes_resolve_lexically) {
 Test(uri, relative_paths_become_absolute) {
   char cwd[PATH_MAX], want[PATH_MAX + 64];
   cr_assert_not_null(getcwd(cwd, sizeof cwd));
-  snprintf(want, sizeof want, "file://%s/x/y",
-           strcmp(cwd, "/") ? cwd : "");
+  snprintf(want, sizeof want, "file://%s/x/y", strcmp(cwd, "/") ? cwd : "");
   norm_is("x/y", want);
   norm_is("./x/./y", want);
 }
@@ -64,7 +63,8 @@ Test(uri, bad_file_uris) {
 
 Test(uri, s3_keys_are_verbatim) {
   norm_is("s3://bucket/key", "s3://bucket/key");
-  norm_is("S3://bucket/Key With Space+=?#%2F", "s3://bucket/Key With Space+=?#%2F");
+  norm_is("S3://bucket/Key With Space+=?#%2F",
+          "s3://bucket/Key With Space+=?#%2F");
   norm_is("s3://bucket//double//slash/../x", "s3://bucket//double//slash/../x");
   norm_is("s3://bucket", "s3://bucket/");
   norm_is("s3://bucket/", "s3://bucket/");
@@ -102,12 +102,12 @@ Test(uri, too_long_for_the_buffer) {
   char small[16];
   cr_assert_eq(pm__uri_normalize("/aaaaaaaaaaaaaaaaaaaa", small, sizeof small),
                PM_ETOOBIG);
-  cr_assert_eq(pm__uri_normalize("s3://bucket/aaaaaaaaaaaaa", small,
-                                 sizeof small),
-               PM_ETOOBIG);
-  cr_assert_eq(pm__uri_normalize("http://aaaaaaaaaaaaaaaa/", small,
-                                 sizeof small),
-               PM_ETOOBIG);
+  cr_assert_eq(
+      pm__uri_normalize("s3://bucket/aaaaaaaaaaaaa", small, sizeof small),
+      PM_ETOOBIG);
+  cr_assert_eq(
+      pm__uri_normalize("http://aaaaaaaaaaaaaaaa/", small, sizeof small),
+      PM_ETOOBIG);
 }
 
 Test(uri, scheme) {
@@ -120,16 +120,16 @@ Test(uri, scheme) {
   cr_assert_eq(pm__uri_scheme("1http://x", scheme, sizeof scheme), 0);
   cr_assert_eq(pm__uri_scheme("git+ssh://x", scheme, sizeof scheme), 10);
   cr_assert_str_eq(scheme, "git+ssh");
-  cr_assert_eq(pm__uri_scheme("averyveryverylongscheme://x", scheme,
-                              sizeof scheme),
-               PM_EBADURI);
+  cr_assert_eq(
+      pm__uri_scheme("averyveryverylongscheme://x", scheme, sizeof scheme),
+      PM_EBADURI);
 }
 
 Test(uri, s3_split) {
   char bucket[64];
   const char *key;
-  cr_assert_eq(pm__s3_uri_split("s3://bkt/a/b c", bucket, sizeof bucket,
-                                &key), 0);
+  cr_assert_eq(pm__s3_uri_split("s3://bkt/a/b c", bucket, sizeof bucket, &key),
+               0);
   cr_assert_str_eq(bucket, "bkt");
   cr_assert_str_eq(key, "a/b c");
   cr_assert_eq(pm__s3_uri_split("s3://bkt", bucket, sizeof bucket, &key), 0);
@@ -144,8 +144,7 @@ Test(uri, rfc3986_encoding) {
   pm__sbuf_init(&sb, 0);
   const char *key = "a b+c=d/\xc3\xa9~%?#_.-";
   cr_assert_eq(pm__uri_encode(&sb, key, strlen(key), true), 0);
-  cr_assert_str_eq(pm__sbuf_str(&sb),
-                   "a%20b%2Bc%3Dd/%C3%A9~%25%3F%23_.-");
+  cr_assert_str_eq(pm__sbuf_str(&sb), "a%20b%2Bc%3Dd/%C3%A9~%25%3F%23_.-");
   pm__sbuf_reset(&sb);
   pm__uri_encode(&sb, "a/b", 3, false);
   cr_assert_str_eq(pm__sbuf_str(&sb), "a%2Fb");

@@ -82,7 +82,8 @@ static int do_read(pm_ufs_set *set, int argc, char **argv) {
   return 0;
 }
 
-/* ---- list ------------------------------------------------------------------- */
+/* ---- list -------------------------------------------------------------------
+ */
 
 typedef struct entries {
   pm_list_entry *items;
@@ -130,7 +131,8 @@ static int do_list(pm_ufs_set *set, const char *uri, unsigned flags) {
   return rc ? fail(rc) : 0;
 }
 
-/* ---- hammer: concurrent ranged reads ------------------------------------------ */
+/* ---- hammer: concurrent ranged reads
+ * ------------------------------------------ */
 
 typedef struct hammer {
   pm_ufs_set *set;
@@ -151,8 +153,8 @@ static void *hammer_thread(void *arg) {
     ssize_t got = pm__ufs_read(h->set, h->uri, &h->st, off, buf, len);
     size_t want = (size_t)PM_MIN((uint64_t)len, h->st.size - off);
     if (got != (ssize_t)want || memcmp(buf, h->whole + off, want)) {
-      fprintf(stderr, "hammer: read %" PRIu64 "+%zu: %zd (%s)\n", off, len,
-              got, got < 0 ? pm__errmsg() : "wrong bytes");
+      fprintf(stderr, "hammer: read %" PRIu64 "+%zu: %zd (%s)\n", off, len, got,
+              got < 0 ? pm__errmsg() : "wrong bytes");
       h->failures++;
     }
   }
@@ -160,15 +162,14 @@ static void *hammer_thread(void *arg) {
   return NULL;
 }
 
-static int do_hammer(pm_ufs_set *set, const char *uri, int threads,
-                     int reads) {
+static int do_hammer(pm_ufs_set *set, const char *uri, int threads, int reads) {
   hammer h = {.set = set, .uri = uri, .reads = reads};
   int rc = pm__ufs_stat(set, uri, &h.st);
   if (rc)
     return fail(rc);
   char *whole = malloc(h.st.size + 1);
-  ssize_t got = whole ? pm__ufs_read(set, uri, &h.st, 0, whole, h.st.size)
-                      : PM_ENOMEM;
+  ssize_t got =
+      whole ? pm__ufs_read(set, uri, &h.st, 0, whole, h.st.size) : PM_ENOMEM;
   if (got < 0) {
     free(whole);
     return fail((int)got);
@@ -200,8 +201,8 @@ static int run(pm_ufs_set *set, int argc, char **argv) {
   if (!strcmp(cmd, "read") && (argc == 5 || argc == 7))
     return do_read(set, argc, argv);
   if (!strcmp(cmd, "list") && (argc == 3 || argc == 4)) {
-    unsigned flags = argc == 4 && !strcmp(argv[3], "-r") ? PM_LIST_RECURSIVE
-                                                          : 0;
+    unsigned flags =
+        argc == 4 && !strcmp(argv[3], "-r") ? PM_LIST_RECURSIVE : 0;
     return do_list(set, argv[2], flags);
   }
   if (!strcmp(cmd, "hammer") && argc == 5)
