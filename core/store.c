@@ -352,3 +352,17 @@ void pm__store_touch(pm_store *store, const pm_page_id *id) {
   if (store->disk)
     pm__disk_tier_touch(store->disk, id, tick);
 }
+
+int pm__store_put_ram(pm_store *store, const pm_page_id *id, const char *uri,
+                      const void *data, size_t length) {
+  int rc = check_put(store, id, uri, data, length);
+  if (rc < 0)
+    return rc;
+  if (load(&store->ram_capacity) == 0)
+    return 1;
+  rc = pm__ram_tier_put(store->ram, id, uri, data, length,
+                        pm__sketch_clock(store->sketch));
+  if (rc == 1)
+    count(&store->declined);
+  return rc == PM_EEXIST ? 0 : rc;
+}

@@ -98,6 +98,11 @@ ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
 int pm__store_put(pm_store *store, const pm_page_id *id, const char *uri,
                   const void *data, size_t length);
 
+/* Like pm__store_put, into the RAM tier only: pages this peer reads but
+ * does not own (hot pages fetched from their owners). */
+int pm__store_put_ram(pm_store *store, const pm_page_id *id, const char *uri,
+                      const void *data, size_t length);
+
 /* Is the page present in either tier? Does not count as an access. */
 bool pm__store_contains(pm_store *store, const pm_page_id *id);
 

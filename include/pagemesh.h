@@ -118,6 +118,9 @@ enum {
   /* Only become the node peer; fail with PM_EBUSY if another process is
    * the node peer of this cache directory (daemons). */
   PM_OPEN_NODE_ONLY = 1u << 4,
+  /* Send page bytes between peers in the clear (tcp transport) on a
+   * trusted network; peers still authenticate with the cluster key. */
+  PM_OPEN_INSECURE_DATA = 1u << 5,
 };
 
 typedef struct pm_options {
@@ -139,6 +142,27 @@ typedef struct pm_options {
   uint32_t origin_timeout_ms; /* per origin request (default 30000) */
   uint32_t origin_retries;   /* retries on 5xx and timeouts (default 4) */
   uint32_t flags;            /* PM_OPEN_* */
+
+  /* The mesh. With `listen` NULL the node peer is a single-node cache;
+   * with it set, the node peer joins the other peers that share the
+   * cluster key, and pages are placed over all of them. Only the node peer
+   * uses these (attached processes reach the mesh through it). */
+  const char *listen;           /* "IP:PORT" for membership (UDP + TCP) */
+  const char *seeds;            /* "HOST:PORT,..." peers to join through */
+  const char *cluster_key_file; /* 32 raw bytes or 64 hex characters, not
+                                   readable by group or others (default
+                                   $PAGEMESH_CLUSTER_KEY_FILE) */
+  const char *cluster_id;       /* peers only see peers of the same id
+                                   (default "pagemesh") */
+  const char *transport;        /* page transport: "tcp" (default) or
+                                   "fabric" (libfabric; FI_PROVIDER) */
+  const char *transport_listen; /* "IP:PORT" for pages (default: the
+                                   listen IP, any port) */
+  const char *zone;             /* a label for the operator (rack, zone) */
+  uint32_t replicas;            /* copies of each page (default 2) */
+  uint32_t request_timeout_ms;  /* deadline of one remote page request
+                                   before the next replica is tried
+                                   (default 5000) */
 } pm_options;
 
 /* Fill *opts with defaults. Always call it before setting fields. */
@@ -148,7 +172,11 @@ PM_EXTERN void pm_options_init(pm_options *opts);
  * Apply PAGEMESH_* environment variables to *opts: PAGEMESH_CACHE_DIR,
  * PAGEMESH_DISK_CAPACITY and PAGEMESH_RAM_CAPACITY (bytes, or with a K/M/G/T
  * suffix), PAGEMESH_PAGE_SIZE, PAGEMESH_EVICTION ("stable" or "lru"),
- * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS.
+ * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS,
+ * and for the mesh PAGEMESH_LISTEN, PAGEMESH_SEEDS,
+ * PAGEMESH_CLUSTER_KEY_FILE, PAGEMESH_CLUSTER_ID, PAGEMESH_TRANSPORT,
+ * PAGEMESH_TRANSPORT_LISTEN, PAGEMESH_ZONE, PAGEMESH_REPLICAS,
+ * PAGEMESH_REQUEST_TIMEOUT_MS, PAGEMESH_INSECURE_DATA (1 or 0).
  * String fields point into the environment (valid until it changes).
  * Errors: PM_ECONFIG if a variable is set to an unparsable value (the
  * detail names it); *opts is then unchanged for that field.
