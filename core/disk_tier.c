@@ -186,6 +186,9 @@ int pm__disk_tier_open(const pm_store_config *config, pm_sketch *sketch,
   tier->durable = config->durable;
   tier->fd_lru.prev = tier->fd_lru.next = &tier->fd_lru;
   tier->fd_max = fd_cache_bound();
+  uint64_t serial;
+  pm__random(&serial, sizeof serial);
+  atomic_init(&tier->tmp_counter, serial);
   int rc = pm__pagemap_init(&tier->map, 1024);
   if (rc == 0)
     rc = pm__disk_tier_prepare(tier);

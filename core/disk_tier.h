@@ -72,7 +72,7 @@ void pm__page_path(const pm_page_id *id, char out[PM_PAGE_PATH_MAX]);
 /* Parse a file name "<32 hex>.pg"; returns 0 or PM_EINVAL. */
 int pm__page_name_parse(const char *name, pm_page_id *out);
 
-/* ---- the tier (core/disk_tier.c) ------------------------------------------ */
+/* ---- the tier (core/disk_tier.c) ----------------------------------------- */
 
 typedef struct pm_disk_tier pm_disk_tier;
 typedef struct pm_disk_page pm_disk_page;

@@ -145,7 +145,9 @@ ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
   if (!store || !id || (!buf && length))
     return pm__errf(PM_EINVAL, "page store read: NULL argument");
   uint64_t tick = pm__sketch_record(store->sketch, id);
-  ssize_t n = pm__ram_tier_read(store->ram, id, offset, buf, length, tick);
+  ssize_t n = PM_ENOENT;
+  if (load(&store->ram_capacity) > 0) /* an empty tier: skip its lock */
+    n = pm__ram_tier_read(store->ram, id, offset, buf, length, tick);
   if (n >= 0) {
     count(&store->hits_ram);
     if (store->disk)
