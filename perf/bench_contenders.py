@@ -31,6 +31,10 @@ from harness.mesh import Mesh
 from harness.pagemesh_cli import PagemeshCLI, stop as stop_proc
 
 MIB = 1024 * 1024
+# The remote-hit probe's peer keeps what it fetches in RAM (read-ahead
+# included); it needs room for a few pages per reader, or it fetches the
+# same page twice.
+CLIENT_RAM = 64 * MIB
 
 
 def _dir_bytes(path: str) -> int:
@@ -280,7 +284,7 @@ class PagemeshMesh(Contender):
     more peer with no capacity (it owns no page) joins, and all readers
     attach to it for one more epoch. Its placement weight (its disk
     capacity) is zero, so every page comes from another peer: a remote hit
-    (kept in its RAM tier, of the usual size, as any non-owner does)."""
+    (kept in its RAM tier, as any non-owner does: CLIENT_RAM at least)."""
 
     def __init__(self, transport):
         super().__init__()
@@ -303,7 +307,7 @@ class PagemeshMesh(Contender):
     def peer_args(self, workload):
         disk = workload.node_capacity
         return ["--disk-capacity", str(disk),
-                "--ram-capacity", str(max(MIB, disk // 8)),
+                "--ram-capacity", str(max(MIB, disk // 4)),
                 "--replicas", "2", "--transport", self.transport]
 
     def start(self, ctx, workload):
@@ -318,8 +322,10 @@ class PagemeshMesh(Contender):
         except Exception:
             self.stop()
             raise
-        self.note = ("%d peers, R=2, --disk-capacity %.0f MiB each"
-                     % (ctx.nodes, workload.node_capacity / MIB))
+        self.note = ("%d peers, R=2, --disk-capacity %.0f MiB and "
+                     "--ram-capacity %.0f MiB each" % (
+                         ctx.nodes, workload.node_capacity / MIB,
+                         max(MIB, workload.node_capacity // 4) / MIB))
 
     def reader_for_dir(self, ctx, workload, cache_dir):
         if workload.kind == "parquet":
@@ -352,8 +358,8 @@ class PagemeshMesh(Contender):
         self.client = cli.start_daemon(
             "--listen", "127.0.0.1:%d" % ctx.free_port(),
             "--seeds", seeds, "--cluster-key-file", self.mesh.key,
-            "--disk-capacity", "0",
-            "--ram-capacity", str(max(MIB, workload.node_capacity // 8)),
+            "--disk-capacity", "0", "--ram-capacity",
+            str(max(CLIENT_RAM, workload.node_capacity // 4)),
             "--transport", self.transport,
             "--log-file", os.path.join(self.mesh.root, "client.log"))
         self.mesh.wait_members(ctx.nodes + 1, timeout=60)
@@ -390,7 +396,7 @@ class PagemeshLocal(Contender):
                                ctx.base_env)
         self.proc = self.cli.start_daemon(
             "--disk-capacity", str(disk),
-            "--ram-capacity", str(max(MIB, workload.node_capacity // 8)),
+            "--ram-capacity", str(max(MIB, workload.node_capacity // 4)),
             "--log-file", os.path.join(root, "peer.log"))
 
     def reader(self, ctx, workload, r):

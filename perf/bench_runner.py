@@ -222,6 +222,7 @@ class Runner:
         readers = self._spawn(label, workload, reader_fn)
         self.repeat = 1
         try:
+            self._prime(readers, workload)
             self._measure(contender, label, workload, readers,
                           self.ctx.epochs + 1, role="probe")
         finally:
@@ -258,7 +259,9 @@ class Runner:
 
     def _warmup(self, contender, workload, readers):
         """Untimed passes with the origin unshaped (fills a probe's cache,
-        warms the OS page cache for a ceiling)."""
+        warms the OS page cache for a ceiling), then one more to time a
+        cached pass: passes over cached data can be too short to time, so
+        the timed epochs repeat their reads to last MIN_TIMED_SECONDS."""
         self.repeat = 1
         if not contender.warmup_epochs:
             return
@@ -266,21 +269,31 @@ class Runner:
         saved = (proxy.ttfb_ms, proxy.bandwidth)
         proxy.configure(ttfb_ms=0, bandwidth=0)
         try:
-            for i in range(contender.warmup_epochs):
+            for i in range(contender.warmup_epochs + 1):
                 plans = workload.plan(100 + i, len(readers), self.ctx.seed)
-                run = run_epoch(readers, plans, 0, workload, EPOCH_TIMEOUT)
-                if run.errors or run.mismatches:
-                    raise RuntimeError("warm-up pass: %s" % (
-                        (run.errors + run.mismatches)[:3]))
+                run = self._untimed(readers, plans, workload, "warm-up")
         finally:
             proxy.configure(ttfb_ms=saved[0], bandwidth=saved[1])
-        # Passes over cached data can be too short to time: repeat the
-        # epoch's reads so that one takes about MIN_TIMED_SECONDS.
         self.repeat = max(1, min(REPEAT_MAX, math.ceil(
             MIN_TIMED_SECONDS / max(run.seconds, 1e-3))))
         if self.repeat > 1:
-            contender.note = ("after an untimed pass, each timed epoch "
-                              "reads the data %d times over" % self.repeat)
+            contender.note = ("after untimed passes, each timed epoch reads "
+                              "the data %d times over" % self.repeat)
+
+    def _prime(self, readers, workload):
+        """One untimed read per reader (a probe's fresh processes set up
+        their filesystems and connections)."""
+        plans = [ops[:1] for ops in workload.plan(200, len(readers),
+                                                  self.ctx.seed)]
+        self._untimed(readers, plans, workload, "priming read")
+
+    def _untimed(self, readers, plans, workload, what):
+        run = run_epoch(readers, plans, 0, workload, EPOCH_TIMEOUT)
+        if run.errors or run.mismatches:
+            self.failed = True
+            raise RuntimeError("%s: %s" % (what, (run.errors +
+                                                  run.mismatches)[:3]))
+        return run
 
     def _measure(self, contender, label, workload, readers, epoch,
                  role=None):

