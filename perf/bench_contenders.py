@@ -56,6 +56,7 @@ class Contender:
 
     def __init__(self):
         self.note = ""
+        self.facts = {}   # for the report (e.g. how much a cache kept)
 
     def unavailable(self, ctx) -> Optional[str]:
         return None
@@ -143,6 +144,7 @@ class FsspecCache(Contender):
 
     def stop(self):
         used = max((_dir_bytes(d) for d in self.dirs), default=0)
+        self.facts = {"cache_bytes": used, "capacity": self.capacity}
         self.note = ("fsspec has no cache size limit: its largest node "
                      "cache grew to %.0f MiB (the others' per-node capacity:"
                      " %.0f MiB)" % (used / MIB, self.capacity / MIB))

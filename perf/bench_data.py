@@ -104,7 +104,7 @@ def sizes(quick: bool, scale: float = 1.0) -> Dict[str, Dict[str, int]]:
                 "shards": {"count": 4, "mib": 12}}
     else:
         base = {"parquet": {"files": 8, "row_groups": 8, "rows": 20000},
-                "images": {"count": 1536},
+                "images": {"count": 1024},
                 "shards": {"count": 8, "mib": 24}}
     if scale != 1.0:
         base["parquet"]["files"] = max(2, round(base["parquet"]["files"]

@@ -121,6 +121,23 @@ class ReaderProc:
         except BrokenPipeError:
             raise self.fail("exited")
 
+    def prime(self, keys: List[str], timeout: float) -> List[str]:
+        """Look objects up without timing; returns error lines."""
+        try:
+            self.proc.stdin.write("\n".join(["META %d" % len(keys)] + keys)
+                                  + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise self.fail("exited")
+        errors = []
+        while True:
+            line = self._readline(timeout)
+            if line is None:
+                raise self.fail("exited while priming")
+            if line.startswith("END "):
+                return errors
+            errors.append(line)
+
     def receive_epoch(self, count: int, timeout: float):
         """The reader's per-op lines and its (start_ns, end_ns)."""
         deadline = time.monotonic() + timeout

@@ -8,7 +8,9 @@ It speaks the same line protocol as perf/epoch_reader.c: "READY" once its
 filesystem is set up, then for each "EPOCH <n> <count>" followed by count op
 lines it runs the ops and prints, only at the end, one
 "<latency_ns> <bytes> <digest>" (or "E <detail>") line per op and
-"END <start_ns> <end_ns>". Op lines are "<key>\\t<offset>\\t<length>" for
+"END <start_ns> <end_ns>". "META <count>" and count keys: look the objects
+up (open the Parquet files), untimed; "E" lines for failures, then
+"END 0 0". Op lines are "<key>\\t<offset>\\t<length>" for
 byte workloads and "<key>\\t<row_group>\\t<bytes>" for Parquet, where a read
 is ``ParquetFile.read_row_group(row_group, columns=PROJECTION)`` and the
 digest is that of the decoded values (bench_data.table_digest).
@@ -99,6 +101,13 @@ class ByteReader:
         data = f.read(length)
         return len(data), xxhash.xxh3_64_hexdigest(data)
 
+    def prime(self, key):
+        """Look the object up (metadata only)."""
+        if self.fs is None:
+            os.stat(self.prefix + key)
+        else:
+            self.fs.info(self.prefix + key)
+
     def close(self):
         if self.file is not None:
             self.file.close()
@@ -129,6 +138,10 @@ class ParquetReader:
                                                       columns=PROJECTION)
         return length, table_digest(table)
 
+    def prime(self, key):
+        """Open the file (its footer), as a loader does once."""
+        self._parquet_file(key)
+
     def close(self):
         self.files.clear()
 
@@ -155,6 +168,18 @@ def run_epoch(reader, count, stdin, stdout):
     stdout.flush()
 
 
+def run_meta(reader, count, stdin, stdout):
+    errors = []
+    for _ in range(count):
+        key = stdin.readline().rstrip("\n")
+        try:
+            reader.prime(key)
+        except Exception as e:
+            errors.append("E %s: %s: %s" % (key, type(e).__name__, e))
+    stdout.write("\n".join(errors + ["END 0 0"]) + "\n")
+    stdout.flush()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", required=True)
@@ -169,8 +194,11 @@ def main(argv=None):
     for line in sys.stdin:
         if line.startswith("QUIT"):
             break
-        _, _epoch, count = line.split()
-        run_epoch(reader, int(count), sys.stdin, sys.stdout)
+        words = line.split()
+        if words[0] == "META":
+            run_meta(reader, int(words[1]), sys.stdin, sys.stdout)
+        else:
+            run_epoch(reader, int(words[2]), sys.stdin, sys.stdout)
     reader.close()
     return 0
 

@@ -79,9 +79,11 @@ def _goal(ok: Optional[bool], text: str) -> str:
     return mark[ok] + text
 
 
-def goals(rows, workloads, fits_one_node: Dict[str, float]) -> List[str]:
+def goals(rows, workloads, fits_one_node: Dict[str, float],
+          facts=None) -> List[str]:
     """Pass / falls-short lines for each goal, workload and pagemesh
-    transport that ran."""
+    transport that ran. facts[(workload, contender)] may say how much a
+    cache without a size limit kept ("cache_bytes", "capacity")."""
     out = []
     for w in workloads:
         direct = _direct_mb_s(rows, w)
@@ -89,12 +91,23 @@ def goals(rows, workloads, fits_one_node: Dict[str, float]) -> List[str]:
             warm = _last(rows, w, pm)
             if not warm or warm.epoch < 2:
                 continue
-            out += _goals_for(rows, w, pm, warm, direct, fits_one_node[w])
+            out += _goals_for(rows, w, pm, warm, direct, fits_one_node[w],
+                              facts or {})
         out += _hit_goals(rows, w)
     return out
 
 
-def _goals_for(rows, w, pm, warm, direct, share):
+def _overflow(facts, w, other):
+    """A remark when a cache ignored the per-node capacity."""
+    f = facts.get((w, other), {})
+    if f.get("cache_bytes", 0) > f.get("capacity", 1 << 62):
+        return (" [%s has no size limit: a node kept %.0f MiB, over the "
+                "%.0f MiB capacity]" % (other, f["cache_bytes"] / 2**20,
+                                        f["capacity"] / 2**20))
+    return ""
+
+
+def _goals_for(rows, w, pm, warm, direct, share, facts):
     out = []
     if direct:
         ratio = warm.mb_per_s / direct
@@ -108,11 +121,11 @@ def _goals_for(rows, w, pm, warm, direct, share):
             continue
         ratio = warm.mb_per_s / theirs.mb_per_s
         out.append(_goal(ratio >= GOAL_LOCAL_CACHES, "%s: %s warm %.0f MB/s ="
-                         " %.1f× %s warm (%.1f MB/s), one node holds %.0f%% "
-                         "of the data; goal ≥ %g×" % (
+                         " %.1f× %s warm (%.1f MB/s), a node's capacity is "
+                         "%.0f%% of the data; goal ≥ %g×%s" % (
                              w, pm, warm.mb_per_s, ratio, other,
                              theirs.mb_per_s, share * 100,
-                             GOAL_LOCAL_CACHES)))
+                             GOAL_LOCAL_CACHES, _overflow(facts, w, other))))
     later = [r for r in rows if r.workload == w and not r.skipped and
              not r.error and r.contender.startswith(pm) and r.epoch >= 2]
     origin = sum(r.origin_bytes for r in later)
@@ -187,6 +200,7 @@ def _contenders(rows, w):
 
 
 def _throughput_axes(ax, rows, w):
+    from matplotlib.ticker import MaxNLocator
     for name in _contenders(rows, w):
         found = _rows_of(rows, w, name)
         if found[0].role == "contender":
@@ -196,6 +210,7 @@ def _throughput_axes(ax, rows, w):
             ax.axhline(max(r.mb_per_s for r in found), linestyle="--",
                        linewidth=1, label=name, color=_probe_color(name))
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("MB/s (all readers)")
     ax.set_title("%s: throughput per epoch" % w)

@@ -171,6 +171,7 @@ class Runner:
         self.failed = False
         self.log = log
         self.notes = {}
+        self.facts = {}
         self.reader_logs = os.path.join(ctx.work, "reader-logs")
         os.makedirs(self.reader_logs, exist_ok=True)
 
@@ -216,13 +217,16 @@ class Runner:
             self.notes.setdefault(workload.name, []).append(
                 "%s: %s" % (contender.name, contender.note))
             contender.note = ""
+        if contender.facts:
+            self.facts[(workload.name, contender.name)] = contender.facts
+            contender.facts = {}
 
     def run_probe(self, contender, label, workload, reader_fn):
         """One more epoch, on readers made by reader_fn (after_epochs)."""
         readers = self._spawn(label, workload, reader_fn)
         self.repeat = 1
         try:
-            self._prime(readers, workload)
+            self._prime(readers, workload, self.ctx.epochs + 1)
             self._measure(contender, label, workload, readers,
                           self.ctx.epochs + 1, role="probe")
         finally:
@@ -280,12 +284,18 @@ class Runner:
             contender.note = ("after untimed passes, each timed epoch reads "
                               "the data %d times over" % self.repeat)
 
-    def _prime(self, readers, workload):
-        """One untimed read per reader (a probe's fresh processes set up
-        their filesystems and connections)."""
-        plans = [ops[:1] for ops in workload.plan(200, len(readers),
-                                                  self.ctx.seed)]
-        self._untimed(readers, plans, workload, "priming read")
+    def _prime(self, readers, workload, epoch):
+        """Each of a probe's fresh reader processes looks up the objects it
+        will read (metadata; Parquet footers), untimed, as the long-lived
+        readers of the epochs before already had."""
+        plans = workload.plan(epoch, len(readers), self.ctx.seed)
+        for reader, ops in zip(readers, plans):
+            keys = sorted({op.key for op in ops})
+            errors = reader.prime(keys, EPOCH_TIMEOUT)
+            if errors:
+                self.failed = True
+                raise RuntimeError("%s: priming: %s" % (reader.name,
+                                                        errors[:3]))
 
     def _untimed(self, readers, plans, workload, what):
         run = run_epoch(readers, plans, 0, workload, EPOCH_TIMEOUT)

@@ -147,7 +147,7 @@ def report(args, runner, workloads, meta):
     suffix = "-quick" if args.quick else ""
     os.makedirs(args.out, exist_ok=True)
     table = bench_report.table(runner.rows, names)
-    goal_lines = bench_report.goals(runner.rows, names, share)
+    goal_lines = bench_report.goals(runner.rows, names, share, runner.facts)
     notes = ["- %s" % n for w in names for n in runner.notes.get(w, [])]
     text = "\n".join([
         "# pagemesh epoch benchmark%s" % (" (--quick)" if args.quick else ""),

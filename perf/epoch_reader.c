@@ -21,6 +21,11 @@
  *   END <start_ns> <end_ns>            (CLOCK_MONOTONIC, comparable across
  *                                       processes)
  *
+ * A line "META <count>" followed by count "<key>" lines looks up each
+ * object's metadata (pm_stat, or stat() of the file), untimed, as a loader
+ * that already knows its files would have; it answers with "E <detail>"
+ * lines for failures and "END 0 0".
+ *
  * EOF or a line "QUIT" ends it. Uses include/pagemesh.h only.
  */
 #define _GNU_SOURCE
@@ -30,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -205,6 +211,26 @@ static int run_epoch(reader *r, size_t count) {
   return rc;
 }
 
+/* Read `count` key lines and look each object up. */
+static int run_meta(reader *r, size_t count) {
+  char line[LINE_MAX_BYTES], name[LINE_MAX_BYTES + 512];
+  for (size_t i = 0; i < count; i++) {
+    if (!fgets(line, sizeof line, stdin))
+      return -1;
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(name, sizeof name, "%s%s", r->prefix, line);
+    pm_object_stat st;
+    struct stat sb;
+    if (r->use_pm && pm_stat(r->peer, name, &st) != 0)
+      printf("E %s: %s\n", name, pm_peer_errmsg(r->peer));
+    else if (!r->use_pm && stat(name, &sb) != 0)
+      printf("E %s: %s\n", name, strerror(errno));
+  }
+  printf("END 0 0\n");
+  fflush(stdout);
+  return 0;
+}
+
 static int open_reader(reader *r, const char *mode, const char *cache_dir) {
   r->open_fd = -1;
   if (strcmp(mode, "file") == 0)
@@ -240,7 +266,10 @@ int main(int argc, char **argv) {
     size_t count;
     if (strncmp(line, "QUIT", 4) == 0)
       break;
-    if (sscanf(line, "EPOCH %u %zu", &epoch, &count) != 2) {
+    if (sscanf(line, "META %zu", &count) == 1) {
+      if (run_meta(&r, count) != 0)
+        rc = 2;
+    } else if (sscanf(line, "EPOCH %u %zu", &epoch, &count) != 2) {
       fprintf(stderr, "epoch_reader: bad line: %s", line);
       rc = 2;
     } else if (run_epoch(&r, count) != 0) {
