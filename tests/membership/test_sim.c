@@ -172,7 +172,7 @@ Test(sim, healed_partition_ends_in_one_view) {
   pm__sim_run_until(sim, 10 * SEC);
   for (uint32_t i = 0; i < n; i++)
     pm__sim_set_group(sim, i, i % 2);
-  pm__sim_run_until(sim, pm__sim_now(sim) + 120 * SEC);
+  pm__sim_run_until(sim, pm__sim_now(sim) + 60 * SEC);
   /* Each side has declared the other Dead by now. */
   pm__member_info info;
   pm__member_id other = pm__sim_id(sim, 1);
