@@ -44,7 +44,7 @@ void pm__state_refute(pm__swim *core, uint64_t accused_inc) {
   pm__state_broadcast(core, self, NULL);
 }
 
-/* ---- suspicions ------------------------------------------------------------ */
+/* ---- suspicions ---------------------------------------------------------- */
 
 uint64_t pm__state_suspect_deadline(pm__swim *core) {
   if (core->suspect_dirty) {
@@ -126,7 +126,7 @@ void pm__state_expire(pm__swim *core, uint64_t now) {
   }
 }
 
-/* ---- Alive ------------------------------------------------------------------ */
+/* ---- Alive --------------------------------------------------------------- */
 
 static void alive_about_self(pm__swim *core, const pm__update *u) {
   pm__member *self = core->self;
@@ -192,8 +192,8 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
   if (prev == PM_MEMBER_DEAD && !new_life) {
     /* Back from the dead: a partition may have healed, so look for the
      * rest of the other side soon. */
-    core->next_reconnect_at = PM_MIN(core->next_reconnect_at,
-                                     now + core->cfg.probe_interval_ns);
+    core->next_reconnect_at =
+        PM_MIN(core->next_reconnect_at, now + core->cfg.probe_interval_ns);
   }
   if (new_life || prev == PM_MEMBER_DEAD || prev == PM_MEMBER_LEFT)
     pm__core_event(core, PM_SWIM_EV_JOIN, m);
@@ -203,12 +203,12 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
     pm__state_broadcast(core, m, NULL);
 }
 
-/* ---- Suspect and Dead --------------------------------------------------------- */
+/* ---- Suspect and Dead
+ * --------------------------------------------------------- */
 
 void pm__state_suspect(pm__swim *core, uint64_t now, const pm__update *u) {
   pm__member *m = pm__table_find(&core->table, u->id);
-  if (!m || u->boot_epoch != m->boot_epoch ||
-      u->incarnation < m->incarnation)
+  if (!m || u->boot_epoch != m->boot_epoch || u->incarnation < m->incarnation)
     return;
   if (m->state == PM_MEMBER_SUSPECT) {
     m->incarnation = u->incarnation;
@@ -232,12 +232,11 @@ void pm__state_suspect(pm__swim *core, uint64_t now, const pm__update *u) {
 
 void pm__state_dead(pm__swim *core, uint64_t now, const pm__update *u) {
   pm__member *m = pm__table_find(&core->table, u->id);
-  if (!m || u->boot_epoch != m->boot_epoch ||
-      u->incarnation < m->incarnation)
+  if (!m || u->boot_epoch != m->boot_epoch || u->incarnation < m->incarnation)
     return;
   bool by_itself = u->from && memcmp(u->from, u->id, PM_SWIM_ID_LEN) == 0;
   int state = (u->state == PM_MEMBER_LEFT || by_itself) ? PM_MEMBER_LEFT
-                                                         : PM_MEMBER_DEAD;
+                                                        : PM_MEMBER_DEAD;
   if (m->state == PM_MEMBER_DEAD || m->state == PM_MEMBER_LEFT) {
     if (state == PM_MEMBER_LEFT && m->state == PM_MEMBER_DEAD) {
       pm__state_set(core, m, PM_MEMBER_LEFT, now);
@@ -252,9 +251,8 @@ void pm__state_dead(pm__swim *core, uint64_t now, const pm__update *u) {
   suspicion_clear(core, m);
   m->incarnation = u->incarnation;
   pm__state_set(core, m, state, now);
-  pm__core_event(core, state == PM_MEMBER_LEFT ? PM_SWIM_EV_LEFT
-                                               : PM_SWIM_EV_DEAD,
-                 m);
+  pm__core_event(
+      core, state == PM_MEMBER_LEFT ? PM_SWIM_EV_LEFT : PM_SWIM_EV_DEAD, m);
   pm__state_broadcast(core, m, u->from);
 }
 
@@ -293,7 +291,8 @@ void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
   }
 }
 
-/* ---- tombstones -------------------------------------------------------------- */
+/* ---- tombstones
+ * -------------------------------------------------------------- */
 
 static void reap_one(pm__swim *core, pm__member *m) {
   pm__core_event(core, PM_SWIM_EV_REAP, m);

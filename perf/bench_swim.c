@@ -89,8 +89,8 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 /* Seconds from t0 to each observer's first event (missing: -1). */
-static void spread(const uint64_t *at, uint32_t n, uint64_t t0,
-                   uint32_t skip, double *p50, double *max) {
+static void spread(const uint64_t *at, uint32_t n, uint64_t t0, uint32_t skip,
+                   double *p50, double *max) {
   uint64_t *d = malloc(n * sizeof *d);
   uint32_t k = 0;
   bool missing = false;

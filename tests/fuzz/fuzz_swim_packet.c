@@ -17,7 +17,8 @@
 
 #include "membership/swim_impl.h"
 
-static const uint8_t fixed_key[PM_SWIM_KEY_LEN] = "pagemesh-fuzz-key-0123456789abc";
+static const uint8_t fixed_key[PM_SWIM_KEY_LEN] =
+    "pagemesh-fuzz-key-0123456789abc";
 static pm__swim_keyring *ring;
 
 static void ignore_send(void *arg, const char *addr, const uint8_t *bytes,
@@ -95,7 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   return 0;
 }
 
-/* ---- seeds ---------------------------------------------------------------------- */
+/* ---- seeds
+ * ---------------------------------------------------------------------- */
 
 static void write_seed(const char *dir, const char *name, uint8_t mode,
                        const uint8_t *bytes, size_t n) {

@@ -127,8 +127,8 @@ Test(sim, crash_is_dead_everywhere_within_bound) {
   pm__swim_config_init(&defaults);
   uint64_t bound = pm__swim_dead_bound_ns(&defaults, n);
   pm__sim_run_until(sim, t0 + bound);
-  cr_assert_eq(w.dead, n - 1, "%u of %u marked the crashed member Dead",
-               w.dead, n - 1);
+  cr_assert_eq(w.dead, n - 1, "%u of %u marked the crashed member Dead", w.dead,
+               n - 1);
   uint64_t worst = 0;
   for (uint32_t i = 0; i < n; i++)
     if (i != victim && w.dead_at[i] - t0 > worst)

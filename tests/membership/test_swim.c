@@ -19,7 +19,8 @@
 
 TestSuite(swim, .timeout = 120);
 
-/* ---- a tiny network ------------------------------------------------------------- */
+/* ---- a tiny network
+ * ------------------------------------------------------------- */
 
 typedef struct packet {
   int to, from;
@@ -37,9 +38,9 @@ typedef struct node {
   uint64_t epoch;
   char addr[32];
   bool down;
-  uint32_t events[6];          /* by kind */
+  uint32_t events[6]; /* by kind */
   uint64_t last_event_at[6];
-  pm__member_info last[6];     /* last member of each kind */
+  pm__member_info last[6]; /* last member of each kind */
 } node;
 
 struct net {
@@ -48,7 +49,7 @@ struct net {
   uint64_t now;
   packet *queue;
   size_t queued, cap;
-  bool cut[NMAX][NMAX];        /* packets from i to j are lost */
+  bool cut[NMAX][NMAX]; /* packets from i to j are lost */
   size_t biggest_packet;
   pm__swim_config cfg;
   uint64_t seed;
@@ -159,11 +160,11 @@ static void deliver_all(net *n) {
     node *to = &n->nodes[p.to];
     if (!to->down) {
       if (p.stream)
-        pm__swim_handle_stream(to->core, n->now, n->nodes[p.from].addr,
-                               p.bytes, p.length);
+        pm__swim_handle_stream(to->core, n->now, n->nodes[p.from].addr, p.bytes,
+                               p.length);
       else
-        pm__swim_handle_packet(to->core, n->now, n->nodes[p.from].addr,
-                               p.bytes, p.length);
+        pm__swim_handle_packet(to->core, n->now, n->nodes[p.from].addr, p.bytes,
+                               p.length);
     }
     free(p.bytes);
   }
@@ -197,7 +198,8 @@ static void isolate(net *n, int i, bool cut) {
     n->cut[i][j] = n->cut[j][i] = cut;
 }
 
-/* ---- configuration and formulas --------------------------------------------------- */
+/* ---- configuration and formulas
+ * --------------------------------------------------- */
 
 Test(swim, defaults_are_memberlist_lan) {
   pm__swim_config c;
@@ -236,13 +238,15 @@ Test(swim, precedence_epoch_then_incarnation_then_state) {
   cr_assert(pm__member_precedes(5, 9, PM_MEMBER_DEAD, 6, 0, PM_MEMBER_ALIVE));
   cr_assert(!pm__member_precedes(6, 0, PM_MEMBER_ALIVE, 5, 9, PM_MEMBER_DEAD));
   cr_assert(pm__member_precedes(5, 1, PM_MEMBER_DEAD, 5, 2, PM_MEMBER_ALIVE));
-  cr_assert(pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_SUSPECT));
+  cr_assert(
+      pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_SUSPECT));
   cr_assert(pm__member_precedes(5, 2, PM_MEMBER_SUSPECT, 5, 2, PM_MEMBER_DEAD));
   cr_assert(pm__member_precedes(5, 2, PM_MEMBER_DEAD, 5, 2, PM_MEMBER_LEFT));
   cr_assert(!pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_ALIVE));
 }
 
-/* ---- joining ------------------------------------------------------------------------ */
+/* ---- joining
+ * ------------------------------------------------------------------------ */
 
 Test(swim, members_join_through_a_seed) {
   net n;
@@ -284,7 +288,8 @@ Test(swim, join_retries_the_seed_with_backoff) {
   net_free(&n);
 }
 
-/* ---- failure detection ----------------------------------------------------------------- */
+/* ---- failure detection
+ * ----------------------------------------------------------------- */
 
 Test(swim, indirect_probes_keep_a_member_alive) {
   net n;
@@ -416,7 +421,8 @@ Test(swim, local_health_is_clamped) {
   net_free(&n);
 }
 
-/* ---- leaving, updating, restarting -------------------------------------------------- */
+/* ---- leaving, updating, restarting
+ * -------------------------------------------------- */
 
 Test(swim, leave_is_seen_as_left) {
   net n;
@@ -512,7 +518,8 @@ Test(swim, tombstones_are_reaped) {
   net_free(&n);
 }
 
-/* ---- properties ------------------------------------------------------------------------ */
+/* ---- properties
+ * ------------------------------------------------------------------------ */
 
 static void scenario(uint64_t seed, pm__swim_stats *out) {
   memset(out, 0, sizeof *out);
