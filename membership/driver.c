@@ -76,8 +76,7 @@ static void count(pm__swim_driver *d, uint64_t *counter) {
   pthread_mutex_unlock(&d->lock);
 }
 
-/* ---- addresses
- * ---------------------------------------------------------------- */
+/* ---- addresses ----------------------------------------------------------- */
 
 static int addr_parse(const char *text, struct sockaddr_storage *ss,
                       socklen_t *len) {
@@ -133,8 +132,7 @@ static bool addr_is_any(const struct sockaddr_storage *ss) {
   return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-/* ---- sockets
- * ------------------------------------------------------------------ */
+/* ---- sockets ------------------------------------------------------------- */
 
 static int epoll_add(pm__swim_driver *d, int fd, uint32_t events, void *ptr) {
   struct epoll_event ev = {.events = events, .data.ptr = ptr};
@@ -175,8 +173,7 @@ static int bind_both(pm__swim_driver *d, struct sockaddr_storage *ss,
   return pm__errf(PM_EIO, "swim driver: no free port for UDP and TCP");
 }
 
-/* ---- what the core sends
- * ------------------------------------------------------ */
+/* ---- what the core sends ------------------------------------------------- */
 
 static void send_datagram(pm__swim_driver *d, const char *addr,
                           const uint8_t *bytes, size_t length) {
@@ -254,8 +251,7 @@ static void deliver_events(pm__swim_driver *d) {
   free(events);
 }
 
-/* ---- connections
- * ---------------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
 
 static void conn_close(pm__swim_driver *d, conn *c) {
   if (c->fd >= 0)
@@ -403,8 +399,7 @@ static void conn_ready(pm__swim_driver *d, conn *c) {
     conn_close(d, c); /* freed by the next sweep */
 }
 
-/* ---- the loop
- * ------------------------------------------------------------------ */
+/* ---- the loop ------------------------------------------------------------ */
 
 static void read_datagrams(pm__swim_driver *d) {
   for (int i = 0; i < UDP_BATCH; i++) {
@@ -477,8 +472,7 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
-/* ---- start and stop
- * ------------------------------------------------------------ */
+/* ---- start and stop ------------------------------------------------------ */
 
 static int make_core(pm__swim_driver *d, const pm__swim_driver_config *cfg) {
   pm__swim_config sc;
@@ -632,8 +626,7 @@ void pm__swim_driver_leave(pm__swim_driver *d, uint64_t timeout_ns) {
   pm__swim_driver_stop(d);
 }
 
-/* ---- from any thread
- * ------------------------------------------------------------ */
+/* ---- from any thread ----------------------------------------------------- */
 
 const char *pm__swim_driver_addr(const pm__swim_driver *d) {
   return d->addr;

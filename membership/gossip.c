@@ -63,8 +63,7 @@ static void gossip_round(pm__swim *core, uint64_t now) {
     pm__core_send(core, pm__blob_addr(targets[i]->meta), &hdr, NULL, true);
 }
 
-/* ---- push-pull
- * ----------------------------------------------------------------- */
+/* ---- push-pull ----------------------------------------------------------- */
 
 typedef struct pp_writer {
   pm__swim *core;
@@ -150,8 +149,7 @@ void pm__gossip_on_push_pull(pm__swim *core, uint64_t now,
     pm__gossip_push_pull(core, p->sender_addr, false, false);
 }
 
-/* ---- reconnecting and joining
- * --------------------------------------------------- */
+/* ---- reconnecting and joining -------------------------------------------- */
 
 static bool addr_has_live_member(const pm__swim *core, const char *addr) {
   for (uint32_t i = 0; i < core->table.count; i++) {

@@ -163,8 +163,7 @@ uint64_t pm__probe_deadline(const pm__swim *core) {
   return next;
 }
 
-/* ---- answering
- * ---------------------------------------------------------------- */
+/* ---- answering ----------------------------------------------------------- */
 
 void pm__probe_on_ping(pm__swim *core, const char *from,
                        const Pmswim__Packet *p) {

@@ -61,8 +61,7 @@ void pm__sim_config_init(pm__sim_config *cfg) {
   pm__swim_config_init(&cfg->swim);
 }
 
-/* ---- the event heap
- * ----------------------------------------------------------- */
+/* ---- the event heap ------------------------------------------------------ */
 
 static bool earlier(const sim_event *a, const sim_event *b) {
   return a->time != b->time ? a->time < b->time : a->seq < b->seq;
@@ -110,8 +109,7 @@ static sim_event heap_pop(pm__sim *sim) {
   return top;
 }
 
-/* ---- the network
- * ---------------------------------------------------------------- */
+/* ---- the network --------------------------------------------------------- */
 
 static void sim_addr(uint32_t index, char out[PM_SWIM_ADDR_MAX]) {
   snprintf(out, PM_SWIM_ADDR_MAX, "10.%u.%u.%u:7946", (index >> 16) & 255,
@@ -200,8 +198,7 @@ static void sim_on_event(void *arg, pm__swim_event_kind kind,
     sim->cfg.event_fn(sim->cfg.event_arg, m->index, kind, member, sim->now);
 }
 
-/* ---- members
- * ------------------------------------------------------------------ */
+/* ---- members ------------------------------------------------------------- */
 
 static void schedule(pm__sim *sim, sim_member *m) {
   if (!m->core)
@@ -346,8 +343,7 @@ void pm__sim_destroy(pm__sim *sim) {
   free(sim);
 }
 
-/* ---- running
- * ------------------------------------------------------------------ */
+/* ---- running ------------------------------------------------------------- */
 
 static void deliver(pm__sim *sim, const sim_event *ev) {
   sim_member *m = sim->members[ev->to];
@@ -393,8 +389,7 @@ uint64_t pm__sim_now(const pm__sim *sim) {
   return sim->now;
 }
 
-/* ---- changing the cluster
- * ---------------------------------------------------- */
+/* ---- changing the cluster ------------------------------------------------ */
 
 int pm__sim_add(pm__sim *sim, uint32_t *index) {
   sim_member *m = member_new(sim);
@@ -455,8 +450,7 @@ void pm__sim_heal(pm__sim *sim) {
     sim->members[i]->group = 0;
 }
 
-/* ---- looking
- * ------------------------------------------------------------------ */
+/* ---- looking ------------------------------------------------------------- */
 
 uint32_t pm__sim_size(const pm__sim *sim) {
   return sim->count;

@@ -160,6 +160,21 @@ static void alive_new(pm__swim *core, uint64_t now, const pm__update *u,
     pm__state_broadcast(core, m, NULL);
 }
 
+/* Tell the peer what changed for a known member that is Alive now. */
+static void alive_announce(pm__swim *core, uint64_t now, pm__member *m,
+                           int prev, bool new_life, bool meta_changed) {
+  if (prev == PM_MEMBER_DEAD && !new_life) {
+    /* Back from the dead: a partition may have healed, so look for the
+     * rest of the other side soon. */
+    core->next_reconnect_at =
+        PM_MIN(core->next_reconnect_at, now + core->cfg.probe_interval_ns);
+  }
+  if (new_life || prev == PM_MEMBER_DEAD || prev == PM_MEMBER_LEFT)
+    pm__core_event(core, PM_SWIM_EV_JOIN, m);
+  else if (prev == PM_MEMBER_SUSPECT || meta_changed)
+    pm__core_event(core, PM_SWIM_EV_UPDATE, m);
+}
+
 void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
                      bool quiet) {
   pm__member *m = pm__table_find(&core->table, u->id);
@@ -189,22 +204,12 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
   suspicion_clear(core, m);
   if (prev != PM_MEMBER_ALIVE)
     pm__state_set(core, m, PM_MEMBER_ALIVE, now);
-  if (prev == PM_MEMBER_DEAD && !new_life) {
-    /* Back from the dead: a partition may have healed, so look for the
-     * rest of the other side soon. */
-    core->next_reconnect_at =
-        PM_MIN(core->next_reconnect_at, now + core->cfg.probe_interval_ns);
-  }
-  if (new_life || prev == PM_MEMBER_DEAD || prev == PM_MEMBER_LEFT)
-    pm__core_event(core, PM_SWIM_EV_JOIN, m);
-  else if (prev == PM_MEMBER_SUSPECT || meta_changed)
-    pm__core_event(core, PM_SWIM_EV_UPDATE, m);
+  alive_announce(core, now, m, prev, new_life, meta_changed);
   if (!quiet)
     pm__state_broadcast(core, m, NULL);
 }
 
-/* ---- Suspect and Dead
- * --------------------------------------------------------- */
+/* ---- Suspect and Dead --------------------------------------------------- */
 
 void pm__state_suspect(pm__swim *core, uint64_t now, const pm__update *u) {
   pm__member *m = pm__table_find(&core->table, u->id);
@@ -291,8 +296,7 @@ void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
   }
 }
 
-/* ---- tombstones
- * -------------------------------------------------------------- */
+/* ---- tombstones ---------------------------------------------------------- */
 
 static void reap_one(pm__swim *core, pm__member *m) {
   pm__core_event(core, PM_SWIM_EV_REAP, m);

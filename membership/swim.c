@@ -183,8 +183,7 @@ void pm__swim_destroy(pm__swim *core) {
   free(core);
 }
 
-/* ---- packets in
- * -------------------------------------------------------------- */
+/* ---- packets in ---------------------------------------------------------- */
 
 static void dispatch_packet(pm__swim *core, uint64_t now, const char *from,
                             const Pmswim__Packet *p) {
@@ -259,8 +258,7 @@ int pm__swim_handle_stream(pm__swim *core, uint64_t now, const char *from,
   return handle(core, now, from, bytes, length, true);
 }
 
-/* ---- time
- * -------------------------------------------------------------------- */
+/* ---- time ---------------------------------------------------------------- */
 
 uint64_t pm__swim_next_deadline(const pm__swim *core) {
   uint64_t next = PM_MIN(pm__probe_deadline(core), pm__gossip_deadline(core));
@@ -280,8 +278,7 @@ uint64_t pm__swim_tick(pm__swim *core, uint64_t now) {
   return pm__swim_next_deadline(core);
 }
 
-/* ---- join, leave, metadata
- * ----------------------------------------------------- */
+/* ---- join, leave, metadata ----------------------------------------------- */
 
 int pm__swim_join(pm__swim *core, uint64_t now, const char *const *seeds,
                   size_t count) {
@@ -353,8 +350,7 @@ int pm__swim_update_meta(pm__swim *core, uint64_t now,
   return 0;
 }
 
-/* ---- looking at the table
- * ---------------------------------------------------- */
+/* ---- looking at the table ------------------------------------------------ */
 
 int pm__swim_snapshot(const pm__swim *core, pm__member_info **out,
                       size_t *count) {

@@ -96,8 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   return 0;
 }
 
-/* ---- seeds
- * ---------------------------------------------------------------------- */
+/* ---- seeds --------------------------------------------------------------- */
 
 static void write_seed(const char *dir, const char *name, uint8_t mode,
                        const uint8_t *bytes, size_t n) {

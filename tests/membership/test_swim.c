@@ -19,8 +19,7 @@
 
 TestSuite(swim, .timeout = 120);
 
-/* ---- a tiny network
- * ------------------------------------------------------------- */
+/* ---- a tiny network ------------------------------------------------------ */
 
 typedef struct packet {
   int to, from;
@@ -198,8 +197,7 @@ static void isolate(net *n, int i, bool cut) {
     n->cut[i][j] = n->cut[j][i] = cut;
 }
 
-/* ---- configuration and formulas
- * --------------------------------------------------- */
+/* ---- configuration and formulas ------------------------------------------ */
 
 Test(swim, defaults_are_memberlist_lan) {
   pm__swim_config c;
@@ -245,8 +243,7 @@ Test(swim, precedence_epoch_then_incarnation_then_state) {
   cr_assert(!pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_ALIVE));
 }
 
-/* ---- joining
- * ------------------------------------------------------------------------ */
+/* ---- joining ------------------------------------------------------------- */
 
 Test(swim, members_join_through_a_seed) {
   net n;
@@ -288,8 +285,7 @@ Test(swim, join_retries_the_seed_with_backoff) {
   net_free(&n);
 }
 
-/* ---- failure detection
- * ----------------------------------------------------------------- */
+/* ---- failure detection --------------------------------------------------- */
 
 Test(swim, indirect_probes_keep_a_member_alive) {
   net n;
@@ -421,8 +417,7 @@ Test(swim, local_health_is_clamped) {
   net_free(&n);
 }
 
-/* ---- leaving, updating, restarting
- * -------------------------------------------------- */
+/* ---- leaving, updating, restarting --------------------------------------- */
 
 Test(swim, leave_is_seen_as_left) {
   net n;
@@ -518,8 +513,7 @@ Test(swim, tombstones_are_reaped) {
   net_free(&n);
 }
 
-/* ---- properties
- * ------------------------------------------------------------------------ */
+/* ---- properties ---------------------------------------------------------- */
 
 static void scenario(uint64_t seed, pm__swim_stats *out) {
   memset(out, 0, sizeof *out);

@@ -45,8 +45,7 @@ static int open_it(const pm__swim_keyring *r, bool stream, const uint8_t *in,
   return pm__open(r, stream, in, length, out, &payload, &payload_len, &sender);
 }
 
-/* ---- sealing
- * ------------------------------------------------------------------- */
+/* ---- sealing ------------------------------------------------------------- */
 
 Test(wire, seal_round_trip) {
   pm__swim_keyring *r = ring(key_a, "prod");
@@ -105,8 +104,7 @@ Test(wire, every_packet_has_a_fresh_nonce) {
   pm__swim_keyring_free(r);
 }
 
-/* ---- encoding and validation
- * -------------------------------------------------- */
+/* ---- encoding and validation --------------------------------------------- */
 
 static size_t member_bytes(const Pmswim__Member *m, uint8_t *out) {
   return pmswim__member__pack(m, out);
@@ -298,8 +296,7 @@ Test(wire, random_garbage_never_decodes_into_trouble) {
   }
 }
 
-/* ---- a core facing bad input
- * ---------------------------------------------------- */
+/* ---- a core facing bad input --------------------------------------------- */
 
 static int sent;
 static void count_send(void *arg, const char *addr, const uint8_t *b, size_t n,
