@@ -97,12 +97,18 @@ ssize_t pm__store_remove_prefix(pm_store *store, const char *prefix);
  * after the page is evicted (the file is only unlinked). On success *fd is
  * a new descriptor the caller closes, *data_offset where the data starts in
  * it (page-aligned) and *length the data length. The page is verified as
- * pm__store_read would. Errors: PM_ENOENT, PM_ECORRUPT, PM_EIO.
+ * pm__store_read would. The access is recorded for the eviction policy,
+ * but no hit or miss is counted (the caller counts its lookup). Errors:
+ * PM_ENOENT, PM_ECORRUPT, PM_EIO.
  */
 int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
                         uint64_t *data_offset, size_t *length);
 
 void pm__store_stats(pm_store *store, pm_store_stats *out);
+
+/* Record an access made without the store (an attached process read the
+ * page file itself), for the eviction policy. Counts no hit. */
+void pm__store_touch(pm_store *store, const pm_page_id *id);
 
 /* Change capacities at run time; evicts down to the new sizes. */
 int pm__store_set_capacity(pm_store *store, uint64_t disk_capacity,

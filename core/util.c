@@ -63,6 +63,9 @@ char *pm__strdup(const char *s) {
 
 int pm__mkdirs(const char *path, unsigned mode) {
   char buf[4096];
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return 0;
   size_t n = strlen(path);
   if (n == 0 || n >= sizeof buf)
     return pm__errf(PM_EINVAL, "%s: bad directory name", path);
@@ -74,8 +77,9 @@ int pm__mkdirs(const char *path, unsigned mode) {
     buf[i] = '\0';
     if (mkdir(buf, mode) != 0 && errno != EEXIST) {
       int e = errno;
-      return pm__errf(pm__err_from_errno(e), "%s: cannot create: %s", buf,
-                      strerror(e));
+      return pm__errf(pm__err_from_errno(e),
+                      "%s: cannot create it (%s) as uid %u", buf, strerror(e),
+                      (unsigned)getuid());
     }
     buf[i] = saved;
   }

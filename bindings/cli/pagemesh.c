@@ -1,0 +1,374 @@
+/*
+ * bindings/cli/pagemesh.c - the `pagemesh` command: read objects through
+ * the cache (cat, get), look at them (stat, ls) and at the cache (stats).
+ * It uses the public header only, like any other user of the library.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "pagemesh.h"
+
+#define CHUNK (8u << 20)
+
+typedef struct cli {
+  pm_options opts;
+  int json;
+  int recursive;
+  int print_stats;
+  uint64_t offset;
+  uint64_t length; /* UINT64_MAX: to the end */
+  pm_peer *peer;
+} cli;
+
+static const char usage[] =
+    "usage: pagemesh [options] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  cat URI... [--offset N] [--length N]\n"
+    "                                      write (part of) objects to stdout\n"
+    "  get URI FILE                        copy an object to a local file\n"
+    "  stat URI [--json]                   size, version and mtime\n"
+    "  ls URI [--json] [-r]                list a bucket, prefix or "
+    "directory\n"
+    "  stats [--json]                      what the cache did so far\n"
+    "  status [--json]                     the running node peer: pid,\n"
+    "                                      attached processes, cache use\n"
+    "  version                             print the library version\n"
+    "\n"
+    "options:\n" CLI_COMMON_USAGE
+    "  --no-cache            read the origin directly (a baseline)\n"
+    "  --stats               print this run's cache counters as JSON to "
+    "stderr\n"
+    "  --json                machine-readable output\n"
+    "  -r, --recursive       ls: every object below the URI\n"
+    "\n"
+    "Origins: s3://BUCKET/KEY (AWS_* environment), http(s)://..., "
+    "file:///PATH or a plain path.\n";
+
+static int fail(cli *c, const char *what, int err) {
+  const char *detail = pm_peer_errmsg(c->peer);
+  fprintf(stderr, "pagemesh: %s: %s (%s)\n", what,
+          *detail ? detail : pm_strerror(err), pm_err_name(err));
+  return 1;
+}
+
+enum { OPT_NO_CACHE = OPT_COMMON_LAST, OPT_STATS, OPT_JSON, OPT_OFFSET,
+       OPT_LENGTH };
+
+static const struct option long_options[] = {
+    CLI_COMMON_LONG_OPTIONS,
+    {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+    {"stats", no_argument, NULL, OPT_STATS},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"offset", required_argument, NULL, OPT_OFFSET},
+    {"length", required_argument, NULL, OPT_LENGTH},
+    {"recursive", no_argument, NULL, 'r'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int apply_option(cli *c, int opt, const char *arg) {
+  switch (opt) {
+  case OPT_OFFSET: return cli_parse_size("--offset", arg, &c->offset);
+  case OPT_LENGTH: return cli_parse_size("--length", arg, &c->length);
+  case OPT_NO_CACHE: c->opts.flags |= PM_OPEN_PASSTHROUGH; return 0;
+  case OPT_STATS: c->print_stats = 1; return 0;
+  case OPT_JSON: c->json = 1; return 0;
+  case 'r': c->recursive = 1; return 0;
+  case 'h': fputs(usage, stdout); exit(0);
+  default:
+    if (opt >= OPT_CACHE_DIR && opt < OPT_COMMON_LAST)
+      return cli_apply_common(&c->opts, opt, arg);
+    fputs(usage, stderr);
+    return -1;
+  }
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static int copy_out(cli *c, const char *uri, FILE *out) {
+  char *buf = malloc(CHUNK);
+  if (!buf)
+    return fail(c, uri, PM_ENOMEM);
+  uint64_t pos = c->offset, left = c->length;
+  int rc = 0;
+  while (left > 0) {
+    size_t want = (size_t)(left < CHUNK ? left : CHUNK);
+    ssize_t n = pm_read(c->peer, uri, pos, buf, want);
+    if (n < 0) {
+      rc = fail(c, uri, (int)n);
+      break;
+    }
+    if (n == 0)
+      break;
+    if (fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
+      fprintf(stderr, "pagemesh: write: %s\n", strerror(errno));
+      rc = 1;
+      break;
+    }
+    pos += (uint64_t)n;
+    left -= (uint64_t)n;
+  }
+  free(buf);
+  return rc;
+}
+
+static int cmd_cat(cli *c, int argc, char **argv) {
+  if (argc < 1)
+    return fputs("usage: pagemesh cat URI... [--offset N] [--length N]\n",
+                 stderr), 2;
+  int rc = 0;
+  for (int i = 0; i < argc && rc == 0; i++)
+    rc = copy_out(c, argv[i], stdout);
+  if (fflush(stdout) != 0)
+    rc = 1;
+  return rc;
+}
+
+static int cmd_get(cli *c, int argc, char **argv) {
+  if (argc != 2)
+    return fputs("usage: pagemesh get URI FILE\n", stderr), 2;
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.pagemesh-%d.part", argv[1], (int)getpid());
+  FILE *out = fopen(tmp, "wb");
+  if (!out)
+    return fprintf(stderr, "pagemesh: %s: %s\n", tmp, strerror(errno)), 1;
+  int rc = copy_out(c, argv[0], out);
+  if (fclose(out) != 0 && rc == 0)
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", tmp, strerror(errno)) > 0;
+  if (rc == 0 && rename(tmp, argv[1]) != 0)
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", argv[1], strerror(errno)) > 0;
+  if (rc)
+    unlink(tmp);
+  return rc;
+}
+
+static void print_time(int64_t ns, char *out, size_t size) {
+  time_t secs = (time_t)(ns / 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_stat(cli *c, int argc, char **argv) {
+  if (argc != 1)
+    return fputs("usage: pagemesh stat URI [--json]\n", stderr), 2;
+  pm_object_stat st;
+  int err = pm_stat(c->peer, argv[0], &st);
+  if (err)
+    return fail(c, argv[0], err);
+  char when[64];
+  print_time(st.mtime_ns, when, sizeof when);
+  if (c->json) {
+    json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:s}", "uri", argv[0], "size",
+                          (json_int_t)st.size, "version", st.version,
+                          "mtime_ns", (json_int_t)st.mtime_ns, "mtime", when);
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(o);
+  } else {
+    printf("uri:     %s\nsize:    %" PRIu64 "\nversion: %s\nmtime:   %s\n",
+           argv[0], st.size, st.version, when);
+  }
+  return 0;
+}
+
+static int cmd_ls(cli *c, int argc, char **argv) {
+  if (argc != 1)
+    return fputs("usage: pagemesh ls URI [--json] [-r]\n", stderr), 2;
+  pm_list_entry *entries;
+  size_t count;
+  int err = pm_list(c->peer, argv[0], c->recursive ? PM_LIST_RECURSIVE : 0,
+                    &entries, &count);
+  if (err)
+    return fail(c, argv[0], err);
+  json_t *arr = c->json ? json_array() : NULL;
+  for (size_t i = 0; i < count; i++) {
+    pm_list_entry *e = &entries[i];
+    if (arr)
+      json_array_append_new(
+          arr, json_pack("{s:s,s:s,s:I,s:I,s:s?}", "uri", e->uri, "type",
+                         e->is_dir ? "directory" : "file", "size",
+                         (json_int_t)e->size, "mtime_ns",
+                         (json_int_t)e->mtime_ns, "version", e->version));
+    else if (e->is_dir)
+      printf("%12s  %s\n", "DIR", e->uri);
+    else
+      printf("%12" PRIu64 "  %s\n", e->size, e->uri);
+  }
+  if (arr) {
+    json_dumpf(arr, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(arr);
+  }
+  pm_list_free(entries, count);
+  return 0;
+}
+
+static json_t *stats_json(const pm_stats *s) {
+  uint64_t hits = s->hits_ram + s->hits_disk;
+  double ratio = hits + s->misses ? (double)hits / (double)(hits + s->misses)
+                                  : 0.0;
+  return json_pack(
+      "{s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+      "s:I,s:I}",
+      "reads", (json_int_t)s->reads, "bytes_served",
+      (json_int_t)s->bytes_served, "hits_ram", (json_int_t)s->hits_ram,
+      "hits_disk", (json_int_t)s->hits_disk, "misses", (json_int_t)s->misses,
+      "hit_ratio", ratio, "origin_requests", (json_int_t)s->origin_requests,
+      "origin_bytes", (json_int_t)s->origin_bytes, "evictions",
+      (json_int_t)s->evictions, "corrupt_pages", (json_int_t)s->corrupt_pages,
+      "declined", (json_int_t)s->declined, "store_errors",
+      (json_int_t)s->store_errors, "disk_used", (json_int_t)s->disk_used,
+      "disk_capacity", (json_int_t)s->disk_capacity, "ram_used",
+      (json_int_t)s->ram_used, "ram_capacity", (json_int_t)s->ram_capacity,
+      "pages_disk", (json_int_t)s->pages_disk, "pages_ram",
+      (json_int_t)s->pages_ram);
+}
+
+/* Add the node peer's live counters (when a daemon or another process is
+ * the node peer, this process only attached) to the closed peers' totals. */
+static void add_live_node_stats(cli *c, pm_stats *s) {
+  char *text;
+  if (pm_peer_status(c->peer, &text) != 0)
+    return;
+  json_t *st = json_loads(text, 0, NULL);
+  pm_free(text);
+  const char *role = json_string_value(json_object_get(st, "role"));
+  json_t *live = json_object_get(st, "stats");
+  if (role && strcmp(role, "attached") == 0 && json_is_object(live)) {
+    uint64_t *fields[] = {&s->reads, &s->bytes_served, &s->hits_ram,
+                          &s->hits_disk, &s->misses, &s->origin_requests,
+                          &s->origin_bytes, &s->evictions, &s->corrupt_pages,
+                          &s->declined, &s->store_errors};
+    const char *names[] = {"reads", "bytes_served", "hits_ram", "hits_disk",
+                           "misses", "origin_requests", "origin_bytes",
+                           "evictions", "corrupt_pages", "declined",
+                           "store_errors"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      *fields[i] += (uint64_t)json_integer_value(json_object_get(live,
+                                                                 names[i]));
+    const char *gauges[] = {"disk_used", "disk_capacity", "ram_used",
+                            "ram_capacity", "pages_disk", "pages_ram"};
+    uint64_t *gfields[] = {&s->disk_used, &s->disk_capacity, &s->ram_used,
+                           &s->ram_capacity, &s->pages_disk, &s->pages_ram};
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++)
+      *gfields[i] = (uint64_t)json_integer_value(json_object_get(live,
+                                                                 gauges[i]));
+  }
+  json_decref(st);
+}
+
+static void print_json_or_table(cli *c, json_t *o) {
+  if (c->json) {
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    putchar('\n');
+    return;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(o, key, v) {
+    if (json_is_real(v))
+      printf("%-16s %.3f\n", key, json_real_value(v));
+    else if (json_is_integer(v))
+      printf("%-16s %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
+    else if (json_is_string(v))
+      printf("%-16s %s\n", key, json_string_value(v));
+    else {
+      char *text = json_dumps(v, JSON_COMPACT);
+      printf("%-16s %s\n", key, text ? text : "");
+      free(text);
+    }
+  }
+}
+
+static int cmd_stats(cli *c, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return fputs("usage: pagemesh stats [--json]\n", stderr), 2;
+  pm_stats s = {.size = sizeof s};
+  int err = pm_peer_stats_total(c->peer, &s);
+  if (err)
+    return fail(c, "stats", err);
+  add_live_node_stats(c, &s);
+  json_t *o = stats_json(&s);
+  print_json_or_table(c, o);
+  json_decref(o);
+  return 0;
+}
+
+static int cmd_status(cli *c, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return fputs("usage: pagemesh status [--json]\n", stderr), 2;
+  char *text;
+  int err = pm_peer_status(c->peer, &text);
+  if (err)
+    return fail(c, "status", err);
+  json_t *o = json_loads(text, 0, NULL);
+  pm_free(text);
+  if (!o)
+    return fail(c, "status", PM_EPROTO);
+  json_object_del(o, "role"); /* this command's own role says nothing */
+  print_json_or_table(c, o);
+  json_decref(o);
+  return 0;
+}
+
+static const struct command {
+  const char *name;
+  int (*run)(cli *c, int argc, char **argv);
+} commands[] = {
+    {"cat", cmd_cat}, {"get", cmd_get}, {"stat", cmd_stat},
+    {"ls", cmd_ls},   {"stats", cmd_stats}, {"status", cmd_status},
+};
+
+static void print_run_stats(cli *c) {
+  pm_stats s = {.size = sizeof s};
+  if (pm_peer_stats(c->peer, &s) != 0)
+    return;
+  json_t *o = stats_json(&s);
+  json_dumpf(o, stderr, JSON_COMPACT);
+  fputc('\n', stderr);
+  json_decref(o);
+}
+
+int main(int argc, char **argv) {
+  cli c = {.length = UINT64_MAX};
+  pm_options_init(&c.opts);
+  if (pm_options_load_env(&c.opts) != 0)
+    return fprintf(stderr, "pagemesh: %s\n", pm_peer_errmsg(NULL)), 2;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "rh", long_options, NULL)) != -1)
+    if (apply_option(&c, opt, optarg) != 0)
+      return 2;
+  if (optind >= argc)
+    return fputs(usage, stderr), 2;
+  const char *name = argv[optind];
+  if (strcmp(name, "version") == 0)
+    return printf("pagemesh %s\n", pm_version()) < 0;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(name, commands[i].name) != 0)
+      continue;
+    if (commands[i].run == cmd_status)
+      c.opts.flags |= PM_OPEN_ATTACH_ONLY; /* never start a peer to look */
+    int err = pm_peer_open(&c.opts, &c.peer);
+    if (err)
+      return fail(&c, "cannot open the cache", err);
+    int rc = commands[i].run(&c, argc - optind - 1, argv + optind + 1);
+    if (c.print_stats)
+      print_run_stats(&c);
+    pm_peer_close(c.peer);
+    return rc;
+  }
+  fprintf(stderr, "pagemesh: unknown command '%s'\n%s", name, usage);
+  return 2;
+}

@@ -1,0 +1,331 @@
+/*
+ * core/meta.c - the metadata cache (see meta.h). In memory: a resizable
+ * chained hash table keyed by the XXH3-64 of the URI, under one mutex.
+ * On disk: one small file per URI, meta/<2 hex>/<16 hex>.m, written to a
+ * temporary name and renamed, holding the URI (to resolve hash collisions
+ * and for invalidation by prefix), size, mtime, version and the wall-clock
+ * time it was fetched.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "meta.h"
+
+#define META_MAGIC "PMMETA1"
+#define META_FILE_MAX 8192
+
+typedef struct entry {
+  struct entry *next;
+  uint64_t hash;
+  char *uri;
+  pm_object_stat st;
+  int64_t fetched_wall_ns;
+} entry;
+
+struct pm_meta {
+  pthread_mutex_t mutex;
+  char *dir; /* <cache_dir>/meta, or NULL */
+  uint64_t ttl_ns;
+  entry **buckets;
+  size_t bucket_count, count;
+};
+
+static uint64_t uri_hash(const char *uri) {
+  return XXH3_64bits(uri, strlen(uri));
+}
+
+int pm__meta_open(const char *dir, uint32_t ttl_ms, pm_meta **out) {
+  pm_meta *m = calloc(1, sizeof *m);
+  if (!m)
+    return pm__errf(PM_ENOMEM, "cannot allocate the metadata cache");
+  m->bucket_count = 1024;
+  m->buckets = calloc(m->bucket_count, sizeof *m->buckets);
+  m->ttl_ns = (uint64_t)ttl_ms * 1000000u;
+  pthread_mutex_init(&m->mutex, NULL);
+  if (!m->buckets)
+    goto nomem;
+  if (dir) {
+    size_t n = strlen(dir) + sizeof "/meta";
+    if (!(m->dir = malloc(n)))
+      goto nomem;
+    snprintf(m->dir, n, "%s/meta", dir);
+    int err = pm__mkdirs(m->dir, 0755);
+    if (err) {
+      pm__meta_close(m);
+      return err;
+    }
+  }
+  *out = m;
+  return 0;
+nomem:
+  pm__meta_close(m);
+  return pm__errf(PM_ENOMEM, "cannot allocate the metadata cache");
+}
+
+static void free_entry(entry *e) {
+  free(e->uri);
+  free(e);
+}
+
+void pm__meta_close(pm_meta *m) {
+  if (!m)
+    return;
+  for (size_t i = 0; m->buckets && i < m->bucket_count; i++) {
+    entry *e = m->buckets[i];
+    while (e) {
+      entry *next = e->next;
+      free_entry(e);
+      e = next;
+    }
+  }
+  free(m->buckets);
+  free(m->dir);
+  pthread_mutex_destroy(&m->mutex);
+  free(m);
+}
+
+static entry **find_slot(pm_meta *m, const char *uri, uint64_t hash) {
+  entry **p = &m->buckets[hash % m->bucket_count];
+  for (; *p; p = &(*p)->next)
+    if ((*p)->hash == hash && strcmp((*p)->uri, uri) == 0)
+      break;
+  return p;
+}
+
+static void grow(pm_meta *m) {
+  size_t count = m->bucket_count * 2;
+  entry **buckets = calloc(count, sizeof *buckets);
+  if (!buckets)
+    return; /* keep the longer chains */
+  for (size_t i = 0; i < m->bucket_count; i++) {
+    entry *e = m->buckets[i];
+    while (e) {
+      entry *next = e->next;
+      e->next = buckets[e->hash % count];
+      buckets[e->hash % count] = e;
+      e = next;
+    }
+  }
+  free(m->buckets);
+  m->buckets = buckets;
+  m->bucket_count = count;
+}
+
+static void file_path(const pm_meta *m, uint64_t hash, char *out,
+                      size_t size) {
+  snprintf(out, size, "%s/%02x/%016" PRIx64 ".m", m->dir,
+           (unsigned)(hash >> 56), hash);
+}
+
+/* Insert or replace the in-memory entry; called with the mutex held. */
+static void put_locked(pm_meta *m, const char *uri, uint64_t hash,
+                       const pm_object_stat *st, int64_t fetched) {
+  entry **slot = find_slot(m, uri, hash);
+  entry *e = *slot;
+  if (!e) {
+    e = calloc(1, sizeof *e);
+    if (!e || !(e->uri = strdup(uri))) {
+      free(e);
+      return;
+    }
+    e->hash = hash;
+    *slot = e;
+    if (++m->count > 2 * m->bucket_count)
+      grow(m);
+  }
+  e->st = *st;
+  e->fetched_wall_ns = fetched;
+}
+
+/* Parse a meta file's text; 0 on success. */
+static int parse_file(char *text, const char *uri, pm_object_stat *st,
+                      int64_t *fetched) {
+  char *save = NULL;
+  char *head = strtok_r(text, "\n", &save);
+  char *version = strtok_r(NULL, "\n", &save);
+  char *file_uri = strtok_r(NULL, "\n", &save);
+  if (!head || !version || !file_uri || strcmp(file_uri, uri) != 0)
+    return -1;
+  uint64_t size;
+  int64_t mtime, when;
+  char magic[8];
+  if (sscanf(head, "%7s %" SCNu64 " %" SCNd64 " %" SCNd64, magic, &size,
+             &mtime, &when) != 4 ||
+      strcmp(magic, META_MAGIC) != 0 || strlen(version) >= PM_VERSION_MAX)
+    return -1;
+  memset(st, 0, sizeof *st);
+  st->size = size;
+  st->mtime_ns = mtime;
+  snprintf(st->version, sizeof st->version, "%s", version);
+  *fetched = when;
+  return 0;
+}
+
+static int load_file(pm_meta *m, const char *uri, uint64_t hash,
+                     pm_object_stat *st, int64_t *fetched) {
+  char path[4096], text[META_FILE_MAX + 1];
+  file_path(m, hash, path, sizeof path);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return -1;
+  size_t n = fread(text, 1, META_FILE_MAX, f);
+  fclose(f);
+  text[n] = '\0';
+  if (parse_file(text, uri, st, fetched) == 0)
+    return 0;
+  return -1;
+}
+
+int pm__meta_lookup(pm_meta *m, const char *uri, pm_object_stat *out,
+                    bool *fresh) {
+  uint64_t hash = uri_hash(uri);
+  int64_t fetched = 0;
+  pthread_mutex_lock(&m->mutex);
+  entry *e = *find_slot(m, uri, hash);
+  if (e) {
+    *out = e->st;
+    fetched = e->fetched_wall_ns;
+  }
+  pthread_mutex_unlock(&m->mutex);
+  if (!e) {
+    if (!m->dir || load_file(m, uri, hash, out, &fetched) != 0)
+      return PM_ENOENT;
+    pthread_mutex_lock(&m->mutex);
+    put_locked(m, uri, hash, out, fetched);
+    pthread_mutex_unlock(&m->mutex);
+  }
+  int64_t age = pm__wall_ns() - fetched;
+  *fresh = age >= 0 && (uint64_t)age < m->ttl_ns;
+  return 0;
+}
+
+static void write_file(pm_meta *m, const char *uri, uint64_t hash,
+                       const pm_object_stat *st, int64_t fetched) {
+  char path[4096], tmp[4200], text[META_FILE_MAX];
+  int n = snprintf(text, sizeof text, "%s %" PRIu64 " %" PRId64 " %" PRId64
+                   "\n%s\n%s\n", META_MAGIC, st->size, st->mtime_ns, fetched,
+                   st->version, uri);
+  if (n < 0 || n >= (int)sizeof text || strchr(uri, '\n') ||
+      strchr(st->version, '\n'))
+    return; /* not persistable; it stays in memory */
+  file_path(m, hash, path, sizeof path);
+  char *slash = strrchr(path, '/');
+  *slash = '\0';
+  if (pm__mkdirs(path, 0755) != 0)
+    return;
+  *slash = '/';
+  snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+  FILE *f = fopen(tmp, "we");
+  if (!f)
+    return;
+  bool ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
+  ok = fclose(f) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0)
+    unlink(tmp);
+}
+
+void pm__meta_store(pm_meta *m, const char *uri, const pm_object_stat *st) {
+  uint64_t hash = uri_hash(uri);
+  int64_t now = pm__wall_ns();
+  pthread_mutex_lock(&m->mutex);
+  put_locked(m, uri, hash, st, now);
+  pthread_mutex_unlock(&m->mutex);
+  if (m->dir)
+    write_file(m, uri, hash, st, now);
+}
+
+void pm__meta_forget(pm_meta *m, const char *uri) {
+  uint64_t hash = uri_hash(uri);
+  pthread_mutex_lock(&m->mutex);
+  entry **slot = find_slot(m, uri, hash);
+  entry *e = *slot;
+  if (e) {
+    *slot = e->next;
+    m->count--;
+    free_entry(e);
+  }
+  pthread_mutex_unlock(&m->mutex);
+  if (m->dir) {
+    char path[4096];
+    file_path(m, hash, path, sizeof path);
+    unlink(path);
+  }
+}
+
+static size_t forget_memory_prefix(pm_meta *m, const char *prefix) {
+  size_t removed = 0, plen = strlen(prefix);
+  pthread_mutex_lock(&m->mutex);
+  for (size_t i = 0; i < m->bucket_count; i++) {
+    for (entry **p = &m->buckets[i]; *p;) {
+      entry *e = *p;
+      if (strncmp(e->uri, prefix, plen) == 0) {
+        *p = e->next;
+        free_entry(e);
+        m->count--;
+        removed++;
+      } else {
+        p = &e->next;
+      }
+    }
+  }
+  pthread_mutex_unlock(&m->mutex);
+  return removed;
+}
+
+/* Remove the files of one fan-out directory whose URI starts with prefix. */
+static size_t forget_dir_prefix(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return 0;
+  size_t removed = 0, plen = strlen(prefix);
+  struct dirent *de;
+  char path[4096], text[META_FILE_MAX + 1];
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >=
+        (int)sizeof path)
+      continue;
+    FILE *f = fopen(path, "re");
+    if (!f)
+      continue;
+    size_t n = fread(text, 1, META_FILE_MAX, f);
+    fclose(f);
+    text[n] = '\0';
+    char *uri = strchr(text, '\n');
+    uri = uri ? strchr(uri + 1, '\n') : NULL;
+    if (uri && strncmp(uri + 1, prefix, plen) == 0 && unlink(path) == 0)
+      removed++;
+  }
+  closedir(d);
+  return removed;
+}
+
+size_t pm__meta_forget_prefix(pm_meta *m, const char *prefix) {
+  size_t removed = forget_memory_prefix(m, prefix);
+  if (!m->dir)
+    return removed;
+  DIR *d = opendir(m->dir);
+  if (!d)
+    return removed;
+  size_t on_disk = 0;
+  struct dirent *de;
+  char sub[4096];
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    if (snprintf(sub, sizeof sub, "%s/%s", m->dir, de->d_name) >=
+        (int)sizeof sub)
+      continue;
+    on_disk += forget_dir_prefix(sub, prefix);
+  }
+  closedir(d);
+  return PM_MAX(removed, on_disk);
+}

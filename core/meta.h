@@ -1,0 +1,32 @@
+/*
+ * core/meta.h - the metadata cache: URI -> {size, version, mtime}, trusted
+ * for a TTL, kept in memory and persisted under <cache_dir>/meta/ so that
+ * a restarted process (or the next CLI call) does not ask the origin again
+ * while the entry is fresh. Stale entries are kept: they are served when
+ * the origin cannot be reached.
+ */
+#ifndef PM_CORE_META_H
+#define PM_CORE_META_H
+
+#include "core_int.h"
+
+typedef struct pm_meta pm_meta;
+
+/* dir: NULL keeps metadata in memory only. Errors: PM_ENOMEM, and those of
+ * creating <dir>/meta. */
+int pm__meta_open(const char *dir, uint32_t ttl_ms, pm_meta **out);
+void pm__meta_close(pm_meta *meta);
+
+/* Look uri up. Returns 0 with *out filled and *fresh telling whether it is
+ * within the TTL, or PM_ENOENT if nothing is cached. */
+int pm__meta_lookup(pm_meta *meta, const char *uri, pm_object_stat *out,
+                    bool *fresh);
+
+/* Record what the origin said now (memory and disk). */
+void pm__meta_store(pm_meta *meta, const char *uri, const pm_object_stat *st);
+
+/* Forget uri, or every uri starting with prefix; returns how many. */
+void pm__meta_forget(pm_meta *meta, const char *uri);
+size_t pm__meta_forget_prefix(pm_meta *meta, const char *prefix);
+
+#endif /* PM_CORE_META_H */

@@ -1,0 +1,136 @@
+/*
+ * core/readpath.c - the read path of one peer (DESIGN.md, "The read
+ * path"): a range is split into pages; each page comes from the RAM tier,
+ * the disk tier, or the origin through one shared fetch (single flight),
+ * is stored, and is copied into the caller's buffer. Ranges of a batch and
+ * the missing pages of a range are fetched in parallel on the worker pool.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peer_int.h"
+
+#define CHANGED_RETRIES 3
+
+/* ---- one page ------------------------------------------------------------ */
+
+static ssize_t copy_out(const void *page, size_t page_len, uint32_t offset,
+                        void *dst, size_t length) {
+  if (offset >= page_len)
+    return 0;
+  size_t n = PM_MIN(length, page_len - offset);
+  if (dst)
+    memcpy(dst, (const char *)page + offset, n);
+  return (ssize_t)n;
+}
+
+static void store_page(pm_peer *peer, const pm_page_id *id, const char *uri,
+                       const void *data, size_t length) {
+  if (!peer->store)
+    return;
+  int err = pm__store_put(peer->store, id, uri, data, length);
+  if (err < 0)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "store", 10000,
+                       "%s: page not cached (%s): %s; serving without it",
+                       uri, pm_err_name(err), pm__errmsg());
+}
+
+/* The leader of a flight: fetch the page from the origin and keep it. */
+static int fetch_from_origin(pm_peer *peer, const char *uri,
+                             const pm_object_stat *st, uint64_t page_index,
+                             const pm_page_id *id, void **data,
+                             size_t *length) {
+  size_t page_len = pm__page_length(peer, st->size, page_index);
+  char *buf = malloc(page_len ? page_len : 1);
+  if (!buf)
+    return pm__errf(PM_ENOMEM, "%s: out of memory for a page", uri);
+  ssize_t n = pm__ufs_read(peer->ufs, uri, st,
+                           page_index * peer->opts.page_size, buf, page_len);
+  if (n >= 0 && (size_t)n != page_len)
+    n = pm__errf(PM_EIO, "%s: short read from origin (%zd of %zu bytes)",
+                 uri, n, page_len);
+  if (n < 0) {
+    free(buf);
+    return (int)n;
+  }
+  store_page(peer, id, uri, buf, page_len);
+  *data = buf;
+  *length = page_len;
+  return 0;
+}
+
+/* A leader first looks again: the page may have landed since its miss. */
+static bool lead_from_store(pm_peer *peer, const pm_page_id *id,
+                            size_t page_len, void **data) {
+  if (!peer->store || !pm__store_contains(peer->store, id))
+    return false;
+  char *buf = malloc(page_len ? page_len : 1);
+  if (buf && pm__store_read(peer->store, id, 0, buf, page_len, NULL) ==
+                 (ssize_t)page_len) {
+    *data = buf;
+    return true;
+  }
+  free(buf);
+  return false;
+}
+
+ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
+                            const pm_object_stat *st, uint64_t page_index,
+                            const pm_page_id *id, uint32_t offset, void *dst,
+                            size_t length) {
+  if (peer->role == PM_ROLE_ATTACHED)
+    return pm__attached_fetch(peer, uri, st, page_index, id, offset, dst,
+                              length);
+  bool leader;
+  pm_flight *flight = pm__flight_begin(peer->flights, id, &leader);
+  if (!flight)
+    return pm__errf(PM_ENOMEM, "%s: out of memory", uri);
+  if (leader) {
+    void *data = NULL;
+    size_t page_len = pm__page_length(peer, st->size, page_index);
+    int err = 0;
+    if (!lead_from_store(peer, id, page_len, &data))
+      err = fetch_from_origin(peer, uri, st, page_index, id, &data, &page_len);
+    pm__flight_finish(peer->flights, flight, err, data, page_len);
+  }
+  const void *data;
+  size_t page_len;
+  ssize_t n = pm__flight_wait(flight, &data, &page_len);
+  if (n == 0)
+    n = copy_out(data, page_len, offset, dst, length);
+  pm__flight_release(peer->flights, flight);
+  return n;
+}
+
+/* Look in the store only: bytes copied, or PM_ENOENT for a miss. */
+ssize_t pm__page_read_cached(pm_peer *peer, const pm_page_id *id,
+                           const char *uri, uint32_t offset, void *dst,
+                           size_t length) {
+  if (peer->role == PM_ROLE_ATTACHED)
+    return pm__attached_read_cached(peer, id, offset, dst, length);
+  if (!peer->store || !dst)
+    return peer->store && pm__store_contains(peer->store, id) ? 0 : PM_ENOENT;
+  ssize_t n = pm__store_read(peer->store, id, offset, dst, length, NULL);
+  if (n == PM_ECORRUPT)
+    PM_LOG(PM_LOG_WARN, "store", "%s: cached page was corrupt; refetching",
+           uri);
+  else if (n < 0 && n != PM_ENOENT)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "store", 10000,
+                       "%s: cache read failed (%s); refetching", uri,
+                       pm__errmsg());
+  return n < 0 ? PM_ENOENT : n;
+}
+
+ssize_t pm__page_fetch(pm_peer *peer, const char *uri,
+                       const pm_object_stat *st, uint64_t page_index,
+                       uint32_t offset, void *dst, size_t length) {
+  pm_page_id id =
+      pm__page_id(uri, st->version, page_index, peer->opts.page_size);
+  ssize_t n = pm__page_read_cached(peer, &id, uri, offset, dst, length);
+  if (n != PM_ENOENT)
+    return n;
+  atomic_fetch_add(&peer->counters.misses, 1);
+  return pm__page_fetch_shared(peer, uri, st, page_index, &id, offset, dst,
+                               length);
+}

