@@ -49,7 +49,7 @@ struct net {
   packet *queue;
   size_t queued, cap;
   bool cut[NMAX][NMAX]; /* packets from i to j are lost */
-  size_t biggest_packet;
+  size_t biggest_packet, biggest_frame, frames;
   pm__swim_config cfg;
   uint64_t seed;
 };
@@ -67,6 +67,9 @@ static void on_send(void *arg, const char *addr, const uint8_t *bytes,
   net *n = from->net;
   if (!is_stream && length > n->biggest_packet)
     n->biggest_packet = length;
+  if (is_stream && length > n->biggest_frame)
+    n->biggest_frame = length;
+  n->frames += is_stream;
   int to = node_of(n, addr);
   if (to < 0 || n->nodes[to].down || n->cut[from->index][to])
     return;
@@ -561,5 +564,34 @@ Test(swim, packets_stay_within_the_budget) {
   cr_assert_gt(pm__swim_count(n.nodes[2].core, PM_MEMBER_ALIVE) +
                    pm__swim_count(n.nodes[2].core, PM_MEMBER_SUSPECT),
                13);
+  net_free(&n);
+}
+
+Test(swim, a_big_state_travels_in_several_frames) {
+  net n;
+  net_init(&n, 2, 14);
+  net_start(&n);
+  /* 5000 members with big fabric addresses: about 1.5 MiB of state. */
+  uint32_t count = 5000;
+  pm__member_info *many = calloc(count, sizeof *many);
+  for (uint32_t i = 0; i < count; i++) {
+    memset(many[i].id.bytes, 0xb0, PM_SWIM_ID_LEN);
+    memcpy(many[i].id.bytes, &i, sizeof i);
+    many[i].boot_epoch = 1;
+    snprintf(many[i].addr, sizeof many[i].addr, "10.8.%u.%u:7946", i / 256,
+             i % 256);
+    memset(many[i].meta.fabric_addr, 0xfa, 250);
+    many[i].meta.fabric_len = 250;
+  }
+  pm__swim_merge(n.nodes[0].core, n.now, many, count, true);
+  free(many);
+  net_join_all(&n);
+  net_run(&n, 10 * MS);
+  cr_assert_leq(n.biggest_frame, PM_SWIM_STREAM_MAX);
+  cr_assert_geq(n.frames, 3, "one frame to join, two or more back");
+  cr_assert_eq(pm__swim_count(n.nodes[1].core, PM_MEMBER_ALIVE), count + 2);
+  pm__member_info info;
+  cr_assert_eq(pm__swim_lookup(n.nodes[1].core, &n.nodes[0].id, &info), 0);
+  cr_assert_eq(info.state, PM_MEMBER_ALIVE);
   net_free(&n);
 }
