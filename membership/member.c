@@ -171,6 +171,7 @@ int pm__table_init(pm__member_table *t) {
   if (!t->slots || !t->order) {
     free(t->slots);
     free(t->order);
+    memset(t, 0, sizeof *t);
     return PM_ENOMEM;
   }
   t->slot_mask = 15;

@@ -27,13 +27,17 @@ void pm__awareness_apply(pm__swim *core, int delta) {
   core->awareness = score < 0 ? 0 : (score > max ? max : score);
 }
 
-void pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from) {
+int pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from) {
   pm__update u;
   uint8_t buf[1024];
   pm__member_to_update(m, from, &u);
   size_t n = pm__wire_encode_member(&u, buf, sizeof buf);
-  if (n && pm__bq_push(&core->bq, &m->bcast, buf, n) != 0)
-    PM_LOG(PM_LOG_WARN, "swim", "out of memory queueing an update");
+  if (n && pm__bq_push(&core->bq, &m->bcast, buf, n) != 0) {
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "swim", 10000,
+                       "out of memory queueing an update");
+    return PM_ENOMEM;
+  }
+  return 0;
 }
 
 void pm__state_refute(pm__swim *core, uint64_t accused_inc) {

@@ -161,7 +161,8 @@ int pm__swim_create(const pm__swim_config *cfg, const pm__member_info *self,
   core->counts[PM_MEMBER_ALIVE] = 1;
   core->next_seq = (uint32_t)pm__rng_next(&core->rng);
   timers_start(core, now);
-  pm__state_broadcast(core, core->self, NULL);
+  if (pm__state_broadcast(core, core->self, NULL) != 0)
+    goto fail;
   *out = core;
   return 0;
 fail:

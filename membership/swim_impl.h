@@ -323,7 +323,8 @@ void pm__state_apply(pm__swim *core, uint64_t now, const pm__update *u);
 /* Apply a push-pull record (Dead and Suspect become suspicion by from). */
 void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
                             const uint8_t *from, bool quiet);
-void pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from);
+/* Queue m as it is now for gossip; 0 or PM_ENOMEM (logged). */
+int pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from);
 void pm__state_refute(pm__swim *core, uint64_t accused_inc);
 /* Declare dead the suspects whose time is up. */
 void pm__state_expire(pm__swim *core, uint64_t now);

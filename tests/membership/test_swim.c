@@ -17,6 +17,71 @@
 #define SEC 1000000000ull
 #define NMAX 8
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+/* ---- allocation failures
+ * ------------------------------------------------------ */
+
+/* Without the sanitizers (which own malloc), this file replaces malloc so
+ * that the Nth allocation can be made to fail, and counts live blocks so
+ * that a failure path that leaks shows. The harness itself allocates with
+ * the raw allocator. */
+#ifndef SANITIZED
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void __libc_free(void *p);
+static long fail_countdown = -1; /* allocations to let pass; -1: all */
+static long live_blocks;
+static bool failed_one;
+
+static bool fail_now(void) {
+  if (fail_countdown < 0)
+    return false;
+  if (fail_countdown-- > 0)
+    return false;
+  failed_one = true;
+  return true;
+}
+
+void *malloc(size_t n) {
+  void *p = fail_now() ? NULL : __libc_malloc(n);
+  live_blocks += p != NULL;
+  return p;
+}
+
+void *calloc(size_t n, size_t size) {
+  void *p = fail_now() ? NULL : __libc_calloc(n, size);
+  live_blocks += p != NULL;
+  return p;
+}
+
+void *realloc(void *old, size_t n) {
+  void *p = fail_now() ? NULL : __libc_realloc(old, n);
+  live_blocks += p != NULL && old == NULL;
+  return p;
+}
+
+void free(void *p) {
+  live_blocks -= p != NULL;
+  __libc_free(p);
+}
+
+#define raw_malloc __libc_malloc
+#define raw_realloc __libc_realloc
+#define raw_free __libc_free
+#else
+#define raw_malloc malloc
+#define raw_realloc realloc
+#define raw_free free
+#endif
+
 TestSuite(swim, .timeout = 120);
 
 /* ---- a tiny network ------------------------------------------------------ */
@@ -75,14 +140,14 @@ static void on_send(void *arg, const char *addr, const uint8_t *bytes,
     return;
   if (n->queued == n->cap) {
     n->cap = n->cap ? n->cap * 2 : 64;
-    n->queue = realloc(n->queue, n->cap * sizeof *n->queue);
+    n->queue = raw_realloc(n->queue, n->cap * sizeof *n->queue);
   }
   packet *p = &n->queue[n->queued++];
   p->to = to;
   p->from = from->index;
   p->stream = is_stream;
   p->length = length;
-  p->bytes = malloc(length);
+  p->bytes = raw_malloc(length);
   memcpy(p->bytes, bytes, length);
 }
 
@@ -152,8 +217,8 @@ static void net_free(net *n) {
   for (int i = 0; i < n->count; i++)
     pm__swim_destroy(n->nodes[i].core);
   for (size_t i = 0; i < n->queued; i++)
-    free(n->queue[i].bytes);
-  free(n->queue);
+    raw_free(n->queue[i].bytes);
+  raw_free(n->queue);
 }
 
 static void deliver_all(net *n) {
@@ -168,7 +233,7 @@ static void deliver_all(net *n) {
         pm__swim_handle_packet(to->core, n->now, n->nodes[p.from].addr, p.bytes,
                                p.length);
     }
-    free(p.bytes);
+    raw_free(p.bytes);
   }
   n->queued = 0;
 }
@@ -595,3 +660,63 @@ Test(swim, a_big_state_travels_in_several_frames) {
   cr_assert_eq(info.state, PM_MEMBER_ALIVE);
   net_free(&n);
 }
+
+#ifndef SANITIZED
+Test(swim, create_fails_cleanly_at_every_allocation) {
+  net n;
+  net_init(&n, 1, 15);
+  node *nd = &n.nodes[0];
+  pm__swim_config cfg = n.cfg;
+  cfg.send_fn = on_send;
+  cfg.send_arg = nd;
+  pm__member_info self;
+  memset(&self, 0, sizeof self);
+  self.id = nd->id;
+  strcpy(self.addr, nd->addr);
+  for (long i = 0;; i++) {
+    long before = live_blocks;
+    pm__swim *core = NULL;
+    failed_one = false;
+    fail_countdown = i;
+    int rc = pm__swim_create(&cfg, &self, n.now, &core);
+    fail_countdown = -1;
+    if (!failed_one) {
+      cr_assert_eq(rc, 0);
+      pm__swim_destroy(core);
+      cr_assert_eq(live_blocks, before);
+      cr_assert_gt(i, 3);
+      break;
+    }
+    cr_assert_eq(rc, PM_ENOMEM, "allocation %ld", i);
+    cr_assert_null(core);
+    cr_assert_eq(live_blocks, before, "leak when allocation %ld fails", i);
+  }
+}
+
+/* A short life of three members in which allocation i fails. Returns
+ * whether some allocation failed (i was within the run). */
+static bool life_with_failure(long i) {
+  net n;
+  net_init(&n, 3, 16);
+  net_start(&n);
+  failed_one = false;
+  fail_countdown = i;
+  const char *seed[] = {n.nodes[0].addr};
+  for (int k = 1; k < 3; k++) /* may fail with PM_ENOMEM */
+    pm__swim_join(n.nodes[k].core, n.now, seed, 1);
+  net_run(&n, 3 * SEC);
+  net_crash(&n, 2);
+  net_run(&n, 10 * SEC);
+  fail_countdown = -1;
+  bool failed = failed_one;
+  net_free(&n);
+  return failed;
+}
+
+Test(swim, survives_a_failed_allocation_anywhere) {
+  long i = 0;
+  while (life_with_failure(i))
+    i += 1 + i / 8; /* every early one, then a sample of the later ones */
+  cr_assert_gt(i, 20);
+}
+#endif
