@@ -112,6 +112,10 @@ void pm__cluster_key_free(uint8_t *key);
 
 /* ---- the protocol core (membership/swim.c and neighbours) ---------------- */
 
+/* One member's view of the cluster. A core is not thread-safe: one thread
+ * at a time calls it (the driver holds a lock). Given the same seed, time
+ * and packets, it makes the same choices and sends the same packets (only
+ * the random nonces of sealed packets differ). */
 typedef struct pm__swim pm__swim;
 
 typedef enum pm__swim_event_kind {
@@ -242,7 +246,7 @@ typedef struct pm__swim_stats {
   uint64_t packets_in, packets_out, bytes_in, bytes_out;
   uint64_t streams_in, streams_out, stream_bytes_in, stream_bytes_out;
   uint64_t auth_failures;   /* packets or frames that failed to open */
-  uint64_t decode_failures; /* opened but malformed or invalid */
+  uint64_t decode_failures; /* oversize, malformed or invalid */
   uint64_t probes, probe_failures, indirect_probes, nacks_in;
   uint64_t suspicions, deaths_declared, refutations, push_pulls;
   uint32_t awareness; /* current local-health score, 0 = healthy */
