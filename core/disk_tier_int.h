@@ -41,7 +41,8 @@ struct pm_disk_tier {
   pm_fd_link fd_lru; /* next: most recently used descriptor */
   uint64_t fd_count, fd_max;
   uint64_t evictions, corrupt;
-  _Atomic uint64_t tmp_counter;
+  _Atomic uint64_t tmp_counter; /* starts random: tmp names are unique
+                                   across stores, not only in this one */
 };
 
 /* A page entry that is not in the index yet (one reference, no fd). */

@@ -110,7 +110,7 @@ static int check_page_request(const Pm__PageRequest *page,
   if (page->page_size == 0 || page->page_size > max_page_size)
     return pm__errf(PM_EPROTO, "page size %u out of range (max %u)",
                     page->page_size, max_page_size);
-  if (page->flags & ~(uint32_t)PM_PAGE_REQ_CACHED_ONLY)
+  if (page->flags & ~(uint32_t)PM_PAGE_REQ_KNOWN)
     return pm__errf(PM_EPROTO, "unknown request flags 0x%x", page->flags);
   if (page->page_index > page->object_size / page->page_size)
     return pm__errf(PM_EPROTO, "page %llu past the object's end (%llu)",

@@ -41,6 +41,7 @@ static const char usage[] =
     "  stats [--json]                      what the cache did so far\n"
     "  status [--json]                     the running node peer: pid,\n"
     "                                      attached processes, cache use\n"
+    "  members [--json]                    the mesh as the node peer sees it\n"
     "  version                             print the library version\n"
     "\n"
     "options:\n" CLI_COMMON_USAGE
@@ -323,12 +324,52 @@ static int cmd_status(cli *c, int argc, char **argv) {
   return 0;
 }
 
+static int cmd_members(cli *c, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return fputs("usage: pagemesh members [--json]\n", stderr), 2;
+  char *text;
+  int err = pm_peer_status(c->peer, &text);
+  if (err)
+    return fail(c, "members", err);
+  json_t *st = json_loads(text, 0, NULL);
+  pm_free(text);
+  json_t *members = json_object_get(st, "members");
+  if (!json_is_array(members)) {
+    json_decref(st);
+    return fail(c, "members", PM_EPROTO);
+  }
+  if (c->json) {
+    json_dumpf(members, stdout, JSON_INDENT(2));
+    putchar('\n');
+  } else {
+    printf("%-10s %-22s %-8s %-20s %-14s %s\n", "ID", "ADDRESS", "STATE",
+           "BOOT EPOCH", "CAPACITY", "ZONE");
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+      printf("%-10.8s %-22s %-8s %-20" JSON_INTEGER_FORMAT " %-14"
+             JSON_INTEGER_FORMAT " %s%s\n",
+             json_string_value(json_object_get(m, "id")),
+             json_string_value(json_object_get(m, "addr")),
+             json_string_value(json_object_get(m, "state")),
+             json_integer_value(json_object_get(m, "boot_epoch")),
+             json_integer_value(json_object_get(m, "capacity")),
+             json_string_value(json_object_get(m, "zone")),
+             json_is_true(json_object_get(m, "self")) ? "  (this node)" : "");
+    }
+  }
+  json_decref(st);
+  return 0;
+}
+
 static const struct command {
   const char *name;
   int (*run)(cli *c, int argc, char **argv);
 } commands[] = {
     {"cat", cmd_cat}, {"get", cmd_get}, {"stat", cmd_stat},
     {"ls", cmd_ls},   {"stats", cmd_stats}, {"status", cmd_status},
+    {"members", cmd_members},
 };
 
 static void print_run_stats(cli *c) {
@@ -358,7 +399,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(name, commands[i].name) != 0)
       continue;
-    if (commands[i].run == cmd_status)
+    if (commands[i].run == cmd_status || commands[i].run == cmd_members)
       c.opts.flags |= PM_OPEN_ATTACH_ONLY; /* never start a peer to look */
     int err = pm_peer_open(&c.opts, &c.peer);
     if (err)
