@@ -131,6 +131,10 @@ int pm__disk_tier_put(pm_disk_tier *tier, const pm_page_id *id,
 /* Errors: PM_ENOENT. */
 int pm__disk_tier_remove(pm_disk_tier *tier, const pm_page_id *id);
 
+/* A copy of the pages' ids, lengths and URIs (see pm__store_list_disk). */
+int pm__disk_tier_list(pm_disk_tier *tier, pm_store_entry **out,
+                       size_t *count);
+
 /* As pm__ram_tier_remove_prefix. */
 ssize_t pm__disk_tier_remove_prefix(pm_disk_tier *tier, const char *prefix,
                                     pm_pagemap *removed);

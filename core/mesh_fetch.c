@@ -75,16 +75,41 @@ static size_t candidates(pm_mesh *mesh, const pm_view *v, const pm_page_id *id,
   return n;
 }
 
-static bool is_owner(const pm_view *v, const size_t *ranks, size_t owners) {
-  for (size_t i = 0; i < owners; i++)
-    if (ranks[i] == v->self)
-      return true;
-  return false;
-}
-
 static void count_page(pm_mesh *mesh, size_t bytes) {
   atomic_fetch_add(&mesh->pages_from_peers, 1);
   atomic_fetch_add(&mesh->bytes_from_peers, bytes);
+}
+
+/* The position of this peer among the first `owners` ranks, or owners. */
+static size_t self_rank(const pm_view *v, const size_t *ranks, size_t owners) {
+  for (size_t i = 0; i < owners; i++)
+    if (ranks[i] == v->self)
+      return i;
+  return owners;
+}
+
+/* Ask the owners ranked before this peer (all of them if it is none),
+ * in order, with a normal request: the first owner fetches the origin
+ * once for everyone. Returns 0 when one answered. */
+static int ask_owners(pm_mesh *mesh, const pm_view *v, const size_t *ranks,
+                      size_t before, pm_page_request *req, void *buf,
+                      size_t page_len) {
+  for (size_t i = 0; i < before; i++)
+    if (ask(mesh, v, ranks[i], req, buf, page_len) == (ssize_t)page_len)
+      return 0;
+  return PM_ENOENT;
+}
+
+/* As an owner: a cached copy from any other candidate. */
+static int ask_replicas(pm_mesh *mesh, const pm_view *v, const size_t *ranks,
+                        size_t n, size_t skip_before, pm_page_request *req,
+                        void *buf, size_t page_len) {
+  req->flags |= PM_PAGE_REQ_CACHED_ONLY;
+  for (size_t i = skip_before; i < n; i++)
+    if (ranks[i] != v->self &&
+        ask(mesh, v, ranks[i], req, buf, page_len) == (ssize_t)page_len)
+      return 0;
+  return PM_ENOENT;
 }
 
 int pm__mesh_fetch(pm_mesh *mesh, pm_mesh_mode mode, const char *uri,
@@ -97,24 +122,19 @@ int pm__mesh_fetch(pm_mesh *mesh, pm_mesh_mode mode, const char *uri,
     return PM_ENOENT;
   size_t ranks[CANDIDATES_MAX], owners;
   size_t n = candidates(mesh, v, id, ranks, &owners);
+  size_t mine = v->self == SIZE_MAX ? 0 : self_rank(v, ranks, owners);
   pm_page_request req;
+  fill_request(&req, id, uri, st, page_index, mesh->peer->opts.page_size, 0);
   int result = PM_ENOENT;
-  bool owner = is_owner(v, ranks, owners) || v->self == SIZE_MAX;
-  if (mode == PM_MESH_ROUTE && !owner) {
-    *owned = false;
-    fill_request(&req, id, uri, st, page_index, mesh->peer->opts.page_size,
-                 0);
-    for (size_t i = 0; i < owners && result != 0; i++)
-      if (ask(mesh, v, ranks[i], &req, buf, page_len) == (ssize_t)page_len)
-        result = 0;
-  } else {
-    fill_request(&req, id, uri, st, page_index, mesh->peer->opts.page_size,
-                 PM_PAGE_REQ_CACHED_ONLY);
-    for (size_t i = 0; i < n && result != 0; i++)
-      if (ranks[i] != v->self &&
-          ask(mesh, v, ranks[i], &req, buf, page_len) == (ssize_t)page_len)
-        result = 0;
+  size_t asked = 0;
+  if (mode == PM_MESH_ROUTE) {
+    asked = mine;
+    result = ask_owners(mesh, v, ranks, mine, &req, buf, page_len);
   }
+  if (mine == owners && mode == PM_MESH_ROUTE)
+    *owned = false; /* not an owner: keep it in RAM, origin as last resort */
+  else if (result != 0)
+    result = ask_replicas(mesh, v, ranks, n, asked, &req, buf, page_len);
   if (result == 0)
     count_page(mesh, page_len);
   pm__mesh_view_release(v);
@@ -192,12 +212,15 @@ int pm__mesh_stat(pm_mesh *mesh, const char *uri, pm_object_stat *out,
   size_t ranks[CANDIDATES_MAX], owners;
   candidates(mesh, v, &id, ranks, &owners);
   int result = PM_ENOENT;
-  if (!is_owner(v, ranks, owners) && v->self != SIZE_MAX) {
+  /* Owners ranked before this peer are asked; from this peer on, it asks
+   * the origin itself. */
+  size_t before = v->self == SIZE_MAX ? 0 : self_rank(v, ranks, owners);
+  if (before > 0) {
     pm_page_request req;
     fill_request(&req, &id, uri, NULL, 0, mesh->peer->opts.page_size,
                  PM_PAGE_REQ_META);
     char answer[META_ANSWER_MAX];
-    for (size_t i = 0; i < owners && result == PM_ENOENT && !*definitive;
+    for (size_t i = 0; i < before && result == PM_ENOENT && !*definitive;
          i++) {
       ssize_t n = ask(mesh, v, ranks[i], &req, answer, sizeof answer);
       if (n > 0)

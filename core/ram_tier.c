@@ -30,7 +30,7 @@ struct pm_ram_tier {
   pm_ram_slots slots; /* page buffers, with their own lock */
   pthread_mutex_t lock;
   pm_pagemap map;
-  pm_evict ev;
+  pm_evict_state ev;
   uint64_t evictions;
 };
 
@@ -137,7 +137,7 @@ ssize_t pm__ram_tier_read(pm_ram_tier *tier, const pm_page_id *id,
   size_t n = 0;
   if (offset < page->node.length)
     n = PM_MIN(length, page->node.length - offset);
-  pm__ram_slots_copy(&tier->slots, buf, page->data + offset, n);
+  pm__copy(buf, page->data + offset, n);
   release(tier, page);
   return (ssize_t)n;
 }
@@ -229,7 +229,7 @@ int pm__ram_tier_put(pm_ram_tier *tier, const pm_page_id *id,
   int rc = pm__ram_tier_reserve(tier, id, uri, length, tick, &page);
   if (rc != 0)
     return rc;
-  pm__ram_slots_copy(&tier->slots, page->data, data, length);
+  pm__copy(page->data, data, length);
   pm__ram_tier_commit(tier, page);
   return 0;
 }

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #if defined(__x86_64__)
-#include <cpuid.h>
 #endif
 
 #include "ram_tier_slots.h"
@@ -34,39 +33,10 @@ static bool reserve_region(pm_ram_slots *slots, uint64_t slot_count) {
   return true;
 }
 
-/* Below this, memcpy's own choice is as good. */
-#define REP_MOVSB_MIN (64u << 10)
-
-/* Enhanced rep movsb (CPUID.7.0:EBX bit 9). Not under AddressSanitizer,
- * which cannot see into the instruction. */
-static bool cpu_has_erms(void) {
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-  unsigned a, b, c, d;
-  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 9));
-#else
-  return false;
-#endif
-}
-
-void pm__ram_slots_copy(const pm_ram_slots *slots, void *dst,
-                        const void *src, size_t length) {
-#if defined(__x86_64__)
-  if (slots->rep_movsb && length >= REP_MOVSB_MIN) {
-    __asm__ volatile("rep movsb"
-                     : "+D"(dst), "+S"(src), "+c"(length)
-                     :
-                     : "memory");
-    return;
-  }
-#endif
-  memcpy(dst, src, length);
-}
-
 void pm__ram_slots_init(pm_ram_slots *slots, uint64_t capacity,
                         uint32_t page_size) {
   uint64_t count = page_size ? capacity / page_size : 0;
-  *slots = (pm_ram_slots){.page_size = page_size,
-                          .rep_movsb = cpu_has_erms()};
+  *slots = (pm_ram_slots){.page_size = page_size};
   pthread_mutex_init(&slots->lock, NULL);
   if (count == 0 || count > UINT32_MAX)
     return;

@@ -26,7 +26,6 @@ typedef struct pm_ram_slots {
   uint32_t fresh;      /* slots below this were handed out at least once */
   uint32_t *free;      /* stack of slots given back */
   uint32_t free_count;
-  bool rep_movsb; /* copy with rep movsb (x86-64 with ERMS) */
 } pm_ram_slots;
 
 /* Reserve address space for capacity / page_size slots (nothing is
@@ -41,8 +40,6 @@ void *pm__ram_slots_alloc(pm_ram_slots *slots, size_t length);
 /* Give back a buffer from pm__ram_slots_alloc. Accepts NULL. */
 void pm__ram_slots_free(pm_ram_slots *slots, void *buffer);
 
-/* Copy page bytes in or out of the tier, the fastest way this CPU has. */
-void pm__ram_slots_copy(const pm_ram_slots *slots, void *dst,
-                        const void *src, size_t length);
+
 
 #endif /* PM_CORE_RAM_TIER_SLOTS_H */

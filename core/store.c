@@ -366,3 +366,17 @@ int pm__store_put_ram(pm_store *store, const pm_page_id *id, const char *uri,
     count(&store->declined);
   return rc == PM_EEXIST ? 0 : rc;
 }
+
+int pm__store_list_disk(pm_store *store, pm_store_entry **out,
+                        size_t *count) {
+  *out = NULL;
+  *count = 0;
+  return store && store->disk ? pm__disk_tier_list(store->disk, out, count)
+                              : 0;
+}
+
+void pm__store_list_free(pm_store_entry *entries, size_t count) {
+  for (size_t i = 0; entries && i < count; i++)
+    free(entries[i].uri);
+  free(entries);
+}

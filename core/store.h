@@ -127,6 +127,20 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
 
 void pm__store_stats(pm_store *store, pm_store_stats *out);
 
+/* One page on disk, as listed by pm__store_list_disk. */
+typedef struct pm_store_entry {
+  pm_page_id id;
+  uint64_t length;
+  char *uri;
+} pm_store_entry;
+
+/* A copy of the ids, lengths and URIs of the pages on disk (the mesh
+ * re-creates lost replicas from it). Free with pm__store_list_free.
+ * Errors: PM_ENOMEM. */
+int pm__store_list_disk(pm_store *store, pm_store_entry **out,
+                        size_t *count);
+void pm__store_list_free(pm_store_entry *entries, size_t count);
+
 /* Record an access made without the store (an attached process read the
  * page file itself), for the eviction policy. Counts no hit. */
 void pm__store_touch(pm_store *store, const pm_page_id *id);
