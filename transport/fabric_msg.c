@@ -1,0 +1,333 @@
+/*
+ * transport/fabric_msg.c - the control messages of the fabric transport:
+ * the sealed envelope, protobuf packing and unpacking into a capped arena,
+ * and the validation of every decoded field. Nothing here touches
+ * libfabric, so that the fuzz target (tests/fuzz/fuzz_fabric_msg.c) drives
+ * exactly the code that opens network input.
+ *
+ * Envelope: "PMF" 0x01 | sender address length (u8) | sender address |
+ * 24-byte nonce | XChaCha20-Poly1305 ciphertext of the packed PageFrame
+ * with its 16-byte tag. The associated data is the envelope header (magic,
+ * length, address) followed by the cluster id, so a message names its
+ * sender and cluster unforgeably: a peer without the cluster key can make
+ * no one serve or accept a page, and cannot redirect a page to another
+ * address. The key is derived from the cluster key with crypto_kdf under
+ * the context "pmfabric", so it is never the key of another subsystem.
+ */
+#include <sodium.h>
+#include <string.h>
+
+#include "transport/fabric_int.h"
+
+#define ENV_MAGIC_LEN 4
+#define ENV_HEADER_MIN (ENV_MAGIC_LEN + 1)
+#define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define CLUSTER_ID_MAX 255
+#define STATUS_MIN (-1000)
+
+static const uint8_t env_magic[ENV_MAGIC_LEN] = {'P', 'M', 'F', 1};
+
+/* ---- keys ----------------------------------------------------------------- */
+
+int pm_fabric_keys_init(pm_fabric_keys *keys, const uint8_t cluster_key[32],
+                        const char *cluster_id) {
+  memset(keys, 0, sizeof *keys);
+  if (!cluster_key)
+    return pm__errf(PM_EINVAL, "fabric: no cluster key");
+  const char *id = cluster_id ? cluster_id : "";
+  size_t id_len = strlen(id);
+  if (id_len > CLUSTER_ID_MAX)
+    return pm__errf(PM_EINVAL, "fabric: cluster id longer than %d bytes",
+                    CLUSTER_ID_MAX);
+  if (sodium_init() < 0)
+    return pm__errf(PM_EIO, "fabric: libsodium failed to initialise");
+  keys->key = sodium_malloc(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  keys->cluster_id = pm__strdup(id);
+  if (!keys->key || !keys->cluster_id) {
+    pm_fabric_keys_free(keys);
+    return pm__errf(PM_ENOMEM, "fabric: cannot allocate the message key");
+  }
+  keys->cluster_id_len = id_len;
+  crypto_kdf_derive_from_key(keys->key,
+                             crypto_aead_xchacha20poly1305_ietf_KEYBYTES, 1,
+                             "pmfabric", cluster_key);
+  return 0;
+}
+
+void pm_fabric_keys_free(pm_fabric_keys *keys) {
+  if (keys->key)
+    sodium_free(keys->key); /* wipes it */
+  free(keys->cluster_id);
+  memset(keys, 0, sizeof *keys);
+}
+
+/* The associated data: the envelope header, then the cluster id. */
+static size_t build_ad(const pm_fabric_keys *keys, const uint8_t *header,
+                       size_t header_len, uint8_t *ad) {
+  memcpy(ad, header, header_len);
+  memcpy(ad + header_len, keys->cluster_id, keys->cluster_id_len);
+  return header_len + keys->cluster_id_len;
+}
+
+/* ---- sealing --------------------------------------------------------------- */
+
+ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
+                           size_t sender_len, const Pm__PageFrame *frame,
+                           uint8_t *out, size_t cap) {
+  if (sender_len == 0 || sender_len > PM_FABRIC_RAWADDR_MAX)
+    return pm__errf(PM_EINVAL, "fabric: bad sender address length %zu",
+                    sender_len);
+  size_t header_len = ENV_HEADER_MIN + sender_len;
+  size_t plain_len = pm__page_frame__get_packed_size(frame);
+  size_t total = header_len + NONCE_LEN + plain_len + TAG_LEN;
+  if (total > cap)
+    return pm__errf(PM_ETOOBIG,
+                    "fabric: control message of %zu bytes exceeds %zu",
+                    total, cap);
+  memcpy(out, env_magic, ENV_MAGIC_LEN);
+  out[ENV_MAGIC_LEN] = (uint8_t)sender_len;
+  memcpy(out + ENV_HEADER_MIN, sender, sender_len);
+  uint8_t *nonce = out + header_len;
+  uint8_t *body = nonce + NONCE_LEN;
+  randombytes_buf(nonce, NONCE_LEN);
+  pm__page_frame__pack(frame, body);
+  uint8_t ad[ENV_HEADER_MIN + PM_FABRIC_RAWADDR_MAX + CLUSTER_ID_MAX];
+  size_t ad_len = build_ad(keys, out, header_len, ad);
+  unsigned long long sealed_len = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(body, &sealed_len, body,
+                                             plain_len, ad, ad_len, NULL,
+                                             nonce, keys->key);
+  return (ssize_t)(header_len + NONCE_LEN + sealed_len);
+}
+
+/* ---- the arena ------------------------------------------------------------- */
+
+void pm_fabric_arena_init(pm_fabric_arena *arena, void *mem, size_t cap) {
+  arena->mem = mem;
+  arena->cap = cap;
+  arena->used = 0;
+}
+
+static void *arena_alloc(pm_fabric_arena *arena, size_t size) {
+  size_t start = (arena->used + 15) & ~(size_t)15;
+  if (start > arena->cap || size > arena->cap - start)
+    return NULL;
+  arena->used = start + size;
+  return arena->mem + start;
+}
+
+static void *pb_alloc(void *data, size_t size) {
+  return arena_alloc(data, size);
+}
+
+static void pb_free(void *data, void *ptr) {
+  (void)data;
+  (void)ptr; /* the arena is reset per message */
+}
+
+/* ---- validation ------------------------------------------------------------- */
+
+static int check_request(const Pm__PageRequest *page, uint32_t max_page) {
+  if (!page)
+    return pm__errf(PM_EPROTO, "fabric: request without a page");
+  if (page->page_id.len != 16)
+    return pm__errf(PM_EPROTO, "fabric: page id of %zu bytes",
+                    page->page_id.len);
+  size_t uri_len = page->uri ? strlen(page->uri) : 0;
+  if (uri_len == 0 || uri_len > PM_FABRIC_URI_MAX)
+    return pm__errf(PM_EPROTO, "fabric: uri of %zu bytes", uri_len);
+  if (!page->version || strlen(page->version) > PM_FABRIC_VERSION_MAX)
+    return pm__errf(PM_EPROTO, "fabric: missing or oversize version");
+  if (page->page_size == 0 || page->page_size > max_page)
+    return pm__errf(PM_EPROTO, "fabric: page size %u outside (0, %u]",
+                    page->page_size, max_page);
+  if (page->object_size &&
+      page->page_index > (page->object_size - 1) / page->page_size)
+    return pm__errf(PM_EPROTO, "fabric: page %llu past the object's end",
+                    (unsigned long long)page->page_index);
+  return 0;
+}
+
+static int check_get(const Pm__PageGet *get, uint32_t max_page) {
+  if (!get)
+    return pm__errf(PM_EPROTO, "fabric: empty PageGet");
+  if (get->rma_length == 0)
+    return pm__errf(PM_EPROTO, "fabric: PageGet without a landing buffer");
+  return check_request(get->page, max_page);
+}
+
+static int check_put(const Pm__PagePut *put, uint32_t max_page) {
+  if (!put)
+    return pm__errf(PM_EPROTO, "fabric: empty PagePut");
+  if (put->length == 0 || put->length > max_page)
+    return pm__errf(PM_EPROTO, "fabric: PagePut of %u bytes", put->length);
+  if (put->checksum.len != PM_FABRIC_CHECKSUM_LEN)
+    return pm__errf(PM_EPROTO, "fabric: PagePut checksum of %zu bytes",
+                    put->checksum.len);
+  return check_request(put->page, max_page);
+}
+
+static int check_response(const Pm__PageResponse *resp, uint32_t max_page) {
+  if (!resp)
+    return pm__errf(PM_EPROTO, "fabric: empty PageResponse");
+  if (resp->status > 0 || resp->status < STATUS_MIN)
+    return pm__errf(PM_EPROTO, "fabric: status %d", (int)resp->status);
+  if (resp->length > max_page)
+    return pm__errf(PM_EPROTO, "fabric: response length %u over %u",
+                    resp->length, max_page);
+  if (resp->checksum.len != 0 &&
+      resp->checksum.len != PM_FABRIC_CHECKSUM_LEN)
+    return pm__errf(PM_EPROTO, "fabric: checksum of %zu bytes",
+                    resp->checksum.len);
+  if (resp->detail && strlen(resp->detail) >= PM_FABRIC_DETAIL_MAX)
+    return pm__errf(PM_EPROTO, "fabric: oversize error detail");
+  return 0;
+}
+
+static int check_frame(const Pm__PageFrame *frame, uint32_t max_page) {
+  switch (frame->body_case) {
+  case PM__PAGE_FRAME__BODY_GET:
+    return check_get(frame->get, max_page);
+  case PM__PAGE_FRAME__BODY_PUT:
+    return check_put(frame->put, max_page);
+  case PM__PAGE_FRAME__BODY_RESPONSE:
+    return check_response(frame->response, max_page);
+  default:
+    return pm__errf(PM_EPROTO, "fabric: frame without a body");
+  }
+}
+
+/* ---- opening ------------------------------------------------------------------ */
+
+/* Parse the envelope header; returns its length or 0 if malformed. */
+static size_t parse_header(const uint8_t *wire, size_t len) {
+  if (len < ENV_HEADER_MIN || memcmp(wire, env_magic, ENV_MAGIC_LEN) != 0)
+    return 0;
+  size_t addr_len = wire[ENV_MAGIC_LEN];
+  if (addr_len == 0 || addr_len > PM_FABRIC_RAWADDR_MAX)
+    return 0;
+  size_t header_len = ENV_HEADER_MIN + addr_len;
+  if (len < header_len + NONCE_LEN + TAG_LEN)
+    return 0;
+  return header_len;
+}
+
+/* Authenticate and decrypt into the arena; returns the plaintext or NULL. */
+static uint8_t *decrypt(const pm_fabric_keys *keys, const uint8_t *wire,
+                        size_t len, size_t header_len,
+                        pm_fabric_arena *arena, size_t *plain_len) {
+  const uint8_t *nonce = wire + header_len;
+  const uint8_t *body = nonce + NONCE_LEN;
+  size_t body_len = len - header_len - NONCE_LEN;
+  uint8_t *plain = arena_alloc(arena, body_len - TAG_LEN + 1);
+  if (!plain)
+    return NULL;
+  uint8_t ad[ENV_HEADER_MIN + PM_FABRIC_RAWADDR_MAX + CLUSTER_ID_MAX];
+  size_t ad_len = build_ad(keys, wire, header_len, ad);
+  unsigned long long out_len = 0;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &out_len, NULL, body,
+                                                 body_len, ad, ad_len, nonce,
+                                                 keys->key) != 0)
+    return NULL;
+  *plain_len = (size_t)out_len;
+  return plain;
+}
+
+int pm_fabric_msg_open(const pm_fabric_keys *keys, const uint8_t *wire,
+                       size_t len, uint32_t max_page_size,
+                       pm_fabric_arena *arena, pm_fabric_msg *out) {
+  memset(out, 0, sizeof *out);
+  arena->used = 0;
+  if (len > PM_FABRIC_MSG_MAX)
+    return pm__errf(PM_EAUTH, "fabric: message of %zu bytes over the cap",
+                    len);
+  size_t header_len = parse_header(wire, len);
+  if (!header_len)
+    return pm__errf(PM_EAUTH, "fabric: malformed envelope (%zu bytes)", len);
+  size_t sender_len = wire[ENV_MAGIC_LEN];
+  uint8_t *sender = arena_alloc(arena, sender_len);
+  size_t plain_len = 0;
+  uint8_t *plain = sender ? decrypt(keys, wire, len, header_len, arena,
+                                    &plain_len)
+                          : NULL;
+  if (!plain)
+    return pm__errf(PM_EAUTH, "fabric: message does not authenticate");
+  memcpy(sender, wire + ENV_HEADER_MIN, sender_len);
+  ProtobufCAllocator alloc = {pb_alloc, pb_free, arena};
+  Pm__PageFrame *frame = pm__page_frame__unpack(&alloc, plain_len, plain);
+  if (!frame)
+    return pm__errf(PM_EPROTO, "fabric: undecodable control message");
+  int rc = check_frame(frame, max_page_size);
+  if (rc)
+    return rc;
+  out->sender = sender;
+  out->sender_len = sender_len;
+  out->frame = frame;
+  return 0;
+}
+
+/* ---- conversions ------------------------------------------------------------ */
+
+void pm_fabric_req_to_pb(const pm_page_request *req, Pm__PageRequest *pb) {
+  pm__page_request__init(pb);
+  pb->page_id.data = (uint8_t *)req->page_id;
+  pb->page_id.len = sizeof req->page_id;
+  pb->uri = (char *)req->uri;
+  pb->version = (char *)req->version;
+  pb->object_size = req->object_size;
+  pb->mtime_ns = req->mtime_ns;
+  pb->page_index = req->page_index;
+  pb->page_size = req->page_size;
+  pb->flags = req->flags;
+}
+
+void pm_fabric_req_from_pb(const Pm__PageRequest *pb, pm_page_request *req) {
+  memset(req, 0, sizeof *req);
+  memcpy(req->page_id, pb->page_id.data, sizeof req->page_id);
+  req->uri = pb->uri;
+  req->version = pb->version;
+  req->object_size = pb->object_size;
+  req->mtime_ns = pb->mtime_ns;
+  req->page_index = pb->page_index;
+  req->page_size = pb->page_size;
+  req->flags = pb->flags & PM_PAGE_REQ_CACHED_ONLY;
+}
+
+int pm_fabric_hex_encode(const uint8_t *raw, size_t len, char *out,
+                         size_t out_size) {
+  static const char digits[] = "0123456789abcdef";
+  if (out_size < 2 * len + 1)
+    return pm__errf(PM_ETOOBIG, "fabric: address needs %zu bytes",
+                    2 * len + 1);
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[raw[i] >> 4];
+    out[2 * i + 1] = digits[raw[i] & 15];
+  }
+  out[2 * len] = '\0';
+  return 0;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+ssize_t pm_fabric_hex_decode(const char *hex, uint8_t *raw, size_t cap) {
+  size_t len = strlen(hex);
+  if (len == 0 || len % 2 || len / 2 > cap)
+    return pm__errf(PM_EINVAL, "fabric: address \"%.64s\" is not %zu-byte hex",
+                    hex, cap);
+  for (size_t i = 0; i < len / 2; i++) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return pm__errf(PM_EINVAL, "fabric: address \"%.64s\" is not hex", hex);
+    raw[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return (ssize_t)(len / 2);
+}
