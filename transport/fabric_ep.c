@@ -175,6 +175,10 @@ static int open_ep(pm_fabric *f) {
       .count = PM_FABRIC_PEERS_MAX,
   };
   int rc = fi_av_open(f->domain, &av_attr, &f->av, NULL);
+  if (rc) {
+    av_attr.count = 0; /* shm refuses more than its peer limit */
+    rc = fi_av_open(f->domain, &av_attr, &f->av, NULL);
+  }
   if (rc)
     return pm_fabric_err(rc, "fi_av_open");
   rc = fi_endpoint(f->domain, f->info, &f->ep, NULL);

@@ -210,17 +210,29 @@ static void *get_in_background(void *arg) {
   return NULL;
 }
 
+static void *close_in_background(void *arg) {
+  close_fabric(arg);
+  return NULL;
+}
+
 Test(fabric, server_closed_mid_request_fails_within_deadline) {
   pair p;
   pair_open(&p, 1 * MiB);
+  skip_closed_peer_on_shm(p.server);
   atomic_store(&p.server_state.stall_ms, 10000);
   pending_get g = {.p = &p, .deadline_ns = pm__now_ns() + 1500 * MS_NS};
   pthread_t thread;
   pthread_create(&thread, NULL, get_in_background, &g);
   while (atomic_load(&p.server_state.gets) == 0)
     sleep_ms(1);
+  /* Close the server while its callback is busy with the request; let the
+   * callback return only once the transport is closing. */
+  pthread_t closer;
+  pthread_create(&closer, NULL, close_in_background, p.server);
+  while (!atomic_load(&((pm_fabric *)p.server)->stopping))
+    sleep_ms(1);
   atomic_store(&p.server_state.abort_stall, true);
-  close_fabric(p.server);
+  pthread_join(closer, NULL);
   p.server = NULL;
   pthread_join(thread, NULL);
   cr_assert_lt(g.result, 0);
@@ -241,6 +253,7 @@ Test(fabric, server_closed_mid_request_fails_within_deadline) {
 Test(fabric, client_closed_while_its_request_is_served) {
   pair p;
   pair_open(&p, 1 * MiB);
+  skip_closed_peer_on_shm(p.server);
   atomic_store(&p.server_state.stall_ms, 300);
   pending_get g = {.p = &p, .deadline_ns = pm__now_ns() + 5 * SEC_NS};
   pthread_t thread;

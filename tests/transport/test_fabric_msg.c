@@ -187,11 +187,18 @@ Test(fabric_msg, garbage_on_the_wire_is_dropped_and_counted) {
   pm__random(noise, sizeof noise);
   raw_send(&peer, dest, noise, sizeof noise);
   raw_send(&peer, dest, "PMF\x01", 4);
-  static uint8_t oversize[4 * PM_FABRIC_MSG_MAX];
-  memset(oversize, 0xab, sizeof oversize);
-  raw_send(&peer, dest, oversize, sizeof oversize);
+  /* shm never completes a send larger than the posted receive, so the
+   * oversize case runs on tcp only. */
+  uint64_t decode_base = 0;
+  if (!is_shm(server)) {
+    static uint8_t oversize[4 * PM_FABRIC_MSG_MAX];
+    memset(oversize, 0xab, sizeof oversize);
+    raw_send(&peer, dest, oversize, sizeof oversize);
+    decode_base = 1;
+  }
   wait_counter(server, offsetof(pm_transport_stats, auth_failures), 2);
-  wait_counter(server, offsetof(pm_transport_stats, decode_failures), 1);
+  wait_counter(server, offsetof(pm_transport_stats, decode_failures),
+               decode_base);
 
   /* Sealed with the right key but invalid: decode failure, no serve. */
   pm_fabric_keys keys = keys_for(test_key, "test-cluster");
@@ -202,7 +209,8 @@ Test(fabric_msg, garbage_on_the_wire_is_dropped_and_counted) {
   uint8_t wire[PM_FABRIC_MSG_MAX];
   ssize_t len = seal_get(&keys, &page, wire, sizeof wire);
   raw_send(&peer, dest, wire, (size_t)len);
-  wait_counter(server, offsetof(pm_transport_stats, decode_failures), 2);
+  wait_counter(server, offsetof(pm_transport_stats, decode_failures),
+               decode_base + 1);
   cr_assert_eq(atomic_load(&state.gets), 0);
 
   /* The server still serves a real client. */
