@@ -102,6 +102,13 @@ ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
                            size_t sender_len, const Pm__PageFrame *frame,
                            uint8_t *out, size_t cap);
 
+/* Seal already packed bytes (tests and the fuzz target use it to reach
+ * the decoder with authentic messages). */
+ssize_t pm_fabric_msg_seal_bytes(const pm_fabric_keys *keys,
+                                 const uint8_t *sender, size_t sender_len,
+                                 const uint8_t *plain, size_t plain_len,
+                                 uint8_t *out, size_t cap);
+
 /* Open a received message: check the envelope, authenticate and decrypt
  * it, unpack the frame into the arena (reset first) and validate every
  * field against the limits above and max_page_size. Network input: never

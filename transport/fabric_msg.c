@@ -72,26 +72,23 @@ static size_t build_ad(const pm_fabric_keys *keys, const uint8_t *header,
 
 /* ---- sealing --------------------------------------------------------------- */
 
-ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
-                           size_t sender_len, const Pm__PageFrame *frame,
-                           uint8_t *out, size_t cap) {
-  if (sender_len == 0 || sender_len > PM_FABRIC_RAWADDR_MAX)
-    return pm__errf(PM_EINVAL, "fabric: bad sender address length %zu",
-                    sender_len);
-  size_t header_len = ENV_HEADER_MIN + sender_len;
-  size_t plain_len = pm__page_frame__get_packed_size(frame);
-  size_t total = header_len + NONCE_LEN + plain_len + TAG_LEN;
-  if (total > cap)
-    return pm__errf(PM_ETOOBIG,
-                    "fabric: control message of %zu bytes exceeds %zu",
-                    total, cap);
+/* Write the envelope header and nonce; returns where the body goes. */
+static uint8_t *write_header(const uint8_t *sender, size_t sender_len,
+                             uint8_t *out) {
   memcpy(out, env_magic, ENV_MAGIC_LEN);
   out[ENV_MAGIC_LEN] = (uint8_t)sender_len;
   memcpy(out + ENV_HEADER_MIN, sender, sender_len);
+  uint8_t *nonce = out + ENV_HEADER_MIN + sender_len;
+  randombytes_buf(nonce, NONCE_LEN);
+  return nonce + NONCE_LEN;
+}
+
+/* Encrypt the body (already in place) and return the message length. */
+static ssize_t seal_in_place(const pm_fabric_keys *keys, uint8_t *out,
+                             size_t sender_len, size_t plain_len) {
+  size_t header_len = ENV_HEADER_MIN + sender_len;
   uint8_t *nonce = out + header_len;
   uint8_t *body = nonce + NONCE_LEN;
-  randombytes_buf(nonce, NONCE_LEN);
-  pm__page_frame__pack(frame, body);
   uint8_t ad[ENV_HEADER_MIN + PM_FABRIC_RAWADDR_MAX + CLUSTER_ID_MAX];
   size_t ad_len = build_ad(keys, out, header_len, ad);
   unsigned long long sealed_len = 0;
@@ -99,6 +96,43 @@ ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
                                              plain_len, ad, ad_len, NULL,
                                              nonce, keys->key);
   return (ssize_t)(header_len + NONCE_LEN + sealed_len);
+}
+
+static int check_room(size_t sender_len, size_t plain_len, size_t cap) {
+  if (sender_len == 0 || sender_len > PM_FABRIC_RAWADDR_MAX)
+    return pm__errf(PM_EINVAL, "fabric: bad sender address length %zu",
+                    sender_len);
+  size_t total = ENV_HEADER_MIN + sender_len + NONCE_LEN + plain_len +
+                 TAG_LEN;
+  if (total > cap)
+    return pm__errf(PM_ETOOBIG,
+                    "fabric: control message of %zu bytes exceeds %zu",
+                    total, cap);
+  return 0;
+}
+
+ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
+                           size_t sender_len, const Pm__PageFrame *frame,
+                           uint8_t *out, size_t cap) {
+  size_t plain_len = pm__page_frame__get_packed_size(frame);
+  int rc = check_room(sender_len, plain_len, cap);
+  if (rc)
+    return rc;
+  uint8_t *body = write_header(sender, sender_len, out);
+  pm__page_frame__pack(frame, body);
+  return seal_in_place(keys, out, sender_len, plain_len);
+}
+
+ssize_t pm_fabric_msg_seal_bytes(const pm_fabric_keys *keys,
+                                 const uint8_t *sender, size_t sender_len,
+                                 const uint8_t *plain, size_t plain_len,
+                                 uint8_t *out, size_t cap) {
+  int rc = check_room(sender_len, plain_len, cap);
+  if (rc)
+    return rc;
+  uint8_t *body = write_header(sender, sender_len, out);
+  memmove(body, plain, plain_len);
+  return seal_in_place(keys, out, sender_len, plain_len);
 }
 
 /* ---- the arena ------------------------------------------------------------- */
@@ -185,7 +219,33 @@ static int check_response(const Pm__PageResponse *resp, uint32_t max_page) {
   return 0;
 }
 
+/* protobuf-c keeps unknown fields, even with the invalid field number 0,
+ * and would send them on; refuse those. */
+static bool bad_unknowns(const ProtobufCMessage *msg) {
+  for (unsigned i = 0; msg && i < msg->n_unknown_fields; i++)
+    if (msg->unknown_fields[i].tag == 0)
+      return true;
+  return false;
+}
+
+static bool frame_has_bad_unknowns(const Pm__PageFrame *frame) {
+  const ProtobufCMessage *body = NULL, *page = NULL;
+  if (frame->body_case == PM__PAGE_FRAME__BODY_GET && frame->get) {
+    body = &frame->get->base;
+    page = frame->get->page ? &frame->get->page->base : NULL;
+  } else if (frame->body_case == PM__PAGE_FRAME__BODY_PUT && frame->put) {
+    body = &frame->put->base;
+    page = frame->put->page ? &frame->put->page->base : NULL;
+  } else if (frame->body_case == PM__PAGE_FRAME__BODY_RESPONSE) {
+    body = frame->response ? &frame->response->base : NULL;
+  }
+  return bad_unknowns(&frame->base) || bad_unknowns(body) ||
+         bad_unknowns(page);
+}
+
 static int check_frame(const Pm__PageFrame *frame, uint32_t max_page) {
+  if (frame_has_bad_unknowns(frame))
+    return pm__errf(PM_EPROTO, "fabric: field number 0 in a message");
   switch (frame->body_case) {
   case PM__PAGE_FRAME__BODY_GET:
     return check_get(frame->get, max_page);
