@@ -210,6 +210,7 @@ typedef struct pm_fabric_sbuf {
   pm_fabric_op op;
   pm_fabric_buf buf;
   bool busy;
+  atomic_int holds; /* the worker and its write: free when both let go */
 } pm_fabric_sbuf;
 
 /* ---- peers (fabric_ep.c) ------------------------------------------------- */

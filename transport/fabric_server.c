@@ -4,10 +4,10 @@
  * worker threads that call the core's pm_page_server, and the registered
  * server buffers that pages are RMA-written from.
  *
- * GET: a worker takes a server buffer, has serve_get fill it, checksums
- * it, RMA-writes it into the requester's landing buffer with the request
- * id as remote CQ data, then sends the PageResponse (status, length,
- * checksum). It does not wait for the write: the buffer returns to the
+ * GET: a worker takes a server buffer, has serve_get fill it, RMA-writes
+ * it into the requester's landing buffer with the request id as remote CQ
+ * data, checksums it while the write is under way, then sends the
+ * PageResponse (status, length, checksum). It does not wait for the write: the buffer returns to the
  * pool when the progress thread sees the write complete. Every failure
  * before the write is posted becomes an error response, so a requester
  * only ever waits for data that was actually sent. A GET for a page that
@@ -123,8 +123,10 @@ static pm_fabric_sbuf *take_sbuf(pm_fabric *f, uint64_t deadline_ns,
                                        deadline_ns) == ETIMEDOUT)
       *err = pm__errf(PM_EBUSY, "fabric: no server buffer free");
   }
-  if (sb)
+  if (sb) {
     sb->busy = true;
+    atomic_store(&sb->holds, 1);
+  }
   pthread_mutex_unlock(&f->sbuf_lock);
   if (sb && !sb->buf.data) {
     *err = pm_fabric_buf_alloc(f, &sb->buf, f->max_page_size, FI_WRITE);
@@ -145,6 +147,13 @@ static void give_sbuf(pm_fabric *f, pm_fabric_sbuf *sb) {
   pthread_mutex_unlock(&f->sbuf_lock);
 }
 
+/* Let go of a server buffer held by a worker and, once posted, by the
+ * write that reads it; the last one returns it to the pool. */
+static void drop_sbuf(pm_fabric *f, pm_fabric_sbuf *sb) {
+  if (atomic_fetch_sub(&sb->holds, 1) == 1)
+    give_sbuf(f, sb);
+}
+
 void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err) {
   if (err)
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "page write: %s",
@@ -152,7 +161,7 @@ void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err) {
   if (op->put_slot >= 0)
     pm_fabric_slot_on_write_done(f, op->put_slot);
   else
-    give_sbuf(f, &f->sbufs[op->index]);
+    drop_sbuf(f, &f->sbufs[op->index]);
   pm_fabric_inflight_done(f);
 }
 
@@ -245,27 +254,41 @@ static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb) {
   return len;
 }
 
+/* Post the page's write and checksum it meanwhile; returns the length or
+ * a pm_err (then no write is in flight). */
+static ssize_t write_page(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
+                          pm_fabric_sbuf *sb, size_t len, pm_checksum *sum,
+                          uint64_t deadline_ns) {
+  /* Both the write and the checksum only read the buffer; the write holds
+   * it too, so it returns to the pool after whichever finishes last. */
+  atomic_fetch_add(&sb->holds, 1);
+  int err = post_write(f, peer, &sb->op, &sb->buf, len, get, deadline_ns);
+  if (err) {
+    atomic_fetch_sub(&sb->holds, 1);
+    return err;
+  }
+  *sum = pm__checksum(sb->buf.data, len);
+  return (ssize_t)len;
+}
+
 static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
                        uint64_t deadline_ns) {
   int rc;
   pm_fabric_sbuf *sb = take_sbuf(f, deadline_ns, &rc);
-  ssize_t len = sb ? fill(f, get, sb) : rc;
+  if (!sb) {
+    respond(f, peer, get->request_id, rc, 0, NULL, pm__errmsg(),
+            deadline_ns);
+    return;
+  }
+  ssize_t len = fill(f, get, sb);
   if (atomic_load(&f->stopping)) {
-    /* Closing: start no new write; the requester times out. */
-    if (sb)
-      give_sbuf(f, sb);
+    drop_sbuf(f, sb); /* closing: start no new write; the requester times out */
     return;
   }
   pm_checksum sum = {{0}};
-  if (len > 0) {
-    sum = pm__checksum(sb->buf.data, (size_t)len);
-    int err = post_write(f, peer, &sb->op, &sb->buf, (size_t)len, get,
-                         deadline_ns);
-    if (err)
-      len = err;
-  }
-  if (len <= 0 && sb)
-    give_sbuf(f, sb); /* no write in flight reads it */
+  if (len > 0)
+    len = write_page(f, peer, get, sb, (size_t)len, &sum, deadline_ns);
+  drop_sbuf(f, sb);
   if (len < 0) {
     respond(f, peer, get->request_id, (int)len, 0, NULL, pm__errmsg(),
             deadline_ns);

@@ -128,6 +128,7 @@ typedef struct reader {
   const char *addr;
   int thread;
   int failures;
+  char first_failure[PM_ERRMSG_MAX];
 } reader;
 
 static void *read_many(void *arg) {
@@ -141,8 +142,12 @@ static void *read_many(void *arg) {
     fill_page(uri, index, want, size);
     ssize_t n = r->client->methods->get_page(r->client, r->addr, &req, got,
                                              size, pm__now_ns() + 10 * SEC_NS);
-    if (n != (ssize_t)size || memcmp(got, want, size) != 0)
-      r->failures++;
+    if (n != (ssize_t)size || memcmp(got, want, size) != 0) {
+      if (!r->failures++)
+        snprintf(r->first_failure, sizeof r->first_failure, "%s: %s",
+                 n < 0 ? pm_err_name((int)n) : "wrong bytes",
+                 n < 0 ? pm__errmsg() : "");
+    }
   }
   free(got);
   free(want);
@@ -156,13 +161,13 @@ Test(fabric, concurrent_gets_from_several_threads) {
   pthread_t threads[THREADS];
   reader readers[THREADS];
   for (int i = 0; i < THREADS; i++) {
-    readers[i] = (reader){p.client, p.server_addr, i, 0};
+    readers[i] = (reader){p.client, p.server_addr, i, 0, ""};
     pthread_create(&threads[i], NULL, read_many, &readers[i]);
   }
   for (int i = 0; i < THREADS; i++) {
     pthread_join(threads[i], NULL);
-    cr_assert_eq(readers[i].failures, 0, "thread %d failed %d reads", i,
-                 readers[i].failures);
+    cr_assert_eq(readers[i].failures, 0, "thread %d failed %d reads: %s", i,
+                 readers[i].failures, readers[i].first_failure);
   }
   cr_assert_eq(stats_of(p.server).gets_served, THREADS * 40);
   pair_close(&p);
