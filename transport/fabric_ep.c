@@ -257,10 +257,16 @@ void pm_fabric_ep_close(pm_fabric *f) {
 
 /* ---- memory registration ----------------------------------------------------------- */
 
+/* Keys we choose (no FI_MR_PROV_KEY) are random, not a counter: a
+ * provider like tcp;ofi_rxm accepts RMA from any endpoint that names a
+ * valid key, so keys must not be guessable. The low bits count, so keys
+ * of one domain never collide. */
 static uint64_t next_requested_key(pm_fabric *f) {
   if (f->mr_mode & FI_MR_PROV_KEY)
     return 0;
-  uint64_t key = atomic_fetch_add(&f->next_key, 1);
+  uint64_t key;
+  pm__random(&key, sizeof key);
+  key = (key & ~0xffffull) | (atomic_fetch_add(&f->next_key, 1) & 0xffff);
   size_t key_size = f->info->domain_attr->mr_key_size;
   if (key_size < 8)
     key &= (1ull << (8 * key_size)) - 1;

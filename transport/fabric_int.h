@@ -301,6 +301,7 @@ typedef struct pm_fabric {
   atomic_int inflight;  /* operations whose completion we wait for */
   atomic_int callers;   /* threads inside get_page/put_page */
   uint64_t last_sweep_ns;
+  uint64_t last_active_ns; /* the progress thread's last completion */
 
   pm_fabric_stats stats;
 } pm_fabric;

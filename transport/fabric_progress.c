@@ -3,9 +3,11 @@
  * and the control message buffers it serves. With tcp;ofi_rxm nothing
  * completes unless each side reads its completion queue, so every
  * transport runs one thread that does only that: it busy-polls (yielding
- * the CPU between empty polls) while operations of ours are in flight, and
- * otherwise blocks in fi_cq_sread for up to PM_FABRIC_IDLE_WAIT_MS (an
- * incoming message or fi_cq_signal wakes it). It dispatches: a received
+ * the CPU between empty polls) while a few operations of ours are in
+ * flight and shortly after each completion, otherwise it blocks in
+ * fi_cq_sread, for 1 ms while operations are in flight and up to
+ * PM_FABRIC_IDLE_WAIT_MS when idle (an incoming message, socket progress
+ * or fi_cq_signal wakes it). It dispatches: a received
  * control message is opened here, responses go to the waiting request
  * slot, GET and PUT requests to the server queue; a remote write's CQ data
  * goes to its request slot; send and write completions free their
@@ -18,6 +20,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +29,36 @@
 
 #define CQ_BATCH 16
 #define SWEEP_INTERVAL_NS (100ull * 1000000ull)
+
+/* Tunables (environment, read once): PM_FABRIC_SPIN_US, how long the
+ * progress thread keeps polling after its last completion (default 200);
+ * PM_FABRIC_POLL_INFLIGHT, the most operations in flight for which it
+ * polls rather than blocks (default 2: one request and its message; with
+ * more in flight the transfer is bound by CPU, which polling would take
+ * from the copies). */
+static uint64_t env_u64(const char *name, uint64_t fallback) {
+  const char *env = getenv(name);
+  if (!env || !*env)
+    return fallback;
+  char *end;
+  unsigned long long value = strtoull(env, &end, 10);
+  return *end ? fallback : (uint64_t)value;
+}
+
+static uint64_t spin_ns(void) {
+  static _Atomic uint64_t value = UINT64_MAX;
+  if (atomic_load(&value) == UINT64_MAX)
+    atomic_store(&value, env_u64("PM_FABRIC_SPIN_US", 200) * 1000);
+  return atomic_load(&value);
+}
+
+static int poll_max(void) {
+  static atomic_int value = -1;
+  if (atomic_load(&value) < 0)
+    atomic_store(&value, (int)PM_MIN(env_u64("PM_FABRIC_POLL_INFLIGHT", 2),
+                                     (uint64_t)INT32_MAX));
+  return atomic_load(&value);
+}
 
 /* ---- condition variables -------------------------------------------------- */
 
@@ -305,14 +338,26 @@ static void dispatch_error(pm_fabric *f) {
 
 /* ---- the thread ------------------------------------------------------------------ */
 
+/* Poll while operations are in flight and for a short while after the
+ * last completion (the next request of a busy peer usually follows within
+ * microseconds; waking from fi_cq_sread costs more than that). */
+static bool polling(pm_fabric *f) {
+  int inflight = atomic_load(&f->inflight);
+  if (inflight > poll_max())
+    return false;
+  return inflight > 0 || !f->cq_waitable ||
+         pm__now_ns() - f->last_active_ns < spin_ns();
+}
+
 static ssize_t read_cq(pm_fabric *f, struct fi_cq_data_entry *entries) {
-  if (atomic_load(&f->inflight) > 0 || !f->cq_waitable)
+  if (polling(f))
     return fi_cq_read(f->cq, entries, CQ_BATCH);
-  return fi_cq_sread(f->cq, entries, CQ_BATCH, NULL, PM_FABRIC_IDLE_WAIT_MS);
+  return fi_cq_sread(f->cq, entries, CQ_BATCH, NULL,
+                     atomic_load(&f->inflight) ? 1 : PM_FABRIC_IDLE_WAIT_MS);
 }
 
 static void idle(pm_fabric *f, unsigned *empty_polls) {
-  if (atomic_load(&f->inflight) > 0) {
+  if (f->cq_waitable && polling(f)) {
     sched_yield();
     return;
   }
@@ -334,6 +379,7 @@ static void *progress_main(void *arg) {
       for (ssize_t i = 0; i < n; i++)
         dispatch(f, &entries[i]);
       empty_polls = 0;
+      f->last_active_ns = pm__now_ns();
     } else if (n == -FI_EAVAIL) {
       dispatch_error(f);
     } else {
