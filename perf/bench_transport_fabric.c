@@ -13,8 +13,9 @@
  * ceiling: two bare endpoints of the same provider, no protocol: one
  * thread keeps qd fi_write (and, separately, fi_read) operations of the
  * page size in flight and busy-polls its CQ; the target busy-polls its CQ
- * (tcp;ofi_rxm completes nothing otherwise). The higher of the two is the
- * ceiling.
+ * (tcp;ofi_rxm completes nothing otherwise). Both yield the CPU after an
+ * empty poll, as the transport's progress thread does. The higher of the
+ * two is the ceiling.
  *
  * usage: bench_transport_fabric [seconds per measurement, default 1]
  *                               [rounds, default 3]
@@ -24,6 +25,7 @@
  * "at least 0.7 of the ceiling".
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,7 +218,8 @@ static void *target_progress(void *arg) {
   raw_ep *e = arg;
   struct fi_cq_entry entries[16];
   while (!atomic_load(&target_stop))
-    fi_cq_read(e->cq, entries, 16);
+    if (fi_cq_read(e->cq, entries, 16) <= 0)
+      sched_yield();
   return NULL;
 }
 
@@ -265,8 +268,10 @@ static result bench_raw(raw_ep *a, raw_ep *b, fi_addr_t peer, size_t size,
       fi_cq_readerr(a->cq, &err, 0);
       check(err.err, "raw completion");
     }
-    if (n != 1)
+    if (n != 1) {
+      sched_yield(); /* as the transport does: share the CPU */
       continue;
+    }
     raw_op *op = entry.op_context;
     uint64_t now = pm__now_ns();
     if (count < MAX_SAMPLES)
