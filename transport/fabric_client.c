@@ -31,6 +31,18 @@ static pm_fabric *from(pm_transport *self) {
   return (pm_fabric *)self;
 }
 
+/* What the peer would refuse as oversize is refused here, at once. */
+static int check_request(const pm_page_request *req, const char *what) {
+  if (!req->uri || !req->version)
+    return pm__errf(PM_EINVAL, "fabric %s: NULL uri or version", what);
+  if (strlen(req->uri) > PM_FABRIC_URI_MAX ||
+      strlen(req->version) > PM_FABRIC_VERSION_MAX)
+    return pm__errf(PM_ETOOBIG, "fabric %s: uri or version too long", what);
+  if (req->page_size == 0)
+    return pm__errf(PM_EINVAL, "fabric %s: page size 0", what);
+  return 0;
+}
+
 /* Count a caller in, unless the transport is closing. */
 static int enter(pm_fabric *f) {
   atomic_fetch_add(&f->callers, 1);
@@ -143,9 +155,11 @@ ssize_t pm_fabric_get_page(pm_transport *self, const char *addr,
                            const pm_page_request *req, void *dst,
                            size_t dst_len, uint64_t deadline_ns) {
   pm_fabric *f = from(self);
-  if (!addr || !req || !dst || !req->uri || !req->version)
+  if (!addr || !req || !dst)
     return pm__errf(PM_EINVAL, "fabric get_page: NULL argument");
-  int rc = enter(f);
+  int rc = check_request(req, "get_page");
+  if (!rc)
+    rc = enter(f);
   if (rc)
     return rc;
   ssize_t result = pm_fabric_fetch(f, addr, req, dst, dst_len, deadline_ns);
@@ -194,12 +208,14 @@ int pm_fabric_put_page(pm_transport *self, const char *addr,
                        const pm_page_request *req, const void *data,
                        size_t length, uint64_t deadline_ns) {
   pm_fabric *f = from(self);
-  if (!addr || !req || !data || !req->uri || !req->version)
+  if (!addr || !req || !data)
     return pm__errf(PM_EINVAL, "fabric put_page: NULL argument");
   if (length == 0 || length > f->slot_buf_size)
     return pm__errf(PM_ETOOBIG, "fabric put_page: %zu bytes (max %zu)",
                     length, f->slot_buf_size);
-  int rc = enter(f);
+  int rc = check_request(req, "put_page");
+  if (!rc)
+    rc = enter(f);
   if (rc)
     return rc;
   fi_addr_t peer;

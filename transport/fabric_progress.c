@@ -281,7 +281,9 @@ static bool is_recv_op(pm_fabric *f, const void *context) {
 }
 
 static void dispatch(pm_fabric *f, const struct fi_cq_data_entry *entry) {
-  if (entry->flags & FI_REMOTE_CQ_DATA)
+  /* Only an RMA write's CQ data names a landed page; data carried by a
+   * message (fi_senddata) is nobody's to trust. */
+  if ((entry->flags & FI_REMOTE_CQ_DATA) && (entry->flags & FI_REMOTE_WRITE))
     pm_fabric_slot_on_data(f, entry->data);
   pm_fabric_op *op = entry->op_context;
   if ((entry->flags & FI_REMOTE_WRITE) || !op) {

@@ -36,6 +36,7 @@ int pm_fabric_slots_open(pm_fabric *f) {
   for (unsigned i = 0; i < f->slot_count; i++) {
     pm_fabric_slot *slot = &f->slots[i];
     slot->index = i;
+    pm__random(&slot->generation, sizeof slot->generation); /* unguessable */
     slot->write_op = (pm_fabric_op){
         .kind = PM_FABRIC_OP_WRITE, .index = i, .put_slot = (int32_t)i};
     if (pm_fabric_cond_init(&slot->cond)) {

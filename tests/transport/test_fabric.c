@@ -101,6 +101,13 @@ Test(fabric, server_error_carries_code_and_detail) {
   n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
                                   64 * KiB, pm__now_ns() + 5 * SEC_NS);
   cr_assert_eq(n, PM_ETOOBIG, "got %s", pm_err_name((int)n));
+  /* So is a uri the server would refuse as oversize, before sending. */
+  static char long_uri[PM_FABRIC_URI_MAX + 16];
+  memset(long_uri, 'u', sizeof long_uri - 1);
+  req = make_request(long_uri, 0, 1 * MiB);
+  n = p.client->methods->get_page(p.client, p.server_addr, &req, buf, MiB,
+                                  pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(n, PM_ETOOBIG, "got %s", pm_err_name((int)n));
   free(buf);
   pair_close(&p);
 }
@@ -197,6 +204,11 @@ Test(fabric, deadline_holds_against_a_stalled_server) {
   pair_close(&p);
 }
 
+static void *close_in_background(void *arg) {
+  close_fabric(arg);
+  return NULL;
+}
+
 typedef struct pending_get {
   pair *p;
   uint64_t deadline_ns;
@@ -212,11 +224,6 @@ static void *get_in_background(void *arg) {
                                               &req, buf, MiB, g->deadline_ns);
   g->returned_ns = pm__now_ns();
   free(buf);
-  return NULL;
-}
-
-static void *close_in_background(void *arg) {
-  close_fabric(arg);
   return NULL;
 }
 
@@ -252,6 +259,68 @@ Test(fabric, server_closed_mid_request_fails_within_deadline) {
                                           sizeof buf, deadline);
   cr_assert_lt(n, 0);
   cr_assert_lt(pm__now_ns(), deadline + 300 * MS_NS);
+  pair_close(&p);
+}
+
+/* The zombie slot of a request whose page never came back. */
+static pm_fabric_slot *find_zombie(pm_transport *t) {
+  pm_fabric *f = (pm_fabric *)t;
+  pm_fabric_slot *found = NULL;
+  pthread_mutex_lock(&f->slot_lock);
+  for (unsigned i = 0; i < f->slot_count && !found; i++)
+    if (f->slots[i].state == PM_FABRIC_SLOT_ZOMBIE)
+      found = &f->slots[i];
+  pthread_mutex_unlock(&f->slot_lock);
+  return found;
+}
+
+static pm_fabric_slot_state state_of(pm_transport *t, pm_fabric_slot *slot) {
+  pm_fabric *f = (pm_fabric *)t;
+  pthread_mutex_lock(&f->slot_lock);
+  pm_fabric_slot_state state = slot->state;
+  pthread_mutex_unlock(&f->slot_lock);
+  return state;
+}
+
+Test(fabric, abandoned_landing_buffer_is_rekeyed_after_quarantine) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  skip_closed_peer_on_shm(p.server);
+  atomic_store(&p.server_state.stall_ms, 10000);
+  pm_page_request req = make_request("test://stall", 2, 1 * MiB);
+  uint8_t *buf = malloc(MiB);
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                          MiB, pm__now_ns() + 200 * MS_NS);
+  cr_assert_eq(n, PM_ETIMEDOUT);
+  pm_fabric_slot *slot = find_zombie(p.client);
+  cr_assert(slot, "the abandoned request left no quarantined slot");
+  uint64_t old_key = slot->buf.key;
+  /* The server goes away without ever writing the page. */
+  pthread_t closer;
+  pthread_create(&closer, NULL, close_in_background, p.server);
+  while (!atomic_load(&((pm_fabric *)p.server)->stopping))
+    sleep_ms(1);
+  atomic_store(&p.server_state.abort_stall, true);
+  pthread_join(closer, NULL);
+  p.server = NULL;
+  uint64_t deadline = pm__now_ns() + PM_FABRIC_QUARANTINE_NS + 3 * SEC_NS;
+  while (state_of(p.client, slot) == PM_FABRIC_SLOT_ZOMBIE &&
+         pm__now_ns() < deadline)
+    sleep_ms(20);
+  cr_assert_eq(state_of(p.client, slot), PM_FABRIC_SLOT_FREE);
+  if (!(((pm_fabric *)p.client)->mr_mode & FI_MR_PROV_KEY))
+    cr_assert_neq(slot->buf.key, old_key, "the old key still names it");
+  /* The slot serves again. */
+  test_server other;
+  test_server_init(&other);
+  pm_transport *server2 = open_fabric(&other, test_key, 1 * MiB);
+  char addr2[PM_ADDR_MAX];
+  address_of(server2, addr2);
+  for (uint64_t index = 0; index < 2 * PM_FABRIC_SLOTS_MAX; index++)
+    get_exact(p.client, addr2, "s3://bucket/again", index, 64 * KiB);
+  close_fabric(server2);
+  test_server_fini(&other);
+  free(buf);
   pair_close(&p);
 }
 
