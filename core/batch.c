@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer_int.h"
+#include "node_int.h"
 
 #define CHANGED_RETRIES 3
 
@@ -179,6 +179,8 @@ static void finish_range(pm_peer *peer, range_work *w) {
   r->result = (ssize_t)PM_MIN((uint64_t)r->length, avail);
   atomic_fetch_add(&peer->counters.reads, 1);
   atomic_fetch_add(&peer->counters.bytes_served, (uint64_t)r->result);
+  if (peer->link)
+    pm__link_note_read(peer->link, (uint64_t)r->result);
   if (r->result > 0) {
     uint64_t ps = peer->opts.page_size;
     pm__readahead_note(peer, w->uri, &w->st, r->offset / ps,
@@ -260,7 +262,7 @@ static int read_ranges(pm_peer *peer, pm_range *ranges, size_t n) {
   return first;
 }
 
-ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
+ssize_t pm__read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
                 size_t length) {
   pm__errmsg_clear();
   if (!peer || !uri || (!buf && length))
@@ -273,7 +275,7 @@ ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
   return range.result;
 }
 
-int pm_read_batch(pm_peer *peer, pm_range *ranges, size_t count) {
+int pm__read_batch(pm_peer *peer, pm_range *ranges, size_t count) {
   pm__errmsg_clear();
   if (!peer || (!ranges && count))
     return pm__errf(PM_EINVAL, "pm_read_batch: NULL argument");

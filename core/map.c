@@ -9,13 +9,30 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "peer_int.h"
+#include "node_int.h"
 
 typedef struct mapping_priv {
   void *base;      /* mmap base, or the malloc'd copy */
   size_t length;   /* of the mmap */
   bool is_copy;
+  pm_map_entry *entry; /* attached: a referenced map-cache entry */
 } mapping_priv;
+
+/* An attached process maps through its map cache. */
+static int map_attached(pm_peer *peer, const pm_page_id *id, uint32_t offset,
+                        size_t length, pm_mapping *out) {
+  mapping_priv *priv = calloc(1, sizeof *priv);
+  if (!priv)
+    return pm__errf(PM_ENOMEM, "out of memory");
+  int err = pm__attached_map(peer, id, offset, length, out);
+  if (err) {
+    free(priv);
+    return err;
+  }
+  priv->entry = out->priv_;
+  out->priv_ = priv;
+  return 0;
+}
 
 static int map_page_file(pm_peer *peer, const pm_page_id *id,
                          uint32_t offset, size_t length, pm_mapping *out) {
@@ -61,7 +78,7 @@ static int map_copy(pm_peer *peer, const char *uri, const pm_object_stat *st,
   return 0;
 }
 
-int pm_map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
+int pm__map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
            pm_mapping *out) {
   char norm[PM_URI_MAX];
   pm_object_stat st;
@@ -80,11 +97,16 @@ int pm_map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
                     "crosses a page", norm, (unsigned long long)offset, length);
   uint64_t page = offset / ps;
   uint32_t in_page = (uint32_t)(offset - page * ps);
+  pm_page_id pid = pm__page_id(norm, st.version, page, (uint32_t)ps);
+  if (peer->store && pm__store_contains(peer->store, &pid))
+    atomic_fetch_add(&peer->counters.attached_hits, 1);
   ssize_t n = pm__page_fetch(peer, norm, &st, page, 0, NULL, 0);
   if (n < 0)
     return (int)n;
-  pm_page_id id = pm__page_id(norm, st.version, page, (uint32_t)ps);
-  if (peer->store && map_page_file(peer, &id, in_page, length, out) == 0) {
+  pm_page_id id = pid;
+  if ((peer->role == PM_ROLE_ATTACHED &&
+       map_attached(peer, &id, in_page, length, out) == 0) ||
+      (peer->store && map_page_file(peer, &id, in_page, length, out) == 0)) {
     atomic_fetch_add(&peer->counters.reads, 1);
     atomic_fetch_add(&peer->counters.bytes_served, out->length);
     return 0;
@@ -93,11 +115,12 @@ int pm_map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
 }
 
 void pm_unmap(pm_peer *peer, pm_mapping *mapping) {
-  (void)peer;
   if (!mapping || !mapping->priv_)
     return;
   mapping_priv *priv = mapping->priv_;
-  if (priv->is_copy)
+  if (priv->entry)
+    pm__mapcache_put(peer->maps, priv->entry);
+  else if (priv->is_copy)
     free(priv->base);
   else
     munmap(priv->base, priv->length);

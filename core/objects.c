@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer_int.h"
+#include "mesh.h"
+#include "node_int.h"
 
 /* Origin failures after which stale metadata may still be used. */
 static bool origin_down(int err) {
@@ -21,8 +22,23 @@ int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return PM_ENOENT;
 }
 
+/* The owner of the metadata in the mesh, else the origin. */
+static int stat_source(pm_peer *peer, const char *uri, pm_object_stat *st,
+                       bool allow_mesh) {
+  if (peer->link)
+    return pm__link_stat(peer->link, uri, st);
+  if (peer->mesh && allow_mesh) {
+    bool definitive;
+    int err = pm__mesh_stat(peer->mesh, uri, st, &definitive);
+    if (err == 0 || definitive)
+      return err;
+  }
+  return pm__ufs_stat(peer->ufs, uri, st);
+}
+
 /* Ask the origin, sharing the answer with concurrent askers. */
-static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
+static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out,
+                       bool allow_mesh) {
   pm_page_id key = pm__page_id(uri, "\001meta", 0, 0);
   bool leader;
   pm_flight *flight = pm__flight_begin(peer->flights, &key, &leader);
@@ -30,7 +46,7 @@ static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
     return pm__errf(PM_ENOMEM, "%s: out of memory", uri);
   if (leader) {
     pm_object_stat *st = calloc(1, sizeof *st);
-    int err = st ? pm__ufs_stat(peer->ufs, uri, st)
+    int err = st ? stat_source(peer, uri, st, allow_mesh)
                  : pm__errf(PM_ENOMEM, "%s: out of memory", uri);
     if (err == 0)
       pm__meta_store(peer->meta, uri, st);
@@ -51,7 +67,8 @@ static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return err;
 }
 
-int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
+static int peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out,
+                     bool allow_mesh) {
   pm_object_stat cached;
   bool fresh = false;
   bool have = pm__meta_lookup(peer->meta, uri, &cached, &fresh) == 0;
@@ -59,7 +76,7 @@ int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
     *out = cached;
     return 0;
   }
-  int err = stat_origin(peer, uri, out);
+  int err = stat_origin(peer, uri, out, allow_mesh);
   if (err && have && origin_down(err)) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "meta", 5000,
                        "%s: origin unavailable (%s); using cached metadata",
@@ -70,7 +87,15 @@ int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return err;
 }
 
-int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
+int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
+  return peer_stat(peer, uri, out, true);
+}
+
+int pm__peer_stat_local(pm_peer *peer, const char *uri, pm_object_stat *out) {
+  return peer_stat(peer, uri, out, false);
+}
+
+int pm__stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
   char norm[PM_URI_MAX];
   pm__errmsg_clear();
   if (!peer || !uri || !out)
@@ -79,7 +104,7 @@ int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return err ? err : pm__peer_stat(peer, norm, out);
 }
 
-int pm_invalidate(pm_peer *peer, const char *uri_prefix) {
+int pm__invalidate(pm_peer *peer, const char *uri_prefix) {
   char norm[PM_URI_MAX];
   pm__errmsg_clear();
   if (!peer || !uri_prefix)
@@ -88,6 +113,8 @@ int pm_invalidate(pm_peer *peer, const char *uri_prefix) {
   if (pm__uri_normalize(uri_prefix, norm, sizeof norm) != 0)
     snprintf(norm, sizeof norm, "%s", uri_prefix);
   size_t n = pm__meta_forget_prefix(peer->meta, norm);
+  if (peer->link)
+    return pm__link_invalidate(peer->link, norm);
   PM_LOG(PM_LOG_INFO, "meta", "invalidated %zu entries under %s", n, norm);
   return 0;
 }
@@ -134,23 +161,7 @@ static int compare_entries(const void *a, const void *b) {
                 ((const pm_list_entry *)b)->uri);
 }
 
-/* Nothing below uri: list the object of that exact name, if there is one.
- * Otherwise the listing stands as it was: empty, or the origin's error. */
-static int list_single_object(pm_peer *peer, const char *uri, listing *l,
-                              int list_err) {
-  pm_object_stat st;
-  char detail[PM_ERRMSG_MAX];
-  snprintf(detail, sizeof detail, "%s", pm__errmsg());
-  if (pm__peer_stat(peer, uri, &st) != 0) {
-    pm__errmsg_set(detail);
-    return list_err;
-  }
-  pm_list_entry e = {.uri = (char *)uri, .size = st.size,
-                     .mtime_ns = st.mtime_ns, .version = st.version};
-  return add_entry(l, &e);
-}
-
-int pm_list(pm_peer *peer, const char *uri, unsigned flags,
+int pm__list(pm_peer *peer, const char *uri, unsigned flags,
             pm_list_entry **entries, size_t *count) {
   char norm[PM_URI_MAX];
   pm__errmsg_clear();
@@ -160,13 +171,10 @@ int pm_list(pm_peer *peer, const char *uri, unsigned flags,
   if (err)
     return err;
   listing l = {.peer = peer};
-  err = pm__ufs_list(peer->ufs, norm, flags, add_entry, &l);
+  err = peer->link ? pm__link_list(peer->link, norm, flags, add_entry, &l)
+                   : pm__ufs_list(peer->ufs, norm, flags, add_entry, &l);
   if (l.err)
     err = l.err;
-  size_t len = strlen(norm);
-  bool names_dir = len > 0 && norm[len - 1] == '/';
-  if (((err == 0 && l.count == 0) || err == PM_ENOENT) && !names_dir)
-    err = list_single_object(peer, norm, &l, err);
   if (err) {
     pm_list_free(l.entries, l.count);
     return err;

@@ -1,14 +1,17 @@
 /*
- * core/peer.c - opening and closing a peer: the cache directory, the page
- * store, the metadata cache, the origins, the worker pool; and its
- * counters (pm_peer_stats).
+ * core/peer.c - opening and closing a peer: the parts every role has (the
+ * cache directory, the worker pool, the single-flight table), the parts a
+ * node or standalone peer owns (the page store, the persistent metadata
+ * cache, the origins: the "engine"), and its counters (pm_peer_stats).
+ * Which role a process takes is decided in role.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "peer_int.h"
+#include "mesh.h"
+#include "node_int.h"
 
 static void count_origin(void *arg, uint64_t requests, uint64_t bytes) {
   pm_peer *peer = arg;
@@ -40,24 +43,49 @@ static int open_origins(pm_peer *peer) {
   return pm__ufs_set_open(&uc, &peer->ufs);
 }
 
-static int open_parts(pm_peer *peer) {
+int pm__engine_open(pm_peer *peer) {
   bool passthrough = (peer->opts.flags & PM_OPEN_PASSTHROUGH) != 0;
-  int err = pm__mkdirs(peer->cache_dir, 0755);
-  if (!err && access(peer->cache_dir, W_OK) != 0)
-    err = pm__errf(PM_EACCES, "cache directory %s is not writable",
-                   peer->cache_dir);
-  if (!err && !passthrough)
-    err = open_store(peer);
+  pm__meta_close(peer->meta); /* an attached process's memory-only one */
+  peer->meta = NULL;
+  int err = passthrough ? 0 : open_store(peer);
   if (!err)
     err = pm__meta_open(passthrough ? NULL : peer->cache_dir,
                         peer->opts.meta_ttl_ms, &peer->meta);
   if (!err)
     err = open_origins(peer);
+  return err;
+}
+
+void pm__engine_close(pm_peer *peer) {
+  if (peer->store && peer->meta) {
+    pm_stats final = {.size = sizeof final};
+    if (pm_peer_stats(peer, &final) == 0)
+      pm__stats_file_add(peer->cache_dir, &final);
+  }
+  pm__ufs_set_close(peer->ufs);
+  pm__store_close(peer->store);
+  peer->ufs = NULL;
+  peer->store = NULL;
+}
+
+static int open_common(pm_peer *peer) {
+  int err = pm__mkdirs(peer->cache_dir, 0755);
+  if (!err && access(peer->cache_dir, W_OK | X_OK) != 0)
+    err = pm__errf(PM_EACCES, "cache directory %s is not writable by uid %u",
+                   peer->cache_dir, (unsigned)getuid());
   if (!err)
     err = pm__flights_open(&peer->flights);
   if (!err)
     err = pm__pool_open(peer->opts.io_threads, &peer->pool);
   return err;
+}
+
+static int open_role(pm_peer *peer) {
+  if (peer->opts.flags & (PM_OPEN_STANDALONE | PM_OPEN_PASSTHROUGH)) {
+    peer->role = PM_ROLE_STANDALONE;
+    return pm__engine_open(peer);
+  }
+  return pm__role_establish(peer);
 }
 
 int pm_peer_open(const pm_options *opts, pm_peer **out) {
@@ -71,11 +99,15 @@ int pm_peer_open(const pm_options *opts, pm_peer **out) {
   if (!peer)
     return pm__errf(PM_ENOMEM, "cannot allocate a peer");
   peer->opts = *opts;
+  peer->lock_fd = -1;
   pthread_mutex_init(&peer->streams_mutex, NULL);
+  pthread_rwlock_init(&peer->role_lock, NULL);
   peer->cache_dir = pm__cache_dir_resolve(opts->cache_dir);
   peer->opts.cache_dir = peer->cache_dir;
-  err = peer->cache_dir ? open_parts(peer)
+  err = peer->cache_dir ? open_common(peer)
                         : pm__errf(PM_ENOMEM, "cannot allocate a peer");
+  if (!err)
+    err = open_role(peer);
   if (err) {
     char detail[PM_ERRMSG_MAX];
     snprintf(detail, sizeof detail, "%s", pm__errmsg());
@@ -83,7 +115,11 @@ int pm_peer_open(const pm_options *opts, pm_peer **out) {
     pm__errmsg_set(detail);
     return err;
   }
-  PM_LOG(PM_LOG_INFO, "peer", "opened on %s (page %u bytes)", peer->cache_dir,
+  PM_LOG(PM_LOG_INFO, "peer", "opened on %s as %s (page %u bytes)",
+         peer->cache_dir,
+         peer->role == PM_ROLE_NODE       ? "node peer"
+         : peer->role == PM_ROLE_ATTACHED ? "attached process"
+                                          : "standalone peer",
          peer->opts.page_size);
   *out = peer;
   return 0;
@@ -93,16 +129,18 @@ void pm_peer_close(pm_peer *peer) {
   if (!peer)
     return;
   atomic_store(&peer->closing, true);
-  pm__pool_close(peer->pool);
-  if (peer->store && peer->meta) {
-    pm_stats final = {.size = sizeof final};
-    if (pm_peer_stats(peer, &final) == 0)
-      pm__stats_file_add(peer->cache_dir, &final);
-  }
-  pm__flights_close(peer->flights);
-  pm__ufs_set_close(peer->ufs);
+  pm__mesh_leave(peer->mesh); /* others stop asking this peer */
+  pm__pool_close(peer->pool); /* no work in flight from here on */
+  pm__mesh_stop(peer->mesh);
+  peer->mesh = NULL;
+  pm__node_server_stop(peer->server); /* no attached requests either */
+  peer->server = NULL;
+  pm__engine_close(peer);
+  pm__role_release(peer); /* last: a successor may take the lock now */
   pm__meta_close(peer->meta);
-  pm__store_close(peer->store);
+  pm__mapcache_close(peer->maps);
+  pm__flights_close(peer->flights);
+  pthread_rwlock_destroy(&peer->role_lock);
   pthread_mutex_destroy(&peer->streams_mutex);
   free(peer->cache_dir);
   free(peer);
@@ -120,7 +158,7 @@ int pm_peer_stats(pm_peer *peer, pm_stats *out) {
       .reads = atomic_load(&c->reads),
       .bytes_served = atomic_load(&c->bytes_served),
       .hits_ram = ss.hits_ram,
-      .hits_disk = ss.hits_disk,
+      .hits_disk = ss.hits_disk + atomic_load(&c->attached_hits),
       .misses = atomic_load(&c->misses),
       .origin_requests = atomic_load(&c->origin_requests),
       .origin_bytes = atomic_load(&c->origin_bytes),
@@ -136,4 +174,8 @@ int pm_peer_stats(pm_peer *peer, pm_stats *out) {
       .pages_ram = ss.pages_ram,
   };
   return 0;
+}
+
+void pm_free(void *ptr) {
+  free(ptr);
 }

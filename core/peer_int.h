@@ -14,6 +14,7 @@
 #include "meta.h"
 #include "pool.h"
 #include "store.h"
+#include "pagemesh/transport.h"
 #include "ufs/ufs_int.h"
 
 #define PM_URI_MAX 4096
@@ -29,11 +30,34 @@ typedef struct pm_stream {
 typedef struct pm_counters {
   _Atomic uint64_t reads, bytes_served, misses, origin_requests, origin_bytes;
   _Atomic uint64_t store_errors, corrupt_pages;
+  _Atomic uint64_t attached_hits; /* node: hits reported by attached
+                                     processes; attached: its own hits */
 } pm_counters;
+
+typedef struct pm_node_server pm_node_server;
+typedef struct pm_mesh pm_mesh;
+typedef struct pm_link pm_link;
+typedef struct pm_mapcache pm_mapcache;
+typedef struct pm_map_entry pm_map_entry;
+
+typedef enum pm_role {
+  PM_ROLE_NODE = 1,       /* owns the store and origins, serves attachers */
+  PM_ROLE_ATTACHED = 2,   /* reaches the node peer through a link */
+  PM_ROLE_STANDALONE = 3, /* owns the store privately (PM_OPEN_STANDALONE) */
+} pm_role;
 
 struct pm_peer {
   pm_options opts;
   char *cache_dir;
+  /* Who this process is for the cache directory. Public calls hold
+   * role_lock for reading; a takeover holds it for writing. */
+  pthread_rwlock_t role_lock;
+  pm_role role;
+  int lock_fd;             /* node: holds flock(node.lock) */
+  pm_node_server *server;  /* node */
+  pm_link *link;           /* attached */
+  pm_mapcache *maps;       /* attached */
+  pm_mesh *mesh;           /* node with opts.listen: the mesh */
   pm_store *store; /* NULL with PM_OPEN_PASSTHROUGH */
   pm_meta *meta;
   pm_ufs_set *ufs;
@@ -41,9 +65,38 @@ struct pm_peer {
   pm_flights *flights;
   pm_counters counters;
   atomic_bool closing;
+  atomic_bool drained;     /* node: handed its pages over and left */
   pthread_mutex_t streams_mutex;
   pm_stream streams[PM_READAHEAD_STREAMS];
 };
+
+/* role.c: become the node peer or attach to it (open), and take over from
+ * a node peer that went away (link is the broken link seen). */
+int pm__role_establish(pm_peer *peer);
+void pm__role_takeover(pm_peer *peer, pm_link *broken_link);
+void pm__role_release(pm_peer *peer);
+
+/* peer.c: the parts a node (or standalone) peer owns. */
+int pm__engine_open(pm_peer *peer);
+void pm__engine_close(pm_peer *peer);
+
+/* The functions behind the public API (api.c wraps them with the role
+ * lock and retries after a takeover). */
+ssize_t pm__read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
+                 size_t length);
+int pm__read_batch(pm_peer *peer, pm_range *ranges, size_t count);
+int pm__prefetch(pm_peer *peer, const char *uri, uint64_t offset,
+                 uint64_t length);
+int pm__map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
+            pm_mapping *out);
+int pm__stat(pm_peer *peer, const char *uri, pm_object_stat *out);
+int pm__list(pm_peer *peer, const char *uri, unsigned flags,
+             pm_list_entry **entries, size_t *count);
+int pm__invalidate(pm_peer *peer, const char *uri_prefix);
+int pm__status_json(pm_peer *peer, char **out);
+ssize_t pm__evict(pm_peer *peer, const char *uri_prefix);
+int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram);
+ssize_t pm__drain(pm_peer *peer);
 
 /* options.c */
 int pm__options_check(const pm_options *opts);
@@ -56,6 +109,8 @@ void pm__stats_file_add(const char *dir, const pm_stats *delta);
 /* Metadata of a normalised URI: fresh cache, else the origin (one request
  * for concurrent callers), else stale cache if the origin is unreachable. */
 int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
+/* Like pm__peer_stat, without asking other peers (answers to them). */
+int pm__peer_stat_local(pm_peer *peer, const char *uri, pm_object_stat *out);
 /* The cached metadata only if it is fresh; PM_ENOENT otherwise. */
 int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out);
 
@@ -84,6 +139,24 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
                               const pm_object_stat *st, uint64_t page_index,
                               const pm_page_id *id, uint32_t offset,
                               void *dst, size_t length);
+
+/* Serve a page to another peer as its owner: store, else a cached copy
+ * from a replica, else the origin; never forwarded. Bytes or a pm_err. */
+ssize_t pm__page_fetch_owner(pm_peer *peer, const char *uri,
+                             const pm_object_stat *st, uint64_t page_index,
+                             const pm_page_id *id, void *dst, size_t length);
+
+/* attached.c: the same, for an attached process. */
+ssize_t pm__attached_read_cached(pm_peer *peer, const pm_page_id *id,
+                                 uint32_t offset, void *dst, size_t length);
+ssize_t pm__attached_fetch(pm_peer *peer, const char *uri,
+                           const pm_object_stat *st, uint64_t page_index,
+                           const pm_page_id *id, uint32_t offset, void *dst,
+                           size_t length);
+/* Map a cached page (priv_ gets the map-cache entry). PM_ENOENT if the
+ * page is not cached. */
+int pm__attached_map(pm_peer *peer, const pm_page_id *id, uint32_t offset,
+                     size_t length, pm_mapping *out);
 
 /* Tell readahead that pages [first, last] of uri were just read. */
 void pm__readahead_note(pm_peer *peer, const char *uri,

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "peer_int.h"
+#include "node_int.h"
 
 #define MAX_BACKGROUND_QUEUED 256
 
@@ -95,7 +95,7 @@ void pm__readahead_note(pm_peer *peer, const char *uri,
     queue_pages(peer, uri, st, from, to, 1);
 }
 
-int pm_prefetch(pm_peer *peer, const char *uri, uint64_t offset,
+int pm__prefetch(pm_peer *peer, const char *uri, uint64_t offset,
                 uint64_t length) {
   char norm[PM_URI_MAX];
   pm_object_stat st;
@@ -103,6 +103,8 @@ int pm_prefetch(pm_peer *peer, const char *uri, uint64_t offset,
   if (!peer || !uri)
     return pm__errf(PM_EINVAL, "pm_prefetch: NULL argument");
   int err = pm__uri_normalize(uri, norm, sizeof norm);
+  if (!err && peer->link)
+    return pm__link_prefetch(peer->link, norm, offset, length);
   if (!err)
     err = pm__peer_stat(peer, norm, &st);
   if (err || offset >= st.size || !peer->store)

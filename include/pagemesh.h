@@ -106,8 +106,21 @@ enum {
    * the first read after the page was loaded from disk. */
   PM_OPEN_VERIFY_ALWAYS = 1u << 0,
   /* Do not keep pages at all: every read goes to the origin (a baseline for
-   * benchmarks and a fallback when the cache directory is unusable). */
+   * benchmarks and a fallback when the cache directory is unusable).
+   * Implies PM_OPEN_STANDALONE. */
   PM_OPEN_PASSTHROUGH = 1u << 1,
+  /* Own the cache directory privately: neither become the node peer nor
+   * attach to one (tests, benchmarks, tools working on a copy). */
+  PM_OPEN_STANDALONE = 1u << 2,
+  /* Only attach to a running node peer; fail with PM_EUNREACHABLE if there
+   * is none (status tools that must not start a peer themselves). */
+  PM_OPEN_ATTACH_ONLY = 1u << 3,
+  /* Only become the node peer; fail with PM_EBUSY if another process is
+   * the node peer of this cache directory (daemons). */
+  PM_OPEN_NODE_ONLY = 1u << 4,
+  /* Send page bytes between peers in the clear (tcp transport) on a
+   * trusted network; peers still authenticate with the cluster key. */
+  PM_OPEN_INSECURE_DATA = 1u << 5,
 };
 
 typedef struct pm_options {
@@ -129,6 +142,27 @@ typedef struct pm_options {
   uint32_t origin_timeout_ms; /* per origin request (default 30000) */
   uint32_t origin_retries;   /* retries on 5xx and timeouts (default 4) */
   uint32_t flags;            /* PM_OPEN_* */
+
+  /* The mesh. With `listen` NULL the node peer is a single-node cache;
+   * with it set, the node peer joins the other peers that share the
+   * cluster key, and pages are placed over all of them. Only the node peer
+   * uses these (attached processes reach the mesh through it). */
+  const char *listen;           /* "IP:PORT" for membership (UDP + TCP) */
+  const char *seeds;            /* "HOST:PORT,..." peers to join through */
+  const char *cluster_key_file; /* 32 raw bytes or 64 hex characters, not
+                                   readable by group or others (default
+                                   $PAGEMESH_CLUSTER_KEY_FILE) */
+  const char *cluster_id;       /* peers only see peers of the same id
+                                   (default "pagemesh") */
+  const char *transport;        /* page transport: "tcp" (default) or
+                                   "fabric" (libfabric; FI_PROVIDER) */
+  const char *transport_listen; /* "IP:PORT" for pages (default: the
+                                   listen IP, any port) */
+  const char *zone;             /* a label for the operator (rack, zone) */
+  uint32_t replicas;            /* copies of each page (default 2) */
+  uint32_t request_timeout_ms;  /* deadline of one remote page request
+                                   before the next replica is tried
+                                   (default 5000) */
 } pm_options;
 
 /* Fill *opts with defaults. Always call it before setting fields. */
@@ -138,7 +172,11 @@ PM_EXTERN void pm_options_init(pm_options *opts);
  * Apply PAGEMESH_* environment variables to *opts: PAGEMESH_CACHE_DIR,
  * PAGEMESH_DISK_CAPACITY and PAGEMESH_RAM_CAPACITY (bytes, or with a K/M/G/T
  * suffix), PAGEMESH_PAGE_SIZE, PAGEMESH_EVICTION ("stable" or "lru"),
- * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS.
+ * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS,
+ * and for the mesh PAGEMESH_LISTEN, PAGEMESH_SEEDS,
+ * PAGEMESH_CLUSTER_KEY_FILE, PAGEMESH_CLUSTER_ID, PAGEMESH_TRANSPORT,
+ * PAGEMESH_TRANSPORT_LISTEN, PAGEMESH_ZONE, PAGEMESH_REPLICAS,
+ * PAGEMESH_REQUEST_TIMEOUT_MS, PAGEMESH_INSECURE_DATA (1 or 0).
  * String fields point into the environment (valid until it changes).
  * Errors: PM_ECONFIG if a variable is set to an unparsable value (the
  * detail names it); *opts is then unchanged for that field.
@@ -146,12 +184,20 @@ PM_EXTERN void pm_options_init(pm_options *opts);
 PM_EXTERN int pm_options_load_env(pm_options *opts);
 
 /*
- * Open a peer on opts->cache_dir: create the directory if needed, rebuild
- * the page index from the pages found there, and get ready to read.
- * *out is set only on success; close it with pm_peer_close().
+ * Open a peer on opts->cache_dir. One process per cache directory is the
+ * node peer: the first to open it takes a lock there, rebuilds the page
+ * index from the pages found, and listens on a unix socket in it. Every
+ * later process attaches to that node peer instead, and reads cached pages
+ * through read-only mappings of the page files; the API is the same either
+ * way. If the node peer exits, an attached process takes its place without
+ * failing reads in flight. *out is set only on success; close it with
+ * pm_peer_close().
  * Errors: PM_EINVAL (NULL argument, page_size not a power of two in range,
- * unknown eviction), PM_EACCES (cache directory not writable: the detail
- * names it), PM_EIO (cannot create or scan it), PM_ENOMEM.
+ * unknown eviction), PM_EACCES (cache directory not writable, or owned by
+ * another user: the detail names it), PM_EIO (cannot create or scan it),
+ * PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer), PM_EBUSY
+ * (PM_OPEN_NODE_ONLY and another node peer runs), PM_EPROTO (the
+ * node peer speaks another protocol version), PM_ENOMEM.
  */
 PM_EXTERN int pm_peer_open(const pm_options *opts, pm_peer **out);
 
@@ -262,6 +308,14 @@ PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
  * origin. Errors: PM_EINVAL. */
 PM_EXTERN int pm_invalidate(pm_peer *peer, const char *uri_prefix);
 
+/*
+ * Remove the cached pages and metadata of every object whose URI starts
+ * with uri_prefix from this node's cache (the node peer's store). Other
+ * nodes keep their copies. Returns the number of pages removed.
+ * Errors: PM_EINVAL, PM_EUNREACHABLE (no node peer).
+ */
+PM_EXTERN ssize_t pm_evict(pm_peer *peer, const char *uri_prefix);
+
 typedef struct pm_list_entry {
   char *uri;       /* full URI of the object or the directory (ends in '/') */
   int is_dir;      /* 1 for a common prefix ("directory"), 0 for an object */
@@ -329,6 +383,45 @@ PM_EXTERN int pm_peer_stats(pm_peer *peer, pm_stats *out);
  * <cache_dir>/stats.json when it closes). Errors: PM_EINVAL.
  */
 PM_EXTERN int pm_peer_stats_total(pm_peer *peer, pm_stats *out);
+
+/*
+ * The node peer's status as a JSON document (malloc'd; free it with
+ * pm_free): "node_pid", "role" of the calling process ("node",
+ * "attached" or "standalone"), "cache_dir", "page_size", "attached" (pids
+ * of attached processes), "stats" (the fields of pm_stats, node-wide) and
+ * "members" (the mesh, when there is one). Errors: PM_EINVAL, PM_ENOMEM,
+ * PM_EUNREACHABLE (the node peer went away and none could take over).
+ */
+PM_EXTERN int pm_peer_status(pm_peer *peer, char **json_out);
+
+/* Free memory the library returned (pm_peer_status). Accepts NULL. */
+PM_EXTERN void pm_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Operating the node                                                         */
+
+/*
+ * Change the node peer's capacities while it runs (0 keeps a value). The
+ * tiers evict down to the new sizes at once; in a mesh the new disk
+ * capacity becomes this node's placement weight, spreads to the other
+ * members, and pages move to their new owners. Errors: PM_EINVAL,
+ * PM_EUNREACHABLE.
+ */
+PM_EXTERN int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
+                              uint64_t ram_capacity);
+
+/*
+ * Drain the node peer out of the mesh: hand every page on its disk to the
+ * members that own it once this node is gone, then leave the mesh, so the
+ * cluster shrinks without a cold epoch. Returns the number of pages
+ * handed over. After it, the node peer serves its attached processes as a
+ * single-node cache (pagemeshd exits). Errors: PM_EINVAL, PM_ENOTSUP (not
+ * in a mesh), PM_EUNREACHABLE.
+ */
+PM_EXTERN ssize_t pm_drain(pm_peer *peer);
+
+/* 1 once the node peer this process runs has been drained, else 0. */
+PM_EXTERN int pm_peer_drained(pm_peer *peer);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                    */

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   libinih-dev python3-venv
 )
 PIP_PACKAGES=(
-  "moto[server]" boto3 pytest
+  "moto[server]" boto3 pytest xxhash
 )
 
 missing=()

@@ -6,8 +6,8 @@
 #ifndef PM_UFS_INT_H
 #define PM_UFS_INT_H
 
-#include "pagemesh/ufs.h"
 #include "core/core_int.h"
+#include "pagemesh/ufs.h"
 
 typedef struct pm_ufs_set pm_ufs_set;
 
@@ -26,7 +26,14 @@ pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err);
  * Errors: PM_EBADURI, PM_ETOOBIG. */
 int pm__uri_normalize(const char *uri, char *out, size_t out_size);
 
-/* Wrappers: see pm_ufs_methods for what each returns. */
+/* Wrappers: see pm_ufs_methods for what each returns. Each normalises the
+ * URI first (PM_EBADURI, PM_ETOOBIG), and a NULL set, URI or output is
+ * PM_EINVAL. pm__ufs_stat leaves *out untouched on failure. pm__ufs_read
+ * returns 0 without asking the origin when offset >= expect->size.
+ * pm__ufs_list lists an object alone when the URI names an object rather
+ * than a directory (pm_list's contract). Requests are counted by the
+ * backends as they send them (config.count), not here. All safe from any
+ * thread. */
 int pm__ufs_stat(pm_ufs_set *set, const char *uri, pm_object_stat *out);
 ssize_t pm__ufs_read(pm_ufs_set *set, const char *uri,
                      const pm_object_stat *expect, uint64_t offset, void *buf,

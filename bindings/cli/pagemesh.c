@@ -13,19 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
+#include "common.h"
 #include "pagemesh.h"
 
 #define CHUNK (8u << 20)
 
-typedef struct cli {
-  pm_options opts;
-  int json;
-  int recursive;
-  int print_stats;
-  uint64_t offset;
-  uint64_t length; /* UINT64_MAX: to the end */
-  pm_peer *peer;
-} cli;
 
 static const char usage[] =
     "usage: pagemesh [options] COMMAND [ARGS]\n"
@@ -38,15 +31,20 @@ static const char usage[] =
     "  ls URI [--json] [-r]                list a bucket, prefix or "
     "directory\n"
     "  stats [--json]                      what the cache did so far\n"
+    "  status [--json]                     the running node peer: pid,\n"
+    "                                      attached processes, cache use\n"
+    "  members [--json]                    the mesh as the node peer sees it\n"
+    "  load URI_PREFIX [--parallel N] [--json]\n"
+    "                                      warm the cache with every object\n"
+    "                                      under a prefix, with progress\n"
+    "  evict URI_PREFIX                    drop this node's cached pages\n"
+    "  invalidate URI_PREFIX               forget metadata (re-ask origin)\n"
+    "  capacity [--disk SIZE] [--ram SIZE] change the node peer's capacity\n"
+    "  drain                               hand pages to the other members\n"
+    "                                      and take this node out of the mesh\n"
     "  version                             print the library version\n"
     "\n"
-    "options:\n"
-    "  --cache-dir DIR       cache directory (env PAGEMESH_CACHE_DIR)\n"
-    "  --disk-capacity SIZE  bytes of pages on disk (e.g. 20G)\n"
-    "  --ram-capacity SIZE   bytes of pages in RAM (e.g. 512M)\n"
-    "  --page-size SIZE      page size, 64K..16M (default 1M)\n"
-    "  --eviction POLICY     stable (default) or lru\n"
-    "  --meta-ttl MS         how long metadata is trusted (default 60000)\n"
+    "options:\n" CLI_COMMON_USAGE
     "  --no-cache            read the origin directly (a baseline)\n"
     "  --stats               print this run's cache counters as JSON to "
     "stderr\n"
@@ -56,85 +54,54 @@ static const char usage[] =
     "Origins: s3://BUCKET/KEY (AWS_* environment), http(s)://..., "
     "file:///PATH or a plain path.\n";
 
-static int fail(cli *c, const char *what, int err) {
+int cli_fail(cli *c, const char *what, int err) {
   const char *detail = pm_peer_errmsg(c->peer);
   fprintf(stderr, "pagemesh: %s: %s (%s)\n", what,
           *detail ? detail : pm_strerror(err), pm_err_name(err));
   return 1;
 }
 
-static int parse_size_arg(const char *name, const char *text, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(text, &end, 10);
-  uint64_t mult = 1;
-  if (*end == 'K' || *end == 'k')
-    mult = 1ull << 10, end++;
-  else if (*end == 'M' || *end == 'm')
-    mult = 1ull << 20, end++;
-  else if (*end == 'G' || *end == 'g')
-    mult = 1ull << 30, end++;
-  else if (*end == 'T' || *end == 't')
-    mult = 1ull << 40, end++;
-  if (errno || end == text || *end || text[0] == '-' ||
-      v > UINT64_MAX / mult) {
-    fprintf(stderr, "pagemesh: --%s %s: not a size\n", name, text);
-    return -1;
-  }
-  *out = v * mult;
-  return 0;
-}
-
-enum {
-  OPT_CACHE_DIR = 256, OPT_DISK, OPT_RAM, OPT_PAGE, OPT_EVICTION,
-  OPT_META_TTL, OPT_NO_CACHE, OPT_STATS, OPT_JSON, OPT_OFFSET, OPT_LENGTH,
-};
+enum { OPT_NO_CACHE = OPT_COMMON_LAST, OPT_STATS, OPT_JSON, OPT_OFFSET,
+       OPT_LENGTH, OPT_PARALLEL, OPT_SET_DISK, OPT_SET_RAM };
 
 static const struct option long_options[] = {
-    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
-    {"disk-capacity", required_argument, NULL, OPT_DISK},
-    {"ram-capacity", required_argument, NULL, OPT_RAM},
-    {"page-size", required_argument, NULL, OPT_PAGE},
-    {"eviction", required_argument, NULL, OPT_EVICTION},
-    {"meta-ttl", required_argument, NULL, OPT_META_TTL},
+    CLI_COMMON_LONG_OPTIONS,
     {"no-cache", no_argument, NULL, OPT_NO_CACHE},
     {"stats", no_argument, NULL, OPT_STATS},
     {"json", no_argument, NULL, OPT_JSON},
     {"offset", required_argument, NULL, OPT_OFFSET},
     {"length", required_argument, NULL, OPT_LENGTH},
     {"recursive", no_argument, NULL, 'r'},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"disk", required_argument, NULL, OPT_SET_DISK},
+    {"ram", required_argument, NULL, OPT_SET_RAM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 static int apply_option(cli *c, int opt, const char *arg) {
-  uint64_t v;
   switch (opt) {
-  case OPT_CACHE_DIR: c->opts.cache_dir = arg; return 0;
-  case OPT_DISK: return parse_size_arg("disk-capacity", arg, &c->opts.disk_capacity);
-  case OPT_RAM: return parse_size_arg("ram-capacity", arg, &c->opts.ram_capacity);
-  case OPT_OFFSET: return parse_size_arg("offset", arg, &c->offset);
-  case OPT_LENGTH: return parse_size_arg("length", arg, &c->length);
-  case OPT_PAGE:
-  case OPT_META_TTL:
-    if (parse_size_arg(opt == OPT_PAGE ? "page-size" : "meta-ttl", arg, &v))
-      return -1;
-    if (v > UINT32_MAX)
-      return fprintf(stderr, "pagemesh: %s: too large\n", arg), -1;
-    *(opt == OPT_PAGE ? &c->opts.page_size : &c->opts.meta_ttl_ms) =
-        (uint32_t)v;
-    return 0;
-  case OPT_EVICTION:
-    if (strcmp(arg, "stable") && strcmp(arg, "lru"))
-      return fprintf(stderr, "pagemesh: --eviction: stable or lru\n"), -1;
-    c->opts.eviction = strcmp(arg, "lru") ? PM_EVICT_STABLE : PM_EVICT_LRU;
-    return 0;
+  case OPT_OFFSET: return cli_parse_size("--offset", arg, &c->offset);
+  case OPT_LENGTH: return cli_parse_size("--length", arg, &c->length);
   case OPT_NO_CACHE: c->opts.flags |= PM_OPEN_PASSTHROUGH; return 0;
+  case OPT_SET_DISK: return cli_parse_size("--disk", arg, &c->disk_capacity);
+  case OPT_SET_RAM: return cli_parse_size("--ram", arg, &c->ram_capacity);
+  case OPT_PARALLEL: {
+    uint64_t v;
+    if (cli_parse_size("--parallel", arg, &v) || v == 0 || v > 64)
+      return fprintf(stderr, "pagemesh: --parallel: 1..64\n"), -1;
+    c->parallel = (unsigned)v;
+    return 0;
+  }
   case OPT_STATS: c->print_stats = 1; return 0;
   case OPT_JSON: c->json = 1; return 0;
   case 'r': c->recursive = 1; return 0;
   case 'h': fputs(usage, stdout); exit(0);
-  default: fputs(usage, stderr); return -1;
+  default:
+    if (opt >= OPT_CACHE_DIR && opt < OPT_COMMON_LAST)
+      return cli_apply_common(&c->opts, opt, arg);
+    fputs(usage, stderr);
+    return -1;
   }
 }
 
@@ -143,14 +110,14 @@ static int apply_option(cli *c, int opt, const char *arg) {
 static int copy_out(cli *c, const char *uri, FILE *out) {
   char *buf = malloc(CHUNK);
   if (!buf)
-    return fail(c, uri, PM_ENOMEM);
+    return cli_fail(c, uri, PM_ENOMEM);
   uint64_t pos = c->offset, left = c->length;
   int rc = 0;
   while (left > 0) {
     size_t want = (size_t)(left < CHUNK ? left : CHUNK);
     ssize_t n = pm_read(c->peer, uri, pos, buf, want);
     if (n < 0) {
-      rc = fail(c, uri, (int)n);
+      rc = cli_fail(c, uri, (int)n);
       break;
     }
     if (n == 0)
@@ -210,7 +177,7 @@ static int cmd_stat(cli *c, int argc, char **argv) {
   pm_object_stat st;
   int err = pm_stat(c->peer, argv[0], &st);
   if (err)
-    return fail(c, argv[0], err);
+    return cli_fail(c, argv[0], err);
   char when[64];
   print_time(st.mtime_ns, when, sizeof when);
   if (c->json) {
@@ -235,7 +202,7 @@ static int cmd_ls(cli *c, int argc, char **argv) {
   int err = pm_list(c->peer, argv[0], c->recursive ? PM_LIST_RECURSIVE : 0,
                     &entries, &count);
   if (err)
-    return fail(c, argv[0], err);
+    return cli_fail(c, argv[0], err);
   json_t *arr = c->json ? json_array() : NULL;
   for (size_t i = 0; i < count; i++) {
     pm_list_entry *e = &entries[i];
@@ -280,6 +247,62 @@ static json_t *stats_json(const pm_stats *s) {
       (json_int_t)s->pages_ram);
 }
 
+/* Add the node peer's live counters (when a daemon or another process is
+ * the node peer, this process only attached) to the closed peers' totals. */
+static void add_live_node_stats(cli *c, pm_stats *s) {
+  char *text;
+  if (pm_peer_status(c->peer, &text) != 0)
+    return;
+  json_t *st = json_loads(text, 0, NULL);
+  pm_free(text);
+  const char *role = json_string_value(json_object_get(st, "role"));
+  json_t *live = json_object_get(st, "stats");
+  if (role && strcmp(role, "attached") == 0 && json_is_object(live)) {
+    uint64_t *fields[] = {&s->reads, &s->bytes_served, &s->hits_ram,
+                          &s->hits_disk, &s->misses, &s->origin_requests,
+                          &s->origin_bytes, &s->evictions, &s->corrupt_pages,
+                          &s->declined, &s->store_errors};
+    const char *names[] = {"reads", "bytes_served", "hits_ram", "hits_disk",
+                           "misses", "origin_requests", "origin_bytes",
+                           "evictions", "corrupt_pages", "declined",
+                           "store_errors"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      *fields[i] += (uint64_t)json_integer_value(json_object_get(live,
+                                                                 names[i]));
+    const char *gauges[] = {"disk_used", "disk_capacity", "ram_used",
+                            "ram_capacity", "pages_disk", "pages_ram"};
+    uint64_t *gfields[] = {&s->disk_used, &s->disk_capacity, &s->ram_used,
+                           &s->ram_capacity, &s->pages_disk, &s->pages_ram};
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++)
+      *gfields[i] = (uint64_t)json_integer_value(json_object_get(live,
+                                                                 gauges[i]));
+  }
+  json_decref(st);
+}
+
+static void print_json_or_table(cli *c, json_t *o) {
+  if (c->json) {
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    putchar('\n');
+    return;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(o, key, v) {
+    if (json_is_real(v))
+      printf("%-16s %.3f\n", key, json_real_value(v));
+    else if (json_is_integer(v))
+      printf("%-16s %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
+    else if (json_is_string(v))
+      printf("%-16s %s\n", key, json_string_value(v));
+    else {
+      char *text = json_dumps(v, JSON_COMPACT);
+      printf("%-16s %s\n", key, text ? text : "");
+      free(text);
+    }
+  }
+}
+
 static int cmd_stats(cli *c, int argc, char **argv) {
   (void)argv;
   if (argc != 0)
@@ -287,22 +310,68 @@ static int cmd_stats(cli *c, int argc, char **argv) {
   pm_stats s = {.size = sizeof s};
   int err = pm_peer_stats_total(c->peer, &s);
   if (err)
-    return fail(c, "stats", err);
+    return cli_fail(c, "stats", err);
+  add_live_node_stats(c, &s);
   json_t *o = stats_json(&s);
+  print_json_or_table(c, o);
+  json_decref(o);
+  return 0;
+}
+
+static int cmd_status(cli *c, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return fputs("usage: pagemesh status [--json]\n", stderr), 2;
+  char *text;
+  int err = pm_peer_status(c->peer, &text);
+  if (err)
+    return cli_fail(c, "status", err);
+  json_t *o = json_loads(text, 0, NULL);
+  pm_free(text);
+  if (!o)
+    return cli_fail(c, "status", PM_EPROTO);
+  json_object_del(o, "role"); /* this command's own role says nothing */
+  print_json_or_table(c, o);
+  json_decref(o);
+  return 0;
+}
+
+static int cmd_members(cli *c, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return fputs("usage: pagemesh members [--json]\n", stderr), 2;
+  char *text;
+  int err = pm_peer_status(c->peer, &text);
+  if (err)
+    return cli_fail(c, "members", err);
+  json_t *st = json_loads(text, 0, NULL);
+  pm_free(text);
+  json_t *members = json_object_get(st, "members");
+  if (!json_is_array(members)) {
+    json_decref(st);
+    return cli_fail(c, "members", PM_EPROTO);
+  }
   if (c->json) {
-    json_dumpf(o, stdout, JSON_INDENT(2));
+    json_dumpf(members, stdout, JSON_INDENT(2));
     putchar('\n');
   } else {
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-      if (json_is_real(v))
-        printf("%-16s %.3f\n", key, json_real_value(v));
-      else
-        printf("%-16s %" JSON_INTEGER_FORMAT "\n", key, json_integer_value(v));
+    printf("%-10s %-22s %-8s %-20s %-14s %s\n", "ID", "ADDRESS", "STATE",
+           "BOOT EPOCH", "CAPACITY", "ZONE");
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+      printf("%-10.8s %-22s %-8s %-20" JSON_INTEGER_FORMAT " %-14"
+             JSON_INTEGER_FORMAT " %s%s\n",
+             json_string_value(json_object_get(m, "id")),
+             json_string_value(json_object_get(m, "addr")),
+             json_string_value(json_object_get(m, "state")),
+             json_integer_value(json_object_get(m, "boot_epoch")),
+             json_integer_value(json_object_get(m, "capacity")),
+             json_string_value(json_object_get(m, "zone")),
+             json_is_true(json_object_get(m, "self")) ? "  (this node)" : "");
     }
   }
-  json_decref(o);
+  json_decref(st);
   return 0;
 }
 
@@ -311,7 +380,10 @@ static const struct command {
   int (*run)(cli *c, int argc, char **argv);
 } commands[] = {
     {"cat", cmd_cat}, {"get", cmd_get}, {"stat", cmd_stat},
-    {"ls", cmd_ls},   {"stats", cmd_stats},
+    {"ls", cmd_ls},   {"stats", cmd_stats}, {"status", cmd_status},
+    {"members", cmd_members}, {"load", cmd_load},
+    {"evict", cmd_evict},     {"invalidate", cmd_invalidate},
+    {"capacity", cmd_capacity}, {"drain", cmd_drain},
 };
 
 static void print_run_stats(cli *c) {
@@ -325,7 +397,7 @@ static void print_run_stats(cli *c) {
 }
 
 int main(int argc, char **argv) {
-  cli c = {.length = UINT64_MAX};
+  cli c = {.length = UINT64_MAX, .parallel = 8};
   pm_options_init(&c.opts);
   if (pm_options_load_env(&c.opts) != 0)
     return fprintf(stderr, "pagemesh: %s\n", pm_peer_errmsg(NULL)), 2;
@@ -341,9 +413,12 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(name, commands[i].name) != 0)
       continue;
+    if (commands[i].run == cmd_status || commands[i].run == cmd_members ||
+        commands[i].run == cmd_capacity || commands[i].run == cmd_drain)
+      c.opts.flags |= PM_OPEN_ATTACH_ONLY; /* never start a peer to look */
     int err = pm_peer_open(&c.opts, &c.peer);
     if (err)
-      return fail(&c, "cannot open the cache", err);
+      return cli_fail(&c, "cannot open the cache", err);
     int rc = commands[i].run(&c, argc - optind - 1, argv + optind + 1);
     if (c.print_stats)
       print_run_stats(&c);

@@ -27,17 +27,22 @@ typedef struct pm_ufs pm_ufs;
 /* Settings shared by every backend of one peer. */
 typedef struct pm_ufs_config {
   size_t size;                 /* sizeof(pm_ufs_config) */
-  uint32_t timeout_ms;         /* per request, connect included */
+  uint32_t timeout_ms;         /* per request, connect included
+                                  (0: 30000) */
   uint32_t retries;            /* extra attempts on 5xx/timeouts/resets */
-  uint32_t retry_base_ms;      /* first backoff; doubles, with full jitter */
-  /* Called once for every request sent to the origin and with the payload
-   * bytes received, so the peer can count them. May be NULL. */
+  uint32_t retry_base_ms;      /* first backoff; doubles, with full jitter
+                                  (0: 100) */
+  /* Called by the backends for every request sent to the origin (each
+   * retry and each page of a listing counts) and with the payload bytes
+   * received, so the peer can count them. May be NULL. Called from any
+   * thread. */
   void (*count)(void *arg, uint64_t requests, uint64_t bytes);
   void *count_arg;
 } pm_ufs_config;
 
 /* Called for each listed entry; return non-zero to stop the listing (the
- * value is then returned by list). */
+ * value is then returned by list). The entry and its strings are valid only
+ * during the call: copy what you keep. */
 typedef int (*pm_ufs_list_cb)(void *arg, const pm_list_entry *entry);
 
 typedef struct pm_ufs_methods {
@@ -48,9 +53,11 @@ typedef struct pm_ufs_methods {
   size_t object_size;         /* bytes to allocate for the backend object */
 
   /* Set up a zeroed object of object_size bytes (its base already filled
-   * in). Read credentials and endpoints from the environment here. */
+   * in). Read credentials and endpoints from the environment here. If it
+   * fails, fini is still called: it must cope with a half-built object.
+   * Optional. */
   int (*init)(pm_ufs *self, const pm_ufs_config *config);
-  /* Free what init allocated (not the object itself). */
+  /* Free what init allocated (not the object itself). Optional. */
   void (*fini)(pm_ufs *self);
 
   /* Size, version and mtime of one object. Errors: PM_ENOENT, PM_EACCES,

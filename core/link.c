@@ -1,0 +1,428 @@
+/*
+ * core/link.c - an attached process's side of the same-node protocol: a
+ * small pool of unix-socket connections to the node peer (one request at a
+ * time on each, so calling threads proceed in parallel), requests and
+ * their replies, and the buffered one-way touches that tell the node which
+ * pages this process read straight from their files. A connection that
+ * fails marks the link broken: the caller then takes over or re-attaches.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "local_msg.h"
+#include "node_int.h"
+
+#define IDLE_MAX 32
+#define TOUCH_BATCH 256
+
+struct pm_link {
+  char *path;
+  pthread_mutex_t mutex;
+  int idle[IDLE_MAX];
+  size_t idle_count;
+  atomic_bool broken;
+  atomic_uint_fast64_t next_id;
+  pid_t node_pid;
+  /* Touch buffer. */
+  uint8_t touched[TOUCH_BATCH][16];
+  size_t touched_count;
+  Pm__LocalCounters pending; /* counters not yet reported */
+};
+
+static int connect_node(const char *path, int *out) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path)
+    return pm__errf(PM_ETOOBIG, "%s: socket path too long", path);
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return pm__errf(PM_ENOMEM, "socket: %s", strerror(errno));
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == EACCES || e == EPERM)
+      return pm__errf(PM_EACCES, "%s: permission denied: the node peer of "
+                      "this cache directory belongs to another user", path);
+    return pm__errf(PM_EUNREACHABLE, "%s: no node peer (%s)", path,
+                    strerror(e));
+  }
+  *out = fd;
+  return 0;
+}
+
+static int checkout(pm_link *l, int *fd) {
+  pthread_mutex_lock(&l->mutex);
+  bool have = l->idle_count > 0;
+  if (have)
+    *fd = l->idle[--l->idle_count];
+  pthread_mutex_unlock(&l->mutex);
+  return have ? 0 : connect_node(l->path, fd);
+}
+
+static void checkin(pm_link *l, int fd) {
+  pthread_mutex_lock(&l->mutex);
+  if (l->idle_count < IDLE_MAX && !atomic_load(&l->broken)) {
+    l->idle[l->idle_count++] = fd;
+    fd = -1;
+  }
+  pthread_mutex_unlock(&l->mutex);
+  if (fd >= 0)
+    close(fd);
+}
+
+static int broken(pm_link *l, int fd) {
+  atomic_store(&l->broken, true);
+  if (fd >= 0)
+    close(fd);
+  return pm__errf(PM_EUNREACHABLE, "the node peer (pid %d) went away",
+                  (int)l->node_pid);
+}
+
+/* Send req and wait for one reply on a connection of the pool. *reply is
+ * freed by the caller with pm__local_reply__free_unpacked. A passed fd is
+ * returned in *fd_out (or closed if fd_out is NULL). */
+static int call_on(pm_link *l, int fd, Pm__LocalRequest *req,
+                   Pm__LocalReply **reply, int *fd_out) {
+  *reply = NULL;
+  uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
+  if (!buf)
+    return pm__errf(PM_ENOMEM, "out of memory");
+  int passed = -1, err = pm__local_send(fd, &req->base, -1);
+  ssize_t n = err ? err : pm__local_recv(fd, buf, &passed);
+  if (n > 0) {
+    *reply = pm__local_reply__unpack(NULL, (size_t)n, buf);
+    if (!*reply || (*reply)->id != req->id)
+      n = pm__errf(PM_EPROTO, "undecodable reply from the node peer");
+  }
+  free(buf);
+  if (n > 0 && fd_out)
+    *fd_out = passed;
+  else if (passed >= 0)
+    close(passed);
+  return n > 0 ? 0 : (n == 0 ? PM_EUNREACHABLE : (int)n);
+}
+
+static int call(pm_link *l, Pm__LocalRequest *req, Pm__LocalReply **reply,
+                int *fd_out) {
+  int fd;
+  *reply = NULL;
+  if (atomic_load(&l->broken))
+    return broken(l, -1);
+  int err = checkout(l, &fd);
+  if (err)
+    return err == PM_EACCES ? err : broken(l, -1);
+  req->id = atomic_fetch_add(&l->next_id, 1);
+  err = call_on(l, fd, req, reply, fd_out);
+  if (err == PM_EUNREACHABLE || err == PM_EPROTO) {
+    if (*reply)
+      pm__local_reply__free_unpacked(*reply, NULL);
+    *reply = NULL;
+    return broken(l, fd);
+  }
+  if (err) {
+    close(fd);
+    return err;
+  }
+  checkin(l, fd);
+  if ((*reply)->status < 0) {
+    err = pm__errf((*reply)->status, "%s",
+                   (*reply)->detail ? (*reply)->detail : "");
+    if (fd_out && *fd_out >= 0)
+      close(*fd_out);
+    pm__local_reply__free_unpacked(*reply, NULL);
+    *reply = NULL;
+  }
+  return err;
+}
+
+int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
+  pm_link *l = calloc(1, sizeof *l);
+  if (!l || !(l->path = strdup(path))) {
+    free(l);
+    return pm__errf(PM_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&l->mutex, NULL);
+  pm__local_counters__init(&l->pending);
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalHello hello = PM__LOCAL_HELLO__INIT;
+  hello.pid = (uint32_t)getpid();
+  hello.protocol = PM_LOCAL_PROTOCOL;
+  req.body_case = PM__LOCAL_REQUEST__BODY_HELLO;
+  req.hello = &hello;
+  Pm__LocalReply *reply = NULL;
+  int fd, err = connect_node(path, &fd);
+  if (!err) {
+    req.id = atomic_fetch_add(&l->next_id, 1);
+    err = call_on(l, fd, &req, &reply, NULL);
+    if (!err && reply->status < 0)
+      err = pm__errf(reply->status, "%s", reply->detail ? reply->detail : "");
+    if (!err) {
+      l->node_pid = (pid_t)reply->node_pid;
+      *page_size = reply->page_size;
+    }
+    if (reply)
+      pm__local_reply__free_unpacked(reply, NULL);
+    if (err)
+      close(fd);
+    else
+      checkin(l, fd);
+  }
+  if (err) {
+    pm__link_close(l);
+    return err;
+  }
+  *out = l;
+  return 0;
+}
+
+void pm__link_close(pm_link *l) {
+  if (!l)
+    return;
+  pm__link_flush(l);
+  for (size_t i = 0; i < l->idle_count; i++)
+    close(l->idle[i]);
+  pthread_mutex_destroy(&l->mutex);
+  free(l->path);
+  free(l);
+}
+
+bool pm__link_broken(pm_link *l) {
+  return atomic_load(&l->broken);
+}
+
+pid_t pm__link_node_pid(pm_link *l) {
+  return l->node_pid;
+}
+
+int pm__link_stat(pm_link *l, const char *uri, pm_object_stat *out) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalStat m = PM__LOCAL_STAT__INIT;
+  m.uri = (char *)uri;
+  req.body_case = PM__LOCAL_REQUEST__BODY_STAT;
+  req.stat = &m;
+  Pm__LocalReply *reply;
+  int err = call(l, &req, &reply, NULL);
+  if (err)
+    return err;
+  if (!reply->stat || !reply->stat->version ||
+      strlen(reply->stat->version) >= PM_VERSION_MAX)
+    err = pm__errf(PM_EPROTO, "%s: malformed stat reply", uri);
+  else {
+    *out = (pm_object_stat){.size = reply->stat->size,
+                            .mtime_ns = reply->stat->mtime_ns};
+    snprintf(out->version, sizeof out->version, "%s", reply->stat->version);
+  }
+  pm__local_reply__free_unpacked(reply, NULL);
+  return err;
+}
+
+int pm__link_fetch(pm_link *l, const char *uri, const pm_object_stat *st,
+                   uint64_t page_index, int *fd, uint64_t *data_offset,
+                   size_t *length) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalFetch m = PM__LOCAL_FETCH__INIT;
+  Pm__LocalObjectStat ls = PM__LOCAL_OBJECT_STAT__INIT;
+  ls.size = st->size;
+  ls.mtime_ns = st->mtime_ns;
+  ls.version = (char *)st->version;
+  m.uri = (char *)uri;
+  m.stat = &ls;
+  m.page_index = page_index;
+  req.body_case = PM__LOCAL_REQUEST__BODY_FETCH;
+  req.fetch = &m;
+  Pm__LocalReply *reply;
+  *fd = -1;
+  int err = call(l, &req, &reply, fd);
+  if (err)
+    return err;
+  if (*fd < 0)
+    err = pm__errf(PM_EPROTO, "%s: fetch reply without a descriptor", uri);
+  *data_offset = reply->data_offset;
+  *length = (size_t)reply->length;
+  pm__local_reply__free_unpacked(reply, NULL);
+  return err;
+}
+
+int pm__link_list(pm_link *l, const char *uri, unsigned flags,
+                  pm_ufs_list_cb cb, void *arg) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalList m = PM__LOCAL_LIST__INIT;
+  m.uri = (char *)uri;
+  m.flags = flags;
+  req.body_case = PM__LOCAL_REQUEST__BODY_LIST;
+  req.list = &m;
+  int fd;
+  if (atomic_load(&l->broken) || checkout(l, &fd) != 0)
+    return broken(l, -1);
+  req.id = atomic_fetch_add(&l->next_id, 1);
+  uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
+  int err = buf ? pm__local_send(fd, &req.base, -1)
+                : pm__errf(PM_ENOMEM, "out of memory");
+  bool more = err == 0;
+  while (more && !err) {
+    int passed;
+    ssize_t n = pm__local_recv(fd, buf, &passed);
+    if (passed >= 0)
+      close(passed);
+    Pm__LocalReply *r = n > 0 ? pm__local_reply__unpack(NULL, (size_t)n, buf)
+                            : NULL;
+    if (!r) {
+      free(buf);
+      return broken(l, fd);
+    }
+    if (r->status < 0)
+      err = pm__errf(r->status, "%s", r->detail ? r->detail : "");
+    for (size_t i = 0; !err && i < r->n_entries; i++) {
+      Pm__LocalListEntry *e = r->entries[i];
+      pm_list_entry entry = {.uri = e->uri, .is_dir = e->is_dir,
+                             .size = e->size, .mtime_ns = e->mtime_ns,
+                             .version = e->is_dir ? NULL : e->version};
+      err = cb(arg, &entry);
+    }
+    more = r->more && r->status >= 0;
+    pm__local_reply__free_unpacked(r, NULL);
+  }
+  free(buf);
+  if (more) /* the callback stopped early: the rest is still coming */
+    close(fd);
+  else
+    checkin(l, fd);
+  return err;
+}
+
+static int simple_call(pm_link *l, Pm__LocalRequest *req) {
+  Pm__LocalReply *reply;
+  int err = call(l, req, &reply, NULL);
+  if (!err)
+    pm__local_reply__free_unpacked(reply, NULL);
+  return err;
+}
+
+int pm__link_invalidate(pm_link *l, const char *prefix) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalInvalidate m = PM__LOCAL_INVALIDATE__INIT;
+  m.prefix = (char *)prefix;
+  req.body_case = PM__LOCAL_REQUEST__BODY_INVALIDATE;
+  req.invalidate = &m;
+  return simple_call(l, &req);
+}
+
+int pm__link_prefetch(pm_link *l, const char *uri, uint64_t offset,
+                      uint64_t length) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalPrefetch m = PM__LOCAL_PREFETCH__INIT;
+  m.uri = (char *)uri;
+  m.offset = offset;
+  m.length = length;
+  req.body_case = PM__LOCAL_REQUEST__BODY_PREFETCH;
+  req.prefetch = &m;
+  return simple_call(l, &req);
+}
+
+int pm__link_status(pm_link *l, char **json) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalStatus m = PM__LOCAL_STATUS__INIT;
+  req.body_case = PM__LOCAL_REQUEST__BODY_STATUS;
+  req.status = &m;
+  Pm__LocalReply *reply;
+  int err = call(l, &req, &reply, NULL);
+  if (err)
+    return err;
+  *json = strdup(reply->status_json ? reply->status_json : "{}");
+  pm__local_reply__free_unpacked(reply, NULL);
+  return *json ? 0 : pm__errf(PM_ENOMEM, "out of memory");
+}
+
+/* Send the buffered touches and counters; with l->mutex NOT held. */
+void pm__link_flush(pm_link *l) {
+  uint8_t ids[TOUCH_BATCH][16];
+  ProtobufCBinaryData bins[TOUCH_BATCH];
+  Pm__LocalCounters counters;
+  pthread_mutex_lock(&l->mutex);
+  size_t n = l->touched_count;
+  memcpy(ids, l->touched, n * 16);
+  counters = l->pending;
+  l->touched_count = 0;
+  pm__local_counters__init(&l->pending);
+  pthread_mutex_unlock(&l->mutex);
+  if (n == 0 && counters.reads == 0)
+    return;
+  for (size_t i = 0; i < n; i++)
+    bins[i] = (ProtobufCBinaryData){.len = 16, .data = ids[i]};
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalTouch m = PM__LOCAL_TOUCH__INIT;
+  m.n_page_ids = n;
+  m.page_ids = bins;
+  m.counters = &counters;
+  req.body_case = PM__LOCAL_REQUEST__BODY_TOUCH;
+  req.touch = &m;
+  int fd;
+  if (atomic_load(&l->broken) || checkout(l, &fd) != 0)
+    return;
+  if (pm__local_send(fd, &req.base, -1) != 0) {
+    close(fd);
+    return;
+  }
+  checkin(l, fd);
+}
+
+void pm__link_note_read(pm_link *l, uint64_t bytes) {
+  pthread_mutex_lock(&l->mutex);
+  l->pending.reads++;
+  l->pending.bytes_served += bytes;
+  pthread_mutex_unlock(&l->mutex);
+}
+
+void pm__link_touch(pm_link *l, const pm_page_id *id) {
+  pthread_mutex_lock(&l->mutex);
+  if (l->touched_count < TOUCH_BATCH)
+    memcpy(l->touched[l->touched_count++], id->bytes, 16);
+  l->pending.hits++;
+  bool full = l->touched_count == TOUCH_BATCH;
+  pthread_mutex_unlock(&l->mutex);
+  if (full)
+    pm__link_flush(l);
+}
+
+/* A request whose reply carries a count. */
+static ssize_t count_call(pm_link *l, Pm__LocalRequest *req) {
+  Pm__LocalReply *reply;
+  int err = call(l, req, &reply, NULL);
+  if (err)
+    return err;
+  ssize_t count = (ssize_t)reply->count;
+  pm__local_reply__free_unpacked(reply, NULL);
+  return count;
+}
+
+ssize_t pm__link_evict(pm_link *l, const char *prefix) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalEvict m = PM__LOCAL_EVICT__INIT;
+  m.prefix = (char *)prefix;
+  req.body_case = PM__LOCAL_REQUEST__BODY_EVICT;
+  req.evict = &m;
+  return count_call(l, &req);
+}
+
+int pm__link_set_capacity(pm_link *l, uint64_t disk, uint64_t ram) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalCapacity m = PM__LOCAL_CAPACITY__INIT;
+  m.disk = disk;
+  m.ram = ram;
+  req.body_case = PM__LOCAL_REQUEST__BODY_CAPACITY;
+  req.capacity = &m;
+  return simple_call(l, &req);
+}
+
+ssize_t pm__link_drain(pm_link *l) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalDrain m = PM__LOCAL_DRAIN__INIT;
+  req.body_case = PM__LOCAL_REQUEST__BODY_DRAIN;
+  req.drain = &m;
+  return count_call(l, &req);
+}

@@ -1,0 +1,239 @@
+/*
+ * core/mapcache.c - an attached process's read-only mappings of page
+ * files, by page id, so that repeated reads of a page cost a lookup and a
+ * memcpy (or nothing, through pm_map). A page file is opened straight from
+ * the node's cache directory when it is there, its header checked and its
+ * data checksum verified once, when it is first mapped. Entries are
+ * reference counted: an entry handed out by pm_map outlives its eviction
+ * from the cache, and a mapping outlives the page file's unlink. The total
+ * of mapped bytes is bounded; the least recently used unreferenced
+ * entries are unmapped first.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "disk_tier.h"
+#include "node_int.h"
+#include "pagemap.h"
+
+struct pm_map_entry {
+  pm_map_entry *prev, *next; /* LRU list, most recent first */
+  pm_page_id id;
+  void *base;
+  size_t length;
+  unsigned refs; /* the cache's own reference counts as one */
+  bool cached;
+};
+
+struct pm_mapcache {
+  pthread_mutex_t mutex;
+  pm_pagemap index;
+  pm_map_entry *head, *tail;
+  uint64_t mapped, capacity;
+};
+
+int pm__mapcache_open(uint64_t capacity, pm_mapcache **out) {
+  pm_mapcache *c = calloc(1, sizeof *c);
+  if (!c || pm__pagemap_init(&c->index, 1024) != 0) {
+    free(c);
+    return pm__errf(PM_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&c->mutex, NULL);
+  c->capacity = capacity;
+  *out = c;
+  return 0;
+}
+
+static void lru_unlink(pm_mapcache *c, pm_map_entry *e) {
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    c->head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    c->tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void lru_push_front(pm_mapcache *c, pm_map_entry *e) {
+  e->next = c->head;
+  e->prev = NULL;
+  if (c->head)
+    c->head->prev = e;
+  c->head = e;
+  if (!c->tail)
+    c->tail = e;
+}
+
+static void entry_free(pm_map_entry *e) {
+  munmap(e->base, e->length);
+  free(e);
+}
+
+/* Drop the cache's reference of e; with the mutex held. Returns e if its
+ * last reference went and it must be freed outside the lock. */
+static pm_map_entry *uncache_locked(pm_mapcache *c, pm_map_entry *e) {
+  pm__pagemap_remove(&c->index, &e->id);
+  lru_unlink(c, e);
+  c->mapped -= e->length;
+  e->cached = false;
+  return --e->refs == 0 ? e : NULL;
+}
+
+void pm__mapcache_close(pm_mapcache *c) {
+  if (!c)
+    return;
+  while (c->head) {
+    pm_map_entry *e = uncache_locked(c, c->head);
+    if (e)
+      entry_free(e);
+  }
+  pm__pagemap_destroy(&c->index);
+  pthread_mutex_destroy(&c->mutex);
+  free(c);
+}
+
+pm_map_entry *pm__mapcache_get(pm_mapcache *c, const pm_page_id *id) {
+  pthread_mutex_lock(&c->mutex);
+  pm_map_entry *e = pm__pagemap_get(&c->index, id);
+  if (e) {
+    e->refs++;
+    lru_unlink(c, e);
+    lru_push_front(c, e);
+  }
+  pthread_mutex_unlock(&c->mutex);
+  return e;
+}
+
+void pm__mapcache_put(pm_mapcache *c, pm_map_entry *e) {
+  if (!e)
+    return;
+  pthread_mutex_lock(&c->mutex);
+  bool last = --e->refs == 0;
+  pthread_mutex_unlock(&c->mutex);
+  if (last)
+    entry_free(e);
+}
+
+const void *pm__map_entry_data(const pm_map_entry *e, size_t *length) {
+  *length = e->length;
+  return e->base;
+}
+
+/* Unmap unreferenced least-recently-used entries until `incoming` fits. */
+static void make_room_locked(pm_mapcache *c, size_t incoming,
+                             pm_map_entry **doomed, size_t *ndoomed,
+                             size_t max) {
+  pm_map_entry *e = c->tail;
+  while (e && c->mapped + incoming > c->capacity && *ndoomed < max) {
+    pm_map_entry *prev = e->prev;
+    pm_map_entry *dead = uncache_locked(c, e);
+    if (dead)
+      doomed[(*ndoomed)++] = dead;
+    e = prev;
+  }
+}
+
+/* Take ownership of a mapping and cache it; returns a referenced entry
+ * (the one already cached if another thread got there first). */
+static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
+                            size_t length) {
+  pm_map_entry *e = calloc(1, sizeof *e);
+  if (!e) {
+    munmap(base, length);
+    return NULL;
+  }
+  *e = (pm_map_entry){.id = *id, .base = base, .length = length, .refs = 2,
+                      .cached = true};
+  pm_map_entry *doomed[16];
+  size_t ndoomed = 0;
+  pthread_mutex_lock(&c->mutex);
+  pm_map_entry *old = pm__pagemap_get(&c->index, id);
+  if (old) {
+    old->refs++;
+  } else {
+    make_room_locked(c, length, doomed, &ndoomed, 16);
+    if (pm__pagemap_put(&c->index, id, e) != 0) {
+      e->refs = 1;
+      e->cached = false;
+    } else {
+      lru_push_front(c, e);
+      c->mapped += length;
+    }
+  }
+  pthread_mutex_unlock(&c->mutex);
+  for (size_t i = 0; i < ndoomed; i++)
+    entry_free(doomed[i]);
+  if (old) {
+    entry_free(e);
+    return old;
+  }
+  return e;
+}
+
+/* Map [data_offset, data_offset+length) of fd. */
+static void *map_fd(int fd, uint64_t data_offset, size_t length) {
+  void *base = mmap(NULL, length ? length : 1, PROT_READ,
+                    MAP_SHARED | MAP_POPULATE, fd, (off_t)data_offset);
+  return base == MAP_FAILED ? NULL : base;
+}
+
+/* A mapping past the end of a file faults (SIGBUS): check first. */
+static bool file_holds(int fd, uint64_t bytes) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && (uint64_t)st.st_size >= bytes;
+}
+
+pm_map_entry *pm__mapcache_add_fd(pm_mapcache *c, const pm_page_id *id,
+                                  int fd, uint64_t data_offset,
+                                  size_t length) {
+  void *base = file_holds(fd, data_offset + length)
+                   ? map_fd(fd, data_offset, length)
+                   : NULL;
+  if (!base) {
+    pm__errf(PM_EIO, "cannot map a page from the node peer");
+    return NULL;
+  }
+  return insert(c, id, base, length ? length : 1);
+}
+
+pm_map_entry *pm__mapcache_open_file(pm_mapcache *c, const char *cache_dir,
+                                     const pm_page_id *id) {
+  char rel[PM_PAGE_PATH_MAX], path[PM_URI_MAX];
+  pm__page_path(id, rel);
+  snprintf(path, sizeof path, "%s/pages/%s", cache_dir, rel);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  uint8_t *block = malloc(PM_PAGE_HEADER_SIZE);
+  pm_page_header *h = malloc(sizeof *h);
+  void *base = NULL;
+  if (block && h &&
+      pm__pread_full(fd, block, PM_PAGE_HEADER_SIZE, 0) ==
+          PM_PAGE_HEADER_SIZE &&
+      pm__page_header_decode(block, PM_PAGE_HEADER_SIZE, h) == 0 &&
+      pm__page_id_eq(&h->id, id) && h->data_length > 0 &&
+      file_holds(fd, PM_PAGE_HEADER_SIZE + h->data_length))
+    base = map_fd(fd, PM_PAGE_HEADER_SIZE, (size_t)h->data_length);
+  close(fd);
+  size_t length = base ? (size_t)h->data_length : 0;
+  bool good = base != NULL;
+  if (good) {
+    pm_checksum sum = pm__checksum(base, length);
+    good = memcmp(sum.bytes, h->data_sum.bytes, 16) == 0;
+    if (!good) {
+      PM_LOG(PM_LOG_WARN, "attach", "%s: checksum mismatch; asking the node",
+             path);
+      munmap(base, length);
+    }
+  }
+  free(block);
+  free(h);
+  return good ? insert(c, id, base, length) : NULL;
+}

@@ -1,0 +1,462 @@
+/*
+ * core/node_server.c - the node peer's side of the same-node protocol: a
+ * unix SOCK_SEQPACKET socket in the cache directory (mode 0600: only the
+ * cache's owner may attach), an accept thread, and one thread per attached
+ * connection answering its requests with the node's own read path. A fetch
+ * is answered with a descriptor of the page file (or of a memfd holding
+ * the page, if the store did not keep it), which the attached process maps.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "local_msg.h"
+#include "node_int.h"
+
+typedef struct conn {
+  struct conn *next;
+  pm_node_server *server;
+  int fd;
+  pid_t pid;
+  pthread_t thread;
+  bool done;
+} conn;
+
+struct pm_node_server {
+  pm_peer *peer;
+  int listen_fd;
+  pthread_t accept_thread;
+  pthread_mutex_t mutex;
+  conn *conns;
+  atomic_bool stopping;
+};
+
+/* ---- replies --------------------------------------------------------------- */
+
+static int send_status(conn *c, uint64_t id, int status) {
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.status = status;
+  if (status < 0)
+    reply.detail = (char *)pm__errmsg();
+  return pm__local_send(c->fd, &reply.base, -1);
+}
+
+static void fill_stat(Pm__LocalObjectStat *out, const pm_object_stat *st) {
+  out->size = st->size;
+  out->mtime_ns = st->mtime_ns;
+  out->version = (char *)st->version;
+}
+
+static int handle_stat(conn *c, uint64_t id, const Pm__LocalStat *m) {
+  pm_object_stat st;
+  int err = m && m->uri ? pm_stat(c->server->peer, m->uri, &st)
+                        : pm__errf(PM_EPROTO, "stat without a uri");
+  if (err)
+    return send_status(c, id, err);
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  Pm__LocalObjectStat ls = PM__LOCAL_OBJECT_STAT__INIT;
+  fill_stat(&ls, &st);
+  reply.id = id;
+  reply.stat = &ls;
+  return pm__local_send(c->fd, &reply.base, -1);
+}
+
+/* A page the store did not keep goes out in a sealed memfd. */
+static int page_in_memfd(pm_peer *peer, const char *uri,
+                         const pm_object_stat *st, uint64_t page,
+                         int *fd_out, size_t *len_out) {
+  size_t len = pm__page_length(peer, st->size, page);
+  char *buf = malloc(len ? len : 1);
+  int fd = memfd_create("pagemesh-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  ssize_t n = buf && fd >= 0
+                  ? pm__page_fetch(peer, uri, st, page, 0, buf, len)
+                  : pm__errf(PM_ENOMEM, "%s: cannot make a page buffer", uri);
+  if (n >= 0 && pm__write_all(fd, buf, (size_t)n) != 0)
+    n = pm__errf(PM_EIO, "%s: cannot fill a memfd", uri);
+  free(buf);
+  if (n < 0) {
+    if (fd >= 0)
+      close(fd);
+    return (int)n;
+  }
+  fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+  *fd_out = fd;
+  *len_out = (size_t)n;
+  return 0;
+}
+
+static int check_fetch(pm_peer *peer, const Pm__LocalFetch *m, char *norm,
+                       pm_object_stat *st) {
+  if (!m || !m->uri || !m->stat || !m->stat->version ||
+      strlen(m->stat->version) >= PM_VERSION_MAX)
+    return pm__errf(PM_EPROTO, "malformed fetch request");
+  int err = pm__uri_normalize(m->uri, norm, PM_URI_MAX);
+  if (err)
+    return err;
+  *st = (pm_object_stat){.size = m->stat->size, .mtime_ns = m->stat->mtime_ns};
+  snprintf(st->version, sizeof st->version, "%s", m->stat->version);
+  if (m->page_index * peer->opts.page_size >= st->size)
+    return pm__errf(PM_ERANGE, "%s: page %llu is past the end", norm,
+                    (unsigned long long)m->page_index);
+  return 0;
+}
+
+static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
+  pm_peer *peer = c->server->peer;
+  char norm[PM_URI_MAX];
+  pm_object_stat st;
+  int err = check_fetch(peer, m, norm, &st);
+  if (err)
+    return send_status(c, id, err);
+  pm_page_id pid = pm__page_id(norm, st.version, m->page_index,
+                               peer->opts.page_size);
+  /* A page this process's store already held is a hit for the node. */
+  if (peer->store && pm__store_contains(peer->store, &pid))
+    atomic_fetch_add(&peer->counters.attached_hits, 1);
+  err = (int)PM_MIN(0, pm__page_fetch(peer, norm, &st, m->page_index, 0,
+                                      NULL, 0));
+  if (err)
+    return send_status(c, id, err);
+  pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
+  int fd = -1;
+  uint64_t offset = 0;
+  size_t length = 0;
+  if (!peer->store ||
+      pm__store_open_page(peer->store, &pid, &fd, &offset, &length) != 0) {
+    err = page_in_memfd(peer, norm, &st, m->page_index, &fd, &length);
+    offset = 0;
+  }
+  if (err)
+    return send_status(c, id, err);
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.data_offset = offset;
+  reply.length = length;
+  err = pm__local_send(c->fd, &reply.base, fd);
+  close(fd);
+  return err;
+}
+
+/* Entries go out in packets of up to ~192 KiB; the last has more=false. */
+static int send_list_chunks(conn *c, uint64_t id, pm_list_entry *e,
+                            size_t count) {
+  size_t i = 0;
+  do {
+    size_t start = i, bytes = 0;
+    while (i < count && bytes < (192u << 10)) {
+      bytes += strlen(e[i].uri) + (e[i].version ? strlen(e[i].version) : 0) +
+               48;
+      i++;
+    }
+    size_t n = i - start;
+    Pm__LocalListEntry *items = calloc(n ? n : 1, sizeof *items);
+    Pm__LocalListEntry **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (!items || !ptrs) {
+      free(items);
+      free(ptrs);
+      return send_status(c, id, pm__errf(PM_ENOMEM, "listing: no memory"));
+    }
+    for (size_t k = 0; k < n; k++) {
+      pm__local_list_entry__init(&items[k]);
+      items[k].uri = e[start + k].uri;
+      items[k].is_dir = e[start + k].is_dir;
+      items[k].size = e[start + k].size;
+      items[k].mtime_ns = e[start + k].mtime_ns;
+      items[k].version = e[start + k].version ? e[start + k].version : "";
+      ptrs[k] = &items[k];
+    }
+    Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+    reply.id = id;
+    reply.n_entries = n;
+    reply.entries = ptrs;
+    reply.more = i < count;
+    int err = pm__local_send(c->fd, &reply.base, -1);
+    free(items);
+    free(ptrs);
+    if (err)
+      return err;
+  } while (i < count);
+  return 0;
+}
+
+static int handle_list(conn *c, uint64_t id, const Pm__LocalList *m) {
+  pm_list_entry *entries = NULL;
+  size_t count = 0;
+  int err = m && m->uri ? pm_list(c->server->peer, m->uri, m->flags,
+                                  &entries, &count)
+                        : pm__errf(PM_EPROTO, "list without a uri");
+  if (err)
+    return send_status(c, id, err);
+  err = send_list_chunks(c, id, entries, count);
+  pm_list_free(entries, count);
+  return err;
+}
+
+static void handle_touch(conn *c, const Pm__LocalTouch *m) {
+  pm_peer *peer = c->server->peer;
+  for (size_t i = 0; m && peer->store && i < m->n_page_ids; i++) {
+    if (m->page_ids[i].len != 16)
+      continue;
+    pm_page_id id;
+    memcpy(id.bytes, m->page_ids[i].data, 16);
+    pm__store_touch(peer->store, &id);
+  }
+  if (m && m->counters) {
+    pm_counters *k = &peer->counters;
+    atomic_fetch_add(&k->reads, m->counters->reads);
+    atomic_fetch_add(&k->bytes_served, m->counters->bytes_served);
+    atomic_fetch_add(&k->attached_hits, m->counters->hits);
+  }
+}
+
+static int handle_status(conn *c, uint64_t id) {
+  char *json = NULL;
+  int err = pm__node_status_json(c->server->peer, &json);
+  if (err)
+    return send_status(c, id, err);
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.status_json = json;
+  err = pm__local_send(c->fd, &reply.base, -1);
+  free(json);
+  return err;
+}
+
+static int handle_hello(conn *c, uint64_t id, const Pm__LocalHello *m) {
+  if (!m || m->protocol != PM_LOCAL_PROTOCOL)
+    return send_status(c, id, pm__errf(PM_EPROTO, "protocol %u is not %u",
+                                       m ? m->protocol : 0,
+                                       PM_LOCAL_PROTOCOL));
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.page_size = c->server->peer->opts.page_size;
+  reply.node_pid = (uint32_t)getpid();
+  return pm__local_send(c->fd, &reply.base, -1);
+}
+
+static int send_count(conn *c, uint64_t id, ssize_t result) {
+  if (result < 0)
+    return send_status(c, id, (int)result);
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.count = (uint64_t)result;
+  return pm__local_send(c->fd, &reply.base, -1);
+}
+
+static int dispatch(conn *c, const Pm__LocalRequest *req) {
+  pm_peer *peer = c->server->peer;
+  pm__errmsg_clear();
+  switch (req->body_case) {
+  case PM__LOCAL_REQUEST__BODY_HELLO:
+    return handle_hello(c, req->id, req->hello);
+  case PM__LOCAL_REQUEST__BODY_STAT:
+    return handle_stat(c, req->id, req->stat);
+  case PM__LOCAL_REQUEST__BODY_FETCH:
+    return handle_fetch(c, req->id, req->fetch);
+  case PM__LOCAL_REQUEST__BODY_LIST:
+    return handle_list(c, req->id, req->list);
+  case PM__LOCAL_REQUEST__BODY_INVALIDATE:
+    return send_status(c, req->id,
+                       req->invalidate && req->invalidate->prefix
+                           ? pm_invalidate(peer, req->invalidate->prefix)
+                           : pm__errf(PM_EPROTO, "invalidate: no prefix"));
+  case PM__LOCAL_REQUEST__BODY_STATUS:
+    return handle_status(c, req->id);
+  case PM__LOCAL_REQUEST__BODY_TOUCH:
+    handle_touch(c, req->touch);
+    return 0;
+  case PM__LOCAL_REQUEST__BODY_PREFETCH:
+    return send_status(c, req->id,
+                       req->prefetch && req->prefetch->uri
+                           ? pm_prefetch(peer, req->prefetch->uri,
+                                         req->prefetch->offset,
+                                         req->prefetch->length)
+                           : pm__errf(PM_EPROTO, "prefetch: no uri"));
+  case PM__LOCAL_REQUEST__BODY_EVICT:
+    return send_count(c, req->id,
+                      req->evict && req->evict->prefix
+                          ? pm_evict(peer, req->evict->prefix)
+                          : pm__errf(PM_EPROTO, "evict: no prefix"));
+  case PM__LOCAL_REQUEST__BODY_CAPACITY:
+    return send_status(c, req->id,
+                       req->capacity
+                           ? pm_set_capacity(peer, req->capacity->disk,
+                                             req->capacity->ram)
+                           : pm__errf(PM_EPROTO, "capacity: no values"));
+  case PM__LOCAL_REQUEST__BODY_DRAIN:
+    return send_count(c, req->id, pm_drain(peer));
+  default:
+    return send_status(c, req->id,
+                       pm__errf(PM_EPROTO, "unknown request %d",
+                                (int)req->body_case));
+  }
+}
+
+static void *conn_main(void *arg) {
+  conn *c = arg;
+  uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
+  while (buf && !atomic_load(&c->server->stopping)) {
+    int fd;
+    ssize_t n = pm__local_recv(c->fd, buf, &fd);
+    if (fd >= 0)
+      close(fd); /* attached processes never send descriptors */
+    if (n <= 0)
+      break;
+    Pm__LocalRequest *req = pm__local_request__unpack(NULL, (size_t)n, buf);
+    if (!req) {
+      PM_LOG_RATELIMITED(PM_LOG_WARN, "node", 5000,
+                         "pid %d sent an undecodable request; dropping it",
+                         (int)c->pid);
+      break;
+    }
+    int err = dispatch(c, req);
+    pm__local_request__free_unpacked(req, NULL);
+    if (err == PM_EUNREACHABLE)
+      break;
+  }
+  free(buf);
+  shutdown(c->fd, SHUT_RDWR);
+  pthread_mutex_lock(&c->server->mutex);
+  c->done = true;
+  pthread_mutex_unlock(&c->server->mutex);
+  return NULL;
+}
+
+/* Join and free connections whose threads have ended; with mutex held. */
+static void reap_locked(pm_node_server *s) {
+  for (conn **p = &s->conns; *p;) {
+    conn *c = *p;
+    if (!c->done) {
+      p = &c->next;
+      continue;
+    }
+    *p = c->next;
+    pthread_join(c->thread, NULL);
+    close(c->fd);
+    free(c);
+  }
+}
+
+static pid_t peer_pid(int fd) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid
+                                                                   : 0;
+}
+
+static void *accept_main(void *arg) {
+  pm_node_server *s = arg;
+  while (!atomic_load(&s->stopping)) {
+    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (!atomic_load(&s->stopping))
+        PM_LOG(PM_LOG_ERROR, "node", "accept: %s", strerror(errno));
+      break;
+    }
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+      close(fd);
+      continue;
+    }
+    *c = (conn){.server = s, .fd = fd, .pid = peer_pid(fd)};
+    pthread_mutex_lock(&s->mutex);
+    reap_locked(s);
+    if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {
+      close(fd);
+      free(c);
+    } else {
+      c->next = s->conns;
+      s->conns = c;
+    }
+    pthread_mutex_unlock(&s->mutex);
+  }
+  return NULL;
+}
+
+int pm__node_server_start(pm_peer *peer, const char *path,
+                          pm_node_server **out) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path)
+    return pm__errf(PM_ETOOBIG, "%s: socket path too long", path);
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+  pm_node_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return pm__errf(PM_ENOMEM, "out of memory");
+  s->peer = peer;
+  pthread_mutex_init(&s->mutex, NULL);
+  s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  unlink(path); /* a stale socket of a dead node: we hold the lock */
+  mode_t old = umask(0077);
+  int err = 0;
+  if (s->listen_fd < 0 ||
+      bind(s->listen_fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+      listen(s->listen_fd, 128) != 0)
+    err = pm__errf(pm__err_from_errno(errno), "%s: cannot listen: %s", path,
+                   strerror(errno));
+  umask(old);
+  if (!err && pthread_create(&s->accept_thread, NULL, accept_main, s) != 0)
+    err = pm__errf(PM_ENOMEM, "cannot start the node's accept thread");
+  if (err) {
+    if (s->listen_fd >= 0)
+      close(s->listen_fd);
+    pthread_mutex_destroy(&s->mutex);
+    free(s);
+    return err;
+  }
+  *out = s;
+  return 0;
+}
+
+void pm__node_server_stop(pm_node_server *s) {
+  if (!s)
+    return;
+  atomic_store(&s->stopping, true);
+  shutdown(s->listen_fd, SHUT_RDWR);
+  pthread_join(s->accept_thread, NULL);
+  close(s->listen_fd);
+  pthread_mutex_lock(&s->mutex);
+  for (conn *c = s->conns; c; c = c->next)
+    shutdown(c->fd, SHUT_RDWR);
+  pthread_mutex_unlock(&s->mutex);
+  for (;;) {
+    pthread_mutex_lock(&s->mutex);
+    conn *c = s->conns;
+    if (c)
+      s->conns = c->next;
+    pthread_mutex_unlock(&s->mutex);
+    if (!c)
+      break;
+    pthread_join(c->thread, NULL);
+    close(c->fd);
+    free(c);
+  }
+  pthread_mutex_destroy(&s->mutex);
+  free(s);
+}
+
+size_t pm__node_server_clients(pm_node_server *s, pid_t *pids, size_t max) {
+  size_t n = 0;
+  if (!s)
+    return 0;
+  pthread_mutex_lock(&s->mutex);
+  for (conn *c = s->conns; c; c = c->next) {
+    bool seen = false;
+    for (size_t i = 0; i < n; i++)
+      seen |= pids[i] == c->pid;
+    if (!c->done && !seen && n < max)
+      pids[n++] = c->pid;
+  }
+  pthread_mutex_unlock(&s->mutex);
+  return n;
+}

@@ -1,0 +1,187 @@
+/*
+ * core/role.c - one peer per cache directory. The node peer holds an
+ * exclusive flock on <cache_dir>/node.lock for as long as it lives (the
+ * kernel drops it when the process dies, however it dies) and listens on
+ * <cache_dir>/node.sock. A process that cannot take the lock attaches to
+ * the socket. When an attached process finds its node peer gone, it takes
+ * the lock itself (becoming the node peer, with the page files already on
+ * disk) or, if another process was quicker, attaches to the new one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mesh.h"
+#include "node_int.h"
+
+#define ESTABLISH_TIMEOUT_NS (10ull * 1000000000ull)
+#define RETRY_SLEEP_US 5000
+/* Virtual address space an attached process may keep mapped. */
+#define MAPCACHE_CAPACITY (8ull << 30)
+
+static void dir_path(const pm_peer *peer, const char *name, char *out,
+                     size_t size) {
+  snprintf(out, size, "%s/%s", peer->cache_dir, name);
+}
+
+static int permission_error(const pm_peer *peer, const char *path) {
+  struct stat st;
+  unsigned owner = stat(peer->cache_dir, &st) == 0 ? st.st_uid : 0;
+  return pm__errf(PM_EACCES, "%s: permission denied: the cache directory %s "
+                  "belongs to uid %u and this process runs as uid %u",
+                  path, peer->cache_dir, owner, (unsigned)getuid());
+}
+
+/* 1: we hold the lock; 0: another process does; < 0: an error. */
+static int try_lock(pm_peer *peer) {
+  char path[PM_URI_MAX];
+  dir_path(peer, "node.lock", path, sizeof path);
+  if (peer->lock_fd < 0) {
+    peer->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (peer->lock_fd < 0)
+      return errno == EACCES || errno == EPERM || errno == EROFS
+                 ? permission_error(peer, path)
+                 : pm__errf(pm__err_from_errno(errno), "%s: %s", path,
+                            strerror(errno));
+  }
+  if (flock(peer->lock_fd, LOCK_EX | LOCK_NB) == 0)
+    return 1;
+  if (errno == EWOULDBLOCK || errno == EINTR)
+    return 0;
+  return pm__errf(PM_EIO, "%s: flock: %s", path, strerror(errno));
+}
+
+static void write_pid_file(pm_peer *peer) {
+  char path[PM_URI_MAX], tmp[PM_URI_MAX + 16], text[32];
+  dir_path(peer, "node.pid", path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int n = snprintf(text, sizeof text, "%d\n", (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return;
+  bool ok = pm__write_all(fd, text, (size_t)n) == 0;
+  close(fd);
+  if (!ok || rename(tmp, path) != 0)
+    unlink(tmp);
+}
+
+static int become_node(pm_peer *peer) {
+  char sock[PM_URI_MAX];
+  dir_path(peer, "node.sock", sock, sizeof sock);
+  int err = pm__engine_open(peer);
+  if (!err)
+    err = pm__mesh_start(peer, &peer->mesh);
+  if (!err)
+    err = pm__node_server_start(peer, sock, &peer->server);
+  if (err) {
+    char detail[PM_ERRMSG_MAX];
+    snprintf(detail, sizeof detail, "%s", pm__errmsg());
+    pm__mesh_stop(peer->mesh);
+    peer->mesh = NULL;
+    pm__engine_close(peer);
+    pm__errmsg_set(detail);
+    return err;
+  }
+  write_pid_file(peer);
+  peer->role = PM_ROLE_NODE;
+  return 0;
+}
+
+static int become_attached(pm_peer *peer, pm_link *link, uint32_t page_size) {
+  int err = 0;
+  if (!peer->meta)
+    err = pm__meta_open(NULL, peer->opts.meta_ttl_ms, &peer->meta);
+  if (!err && !peer->maps)
+    err = pm__mapcache_open(MAPCACHE_CAPACITY, &peer->maps);
+  if (err) {
+    pm__link_close(link);
+    return err;
+  }
+  /* Page ids depend on the page size: use the node's. */
+  peer->opts.page_size = page_size;
+  peer->link = link;
+  peer->role = PM_ROLE_ATTACHED;
+  return 0;
+}
+
+static int try_attach(pm_peer *peer) {
+  char sock[PM_URI_MAX];
+  dir_path(peer, "node.sock", sock, sizeof sock);
+  pm_link *link;
+  uint32_t page_size;
+  int err = pm__link_open(sock, &link, &page_size);
+  return err ? err : become_attached(peer, link, page_size);
+}
+
+int pm__role_establish(pm_peer *peer) {
+  bool attach_only = (peer->opts.flags & PM_OPEN_ATTACH_ONLY) != 0;
+  uint64_t deadline = pm__now_ns() + ESTABLISH_TIMEOUT_NS;
+  for (;;) {
+    int locked = attach_only ? 0 : try_lock(peer);
+    if (locked < 0)
+      return locked;
+    if (locked == 1) {
+      int err = become_node(peer);
+      if (err)
+        flock(peer->lock_fd, LOCK_UN);
+      return err;
+    }
+    if (peer->opts.flags & PM_OPEN_NODE_ONLY)
+      return pm__errf(PM_EBUSY, "another process is the node peer of %s "
+                      "(see %s/node.pid)", peer->cache_dir, peer->cache_dir);
+    int err = try_attach(peer);
+    if (err != PM_EUNREACHABLE)
+      return err; /* attached (0), or a permission or protocol error */
+    if (attach_only)
+      return pm__errf(PM_EUNREACHABLE, "no node peer is running on %s",
+                      peer->cache_dir);
+    /* The node is starting, or has just died: try again shortly. */
+    if (pm__now_ns() > deadline)
+      return err;
+    usleep(RETRY_SLEEP_US);
+  }
+}
+
+void pm__role_takeover(pm_peer *peer, pm_link *broken) {
+  pthread_rwlock_wrlock(&peer->role_lock);
+  if (peer->link == broken) {
+    pid_t old = broken ? pm__link_node_pid(broken) : 0;
+    pm__link_close(broken);
+    peer->link = NULL;
+    peer->role = 0;
+    uint64_t start = pm__now_ns();
+    int err = pm__role_establish(peer);
+    if (err)
+      PM_LOG(PM_LOG_ERROR, "node", "node peer %d went away and none could "
+             "take over: %s", (int)old, pm__errmsg());
+    else
+      PM_LOG(PM_LOG_WARN, "node", "node peer %d went away; %s in %.0f ms",
+             (int)old, peer->role == PM_ROLE_NODE
+                           ? "this process took over"
+                           : "attached to the new node peer",
+             (double)(pm__now_ns() - start) / 1e6);
+  }
+  pthread_rwlock_unlock(&peer->role_lock);
+}
+
+void pm__role_release(pm_peer *peer) {
+  if (peer->link)
+    pm__link_close(peer->link);
+  peer->link = NULL;
+  pm__node_server_stop(peer->server);
+  peer->server = NULL;
+  if (peer->lock_fd >= 0) {
+    if (peer->role == PM_ROLE_NODE) {
+      char path[PM_URI_MAX];
+      dir_path(peer, "node.pid", path, sizeof path);
+      unlink(path);
+    }
+    close(peer->lock_fd); /* releases the lock */
+  }
+  peer->lock_fd = -1;
+}

@@ -1,0 +1,157 @@
+/* Tests for one peer per node (core/role.c, node_server.c, link.c,
+ * mapcache.c, attached.c, api.c): within one process, a second peer on the
+ * same cache directory attaches to the first (flock locks belong to open
+ * file descriptions, so they conflict inside one process too), reads
+ * through it and through page-file mappings, and takes over when the node
+ * peer closes. Real processes are tested in tests/integration. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pagemesh.h"
+
+TestSuite(attach, .timeout = 60);
+
+#define PS (64u << 10)
+
+static char root[256], cache[300];
+
+static unsigned char byte_at(uint64_t i) {
+  return (unsigned char)((i * 7 + (i >> 11)) & 0xff);
+}
+
+static const char *make_object(const char *name, size_t size) {
+  static char path[400];
+  snprintf(path, sizeof path, "%s/%s", root, name);
+  FILE *f = fopen(path, "wb");
+  for (size_t i = 0; i < size; i++)
+    fputc(byte_at(i), f);
+  fclose(f);
+  return path;
+}
+
+static pm_peer *open_peer(unsigned flags) {
+  pm_options o;
+  pm_options_init(&o);
+  o.cache_dir = cache;
+  o.page_size = PS;
+  o.readahead_pages = 0;
+  o.flags = flags;
+  pm_peer *p = NULL;
+  int err = pm_peer_open(&o, &p);
+  cr_assert_eq(err, 0, "open: %s", pm_peer_errmsg(NULL));
+  return p;
+}
+
+static json_t *status_of(pm_peer *p) {
+  char *text;
+  cr_assert_eq(pm_peer_status(p, &text), 0, "%s", pm_peer_errmsg(p));
+  json_t *j = json_loads(text, 0, NULL);
+  pm_free(text);
+  cr_assert_not_null(j);
+  return j;
+}
+
+static void check(const unsigned char *buf, uint64_t off, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (buf[i] != byte_at(off + i))
+      cr_assert_fail("byte %llu differs", (unsigned long long)(off + i));
+}
+
+static void setup(void) {
+  snprintf(root, sizeof root, "/tmp/pm-test-attach-XXXXXX");
+  cr_assert_not_null(mkdtemp(root));
+  snprintf(cache, sizeof cache, "%s/cache", root);
+}
+
+Test(attach, second_peer_attaches_and_shares_the_cache, .init = setup) {
+  const char *path = make_object("a.bin", 3 * PS + 77);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  json_t *st = status_of(client);
+  cr_assert_str_eq(json_string_value(json_object_get(st, "role")),
+                   "attached");
+  cr_assert_eq(json_integer_value(json_object_get(st, "node_pid")), getpid());
+  json_decref(st);
+
+  unsigned char *buf = malloc(4 * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, 4 * PS), 3 * PS + 77,
+               "%s", pm_peer_errmsg(client));
+  check(buf, 0, 3 * PS + 77);
+  /* The node fetched the pages once; a second read by the client is
+   * served from the page files, with no new origin request at the node. */
+  pm_stats before = {.size = sizeof before}, after = {.size = sizeof after};
+  pm_peer_stats(node, &before);
+  memset(buf, 0, 4 * PS);
+  cr_assert_eq(pm_read(client, path, 10, buf, 2 * PS), 2 * PS);
+  check(buf, 10, 2 * PS);
+  pm_peer_stats(node, &after);
+  cr_assert_eq(after.origin_requests, before.origin_requests);
+  pm_stats mine = {.size = sizeof mine};
+  pm_peer_stats(client, &mine);
+  cr_assert_geq(mine.hits_disk, 3, "client hits: %llu",
+                (unsigned long long)mine.hits_disk);
+
+  /* Zero copy: the mapping points into the page file's mapping. */
+  pm_mapping m;
+  cr_assert_eq(pm_map(client, path, PS + 1, 100, &m), 0);
+  cr_assert_eq(m.length, 100);
+  check(m.data, PS + 1, 100);
+  pm_unmap(client, &m);
+
+  pm_object_stat ost;
+  cr_assert_eq(pm_stat(client, path, &ost), 0);
+  cr_assert_eq(ost.size, 3 * PS + 77);
+  pm_list_entry *entries;
+  size_t count;
+  cr_assert_eq(pm_list(client, root, 0, &entries, &count), 0);
+  cr_assert_geq(count, 2); /* a.bin and cache/ */
+  pm_list_free(entries, count);
+  char missing[400];
+  snprintf(missing, sizeof missing, "%s/missing.bin", root);
+  cr_assert_eq(pm_read(client, missing, 0, buf, 10), PM_ENOENT);
+  cr_assert(strstr(pm_peer_errmsg(client), "missing.bin"), "detail: %s",
+            pm_peer_errmsg(client));
+  free(buf);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
+
+Test(attach, attached_peer_takes_over_when_the_node_closes, .init = setup) {
+  const char *path = make_object("b.bin", 4 * PS);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  unsigned char *buf = malloc(4 * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, 2 * PS), 2 * PS);
+  pm_peer_close(node);
+  /* The next call finds the node gone, takes the lock, and serves from
+   * the cache on disk: pages 0-1 are hits, 2-3 come from the origin. */
+  memset(buf, 0, 4 * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, 4 * PS), 4 * PS, "%s",
+               pm_peer_errmsg(client));
+  check(buf, 0, 4 * PS);
+  json_t *st = status_of(client);
+  cr_assert_str_eq(json_string_value(json_object_get(st, "role")), "node");
+  json_decref(st);
+  pm_stats s = {.size = sizeof s};
+  pm_peer_stats(client, &s);
+  cr_assert_eq(s.origin_requests, 2, "two pages (metadata persisted), got %llu",
+               (unsigned long long)s.origin_requests);
+  free(buf);
+  pm_peer_close(client);
+}
+
+Test(attach, attach_only_fails_clearly_without_a_node, .init = setup) {
+  pm_options o;
+  pm_options_init(&o);
+  o.cache_dir = cache;
+  o.flags = PM_OPEN_ATTACH_ONLY;
+  pm_peer *p;
+  cr_assert_eq(pm_peer_open(&o, &p), PM_EUNREACHABLE);
+  cr_assert(strstr(pm_peer_errmsg(NULL), "no node peer"), "%s",
+            pm_peer_errmsg(NULL));
+}

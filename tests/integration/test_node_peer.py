@@ -1,0 +1,175 @@
+"""One peer per node, with real processes: many readers on one cache
+directory share one node peer and one origin read per page; the node peer
+can be killed with SIGKILL in the middle of reads without a single failed
+read; another user gets a clear permission error."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+import xxhash
+
+from harness.pagemesh_cli import PagemeshCLI, stop
+from harness.s3server import S3Server
+from origin_proxy import OriginProxy
+
+BUCKET = "pm-node"
+MiB = 1024 * 1024
+OBJECTS = {"ds/shard-%02d.bin" % i: random.Random(100 + i).randbytes(
+    2 * MiB + 1000 * i) for i in range(12)}
+PAGES = sum((len(d) + MiB - 1) // MiB for d in OBJECTS.values())
+URIS = ["s3://%s/%s" % (BUCKET, k) for k in sorted(OBJECTS)]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with S3Server() as server:
+        server.create_bucket(BUCKET)
+        server.put_objects(BUCKET, OBJECTS)
+        yield server
+
+
+@pytest.fixture
+def proxy(s3):
+    with OriginProxy(s3.endpoint) as p:
+        yield p
+
+
+@pytest.fixture
+def cli(build_dir, tmp_path, s3, proxy):
+    return PagemeshCLI(build_dir, str(tmp_path / "cache"),
+                       s3.env(endpoint=proxy.url))
+
+
+def expected_lines(loops):
+    lines = set()
+    for loop in range(loops):
+        for uri in URIS:
+            data = OBJECTS[uri.split("/", 3)[3]]
+            lines.add("%d %s %d %s" % (loop, uri, len(data),
+                                       xxhash.xxh3_64_hexdigest(data)))
+    return lines
+
+
+def start_readers(cli, count, loops, chunk=256 * 1024):
+    return [cli.popen([cli.tool("pm_reader"), cli.cache_dir, str(loops),
+                       str(chunk)] + URIS, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE) for _ in range(count)]
+
+
+def check_readers(procs, loops):
+    want = expected_lines(loops)
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        lines = out.decode().splitlines()
+        errors = [line for line in lines if line.startswith("ERROR")]
+        assert not errors, errors
+        assert p.returncode == 0, err.decode()
+        assert set(lines) == want
+
+
+def test_eight_readers_share_one_node_peer_and_one_origin_read(cli, proxy):
+    daemon = cli.start_daemon()
+    try:
+        procs = start_readers(cli, 8, loops=2)
+        # While they run, the daemon is the node peer and they are attached.
+        seen = set()
+        deadline = time.monotonic() + 30
+        while any(p.poll() is None for p in procs) and \
+                time.monotonic() < deadline:
+            status = cli.node_status()
+            assert status["node_pid"] == daemon.pid
+            seen.update(status["attached"])
+            time.sleep(0.05)
+        check_readers(procs, loops=2)
+        assert seen & {p.pid for p in procs}, "readers never seen attached"
+        gets = proxy.stats()["requests"].get("GET", 0)
+        assert gets == PAGES, "one origin read per page: %d != %d" % (
+            gets, PAGES)
+        status = cli.node_status()
+        assert status["stats"]["origin_bytes"] == sum(
+            len(d) for d in OBJECTS.values())
+    finally:
+        stop(daemon)
+
+
+def test_readers_without_a_daemon_elect_one_node_peer(cli, proxy):
+    procs = start_readers(cli, 8, loops=1)
+    check_readers(procs, loops=1)
+    assert proxy.stats()["requests"].get("GET", 0) == PAGES
+
+
+def test_sigkill_of_the_node_peer_fails_no_read(cli, proxy):
+    daemon = cli.start_daemon()
+    # Small chunks and several loops keep the readers busy across the kill.
+    procs = start_readers(cli, 4, loops=6, chunk=64 * 1024)
+    time.sleep(0.5)
+    killed_at = time.monotonic()
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait()
+    status = cli.wait_for_node(not_pid=daemon.pid, timeout=5)
+    takeover = time.monotonic() - killed_at
+    assert status["node_pid"] in {p.pid for p in procs}, status
+    check_readers(procs, loops=6)
+    assert takeover < 1.0, "takeover took %.3f s" % takeover
+    # The new node peer reused the pages on disk: only fetches that were
+    # in flight in the killed process (at most its 8 I/O threads) are
+    # repeated; every page already cached was not fetched again.
+    gets = proxy.stats()["requests"].get("GET", 0)
+    assert PAGES <= gets <= PAGES + 8, gets
+
+
+def test_another_users_cache_directory_is_a_permission_error(build_dir, s3):
+    # A directory every user can reach (pytest's own tmp is root-only).
+    root = tempfile.mkdtemp(prefix="pm-perm-", dir="/tmp")
+    os.chmod(root, 0o755)
+    cli = PagemeshCLI(build_dir, os.path.join(root, "cache"), s3.env())
+    daemon = cli.start_daemon()
+    try:
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534",
+                  "--clear-groups", "--"]
+        r = subprocess.run(nobody + cli.command("cat", URIS[0]),
+                           capture_output=True, env=cli.env, timeout=60)
+        assert r.returncode == 1
+        assert b"PM_EACCES" in r.stderr, r.stderr
+        assert b"uid 65534" in r.stderr, r.stderr
+        # Even where the directory itself is open to all, the node peer's
+        # lock and socket are not.
+        os.chmod(cli.cache_dir, 0o777)
+        r = subprocess.run(nobody + cli.command("cat", URIS[0]),
+                           capture_output=True, env=cli.env, timeout=60)
+        assert r.returncode == 1
+        assert b"PM_EACCES" in r.stderr, r.stderr
+        assert b"permission denied" in r.stderr
+    finally:
+        stop(daemon)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
+    conf = tmp_path / "pagemesh.ini"
+    conf.write_text("[pagemesh]\nram-capacity = 8M\ndisk-capacity = 64M\n"
+                    "eviction = lru\n")
+    log = tmp_path / "daemon.log"
+    daemon = cli.start_daemon("--config", str(conf), "--log-file", str(log),
+                              env={"PAGEMESH_DISK_CAPACITY": "32M"})
+    status = cli.node_status()
+    assert status["stats"]["ram_capacity"] == 8 * MiB      # config file
+    assert status["stats"]["disk_capacity"] == 32 * MiB    # env beats file
+    second = subprocess.run([cli.pagemeshd, "--cache-dir", cli.cache_dir],
+                            capture_output=True, timeout=30, env=cli.env)
+    assert second.returncode == 3 and b"node peer" in second.stderr
+    assert stop(daemon, signal.SIGTERM) == 0
+    text = log.read_text()
+    assert "SIGTERM" in text and "stopped" in text
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[pagemesh]\nno-such-key = 1\n")
+    r = subprocess.run([cli.pagemeshd, "--cache-dir", cli.cache_dir,
+                        "--config", str(bad)], capture_output=True,
+                       timeout=30, env=cli.env)
+    assert r.returncode == 2 and b"no-such-key" in r.stderr

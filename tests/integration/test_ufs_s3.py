@@ -1,0 +1,316 @@
+"""The S3 origin connector (ufs/s3.c) against a real S3-compatible server
+that checks SigV4 signatures (moto with authentication on), driven through
+pm_ufs_driver. One server per module; an origin_proxy in front of it counts
+requests and injects faults."""
+
+import json
+import os
+import random
+
+import pytest
+
+from harness import util
+from harness.s3server import S3Server
+from harness.ufs_driver import Driver
+from origin_proxy import OriginProxy
+
+BUCKET = "pm-test"
+BLOB = random.Random(7).randbytes(1024 * 1024 + 123)
+SPECIAL_KEYS = [
+    "keys/with space.txt",
+    "keys/a+b=c.txt",
+    "keys/ünïcødé-日本.txt",
+    "keys/100%.txt",
+    "keys/what?#frag.txt",
+    "keys/a@b:c;(d)!$&'*,~.txt",
+]
+TREE = ["dir/a/1", "dir/a/2", "dir/b", "dir/c/d/e"]
+MANY = ["many/k%03d" % i for i in range(25)]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with S3Server() as server:
+        server.create_bucket(BUCKET)
+        objects = {"data/blob.bin": BLOB, "data/empty": b""}
+        objects.update({k: k.encode("utf-8") * 3 for k in SPECIAL_KEYS})
+        objects.update({k: k.encode() for k in TREE + MANY})
+        server.put_objects(BUCKET, objects)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(s3):
+    with OriginProxy(s3.endpoint) as p:
+        yield p
+
+
+@pytest.fixture
+def driver(s3, proxy, tmp_path):
+    """The driver pointed at moto through the proxy, counters zeroed."""
+    proxy.reset_stats()
+    proxy.fail_next(0)
+    return Driver(util.clean_env(tmp_path, **s3.env(endpoint=proxy.url)))
+
+
+def uri(key):
+    return "s3://%s/%s" % (BUCKET, key)
+
+
+def test_stat_gives_size_etag_and_mtime(s3, driver):
+    head = s3.client().head_object(Bucket=BUCKET, Key="data/blob.bin")
+    st = driver.stat(uri("data/blob.bin"))
+    assert st["size"] == len(BLOB)
+    assert st["version"] == head["ETag"].strip('"')
+    assert st["mtime_ns"] == int(head["LastModified"].timestamp()) * 10**9
+
+
+@pytest.mark.parametrize("offset,length", [
+    (0, 1), (0, 4096), (1, 4096), (777_777, 65_536), (len(BLOB) - 5, 5),
+    (len(BLOB) - 5, 100), (1024 * 1024, 1024 * 1024), (0, len(BLOB)),
+])
+def test_ranged_reads_return_exact_bytes(driver, proxy, offset, length):
+    got = driver.read(uri("data/blob.bin"), offset, length)
+    assert got == BLOB[offset:offset + length]
+    gets = [r for r in proxy.stats()["recent"] if r["method"] == "GET"]
+    assert gets[-1]["headers"]["range"] == "bytes=%d-%d" % (
+        offset, min(offset + length, len(BLOB)) - 1)
+    assert gets[-1]["headers"]["if-match"].startswith('"')
+
+
+def test_read_past_the_end_and_empty_object(driver):
+    assert driver.read(uri("data/blob.bin"), len(BLOB), 10) == b""
+    assert driver.stat(uri("data/empty"))["size"] == 0
+    assert driver.read(uri("data/empty"), 0, 10) == b""
+
+
+def test_requests_are_signed_with_content_hash(driver, proxy):
+    driver.read(uri("data/blob.bin"), 0, 10)
+    for req in proxy.stats()["recent"]:
+        auth = req["headers"]["authorization"]
+        assert auth.startswith("AWS4-HMAC-SHA256 Credential=")
+        assert "x-amz-content-sha256" in auth
+        assert "/us-east-1/s3/aws4_request" in auth
+
+
+def test_wrong_secret_is_eacces_with_s3_code(driver):
+    bad = driver.with_env(AWS_SECRET_ACCESS_KEY="not-the-secret")
+    res = bad.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_EACCES" and "403" in res.detail
+    res = bad.error("read", uri("data/blob.bin"), 0, 10, "etag", len(BLOB))
+    assert res.error == "PM_EACCES"
+    assert "SignatureDoesNotMatch" in res.detail
+    res = bad.error("list", uri("dir/"))
+    assert res.error == "PM_EACCES"
+    assert "SignatureDoesNotMatch" in res.detail
+
+
+def test_anonymous_is_refused(driver):
+    anon = driver.with_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None)
+    res = anon.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_EACCES"
+
+
+def test_half_a_key_pair_is_a_config_error(driver):
+    half = driver.with_env(AWS_SECRET_ACCESS_KEY=None)
+    res = half.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_ECONFIG" and "AWS_SECRET_ACCESS_KEY" in res.detail
+
+
+@pytest.mark.parametrize("key", SPECIAL_KEYS)
+def test_special_keys_round_trip(driver, key):
+    data = key.encode("utf-8") * 3
+    st = driver.stat(uri(key))
+    assert st["size"] == len(data)
+    assert driver.read(uri(key), 1, len(data)) == data[1:]
+    listed = [e[0] for e in driver.list(uri("keys/"))]
+    assert uri(key) in listed
+    assert [e[0] for e in driver.list(uri(key))] == [uri(key)]
+
+
+def test_listing_with_delimiter(driver):
+    entries = driver.list(uri("dir/"))
+    assert [(e[0], e[1]) for e in entries] == [
+        (uri("dir/a/"), True), (uri("dir/b"), False), (uri("dir/c/"), True)]
+    b = entries[1]
+    assert b[2] == len(b"dir/b") and b[3]
+    assert driver.list(uri("dir")) == entries  # trailing '/' implied
+
+
+def test_recursive_listing(driver):
+    assert [e[0] for e in driver.list(uri("dir/"), recursive=True)] == \
+        [uri(k) for k in TREE]
+
+
+def test_bucket_root_listing(driver):
+    top = [e[0] for e in driver.list("s3://%s" % BUCKET)]
+    assert top == [uri("data/"), uri("dir/"), uri("keys/"), uri("many/")]
+
+
+def test_pagination_follows_continuation_tokens(driver, proxy):
+    paged = driver.with_env(PAGEMESH_S3_MAX_KEYS=7)
+    res = paged.run("list", uri("many/"))
+    res.check()
+    assert len(res.stdout.decode().splitlines()) == len(MANY)
+    assert res.requests == 4  # ceil(25 / 7) pages
+    queries = [r["path"] for r in proxy.stats()["recent"]]
+    assert sum("continuation-token=" in q for q in queries) == 3
+    entries = paged.list(uri(""), recursive=True)
+    assert len(entries) == 2 + len(SPECIAL_KEYS) + len(TREE) + len(MANY)
+
+
+def test_bad_max_keys_is_a_config_error(driver):
+    res = driver.with_env(PAGEMESH_S3_MAX_KEYS=5000).error("stat", uri("x"))
+    assert res.error == "PM_ECONFIG"
+
+
+def test_missing_object_prefix_and_bucket(driver):
+    res = driver.error("stat", uri("data/nope"))
+    assert res.error == "PM_ENOENT" and uri("data/nope") in res.detail
+    res = driver.error("list", uri("nothing/here/"))
+    assert res.error == "PM_ENOENT"
+    res = driver.error("list", "s3://no-such-bucket/")
+    assert res.error == "PM_ENOENT" and "NoSuchBucket" in res.detail
+    res = driver.error("stat", "s3://no-such-bucket/key")
+    assert res.error == "PM_ENOENT"
+
+
+def test_bad_uris(driver):
+    assert driver.error("stat", "s3://x/k").error == "PM_EBADURI"
+    assert driver.error("stat", "s3:///k").error == "PM_EBADURI"
+    assert driver.error("stat", uri("")).error == "PM_ENOENT"
+
+
+def test_unreachable_endpoint(driver):
+    dead = driver.with_env(
+        AWS_ENDPOINT_URL="http://127.0.0.1:%d" % util.free_port())
+    res = dead.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_EUNREACHABLE" and "127.0.0.1" in res.detail
+
+
+def test_retries_on_503_then_success(driver, proxy):
+    proxy.fail_next(2, status=503)
+    assert driver.read(uri("data/blob.bin"), 10, 20) == BLOB[10:30]
+    stats = proxy.stats()
+    assert stats["faults"] == 2
+    assert stats["total_requests"] == 4  # HEAD x3 (2 refused), GET
+    st = driver.stat(uri("data/blob.bin"))
+    proxy.reset_stats()
+    proxy.fail_next(1, status=500)  # now the ranged GET is refused once
+    assert driver.read(uri("data/blob.bin"), 4000, 3000, st["version"],
+                       st["size"]) == BLOB[4000:7000]
+    assert proxy.stats()["requests"] == {"GET": 2}
+
+
+def test_retries_exhausted_is_eorigin(driver, proxy):
+    proxy.fail_next(100, status=500)
+    res = driver.with_env(PAGEMESH_ORIGIN_RETRIES=2).error(
+        "stat", uri("data/blob.bin"))
+    assert res.error == "PM_EORIGIN"
+    assert "500" in res.detail and "3 attempts" in res.detail
+    assert proxy.stats()["faults"] == 3
+    proxy.fail_next(0)
+
+
+def test_changed_object_between_stat_and_read(s3, driver):
+    key = "changing/obj"
+    s3.put_object(BUCKET, key, b"version one" * 100)
+    st = driver.stat(uri(key))
+    s3.put_object(BUCKET, key, b"version two" * 100)
+    res = driver.error("read", uri(key), 0, 10, st["version"], st["size"])
+    assert res.error == "PM_ECHANGED" and "412" in res.detail
+    fresh = driver.stat(uri(key))
+    assert fresh["version"] != st["version"]
+    assert driver.read(uri(key), 0, 11) == b"version two"
+
+
+def test_virtual_host_addressing(s3, driver, proxy):
+    # *.localhost resolves to 127.0.0.1 in curl; moto serves the bucket
+    # from the Host name.
+    virtual = driver.with_env(
+        AWS_ENDPOINT_URL="http://localhost:%d" % proxy.port,
+        AWS_S3_ADDRESSING_STYLE="virtual")
+    assert virtual.read(uri("data/blob.bin"), 5, 10) == BLOB[5:15]
+    assert [e[0] for e in virtual.list(uri("dir/"))][0] == uri("dir/a/")
+    hosts = {r["headers"]["host"] for r in proxy.stats()["recent"]}
+    assert hosts == {"%s.localhost:%d" % (BUCKET, proxy.port)}
+    paths = [r["path"] for r in proxy.stats()["recent"]]
+    assert paths[0] == "/data/blob.bin"
+
+
+def test_session_token_is_sent_and_checked(s3, driver, proxy):
+    iam = s3.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName="pm-reader",
+                           AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName="pm-reader", PolicyName="all",
+                        PolicyDocument=json.dumps({
+                            "Version": "2012-10-17", "Statement": [{
+                                "Effect": "Allow", "Action": "*",
+                                "Resource": "*"}]}))
+    creds = s3.client("sts").assume_role(
+        RoleArn=role["Role"]["Arn"], RoleSessionName="pm-test")["Credentials"]
+    temp = driver.with_env(AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
+                           AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+                           AWS_SESSION_TOKEN=creds["SessionToken"])
+    assert temp.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+    headers = proxy.stats()["recent"][-1]["headers"]
+    assert headers["x-amz-security-token"] == creds["SessionToken"]
+    assert "x-amz-security-token" in headers["authorization"]
+    assert temp.with_env(AWS_SESSION_TOKEN=None).error(
+        "stat", uri("data/blob.bin")).error == "PM_EACCES"
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_credentials_file_profile(s3, driver, tmp_path):
+    creds = _write(tmp_path / "credentials", (
+        "\ufeff# test credentials\n"
+        "[default]\naws_access_key_id = WRONG\naws_secret_access_key = x\n\n"
+        "; the profile under test, CRLF lines and stray spaces\r\n"
+        "[ pm ]\r\naws_access_key_id = %s  \r\n"
+        "AWS_Secret_Access_Key=%s\r\n" % (s3.access_key, s3.secret_key)))
+    from_file = driver.with_env(AWS_ACCESS_KEY_ID=None,
+                                AWS_SECRET_ACCESS_KEY=None,
+                                AWS_SHARED_CREDENTIALS_FILE=creds)
+    profile = from_file.with_env(AWS_PROFILE="pm")
+    assert profile.read(uri("data/blob.bin"), 0, 4) == BLOB[:4]
+    # The default profile has wrong keys; environment keys win over it.
+    assert from_file.error("stat", uri("data/blob.bin")).error == "PM_EACCES"
+    env_wins = driver.with_env(AWS_SHARED_CREDENTIALS_FILE=creds)
+    assert env_wins.read(uri("data/blob.bin"), 0, 4) == BLOB[:4]
+    missing = from_file.with_env(AWS_PROFILE="nope")
+    res = missing.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_ECONFIG" and "nope" in res.detail
+
+
+def test_config_file_profile_region_and_keys(s3, driver, proxy, tmp_path):
+    config = _write(tmp_path / "config", (
+        "[profile cfg]\nregion = eu-west-3\ns3 =\n  addressing_style = path\n"
+        "aws_access_key_id = %s\naws_secret_access_key = %s\n"
+        % (s3.access_key, s3.secret_key)))
+    cfg = driver.with_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None,
+                          AWS_REGION=None, AWS_PROFILE="cfg",
+                          AWS_CONFIG_FILE=config,
+                          AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    assert cfg.read(uri("data/blob.bin"), 0, 4) == BLOB[:4]
+    auth = proxy.stats()["recent"][-1]["headers"]["authorization"]
+    assert "/eu-west-3/s3/aws4_request" in auth
+
+
+def test_concurrent_reads_share_connections(driver, proxy):
+    out = driver.run("hammer", uri("data/blob.bin"), 8, 40).check()
+    assert out.stdout == b"ok\n"
+    stats = proxy.stats()
+    assert stats["requests"]["GET"] == 1 + 8 * 40
+    assert stats["connections"] <= 16  # kept alive, not one per request
+
+
+def test_origin_bytes_are_counted(driver):
+    res = driver.run("read", uri("data/blob.bin"), 100, 5000).check()
+    assert res.requests == 2 and res.bytes == 5000

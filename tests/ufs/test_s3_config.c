@@ -1,0 +1,298 @@
+/*
+ * tests/ufs/test_s3_config.c - ufs/s3_config.c: the AWS INI dialect,
+ * endpoints, regions, addressing styles, credentials from the environment
+ * and from profile files (environment first), and the URLs built for
+ * path-style and virtual-host addressing. Each test runs in its own
+ * process (criterion forks), so changing the environment is safe.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ufs/s3_int.h"
+
+static char tmpdir[] = "/tmp/pm-s3cfg-XXXXXX";
+
+static void clear_env(void) {
+  static const char *const vars[] = {"AWS_ENDPOINT_URL",
+                                     "AWS_ENDPOINT_URL_S3",
+                                     "AWS_REGION",
+                                     "AWS_DEFAULT_REGION",
+                                     "AWS_ACCESS_KEY_ID",
+                                     "AWS_SECRET_ACCESS_KEY",
+                                     "AWS_SESSION_TOKEN",
+                                     "AWS_SECURITY_TOKEN",
+                                     "AWS_PROFILE",
+                                     "AWS_DEFAULT_PROFILE",
+                                     "AWS_SHARED_CREDENTIALS_FILE",
+                                     "AWS_CONFIG_FILE",
+                                     "AWS_S3_ADDRESSING_STYLE",
+                                     "PAGEMESH_S3_MAX_KEYS"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    unsetenv(vars[i]);
+  cr_assert_not_null(mkdtemp(tmpdir));
+  setenv("HOME", tmpdir, 1); /* no real ~/.aws */
+}
+
+static void cleanup(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(s3_config, .init = clear_env, .fini = cleanup, .timeout = 10);
+
+static const char *write_file(const char *name, const char *text) {
+  static char path[256];
+  snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+/* ---- INI ------------------------------------------------------------------
+ */
+
+static const char INI[] = "\xEF\xBB\xBF# comment\n"
+                          "[default]\n"
+                          "aws_access_key_id = AKIDEFAULT\n"
+                          "; another comment\n"
+                          "[profile work]\r\n"
+                          "  region = ignored-nested\r\n"
+                          "Region =  eu-west-1  \r\n"
+                          "s3 =\r\n"
+                          "    addressing_style = path\r\n"
+                          "empty =\r\n"
+                          "[ spaced ]\n"
+                          "key=value=with=equals\n"
+                          "[broken\n"
+                          "key = nope\n";
+
+static int ini(const char *section, const char *key, char *out, size_t size,
+               bool *seen) {
+  return pm__ini_get(INI, strlen(INI), section, key, out, size, seen);
+}
+
+Test(s3_config, ini_lookup) {
+  char v[64];
+  bool seen = false;
+  cr_assert_eq(ini("default", "aws_access_key_id", v, sizeof v, &seen), 1);
+  cr_assert_str_eq(v, "AKIDEFAULT");
+  cr_assert(seen);
+  cr_assert_eq(ini("profile work", "region", v, sizeof v, NULL), 1);
+  cr_assert_str_eq(v, "eu-west-1");
+  cr_assert_eq(ini("profile work", "addressing_style", v, sizeof v, NULL), 0);
+  cr_assert_eq(ini("profile work", "empty", v, sizeof v, NULL), 1);
+  cr_assert_str_eq(v, "");
+  cr_assert_eq(ini("spaced", "key", v, sizeof v, NULL), 1);
+  cr_assert_str_eq(v, "value=with=equals");
+  cr_assert_eq(ini("broken", "key", v, sizeof v, NULL), 0);
+  seen = false;
+  cr_assert_eq(ini("missing", "key", v, sizeof v, &seen), 0);
+  cr_assert_not(seen);
+  cr_assert_eq(ini("default", "aws_access_key_id", v, 4, NULL), PM_ETOOBIG);
+}
+
+Test(s3_config, ini_garbage) {
+  unsigned seed = 3;
+  char buf[512], v[64];
+  for (int i = 0; i < 20000; i++) {
+    size_t n = (size_t)rand_r(&seed) % sizeof buf;
+    for (size_t j = 0; j < n; j++)
+      buf[j] = "[]=\n\r #;ab "[rand_r(&seed) % 11];
+    int rc = pm__ini_get(buf, n, "a", "b", v, sizeof v, NULL);
+    cr_assert(rc == 0 || rc == 1 || rc == PM_ETOOBIG);
+  }
+}
+
+/* ---- loading ----------------------------------------------------------------
+ */
+
+Test(s3_config, defaults_are_aws_anonymous_virtual_host) {
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.region, "us-east-1");
+  cr_assert_str_eq(cfg.scheme, "https");
+  cr_assert_str_eq(cfg.host, "s3.us-east-1.amazonaws.com");
+  cr_assert_not(cfg.path_style);
+  cr_assert_null(cfg.access_key);
+  cr_assert_str_eq(cfg.cred_source, "anonymous");
+  cr_assert_eq(cfg.max_keys, 1000);
+  pm__s3_config_free(&cfg);
+  pm__s3_config_free(&cfg); /* twice is fine */
+}
+
+Test(s3_config, environment) {
+  setenv("AWS_ENDPOINT_URL", "http://ignored:1", 1);
+  setenv("AWS_ENDPOINT_URL_S3", "HTTP://127.0.0.1:9000/base/", 1);
+  setenv("AWS_DEFAULT_REGION", "eu-north-1", 1);
+  setenv("AWS_ACCESS_KEY_ID", "AKID", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  setenv("AWS_SESSION_TOKEN", "token", 1);
+  setenv("PAGEMESH_S3_MAX_KEYS", "7", 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.scheme, "http");
+  cr_assert_str_eq(cfg.host, "127.0.0.1:9000");
+  cr_assert_str_eq(cfg.base_path, "/base");
+  cr_assert(cfg.path_style);
+  cr_assert_str_eq(cfg.region, "eu-north-1");
+  cr_assert_str_eq(cfg.access_key, "AKID");
+  cr_assert_str_eq(cfg.secret_key, "secret");
+  cr_assert_str_eq(cfg.session_token, "token");
+  cr_assert_eq(cfg.max_keys, 7);
+  pm__s3_config_free(&cfg);
+}
+
+static void load_fails(const char *needle) {
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), needle), "%s", pm__errmsg());
+  cr_assert_null(cfg.region); /* freed on failure */
+}
+
+Test(s3_config, bad_environment) {
+  setenv("AWS_ACCESS_KEY_ID", "AKID", 1);
+  load_fails("AWS_SECRET_ACCESS_KEY");
+  unsetenv("AWS_ACCESS_KEY_ID");
+  setenv("AWS_S3_ADDRESSING_STYLE", "sideways", 1);
+  load_fails("AWS_S3_ADDRESSING_STYLE");
+  unsetenv("AWS_S3_ADDRESSING_STYLE");
+  setenv("AWS_ENDPOINT_URL", "ftp://x", 1);
+  load_fails("endpoint");
+  setenv("AWS_ENDPOINT_URL", "http://user@host/", 1);
+  load_fails("endpoint");
+  setenv("AWS_ENDPOINT_URL", "http:///", 1);
+  load_fails("endpoint");
+  unsetenv("AWS_ENDPOINT_URL");
+  setenv("AWS_REGION", "us-east-1:evil", 1);
+  load_fails("region");
+  unsetenv("AWS_REGION");
+  setenv("PAGEMESH_S3_MAX_KEYS", "0", 1);
+  load_fails("PAGEMESH_S3_MAX_KEYS");
+}
+
+Test(s3_config, addressing_style) {
+  setenv("AWS_ENDPOINT_URL", "http://localhost:9000", 1);
+  setenv("AWS_S3_ADDRESSING_STYLE", "virtual", 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_not(cfg.path_style);
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_ENDPOINT_URL");
+  setenv("AWS_S3_ADDRESSING_STYLE", "PATH", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert(cfg.path_style);
+  pm__s3_config_free(&cfg);
+}
+
+Test(s3_config, credentials_file_profiles) {
+  const char *path = write_file(
+      "credentials", "[default]\naws_access_key_id=D\naws_secret_access_key="
+                     "DS\n[p]\naws_access_key_id = P\naws_secret_access_key"
+                     " = PS\naws_session_token = PT\n[half]\n"
+                     "aws_access_key_id = H\n");
+  setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "D");
+  cr_assert_null(cfg.session_token);
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "p", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "P");
+  cr_assert_str_eq(cfg.secret_key, "PS");
+  cr_assert_str_eq(cfg.session_token, "PT");
+  cr_assert(strstr(cfg.cred_source, "profile p"));
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ACCESS_KEY_ID", "E", 1); /* the environment wins */
+  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "E");
+  cr_assert_null(cfg.session_token);
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  setenv("AWS_PROFILE", "half", 1);
+  load_fails("must come together");
+  setenv("AWS_PROFILE", "absent", 1);
+  load_fails("absent");
+}
+
+Test(s3_config, default_file_under_home_and_config_file) {
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/.aws", tmpdir);
+  cr_assert_eq(mkdir(dir, 0700), 0);
+  write_file(".aws/credentials", "[default]\naws_access_key_id = HOMEKEY\n"
+                                 "aws_secret_access_key = s\n");
+  write_file(".aws/config", "[default]\nregion = ap-south-1\n"
+                            "[profile c]\nregion = sa-east-1\n"
+                            "aws_access_key_id = CK\n"
+                            "aws_secret_access_key = CS\n");
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "HOMEKEY");
+  cr_assert_str_eq(cfg.region, "ap-south-1");
+  cr_assert_str_eq(cfg.host, "s3.ap-south-1.amazonaws.com");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "c", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "CK");
+  cr_assert_str_eq(cfg.region, "sa-east-1");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_REGION", "us-west-2", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.region, "us-west-2");
+  pm__s3_config_free(&cfg);
+}
+
+Test(s3_config, oversized_file_is_refused) {
+  char *big = malloc(PM_S3_INI_MAX + 2);
+  memset(big, '#', PM_S3_INI_MAX + 1);
+  big[PM_S3_INI_MAX + 1] = '\0';
+  setenv("AWS_SHARED_CREDENTIALS_FILE", write_file("big", big), 1);
+  free(big);
+  load_fails("at most");
+}
+
+/* ---- URLs
+ * --------------------------------------------------------------------- */
+
+static const char *url(pm_s3_config *cfg, const char *bucket, const char *key,
+                       const char *query) {
+  static pm_sbuf sb;
+  pm__sbuf_free(&sb);
+  pm__sbuf_init(&sb, 0);
+  cr_assert_eq(pm__s3_url(cfg, bucket, key, query, &sb), 0);
+  return pm__sbuf_str(&sb);
+}
+
+Test(s3_config, urls) {
+  pm_s3_config cfg;
+  setenv("AWS_REGION", "eu-west-3", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(
+      url(&cfg, "bkt", "a b/c+d=é", NULL),
+      "https://bkt.s3.eu-west-3.amazonaws.com/a%20b/c%2Bd%3D%C3%A9");
+  cr_assert_str_eq(url(&cfg, "bkt", "", "list-type=2"),
+                   "https://bkt.s3.eu-west-3.amazonaws.com/?list-type=2");
+  /* Dots under https, and names that are no DNS label: path-style. */
+  cr_assert_str_eq(url(&cfg, "my.bkt", "k", NULL),
+                   "https://s3.eu-west-3.amazonaws.com/my.bkt/k");
+  cr_assert_str_eq(url(&cfg, "Old_Bkt", "k", NULL),
+                   "https://s3.eu-west-3.amazonaws.com/Old_Bkt/k");
+  cr_assert_eq(pm__s3_config_endpoint(&cfg, "http://localhost:9000/pre"), 0);
+  cr_assert_str_eq(url(&cfg, "my.bkt", "k?#", NULL),
+                   "http://my.bkt.localhost:9000/pre/k%3F%23");
+  cfg.path_style = true;
+  cr_assert_str_eq(url(&cfg, "bkt", "dir//x", "a=1"),
+                   "http://localhost:9000/pre/bkt/dir//x?a=1");
+  cr_assert_str_eq(url(&cfg, "bkt", "", "list-type=2"),
+                   "http://localhost:9000/pre/bkt?list-type=2");
+  pm__s3_config_free(&cfg);
+}

@@ -1,0 +1,424 @@
+/*
+ * ufs/curl_common.c - how the S3 and HTTP(S) backends send requests: libcurl
+ * set up once per process, a pool of easy handles per backend object over
+ * one CURLSH share (DNS and TLS sessions), one request runner that retries
+ * with exponential backoff and full jitter, routes the body where the
+ * caller wants it (a window of the object, even from a server that ignores
+ * Range; a capped buffer; or nowhere), and the one translation of curl
+ * errors and HTTP statuses into pm_err with a detail naming the URI.
+ * Safe from any thread: a handle is used by one request at a time.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ufs/curl_int.h"
+
+#define BACKOFF_MAX_MS 20000u
+#define MAX_REDIRECTS 5L
+#define STREAM_UNSET UINT64_MAX
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void) {
+  global_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+/* ---- the pool -------------------------------------------------------------
+ */
+
+static void share_lock(CURL *handle, curl_lock_data data,
+                       curl_lock_access access, void *userp) {
+  pm_curl_pool *pool = userp;
+  (void)handle;
+  (void)access;
+  if ((unsigned)data < CURL_LOCK_DATA_LAST)
+    pthread_mutex_lock(&pool->share_locks[data]);
+}
+
+static void share_unlock(CURL *handle, curl_lock_data data, void *userp) {
+  pm_curl_pool *pool = userp;
+  (void)handle;
+  if ((unsigned)data < CURL_LOCK_DATA_LAST)
+    pthread_mutex_unlock(&pool->share_locks[data]);
+}
+
+int pm__curl_pool_init(pm_curl_pool *pool) {
+  memset(pool, 0, sizeof *pool);
+  pthread_once(&global_once, global_init);
+  if (global_rc != CURLE_OK)
+    return pm__errf(PM_EIO, "libcurl failed to initialise: %s",
+                    curl_easy_strerror(global_rc));
+  pthread_mutex_init(&pool->lock, NULL);
+  for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_init(&pool->share_locks[i], NULL);
+  pool->ready = true;
+  pool->share = curl_share_init();
+  if (!pool->share)
+    return pm__errf(PM_ENOMEM, "libcurl: cannot create a share handle");
+  curl_share_setopt(pool->share, CURLSHOPT_LOCKFUNC, share_lock);
+  curl_share_setopt(pool->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+  curl_share_setopt(pool->share, CURLSHOPT_USERDATA, pool);
+  curl_share_setopt(pool->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(pool->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  return 0;
+}
+
+void pm__curl_pool_fini(pm_curl_pool *pool) {
+  if (!pool || !pool->ready)
+    return;
+  for (size_t i = 0; i < pool->idle_count; i++)
+    curl_easy_cleanup(pool->idle[i]);
+  pool->idle_count = 0;
+  if (pool->share)
+    curl_share_cleanup(pool->share);
+  pool->share = NULL;
+  pthread_mutex_destroy(&pool->lock);
+  for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_destroy(&pool->share_locks[i]);
+  pool->ready = false;
+}
+
+static CURL *pool_get(pm_curl_pool *pool) {
+  CURL *h = NULL;
+  pthread_mutex_lock(&pool->lock);
+  if (pool->idle_count > 0)
+    h = pool->idle[--pool->idle_count];
+  pthread_mutex_unlock(&pool->lock);
+  return h ? h : curl_easy_init();
+}
+
+static void pool_put(pm_curl_pool *pool, CURL *h) {
+  pthread_mutex_lock(&pool->lock);
+  if (pool->idle_count < PM_CURL_POOL_MAX) {
+    pool->idle[pool->idle_count++] = h;
+    h = NULL;
+  }
+  pthread_mutex_unlock(&pool->lock);
+  if (h)
+    curl_easy_cleanup(h);
+}
+
+/* ---- responses -------------------------------------------------------------
+ */
+
+void pm__http_resp_init(pm_http_resp *resp) {
+  memset(resp, 0, sizeof *resp);
+  pm__http_resp_clear_headers(resp);
+  pm__sbuf_init(&resp->error_body, PM_HTTP_ERROR_BODY_MAX);
+  resp->stream_pos = STREAM_UNSET;
+}
+
+void pm__http_resp_free(pm_http_resp *resp) {
+  if (resp)
+    pm__sbuf_free(&resp->error_body);
+}
+
+/* One transfer in flight: what the callbacks need. */
+typedef struct transfer {
+  const pm_http_req *req;
+  pm_http_resp *resp;
+  bool cut; /* we stopped it on purpose: enough bytes */
+} transfer;
+
+static size_t on_header(char *line, size_t size, size_t count, void *userp) {
+  transfer *t = userp;
+  pm__http_parse_header(t->resp, line, size * count);
+  return size * count;
+}
+
+/* Copy what overlaps [window_offset, +window_len) of the object. A 206
+ * starts where its Content-Range says (it must be the window's start); a
+ * 200 carries the whole object and is skipped up to the window. */
+static size_t window_sink(transfer *t, const char *bytes, size_t n) {
+  const pm_http_req *req = t->req;
+  pm_http_resp *resp = t->resp;
+  if (resp->stream_pos == STREAM_UNSET) {
+    if (resp->status == 206 &&
+        resp->range_first != (int64_t)req->window_offset) {
+      resp->sink_err = PM_EPROTO;
+      return 0;
+    }
+    resp->stream_pos = resp->status == 206 ? req->window_offset : 0;
+  }
+  uint64_t start = resp->stream_pos, end = start + n;
+  uint64_t w_start = req->window_offset, w_end = w_start + req->window_len;
+  uint64_t from = PM_MAX(start, w_start), to = PM_MIN(end, w_end);
+  if (from < to) {
+    memcpy(req->window + (from - w_start), bytes + (from - start), to - from);
+    resp->window_got = (size_t)(to - w_start);
+  }
+  resp->stream_pos = end;
+  if (end > w_end) {
+    t->cut = true; /* the rest is not ours: stop the transfer */
+    return 0;
+  }
+  return n;
+}
+
+static size_t on_body(char *bytes, size_t size, size_t count, void *userp) {
+  transfer *t = userp;
+  pm_http_resp *resp = t->resp;
+  size_t n = size * count;
+  resp->body_bytes += n;
+  if (resp->status < 200 || resp->status >= 300) {
+    size_t room = PM_HTTP_ERROR_BODY_MAX - resp->error_body.len;
+    pm__sbuf_append(&resp->error_body, bytes, PM_MIN(n, room));
+    return n;
+  }
+  if (t->req->window)
+    return window_sink(t, bytes, n);
+  if (t->req->body) {
+    if (pm__sbuf_append(t->req->body, bytes, n) == 0)
+      return n;
+    resp->sink_err = t->req->body->err;
+    return 0;
+  }
+  t->cut = true; /* nobody wants the body */
+  return 0;
+}
+
+/* ---- one attempt
+ * ------------------------------------------------------------- */
+
+#define SET(opt, val)                                                          \
+  do {                                                                         \
+    if (curl_easy_setopt(h, opt, val) != CURLE_OK)                             \
+      return pm__errf(PM_EIO, "%s: libcurl refused option " #opt, req->uri);   \
+  } while (0)
+
+static int setup(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
+                 const pm_http_req *req, transfer *t, char *errbuf) {
+  curl_easy_reset(h); /* keeps live connections and caches */
+  SET(CURLOPT_URL, req->url);
+  SET(CURLOPT_SHARE, pool->share);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_ERRORBUFFER, errbuf);
+  SET(CURLOPT_TIMEOUT_MS, (long)ufs->config.timeout_ms);
+  SET(CURLOPT_CONNECTTIMEOUT_MS, (long)ufs->config.timeout_ms);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERDATA, t);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, t);
+  SET(CURLOPT_HTTPHEADER, (struct curl_slist *)req->headers);
+  SET(CURLOPT_PATH_AS_IS, 1L);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_FOLLOWLOCATION, req->follow_redirects ? 1L : 0L);
+  SET(CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+  SET(CURLOPT_USERAGENT, "pagemesh/"
+                         "0.1");
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  if (req->method == PM_HTTP_HEAD)
+    SET(CURLOPT_NOBODY, 1L);
+  if (req->sigv4) {
+    SET(CURLOPT_AWS_SIGV4, req->sigv4);
+    SET(CURLOPT_USERNAME, req->username ? req->username : "");
+    SET(CURLOPT_PASSWORD, req->password ? req->password : "");
+  }
+  return 0;
+}
+
+static int curl_err(const pm_http_req *req, CURLcode cc, const char *errbuf,
+                    unsigned attempts) {
+  int err;
+  switch (cc) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CACERT_BADFILE:
+    err = PM_EUNREACHABLE;
+    break;
+  case CURLE_OPERATION_TIMEDOUT:
+    err = PM_ETIMEDOUT;
+    break;
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    err = PM_EBADURI;
+    break;
+  case CURLE_OUT_OF_MEMORY:
+    err = PM_ENOMEM;
+    break;
+  case CURLE_TOO_MANY_REDIRECTS:
+    err = PM_EORIGIN;
+    break;
+  default:
+    err = PM_EIO;
+  }
+  return pm__errf(err, "%s: %s (curl: %s; %u attempt%s)", req->uri,
+                  errbuf[0] ? errbuf : curl_easy_strerror(cc),
+                  curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s");
+}
+
+static bool curl_retryable(CURLcode cc) {
+  return cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_RECV_ERROR ||
+         cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING ||
+         cc == CURLE_PARTIAL_FILE || cc == CURLE_HTTP2 ||
+         cc == CURLE_HTTP2_STREAM;
+}
+
+static bool status_retryable(long status) {
+  return status == 408 || status == 429 || status == 500 || status == 502 ||
+         status == 503 || status == 504;
+}
+
+/* Reset what one attempt fills in. */
+static void resp_restart(pm_http_resp *resp) {
+  pm__http_resp_clear_headers(resp);
+  pm__sbuf_reset(&resp->error_body);
+  resp->window_got = 0;
+  resp->body_bytes = 0;
+  resp->stream_pos = STREAM_UNSET;
+  resp->sink_err = 0;
+}
+
+/* Returns 0 (an answer; *retry says whether its status is worth another
+ * try) or a pm_err (*retry: whether the failure is). */
+static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
+                        const pm_http_req *req, pm_http_resp *resp,
+                        bool *retry) {
+  char errbuf[CURL_ERROR_SIZE] = "";
+  transfer t = {req, resp, false};
+  *retry = false;
+  resp_restart(resp);
+  if (req->body)
+    pm__sbuf_reset(req->body);
+  int rc = setup(h, pool, ufs, req, &t, errbuf);
+  if (rc)
+    return rc;
+  CURLcode cc = curl_easy_perform(h);
+  if (resp->sink_err == PM_EPROTO)
+    return pm__errf(PM_EPROTO,
+                    "%s: the origin answered 206 for another "
+                    "range than asked",
+                    req->uri);
+  if (resp->sink_err)
+    return pm__errf(resp->sink_err, "%s: response body over %zu bytes",
+                    req->uri, req->body ? req->body->cap : 0);
+  if (cc == CURLE_WRITE_ERROR && t.cut)
+    cc = CURLE_OK;
+  if (cc != CURLE_OK) {
+    *retry = curl_retryable(cc);
+    return curl_err(req, cc, errbuf, resp->attempts + 1);
+  }
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  resp->status = status;
+  *retry = status_retryable(status);
+  return 0;
+}
+
+/* Jitter needs no cryptographic randomness: a per-thread xorshift. */
+static uint64_t jitter_random(void) {
+  static _Thread_local uint64_t state;
+  if (!state)
+    state = pm__now_ns() ^ (uint64_t)(uintptr_t)&state ^ 0x9E3779B97F4A7C15u;
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
+static void backoff_sleep(const pm_ufs_config *config, unsigned attempt) {
+  uint64_t ceiling = (uint64_t)config->retry_base_ms << PM_MIN(attempt, 16u);
+  ceiling = PM_MIN(ceiling, (uint64_t)BACKOFF_MAX_MS);
+  uint64_t ms = jitter_random() % (ceiling + 1); /* full jitter */
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}
+
+int pm__http_perform(pm_curl_pool *pool, const pm_ufs *ufs,
+                     const pm_http_req *req, pm_http_resp *resp) {
+  CURL *h = pool_get(pool);
+  if (!h)
+    return pm__errf(PM_ENOMEM, "%s: cannot create a curl handle", req->uri);
+  int rc;
+  resp->attempts = 0;
+  for (;;) {
+    bool retry;
+    rc = attempt_once(h, pool, ufs, req, resp, &retry);
+    resp->attempts++;
+    pm__ufs_count(ufs, 1, resp->body_bytes);
+    if (!retry || resp->attempts > ufs->config.retries)
+      break;
+    PM_LOG(PM_LOG_DEBUG, "ufs", "%s: attempt %u failed (%s), retrying",
+           req->uri, resp->attempts,
+           rc ? pm__errmsg() : "retryable HTTP status");
+    backoff_sleep(&ufs->config, resp->attempts - 1);
+  }
+  curl_easy_reset(h); /* drop pointers into this request */
+  pool_put(pool, h);
+  return rc;
+}
+
+/* ---- statuses ---------------------------------------------------------------
+ */
+
+static const char *status_text(long status) {
+  switch (status) {
+  case 400:
+    return "bad request";
+  case 401:
+    return "unauthorized";
+  case 403:
+    return "access denied";
+  case 404:
+    return "not found";
+  case 405:
+    return "method not allowed";
+  case 408:
+    return "request timeout";
+  case 412:
+    return "precondition failed: the object changed";
+  case 416:
+    return "range not satisfiable";
+  case 429:
+    return "too many requests";
+  case 500:
+    return "internal server error";
+  case 501:
+    return "not implemented";
+  case 502:
+    return "bad gateway";
+  case 503:
+    return "service unavailable";
+  case 504:
+    return "gateway timeout";
+  default:
+    return status >= 300 && status < 400 ? "redirect" : "error";
+  }
+}
+
+static int status_err(long status) {
+  switch (status) {
+  case 404:
+    return PM_ENOENT;
+  case 401:
+  case 403:
+    return PM_EACCES;
+  case 412:
+    return PM_ECHANGED;
+  case 416:
+    return PM_ERANGE;
+  case 405:
+  case 501:
+    return PM_ENOTSUP;
+  default:
+    return PM_EORIGIN;
+  }
+}
+
+int pm__http_status_err(const char *uri, const pm_http_resp *resp,
+                        const char *reason) {
+  char tries[48] = "";
+  if (status_retryable(resp->status) && resp->attempts > 1)
+    snprintf(tries, sizeof tries, " after %u attempts", resp->attempts);
+  return pm__errf(status_err(resp->status), "%s: HTTP %ld %s%s%s%s%s", uri,
+                  resp->status, status_text(resp->status), tries,
+                  reason && *reason ? " (" : "", reason ? reason : "",
+                  reason && *reason ? ")" : "");
+}

@@ -1,0 +1,128 @@
+/*
+ * ufs/curl_int.h - the HTTP plumbing that the S3 and HTTP(S) backends
+ * share: a pool of curl easy handles over one CURLSH share (DNS cache and
+ * TLS sessions; each pooled handle keeps its own live connections, since
+ * libcurl does not support sharing a connection cache between threads), a
+ * request runner with retries (exponential backoff, full jitter), response
+ * header parsing, and the one mapping of HTTP statuses and curl errors to
+ * pm_err (ufs/curl_common.c, ufs/http_parse.c).
+ */
+#ifndef PM_UFS_CURL_INT_H
+#define PM_UFS_CURL_INT_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "ufs/ufs_priv.h"
+
+/* Idle easy handles kept per pool; more may exist while busy. */
+#define PM_CURL_POOL_MAX 32
+/* Raw ETag values longer than this are ignored (treated as absent). */
+#define PM_HTTP_ETAG_MAX 1024
+/* Header lines longer than this are not parsed. */
+#define PM_HTTP_HEADER_LINE_MAX 8192
+/* How much of an error body is kept for the detail message. */
+#define PM_HTTP_ERROR_BODY_MAX (64 * 1024)
+
+typedef struct pm_curl_pool {
+  pthread_mutex_t lock;
+  CURL *idle[PM_CURL_POOL_MAX];
+  size_t idle_count;
+  CURLSH *share;
+  pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+  bool ready;
+} pm_curl_pool;
+
+/* Set up a pool (and libcurl, once per process). Errors: PM_ENOMEM,
+ * PM_EIO (libcurl failed to initialise). */
+int pm__curl_pool_init(pm_curl_pool *pool);
+/* Free every handle. Accepts a zeroed or failed pool. */
+void pm__curl_pool_fini(pm_curl_pool *pool);
+
+typedef enum pm_http_method {
+  PM_HTTP_GET = 0,
+  PM_HTTP_HEAD = 1,
+} pm_http_method;
+
+/* One request. The body of a 2xx answer goes to `window` (a range of the
+ * object), to `body` (whole, up to its cap), or nowhere (the transfer is
+ * cut short once the headers are in). */
+typedef struct pm_http_req {
+  const char *uri; /* our URI, for messages */
+  const char *url; /* what is sent */
+  pm_http_method method;
+  const struct curl_slist *headers; /* extra headers, may be NULL */
+  const char *sigv4;                /* CURLOPT_AWS_SIGV4, or NULL */
+  const char *username;             /* access key id, with sigv4 */
+  const char *password;             /* secret access key, with sigv4 */
+  bool follow_redirects;
+  char *window; /* receives object bytes [window_offset, +len) */
+  size_t window_len;
+  uint64_t window_offset; /* a 200 answer is skipped up to here */
+  pm_sbuf *body;          /* receives the whole 2xx body */
+} pm_http_req;
+
+/* What came back (from the last attempt). */
+typedef struct pm_http_resp {
+  long status;                 /* 0 if no answer */
+  int64_t content_length;      /* -1 if absent */
+  int64_t range_first;         /* Content-Range, -1 if absent */
+  int64_t range_last;          /* -1 if absent or "*" */
+  int64_t range_total;         /* -1 if absent or "*" */
+  int64_t last_modified;       /* seconds since the epoch, -1 if absent */
+  char etag[PM_HTTP_ETAG_MAX]; /* raw value, "" if absent or too long */
+  size_t window_got;           /* bytes stored into the window */
+  uint64_t body_bytes;         /* payload bytes received */
+  unsigned attempts;           /* requests sent */
+  pm_sbuf error_body;          /* start of a non-2xx body */
+  /* private to the runner */
+  uint64_t stream_pos;
+  int sink_err;
+} pm_http_resp;
+
+void pm__http_resp_init(pm_http_resp *resp);
+void pm__http_resp_free(pm_http_resp *resp);
+
+/*
+ * Send req through a pooled handle, retrying (up to ufs->config.retries
+ * more times, sleeping retry_base_ms * 2^n with full jitter) on timeouts,
+ * connection resets and statuses 408, 429, 500, 502, 503, 504. Counts
+ * every attempt through pm__ufs_count.
+ * Returns 0 once an HTTP answer arrived (resp->status says which; a
+ * retryable status is returned after the last attempt), or a negative
+ * pm_err with detail: PM_EUNREACHABLE (resolve/connect/TLS failure),
+ * PM_ETIMEDOUT, PM_EIO (connection reset), PM_EBADURI, PM_ETOOBIG (body
+ * over the cap), PM_EPROTO (a 206 for another range), PM_ENOMEM.
+ */
+int pm__http_perform(pm_curl_pool *pool, const pm_ufs *ufs,
+                     const pm_http_req *req, pm_http_resp *resp);
+
+/* The pm_err for a non-2xx status, with the detail "URI: HTTP 403
+ * <text> (<reason>)": 404 PM_ENOENT, 401/403 PM_EACCES, 412 PM_ECHANGED,
+ * 416 PM_ERANGE, 405/501 PM_ENOTSUP, 5xx and 429 PM_EORIGIN (naming the
+ * attempts), others PM_EORIGIN. reason may be NULL. */
+int pm__http_status_err(const char *uri, const pm_http_resp *resp,
+                        const char *reason);
+
+/* ---- parsing (ufs/http_parse.c) ----------------------------------------- */
+
+/* Reset the header fields of resp (a new response begins). */
+void pm__http_resp_clear_headers(pm_http_resp *resp);
+/* Parse one raw header line ("Name: value\r\n", or a status line) into
+ * resp. Unknown, malformed and over-long lines are ignored. */
+void pm__http_parse_header(pm_http_resp *resp, const char *line, size_t length);
+/* Parse "bytes FIRST-LAST/TOTAL" ('*' allowed for the range or the total).
+ * Returns 0 or PM_EPROTO. */
+int pm__http_parse_content_range(const char *value, size_t length,
+                                 int64_t *first, int64_t *last, int64_t *total);
+/* The version string of a raw ETag: quotes stripped ("W/" kept for weak
+ * tags); one longer than PM_VERSION_MAX - 1 becomes "xxh3:" + 32 hex
+ * characters of its hash. Returns 0, or PM_EPROTO for an empty tag. */
+int pm__etag_version(const char *raw, char out[PM_VERSION_MAX]);
+/* Whether version can be sent back as If-Match: a strong, unhashed tag
+ * (versions with a space were not made from an ETag). If so, write the
+ * quoted tag into out. */
+bool pm__etag_if_match(const char *version, char *out, size_t out_size);
+
+#endif /* PM_UFS_CURL_INT_H */

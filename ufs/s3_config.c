@@ -1,0 +1,449 @@
+/*
+ * ufs/s3_config.c - where S3 requests go and whose keys sign them: the
+ * standard AWS environment variables, the shared credentials and config
+ * files (a careful reader of their INI dialect), and the URL of an object
+ * under path-style or virtual-host addressing. Environment variables win
+ * over files; without any credentials requests are sent unsigned
+ * (anonymous). Secrets are wiped from memory when the config is freed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ufs/s3_int.h"
+
+#define DEFAULT_REGION "us-east-1"
+#define DEFAULT_MAX_KEYS 1000u
+
+/* A non-empty environment variable, or NULL. */
+static const char *env(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+static void free_secret(char **s) {
+  if (*s) {
+    explicit_bzero(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+  }
+}
+
+void pm__s3_config_free(pm_s3_config *cfg) {
+  if (!cfg)
+    return;
+  free(cfg->scheme);
+  free(cfg->host);
+  free(cfg->base_path);
+  free(cfg->region);
+  free(cfg->cred_source);
+  free_secret(&cfg->access_key);
+  free_secret(&cfg->secret_key);
+  free_secret(&cfg->session_token);
+  memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- the INI dialect of ~/.aws/credentials and ~/.aws/config
+ * ----------------- */
+
+static void trim(const char **p, const char **end) {
+  while (*p < *end && (**p == ' ' || **p == '\t'))
+    (*p)++;
+  while (*end > *p &&
+         ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r'))
+    (*end)--;
+}
+
+static bool span_eq(const char *p, const char *end, const char *want,
+                    bool nocase) {
+  size_t n = (size_t)(end - p);
+  return strlen(want) == n &&
+         (nocase ? !strncasecmp(p, want, n) : !memcmp(p, want, n));
+}
+
+int pm__ini_get(const char *text, size_t length, const char *section,
+                const char *key, char *out, size_t out_size,
+                bool *section_seen) {
+  const char *p = text, *end = text + length;
+  bool in_section = false;
+  if (length >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3))
+    p += 3;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *l = p, *le = nl ? nl : end;
+    p = nl ? nl + 1 : end;
+    if (l < le && (*l == ' ' || *l == '\t'))
+      continue; /* a nested block ("s3 =\n  addressing_style = path") */
+    trim(&l, &le);
+    if (l == le || *l == '#' || *l == ';')
+      continue;
+    if (*l == '[') {
+      const char *close = memchr(l, ']', (size_t)(le - l));
+      const char *name = l + 1, *name_end = close ? close : l + 1;
+      trim(&name, &name_end);
+      in_section = close && span_eq(name, name_end, section, false);
+      if (in_section && section_seen)
+        *section_seen = true;
+      continue;
+    }
+    const char *eq = memchr(l, '=', (size_t)(le - l));
+    if (!in_section || !eq)
+      continue;
+    const char *k = l, *k_end = eq, *v = eq + 1, *v_end = le;
+    trim(&k, &k_end);
+    trim(&v, &v_end);
+    if (!span_eq(k, k_end, key, true))
+      continue;
+    if ((size_t)(v_end - v) >= out_size)
+      return PM_ETOOBIG;
+    memcpy(out, v, (size_t)(v_end - v));
+    out[v_end - v] = '\0';
+    return 1;
+  }
+  return 0;
+}
+
+/* Read a whole small file. A missing file is not an error (*text NULL). */
+static int read_small_file(const char *path, char **text, size_t *length) {
+  *text = NULL;
+  *length = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT && errno != ENOTDIR)
+      PM_LOG(PM_LOG_WARN, "s3", "%s: cannot read: %s", path, strerror(errno));
+    return 0;
+  }
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size > PM_S3_INI_MAX) {
+    rc = pm__errf(PM_ECONFIG, "%s: not a regular file of at most %d bytes",
+                  path, PM_S3_INI_MAX);
+    goto out;
+  }
+  *text = malloc((size_t)st.st_size + 1);
+  if (!*text) {
+    rc = pm__errf(PM_ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  ssize_t n = pm__pread_full(fd, *text, (size_t)st.st_size, 0);
+  if (n < 0) {
+    rc = pm__errf(PM_ECONFIG, "%s: read failed", path);
+    free(*text);
+    *text = NULL;
+    goto out;
+  }
+  (*text)[n] = '\0';
+  *length = (size_t)n;
+out:
+  close(fd);
+  return rc;
+}
+
+/* $NAME, else ~/.aws/LEAF, into out. False if neither can be formed. */
+static bool aws_file_path(const char *var, const char *leaf, char *out,
+                          size_t size) {
+  const char *path = env(var), *home = env("HOME");
+  int n = path   ? snprintf(out, size, "%s", path)
+          : home ? snprintf(out, size, "%s/.aws/%s", home, leaf)
+                 : -1;
+  return n > 0 && (size_t)n < size;
+}
+
+/* One AWS file, read: its path and text. */
+typedef struct aws_file {
+  char path[4096];
+  char *text;
+  size_t length;
+} aws_file;
+
+static int aws_file_load(aws_file *f, const char *var, const char *leaf) {
+  f->text = NULL;
+  f->length = 0;
+  if (!aws_file_path(var, leaf, f->path, sizeof f->path)) {
+    snprintf(f->path, sizeof f->path, "~/.aws/%s", leaf);
+    return 0;
+  }
+  return read_small_file(f->path, &f->text, &f->length);
+}
+
+/* ---- loading ---------------------------------------------------------------
+ */
+
+static int set_str(char **dst, const char *src) {
+  free(*dst);
+  *dst = strdup(src);
+  return *dst ? 0 : pm__errf(PM_ENOMEM, "s3 config: out of memory");
+}
+
+int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
+  const char *sep = strstr(url, "://");
+  size_t scheme_len = sep ? (size_t)(sep - url) : 0;
+  if (!sep || !((scheme_len == 4 && !strncasecmp(url, "http", 4)) ||
+                (scheme_len == 5 && !strncasecmp(url, "https", 5))))
+    return pm__errf(PM_ECONFIG,
+                    "S3 endpoint \"%s\": not an http:// or "
+                    "https:// URL",
+                    url);
+  const char *host = sep + 3;
+  size_t host_len = strcspn(host, "/?#@");
+  const char *path = host + host_len;
+  size_t path_len = strcspn(path, "?#@");
+  if (host_len == 0 || path[path_len] != '\0')
+    return pm__errf(PM_ECONFIG,
+                    "S3 endpoint \"%s\": want scheme://host"
+                    "[:port][/path], without user or query",
+                    url);
+  while (path_len > 0 && path[path_len - 1] == '/')
+    path_len--;
+  char scheme[8];
+  for (size_t i = 0; i <= scheme_len; i++)
+    scheme[i] = i < scheme_len ? (char)(url[i] | 0x20) : '\0';
+  free(cfg->host);
+  free(cfg->base_path);
+  cfg->host = strndup(host, host_len);
+  cfg->base_path = strndup(path, path_len);
+  if (!cfg->host || !cfg->base_path || set_str(&cfg->scheme, scheme))
+    return pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  cfg->custom_endpoint = true;
+  return 0;
+}
+
+static int load_endpoint(pm_s3_config *cfg) {
+  const char *url = env("AWS_ENDPOINT_URL_S3");
+  if (!url)
+    url = env("AWS_ENDPOINT_URL");
+  if (url)
+    return pm__s3_config_endpoint(cfg, url);
+  char host[128];
+  snprintf(host, sizeof host, "s3.%s.amazonaws.com", cfg->region);
+  cfg->custom_endpoint = false;
+  if (set_str(&cfg->scheme, "https") || set_str(&cfg->host, host) ||
+      set_str(&cfg->base_path, ""))
+    return PM_ENOMEM;
+  return 0;
+}
+
+static bool region_valid(const char *r) {
+  size_t n = strlen(r);
+  if (n == 0 || n > 64)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') ||
+          r[i] == '-'))
+      return false;
+  return true;
+}
+
+static int load_region(pm_s3_config *cfg, const aws_file *config,
+                       const char *config_section) {
+  char from_file[128] = "";
+  const char *region = env("AWS_REGION");
+  if (!region)
+    region = env("AWS_DEFAULT_REGION");
+  if (!region && config->text &&
+      pm__ini_get(config->text, config->length, config_section, "region",
+                  from_file, sizeof from_file, NULL) == 1)
+    region = from_file;
+  if (!region)
+    region = DEFAULT_REGION;
+  if (!region_valid(region))
+    return pm__errf(PM_ECONFIG, "AWS region \"%.64s\" is not valid", region);
+  return set_str(&cfg->region, region);
+}
+
+static int load_style(pm_s3_config *cfg) {
+  const char *style = env("AWS_S3_ADDRESSING_STYLE");
+  if (!style || !strcasecmp(style, "auto"))
+    cfg->path_style = cfg->custom_endpoint;
+  else if (!strcasecmp(style, "path"))
+    cfg->path_style = true;
+  else if (!strcasecmp(style, "virtual"))
+    cfg->path_style = false;
+  else
+    return pm__errf(PM_ECONFIG,
+                    "AWS_S3_ADDRESSING_STYLE=%s: want path, "
+                    "virtual or auto",
+                    style);
+  return 0;
+}
+
+static int load_max_keys(pm_s3_config *cfg) {
+  const char *v = env("PAGEMESH_S3_MAX_KEYS");
+  int64_t n = DEFAULT_MAX_KEYS;
+  if (v && (pm__parse_u63(v, strlen(v), &n) || n < 1 || n > 1000))
+    return pm__errf(PM_ECONFIG, "PAGEMESH_S3_MAX_KEYS=%s: want 1..1000", v);
+  cfg->max_keys = (uint32_t)n;
+  return 0;
+}
+
+/* ---- credentials ------------------------------------------------------------
+ */
+
+typedef struct creds {
+  char key[256];
+  char secret[256];
+  char token[PM_S3_VALUE_MAX];
+  bool has_token;
+} creds;
+
+static int set_creds(pm_s3_config *cfg, const char *key, const char *secret,
+                     const char *token, const char *source) {
+  if (set_str(&cfg->access_key, key) || set_str(&cfg->secret_key, secret) ||
+      (token && set_str(&cfg->session_token, token)) ||
+      set_str(&cfg->cred_source, source))
+    return PM_ENOMEM;
+  return 0;
+}
+
+/* Look the profile's keys up in one file; *found if it has a key pair. */
+static int creds_from_ini(const aws_file *f, const char *section, creds *c,
+                          bool *seen, bool *found) {
+  int k = pm__ini_get(f->text, f->length, section, "aws_access_key_id", c->key,
+                      sizeof c->key, seen);
+  int s = pm__ini_get(f->text, f->length, section, "aws_secret_access_key",
+                      c->secret, sizeof c->secret, NULL);
+  int t = pm__ini_get(f->text, f->length, section, "aws_session_token",
+                      c->token, sizeof c->token, NULL);
+  if (k < 0 || s < 0 || t < 0)
+    return pm__errf(PM_ECONFIG, "%s [%s]: value too long", f->path, section);
+  if (k != s)
+    return pm__errf(PM_ECONFIG,
+                    "%s [%s]: aws_access_key_id and "
+                    "aws_secret_access_key must come together",
+                    f->path, section);
+  *found = k == 1;
+  c->has_token = t == 1;
+  return 0;
+}
+
+static int creds_from_env(pm_s3_config *cfg) {
+  const char *key = env("AWS_ACCESS_KEY_ID");
+  const char *secret = env("AWS_SECRET_ACCESS_KEY");
+  if (!key || !secret)
+    return pm__errf(PM_ECONFIG, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                                "must be set together");
+  const char *token = env("AWS_SESSION_TOKEN");
+  if (!token)
+    token = env("AWS_SECURITY_TOKEN");
+  return set_creds(cfg, key, secret, token, "environment");
+}
+
+static int creds_from_files(pm_s3_config *cfg, const char *profile, bool named,
+                            const aws_file *config,
+                            const char *config_section) {
+  aws_file cred;
+  creds *c = calloc(1, sizeof *c);
+  if (!c)
+    return pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  bool seen = false, found = false;
+  const aws_file *from = &cred;
+  int rc = aws_file_load(&cred, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+  if (!rc && cred.text)
+    rc = creds_from_ini(&cred, profile, c, &seen, &found);
+  if (!rc && !found && config->text) {
+    from = config;
+    rc = creds_from_ini(config, config_section, c, &seen, &found);
+  }
+  if (!rc && named && !seen)
+    rc = pm__errf(PM_ECONFIG, "AWS profile \"%s\" not found in %s or %s",
+                  profile, cred.path, config->path);
+  if (!rc && found) {
+    char source[4400];
+    snprintf(source, sizeof source, "profile %s in %s", profile, from->path);
+    rc = set_creds(cfg, c->key, c->secret, c->has_token ? c->token : NULL,
+                   source);
+  }
+  if (cred.text) {
+    explicit_bzero(cred.text, cred.length);
+    free(cred.text);
+  }
+  explicit_bzero(c, sizeof *c);
+  free(c);
+  return rc;
+}
+
+static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
+                            const aws_file *config,
+                            const char *config_section) {
+  int rc;
+  if (env("AWS_ACCESS_KEY_ID") || env("AWS_SECRET_ACCESS_KEY"))
+    rc = creds_from_env(cfg);
+  else
+    rc = creds_from_files(cfg, profile, named, config, config_section);
+  if (rc == 0 && !cfg->access_key)
+    rc = set_str(&cfg->cred_source, "anonymous");
+  return rc;
+}
+
+/* ---- URLs
+ * -------------------------------------------------------------------- */
+
+/* Can the bucket be a host name label set (virtual-host addressing)? */
+static bool bucket_dns_ok(const char *b) {
+  size_t n = strlen(b);
+  if (n < 3 || b[0] == '.' || b[0] == '-' || b[n - 1] == '.' ||
+      b[n - 1] == '-' || strstr(b, ".."))
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') ||
+          b[i] == '-' || b[i] == '.'))
+      return false;
+  return true;
+}
+
+int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
+               const char *query, pm_sbuf *out) {
+  bool https = !strcmp(cfg->scheme, "https");
+  bool virtual_host = !cfg->path_style && bucket_dns_ok(bucket) &&
+                      !(https && strchr(bucket, '.'));
+  pm__sbuf_printf(out, "%s://", cfg->scheme);
+  if (virtual_host)
+    pm__sbuf_printf(out, "%s.", bucket);
+  pm__sbuf_printf(out, "%s%s", cfg->host, cfg->base_path);
+  if (!virtual_host)
+    pm__sbuf_printf(out, "/%s", bucket);
+  if (virtual_host || *key)
+    pm__sbuf_puts(out, "/");
+  pm__uri_encode(out, key, strlen(key), true);
+  if (query && *query)
+    pm__sbuf_printf(out, "?%s", query);
+  return out->err;
+}
+
+int pm__s3_config_load(pm_s3_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  const char *profile = env("AWS_PROFILE");
+  if (!profile)
+    profile = env("AWS_DEFAULT_PROFILE");
+  bool named = profile != NULL;
+  if (!profile)
+    profile = "default";
+  char config_section[256];
+  snprintf(config_section, sizeof config_section, "%s%s",
+           strcmp(profile, "default") ? "profile " : "", profile);
+  aws_file config;
+  int rc = aws_file_load(&config, "AWS_CONFIG_FILE", "config");
+  if (!rc)
+    rc = load_region(cfg, &config, config_section);
+  if (!rc)
+    rc = load_endpoint(cfg);
+  if (!rc)
+    rc = load_style(cfg);
+  if (!rc)
+    rc = load_max_keys(cfg);
+  if (!rc)
+    rc = load_credentials(cfg, profile, named, &config, config_section);
+  if (config.text) {
+    explicit_bzero(config.text, config.length);
+    free(config.text);
+  }
+  if (rc)
+    pm__s3_config_free(cfg);
+  return rc;
+}

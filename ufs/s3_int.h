@@ -1,0 +1,127 @@
+/*
+ * ufs/s3_int.h - the pieces of the S3 backend that are worth testing on
+ * their own: where requests go and who signs them (ufs/s3_config.c: the
+ * AWS environment variables, the shared credentials and config files, URL
+ * building for path-style and virtual-host addressing), and the decoding
+ * of S3's XML answers (ufs/s3_xml.c). ufs/s3.c puts them together.
+ */
+#ifndef PM_UFS_S3_INT_H
+#define PM_UFS_S3_INT_H
+
+#include <stdbool.h>
+
+#include "ufs/ufs_priv.h"
+
+/* ---- configuration (ufs/s3_config.c) ---------------------------------------
+ */
+
+/* Largest credentials or config file read (bigger ones are refused). */
+#define PM_S3_INI_MAX (1024 * 1024)
+/* Longest value taken from them (session tokens run to a few KiB). */
+#define PM_S3_VALUE_MAX 8192
+
+typedef struct pm_s3_config {
+  char *scheme;         /* "https" or "http" */
+  char *host;           /* "host[:port]" of the endpoint */
+  char *base_path;      /* "" or "/prefix" the endpoint URL carried */
+  bool custom_endpoint; /* AWS_ENDPOINT_URL[_S3] was given */
+  bool path_style;      /* bucket in the path, not in the host name */
+  char *region;
+  char *access_key; /* NULL: anonymous requests */
+  char *secret_key;
+  char *session_token; /* NULL if none */
+  char *cred_source;   /* "environment", "profile NAME in FILE", ... */
+  uint32_t max_keys;   /* per ListObjectsV2 page (1..1000) */
+} pm_s3_config;
+
+/*
+ * Fill cfg from the environment and the AWS files. Endpoint:
+ * AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS
+ * (https://s3.REGION.amazonaws.com). Region: AWS_REGION, else
+ * AWS_DEFAULT_REGION, else the profile's region in AWS_CONFIG_FILE
+ * (~/.aws/config), else us-east-1. Addressing: AWS_S3_ADDRESSING_STYLE
+ * ("path", "virtual", "auto"); auto is path-style with a custom endpoint,
+ * virtual-host on AWS. Credentials: AWS_ACCESS_KEY_ID +
+ * AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), else the profile
+ * (AWS_PROFILE, else AWS_DEFAULT_PROFILE, else "default") in
+ * AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials) or in the config file;
+ * none: anonymous. PAGEMESH_S3_MAX_KEYS sets the listing page size.
+ * Errors (detail names the variable or file): PM_ECONFIG (bad value, only
+ * half of a key pair, a named profile that does not exist), PM_ENOMEM.
+ * On failure cfg is freed.
+ */
+int pm__s3_config_load(pm_s3_config *cfg);
+/* Free and wipe the secrets. Accepts a zeroed config. */
+void pm__s3_config_free(pm_s3_config *cfg);
+/* Parse an endpoint URL ("http://127.0.0.1:9000", optionally with a path)
+ * into cfg. Errors: PM_ECONFIG, PM_ENOMEM. */
+int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url);
+
+/*
+ * Find `key` in `[section]` of INI text (the AWS shared file format:
+ * '#'/';' comments, "key = value", keys compared without case, indented
+ * lines belong to a nested block and are skipped, CRLF and a UTF-8 BOM
+ * accepted). Returns 1 and the trimmed value in out, 0 if absent, or
+ * PM_ETOOBIG if the value does not fit. *section_seen (may be NULL) is set
+ * if the section exists at all.
+ */
+int pm__ini_get(const char *text, size_t length, const char *section,
+                const char *key, char *out, size_t out_size,
+                bool *section_seen);
+
+/* Append the URL of bucket/key (key "" for the bucket itself) to out, the
+ * key percent-encoded with '/' kept, then "?query" if query is not empty.
+ * Virtual-host addressing falls back to path-style for a bucket name that
+ * is not a valid DNS label set (uppercase, '_') or that holds a '.' under
+ * https (the wildcard certificate would not match). */
+int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
+               const char *query, pm_sbuf *out);
+
+/* ---- XML answers (ufs/s3_xml.c) --------------------------------------------
+ */
+
+/* Caps on what is accepted from the network. */
+#define PM_S3_LIST_BODY_MAX (16 * 1024 * 1024)
+#define PM_S3_XML_TEXT_MAX (64 * 1024)
+#define PM_S3_XML_DEPTH_MAX 16
+#define PM_S3_TOKEN_MAX 4096
+
+/* One <Contents> object or <CommonPrefixes> prefix of a listing page. The
+ * strings are decoded, NUL-terminated and valid during the callback. */
+typedef struct pm_s3_item {
+  const char *key; /* the object key or the prefix */
+  bool is_prefix;
+  uint64_t size;
+  int64_t mtime_ns; /* 0 if absent or unparsable */
+  const char *etag; /* raw, quotes included; "" for a prefix */
+} pm_s3_item;
+
+/* Non-zero stops the parse; the value is returned by pm__s3_list_parse. */
+typedef int (*pm_s3_item_cb)(void *arg, const pm_s3_item *item);
+
+typedef struct pm_s3_list_page {
+  bool truncated;                   /* <IsTruncated>true */
+  char next_token[PM_S3_TOKEN_MAX]; /* <NextContinuationToken>, or "" */
+  size_t items;                     /* objects and prefixes seen */
+} pm_s3_list_page;
+
+/*
+ * Decode one ListObjectsV2 answer, calling cb for each object and prefix
+ * in document order. Returns 0, cb's non-zero value, or PM_EPROTO for
+ * anything malformed (truncated, mismatched tags, unknown entities, a
+ * DOCTYPE, NUL bytes, a root that is not ListBucketResult, an object
+ * without a key or with a bad size, text over PM_S3_XML_TEXT_MAX, nesting
+ * over PM_S3_XML_DEPTH_MAX), with detail.
+ */
+int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
+                      void *arg, pm_s3_list_page *page);
+
+/* Pull <Code> and <Message> out of an S3 <Error> document. Returns 0 if
+ * it is one (either may be "" if absent), PM_EPROTO otherwise. */
+int pm__s3_error_parse(const char *xml, size_t length, char *code,
+                       size_t code_size, char *message, size_t message_size);
+
+/* "2009-10-12T17:50:30.000Z" to ns since the epoch; 0 or PM_EPROTO. */
+int pm__s3_parse_time(const char *text, int64_t *out_ns);
+
+#endif /* PM_UFS_S3_INT_H */

@@ -1,0 +1,264 @@
+/*
+ * ufs/ufs.c - the one list of origin backends and the only way the core
+ * reaches them. A set holds one object per registered backend (created per
+ * peer); the wrappers normalise the URI, pick the backend by scheme, check
+ * arguments and the contract of each method (a NULL optional method is
+ * PM_ENOTSUP, a read returns exactly what was asked or fails), and add
+ * what every backend would otherwise repeat: listing a single object when
+ * the "directory" turns out to be one.
+ *
+ * Requests are counted where they are sent (each attempt, each page of a
+ * listing) through pm__ufs_count(), not here: only the backend knows how
+ * many requests a call cost.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ufs/ufs_priv.h"
+
+/* Every backend, in dispatch order. Adding a backend = one line here. */
+static const pm_ufs_methods *const registry[] = {
+    &pm_s3_methods,
+    &pm_http_methods,
+    &pm_posix_methods,
+};
+
+#define DEFAULT_TIMEOUT_MS 30000u
+#define DEFAULT_RETRY_BASE_MS 100u
+
+typedef struct ufs_slot {
+  const pm_ufs_methods *methods;
+  pm_ufs *ufs;  /* NULL if init failed */
+  int init_err; /* why, then */
+  char init_msg[PM_ERRMSG_MAX];
+} ufs_slot;
+
+struct pm_ufs_set {
+  pm_ufs_config config;
+  ufs_slot slots[PM_ARRAY_SIZE(registry)];
+};
+
+void pm__ufs_count(const pm_ufs *ufs, uint64_t requests, uint64_t bytes) {
+  if (ufs && ufs->config.count)
+    ufs->config.count(ufs->config.count_arg, requests, bytes);
+}
+
+/* Copy what the caller's (possibly older, smaller) config holds and fill
+ * in defaults for what it leaves at zero. */
+static void config_fill(pm_ufs_config *dst, const pm_ufs_config *src) {
+  memset(dst, 0, sizeof *dst);
+  if (src)
+    memcpy(dst, src, PM_MIN(src->size ? src->size : sizeof *dst, sizeof *dst));
+  dst->size = sizeof *dst;
+  if (!dst->timeout_ms)
+    dst->timeout_ms = DEFAULT_TIMEOUT_MS;
+  if (!dst->retry_base_ms)
+    dst->retry_base_ms = DEFAULT_RETRY_BASE_MS;
+}
+
+static int slot_open(ufs_slot *slot, const pm_ufs_methods *m,
+                     const pm_ufs_config *config) {
+  slot->methods = m;
+  size_t size = PM_MAX(m->object_size, sizeof(pm_ufs));
+  pm_ufs *ufs = calloc(1, size);
+  if (!ufs)
+    return pm__errf(PM_ENOMEM, "ufs %s: out of memory", m->name);
+  ufs->methods = m;
+  ufs->config = *config;
+  int rc = m->init ? m->init(ufs, &ufs->config) : 0;
+  if (rc == 0) {
+    slot->ufs = ufs;
+    return 0;
+  }
+  /* Keep the backend out; its URIs will fail with this detail. */
+  slot->init_err = rc;
+  snprintf(slot->init_msg, sizeof slot->init_msg, "%s", pm__errmsg());
+  PM_LOG(PM_LOG_WARN, "ufs", "%s backend disabled: %s", m->name,
+         slot->init_msg);
+  if (m->fini)
+    m->fini(ufs);
+  free(ufs);
+  return rc == PM_ENOMEM ? rc : 0;
+}
+
+int pm__ufs_set_open(const pm_ufs_config *config, pm_ufs_set **out) {
+  if (!out)
+    return pm__errf(PM_EINVAL, "ufs: NULL argument");
+  *out = NULL;
+  pm_ufs_set *set = calloc(1, sizeof *set);
+  if (!set)
+    return pm__errf(PM_ENOMEM, "ufs: out of memory");
+  config_fill(&set->config, config);
+  for (size_t i = 0; i < PM_ARRAY_SIZE(registry); i++) {
+    int rc = slot_open(&set->slots[i], registry[i], &set->config);
+    if (rc) {
+      pm__ufs_set_close(set);
+      return rc;
+    }
+  }
+  *out = set;
+  return 0;
+}
+
+void pm__ufs_set_close(pm_ufs_set *set) {
+  if (!set)
+    return;
+  for (size_t i = 0; i < PM_ARRAY_SIZE(registry); i++) {
+    pm_ufs *ufs = set->slots[i].ufs;
+    if (!ufs)
+      continue;
+    if (ufs->methods->fini)
+      ufs->methods->fini(ufs);
+    free(ufs);
+  }
+  free(set);
+}
+
+static int serves(const pm_ufs_methods *m, const char *scheme) {
+  for (const char *const *s = m->schemes; s && *s; s++)
+    if (!strcmp(*s, scheme))
+      return 1;
+  return 0;
+}
+
+pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
+  int dummy;
+  if (!err)
+    err = &dummy;
+  if (!set || !uri) {
+    *err = pm__errf(PM_EINVAL, "ufs: NULL argument");
+    return NULL;
+  }
+  char scheme[32];
+  int rc = pm__uri_scheme(uri, scheme, sizeof scheme);
+  if (rc < 0) {
+    *err = rc;
+    return NULL;
+  }
+  for (size_t i = 0; i < PM_ARRAY_SIZE(registry); i++) {
+    ufs_slot *slot = &set->slots[i];
+    if (!serves(slot->methods, scheme))
+      continue;
+    if (!slot->ufs) {
+      *err = pm__errf(slot->init_err, "%s: %s backend unavailable: %s", uri,
+                      slot->methods->name, slot->init_msg);
+      return NULL;
+    }
+    *err = 0;
+    return slot->ufs;
+  }
+  *err = pm__errf(PM_EBADURI,
+                  "%s: unsupported scheme \"%s://\" (supported: "
+                  "s3://, http://, https://, file://, paths)",
+                  uri, scheme);
+  return NULL;
+}
+
+/* Normalise uri into norm and find its backend. */
+static pm_ufs *resolve(pm_ufs_set *set, const char *uri, char *norm,
+                       size_t norm_size, int *err) {
+  if (!set || !uri) {
+    *err = pm__errf(PM_EINVAL, "ufs: NULL argument");
+    return NULL;
+  }
+  *err = pm__uri_normalize(uri, norm, norm_size);
+  if (*err)
+    return NULL;
+  return pm__ufs_for(set, norm, err);
+}
+
+int pm__ufs_stat(pm_ufs_set *set, const char *uri, pm_object_stat *out) {
+  char norm[PM_UFS_URI_MAX];
+  int rc;
+  pm_ufs *ufs = resolve(set, uri, norm, sizeof norm, &rc);
+  if (!ufs)
+    return rc;
+  if (!out)
+    return pm__errf(PM_EINVAL, "%s: stat: NULL output", norm);
+  if (!ufs->methods->stat)
+    return pm__errf(PM_ENOTSUP, "%s: %s cannot stat", norm, ufs->methods->name);
+  pm_object_stat st;
+  memset(&st, 0, sizeof st);
+  rc = ufs->methods->stat(ufs, norm, &st);
+  if (rc == 0)
+    *out = st; /* untouched on failure */
+  return rc;
+}
+
+ssize_t pm__ufs_read(pm_ufs_set *set, const char *uri,
+                     const pm_object_stat *expect, uint64_t offset, void *buf,
+                     size_t length) {
+  char norm[PM_UFS_URI_MAX];
+  int rc;
+  pm_ufs *ufs = resolve(set, uri, norm, sizeof norm, &rc);
+  if (!ufs)
+    return rc;
+  if (!expect || (!buf && length))
+    return pm__errf(PM_EINVAL, "%s: read: NULL argument", norm);
+  if (!ufs->methods->read)
+    return pm__errf(PM_ENOTSUP, "%s: %s cannot read", norm, ufs->methods->name);
+  if (offset >= expect->size || length == 0)
+    return 0;
+  size_t want = (size_t)PM_MIN((uint64_t)length, expect->size - offset);
+  ssize_t got = ufs->methods->read(ufs, norm, expect, offset, buf, want);
+  if (got >= 0 && (size_t)got != want)
+    return pm__errf(PM_EIO, "%s: %s read returned %zd of %zu bytes", norm,
+                    ufs->methods->name, got, want);
+  return got;
+}
+
+/* Counts what a listing produced, for the single-object fallback. */
+typedef struct list_shim {
+  pm_ufs_list_cb cb;
+  void *arg;
+  size_t entries;
+} list_shim;
+
+static int list_shim_cb(void *arg, const pm_list_entry *entry) {
+  list_shim *shim = arg;
+  shim->entries++;
+  return shim->cb(shim->arg, entry);
+}
+
+/* The "directory" does not exist: if an object of that exact name does,
+ * list it alone (pm_list's contract). Otherwise keep the listing's error. */
+static int list_single(pm_ufs *ufs, const char *norm, int list_err,
+                       pm_ufs_list_cb cb, void *arg) {
+  size_t n = strlen(norm);
+  if (n == 0 || norm[n - 1] == '/' || !ufs->methods->stat)
+    return list_err;
+  char saved[PM_ERRMSG_MAX];
+  snprintf(saved, sizeof saved, "%s", pm__errmsg());
+  pm_object_stat st;
+  memset(&st, 0, sizeof st);
+  if (ufs->methods->stat(ufs, norm, &st) != 0) {
+    pm__errmsg_set(saved);
+    return list_err;
+  }
+  pm_list_entry entry = {.uri = (char *)norm,
+                         .is_dir = 0,
+                         .size = st.size,
+                         .mtime_ns = st.mtime_ns,
+                         .version = st.version};
+  return cb(arg, &entry);
+}
+
+int pm__ufs_list(pm_ufs_set *set, const char *uri, unsigned flags,
+                 pm_ufs_list_cb cb, void *arg) {
+  char norm[PM_UFS_URI_MAX];
+  int rc;
+  pm_ufs *ufs = resolve(set, uri, norm, sizeof norm, &rc);
+  if (!ufs)
+    return rc;
+  if (!cb)
+    return pm__errf(PM_EINVAL, "%s: list: NULL callback", norm);
+  if (!ufs->methods->list)
+    return pm__errf(PM_ENOTSUP, "%s: %s origins cannot list", norm,
+                    ufs->methods->name);
+  list_shim shim = {cb, arg, 0};
+  rc = ufs->methods->list(ufs, norm, flags, list_shim_cb, &shim);
+  if (rc == PM_ENOENT && shim.entries == 0)
+    return list_single(ufs, norm, rc, cb, arg);
+  return rc;
+}

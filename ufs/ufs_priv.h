@@ -1,0 +1,76 @@
+/*
+ * ufs/ufs_priv.h - helpers shared by the files of ufs/ and nothing else: a
+ * growable string with a size cap (ufs/sbuf.c), URI pieces and RFC 3986
+ * encoding (ufs/uri.c), and request counting (ufs/ufs.c). The core reaches
+ * ufs/ only through ufs/ufs_int.h.
+ */
+#ifndef PM_UFS_PRIV_H
+#define PM_UFS_PRIV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ufs/ufs_int.h"
+
+/* ---- growable strings (ufs/sbuf.c) ------------------------------------- */
+
+/* A NUL-terminated byte string that grows up to `cap` bytes (0: 1 GiB).
+ * Once an append fails (allocation or cap), the buffer is marked failed and
+ * every later append is a no-op, so a builder can check once at the end. */
+typedef struct pm_sbuf {
+  char *data;   /* NUL-terminated once anything was appended; may be NULL */
+  size_t len;   /* bytes, without the NUL */
+  size_t alloc; /* bytes allocated */
+  size_t cap;   /* most bytes it may hold, without the NUL */
+  int err;      /* 0, PM_ENOMEM or PM_ETOOBIG */
+} pm_sbuf;
+
+void pm__sbuf_init(pm_sbuf *sb, size_t cap);
+void pm__sbuf_free(pm_sbuf *sb);
+/* Empty the buffer and clear its error, keeping the memory. */
+void pm__sbuf_reset(pm_sbuf *sb);
+int pm__sbuf_append(pm_sbuf *sb, const void *bytes, size_t length);
+int pm__sbuf_puts(pm_sbuf *sb, const char *s);
+int pm__sbuf_printf(pm_sbuf *sb, const char *fmt, ...) PM_PRINTF(2, 3);
+/* The string ("" if empty); never NULL. */
+const char *pm__sbuf_str(const pm_sbuf *sb);
+/* Hand the string over to the caller (malloc'd, "" if empty) and reset the
+ * buffer; NULL if the buffer failed. */
+char *pm__sbuf_take(pm_sbuf *sb);
+
+/* ---- URIs (ufs/uri.c) --------------------------------------------------- */
+
+/* Longest normalised URI the wrappers handle (S3 keys are at most 1024
+ * bytes, Linux paths 4096). */
+#define PM_UFS_URI_MAX 8192
+
+/* Copy the lowercased scheme of uri ("s3", "https"; "" for a plain path)
+ * into out. Returns the length of the "scheme://" prefix (0 for a plain
+ * path) or PM_EBADURI if the scheme is longer than out_size - 1. */
+int pm__uri_scheme(const char *uri, char *out, size_t out_size);
+
+/* Split a normalised "s3://bucket/key" into its bucket (copied into
+ * bucket[bucket_size]) and a pointer to the key inside uri ("" for the
+ * bucket itself). Errors: PM_EBADURI (with detail). */
+int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
+                     const char **key);
+
+/* Append the RFC 3986 percent-encoding of `length` bytes to sb: unreserved
+ * characters (A-Z a-z 0-9 - . _ ~) stay, '/' stays when keep_slash is set,
+ * every other byte becomes %XX with uppercase hex (as SigV4 wants). */
+int pm__uri_encode(pm_sbuf *sb, const char *bytes, size_t length,
+                   bool keep_slash);
+
+/* Parse `length` bytes of decimal digits (a number below 2^63, nothing
+ * else) into *out: 0 or PM_EPROTO (ufs/http_parse.c). */
+int pm__parse_u63(const char *text, size_t length, int64_t *out);
+
+/* ---- counting (ufs/ufs.c) ----------------------------------------------- */
+
+/* Report `requests` requests sent to the origin and `bytes` payload bytes
+ * received to the peer through config.count. Backends call it where they
+ * send requests (each attempt, each page of a listing). */
+void pm__ufs_count(const pm_ufs *ufs, uint64_t requests, uint64_t bytes);
+
+#endif /* PM_UFS_PRIV_H */
