@@ -122,6 +122,7 @@ static void *client_loop(void *arg) {
   uint64_t t0;
   while ((t0 = pm__now_ns()) < run->end_ns) {
     req.page_index++;
+    req.object_size = (req.page_index + 1) * run->size;
     ssize_t n = run->client->methods->get_page(run->client, run->addr, &req,
                                                dst, run->size,
                                                t0 + 5000000000ull);

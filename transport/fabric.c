@@ -98,8 +98,11 @@ static int fabric_init(pm_transport *self, const pm_transport_config *config) {
     pm__errmsg_set(detail);
     return rc;
   }
-  PM_LOG(PM_LOG_INFO, "fabric", "listening on %s with %s", config->listen,
-         f->provider);
+  char name[128] = "?";
+  size_t name_len = sizeof name;
+  fi_av_straddr(f->av, f->self_addr, name, &name_len);
+  PM_LOG(PM_LOG_INFO, "fabric", "listening on %s (%s) with %s",
+         config->listen, name, f->provider);
   return 0;
 }
 

@@ -86,7 +86,7 @@ static pm_checksum copy_and_sum(uint8_t *dst, const uint8_t *src,
   XXH3_128bits_reset(&state);
   for (size_t off = 0; off < length; off += COPY_CHUNK) {
     size_t n = PM_MIN((size_t)COPY_CHUNK, length - off);
-    memcpy(dst + off, src + off, n);
+    pm__copy(dst + off, src + off, n);
     XXH3_128bits_update(&state, dst + off, n);
   }
   XXH128_canonical_t canonical;

@@ -31,6 +31,7 @@
 #include "core/core_int.h"
 #include "page.pb-c.h"
 #include "pagemesh/transport.h"
+#include "transport/frame.h"
 
 /* ---- limits --------------------------------------------------------------- */
 
@@ -38,9 +39,10 @@
 #define PM_FABRIC_MSG_MAX 8192
 /* A provider's raw endpoint address (sockaddr_in6 is 28, shm names ~40). */
 #define PM_FABRIC_RAWADDR_MAX 120
-#define PM_FABRIC_URI_MAX 4096
-#define PM_FABRIC_VERSION_MAX 1024
-#define PM_FABRIC_DETAIL_MAX 400
+/* As every backend checks them (transport/frame.h). */
+#define PM_FABRIC_URI_MAX PM_FRAME_URI_MAX
+#define PM_FABRIC_VERSION_MAX PM_FRAME_VERSION_MAX
+#define PM_FABRIC_DETAIL_MAX (PM_FRAME_DETAIL_MAX + 1)
 #define PM_FABRIC_CHECKSUM_LEN 16
 /* Pre-posted receives and send buffers per transport. */
 #define PM_FABRIC_RECV_COUNT 64

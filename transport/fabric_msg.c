@@ -7,7 +7,9 @@
  *
  * Envelope: "PMF" 0x01 | sender address length (u8) | sender address |
  * 24-byte nonce | XChaCha20-Poly1305 ciphertext of the packed PageFrame
- * with its 16-byte tag. The associated data is the envelope header (magic,
+ * with its 16-byte tag. Fields are checked by the validator every backend
+ * shares (pm__frame_validate in transport/frame.c) plus what only fabric
+ * needs. The associated data is the envelope header (magic,
  * length, address) followed by the cluster id, so a message names its
  * sender and cluster unforgeably: a peer without the cluster key can make
  * no one serve or accept a page, and cannot redirect a page to another
@@ -24,7 +26,6 @@
 #define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define CLUSTER_ID_MAX 255
-#define STATUS_MIN (-1000)
 
 static const uint8_t env_magic[ENV_MAGIC_LEN] = {'P', 'M', 'F', 1};
 
@@ -162,60 +163,20 @@ static void pb_free(void *data, void *ptr) {
 
 /* ---- validation ------------------------------------------------------------- */
 
-static int check_request(const Pm__PageRequest *page, uint32_t max_page) {
-  if (!page)
-    return pm__errf(PM_EPROTO, "fabric: request without a page");
-  if (page->page_id.len != 16)
-    return pm__errf(PM_EPROTO, "fabric: page id of %zu bytes",
-                    page->page_id.len);
-  size_t uri_len = page->uri ? strlen(page->uri) : 0;
-  if (uri_len == 0 || uri_len > PM_FABRIC_URI_MAX)
-    return pm__errf(PM_EPROTO, "fabric: uri of %zu bytes", uri_len);
-  if (!page->version || strlen(page->version) > PM_FABRIC_VERSION_MAX)
-    return pm__errf(PM_EPROTO, "fabric: missing or oversize version");
-  if (page->page_size == 0 || page->page_size > max_page)
-    return pm__errf(PM_EPROTO, "fabric: page size %u outside (0, %u]",
-                    page->page_size, max_page);
-  if (page->object_size &&
-      page->page_index > (page->object_size - 1) / page->page_size)
-    return pm__errf(PM_EPROTO, "fabric: page %llu past the object's end",
-                    (unsigned long long)page->page_index);
-  return 0;
-}
-
-static int check_get(const Pm__PageGet *get, uint32_t max_page) {
-  if (!get)
-    return pm__errf(PM_EPROTO, "fabric: empty PageGet");
-  if (get->rma_length == 0)
+/* Beyond the checks every backend shares (pm__frame_validate): a GET must
+ * name a landing buffer, a PUT must announce some bytes. */
+static int check_fabric_fields(const Pm__PageFrame *frame) {
+  if (frame->body_case == PM__PAGE_FRAME__BODY_GET &&
+      frame->get->rma_length == 0)
     return pm__errf(PM_EPROTO, "fabric: PageGet without a landing buffer");
-  return check_request(get->page, max_page);
-}
-
-static int check_put(const Pm__PagePut *put, uint32_t max_page) {
-  if (!put)
-    return pm__errf(PM_EPROTO, "fabric: empty PagePut");
-  if (put->length == 0 || put->length > max_page)
-    return pm__errf(PM_EPROTO, "fabric: PagePut of %u bytes", put->length);
-  if (put->checksum.len != PM_FABRIC_CHECKSUM_LEN)
-    return pm__errf(PM_EPROTO, "fabric: PagePut checksum of %zu bytes",
-                    put->checksum.len);
-  return check_request(put->page, max_page);
-}
-
-static int check_response(const Pm__PageResponse *resp, uint32_t max_page) {
-  if (!resp)
-    return pm__errf(PM_EPROTO, "fabric: empty PageResponse");
-  if (resp->status > 0 || resp->status < STATUS_MIN)
-    return pm__errf(PM_EPROTO, "fabric: status %d", (int)resp->status);
-  if (resp->length > max_page)
-    return pm__errf(PM_EPROTO, "fabric: response length %u over %u",
-                    resp->length, max_page);
-  if (resp->checksum.len != 0 &&
-      resp->checksum.len != PM_FABRIC_CHECKSUM_LEN)
+  if (frame->body_case == PM__PAGE_FRAME__BODY_PUT &&
+      frame->put->length == 0)
+    return pm__errf(PM_EPROTO, "fabric: PagePut of no bytes");
+  if (frame->body_case == PM__PAGE_FRAME__BODY_RESPONSE &&
+      frame->response->checksum.len != 0 &&
+      frame->response->checksum.len != PM_FABRIC_CHECKSUM_LEN)
     return pm__errf(PM_EPROTO, "fabric: checksum of %zu bytes",
-                    resp->checksum.len);
-  if (resp->detail && strlen(resp->detail) >= PM_FABRIC_DETAIL_MAX)
-    return pm__errf(PM_EPROTO, "fabric: oversize error detail");
+                    frame->response->checksum.len);
   return 0;
 }
 
@@ -244,18 +205,12 @@ static bool frame_has_bad_unknowns(const Pm__PageFrame *frame) {
 }
 
 static int check_frame(const Pm__PageFrame *frame, uint32_t max_page) {
+  int rc = pm__frame_validate(frame, max_page);
+  if (rc)
+    return pm__frame_err_prefix(rc, "fabric");
   if (frame_has_bad_unknowns(frame))
     return pm__errf(PM_EPROTO, "fabric: field number 0 in a message");
-  switch (frame->body_case) {
-  case PM__PAGE_FRAME__BODY_GET:
-    return check_get(frame->get, max_page);
-  case PM__PAGE_FRAME__BODY_PUT:
-    return check_put(frame->put, max_page);
-  case PM__PAGE_FRAME__BODY_RESPONSE:
-    return check_response(frame->response, max_page);
-  default:
-    return pm__errf(PM_EPROTO, "fabric: frame without a body");
-  }
+  return check_fabric_fields(frame);
 }
 
 /* ---- opening ------------------------------------------------------------------ */
@@ -330,28 +285,19 @@ int pm_fabric_msg_open(const pm_fabric_keys *keys, const uint8_t *wire,
 /* ---- conversions ------------------------------------------------------------ */
 
 void pm_fabric_req_to_pb(const pm_page_request *req, Pm__PageRequest *pb) {
-  pm__page_request__init(pb);
-  pb->page_id.data = (uint8_t *)req->page_id;
-  pb->page_id.len = sizeof req->page_id;
-  pb->uri = (char *)req->uri;
-  pb->version = (char *)req->version;
-  pb->object_size = req->object_size;
-  pb->mtime_ns = req->mtime_ns;
-  pb->page_index = req->page_index;
-  pb->page_size = req->page_size;
-  pb->flags = req->flags;
+  pm__page_msg_request_out(req, pb);
 }
 
 void pm_fabric_req_from_pb(const Pm__PageRequest *pb, pm_page_request *req) {
   memset(req, 0, sizeof *req);
   memcpy(req->page_id, pb->page_id.data, sizeof req->page_id);
   req->uri = pb->uri;
-  req->version = pb->version;
+  req->version = pb->version ? pb->version : "";
   req->object_size = pb->object_size;
   req->mtime_ns = pb->mtime_ns;
   req->page_index = pb->page_index;
   req->page_size = pb->page_size;
-  req->flags = pb->flags & PM_PAGE_REQ_CACHED_ONLY;
+  req->flags = pb->flags; /* only known flags pass pm__frame_validate */
 }
 
 int pm_fabric_hex_encode(const uint8_t *raw, size_t len, char *out,

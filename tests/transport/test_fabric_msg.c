@@ -131,6 +131,15 @@ Test(fabric_msg, authentic_but_invalid_fields_are_refused) {
   bad.object_size = 10;
   bad.page_index = 3;
   expect_invalid(bad, "page past the end");
+  char long_version[PM_FABRIC_VERSION_MAX + 2];
+  memset(long_version, 'v', sizeof long_version - 1);
+  long_version[sizeof long_version - 1] = '\0';
+  bad = req;
+  bad.version = long_version;
+  expect_invalid(bad, "oversize version");
+  bad = req;
+  bad.flags = 1u << 20;
+  expect_invalid(bad, "unknown flag");
 }
 
 Test(fabric_msg, oversize_frames_do_not_seal) {

@@ -180,7 +180,7 @@ static inline pm_page_request make_request(const char *uri, uint64_t index,
                                            uint32_t page_size) {
   pm_page_request req = {
       .uri = uri, .version = "v1", .page_index = index,
-      .page_size = page_size, .object_size = 0};
+      .page_size = page_size, .object_size = (index + 1) * page_size};
   pm_page_id id = pm__page_id(uri, "v1", index, page_size);
   memcpy(req.page_id, id.bytes, 16);
   return req;
