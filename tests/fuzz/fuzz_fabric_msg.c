@@ -41,7 +41,7 @@ static void check_request(const Pm__PageRequest *page) {
     abort();
   pm_page_request req;
   pm_fabric_req_from_pb(page, &req);
-  if (req.flags & ~(uint32_t)PM_PAGE_REQ_CACHED_ONLY)
+  if (req.flags & ~(uint32_t)PM_PAGE_REQ_KNOWN)
     abort();
 }
 
