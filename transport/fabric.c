@@ -8,6 +8,11 @@
  * reverse, the advertised address and the counters. The other fabric*.c
  * files hold the pieces; transport/fabric_int.h describes them.
  *
+ * Security: control messages are always sealed with a key derived from
+ * the cluster key (fabric_msg.c); page bytes move by RMA in the clear, so
+ * `insecure_data` changes nothing here. Every page is checked against the
+ * checksum in the sealed response.
+ *
  * Threads: one progress thread and `server_threads` workers per object.
  * get_page, put_page, address and stats are safe from any thread; fini
  * must not race with a new call, but fails the calls in flight with
