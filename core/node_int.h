@@ -50,6 +50,8 @@ int pm__link_status(pm_link *link, char **json);
  * read of `bytes` was served. */
 void pm__link_touch(pm_link *link, const pm_page_id *id);
 void pm__link_note_read(pm_link *link, uint64_t bytes);
+/* Count the duration of a read call, reported with the counters. */
+void pm__link_note_latency(pm_link *link, uint64_t ns);
 void pm__link_flush(pm_link *link);
 
 /* ---- map cache (core/mapcache.c) ------------------------------------------- */
