@@ -103,7 +103,8 @@ static pm_view *view_build(pm_mesh *mesh) {
 
 pm_view *pm__mesh_view(pm_mesh *mesh) {
   pthread_mutex_lock(&mesh->view_mutex);
-  if (atomic_exchange(&mesh->view_dirty, false) || !mesh->view) {
+  if (mesh->driver &&
+      (atomic_exchange(&mesh->view_dirty, false) || !mesh->view)) {
     pm_view *fresh = view_build(mesh);
     if (fresh) {
       view_release(mesh->view);
@@ -127,6 +128,8 @@ static void on_member_event(void *arg, pm__swim_event_kind kind,
                             const pm__member_info *member) {
   pm_mesh *mesh = arg;
   atomic_store(&mesh->view_dirty, true);
+  if (kind != PM_SWIM_EV_SUSPECT && kind != PM_SWIM_EV_REAP)
+    pm__mesh_members_changed(mesh);
   char hex[33];
   pm__member_id_hex(&member->id, hex);
   static const char *const names[] = {"joined", "updated", "is suspect",
@@ -248,18 +251,20 @@ int pm__mesh_start(pm_peer *peer, pm_mesh **out) {
   if (!mesh)
     return pm__errf(PM_ENOMEM, "out of memory");
   mesh->peer = peer;
+  mesh->started_ns = pm__now_ns();
   pthread_mutex_init(&mesh->view_mutex, NULL);
   atomic_init(&mesh->view_dirty, true);
   load_or_make_id(peer, &mesh->self_id);
-  pm__member_meta meta = {.capacity = peer->opts.disk_capacity};
+  pm__member_meta *meta = &mesh->meta;
+  meta->capacity = peer->opts.disk_capacity;
   if (peer->opts.zone)
-    snprintf(meta.zone, sizeof meta.zone, "%s", peer->opts.zone);
+    snprintf(meta->zone, sizeof meta->zone, "%s", peer->opts.zone);
   peer->mesh = mesh; /* the transports may call back as soon as they run */
   int err = read_key(mesh);
   if (!err)
-    err = start_transports(mesh, &meta);
+    err = start_transports(mesh, meta);
   if (!err)
-    err = start_membership(mesh, &meta);
+    err = start_membership(mesh, meta);
   if (err) {
     char detail[PM_ERRMSG_MAX];
     snprintf(detail, sizeof detail, "%s", pm__errmsg());
@@ -269,24 +274,49 @@ int pm__mesh_start(pm_peer *peer, pm_mesh **out) {
     return err;
   }
   PM_LOG(PM_LOG_INFO, "mesh", "joined as %s (pages on %s%s%s)",
-         pm__swim_driver_addr(mesh->driver), meta.tcp_addr,
+         pm__swim_driver_addr(mesh->driver), meta->tcp_addr,
          mesh->fabric ? ", fabric " : "", mesh->fabric ? "on" : "");
   *out = mesh;
   return 0;
 }
 
+void pm__mesh_leave(pm_mesh *mesh) {
+  if (!mesh || !mesh->driver)
+    return;
+  /* The others stop sending requests; no more membership events. Readers
+   * of the driver hold view_mutex. */
+  pthread_mutex_lock(&mesh->view_mutex);
+  pm__swim_driver *driver = mesh->driver;
+  mesh->driver = NULL;
+  pthread_mutex_unlock(&mesh->view_mutex);
+  pm__swim_driver_leave(driver, 2000000000ull);
+}
+
 void pm__mesh_stop(pm_mesh *mesh) {
   if (!mesh)
     return;
-  /* Leave first, so the others stop sending requests, then stop serving. */
-  pm__swim_driver_leave(mesh->driver, 2000000000ull);
+  pm__mesh_leave(mesh);
   pm__transport_close(mesh->fabric);
   pm__transport_close(mesh->tcp);
   view_release(mesh->view);
+  view_release(mesh->rebalance_view);
   if (mesh->key)
     pm__cluster_key_free(mesh->key);
   pthread_mutex_destroy(&mesh->view_mutex);
   free(mesh);
+}
+
+int pm__mesh_set_weight(pm_mesh *mesh, uint64_t capacity) {
+  pthread_mutex_lock(&mesh->view_mutex);
+  mesh->meta.capacity = capacity;
+  int err = mesh->driver ? pm__swim_driver_update_meta(mesh->driver,
+                                                       &mesh->meta)
+                         : 0;
+  atomic_store(&mesh->view_dirty, true);
+  pthread_mutex_unlock(&mesh->view_mutex);
+  if (!err)
+    pm__mesh_members_changed(mesh);
+  return err;
 }
 
 /* ---- status ------------------------------------------------------------------ */
@@ -295,7 +325,14 @@ json_t *pm__mesh_members_json(pm_mesh *mesh) {
   pm__member_info *info = NULL;
   size_t count = 0;
   json_t *arr = json_array();
-  if (!mesh || pm__swim_driver_snapshot(mesh->driver, &info, &count) != 0)
+  if (!mesh)
+    return arr;
+  pthread_mutex_lock(&mesh->view_mutex);
+  int err = mesh->driver ? pm__swim_driver_snapshot(mesh->driver, &info,
+                                                    &count)
+                         : PM_ESHUTDOWN;
+  pthread_mutex_unlock(&mesh->view_mutex);
+  if (err)
     return arr;
   for (size_t i = 0; i < count; i++) {
     char hex[33];
@@ -332,7 +369,12 @@ void pm__mesh_stats(pm_mesh *mesh, pm_mesh_stats *out) {
   }
   pm__member_info *info = NULL;
   size_t count = 0;
-  if (pm__swim_driver_snapshot(mesh->driver, &info, &count) == 0) {
+  pthread_mutex_lock(&mesh->view_mutex);
+  int err = mesh->driver ? pm__swim_driver_snapshot(mesh->driver, &info,
+                                                    &count)
+                         : PM_ESHUTDOWN;
+  pthread_mutex_unlock(&mesh->view_mutex);
+  if (err == 0) {
     for (size_t i = 0; i < count; i++) {
       switch (info[i].state) {
       case PM_MEMBER_ALIVE: out->alive++; break;

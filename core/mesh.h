@@ -26,7 +26,10 @@ typedef enum pm_mesh_mode {
  * Errors: PM_ECONFIG (no or bad cluster key), PM_EIO (cannot bind),
  * PM_ENOTSUP (no such transport or provider), PM_ENOMEM. */
 int pm__mesh_start(pm_peer *peer, pm_mesh **out);
-/* Leave gracefully (announce Left) and stop. Accepts NULL. */
+/* Leave gracefully (announce Left): no more membership events; pages are
+ * still served until pm__mesh_stop. Accepts NULL. */
+void pm__mesh_leave(pm_mesh *mesh);
+/* Leave if not done yet, stop the transports and free. Accepts NULL. */
 void pm__mesh_stop(pm_mesh *mesh);
 
 /* Get the page from the mesh into buf (page_len bytes), as leader of its
@@ -50,6 +53,12 @@ void pm__mesh_replicate(pm_mesh *mesh, const char *uri,
  * *definitive set). */
 int pm__mesh_stat(pm_mesh *mesh, const char *uri, pm_object_stat *out,
                   bool *definitive);
+
+/* A new placement weight for this member, gossiped. */
+int pm__mesh_set_weight(pm_mesh *mesh, uint64_t capacity);
+/* Hand every page on disk to its owners without this member, then leave.
+ * Returns the pages handed over. */
+ssize_t pm__mesh_drain(pm_mesh *mesh);
 
 /* The members as a JSON array (for status); NULL if no mesh. */
 struct json_t;

@@ -33,12 +33,21 @@ struct pm_mesh {
   pm_transport *fabric; /* with transport "fabric" */
   uint8_t *key;         /* sodium memory */
   pm__member_id self_id;
+  pm__member_meta meta; /* what this member advertises */
   pthread_mutex_t view_mutex;
   pm_view *view;
   atomic_bool view_dirty;
   _Atomic uint64_t pages_from_peers, bytes_from_peers;
   _Atomic uint64_t peer_failures, replicas_pushed;
+  /* Rebalancing (mesh_rebalance.c): the view it last worked from; only
+   * its one task at a time touches it. */
+  atomic_bool rebalance_pending;
+  uint64_t started_ns;
+  pm_view *rebalance_view;
 };
+
+/* Members changed: re-create replicas in the background. */
+void pm__mesh_members_changed(pm_mesh *mesh);
 
 /* The current view (rebuilt if stale); release it when done. */
 pm_view *pm__mesh_view(pm_mesh *mesh);

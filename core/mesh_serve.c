@@ -113,13 +113,30 @@ ssize_t pm__mesh_serve_get(void *arg, const pm_page_request *req, void *dst,
                               (size_t)len);
 }
 
+/* A replica re-created from another peer's store names only its id. */
+static ssize_t check_replica(pm_peer *peer, const pm_page_request *req,
+                             size_t length, pm_page_id *id) {
+  int err = check_uri(req->uri);
+  if (err)
+    return err;
+  if (req->page_size != peer->opts.page_size || length == 0 ||
+      length > peer->opts.page_size)
+    return pm__errf(PM_EINVAL, "%s: replica of %zu bytes, page size %u "
+                    "(this peer: %u)", req->uri, length, req->page_size,
+                    peer->opts.page_size);
+  memcpy(id->bytes, req->page_id, 16);
+  return (ssize_t)length;
+}
+
 int pm__mesh_serve_put(void *arg, const pm_page_request *req,
                        const void *data, size_t length) {
   pm_peer *peer = arg;
   pm__errmsg_clear();
   pm_object_stat st;
   pm_page_id id;
-  ssize_t len = check_page(peer, req, &st, &id);
+  ssize_t len = (req->flags & PM_PAGE_REQ_REPLICA)
+                    ? check_replica(peer, req, length, &id)
+                    : check_page(peer, req, &st, &id);
   if (len < 0)
     return (int)len;
   if ((size_t)len != length)

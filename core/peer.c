@@ -129,9 +129,10 @@ void pm_peer_close(pm_peer *peer) {
   if (!peer)
     return;
   atomic_store(&peer->closing, true);
-  pm__mesh_stop(peer->mesh); /* leave: others stop asking this peer */
-  peer->mesh = NULL;
+  pm__mesh_leave(peer->mesh); /* others stop asking this peer */
   pm__pool_close(peer->pool); /* no work in flight from here on */
+  pm__mesh_stop(peer->mesh);
+  peer->mesh = NULL;
   pm__node_server_stop(peer->server); /* no attached requests either */
   peer->server = NULL;
   pm__engine_close(peer);

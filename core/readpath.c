@@ -22,7 +22,7 @@ static ssize_t copy_out(const void *page, size_t page_len, uint32_t offset,
     return 0;
   size_t n = PM_MIN(length, page_len - offset);
   if (dst)
-    memcpy(dst, (const char *)page + offset, n);
+    pm__copy(dst, (const char *)page + offset, n);
   return (ssize_t)n;
 }
 

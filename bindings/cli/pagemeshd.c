@@ -260,11 +260,18 @@ int main(int argc, char **argv) {
              d.metrics_listen, cli_metrics_port(metrics));
     log_line(NULL, PM_LOG_INFO, "pagemeshd", start);
   }
-  int sig;
-  sigwait(&stop, &sig);
-  log_line(NULL, PM_LOG_INFO, "pagemeshd", sig == SIGTERM
-                                               ? "SIGTERM: shutting down"
-                                               : "SIGINT: shutting down");
+  /* Until a signal, or until `pagemesh drain` has taken the node out of
+   * the mesh. */
+  int sig = -1;
+  struct timespec tick = {.tv_sec = 0, .tv_nsec = 200000000};
+  while (sig < 0 && !pm_peer_drained(peer)) {
+    siginfo_t info;
+    sig = sigtimedwait(&stop, &info, &tick);
+  }
+  log_line(NULL, PM_LOG_INFO, "pagemeshd",
+           sig == SIGTERM  ? "SIGTERM: shutting down"
+           : sig == SIGINT ? "SIGINT: shutting down"
+                           : "drained: shutting down");
   cli_metrics_stop(metrics);
   pm_peer_close(peer);
   log_line(NULL, PM_LOG_INFO, "pagemeshd", "stopped");

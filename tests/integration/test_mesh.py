@@ -177,3 +177,23 @@ def test_a_peer_without_the_key_gets_no_page(mesh, proxy, tmp_path):
             assert stranger.addr(0) not in mesh.states(i)
     finally:
         stranger.stop_all()
+
+
+def test_lost_replicas_are_recreated(mesh, proxy):
+    epoch(mesh, shift=0)
+    mesh.kill(1)
+    survivors = [0, 2, 3]
+    # Once the others have declared it Dead, each page it held is copied
+    # from its surviving replica to its new second owner.
+    mesh.wait(lambda: sum(mesh.status(i)["stats"]["pages_disk"]
+                          for i in survivors) >= 2 * PAGES,
+              timeout=40, what="two copies of every page again")
+    proxy.reset_stats()
+    mesh.kill(3)  # a second loss: every page still has a copy
+    survivors = [0, 2]
+    parts = split(KEYS, 0)
+    procs = [(read_through(mesh, p, parts[p] + parts[p + 1]),
+              parts[p] + parts[p + 1]) for p in survivors]
+    for proc, keys in procs:
+        check(proc, keys)
+    assert gets(proxy) == 0, proxy.stats()["requests"]
