@@ -28,6 +28,7 @@ struct pm_link {
   atomic_bool broken;
   atomic_uint_fast64_t next_id;
   pid_t node_pid;
+  uint64_t last_report_ns; /* when counters were last sent */
   /* Touch buffer. */
   uint8_t touched[TOUCH_BATCH][16];
   size_t touched_count;
@@ -385,11 +386,20 @@ void pm__link_flush(pm_link *l) {
   checkin(l, fd);
 }
 
+/* Counters reach the node at least this often while reads go on. */
+#define REPORT_INTERVAL_NS 1000000000ull
+
 void pm__link_note_read(pm_link *l, uint64_t bytes) {
+  uint64_t now = pm__now_ns();
   pthread_mutex_lock(&l->mutex);
   l->pending.reads++;
   l->pending.bytes_served += bytes;
+  bool due = now - l->last_report_ns > REPORT_INTERVAL_NS;
+  if (due)
+    l->last_report_ns = now;
   pthread_mutex_unlock(&l->mutex);
+  if (due)
+    pm__link_flush(l);
 }
 
 void pm__link_note_latency(pm_link *l, uint64_t ns) {
