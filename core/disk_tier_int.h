@@ -33,7 +33,7 @@ struct pm_disk_page {
 struct pm_disk_tier {
   pthread_mutex_t lock; /* index, policy, descriptor cache, page flags */
   pm_pagemap map;
-  pm_evict ev;
+  pm_evict_state ev;
   char *dir; /* the cache directory */
   int pages_fd, tmp_fd;
   uint32_t page_size;

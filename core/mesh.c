@@ -255,15 +255,16 @@ int pm__mesh_start(pm_peer *peer, pm_mesh **out) {
   pthread_mutex_init(&mesh->view_mutex, NULL);
   atomic_init(&mesh->view_dirty, true);
   load_or_make_id(peer, &mesh->self_id);
-  pm__member_meta meta = {.capacity = peer->opts.disk_capacity};
+  pm__member_meta *meta = &mesh->meta;
+  meta->capacity = peer->opts.disk_capacity;
   if (peer->opts.zone)
-    snprintf(meta.zone, sizeof meta.zone, "%s", peer->opts.zone);
+    snprintf(meta->zone, sizeof meta->zone, "%s", peer->opts.zone);
   peer->mesh = mesh; /* the transports may call back as soon as they run */
   int err = read_key(mesh);
   if (!err)
-    err = start_transports(mesh, &meta);
+    err = start_transports(mesh, meta);
   if (!err)
-    err = start_membership(mesh, &meta);
+    err = start_membership(mesh, meta);
   if (err) {
     char detail[PM_ERRMSG_MAX];
     snprintf(detail, sizeof detail, "%s", pm__errmsg());
@@ -273,7 +274,7 @@ int pm__mesh_start(pm_peer *peer, pm_mesh **out) {
     return err;
   }
   PM_LOG(PM_LOG_INFO, "mesh", "joined as %s (pages on %s%s%s)",
-         pm__swim_driver_addr(mesh->driver), meta.tcp_addr,
+         pm__swim_driver_addr(mesh->driver), meta->tcp_addr,
          mesh->fabric ? ", fabric " : "", mesh->fabric ? "on" : "");
   *out = mesh;
   return 0;
@@ -303,6 +304,19 @@ void pm__mesh_stop(pm_mesh *mesh) {
     pm__cluster_key_free(mesh->key);
   pthread_mutex_destroy(&mesh->view_mutex);
   free(mesh);
+}
+
+int pm__mesh_set_weight(pm_mesh *mesh, uint64_t capacity) {
+  pthread_mutex_lock(&mesh->view_mutex);
+  mesh->meta.capacity = capacity;
+  int err = mesh->driver ? pm__swim_driver_update_meta(mesh->driver,
+                                                       &mesh->meta)
+                         : 0;
+  atomic_store(&mesh->view_dirty, true);
+  pthread_mutex_unlock(&mesh->view_mutex);
+  if (!err)
+    pm__mesh_members_changed(mesh);
+  return err;
 }
 
 /* ---- status ------------------------------------------------------------------ */

@@ -54,6 +54,12 @@ void pm__mesh_replicate(pm_mesh *mesh, const char *uri,
 int pm__mesh_stat(pm_mesh *mesh, const char *uri, pm_object_stat *out,
                   bool *definitive);
 
+/* A new placement weight for this member, gossiped. */
+int pm__mesh_set_weight(pm_mesh *mesh, uint64_t capacity);
+/* Hand every page on disk to its owners without this member, then leave.
+ * Returns the pages handed over. */
+ssize_t pm__mesh_drain(pm_mesh *mesh);
+
 /* The members as a JSON array (for status); NULL if no mesh. */
 struct json_t;
 struct json_t *pm__mesh_members_json(pm_mesh *mesh);

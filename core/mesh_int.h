@@ -33,6 +33,7 @@ struct pm_mesh {
   pm_transport *fabric; /* with transport "fabric" */
   uint8_t *key;         /* sodium memory */
   pm__member_id self_id;
+  pm__member_meta meta; /* what this member advertises */
   pthread_mutex_t view_mutex;
   pm_view *view;
   atomic_bool view_dirty;

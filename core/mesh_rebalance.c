@@ -52,10 +52,11 @@ static void push(pm_mesh *mesh, const pm_view *v, size_t member,
     atomic_fetch_add(&mesh->replicas_pushed, 1);
 }
 
-/* One page: push it to the new owners if this peer is the one to. */
+/* One page: push it to the new owners if this peer is the one to (or, when
+ * draining, always). */
 static void rebalance_page(pm_mesh *mesh, const pm_view *old,
                            const pm_view *now, const pm_store_entry *e,
-                           void *buf) {
+                           void *buf, bool drain) {
   size_t before[OWNERS_MAX], after[OWNERS_MAX];
   size_t nb = owners_of(mesh, old, &e->id, before);
   size_t na = owners_of(mesh, now, &e->id, after);
@@ -63,7 +64,7 @@ static void rebalance_page(pm_mesh *mesh, const pm_view *old,
   for (size_t i = 0; i < na && pusher == SIZE_MAX; i++)
     if (listed(old, before, nb, now->members[after[i]].id))
       pusher = after[i];
-  if (pusher == SIZE_MAX || pusher != now->self)
+  if (!drain && (pusher == SIZE_MAX || pusher != now->self))
     return;
   bool have = false;
   for (size_t i = 0; i < na; i++) {
@@ -78,24 +79,26 @@ static void rebalance_page(pm_mesh *mesh, const pm_view *old,
   }
 }
 
-static void rebalance(pm_mesh *mesh, const pm_view *old, const pm_view *now) {
+static uint64_t rebalance(pm_mesh *mesh, const pm_view *old,
+                          const pm_view *now, bool drain) {
   pm_store_entry *entries;
   size_t count;
   if (now->self == SIZE_MAX ||
       pm__store_list_disk(mesh->peer->store, &entries, &count) != 0)
-    return;
+    return 0;
   void *buf = malloc(mesh->peer->opts.page_size);
   uint64_t pushed = atomic_load(&mesh->replicas_pushed);
   for (size_t i = 0; buf && i < count; i++) {
     if (atomic_load(&mesh->peer->closing))
       break;
-    rebalance_page(mesh, old, now, &entries[i], buf);
+    rebalance_page(mesh, old, now, &entries[i], buf, drain);
   }
   free(buf);
   pm__store_list_free(entries, count);
-  PM_LOG(PM_LOG_INFO, "mesh", "members changed: %llu pages copied to their "
-         "new owners", (unsigned long long)(atomic_load(
-                            &mesh->replicas_pushed) - pushed));
+  pushed = atomic_load(&mesh->replicas_pushed) - pushed;
+  PM_LOG(PM_LOG_INFO, "mesh", "%s: %llu pages copied to their new owners",
+         drain ? "draining" : "members changed", (unsigned long long)pushed);
+  return pushed;
 }
 
 static void rebalance_run(void *arg) {
@@ -110,7 +113,7 @@ static void rebalance_run(void *arg) {
    * not a change of owners. */
   bool settled = pm__now_ns() - mesh->started_ns > SETTLE_NS;
   if (now && old && settled && mesh->peer->store)
-    rebalance(mesh, old, now);
+    rebalance(mesh, old, now, false);
   mesh->rebalance_view = now; /* keeps the reference */
   pm__mesh_view_release(old);
 }
@@ -121,4 +124,46 @@ void pm__mesh_members_changed(pm_mesh *mesh) {
   if (pm__pool_submit_background(mesh->peer->pool, rebalance_run, mesh,
                                  1024) != 0)
     atomic_store(&mesh->rebalance_pending, false);
+}
+
+/* A copy of v in which this member is gone. */
+static pm_view *without_self(const pm_view *v) {
+  pm_view *w = calloc(1, sizeof *w);
+  if (w) {
+    w->members = malloc((v->count ? v->count : 1) * sizeof *w->members);
+    w->peers = malloc((v->count ? v->count : 1) * sizeof *w->peers);
+  }
+  if (!w || !w->members || !w->peers) {
+    if (w) {
+      free(w->members);
+      free(w->peers);
+    }
+    free(w);
+    return NULL;
+  }
+  memcpy(w->members, v->members, v->count * sizeof *w->members);
+  memcpy(w->peers, v->peers, v->count * sizeof *w->peers);
+  w->count = v->count;
+  w->self = v->self;
+  w->members[v->self].health = PM_PLACE_GONE;
+  atomic_init(&w->refs, 1);
+  return w;
+}
+
+ssize_t pm__mesh_drain(pm_mesh *mesh) {
+  pm_view *now = pm__mesh_view(mesh);
+  if (!now || now->self == SIZE_MAX) {
+    pm__mesh_view_release(now);
+    return pm__errf(PM_EIO, "this node is not in its own view of the mesh");
+  }
+  pm_view *after = without_self(now);
+  if (!after) {
+    pm__mesh_view_release(now);
+    return pm__errf(PM_ENOMEM, "draining: out of memory");
+  }
+  uint64_t pushed = mesh->peer->store ? rebalance(mesh, now, after, true) : 0;
+  pm__mesh_view_release(after);
+  pm__mesh_view_release(now);
+  pm__mesh_leave(mesh);
+  return (ssize_t)pushed;
 }

@@ -11,6 +11,7 @@
 
 #include "core_int.h"
 #include "flight.h"
+#include "histogram.h"
 #include "meta.h"
 #include "pool.h"
 #include "store.h"
@@ -32,6 +33,9 @@ typedef struct pm_counters {
   _Atomic uint64_t store_errors, corrupt_pages;
   _Atomic uint64_t attached_hits; /* node: hits reported by attached
                                      processes; attached: its own hits */
+  /* Durations of pm_read/pm_read_batch calls (api.c): a node peer's own
+   * and those its attached processes report (node_server.c). */
+  pm_histogram read_latency;
 } pm_counters;
 
 typedef struct pm_node_server pm_node_server;
@@ -65,6 +69,7 @@ struct pm_peer {
   pm_flights *flights;
   pm_counters counters;
   atomic_bool closing;
+  atomic_bool drained;     /* node: handed its pages over and left */
   pthread_mutex_t streams_mutex;
   pm_stream streams[PM_READAHEAD_STREAMS];
 };
@@ -93,6 +98,9 @@ int pm__list(pm_peer *peer, const char *uri, unsigned flags,
              pm_list_entry **entries, size_t *count);
 int pm__invalidate(pm_peer *peer, const char *uri_prefix);
 int pm__status_json(pm_peer *peer, char **out);
+ssize_t pm__evict(pm_peer *peer, const char *uri_prefix);
+int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram);
+ssize_t pm__drain(pm_peer *peer);
 
 /* options.c */
 int pm__options_check(const pm_options *opts);

@@ -30,7 +30,7 @@ struct pm_ram_tier {
   pm_ram_slots slots; /* page buffers, with their own lock */
   pthread_mutex_t lock;
   pm_pagemap map;
-  pm_evict ev;
+  pm_evict_state ev;
   uint64_t evictions;
 };
 

@@ -308,6 +308,14 @@ PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
  * origin. Errors: PM_EINVAL. */
 PM_EXTERN int pm_invalidate(pm_peer *peer, const char *uri_prefix);
 
+/*
+ * Remove the cached pages and metadata of every object whose URI starts
+ * with uri_prefix from this node's cache (the node peer's store). Other
+ * nodes keep their copies. Returns the number of pages removed.
+ * Errors: PM_EINVAL, PM_EUNREACHABLE (no node peer).
+ */
+PM_EXTERN ssize_t pm_evict(pm_peer *peer, const char *uri_prefix);
+
 typedef struct pm_list_entry {
   char *uri;       /* full URI of the object or the directory (ends in '/') */
   int is_dir;      /* 1 for a common prefix ("directory"), 0 for an object */
@@ -388,6 +396,32 @@ PM_EXTERN int pm_peer_status(pm_peer *peer, char **json_out);
 
 /* Free memory the library returned (pm_peer_status). Accepts NULL. */
 PM_EXTERN void pm_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Operating the node                                                         */
+
+/*
+ * Change the node peer's capacities while it runs (0 keeps a value). The
+ * tiers evict down to the new sizes at once; in a mesh the new disk
+ * capacity becomes this node's placement weight, spreads to the other
+ * members, and pages move to their new owners. Errors: PM_EINVAL,
+ * PM_EUNREACHABLE.
+ */
+PM_EXTERN int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
+                              uint64_t ram_capacity);
+
+/*
+ * Drain the node peer out of the mesh: hand every page on its disk to the
+ * members that own it once this node is gone, then leave the mesh, so the
+ * cluster shrinks without a cold epoch. Returns the number of pages
+ * handed over. After it, the node peer serves its attached processes as a
+ * single-node cache (pagemeshd exits). Errors: PM_EINVAL, PM_ENOTSUP (not
+ * in a mesh), PM_EUNREACHABLE.
+ */
+PM_EXTERN ssize_t pm_drain(pm_peer *peer);
+
+/* 1 once the node peer this process runs has been drained, else 0. */
+PM_EXTERN int pm_peer_drained(pm_peer *peer);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                    */

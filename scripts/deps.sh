@@ -11,9 +11,11 @@ APT_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libsodium-dev
   libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
   libinih-dev python3-venv
+  libmicrohttpd-dev slurm-wlm munge shellcheck
 )
 PIP_PACKAGES=(
   "moto[server]" boto3 pytest xxhash
+  prometheus-client pyyaml jsonschema kubernetes-validate
   # the epoch benchmark (perf/epoch_bench.py) and its contenders; s3fs
   # pins fsspec and (through aiobotocore) botocore: pinned together here so
   # that pip does not backtrack through every boto3 release

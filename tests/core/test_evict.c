@@ -24,12 +24,12 @@ static pm_evict_node *node_new(uint64_t n) {
   return node;
 }
 
-static void add(pm_evict *ev, pm_evict_node *node, uint64_t tick) {
+static void add(pm_evict_state *ev, pm_evict_node *node, uint64_t tick) {
   pm__evict_link(ev, node, tick);
   pm__evict_charge(ev, node->length);
 }
 
-static void drop(pm_evict *ev, pm_evict_node *node) {
+static void drop(pm_evict_state *ev, pm_evict_node *node) {
   pm__evict_unlink(ev, node);
   pm__evict_uncharge(ev, node->length);
   free(node);
@@ -38,7 +38,7 @@ static void drop(pm_evict *ev, pm_evict_node *node) {
 Test(evict, recency_order_and_accounting) {
   pm_sketch *sketch;
   cr_assert_eq(pm__sketch_open(3, &sketch), 0);
-  pm_evict ev;
+  pm_evict_state ev;
   pm__evict_init(&ev, PM_EVICT_LRU, 3 * PAGE, PAGE, sketch);
   pm_evict_node *a = node_new(1), *b = node_new(2), *c = node_new(3);
   add(&ev, a, 1);
@@ -62,7 +62,7 @@ Test(evict, recency_order_and_accounting) {
 Test(evict, lru_admits_whatever_fits) {
   pm_sketch *sketch;
   cr_assert_eq(pm__sketch_open(2, &sketch), 0);
-  pm_evict ev;
+  pm_evict_state ev;
   pm__evict_init(&ev, PM_EVICT_LRU, 2 * PAGE, PAGE, sketch);
   pm_evict_node *a = node_new(1), *b = node_new(2);
   add(&ev, a, 1);
@@ -83,7 +83,7 @@ Test(evict, lru_admits_whatever_fits) {
 Test(evict, stable_needs_more_than_the_margin) {
   pm_sketch *sketch;
   cr_assert_eq(pm__sketch_open(100, &sketch), 0);
-  pm_evict ev;
+  pm_evict_state ev;
   pm__evict_init(&ev, PM_EVICT_STABLE, PAGE, PAGE, sketch);
   pm_evict_node *resident = node_new(1);
   uint64_t tick = pm__sketch_record(sketch, &resident->id);
@@ -107,7 +107,7 @@ Test(evict, stable_needs_more_than_the_margin) {
 Test(evict, stale_victims_give_way) {
   pm_sketch *sketch;
   cr_assert_eq(pm__sketch_open(4, &sketch), 0);
-  pm_evict ev;
+  pm_evict_state ev;
   pm__evict_init(&ev, PM_EVICT_STABLE, 4 * PAGE, PAGE, sketch);
   pm_evict_node *nodes[4];
   for (int i = 0; i < 4; i++) {
@@ -140,7 +140,7 @@ static double loop_hit_rate(pm_eviction policy, unsigned dataset,
                             unsigned capacity, unsigned epochs) {
   pm_sketch *sketch;
   cr_assert_eq(pm__sketch_open(capacity, &sketch), 0);
-  pm_evict ev;
+  pm_evict_state ev;
   pm__evict_init(&ev, policy, (uint64_t)capacity * PAGE, PAGE, sketch);
   pm_evict_node **nodes = calloc(dataset, sizeof *nodes);
   unsigned *order = malloc(dataset * sizeof *order);
