@@ -46,20 +46,22 @@ def table(rows, workloads) -> str:
     """The Markdown table, one line per epoch (skips and errors too)."""
     head = ("| workload | contender | epoch | s | MB/s | obj/s | origin req "
             "| origin MB | p50 ms | p99 ms | CPU s/GB | peer RSS MiB "
-            "| × direct | × pread |")
-    lines = [head, "|" + "---|" * 14]
+            "| × direct | × pread | × loopback |")
+    lines = [head, "|" + "---|" * 15]
     for w in workloads:
         direct = _direct_mb_s(rows, w)
         pread = _pread_mb_s(rows, w)
+        loop = _last(rows, w, "ceiling: raw loopback")
+        loop = loop.mb_per_s if loop else None
         for r in (r for r in rows if r.workload == w):
             if r.skipped or r.error:
                 what = "skipped: " + r.skipped if r.skipped else \
                     "**ERROR**: " + r.error.replace("|", "/")[:300]
                 lines.append("| %s | %s | %s |%s" % (w, r.contender, what,
-                                                     " |" * 11))
+                                                     " |" * 12))
                 continue
             lines.append("| %s | %s | %s | %.2f | %.1f | %.0f | %d | %.1f | "
-                         "%s | %s | %s | %s | %s | %s |" % (
+                         "%s | %s | %s | %s | %s | %s | %s |" % (
                              w, r.contender, r.epoch if r.role != "ceiling"
                              or r.contender.endswith("pread") else "-",
                              r.seconds, r.mb_per_s, r.ops_per_s,
@@ -70,6 +72,8 @@ def table(rows, workloads) -> str:
                              _fmt(r.mb_per_s / direct if direct else None,
                                   "%.1f×"),
                              _fmt(r.mb_per_s / pread if pread else None,
+                                  "%.2f×"),
+                             _fmt(r.mb_per_s / loop if loop else None,
                                   "%.2f×")))
     return "\n".join(lines)
 
@@ -215,7 +219,8 @@ def _throughput_axes(ax, rows, w):
     ax.set_ylabel("MB/s (all readers)")
     ax.set_title("%s: throughput per epoch" % w)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
 
 
 def _probe_color(name):
@@ -238,7 +243,8 @@ def _latency_axes(ax, rows, w):
     ax.set_ylabel("fraction of reads")
     ax.set_title("%s: latency, last epoch" % w)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
 
 
 def to_json(rows, meta) -> str:

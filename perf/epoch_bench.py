@@ -49,6 +49,16 @@ from harness.s3server import S3Server  # noqa: E402
 from origin_proxy import OriginProxy  # noqa: E402
 
 BUCKET = "pm-bench"
+COLUMNS = """\
+Columns: *MB/s* = bytes handed to the readers / epoch wall time, all
+readers together (Parquet: the projected column chunks); *obj/s* = reads/s
+(objects, 4 MiB shard chunks, Parquet row groups); *origin req / MB* = what
+reached the origin in that epoch; *p50/p99* = per read; *CPU s/GB* =
+readers plus the contender's peers or mounts; *peer RSS* = peak (VmHWM) of
+the largest peer or mount process; *× direct* = against the origin read
+directly, *× pread* / *× loopback* = against the ceilings. Probe rows:
+*local hits* = one peer holding everything, *remote hits* = readers on a
+peer that owns nothing (one more epoch after the others)."""
 WORKLOADS = ("parquet", "images", "shards")
 
 
@@ -151,7 +161,7 @@ def report(args, runner, workloads, meta):
     notes = ["- %s" % n for w in names for n in runner.notes.get(w, [])]
     text = "\n".join([
         "# pagemesh epoch benchmark%s" % (" (--quick)" if args.quick else ""),
-        "", "- " + "\n- ".join(meta["lines"]), "", table, "",
+        "", "- " + "\n- ".join(meta["lines"]), "", COLUMNS, "", table, "",
         "Notes:", *notes, "", "Goals:", "```", *goal_lines, "```", ""])
     md = os.path.join(args.out, "epoch_bench%s.md" % suffix)
     with open(md, "w") as f:
