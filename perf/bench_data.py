@@ -100,7 +100,7 @@ def sizes(quick: bool, scale: float = 1.0) -> Dict[str, Dict[str, int]]:
     --quick about a fifth of it."""
     if quick:
         base = {"parquet": {"files": 4, "row_groups": 4, "rows": 8192},
-                "images": {"count": 384},
+                "images": {"count": 256},
                 "shards": {"count": 4, "mib": 12}}
     else:
         base = {"parquet": {"files": 8, "row_groups": 8, "rows": 20000},

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from bench_contenders import Unavailable
-from bench_procs import (ReaderError, ReaderProc, peak_rss_mib, run_epoch,
-                         total_cpu)
+from bench_procs import ReaderProc, peak_rss_mib, run_epoch, total_cpu
 from harness.mesh import write_key
 from harness.util import free_port
 
@@ -205,14 +204,14 @@ class Runner:
             self._close(readers)
             readers = []
             contender.after_epochs(ctx, workload, self)
-        except (ReaderError, RuntimeError, OSError, TimeoutError) as e:
-            self.failed = True
-            self.rows.append(Row(workload.name, contender.name,
-                                 contender.role, error=str(e)[:2000]))
-            self.log("    ERROR: %s" % str(e)[:2000])
+        except Exception as e:  # reported in the table; the run goes on
+            self._error(contender, workload, e)
         finally:
             self._close(readers)
-            contender.stop()
+            try:
+                contender.stop()
+            except Exception as e:
+                self._error(contender, workload, e)
         if contender.note:
             self.notes.setdefault(workload.name, []).append(
                 "%s: %s" % (contender.name, contender.note))
@@ -233,6 +232,13 @@ class Runner:
             self._close(readers)
 
     # ---- pieces -----------------------------------------------------------------
+
+    def _error(self, contender, workload, error):
+        self.failed = True
+        text = "%s: %s" % (type(error).__name__, str(error)[:2000])
+        self.rows.append(Row(workload.name, contender.name, contender.role,
+                             error=text))
+        self.log("    ERROR: %s" % text)
 
     def _skip(self, contender, workload, reason):
         self.log("  %-24s %s: skipped: %s" % (contender.name, workload.name,
