@@ -46,6 +46,18 @@ class PagemeshFile(AbstractBufferedFile):
             return b""
         return self.fs.peer.read(self.uri, start, end - start)
 
+    def read(self, length: int = -1) -> bytes:
+        """Read up to `length` bytes (to the end if negative). Reads of a
+        block or more go straight to pm_read, without read-ahead: a column
+        chunk costs exactly its own pages."""
+        if length is None or length < 0:
+            length = self.size - self.loc
+        if length < self.blocksize or self.closed or self.mode != "rb":
+            return super().read(length)
+        data = self._fetch_range(self.loc, self.loc + length)
+        self.loc += len(data)
+        return data
+
     def readinto(self, b: Any) -> int:
         """Read straight into a writable buffer when no buffered bytes are
         involved (large reads of numpy arrays, torch tensors...)."""
