@@ -12,8 +12,14 @@ APT_PACKAGES=(
   libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
   libinih-dev python3-venv
 )
+# The Python binding tests use real PyArrow, Ray Data, PyTorch (a CUDA
+# build from PyPI, ~5 GB: hence --no-cache-dir below) and s3fs for writes.
+# boto3 and s3fs are pinned as a pair: s3fs's aiobotocore allows only a
+# narrow botocore range, and unpinned pip backtracks through a hundred
+# boto3 releases (minutes) or settles on an ancient s3fs.
 PIP_PACKAGES=(
-  "moto[server]" boto3 pytest xxhash
+  "moto[server]" "boto3==1.43.117" pytest xxhash setuptools
+  pyarrow fsspec "s3fs==2026.9.0" "ray[data]" pillow torch numpy pandas
 )
 
 missing=()

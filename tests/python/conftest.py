@@ -38,6 +38,11 @@ BUCKET = "pm-python"
 
 
 def pytest_configure(config):
+    # Noise of third-party libraries about their own deprecations and this
+    # 2-CPU machine, not about pagemesh.
+    for spec in ("ignore::DeprecationWarning:ray.*",
+                 "ignore:This DataLoader will create:UserWarning"):
+        config.addinivalue_line("filterwarnings", spec)
     names = {ep.name for ep in metadata.entry_points(group="fsspec.specs")}
     if "pagemesh" not in names:
         pytest.exit("the pagemesh package is not installed in this Python "
