@@ -92,5 +92,15 @@ def test_plugin_validation():
         validate_config({"disk_capacity": "lots"})
     with pytest.raises(TypeError):
         validate_config({"env": {"AWS_REGION": 3}})
-    with pytest.raises(ValueError, match="--cluster-key-file"):
-        validate_config({"cluster_key_file": "/etc/pagemesh/key"})
+    from pagemesh import daemon
+    pagemeshd = daemon.find_program("pagemeshd")
+    assert daemon.supports_flag(pagemeshd, "--seeds")
+    assert not daemon.supports_flag(pagemeshd, "--no-such-flag")
+    assert daemon.daemon_args(
+        {"disk_capacity": "20G", "seeds": ["10.0.0.1:7946", "10.0.0.2:7946"],
+         "insecure_data": True, "replicas": 3, "env": {"X": "1"}},
+        pagemeshd) == ["--disk-capacity", "20G",
+                       "--seeds", "10.0.0.1:7946,10.0.0.2:7946",
+                       "--insecure-data", "--replicas", "3"]
+    validate_config({"listen": "10.0.0.5:7946", "seeds": "10.0.0.1:7946",
+                     "cluster_key_file": "/etc/pagemesh/cluster.key"})

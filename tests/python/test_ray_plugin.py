@@ -3,7 +3,8 @@ started with RAY_RUNTIME_ENV_PLUGINS in its environment: a task with
 runtime_env={"pagemesh": {...}} gets PAGEMESH_CACHE_DIR and a node peer
 (pagemeshd, started detached by the plugin, holding the S3 credentials
 given in the runtime env), reads S3 through it without credentials of its
-own; a second job reuses the same daemon; bad options fail clearly."""
+own; a second job reuses the same daemon; mesh options reach the daemon;
+unknown options fail clearly."""
 
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 import ray
 
 from conftest import BUCKET
+from harness.util import free_port
 from pm_helpers import cli_status
 
 PLUGINS = json.dumps([{"class": "pagemesh.ray.Plugin"}])
@@ -124,14 +126,33 @@ def test_second_job_reuses_the_daemon(cluster, s3, proxy, cache_dir):
     assert proxy.stats()["total_requests"] == 0  # cached by the first job
 
 
-def test_unknown_and_unsupported_options_fail_clearly(cluster, cache_dir):
+def test_unknown_option_fails_the_job_clearly(cluster, cache_dir):
     bad = {"pagemesh": {"cache_dir": cache_dir, "disk_capcity": "1G"}}
     with pytest.raises(ray.exceptions.RuntimeEnvSetupError) as raised:
         ray.get(read_through_pagemesh.options(runtime_env=bad).remote("x"),
                 timeout=180)
     assert "disk_capcity" in str(raised.value)
-    mesh = {"pagemesh": {"cache_dir": cache_dir, "seeds": ["10.0.0.1:7000"]}}
-    with pytest.raises(ray.exceptions.RuntimeEnvSetupError) as raised:
-        ray.get(read_through_pagemesh.options(runtime_env=mesh).remote("x"),
-                timeout=180)
-    assert "--seeds" in str(raised.value)
+
+
+def test_mesh_options_reach_the_daemon(cluster, s3, proxy, tmp_path):
+    """listen/cluster_key_file/cluster_id/replicas become pagemeshd flags:
+    the daemon the plugin starts is a (one-member) mesh."""
+    key = tmp_path / "cluster.key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    mesh_cache = str(tmp_path / "mesh-cache")
+    listen = "127.0.0.1:%d" % free_port()
+    env = runtime_env(s3, proxy, mesh_cache, listen=listen,
+                      cluster_key_file=str(key), cluster_id="pm-ray-test",
+                      replicas=1)
+    try:
+        got = ray.get(read_through_pagemesh.options(runtime_env=env).remote(
+            "%s/plugin/payload.bin" % BUCKET), timeout=180)
+        assert got["data"] == PAYLOAD and got["cache_dir"] == mesh_cache
+        status = cli_status(mesh_cache)
+        members = status["members"]
+        assert [m["addr"] for m in members if m["self"]] == [listen]
+    finally:
+        status = cli_status(mesh_cache)
+        if status:
+            os.kill(status["node_pid"], signal.SIGTERM)

@@ -56,6 +56,7 @@ PM_OPEN_PASSTHROUGH = 1 << 1
 PM_OPEN_STANDALONE = 1 << 2
 PM_OPEN_ATTACH_ONLY = 1 << 3
 PM_OPEN_NODE_ONLY = 1 << 4
+PM_OPEN_INSECURE_DATA = 1 << 5
 
 # pm_list flags
 PM_LIST_RECURSIVE = 1 << 0
@@ -81,6 +82,16 @@ class Options(Structure):
         ("origin_timeout_ms", c_uint32),
         ("origin_retries", c_uint32),
         ("flags", c_uint32),
+        # the mesh
+        ("listen", c_char_p),
+        ("seeds", c_char_p),
+        ("cluster_key_file", c_char_p),
+        ("cluster_id", c_char_p),
+        ("transport", c_char_p),
+        ("transport_listen", c_char_p),
+        ("zone", c_char_p),
+        ("replicas", c_uint32),
+        ("request_timeout_ms", c_uint32),
     ]
 
 
@@ -160,6 +171,10 @@ _SIGNATURES = {
     "pm_unmap": (None, [_PEER, POINTER(Mapping)]),
     "pm_stat": (c_int, [_PEER, c_char_p, POINTER(ObjectStat)]),
     "pm_invalidate": (c_int, [_PEER, c_char_p]),
+    "pm_evict": (c_ssize_t, [_PEER, c_char_p]),
+    "pm_set_capacity": (c_int, [_PEER, c_uint64, c_uint64]),
+    "pm_drain": (c_ssize_t, [_PEER]),
+    "pm_peer_drained": (c_int, [_PEER]),
     "pm_list": (c_int, [_PEER, c_char_p, c_uint, POINTER(POINTER(ListEntry)),
                         POINTER(c_size_t)]),
     "pm_list_free": (None, [POINTER(ListEntry), c_size_t]),

@@ -39,14 +39,21 @@ DAEMON_FLAGS = {
     "log_file": "--log-file",
     "log_level": "--log-level",
 }
-# Mesh options: passed on only to a pagemeshd whose --help lists the flag.
+# Mesh options: passed on only to a pagemeshd whose --help lists the flag
+# (an older one runs single-node and must not silently drop them).
 MESH_FLAGS = {
-    "seeds": "--seeds",
     "listen": "--listen",
-    "advertise": "--advertise",
+    "seeds": "--seeds",
     "cluster_key_file": "--cluster-key-file",
+    "cluster_id": "--cluster-id",
     "transport": "--transport",
+    "transport_listen": "--transport-listen",
+    "zone": "--zone",
+    "replicas": "--replicas",
+    "request_timeout_ms": "--request-timeout",
+    "insecure_data": "--insecure-data",
 }
+BOOLEAN_FLAGS = ("insecure_data",)
 # options that pagemeshd takes from PAGEMESH_* variables only
 DAEMON_ENV = {
     "readahead_pages": "PAGEMESH_READAHEAD_PAGES",
@@ -125,6 +132,9 @@ def daemon_args(options: Mapping[str, Any], pagemeshd: str) -> List[str]:
             raise ValueError(
                 "pagemesh: option %r needs a pagemeshd with %s; %s does not "
                 "support the mesh yet" % (key, flag, pagemeshd))
+        if key in BOOLEAN_FLAGS:
+            args += [flag] if value else []
+            continue
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         args += [flag, str(value)]

@@ -74,16 +74,21 @@ class ListEntry:
 # Keyword options of Peer and the pm_options fields they set.
 _SIZE_OPTIONS = ("disk_capacity", "ram_capacity", "page_size")
 _INT_OPTIONS = ("meta_ttl_ms", "readahead_pages", "io_threads",
-                "origin_timeout_ms", "origin_retries")
+                "origin_timeout_ms", "origin_retries", "replicas",
+                "request_timeout_ms")
+# the mesh (used by the node peer only)
+_STRING_OPTIONS = ("listen", "seeds", "cluster_key_file", "cluster_id",
+                   "transport", "transport_listen", "zone")
 _FLAG_OPTIONS = {
     "verify_always": _lib.PM_OPEN_VERIFY_ALWAYS,
     "passthrough": _lib.PM_OPEN_PASSTHROUGH,
     "standalone": _lib.PM_OPEN_STANDALONE,
     "attach_only": _lib.PM_OPEN_ATTACH_ONLY,
     "node_only": _lib.PM_OPEN_NODE_ONLY,
+    "insecure_data": _lib.PM_OPEN_INSECURE_DATA,
 }
 PEER_OPTIONS = (("cache_dir", "eviction") + _SIZE_OPTIONS + _INT_OPTIONS
-                + tuple(_FLAG_OPTIONS))
+                + _STRING_OPTIONS + tuple(_FLAG_OPTIONS))
 
 
 def _encode(uri: str) -> bytes:
@@ -147,8 +152,11 @@ class Peer:
     ``disk_capacity``, ``ram_capacity``, ``page_size`` (ints or "20G"
     strings), ``eviction`` ("stable" or "lru"), ``meta_ttl_ms``,
     ``readahead_pages``, ``io_threads``, ``origin_timeout_ms``,
-    ``origin_retries``, and the flags ``verify_always``, ``passthrough``,
-    ``standalone``, ``attach_only``, ``node_only`` (see pagemesh.h).
+    ``origin_retries``; the mesh: ``listen``, ``seeds`` (a string or a
+    list), ``cluster_key_file``, ``cluster_id``, ``transport``,
+    ``transport_listen``, ``zone``, ``replicas``, ``request_timeout_ms``;
+    and the flags ``verify_always``, ``passthrough``, ``standalone``,
+    ``attach_only``, ``node_only``, ``insecure_data`` (see pagemesh.h).
 
     Every method is safe from any thread. :meth:`close` waits for calls in
     flight and makes later calls raise ValueError.
@@ -194,6 +202,14 @@ class Peer:
         for name in _SIZE_OPTIONS + _INT_OPTIONS:
             if options.get(name) is not None:
                 setattr(opts, name, parse_size(options[name]))
+        for name in _STRING_OPTIONS:
+            value = options.get(name)
+            if isinstance(value, (list, tuple)):  # seeds
+                value = ",".join(str(v) for v in value)
+            if value is not None:
+                encoded = os.fsencode(str(value))
+                self._keep.append(encoded)
+                setattr(opts, name, encoded)
         if options.get("eviction") is not None:
             if options["eviction"] not in _lib.EVICTION:
                 raise ValueError("eviction must be one of %s" % ", ".join(
@@ -403,6 +419,35 @@ class Peer:
     def invalidate(self, uri_prefix: str) -> None:
         """Forget cached metadata (and so old pages) under a URI prefix."""
         self._call(_lib.lib.pm_invalidate, uri_prefix, _encode(uri_prefix))
+
+    # ---- operating the node -----------------------------------------------
+
+    def evict(self, uri_prefix: str) -> int:
+        """Drop this node's cached pages (and metadata) under a prefix;
+        returns the number of pages removed."""
+        return self._call(_lib.lib.pm_evict, uri_prefix,
+                          _encode(uri_prefix))
+
+    def set_capacity(self, disk_capacity: Optional[Size] = None,
+                     ram_capacity: Optional[Size] = None) -> None:
+        """Resize the node peer's tiers while it runs (None keeps one)."""
+        self._call(_lib.lib.pm_set_capacity, None,
+                   parse_size(disk_capacity or 0),
+                   parse_size(ram_capacity or 0))
+
+    def drain(self) -> int:
+        """Hand this node's pages to their other owners and leave the
+        mesh; returns the number of pages handed over."""
+        return self._call(_lib.lib.pm_drain, None)
+
+    @property
+    def drained(self) -> bool:
+        """Whether the node peer this process runs has been drained."""
+        handle = self._enter()
+        try:
+            return bool(_lib.lib.pm_peer_drained(handle))
+        finally:
+            self._leave()
 
     # ---- what the cache did ---------------------------------------------
 

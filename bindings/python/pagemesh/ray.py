@@ -24,11 +24,15 @@ Keys of the ``"pagemesh"`` dict: ``cache_dir``, ``disk_capacity``,
 ``readahead_pages``, ``io_threads``, ``config`` (a pagemeshd INI file),
 ``log_file``, ``log_level``, ``env`` (variables for the daemon and the
 workers: origin credentials, ``AWS_ENDPOINT_URL``...), ``pagemeshd`` (path
-of the daemon), ``start_timeout_s``; and the mesh options ``seeds``,
-``listen``, ``advertise``, ``cluster_key_file``, ``transport``, accepted
-only where ``pagemeshd --help`` lists them. Options other than
-``cache_dir`` and ``env`` only apply when the daemon is started: a running
-node peer keeps its own, and so its credentials.
+of the daemon), ``start_timeout_s``; and the mesh options ``listen``,
+``seeds`` (a string or a list), ``cluster_key_file``, ``cluster_id``,
+``transport``, ``transport_listen``, ``zone``, ``replicas``,
+``request_timeout_ms``, ``insecure_data``, passed on as pagemeshd flags
+(refused, naming the flag, by a pagemeshd whose ``--help`` lacks it).
+Options other than ``cache_dir`` and ``env`` only apply when the daemon
+is started: a running node peer keeps its own, and so its credentials.
+``listen`` differs per node: give it in a ``config`` INI file on each
+node, or set ``PAGEMESH_LISTEN`` in the environment of ``ray start``.
 """
 
 from __future__ import annotations
