@@ -18,7 +18,7 @@ APT_PACKAGES=(
 # narrow botocore range, and unpinned pip backtracks through a hundred
 # boto3 releases (minutes) or settles on an ancient s3fs.
 PIP_PACKAGES=(
-  "moto[server]" "boto3==1.43.117" pytest xxhash setuptools
+  "moto[server]" "boto3==1.43.117" pytest xxhash "setuptools>=70.1"
   pyarrow fsspec "s3fs==2026.9.0" "ray[data]" pillow torch numpy pandas
 )
 

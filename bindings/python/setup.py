@@ -35,23 +35,26 @@ def _cmake_build():
                            "%s; set PAGEMESH_BUILD_DIR" % REPO)
     build_dir = tempfile.mkdtemp(prefix="pagemesh-cbuild-")
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    # The project's default build type; warnings do not fail an install.
     subprocess.check_call(["cmake", "-S", REPO, "-B", build_dir,
-                           "-DPM_TESTS=OFF", "-DCMAKE_BUILD_TYPE=Release"]
-                          + generator)
+                           "-DPM_TESTS=OFF", "-DPM_WERROR=OFF"] + generator)
     subprocess.check_call(["cmake", "--build", build_dir, "--target",
                            "pagemesh", "pagemeshd", "pagemesh_cli"])
     return build_dir
 
 
 def _native_build_dir():
+    """(build directory, whether it is a temporary one of ours)."""
     explicit = os.environ.get("PAGEMESH_BUILD_DIR")
     if explicit:
         if not _complete(explicit):
             raise RuntimeError("PAGEMESH_BUILD_DIR=%s lacks %s" % (
                 explicit, ", ".join((LIBRARY,) + PROGRAMS)))
-        return explicit
+        return explicit, False
     default = os.path.join(REPO, "build")
-    return default if _complete(default) else _cmake_build()
+    if _complete(default):
+        return default, False
+    return _cmake_build(), True
 
 
 class BuildPyWithNative(build_py):
@@ -59,15 +62,19 @@ class BuildPyWithNative(build_py):
 
     def run(self):
         super().run()
-        build_dir = _native_build_dir()
-        native = os.path.join(self.build_lib, "pagemesh", "_native")
-        os.makedirs(os.path.join(native, "bin"), exist_ok=True)
-        # copy2 follows the symlinks: the real library lands as its soname.
-        shutil.copy2(os.path.join(build_dir, LIBRARY),
-                     os.path.join(native, LIBRARY))
-        for name in PROGRAMS:
-            shutil.copy2(os.path.join(build_dir, name),
-                         os.path.join(native, "bin", name))
+        build_dir, temporary = _native_build_dir()
+        try:
+            native = os.path.join(self.build_lib, "pagemesh", "_native")
+            os.makedirs(os.path.join(native, "bin"), exist_ok=True)
+            # copy2 follows symlinks: the real library lands as its soname.
+            shutil.copy2(os.path.join(build_dir, LIBRARY),
+                         os.path.join(native, LIBRARY))
+            for name in PROGRAMS:
+                shutil.copy2(os.path.join(build_dir, name),
+                             os.path.join(native, "bin", name))
+        finally:
+            if temporary:
+                shutil.rmtree(build_dir, ignore_errors=True)
 
 
 class BinaryDistribution(Distribution):

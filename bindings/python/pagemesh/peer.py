@@ -26,7 +26,6 @@ import os
 import re
 import sys
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import (Any, Dict, Iterable, List, Optional, Sequence, Tuple,
                     Union)
