@@ -3,6 +3,7 @@ server (moto, SigV4 on) behind a counting proxy: metadata, listings,
 reads, errors, chained URLs, writes through the target, pickling and
 forked processes."""
 
+import concurrent.futures
 import hashlib
 import multiprocessing
 import os
@@ -142,6 +143,28 @@ def test_second_read_costs_no_origin_request(fs, proxy):
     with fs.open(p) as f:
         assert f.read() == FILES["basics/sub/deeper/c.bin"]
     assert origin_requests(proxy) == 0
+
+
+def test_many_threads_read_at_once(fs):
+    """The library is thread-safe and calls release the GIL: 8 threads
+    reading overlapping ranges all get the right bytes."""
+    p = path("basics/big.bin")
+    rng = random.Random(11)
+    jobs = [(rng.randrange(len(BIG)), rng.randrange(1, 2 * MiB))
+            for _ in range(64)]
+
+    def read(job):
+        start, length = job
+        if start % 2:
+            return fs.cat_file(p, start, start + length)
+        with fs.open(p) as f:
+            f.seek(start)
+            return f.read(length)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, jobs))
+    for (start, length), data in zip(jobs, results):
+        assert data == BIG[start:start + length]
 
 
 def test_missing_key_raises_file_not_found(fs):

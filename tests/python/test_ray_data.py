@@ -77,13 +77,20 @@ def fs(s3, proxy, cache_dir, data, ray_local):
     return fs
 
 
-def two_epochs(proxy, read):
-    """Run read() twice; returns its results and the origin requests of
-    the second run."""
+def two_epochs(proxy, make, read, name):
+    """Create a dataset with make() and read it with read(dataset) twice;
+    returns both results and the origin requests of the second epoch. The
+    first epoch counts from the dataset's creation (Ray Data reads Parquet
+    footers then)."""
     proxy.reset_stats()
-    first = read()
+    dataset = make()
+    first = read(dataset)
+    print("%s epoch 1: %d origin requests, %d bytes" % (
+        name, origin_requests(proxy), proxy.stats()["get_bytes"]))
     proxy.reset_stats()
-    second = read()
+    second = read(dataset)
+    print("%s epoch 2: %d origin requests, %d bytes" % (
+        name, origin_requests(proxy), proxy.stats()["get_bytes"]))
     return first, second, origin_requests(proxy)
 
 
@@ -91,49 +98,50 @@ def test_read_parquet(fs, proxy, data):
     expected = pa.concat_tables(
         pq.read_table(io.BytesIO(v)) for k, v in sorted(data.items())
         if k.startswith("ray/parquet/")).to_pandas()
-    dataset = ray.data.read_parquet("%s/ray/parquet" % BUCKET, filesystem=fs)
+    def make():
+        return ray.data.read_parquet("%s/ray/parquet" % BUCKET, filesystem=fs)
 
-    def read():
+    def read(dataset):
         return dataset.to_pandas().sort_values("id").reset_index(drop=True)
 
-    first, second, requests = two_epochs(proxy, read)
+    first, second, requests = two_epochs(proxy, make, read, "read_parquet")
     # Ray's pandas columns are Arrow-backed: compare values, not dtypes.
     pd.testing.assert_frame_equal(first, expected, check_dtype=False)
     pd.testing.assert_frame_equal(second, expected, check_dtype=False)
-    print("read_parquet epoch 2: %d origin requests" % requests)
     assert requests == 0
 
 
 def test_read_images(fs, proxy, data):
     expected = {"%s/%s" % (BUCKET, k): np.asarray(Image.open(io.BytesIO(v)))
                 for k, v in data.items() if k.startswith("ray/images/")}
-    dataset = ray.data.read_images("%s/ray/images" % BUCKET, filesystem=fs,
-                                   include_paths=True)
+    def make():
+        return ray.data.read_images("%s/ray/images" % BUCKET, filesystem=fs,
+                                    include_paths=True)
 
-    def read():
+    def read(dataset):
         return {row["path"]: row["image"] for row in dataset.take_all()}
 
-    first, second, requests = two_epochs(proxy, read)
+    first, second, requests = two_epochs(proxy, make, read, "read_images")
     assert sorted(first) == sorted(expected)
     for path, image in expected.items():
         assert np.array_equal(first[path], image), path
         assert np.array_equal(second[path], image), path
-    print("read_images epoch 2: %d origin requests" % requests)
     assert requests == 0
 
 
 def test_read_binary_files(fs, proxy, data):
     expected = {"%s/%s" % (BUCKET, k): v for k, v in data.items()
                 if k.startswith("ray/blobs/")}
-    dataset = ray.data.read_binary_files("%s/ray/blobs" % BUCKET,
-                                         filesystem=fs, include_paths=True)
+    def make():
+        return ray.data.read_binary_files("%s/ray/blobs" % BUCKET,
+                                          filesystem=fs, include_paths=True)
 
-    def read():
+    def read(dataset):
         return {row["path"]: row["bytes"] for row in dataset.take_all()}
 
-    first, second, requests = two_epochs(proxy, read)
+    first, second, requests = two_epochs(proxy, make, read,
+                                         "read_binary_files")
     assert first == expected and second == expected
-    print("read_binary_files epoch 2: %d origin requests" % requests)
     assert requests == 0
 
 

@@ -238,18 +238,20 @@ class Peer:
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
-        """Wait for calls in flight and close the peer (a node peer hands
-        the cache directory over to an attached process). Mappings whose
-        views are still alive keep the peer open until they are released.
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Refuse new calls, wait (up to `timeout` seconds) for calls in
+        flight, and close the peer (a node peer hands the cache directory
+        over to an attached process). Mappings whose views are still alive
+        keep the peer open until they are released. Returns False if calls
+        were still running at the timeout (the peer is then left open).
         Idempotent."""
         with self._cond:
-            if self._closed:
-                return
             self._closed = True
-            self._cond.wait_for(lambda: self._active == 0)
+            if not self._cond.wait_for(lambda: self._active == 0, timeout):
+                return False
         self._reap()
         self._close_if_unused()
+        return True
 
     def _close_if_unused(self) -> None:
         with self._cond:
@@ -538,6 +540,7 @@ def _close_shared_peers() -> None:
         return
     for peer in list(_registry.values()):
         try:
-            peer.close()
+            # A daemon thread may still be reading: do not hang the exit.
+            peer.close(timeout=5.0)
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
