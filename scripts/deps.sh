@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libsodium-dev
   libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
   libinih-dev python3-venv
+  libmicrohttpd-dev slurm-wlm munge shellcheck
 )
 # The Python binding tests use real PyArrow, Ray Data, PyTorch (a CUDA
 # build from PyPI, ~5 GB: hence --no-cache-dir below) and s3fs for writes.
@@ -19,6 +20,7 @@ APT_PACKAGES=(
 # boto3 releases (minutes) or settles on an ancient s3fs.
 PIP_PACKAGES=(
   "moto[server]" "boto3==1.43.117" pytest xxhash "setuptools>=70.1"
+  prometheus-client pyyaml jsonschema kubernetes-validate
   pyarrow fsspec "s3fs==2026.9.0" "ray[data]" pillow torch numpy pandas
 )
 
