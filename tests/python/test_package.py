@@ -79,6 +79,22 @@ def test_ensure_node_starts_once_and_reuses(tmp_path):
     while daemon.node_status(cache_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert daemon.node_status(cache_dir) is None
+    # No spare daemon of the race lingers to take the directory over.
+    assert daemons_on(cache_dir) == []
+
+
+def daemons_on(cache_dir):
+    """pids of processes whose command line names cache_dir."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.fsencode(cache_dir) in argv and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
 
 
 def test_plugin_validation():

@@ -191,6 +191,28 @@ def _reap_later(proc: subprocess.Popen) -> None:
                          daemon=True).start()
 
 
+def _settle_loser(proc: subprocess.Popen, cache_dir: str,
+                  status: Dict[str, Any]) -> Dict[str, Any]:
+    """Another node peer answered before ours took the directory: ours
+    exits with code 3 once it finds the lock held. Wait for that, so that
+    no spare daemon lingers to take over later; stop it if it does not."""
+    try:
+        proc.wait(timeout=10)
+        return status
+    except subprocess.TimeoutExpired:
+        pass
+    now = node_status(cache_dir)
+    if now is not None and now.get("node_pid") == proc.pid:
+        return now  # the other one went away and ours took over
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return now or status
+
+
 def ensure_node(cache_dir: str, options: Optional[Mapping[str, Any]] = None,
                 env: Optional[Mapping[str, str]] = None,
                 pagemeshd: Optional[str] = None,
@@ -211,6 +233,8 @@ def ensure_node(cache_dir: str, options: Optional[Mapping[str, Any]] = None,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = node_status(cache_dir)
+        if status is not None and status.get("node_pid") != proc.pid:
+            status = _settle_loser(proc, cache_dir, status)
         if status is not None:
             _reap_later(proc)
             return dict(status, started=status.get("node_pid") == proc.pid)
