@@ -45,6 +45,7 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free_secret(&cfg->access_key);
   free_secret(&cfg->secret_key);
   free_secret(&cfg->session_token);
+  free_secret(&cfg->bearer_token);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -175,11 +176,12 @@ static int aws_file_load(aws_file *f, const char *var, const char *leaf) {
 /* ---- loading ---------------------------------------------------------------
  */
 
-static int set_str(char **dst, const char *src) {
+int pm__s3_config_set(char **dst, const char *src) {
   free(*dst);
   *dst = strdup(src);
   return *dst ? 0 : pm__errf(PM_ENOMEM, "s3 config: out of memory");
 }
+
 
 int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
   const char *sep = strstr(url, "://");
@@ -208,7 +210,7 @@ int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
   free(cfg->base_path);
   cfg->host = strndup(host, host_len);
   cfg->base_path = strndup(path, path_len);
-  if (!cfg->host || !cfg->base_path || set_str(&cfg->scheme, scheme))
+  if (!cfg->host || !cfg->base_path || pm__s3_config_set(&cfg->scheme, scheme))
     return pm__errf(PM_ENOMEM, "s3 config: out of memory");
   cfg->custom_endpoint = true;
   return 0;
@@ -223,8 +225,8 @@ static int load_endpoint(pm_s3_config *cfg) {
   char host[128];
   snprintf(host, sizeof host, "s3.%s.amazonaws.com", cfg->region);
   cfg->custom_endpoint = false;
-  if (set_str(&cfg->scheme, "https") || set_str(&cfg->host, host) ||
-      set_str(&cfg->base_path, ""))
+  if (pm__s3_config_set(&cfg->scheme, "https") || pm__s3_config_set(&cfg->host, host) ||
+      pm__s3_config_set(&cfg->base_path, ""))
     return PM_ENOMEM;
   return 0;
 }
@@ -254,7 +256,7 @@ static int load_region(pm_s3_config *cfg, const aws_file *config,
     region = DEFAULT_REGION;
   if (!region_valid(region))
     return pm__errf(PM_ECONFIG, "AWS region \"%.64s\" is not valid", region);
-  return set_str(&cfg->region, region);
+  return pm__s3_config_set(&cfg->region, region);
 }
 
 static int load_style(pm_s3_config *cfg) {
@@ -273,11 +275,11 @@ static int load_style(pm_s3_config *cfg) {
   return 0;
 }
 
-static int load_max_keys(pm_s3_config *cfg) {
-  const char *v = env("PAGEMESH_S3_MAX_KEYS");
+int pm__s3_config_max_keys(pm_s3_config *cfg, const char *var) {
+  const char *v = env(var);
   int64_t n = DEFAULT_MAX_KEYS;
   if (v && (pm__parse_u63(v, strlen(v), &n) || n < 1 || n > 1000))
-    return pm__errf(PM_ECONFIG, "PAGEMESH_S3_MAX_KEYS=%s: want 1..1000", v);
+    return pm__errf(PM_ECONFIG, "%s=%s: want 1..1000", var, v);
   cfg->max_keys = (uint32_t)n;
   return 0;
 }
@@ -294,9 +296,9 @@ typedef struct creds {
 
 static int set_creds(pm_s3_config *cfg, const char *key, const char *secret,
                      const char *token, const char *source) {
-  if (set_str(&cfg->access_key, key) || set_str(&cfg->secret_key, secret) ||
-      (token && set_str(&cfg->session_token, token)) ||
-      set_str(&cfg->cred_source, source))
+  if (pm__s3_config_set(&cfg->access_key, key) || pm__s3_config_set(&cfg->secret_key, secret) ||
+      (token && pm__s3_config_set(&cfg->session_token, token)) ||
+      pm__s3_config_set(&cfg->cred_source, source))
     return PM_ENOMEM;
   return 0;
 }
@@ -377,7 +379,7 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
   else
     rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
-    rc = set_str(&cfg->cred_source, "anonymous");
+    rc = pm__s3_config_set(&cfg->cred_source, "anonymous");
   return rc;
 }
 
@@ -436,7 +438,7 @@ int pm__s3_config_load(pm_s3_config *cfg) {
   if (!rc)
     rc = load_style(cfg);
   if (!rc)
-    rc = load_max_keys(cfg);
+    rc = pm__s3_config_max_keys(cfg, "PAGEMESH_S3_MAX_KEYS");
   if (!rc)
     rc = load_credentials(cfg, profile, named, &config, config_section);
   if (config.text) {

@@ -22,6 +22,8 @@ static const pm_ufs_methods *const registry[] = {
     &pm_s3_methods,
     &pm_http_methods,
     &pm_posix_methods,
+    &pm_gcs_methods,
+    &pm_azure_methods,
 };
 
 #define DEFAULT_TIMEOUT_MS 30000u
@@ -122,6 +124,21 @@ static int serves(const pm_ufs_methods *m, const char *scheme) {
   return 0;
 }
 
+/* "s3://, http://, ..., paths": what the registry serves. */
+static void supported_schemes(char *out, size_t size) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < PM_ARRAY_SIZE(registry); i++) {
+    for (const char *const *s = registry[i]->schemes; s && *s; s++) {
+      int n = snprintf(out + used, size - used, "%s%s%s", used ? ", " : "",
+                       **s ? *s : "paths", **s ? "://" : "");
+      if (n < 0 || (size_t)n >= size - used)
+        return;
+      used += (size_t)n;
+    }
+  }
+}
+
 pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
   int dummy;
   if (!err)
@@ -148,10 +165,10 @@ pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
     *err = 0;
     return slot->ufs;
   }
-  *err = pm__errf(PM_EBADURI,
-                  "%s: unsupported scheme \"%s://\" (supported: "
-                  "s3://, http://, https://, file://, paths)",
-                  uri, scheme);
+  char known[256];
+  supported_schemes(known, sizeof known);
+  *err = pm__errf(PM_EBADURI, "%s: unsupported scheme \"%s://\" (supported: %s)",
+                  uri, scheme, known);
   return NULL;
 }
 

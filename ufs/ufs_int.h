@@ -45,5 +45,8 @@ int pm__ufs_list(pm_ufs_set *set, const char *uri, unsigned flags,
 extern const pm_ufs_methods pm_s3_methods;
 extern const pm_ufs_methods pm_http_methods;
 extern const pm_ufs_methods pm_posix_methods;
+extern const pm_ufs_methods pm_gcs_methods;
+extern const pm_ufs_methods pm_azure_methods;
+extern const pm_ufs_methods pm_hf_methods;
 
 #endif /* PM_UFS_INT_H */

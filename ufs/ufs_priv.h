@@ -50,9 +50,10 @@ char *pm__sbuf_take(pm_sbuf *sb);
  * path) or PM_EBADURI if the scheme is longer than out_size - 1. */
 int pm__uri_scheme(const char *uri, char *out, size_t out_size);
 
-/* Split a normalised "s3://bucket/key" into its bucket (copied into
- * bucket[bucket_size]) and a pointer to the key inside uri ("" for the
- * bucket itself). Errors: PM_EBADURI (with detail). */
+/* Split a normalised "s3://bucket/key" (or "gs://", "gcs://": the GCS XML
+ * API has S3's shape) into its bucket (copied into bucket[bucket_size])
+ * and a pointer to the key inside uri ("" for the bucket itself).
+ * Errors: PM_EBADURI (with detail). */
 int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
                      const char **key);
 
@@ -61,6 +62,11 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
  * every other byte becomes %XX with uppercase hex (as SigV4 wants). */
 int pm__uri_encode(pm_sbuf *sb, const char *bytes, size_t length,
                    bool keep_slash);
+
+/* Append the percent-decoding of `length` bytes to sb ('+' stays '+').
+ * Returns 0, PM_EPROTO for a '%' not followed by two hex digits or a
+ * decoded NUL, or sb's error. */
+int pm__uri_decode(pm_sbuf *sb, const char *bytes, size_t length);
 
 /* Parse `length` bytes of decimal digits (a number below 2^63, nothing
  * else) into *out: 0 or PM_EPROTO (ufs/http_parse.c). */
