@@ -24,6 +24,7 @@ static const pm_ufs_methods *const registry[] = {
     &pm_posix_methods,
     &pm_gcs_methods,
     &pm_azure_methods,
+    &pm_hf_methods,
 };
 
 #define DEFAULT_TIMEOUT_MS 30000u
