@@ -92,7 +92,11 @@ static int build_url(const azure_ufs *az, const az_call *call, pm_sbuf *url,
   if (!rc && (query.err || url->err))
     rc = pm__errf(PM_ETOOBIG, "request URL too long");
   pm__sbuf_free(&query);
-  return rc ? pm__errf(rc, "%s: %s", call->uri, pm__errmsg()) : 0;
+  if (!rc)
+    return 0;
+  char why[PM_ERRMSG_MAX];
+  snprintf(why, sizeof why, "%s", pm__errmsg());
+  return pm__errf(rc, "%s: %s", call->uri, why);
 }
 
 static int sign(const azure_ufs *az, const az_call *call, const char *url,
