@@ -9,7 +9,8 @@ huggingface_hub (and pagemesh's hf:// origin) use the way the Hub does:
   answers 307 with a relative Location.
 - ``GET /api/{models,datasets,spaces}/ORG/NAME/tree/REV[/PATH]``
   (``?recursive=true``): JSON pages of ``page_size`` entries, the next one
-  named by ``Link: <URL>; rel="next"``.
+  named by ``Link: <URL>; rel="next"`` (on the origin the request named
+  in Host, or on ``link_base`` if set).
 - Errors as the Hub sends them, with ``X-Error-Code`` and
   ``X-Error-Message``: 401 RepoNotFound for a private (or unknown) repo
   without a valid token, 404 RevisionNotFound / EntryNotFound.
@@ -62,6 +63,7 @@ class HFServer:
     def __init__(self, token=None, page_size=50):
         self.token = token
         self.page_size = page_size
+        self.link_base = None  # Link URLs on this origin (default: Host)
         self.repos = {}      # (kind, "org/name") -> _Repo
         self.renamed = {}    # (kind, old id) -> new id
         self.blobs = {}      # sha256 -> bytes, served by the storage
@@ -286,8 +288,8 @@ class _HubHandler(_Base):
             next_query = "cursor=%d" % (start + size)
             if "recursive" in query:
                 next_query += "&recursive=" + query["recursive"][0]
-            url = "%s%s?%s" % (self.owner.endpoint,
-                               urlsplit(self.path).path, next_query)
+            base = self.owner.link_base or "http://" + self.headers["Host"]
+            url = "%s%s?%s" % (base, urlsplit(self.path).path, next_query)
             headers.append(("Link", '<%s>; rel="next"' % url))
         body = json.dumps(entries[start:start + size]).encode()
         self._send(200, headers, body)
