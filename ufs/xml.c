@@ -257,6 +257,8 @@ static int xml_markup(xml_parser *x) {
 
 int pm__xml_run(const char *xml, size_t length, const pm_xml_sax *sax) {
   xml_parser x = {.start = xml, .p = xml, .end = xml + length, .sax = sax};
+  if (length >= 3 && !memcmp(xml, "\xEF\xBB\xBF", 3))
+    x.p += 3; /* a UTF-8 byte order mark, as Azure sends */
   pm__sbuf_init(&x.text, PM_XML_TEXT_MAX);
   int rc = 0;
   while (rc == 0 && x.p < x.end)

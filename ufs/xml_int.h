@@ -29,7 +29,7 @@ typedef struct pm_xml_sax {
  * the first non-zero value a callback returned, or PM_EPROTO with detail
  * (truncated, mismatched tags, unknown entities, a DOCTYPE, NUL bytes,
  * text over PM_XML_TEXT_MAX, nesting over PM_XML_DEPTH_MAX, a second
- * root). */
+ * root). A leading UTF-8 byte order mark is skipped. */
 int pm__xml_run(const char *xml, size_t length, const pm_xml_sax *sax);
 
 /* Whether the n bytes at name are exactly the string want. */
