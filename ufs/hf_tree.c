@@ -93,11 +93,12 @@ static bool rel_is_next(const char *p, const char *end) {
       while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '"'))
         v_end--;
       for (const char *w = v; w < v_end;) {
-        size_t n = strcspn(w, " \"");
-        n = PM_MIN(n, (size_t)(v_end - w));
-        if (n == 4 && !strncasecmp(w, "next", 4))
+        const char *t = w;
+        while (t < v_end && *t != ' ' && *t != '"')
+          t++;
+        if (t - w == 4 && !strncasecmp(w, "next", 4))
           return true;
-        w += n + 1;
+        w = t + 1;
       }
     }
     p = semi ? semi + 1 : end;

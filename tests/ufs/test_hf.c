@@ -321,3 +321,20 @@ Test(hf, link_headers) {
   next_is("<>; rel=\"next\"", PM_EPROTO, NULL);
   next_is("<https://h/n>; rel=\"nextx\"", 0, NULL);
 }
+
+Test(hf, link_values_are_read_within_their_length) {
+  /* A rel list at the very end of a value that is not NUL-terminated (a
+   * header line as curl hands it over): found by fuzz_http_headers, and
+   * caught here under ASan. */
+  static const char text[] = "<https://h/n>; rel=\"last next";
+  char *exact = malloc(sizeof text - 1);
+  memcpy(exact, text, sizeof text - 1);
+  pm_sbuf sb;
+  pm__sbuf_init(&sb, 0);
+  cr_assert_eq(pm__hf_link_next(exact, sizeof text - 1, &sb), 1);
+  cr_assert_str_eq(pm__sbuf_str(&sb), "https://h/n");
+  pm__sbuf_reset(&sb);
+  cr_assert_eq(pm__hf_link_next(exact, sizeof text - 6, &sb), 0);
+  pm__sbuf_free(&sb);
+  free(exact);
+}
