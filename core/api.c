@@ -120,3 +120,29 @@ int pm_peer_status(pm_peer *peer, char **json_out) {
   RUN(peer, r, pm__status_json(peer, json_out));
   return r;
 }
+
+ssize_t pm_evict(pm_peer *peer, const char *uri_prefix) {
+  CHECK_PEER(peer, "pm_evict");
+  ssize_t r;
+  RUN(peer, r, pm__evict(peer, uri_prefix));
+  return r;
+}
+
+int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
+                    uint64_t ram_capacity) {
+  CHECK_PEER(peer, "pm_set_capacity");
+  int r;
+  RUN(peer, r, pm__set_capacity(peer, disk_capacity, ram_capacity));
+  return r;
+}
+
+ssize_t pm_drain(pm_peer *peer) {
+  CHECK_PEER(peer, "pm_drain");
+  ssize_t r;
+  RUN(peer, r, pm__drain(peer));
+  return r;
+}
+
+int pm_peer_drained(pm_peer *peer) {
+  return peer && atomic_load(&peer->drained) ? 1 : 0;
+}

@@ -26,7 +26,7 @@ static ssize_t copy_entry(pm_map_entry *e, uint32_t offset, void *dst,
     return 0;
   size_t n = PM_MIN(length, page_len - offset);
   if (dst)
-    memcpy(dst, data + offset, n);
+    pm__copy(dst, data + offset, n);
   return (ssize_t)n;
 }
 

@@ -112,6 +112,10 @@ int pm__write_all(int fd, const void *buf, size_t length);
 /* Read exactly length bytes at offset; returns bytes read (short at EOF)
  * or a negative pm_err. */
 ssize_t pm__pread_full(int fd, void *buf, size_t length, uint64_t offset);
+/* memcpy for page-sized copies: `rep movsb` where the CPU does it fast
+ * (x86-64 with ERMS: it beats glibc's non-temporal copies for the sizes of
+ * pages, as the kernel's own copies for pread do), memcpy elsewhere. */
+void pm__copy(void *dst, const void *src, size_t length);
 /* Fill buf with random bytes (libsodium's randombytes or getrandom). */
 void pm__random(void *buf, size_t length);
 

@@ -186,6 +186,9 @@ int pm__disk_tier_open(const pm_store_config *config, pm_sketch *sketch,
   tier->durable = config->durable;
   tier->fd_lru.prev = tier->fd_lru.next = &tier->fd_lru;
   tier->fd_max = fd_cache_bound();
+  uint64_t serial;
+  pm__random(&serial, sizeof serial);
+  atomic_init(&tier->tmp_counter, serial);
   int rc = pm__pagemap_init(&tier->map, 1024);
   if (rc == 0)
     rc = pm__disk_tier_prepare(tier);
@@ -466,4 +469,28 @@ void pm__disk_tier_set_capacity(pm_disk_tier *tier, uint64_t capacity) {
   pm__disk_evict_locked(tier, 0, &doomed);
   pthread_mutex_unlock(&tier->lock);
   pm__disk_bury(tier, doomed);
+}
+
+int pm__disk_tier_list(pm_disk_tier *tier, pm_store_entry **out,
+                       size_t *count) {
+  size_t cursor = 0, n = 0;
+  pm_disk_page *page;
+  pthread_mutex_lock(&tier->lock);
+  size_t capacity = pm__pagemap_count(&tier->map);
+  pm_store_entry *list = calloc(capacity ? capacity : 1, sizeof *list);
+  while (list && (page = pm__pagemap_next(&tier->map, &cursor, NULL))) {
+    if (!page->ready || n == capacity)
+      continue;
+    list[n].id = page->node.id;
+    list[n].length = page->node.length;
+    if (!(list[n].uri = strdup(page->uri)))
+      break;
+    n++;
+  }
+  pthread_mutex_unlock(&tier->lock);
+  if (!list)
+    return pm__errf(PM_ENOMEM, "listing the disk tier: out of memory");
+  *out = list;
+  *count = n;
+  return 0;
 }

@@ -72,7 +72,7 @@ void pm__page_path(const pm_page_id *id, char out[PM_PAGE_PATH_MAX]);
 /* Parse a file name "<32 hex>.pg"; returns 0 or PM_EINVAL. */
 int pm__page_name_parse(const char *name, pm_page_id *out);
 
-/* ---- the tier (core/disk_tier.c) ------------------------------------------ */
+/* ---- the tier (core/disk_tier.c) ----------------------------------------- */
 
 typedef struct pm_disk_tier pm_disk_tier;
 typedef struct pm_disk_page pm_disk_page;
@@ -130,6 +130,10 @@ int pm__disk_tier_put(pm_disk_tier *tier, const pm_page_id *id,
 
 /* Errors: PM_ENOENT. */
 int pm__disk_tier_remove(pm_disk_tier *tier, const pm_page_id *id);
+
+/* A copy of the pages' ids, lengths and URIs (see pm__store_list_disk). */
+int pm__disk_tier_list(pm_disk_tier *tier, pm_store_entry **out,
+                       size_t *count);
 
 /* As pm__ram_tier_remove_prefix. */
 ssize_t pm__disk_tier_remove_prefix(pm_disk_tier *tier, const char *prefix,

@@ -33,7 +33,7 @@ struct pm_disk_page {
 struct pm_disk_tier {
   pthread_mutex_t lock; /* index, policy, descriptor cache, page flags */
   pm_pagemap map;
-  pm_evict ev;
+  pm_evict_state ev;
   char *dir; /* the cache directory */
   int pages_fd, tmp_fd;
   uint32_t page_size;
@@ -41,7 +41,8 @@ struct pm_disk_tier {
   pm_fd_link fd_lru; /* next: most recently used descriptor */
   uint64_t fd_count, fd_max;
   uint64_t evictions, corrupt;
-  _Atomic uint64_t tmp_counter;
+  _Atomic uint64_t tmp_counter; /* starts random: tmp names are unique
+                                   across stores, not only in this one */
 };
 
 /* A page entry that is not in the index yet (one reference, no fd). */

@@ -267,7 +267,7 @@ static int index_loaded(scan_state *scan) {
   pm_disk_tier *tier = scan->tier;
   pm_disk_page *doomed = NULL;
   int rc = 0;
-  if (scan->count > 0)
+  if (scan->count > 1)
     qsort(scan->pages, scan->count, sizeof *scan->pages, by_mtime);
   pthread_mutex_lock(&tier->lock);
   for (size_t i = 0; i < scan->count; i++) {

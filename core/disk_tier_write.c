@@ -99,7 +99,7 @@ static int write_page_file(pm_disk_tier *tier, const pm_page_header *header,
                            const uint8_t *block, const void *data) {
   char tmp_name[64], path[PM_PAGE_PATH_MAX];
   unsigned long long serial = atomic_fetch_add(&tier->tmp_counter, 1);
-  snprintf(tmp_name, sizeof tmp_name, "%ld-%llu.tmp", (long)getpid(),
+  snprintf(tmp_name, sizeof tmp_name, "%ld-%016llx.tmp", (long)getpid(),
            serial);
   pm__page_path(&header->id, path);
   int rc = write_tmp(tier, tmp_name, block, data, header->data_length);

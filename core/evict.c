@@ -24,7 +24,7 @@
 
 #include "evict.h"
 
-void pm__evict_init(pm_evict *ev, pm_eviction policy, uint64_t capacity,
+void pm__evict_init(pm_evict_state *ev, pm_eviction policy, uint64_t capacity,
                     uint32_t page_size, pm_sketch *sketch) {
   ev->policy = policy;
   ev->capacity = capacity;
@@ -36,16 +36,16 @@ void pm__evict_init(pm_evict *ev, pm_eviction policy, uint64_t capacity,
   ev->sketch = sketch;
 }
 
-void pm__evict_charge(pm_evict *ev, uint64_t length) {
+void pm__evict_charge(pm_evict_state *ev, uint64_t length) {
   ev->used += length;
 }
 
-void pm__evict_uncharge(pm_evict *ev, uint64_t length) {
+void pm__evict_uncharge(pm_evict_state *ev, uint64_t length) {
   assert(ev->used >= length);
   ev->used -= length;
 }
 
-void pm__evict_link(pm_evict *ev, pm_evict_node *node, uint64_t tick) {
+void pm__evict_link(pm_evict_state *ev, pm_evict_node *node, uint64_t tick) {
   node->last_tick = tick;
   node->prev = ev->lru.prev;
   node->next = &ev->lru;
@@ -54,7 +54,7 @@ void pm__evict_link(pm_evict *ev, pm_evict_node *node, uint64_t tick) {
   ev->linked++;
 }
 
-void pm__evict_unlink(pm_evict *ev, pm_evict_node *node) {
+void pm__evict_unlink(pm_evict_state *ev, pm_evict_node *node) {
   assert(node->prev && node->next);
   node->prev->next = node->next;
   node->next->prev = node->prev;
@@ -62,7 +62,7 @@ void pm__evict_unlink(pm_evict *ev, pm_evict_node *node) {
   ev->linked--;
 }
 
-void pm__evict_access(pm_evict *ev, pm_evict_node *node, uint64_t tick) {
+void pm__evict_access(pm_evict_state *ev, pm_evict_node *node, uint64_t tick) {
   if (tick > node->last_tick) {
     uint64_t distance = tick - node->last_tick;
     ev->reuse_max -= ev->reuse_max >> 6;
@@ -73,26 +73,26 @@ void pm__evict_access(pm_evict *ev, pm_evict_node *node, uint64_t tick) {
   pm__evict_link(ev, node, PM_MAX(tick, node->last_tick));
 }
 
-uint64_t pm__evict_capacity_pages(const pm_evict *ev) {
+uint64_t pm__evict_capacity_pages(const pm_evict_state *ev) {
   uint64_t pages = ev->capacity / ev->page_size;
   return pages ? pages : 1;
 }
 
-static bool is_stale(const pm_evict *ev, const pm_evict_node *victim,
+static bool is_stale(const pm_evict_state *ev, const pm_evict_node *victim,
                      uint64_t tick) {
   uint64_t horizon = PM_MAX(ev->reuse_max, pm__evict_capacity_pages(ev));
   return tick > victim->last_tick &&
          tick - victim->last_tick > PM_EVICT_STALE_FACTOR * horizon;
 }
 
-static bool beats(const pm_evict *ev, unsigned candidate_freq,
+static bool beats(const pm_evict_state *ev, unsigned candidate_freq,
                   const pm_evict_node *victim, uint64_t tick) {
   unsigned victim_freq = pm__sketch_estimate(ev->sketch, &victim->id);
   return candidate_freq > victim_freq + PM_EVICT_ADMIT_MARGIN ||
          is_stale(ev, victim, tick);
 }
 
-bool pm__evict_admit(const pm_evict *ev, const pm_page_id *id,
+bool pm__evict_admit(const pm_evict_state *ev, const pm_page_id *id,
                      uint64_t length, uint64_t tick) {
   if (length > ev->capacity)
     return false;
@@ -113,7 +113,7 @@ bool pm__evict_admit(const pm_evict *ev, const pm_page_id *id,
   return true;
 }
 
-pm_evict_node *pm__evict_victim(const pm_evict *ev, uint64_t incoming) {
+pm_evict_node *pm__evict_victim(const pm_evict_state *ev, uint64_t incoming) {
   if (ev->used + incoming <= ev->capacity || ev->lru.next == &ev->lru)
     return NULL;
   return ev->lru.next;

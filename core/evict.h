@@ -2,7 +2,7 @@
  * core/evict.h - the eviction policies of one tier of the page store: a
  * recency list with byte accounting, and the admission test that makes
  * PM_EVICT_STABLE keep a stable resident set. It holds no lock: the tier
- * that embeds a pm_evict serialises every call with its own mutex.
+ * that embeds a pm_evict_state serialises every call with its own mutex.
  */
 #ifndef PM_CORE_EVICT_H
 #define PM_CORE_EVICT_H
@@ -29,7 +29,7 @@ typedef struct pm_evict_node {
                          since the page was loaded at open */
 } pm_evict_node;
 
-typedef struct pm_evict {
+typedef struct pm_evict_state {
   pm_eviction policy;
   uint64_t capacity;  /* bytes of page data */
   uint64_t used;      /* bytes charged: linked pages and reservations */
@@ -38,39 +38,39 @@ typedef struct pm_evict {
   uint64_t linked;    /* pages on the recency list */
   pm_evict_node lru;  /* sentinel: next is the least recent page */
   pm_sketch *sketch;
-} pm_evict;
+} pm_evict_state;
 
 /* What a tier reports for pm__store_stats. */
 typedef struct pm_tier_usage {
   uint64_t capacity, used, pages, evictions;
 } pm_tier_usage;
 
-void pm__evict_init(pm_evict *ev, pm_eviction policy, uint64_t capacity,
+void pm__evict_init(pm_evict_state *ev, pm_eviction policy, uint64_t capacity,
                     uint32_t page_size, pm_sketch *sketch);
 
 /* Add bytes to (or take them from) the tier's use. */
-void pm__evict_charge(pm_evict *ev, uint64_t length);
-void pm__evict_uncharge(pm_evict *ev, uint64_t length);
+void pm__evict_charge(pm_evict_state *ev, uint64_t length);
+void pm__evict_uncharge(pm_evict_state *ev, uint64_t length);
 
 /* Put a node on the list as the most recent page, accessed at `tick`
  * (0 for a page loaded at open). Does not charge. */
-void pm__evict_link(pm_evict *ev, pm_evict_node *node, uint64_t tick);
+void pm__evict_link(pm_evict_state *ev, pm_evict_node *node, uint64_t tick);
 /* Take a node off the list. Does not uncharge. */
-void pm__evict_unlink(pm_evict *ev, pm_evict_node *node);
+void pm__evict_unlink(pm_evict_state *ev, pm_evict_node *node);
 /* A lookup found the page: note its reuse distance, make it most recent. */
-void pm__evict_access(pm_evict *ev, pm_evict_node *node, uint64_t tick);
+void pm__evict_access(pm_evict_state *ev, pm_evict_node *node, uint64_t tick);
 
 /* May a page of `length` bytes enter now, given the victims it would
  * displace? LRU: if it fits at all. STABLE: and if it beats every victim
  * (by frequency, or because the victim is stale). Pure: evicts nothing. */
-bool pm__evict_admit(const pm_evict *ev, const pm_page_id *id,
+bool pm__evict_admit(const pm_evict_state *ev, const pm_page_id *id,
                      uint64_t length, uint64_t tick);
 
 /* The page to evict before `incoming` more bytes can be charged, or NULL
  * if they fit (or nothing is left to evict). */
-pm_evict_node *pm__evict_victim(const pm_evict *ev, uint64_t incoming);
+pm_evict_node *pm__evict_victim(const pm_evict_state *ev, uint64_t incoming);
 
 /* Capacity counted in pages, at least 1. */
-uint64_t pm__evict_capacity_pages(const pm_evict *ev);
+uint64_t pm__evict_capacity_pages(const pm_evict_state *ev);
 
 #endif /* PM_CORE_EVICT_H */

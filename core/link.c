@@ -388,3 +388,41 @@ void pm__link_touch(pm_link *l, const pm_page_id *id) {
   if (full)
     pm__link_flush(l);
 }
+
+/* A request whose reply carries a count. */
+static ssize_t count_call(pm_link *l, Pm__LocalRequest *req) {
+  Pm__LocalReply *reply;
+  int err = call(l, req, &reply, NULL);
+  if (err)
+    return err;
+  ssize_t count = (ssize_t)reply->count;
+  pm__local_reply__free_unpacked(reply, NULL);
+  return count;
+}
+
+ssize_t pm__link_evict(pm_link *l, const char *prefix) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalEvict m = PM__LOCAL_EVICT__INIT;
+  m.prefix = (char *)prefix;
+  req.body_case = PM__LOCAL_REQUEST__BODY_EVICT;
+  req.evict = &m;
+  return count_call(l, &req);
+}
+
+int pm__link_set_capacity(pm_link *l, uint64_t disk, uint64_t ram) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalCapacity m = PM__LOCAL_CAPACITY__INIT;
+  m.disk = disk;
+  m.ram = ram;
+  req.body_case = PM__LOCAL_REQUEST__BODY_CAPACITY;
+  req.capacity = &m;
+  return simple_call(l, &req);
+}
+
+ssize_t pm__link_drain(pm_link *l) {
+  Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+  Pm__LocalDrain m = PM__LOCAL_DRAIN__INIT;
+  req.body_case = PM__LOCAL_REQUEST__BODY_DRAIN;
+  req.drain = &m;
+  return count_call(l, &req);
+}

@@ -46,6 +46,9 @@ int pm__link_invalidate(pm_link *link, const char *prefix);
 int pm__link_prefetch(pm_link *link, const char *uri, uint64_t offset,
                       uint64_t length);
 int pm__link_status(pm_link *link, char **json);
+ssize_t pm__link_evict(pm_link *link, const char *prefix);
+int pm__link_set_capacity(pm_link *link, uint64_t disk, uint64_t ram);
+ssize_t pm__link_drain(pm_link *link);
 /* Tell the node (batched) that a page was read from its file, and that a
  * read of `bytes` was served. */
 void pm__link_touch(pm_link *link, const pm_page_id *id);

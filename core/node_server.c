@@ -243,6 +243,15 @@ static int handle_hello(conn *c, uint64_t id, const Pm__LocalHello *m) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
+static int send_count(conn *c, uint64_t id, ssize_t result) {
+  if (result < 0)
+    return send_status(c, id, (int)result);
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.count = (uint64_t)result;
+  return pm__local_send(c->fd, &reply.base, -1);
+}
+
 static int dispatch(conn *c, const Pm__LocalRequest *req) {
   pm_peer *peer = c->server->peer;
   pm__errmsg_clear();
@@ -272,6 +281,19 @@ static int dispatch(conn *c, const Pm__LocalRequest *req) {
                                          req->prefetch->offset,
                                          req->prefetch->length)
                            : pm__errf(PM_EPROTO, "prefetch: no uri"));
+  case PM__LOCAL_REQUEST__BODY_EVICT:
+    return send_count(c, req->id,
+                      req->evict && req->evict->prefix
+                          ? pm_evict(peer, req->evict->prefix)
+                          : pm__errf(PM_EPROTO, "evict: no prefix"));
+  case PM__LOCAL_REQUEST__BODY_CAPACITY:
+    return send_status(c, req->id,
+                       req->capacity
+                           ? pm_set_capacity(peer, req->capacity->disk,
+                                             req->capacity->ram)
+                           : pm__errf(PM_EPROTO, "capacity: no values"));
+  case PM__LOCAL_REQUEST__BODY_DRAIN:
+    return send_count(c, req->id, pm_drain(peer));
   default:
     return send_status(c, req->id,
                        pm__errf(PM_EPROTO, "unknown request %d",

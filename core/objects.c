@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh.h"
 #include "node_int.h"
 
 /* Origin failures after which stale metadata may still be used. */
@@ -21,8 +22,23 @@ int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return PM_ENOENT;
 }
 
+/* The owner of the metadata in the mesh, else the origin. */
+static int stat_source(pm_peer *peer, const char *uri, pm_object_stat *st,
+                       bool allow_mesh) {
+  if (peer->link)
+    return pm__link_stat(peer->link, uri, st);
+  if (peer->mesh && allow_mesh) {
+    bool definitive;
+    int err = pm__mesh_stat(peer->mesh, uri, st, &definitive);
+    if (err == 0 || definitive)
+      return err;
+  }
+  return pm__ufs_stat(peer->ufs, uri, st);
+}
+
 /* Ask the origin, sharing the answer with concurrent askers. */
-static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
+static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out,
+                       bool allow_mesh) {
   pm_page_id key = pm__page_id(uri, "\001meta", 0, 0);
   bool leader;
   pm_flight *flight = pm__flight_begin(peer->flights, &key, &leader);
@@ -30,9 +46,8 @@ static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
     return pm__errf(PM_ENOMEM, "%s: out of memory", uri);
   if (leader) {
     pm_object_stat *st = calloc(1, sizeof *st);
-    int err = !st ? pm__errf(PM_ENOMEM, "%s: out of memory", uri)
-              : peer->link ? pm__link_stat(peer->link, uri, st)
-                           : pm__ufs_stat(peer->ufs, uri, st);
+    int err = st ? stat_source(peer, uri, st, allow_mesh)
+                 : pm__errf(PM_ENOMEM, "%s: out of memory", uri);
     if (err == 0)
       pm__meta_store(peer->meta, uri, st);
     else if (err == PM_ENOENT)
@@ -52,7 +67,8 @@ static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out) {
   return err;
 }
 
-int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
+static int peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out,
+                     bool allow_mesh) {
   pm_object_stat cached;
   bool fresh = false;
   bool have = pm__meta_lookup(peer->meta, uri, &cached, &fresh) == 0;
@@ -60,7 +76,7 @@ int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
     *out = cached;
     return 0;
   }
-  int err = stat_origin(peer, uri, out);
+  int err = stat_origin(peer, uri, out, allow_mesh);
   if (err && have && origin_down(err)) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "meta", 5000,
                        "%s: origin unavailable (%s); using cached metadata",
@@ -69,6 +85,14 @@ int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
     return 0;
   }
   return err;
+}
+
+int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
+  return peer_stat(peer, uri, out, true);
+}
+
+int pm__peer_stat_local(pm_peer *peer, const char *uri, pm_object_stat *out) {
+  return peer_stat(peer, uri, out, false);
 }
 
 int pm__stat(pm_peer *peer, const char *uri, pm_object_stat *out) {

@@ -24,6 +24,15 @@ void pm_options_init(pm_options *o) {
   o->io_threads = 8;
   o->origin_timeout_ms = 30000;
   o->origin_retries = 4;
+  o->replicas = 2;
+  o->request_timeout_ms = 5000;
+}
+
+/* String variables: set the field if the variable is set and not empty. */
+static void env_string(const char *name, const char **field) {
+  const char *v = getenv(name);
+  if (v && *v)
+    *field = v;
 }
 
 static int env_size(const char *name, uint64_t *out) {
@@ -79,6 +88,25 @@ int pm_options_load_env(pm_options *o) {
   const char *ev = getenv("PAGEMESH_EVICTION");
   if (ev && (e = pm__eviction_parse(ev, &o->eviction)))
     err = e;
+  env_string("PAGEMESH_LISTEN", &o->listen);
+  env_string("PAGEMESH_SEEDS", &o->seeds);
+  env_string("PAGEMESH_CLUSTER_KEY_FILE", &o->cluster_key_file);
+  env_string("PAGEMESH_CLUSTER_ID", &o->cluster_id);
+  env_string("PAGEMESH_TRANSPORT", &o->transport);
+  env_string("PAGEMESH_TRANSPORT_LISTEN", &o->transport_listen);
+  env_string("PAGEMESH_ZONE", &o->zone);
+  if ((e = env_u32("PAGEMESH_REPLICAS", &o->replicas)))
+    err = e;
+  if ((e = env_u32("PAGEMESH_REQUEST_TIMEOUT_MS", &o->request_timeout_ms)))
+    err = e;
+  const char *insecure = getenv("PAGEMESH_INSECURE_DATA");
+  if (insecure && strcmp(insecure, "1") == 0)
+    o->flags |= PM_OPEN_INSECURE_DATA;
+  else if (insecure && strcmp(insecure, "0") == 0)
+    o->flags &= ~(uint32_t)PM_OPEN_INSECURE_DATA;
+  else if (insecure && *insecure)
+    err = pm__errf(PM_ECONFIG, "PAGEMESH_INSECURE_DATA=%s: use 1 or 0",
+                   insecure);
   return err;
 }
 
@@ -94,6 +122,12 @@ int pm__options_check(const pm_options *o) {
     return pm__errf(PM_EINVAL, "unknown eviction policy %d", o->eviction);
   if (o->io_threads == 0 || o->io_threads > 1024)
     return pm__errf(PM_EINVAL, "io_threads must be 1..1024");
+  if (o->replicas == 0 || o->replicas > 8)
+    return pm__errf(PM_EINVAL, "replicas must be 1..8, not %u", o->replicas);
+  if (o->transport && strcmp(o->transport, "tcp") != 0 &&
+      strcmp(o->transport, "fabric") != 0)
+    return pm__errf(PM_EINVAL, "transport '%s': use tcp or fabric",
+                    o->transport);
   return 0;
 }
 

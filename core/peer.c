@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mesh.h"
 #include "node_int.h"
 
 static void count_origin(void *arg, uint64_t requests, uint64_t bytes) {
@@ -128,7 +129,10 @@ void pm_peer_close(pm_peer *peer) {
   if (!peer)
     return;
   atomic_store(&peer->closing, true);
+  pm__mesh_leave(peer->mesh); /* others stop asking this peer */
   pm__pool_close(peer->pool); /* no work in flight from here on */
+  pm__mesh_stop(peer->mesh);
+  peer->mesh = NULL;
   pm__node_server_stop(peer->server); /* no attached requests either */
   peer->server = NULL;
   pm__engine_close(peer);

@@ -14,6 +14,7 @@
 #include "meta.h"
 #include "pool.h"
 #include "store.h"
+#include "pagemesh/transport.h"
 #include "ufs/ufs_int.h"
 
 #define PM_URI_MAX 4096
@@ -34,6 +35,7 @@ typedef struct pm_counters {
 } pm_counters;
 
 typedef struct pm_node_server pm_node_server;
+typedef struct pm_mesh pm_mesh;
 typedef struct pm_link pm_link;
 typedef struct pm_mapcache pm_mapcache;
 typedef struct pm_map_entry pm_map_entry;
@@ -55,6 +57,7 @@ struct pm_peer {
   pm_node_server *server;  /* node */
   pm_link *link;           /* attached */
   pm_mapcache *maps;       /* attached */
+  pm_mesh *mesh;           /* node with opts.listen: the mesh */
   pm_store *store; /* NULL with PM_OPEN_PASSTHROUGH */
   pm_meta *meta;
   pm_ufs_set *ufs;
@@ -62,6 +65,7 @@ struct pm_peer {
   pm_flights *flights;
   pm_counters counters;
   atomic_bool closing;
+  atomic_bool drained;     /* node: handed its pages over and left */
   pthread_mutex_t streams_mutex;
   pm_stream streams[PM_READAHEAD_STREAMS];
 };
@@ -90,6 +94,9 @@ int pm__list(pm_peer *peer, const char *uri, unsigned flags,
              pm_list_entry **entries, size_t *count);
 int pm__invalidate(pm_peer *peer, const char *uri_prefix);
 int pm__status_json(pm_peer *peer, char **out);
+ssize_t pm__evict(pm_peer *peer, const char *uri_prefix);
+int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram);
+ssize_t pm__drain(pm_peer *peer);
 
 /* options.c */
 int pm__options_check(const pm_options *opts);
@@ -102,6 +109,8 @@ void pm__stats_file_add(const char *dir, const pm_stats *delta);
 /* Metadata of a normalised URI: fresh cache, else the origin (one request
  * for concurrent callers), else stale cache if the origin is unreachable. */
 int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
+/* Like pm__peer_stat, without asking other peers (answers to them). */
+int pm__peer_stat_local(pm_peer *peer, const char *uri, pm_object_stat *out);
 /* The cached metadata only if it is fresh; PM_ENOENT otherwise. */
 int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out);
 
@@ -130,6 +139,12 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
                               const pm_object_stat *st, uint64_t page_index,
                               const pm_page_id *id, uint32_t offset,
                               void *dst, size_t length);
+
+/* Serve a page to another peer as its owner: store, else a cached copy
+ * from a replica, else the origin; never forwarded. Bytes or a pm_err. */
+ssize_t pm__page_fetch_owner(pm_peer *peer, const char *uri,
+                             const pm_object_stat *st, uint64_t page_index,
+                             const pm_page_id *id, void *dst, size_t length);
 
 /* attached.c: the same, for an attached process. */
 ssize_t pm__attached_read_cached(pm_peer *peer, const pm_page_id *id,

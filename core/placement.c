@@ -51,7 +51,7 @@ size_t pm__placement_rank(const pm_placement_member *members, size_t count,
     return 0;
   for (size_t i = 0; i < count; i++) {
     const pm_placement_member *m = &members[i];
-    if (m->health == PM_MEMBER_GONE || m->weight == 0)
+    if (m->health == PM_PLACE_GONE || m->weight == 0)
       continue;
     keep_best(idx, score, &n, want, i, pm__placement_score(m, page));
   }
@@ -59,7 +59,7 @@ size_t pm__placement_rank(const pm_placement_member *members, size_t count,
   size_t written = 0;
   for (int pass = 0; pass < 2; pass++)
     for (size_t i = 0; i < n; i++)
-      if ((members[idx[i]].health == PM_MEMBER_SUSPECT) == (pass == 1))
+      if ((members[idx[i]].health == PM_PLACE_SUSPECT) == (pass == 1))
         out[written++] = idx[i];
   return written;
 }

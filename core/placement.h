@@ -11,16 +11,16 @@
 
 #include "core_int.h"
 
-typedef enum pm_member_health {
-  PM_MEMBER_ALIVE = 0,
-  PM_MEMBER_SUSPECT = 1, /* placed as usual, but read last */
-  PM_MEMBER_GONE = 2,    /* dead or left: not placed */
-} pm_member_health;
+typedef enum pm_place_health {
+  PM_PLACE_ALIVE = 0,
+  PM_PLACE_SUSPECT = 1, /* placed as usual, but read last */
+  PM_PLACE_GONE = 2,    /* dead or left: not placed */
+} pm_place_health;
 
 typedef struct pm_placement_member {
   uint8_t id[16];         /* the member's 128-bit id */
   uint64_t weight;        /* cache capacity; 0 = holds nothing */
-  pm_member_health health;
+  pm_place_health health;
   uint64_t seed_;         /* filled by pm__placement_prepare */
 } pm_placement_member;
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ram_tier.h"
+#include "ram_tier_slots.h"
 
 struct pm_ram_page {
   pm_evict_node node; /* id, length, recency */
@@ -26,22 +27,23 @@ struct pm_ram_page {
 };
 
 struct pm_ram_tier {
+  pm_ram_slots slots; /* page buffers, with their own lock */
   pthread_mutex_t lock;
   pm_pagemap map;
-  pm_evict ev;
+  pm_evict_state ev;
   uint64_t evictions;
 };
 
-static void page_free(pm_ram_page *page) {
-  free(page->data);
+static void page_free(pm_ram_tier *tier, pm_ram_page *page) {
+  pm__ram_slots_free(&tier->slots, page->data);
   free(page->uri);
   free(page);
 }
 
-static void free_list(pm_ram_page *list) {
+static void free_list(pm_ram_tier *tier, pm_ram_page *list) {
   while (list) {
     pm_ram_page *next = list->next;
-    page_free(list);
+    page_free(tier, list);
     list = next;
   }
 }
@@ -84,6 +86,7 @@ int pm__ram_tier_open(uint64_t capacity, uint32_t page_size,
     return rc;
   }
   pthread_mutex_init(&tier->lock, NULL);
+  pm__ram_slots_init(&tier->slots, capacity, page_size);
   pm__evict_init(&tier->ev, policy, capacity, page_size, sketch);
   *out = tier;
   return 0;
@@ -95,8 +98,9 @@ void pm__ram_tier_close(pm_ram_tier *tier) {
   size_t cursor = 0;
   pm_ram_page *page;
   while ((page = pm__pagemap_next(&tier->map, &cursor, NULL)))
-    page_free(page);
+    page_free(tier, page);
   pm__pagemap_destroy(&tier->map);
+  pm__ram_slots_destroy(&tier->slots);
   pthread_mutex_destroy(&tier->lock);
   free(tier);
 }
@@ -121,7 +125,7 @@ static void release(pm_ram_tier *tier, pm_ram_page *page) {
   pthread_mutex_lock(&tier->lock);
   unref_locked(page, &garbage);
   pthread_mutex_unlock(&tier->lock);
-  free_list(garbage);
+  free_list(tier, garbage);
 }
 
 ssize_t pm__ram_tier_read(pm_ram_tier *tier, const pm_page_id *id,
@@ -133,7 +137,7 @@ ssize_t pm__ram_tier_read(pm_ram_tier *tier, const pm_page_id *id,
   size_t n = 0;
   if (offset < page->node.length)
     n = PM_MIN(length, page->node.length - offset);
-  memcpy(buf, page->data + offset, n);
+  pm__copy(buf, page->data + offset, n);
   release(tier, page);
   return (ssize_t)n;
 }
@@ -185,14 +189,15 @@ int pm__ram_tier_reserve(pm_ram_tier *tier, const pm_page_id *id,
   pthread_mutex_lock(&tier->lock);
   int rc = reserve_locked(tier, page, tick, &garbage);
   pthread_mutex_unlock(&tier->lock);
-  free_list(garbage);
-  if (rc == 0 && !(page->data = malloc(length ? length : 1))) {
+  free_list(tier, garbage);
+  if (rc == 0 &&
+      !(page->data = pm__ram_slots_alloc(&tier->slots, length))) {
     pm__ram_tier_abort(tier, page);
     return pm__errf(PM_ENOMEM, "RAM tier: cannot allocate a page of %zu "
                     "bytes", length);
   }
   if (rc != 0)
-    page_free(page);
+    page_free(tier, page);
   else
     *out = page;
   return rc;
@@ -214,7 +219,7 @@ void pm__ram_tier_abort(pm_ram_tier *tier, pm_ram_page *page) {
   pm__pagemap_remove(&tier->map, &page->node.id);
   pm__evict_uncharge(&tier->ev, page->node.length);
   pthread_mutex_unlock(&tier->lock);
-  page_free(page);
+  page_free(tier, page);
 }
 
 int pm__ram_tier_put(pm_ram_tier *tier, const pm_page_id *id,
@@ -224,7 +229,7 @@ int pm__ram_tier_put(pm_ram_tier *tier, const pm_page_id *id,
   int rc = pm__ram_tier_reserve(tier, id, uri, length, tick, &page);
   if (rc != 0)
     return rc;
-  memcpy(page->data, data, length);
+  pm__copy(page->data, data, length);
   pm__ram_tier_commit(tier, page);
   return 0;
 }
@@ -237,7 +242,7 @@ int pm__ram_tier_remove(pm_ram_tier *tier, const pm_page_id *id) {
   if (found)
     drop_locked(tier, page, &garbage);
   pthread_mutex_unlock(&tier->lock);
-  free_list(garbage);
+  free_list(tier, garbage);
   return found ? 0 : PM_ENOENT;
 }
 
@@ -278,7 +283,7 @@ ssize_t pm__ram_tier_remove_prefix(pm_ram_tier *tier, const char *prefix,
 out:
   pthread_mutex_unlock(&tier->lock);
   free(matches);
-  free_list(garbage);
+  free_list(tier, garbage);
   return rc;
 }
 
@@ -326,5 +331,5 @@ void pm__ram_tier_set_capacity(pm_ram_tier *tier, uint64_t capacity) {
   tier->ev.capacity = capacity;
   evict_until_fits(tier, 0, &garbage);
   pthread_mutex_unlock(&tier->lock);
-  free_list(garbage);
+  free_list(tier, garbage);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh.h"
 #include "peer_int.h"
 
 #define CHANGED_RETRIES 3
@@ -21,40 +22,59 @@ static ssize_t copy_out(const void *page, size_t page_len, uint32_t offset,
     return 0;
   size_t n = PM_MIN(length, page_len - offset);
   if (dst)
-    memcpy(dst, (const char *)page + offset, n);
+    pm__copy(dst, (const char *)page + offset, n);
   return (ssize_t)n;
 }
 
-static void store_page(pm_peer *peer, const pm_page_id *id, const char *uri,
-                       const void *data, size_t length) {
+/* Keep a page: on disk and in RAM if this peer owns it, in RAM only if
+ * it is a hot page owned by others. */
+static void keep_page(pm_peer *peer, bool owned, const pm_page_id *id,
+                      const char *uri, const void *data, size_t length) {
   if (!peer->store)
     return;
-  int err = pm__store_put(peer->store, id, uri, data, length);
+  int err = owned ? pm__store_put(peer->store, id, uri, data, length)
+                  : pm__store_put_ram(peer->store, id, uri, data, length);
   if (err < 0)
     PM_LOG_RATELIMITED(PM_LOG_WARN, "store", 10000,
                        "%s: page not cached (%s): %s; serving without it",
                        uri, pm_err_name(err), pm__errmsg());
 }
 
-/* The leader of a flight: fetch the page from the origin and keep it. */
-static int fetch_from_origin(pm_peer *peer, const char *uri,
-                             const pm_object_stat *st, uint64_t page_index,
-                             const pm_page_id *id, void **data,
-                             size_t *length) {
-  size_t page_len = pm__page_length(peer, st->size, page_index);
-  char *buf = malloc(page_len ? page_len : 1);
-  if (!buf)
-    return pm__errf(PM_ENOMEM, "%s: out of memory for a page", uri);
+static int read_origin(pm_peer *peer, const char *uri,
+                       const pm_object_stat *st, uint64_t page_index,
+                       char *buf, size_t page_len) {
   ssize_t n = pm__ufs_read(peer->ufs, uri, st,
                            page_index * peer->opts.page_size, buf, page_len);
   if (n >= 0 && (size_t)n != page_len)
     n = pm__errf(PM_EIO, "%s: short read from origin (%zd of %zu bytes)",
                  uri, n, page_len);
-  if (n < 0) {
+  return n < 0 ? (int)n : 0;
+}
+
+/* The leader of a flight: the mesh (if any), else the origin; keep what
+ * came and, as an owner that went to the origin, copy it to the other
+ * replicas. */
+static int fetch_page(pm_peer *peer, pm_mesh_mode mode, const char *uri,
+                      const pm_object_stat *st, uint64_t page_index,
+                      const pm_page_id *id, void **data, size_t *length) {
+  size_t page_len = pm__page_length(peer, st->size, page_index);
+  char *buf = malloc(page_len ? page_len : 1);
+  if (!buf)
+    return pm__errf(PM_ENOMEM, "%s: out of memory for a page", uri);
+  bool owned = true;
+  int err = peer->mesh ? pm__mesh_fetch(peer->mesh, mode, uri, st, page_index,
+                                        id, buf, page_len, &owned)
+                       : PM_ENOENT;
+  bool from_origin = err != 0;
+  if (from_origin)
+    err = read_origin(peer, uri, st, page_index, buf, page_len);
+  if (err) {
     free(buf);
-    return (int)n;
+    return err;
   }
-  store_page(peer, id, uri, buf, page_len);
+  keep_page(peer, owned, id, uri, buf, page_len);
+  if (from_origin && owned && peer->mesh)
+    pm__mesh_replicate(peer->mesh, uri, st, page_index, id, buf, page_len);
   *data = buf;
   *length = page_len;
   return 0;
@@ -75,13 +95,10 @@ static bool lead_from_store(pm_peer *peer, const pm_page_id *id,
   return false;
 }
 
-ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
-                            const pm_object_stat *st, uint64_t page_index,
-                            const pm_page_id *id, uint32_t offset, void *dst,
-                            size_t length) {
-  if (peer->role == PM_ROLE_ATTACHED)
-    return pm__attached_fetch(peer, uri, st, page_index, id, offset, dst,
-                              length);
+static ssize_t fetch_shared(pm_peer *peer, pm_mesh_mode mode,
+                            const char *uri, const pm_object_stat *st,
+                            uint64_t page_index, const pm_page_id *id,
+                            uint32_t offset, void *dst, size_t length) {
   bool leader;
   pm_flight *flight = pm__flight_begin(peer->flights, id, &leader);
   if (!flight)
@@ -91,7 +108,7 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
     size_t page_len = pm__page_length(peer, st->size, page_index);
     int err = 0;
     if (!lead_from_store(peer, id, page_len, &data))
-      err = fetch_from_origin(peer, uri, st, page_index, id, &data, &page_len);
+      err = fetch_page(peer, mode, uri, st, page_index, id, &data, &page_len);
     pm__flight_finish(peer->flights, flight, err, data, page_len);
   }
   const void *data;
@@ -101,6 +118,28 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
     n = copy_out(data, page_len, offset, dst, length);
   pm__flight_release(peer->flights, flight);
   return n;
+}
+
+ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
+                              const pm_object_stat *st, uint64_t page_index,
+                              const pm_page_id *id, uint32_t offset,
+                              void *dst, size_t length) {
+  if (peer->role == PM_ROLE_ATTACHED)
+    return pm__attached_fetch(peer, uri, st, page_index, id, offset, dst,
+                              length);
+  return fetch_shared(peer, PM_MESH_ROUTE, uri, st, page_index, id, offset,
+                      dst, length);
+}
+
+ssize_t pm__page_fetch_owner(pm_peer *peer, const char *uri,
+                             const pm_object_stat *st, uint64_t page_index,
+                             const pm_page_id *id, void *dst, size_t length) {
+  ssize_t n = pm__page_read_cached(peer, id, uri, 0, dst, length);
+  if (n != PM_ENOENT)
+    return n;
+  atomic_fetch_add(&peer->counters.misses, 1);
+  return fetch_shared(peer, PM_MESH_OWNER, uri, st, page_index, id, 0, dst,
+                      length);
 }
 
 /* Look in the store only: bytes copied, or PM_ENOENT for a miss. */

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mesh.h"
 #include "node_int.h"
 
 #define ESTABLISH_TIMEOUT_NS (10ull * 1000000000ull)
@@ -74,9 +75,16 @@ static int become_node(pm_peer *peer) {
   dir_path(peer, "node.sock", sock, sizeof sock);
   int err = pm__engine_open(peer);
   if (!err)
+    err = pm__mesh_start(peer, &peer->mesh);
+  if (!err)
     err = pm__node_server_start(peer, sock, &peer->server);
   if (err) {
+    char detail[PM_ERRMSG_MAX];
+    snprintf(detail, sizeof detail, "%s", pm__errmsg());
+    pm__mesh_stop(peer->mesh);
+    peer->mesh = NULL;
     pm__engine_close(peer);
+    pm__errmsg_set(detail);
     return err;
   }
   write_pid_file(peer);

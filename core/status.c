@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "mesh.h"
 #include "node_int.h"
 
 #define MAX_LISTED_PIDS 1024
@@ -38,11 +39,27 @@ int pm__node_status_json(pm_peer *peer, char **out) {
   for (size_t i = 0; i < n; i++)
     json_array_append_new(attached, json_integer(pids[i]));
   free(pids);
+  json_t *stats = stats_object(&s);
+  pm_mesh_stats ms;
+  pm__mesh_stats(peer->mesh, &ms);
+  json_object_set_new(stats, "pages_from_peers",
+                      json_integer((json_int_t)ms.pages_from_peers));
+  json_object_set_new(stats, "bytes_from_peers",
+                      json_integer((json_int_t)ms.bytes_from_peers));
+  json_object_set_new(stats, "pages_to_peers",
+                      json_integer((json_int_t)ms.pages_to_peers));
+  json_object_set_new(stats, "bytes_to_peers",
+                      json_integer((json_int_t)ms.bytes_to_peers));
+  json_object_set_new(stats, "peer_failures",
+                      json_integer((json_int_t)ms.peer_failures));
+  json_object_set_new(stats, "replicas_pushed",
+                      json_integer((json_int_t)ms.replicas_pushed));
   json_t *root = json_pack(
-      "{s:i,s:s,s:s,s:i,s:o,s:o,s:[]}", "node_pid", (int)getpid(), "role",
+      "{s:i,s:s,s:s,s:i,s:o,s:o,s:o}", "node_pid", (int)getpid(), "role",
       peer->role == PM_ROLE_NODE ? "node" : "standalone", "cache_dir",
       peer->cache_dir, "page_size", (int)peer->opts.page_size, "attached",
-      attached, "stats", stats_object(&s), "members");
+      attached, "stats", stats, "members",
+      peer->mesh ? pm__mesh_members_json(peer->mesh) : json_array());
   *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
   return *out ? 0 : pm__errf(PM_ENOMEM, "status: out of memory");

@@ -145,7 +145,9 @@ ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
   if (!store || !id || (!buf && length))
     return pm__errf(PM_EINVAL, "page store read: NULL argument");
   uint64_t tick = pm__sketch_record(store->sketch, id);
-  ssize_t n = pm__ram_tier_read(store->ram, id, offset, buf, length, tick);
+  ssize_t n = PM_ENOENT;
+  if (load(&store->ram_capacity) > 0) /* an empty tier: skip its lock */
+    n = pm__ram_tier_read(store->ram, id, offset, buf, length, tick);
   if (n >= 0) {
     count(&store->hits_ram);
     if (store->disk)
@@ -349,4 +351,32 @@ void pm__store_touch(pm_store *store, const pm_page_id *id) {
   pm__ram_tier_touch(store->ram, id, tick);
   if (store->disk)
     pm__disk_tier_touch(store->disk, id, tick);
+}
+
+int pm__store_put_ram(pm_store *store, const pm_page_id *id, const char *uri,
+                      const void *data, size_t length) {
+  int rc = check_put(store, id, uri, data, length);
+  if (rc < 0)
+    return rc;
+  if (load(&store->ram_capacity) == 0)
+    return 1;
+  rc = pm__ram_tier_put(store->ram, id, uri, data, length,
+                        pm__sketch_clock(store->sketch));
+  if (rc == 1)
+    count(&store->declined);
+  return rc == PM_EEXIST ? 0 : rc;
+}
+
+int pm__store_list_disk(pm_store *store, pm_store_entry **out,
+                        size_t *count) {
+  *out = NULL;
+  *count = 0;
+  return store && store->disk ? pm__disk_tier_list(store->disk, out, count)
+                              : 0;
+}
+
+void pm__store_list_free(pm_store_entry *entries, size_t count) {
+  for (size_t i = 0; entries && i < count; i++)
+    free(entries[i].uri);
+  free(entries);
 }

@@ -15,9 +15,24 @@
  * loaded from disk (and on every read with verify_always); a mismatch
  * removes the page and reads report PM_ECORRUPT, so the caller refetches.
  *
+ * Capacities count bytes of page data. On disk each page also takes its
+ * 4096-byte header and the file system's rounding; the RAM tier reserves
+ * address space for capacity / page_size whole pages (huge-page backed,
+ * committed as used). Every lookup (pm__store_read, open_page, touch) is
+ * counted in a frequency sketch shared by both tiers. PM_EVICT_LRU always
+ * admits and evicts the least recently used page. PM_EVICT_STABLE evicts
+ * the same way but, once a tier is full, admits a page only if its
+ * estimated frequency exceeds each victim's by more than 2 (the lookup
+ * that missed, plus the rounding of the sketch's halving), or the victim
+ * has been idle for 3x the longest recent reuse distance (or capacity, in
+ * pages): see core/evict.c. A disabled disk tier (capacity 0 at open)
+ * cannot be enabled later; the directory is then not touched.
+ *
  * Several processes may open one directory at once: files are only ever
  * created by rename and removed by unlink, and a reader that finds a page
- * file gone treats it as a miss.
+ * file gone treats it as a miss. Each process accounts only for the pages
+ * it found at open or stored itself, so together they may exceed the
+ * capacity; tmp files of live writers are left alone at open.
  *
  * All functions are safe from any thread.
  */
@@ -34,7 +49,7 @@ typedef struct pm_store_config {
   const char *dir;          /* cache directory (pages/ and tmp/ go below) */
   uint64_t disk_capacity;   /* bytes of page data; 0 disables the disk tier */
   uint64_t ram_capacity;    /* bytes of page data; 0 disables the RAM tier */
-  uint32_t page_size;       /* largest page, bytes */
+  uint32_t page_size;       /* largest page, bytes (4096..16 MiB) */
   pm_eviction eviction;     /* PM_EVICT_STABLE or PM_EVICT_LRU */
   bool verify_always;       /* checksum disk pages on every read */
   bool durable;             /* fsync page files before rename */
@@ -83,6 +98,11 @@ ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
 int pm__store_put(pm_store *store, const pm_page_id *id, const char *uri,
                   const void *data, size_t length);
 
+/* Like pm__store_put, into the RAM tier only: pages this peer reads but
+ * does not own (hot pages fetched from their owners). */
+int pm__store_put_ram(pm_store *store, const pm_page_id *id, const char *uri,
+                      const void *data, size_t length);
+
 /* Is the page present in either tier? Does not count as an access. */
 bool pm__store_contains(pm_store *store, const pm_page_id *id);
 
@@ -96,7 +116,8 @@ ssize_t pm__store_remove_prefix(pm_store *store, const char *prefix);
  * Zero-copy access: a read-only descriptor for the page's data, valid even
  * after the page is evicted (the file is only unlinked). On success *fd is
  * a new descriptor the caller closes, *data_offset where the data starts in
- * it (page-aligned) and *length the data length. The page is verified as
+ * it (page-aligned: 4096 for a page file, 0 for a sealed memfd copy of a
+ * page held only in RAM) and *length the data length. The page is verified as
  * pm__store_read would. The access is recorded for the eviction policy,
  * but no hit or miss is counted (the caller counts its lookup). Errors:
  * PM_ENOENT, PM_ECORRUPT, PM_EIO.
@@ -105,6 +126,20 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
                         uint64_t *data_offset, size_t *length);
 
 void pm__store_stats(pm_store *store, pm_store_stats *out);
+
+/* One page on disk, as listed by pm__store_list_disk. */
+typedef struct pm_store_entry {
+  pm_page_id id;
+  uint64_t length;
+  char *uri;
+} pm_store_entry;
+
+/* A copy of the ids, lengths and URIs of the pages on disk (the mesh
+ * re-creates lost replicas from it). Free with pm__store_list_free.
+ * Errors: PM_ENOMEM. */
+int pm__store_list_disk(pm_store *store, pm_store_entry **out,
+                        size_t *count);
+void pm__store_list_free(pm_store_entry *entries, size_t count);
 
 /* Record an access made without the store (an attached process read the
  * page file itself), for the eviction policy. Counts no hit. */

@@ -118,6 +118,9 @@ enum {
   /* Only become the node peer; fail with PM_EBUSY if another process is
    * the node peer of this cache directory (daemons). */
   PM_OPEN_NODE_ONLY = 1u << 4,
+  /* Send page bytes between peers in the clear (tcp transport) on a
+   * trusted network; peers still authenticate with the cluster key. */
+  PM_OPEN_INSECURE_DATA = 1u << 5,
 };
 
 typedef struct pm_options {
@@ -139,6 +142,27 @@ typedef struct pm_options {
   uint32_t origin_timeout_ms; /* per origin request (default 30000) */
   uint32_t origin_retries;   /* retries on 5xx and timeouts (default 4) */
   uint32_t flags;            /* PM_OPEN_* */
+
+  /* The mesh. With `listen` NULL the node peer is a single-node cache;
+   * with it set, the node peer joins the other peers that share the
+   * cluster key, and pages are placed over all of them. Only the node peer
+   * uses these (attached processes reach the mesh through it). */
+  const char *listen;           /* "IP:PORT" for membership (UDP + TCP) */
+  const char *seeds;            /* "HOST:PORT,..." peers to join through */
+  const char *cluster_key_file; /* 32 raw bytes or 64 hex characters, not
+                                   readable by group or others (default
+                                   $PAGEMESH_CLUSTER_KEY_FILE) */
+  const char *cluster_id;       /* peers only see peers of the same id
+                                   (default "pagemesh") */
+  const char *transport;        /* page transport: "tcp" (default) or
+                                   "fabric" (libfabric; FI_PROVIDER) */
+  const char *transport_listen; /* "IP:PORT" for pages (default: the
+                                   listen IP, any port) */
+  const char *zone;             /* a label for the operator (rack, zone) */
+  uint32_t replicas;            /* copies of each page (default 2) */
+  uint32_t request_timeout_ms;  /* deadline of one remote page request
+                                   before the next replica is tried
+                                   (default 5000) */
 } pm_options;
 
 /* Fill *opts with defaults. Always call it before setting fields. */
@@ -148,7 +172,11 @@ PM_EXTERN void pm_options_init(pm_options *opts);
  * Apply PAGEMESH_* environment variables to *opts: PAGEMESH_CACHE_DIR,
  * PAGEMESH_DISK_CAPACITY and PAGEMESH_RAM_CAPACITY (bytes, or with a K/M/G/T
  * suffix), PAGEMESH_PAGE_SIZE, PAGEMESH_EVICTION ("stable" or "lru"),
- * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS.
+ * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS,
+ * and for the mesh PAGEMESH_LISTEN, PAGEMESH_SEEDS,
+ * PAGEMESH_CLUSTER_KEY_FILE, PAGEMESH_CLUSTER_ID, PAGEMESH_TRANSPORT,
+ * PAGEMESH_TRANSPORT_LISTEN, PAGEMESH_ZONE, PAGEMESH_REPLICAS,
+ * PAGEMESH_REQUEST_TIMEOUT_MS, PAGEMESH_INSECURE_DATA (1 or 0).
  * String fields point into the environment (valid until it changes).
  * Errors: PM_ECONFIG if a variable is set to an unparsable value (the
  * detail names it); *opts is then unchanged for that field.
@@ -280,6 +308,14 @@ PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
  * origin. Errors: PM_EINVAL. */
 PM_EXTERN int pm_invalidate(pm_peer *peer, const char *uri_prefix);
 
+/*
+ * Remove the cached pages and metadata of every object whose URI starts
+ * with uri_prefix from this node's cache (the node peer's store). Other
+ * nodes keep their copies. Returns the number of pages removed.
+ * Errors: PM_EINVAL, PM_EUNREACHABLE (no node peer).
+ */
+PM_EXTERN ssize_t pm_evict(pm_peer *peer, const char *uri_prefix);
+
 typedef struct pm_list_entry {
   char *uri;       /* full URI of the object or the directory (ends in '/') */
   int is_dir;      /* 1 for a common prefix ("directory"), 0 for an object */
@@ -360,6 +396,32 @@ PM_EXTERN int pm_peer_status(pm_peer *peer, char **json_out);
 
 /* Free memory the library returned (pm_peer_status). Accepts NULL. */
 PM_EXTERN void pm_free(void *ptr);
+
+/* ------------------------------------------------------------------------ */
+/* Operating the node                                                         */
+
+/*
+ * Change the node peer's capacities while it runs (0 keeps a value). The
+ * tiers evict down to the new sizes at once; in a mesh the new disk
+ * capacity becomes this node's placement weight, spreads to the other
+ * members, and pages move to their new owners. Errors: PM_EINVAL,
+ * PM_EUNREACHABLE.
+ */
+PM_EXTERN int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
+                              uint64_t ram_capacity);
+
+/*
+ * Drain the node peer out of the mesh: hand every page on its disk to the
+ * members that own it once this node is gone, then leave the mesh, so the
+ * cluster shrinks without a cold epoch. Returns the number of pages
+ * handed over. After it, the node peer serves its attached processes as a
+ * single-node cache (pagemeshd exits). Errors: PM_EINVAL, PM_ENOTSUP (not
+ * in a mesh), PM_EUNREACHABLE.
+ */
+PM_EXTERN ssize_t pm_drain(pm_peer *peer);
+
+/* 1 once the node peer this process runs has been drained, else 0. */
+PM_EXTERN int pm_peer_drained(pm_peer *peer);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                    */

@@ -70,13 +70,30 @@ int cli_apply_common(pm_options *o, int opt, const char *arg) {
       return -1;
     }
     return 0;
+  case OPT_LISTEN: o->listen = arg; return 0;
+  case OPT_SEEDS: o->seeds = arg; return 0;
+  case OPT_KEY_FILE: o->cluster_key_file = arg; return 0;
+  case OPT_CLUSTER_ID: o->cluster_id = arg; return 0;
+  case OPT_TRANSPORT: o->transport = arg; return 0;
+  case OPT_TRANSPORT_LISTEN: o->transport_listen = arg; return 0;
+  case OPT_ZONE: o->zone = arg; return 0;
+  case OPT_REPLICAS: return parse_u32("--replicas", arg, &o->replicas);
+  case OPT_REQUEST_TIMEOUT:
+    return parse_u32("--request-timeout", arg, &o->request_timeout_ms);
+  case OPT_INSECURE_DATA:
+    if (arg && (strcmp(arg, "0") == 0 || strcmp(arg, "false") == 0))
+      o->flags &= ~(uint32_t)PM_OPEN_INSECURE_DATA;
+    else
+      o->flags |= PM_OPEN_INSECURE_DATA;
+    return 0;
   default:
     return -1;
   }
 }
 
 int cli_apply_common_key(pm_options *o, const char *key, const char *value) {
-  static const struct option keys[] = {CLI_COMMON_LONG_OPTIONS};
+  static const struct option keys[] = {CLI_COMMON_LONG_OPTIONS,
+                                       CLI_MESH_LONG_OPTIONS};
   char name[64];
   snprintf(name, sizeof name, "%s", key);
   for (char *p = name; *p; p++)

@@ -11,7 +11,11 @@
 
 enum {
   OPT_CACHE_DIR = 256, OPT_DISK, OPT_RAM, OPT_PAGE, OPT_EVICTION,
-  OPT_META_TTL, OPT_COMMON_LAST
+  OPT_META_TTL,
+  /* The mesh (pagemeshd only). */
+  OPT_LISTEN, OPT_SEEDS, OPT_KEY_FILE, OPT_CLUSTER_ID, OPT_TRANSPORT,
+  OPT_TRANSPORT_LISTEN, OPT_ZONE, OPT_REPLICAS, OPT_REQUEST_TIMEOUT,
+  OPT_INSECURE_DATA, OPT_COMMON_LAST
 };
 
 #define CLI_COMMON_LONG_OPTIONS                                               \
@@ -21,6 +25,30 @@ enum {
   {"page-size", required_argument, NULL, OPT_PAGE},                           \
   {"eviction", required_argument, NULL, OPT_EVICTION},                        \
   {"meta-ttl", required_argument, NULL, OPT_META_TTL}
+
+#define CLI_MESH_LONG_OPTIONS                                                 \
+  {"listen", required_argument, NULL, OPT_LISTEN},                            \
+  {"seeds", required_argument, NULL, OPT_SEEDS},                              \
+  {"cluster-key-file", required_argument, NULL, OPT_KEY_FILE},                \
+  {"cluster-id", required_argument, NULL, OPT_CLUSTER_ID},                    \
+  {"transport", required_argument, NULL, OPT_TRANSPORT},                      \
+  {"transport-listen", required_argument, NULL, OPT_TRANSPORT_LISTEN},        \
+  {"zone", required_argument, NULL, OPT_ZONE},                                \
+  {"replicas", required_argument, NULL, OPT_REPLICAS},                        \
+  {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},          \
+  {"insecure-data", no_argument, NULL, OPT_INSECURE_DATA}
+
+#define CLI_MESH_USAGE                                                        \
+  "  --listen IP:PORT      join the mesh: membership address (UDP+TCP)\n"    \
+  "  --seeds HOST:PORT,..  members to join through\n"                         \
+  "  --cluster-key-file F  32-byte cluster key (env PAGEMESH_CLUSTER_KEY_FILE)\n" \
+  "  --cluster-id ID       only peers with this id see each other\n"          \
+  "  --transport NAME      page transport: tcp (default) or fabric\n"         \
+  "  --transport-listen IP:PORT  page transport address (default: any port)\n" \
+  "  --zone LABEL          failure-domain label shown to operators\n"          \
+  "  --replicas N          copies of each page (default 2)\n"                 \
+  "  --request-timeout MS  deadline of a page request to a peer (5000)\n"     \
+  "  --insecure-data       page bytes unencrypted between peers (tcp)\n"
 
 #define CLI_COMMON_USAGE                                                      \
   "  --cache-dir DIR       cache directory (env PAGEMESH_CACHE_DIR)\n"        \

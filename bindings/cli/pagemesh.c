@@ -13,20 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "pagemesh.h"
 
 #define CHUNK (8u << 20)
 
-typedef struct cli {
-  pm_options opts;
-  int json;
-  int recursive;
-  int print_stats;
-  uint64_t offset;
-  uint64_t length; /* UINT64_MAX: to the end */
-  pm_peer *peer;
-} cli;
 
 static const char usage[] =
     "usage: pagemesh [options] COMMAND [ARGS]\n"
@@ -41,6 +33,15 @@ static const char usage[] =
     "  stats [--json]                      what the cache did so far\n"
     "  status [--json]                     the running node peer: pid,\n"
     "                                      attached processes, cache use\n"
+    "  members [--json]                    the mesh as the node peer sees it\n"
+    "  load URI_PREFIX [--parallel N] [--json]\n"
+    "                                      warm the cache with every object\n"
+    "                                      under a prefix, with progress\n"
+    "  evict URI_PREFIX                    drop this node's cached pages\n"
+    "  invalidate URI_PREFIX               forget metadata (re-ask origin)\n"
+    "  capacity [--disk SIZE] [--ram SIZE] change the node peer's capacity\n"
+    "  drain                               hand pages to the other members\n"
+    "                                      and take this node out of the mesh\n"
     "  version                             print the library version\n"
     "\n"
     "options:\n" CLI_COMMON_USAGE
@@ -53,7 +54,7 @@ static const char usage[] =
     "Origins: s3://BUCKET/KEY (AWS_* environment), http(s)://..., "
     "file:///PATH or a plain path.\n";
 
-static int fail(cli *c, const char *what, int err) {
+int cli_fail(cli *c, const char *what, int err) {
   const char *detail = pm_peer_errmsg(c->peer);
   fprintf(stderr, "pagemesh: %s: %s (%s)\n", what,
           *detail ? detail : pm_strerror(err), pm_err_name(err));
@@ -61,7 +62,7 @@ static int fail(cli *c, const char *what, int err) {
 }
 
 enum { OPT_NO_CACHE = OPT_COMMON_LAST, OPT_STATS, OPT_JSON, OPT_OFFSET,
-       OPT_LENGTH };
+       OPT_LENGTH, OPT_PARALLEL, OPT_SET_DISK, OPT_SET_RAM };
 
 static const struct option long_options[] = {
     CLI_COMMON_LONG_OPTIONS,
@@ -71,6 +72,9 @@ static const struct option long_options[] = {
     {"offset", required_argument, NULL, OPT_OFFSET},
     {"length", required_argument, NULL, OPT_LENGTH},
     {"recursive", no_argument, NULL, 'r'},
+    {"parallel", required_argument, NULL, OPT_PARALLEL},
+    {"disk", required_argument, NULL, OPT_SET_DISK},
+    {"ram", required_argument, NULL, OPT_SET_RAM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -80,6 +84,15 @@ static int apply_option(cli *c, int opt, const char *arg) {
   case OPT_OFFSET: return cli_parse_size("--offset", arg, &c->offset);
   case OPT_LENGTH: return cli_parse_size("--length", arg, &c->length);
   case OPT_NO_CACHE: c->opts.flags |= PM_OPEN_PASSTHROUGH; return 0;
+  case OPT_SET_DISK: return cli_parse_size("--disk", arg, &c->disk_capacity);
+  case OPT_SET_RAM: return cli_parse_size("--ram", arg, &c->ram_capacity);
+  case OPT_PARALLEL: {
+    uint64_t v;
+    if (cli_parse_size("--parallel", arg, &v) || v == 0 || v > 64)
+      return fprintf(stderr, "pagemesh: --parallel: 1..64\n"), -1;
+    c->parallel = (unsigned)v;
+    return 0;
+  }
   case OPT_STATS: c->print_stats = 1; return 0;
   case OPT_JSON: c->json = 1; return 0;
   case 'r': c->recursive = 1; return 0;
@@ -97,14 +110,14 @@ static int apply_option(cli *c, int opt, const char *arg) {
 static int copy_out(cli *c, const char *uri, FILE *out) {
   char *buf = malloc(CHUNK);
   if (!buf)
-    return fail(c, uri, PM_ENOMEM);
+    return cli_fail(c, uri, PM_ENOMEM);
   uint64_t pos = c->offset, left = c->length;
   int rc = 0;
   while (left > 0) {
     size_t want = (size_t)(left < CHUNK ? left : CHUNK);
     ssize_t n = pm_read(c->peer, uri, pos, buf, want);
     if (n < 0) {
-      rc = fail(c, uri, (int)n);
+      rc = cli_fail(c, uri, (int)n);
       break;
     }
     if (n == 0)
@@ -164,7 +177,7 @@ static int cmd_stat(cli *c, int argc, char **argv) {
   pm_object_stat st;
   int err = pm_stat(c->peer, argv[0], &st);
   if (err)
-    return fail(c, argv[0], err);
+    return cli_fail(c, argv[0], err);
   char when[64];
   print_time(st.mtime_ns, when, sizeof when);
   if (c->json) {
@@ -189,7 +202,7 @@ static int cmd_ls(cli *c, int argc, char **argv) {
   int err = pm_list(c->peer, argv[0], c->recursive ? PM_LIST_RECURSIVE : 0,
                     &entries, &count);
   if (err)
-    return fail(c, argv[0], err);
+    return cli_fail(c, argv[0], err);
   json_t *arr = c->json ? json_array() : NULL;
   for (size_t i = 0; i < count; i++) {
     pm_list_entry *e = &entries[i];
@@ -297,7 +310,7 @@ static int cmd_stats(cli *c, int argc, char **argv) {
   pm_stats s = {.size = sizeof s};
   int err = pm_peer_stats_total(c->peer, &s);
   if (err)
-    return fail(c, "stats", err);
+    return cli_fail(c, "stats", err);
   add_live_node_stats(c, &s);
   json_t *o = stats_json(&s);
   print_json_or_table(c, o);
@@ -312,14 +325,53 @@ static int cmd_status(cli *c, int argc, char **argv) {
   char *text;
   int err = pm_peer_status(c->peer, &text);
   if (err)
-    return fail(c, "status", err);
+    return cli_fail(c, "status", err);
   json_t *o = json_loads(text, 0, NULL);
   pm_free(text);
   if (!o)
-    return fail(c, "status", PM_EPROTO);
+    return cli_fail(c, "status", PM_EPROTO);
   json_object_del(o, "role"); /* this command's own role says nothing */
   print_json_or_table(c, o);
   json_decref(o);
+  return 0;
+}
+
+static int cmd_members(cli *c, int argc, char **argv) {
+  (void)argv;
+  if (argc != 0)
+    return fputs("usage: pagemesh members [--json]\n", stderr), 2;
+  char *text;
+  int err = pm_peer_status(c->peer, &text);
+  if (err)
+    return cli_fail(c, "members", err);
+  json_t *st = json_loads(text, 0, NULL);
+  pm_free(text);
+  json_t *members = json_object_get(st, "members");
+  if (!json_is_array(members)) {
+    json_decref(st);
+    return cli_fail(c, "members", PM_EPROTO);
+  }
+  if (c->json) {
+    json_dumpf(members, stdout, JSON_INDENT(2));
+    putchar('\n');
+  } else {
+    printf("%-10s %-22s %-8s %-20s %-14s %s\n", "ID", "ADDRESS", "STATE",
+           "BOOT EPOCH", "CAPACITY", "ZONE");
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+      printf("%-10.8s %-22s %-8s %-20" JSON_INTEGER_FORMAT " %-14"
+             JSON_INTEGER_FORMAT " %s%s\n",
+             json_string_value(json_object_get(m, "id")),
+             json_string_value(json_object_get(m, "addr")),
+             json_string_value(json_object_get(m, "state")),
+             json_integer_value(json_object_get(m, "boot_epoch")),
+             json_integer_value(json_object_get(m, "capacity")),
+             json_string_value(json_object_get(m, "zone")),
+             json_is_true(json_object_get(m, "self")) ? "  (this node)" : "");
+    }
+  }
+  json_decref(st);
   return 0;
 }
 
@@ -329,6 +381,9 @@ static const struct command {
 } commands[] = {
     {"cat", cmd_cat}, {"get", cmd_get}, {"stat", cmd_stat},
     {"ls", cmd_ls},   {"stats", cmd_stats}, {"status", cmd_status},
+    {"members", cmd_members}, {"load", cmd_load},
+    {"evict", cmd_evict},     {"invalidate", cmd_invalidate},
+    {"capacity", cmd_capacity}, {"drain", cmd_drain},
 };
 
 static void print_run_stats(cli *c) {
@@ -342,7 +397,7 @@ static void print_run_stats(cli *c) {
 }
 
 int main(int argc, char **argv) {
-  cli c = {.length = UINT64_MAX};
+  cli c = {.length = UINT64_MAX, .parallel = 8};
   pm_options_init(&c.opts);
   if (pm_options_load_env(&c.opts) != 0)
     return fprintf(stderr, "pagemesh: %s\n", pm_peer_errmsg(NULL)), 2;
@@ -358,11 +413,12 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(name, commands[i].name) != 0)
       continue;
-    if (commands[i].run == cmd_status)
+    if (commands[i].run == cmd_status || commands[i].run == cmd_members ||
+        commands[i].run == cmd_capacity || commands[i].run == cmd_drain)
       c.opts.flags |= PM_OPEN_ATTACH_ONLY; /* never start a peer to look */
     int err = pm_peer_open(&c.opts, &c.peer);
     if (err)
-      return fail(&c, "cannot open the cache", err);
+      return cli_fail(&c, "cannot open the cache", err);
     int rc = commands[i].run(&c, argc - optind - 1, argv + optind + 1);
     if (c.print_stats)
       print_run_stats(&c);

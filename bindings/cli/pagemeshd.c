@@ -22,6 +22,7 @@ enum { OPT_CONFIG = OPT_COMMON_LAST, OPT_LOG_FILE, OPT_LOG_LEVEL };
 
 static const struct option long_options[] = {
     CLI_COMMON_LONG_OPTIONS,
+    CLI_MESH_LONG_OPTIONS,
     {"config", required_argument, NULL, OPT_CONFIG},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -32,7 +33,7 @@ static const struct option long_options[] = {
 static const char usage[] =
     "usage: pagemeshd [options]\n"
     "Runs the node peer of a cache directory until SIGTERM.\n\n"
-    "options:\n" CLI_COMMON_USAGE
+    "options:\n" CLI_COMMON_USAGE CLI_MESH_USAGE
     "  --config FILE         INI file: keys as the long options, in a\n"
     "                        [pagemesh] section (e.g. disk-capacity = 100G)\n"
     "  --log-file FILE       append log lines here instead of stderr\n"
@@ -106,7 +107,8 @@ static int config_key(void *arg, const char *section, const char *key,
       d->log_level = copy;
     return 1;
   }
-  static const struct option keys[] = {CLI_COMMON_LONG_OPTIONS};
+  static const struct option keys[] = {CLI_COMMON_LONG_OPTIONS,
+                                       CLI_MESH_LONG_OPTIONS};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     char name[64];
     snprintf(name, sizeof name, "%s", key);
@@ -159,6 +161,26 @@ static int load_environment(daemon_config *d) {
   FROM_ENV(eviction, OPT_EVICTION, "PAGEMESH_EVICTION")
   FROM_ENV(meta_ttl_ms, OPT_META_TTL, "PAGEMESH_META_TTL_MS")
 #undef FROM_ENV
+#define STR_FROM_ENV(field, opt)                                              \
+  if (!d->from_flags[opt] && env.field != d->opts.field)                      \
+    d->opts.field = env.field, d->from_flags[opt] = 1;
+  STR_FROM_ENV(listen, OPT_LISTEN)
+  STR_FROM_ENV(seeds, OPT_SEEDS)
+  STR_FROM_ENV(cluster_key_file, OPT_KEY_FILE)
+  STR_FROM_ENV(cluster_id, OPT_CLUSTER_ID)
+  STR_FROM_ENV(transport, OPT_TRANSPORT)
+  STR_FROM_ENV(transport_listen, OPT_TRANSPORT_LISTEN)
+  STR_FROM_ENV(zone, OPT_ZONE)
+#undef STR_FROM_ENV
+  if (!d->from_flags[OPT_REPLICAS] && getenv("PAGEMESH_REPLICAS"))
+    d->opts.replicas = env.replicas, d->from_flags[OPT_REPLICAS] = 1;
+  if (!d->from_flags[OPT_REQUEST_TIMEOUT] &&
+      getenv("PAGEMESH_REQUEST_TIMEOUT_MS"))
+    d->opts.request_timeout_ms = env.request_timeout_ms,
+    d->from_flags[OPT_REQUEST_TIMEOUT] = 1;
+  if (!d->from_flags[OPT_INSECURE_DATA])
+    d->opts.flags = (d->opts.flags & ~(uint32_t)PM_OPEN_INSECURE_DATA) |
+                    (env.flags & PM_OPEN_INSECURE_DATA);
   d->opts.readahead_pages = env.readahead_pages;
   d->opts.io_threads = env.io_threads;
   return 0;
@@ -207,11 +229,18 @@ int main(int argc, char **argv) {
   char start[256];
   snprintf(start, sizeof start, "node peer running (pid %d)", (int)getpid());
   log_line(NULL, PM_LOG_INFO, "pagemeshd", start);
-  int sig;
-  sigwait(&stop, &sig);
-  log_line(NULL, PM_LOG_INFO, "pagemeshd", sig == SIGTERM
-                                               ? "SIGTERM: shutting down"
-                                               : "SIGINT: shutting down");
+  /* Until a signal, or until `pagemesh drain` has taken the node out of
+   * the mesh. */
+  int sig = -1;
+  struct timespec tick = {.tv_sec = 0, .tv_nsec = 200000000};
+  while (sig < 0 && !pm_peer_drained(peer)) {
+    siginfo_t info;
+    sig = sigtimedwait(&stop, &info, &tick);
+  }
+  log_line(NULL, PM_LOG_INFO, "pagemeshd",
+           sig == SIGTERM  ? "SIGTERM: shutting down"
+           : sig == SIGINT ? "SIGINT: shutting down"
+                           : "drained: shutting down");
   pm_peer_close(peer);
   log_line(NULL, PM_LOG_INFO, "pagemeshd", "stopped");
   for (size_t i = 0; i < d.config_string_count; i++)

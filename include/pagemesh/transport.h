@@ -50,6 +50,17 @@ enum {
   /* Answer only from the cache: never fetch from the origin (PM_ENOENT on a
    * miss). Used to read replicas and to warm a new owner. */
   PM_PAGE_REQ_CACHED_ONLY = 1u << 0,
+  /* Not a page: the object's metadata, as the owner of the metadata knows
+   * it (page_id is the id of the object's metadata; the answer is the
+   * core's encoding of it). */
+  PM_PAGE_REQ_META = 1u << 1,
+  /* A put that re-creates a replica from a peer's store after the members
+   * changed: only the page id, URI and bytes are known (no version or page
+   * index); the receiver stores the bytes under that id. */
+  PM_PAGE_REQ_REPLICA = 1u << 2,
+  /* Every flag defined so far: decoders refuse the others. */
+  PM_PAGE_REQ_KNOWN = PM_PAGE_REQ_CACHED_ONLY | PM_PAGE_REQ_META |
+                      PM_PAGE_REQ_REPLICA,
 };
 
 /* The core's side of a transport: called on the transport's own threads

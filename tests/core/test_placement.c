@@ -108,7 +108,7 @@ Test(placement, one_join_or_leave_moves_about_r_over_n) {
   /* Leave: member 37 goes. */
   static pm_placement_member left[101];
   memcpy(left, m, sizeof left);
-  left[37].health = PM_MEMBER_GONE;
+  left[37].health = PM_PLACE_GONE;
   double leave = moved_fraction(m, 100, left, 100);
   fprintf(stderr, "placement: pages remapped by one join %.4f, by one leave "
           "%.4f (R/N = %.4f)\n", join, leave, (double)R / 100);
@@ -125,11 +125,11 @@ Test(placement, suspects_are_read_last_and_gone_are_skipped) {
   size_t out[5];
   cr_assert_eq(pm__placement_rank(m, 5, &id, out, 5), 5);
   size_t best = out[0], second = out[1];
-  m[best].health = PM_MEMBER_SUSPECT;
+  m[best].health = PM_PLACE_SUSPECT;
   cr_assert_eq(pm__placement_rank(m, 5, &id, out, 2), 2);
   cr_assert_eq(out[0], second, "alive replica first");
   cr_assert_eq(out[1], best, "suspect replica last");
-  m[best].health = PM_MEMBER_GONE;
+  m[best].health = PM_PLACE_GONE;
   cr_assert_eq(pm__placement_rank(m, 5, &id, out, 5), 4);
   for (int i = 0; i < 4; i++)
     cr_assert_neq(out[i], best);

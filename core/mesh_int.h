@@ -1,0 +1,56 @@
+/*
+ * core/mesh_int.h - the mesh's state, shared by mesh.c (joining, the view),
+ * mesh_fetch.c (reading from owners, replicating) and mesh_serve.c
+ * (answering other peers).
+ */
+#ifndef PM_CORE_MESH_INT_H
+#define PM_CORE_MESH_INT_H
+
+#include "membership/swim_int.h"
+#include "mesh.h"
+#include "placement.h"
+#include "transport/transport_int.h"
+
+/* How to reach one member. */
+typedef struct pm_view_peer {
+  char tcp[PM_SWIM_ADDR_MAX];
+  char fabric[PM_SWIM_FABRIC_MAX + 1]; /* printable; "" if none */
+} pm_view_peer;
+
+/* An immutable snapshot of the members, reference counted. */
+typedef struct pm_view {
+  atomic_uint refs;
+  size_t count;
+  pm_placement_member *members;
+  pm_view_peer *peers;
+  size_t self; /* index of this member, SIZE_MAX if not listed */
+} pm_view;
+
+struct pm_mesh {
+  pm_peer *peer;
+  pm__swim_driver *driver;
+  pm_transport *tcp;
+  pm_transport *fabric; /* with transport "fabric" */
+  uint8_t *key;         /* sodium memory */
+  pm__member_id self_id;
+  pm__member_meta meta; /* what this member advertises */
+  pthread_mutex_t view_mutex;
+  pm_view *view;
+  atomic_bool view_dirty;
+  _Atomic uint64_t pages_from_peers, bytes_from_peers;
+  _Atomic uint64_t peer_failures, replicas_pushed;
+  /* Rebalancing (mesh_rebalance.c): the view it last worked from; only
+   * its one task at a time touches it. */
+  atomic_bool rebalance_pending;
+  uint64_t started_ns;
+  pm_view *rebalance_view;
+};
+
+/* Members changed: re-create replicas in the background. */
+void pm__mesh_members_changed(pm_mesh *mesh);
+
+/* The current view (rebuilt if stale); release it when done. */
+pm_view *pm__mesh_view(pm_mesh *mesh);
+void pm__mesh_view_release(pm_view *view);
+
+#endif /* PM_CORE_MESH_INT_H */

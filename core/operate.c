@@ -1,0 +1,55 @@
+/*
+ * core/operate.c - operating a node peer while it runs: evicting what is
+ * cached under a prefix, changing capacities (and with them the node's
+ * placement weight), and draining the node out of the mesh. An attached
+ * process asks its node peer; the node peer does it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mesh.h"
+#include "node_int.h"
+
+ssize_t pm__evict(pm_peer *peer, const char *uri_prefix) {
+  char norm[PM_URI_MAX];
+  if (!uri_prefix)
+    return pm__errf(PM_EINVAL, "pm_evict: NULL prefix");
+  if (pm__uri_normalize(uri_prefix, norm, sizeof norm) != 0)
+    snprintf(norm, sizeof norm, "%s", uri_prefix);
+  pm__meta_forget_prefix(peer->meta, norm);
+  if (peer->link)
+    return pm__link_evict(peer->link, norm);
+  ssize_t n = peer->store ? pm__store_remove_prefix(peer->store, norm) : 0;
+  PM_LOG(PM_LOG_INFO, "peer", "evicted %zd pages under %s", n, norm);
+  return n;
+}
+
+int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram) {
+  if (peer->link)
+    return pm__link_set_capacity(peer->link, disk, ram);
+  if (!peer->store)
+    return pm__errf(PM_ENOTSUP, "this peer keeps no pages");
+  if (disk)
+    peer->opts.disk_capacity = disk;
+  if (ram)
+    peer->opts.ram_capacity = ram;
+  int err = pm__store_set_capacity(peer->store, peer->opts.disk_capacity,
+                                   peer->opts.ram_capacity);
+  if (!err && peer->mesh)
+    err = pm__mesh_set_weight(peer->mesh, peer->opts.disk_capacity);
+  PM_LOG(PM_LOG_INFO, "peer", "capacity now %llu bytes on disk, %llu in RAM",
+         (unsigned long long)peer->opts.disk_capacity,
+         (unsigned long long)peer->opts.ram_capacity);
+  return err;
+}
+
+ssize_t pm__drain(pm_peer *peer) {
+  if (peer->link)
+    return pm__link_drain(peer->link);
+  if (!peer->mesh)
+    return pm__errf(PM_ENOTSUP, "this node peer is not in a mesh");
+  ssize_t n = pm__mesh_drain(peer->mesh);
+  if (n >= 0)
+    atomic_store(&peer->drained, true);
+  return n;
+}

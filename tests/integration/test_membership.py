@@ -1,0 +1,66 @@
+"""Membership with real processes: five pagemeshd peers on loopback find
+each other through seeds, mark a SIGKILLed peer Dead within the suspicion
+bound, see it come back as a new boot epoch, and never see a peer that
+lacks the cluster key."""
+
+import os
+import time
+
+import pytest
+
+from harness.mesh import Mesh, write_key
+
+# LAN defaults (membership/swim_int.h): probe every 1 s, probe timeout
+# 0.5 s, suspicion multiplier 4 and max multiplier 6: a Dead verdict comes
+# at most one probe round plus the longest suspicion after the kill.
+PROBE_S = 1.0
+SUSPICION_MAX_S = 4 * 1 * PROBE_S * 6
+
+
+@pytest.fixture
+def mesh(build_dir, tmp_path):
+    with Mesh(build_dir, tmp_path, count=5) as m:
+        yield m
+
+
+def test_five_peers_kill_restart_and_a_stranger(mesh, tmp_path):
+    mesh.wait_members(5, timeout=30)
+
+    victim = 3
+    victim_addr = mesh.addr(victim)
+    before = {m["addr"]: m for m in mesh.members(0)}
+    killed = time.monotonic()
+    mesh.kill(victim)
+    others = [0, 1, 2, 4]
+    bound = PROBE_S * 2 + SUSPICION_MAX_S
+    done = mesh.wait(lambda: all(mesh.states(i).get(victim_addr) == "dead"
+                                 for i in others),
+                     timeout=bound + 5, what="all mark the killed peer dead")
+    took = done - killed
+    print("dead everywhere after %.1f s (bound %.1f s)" % (took, bound))
+    assert took <= bound
+
+    mesh.start(victim)
+    mesh.wait_members(5, timeout=30)
+    after = {m["addr"]: m for m in mesh.members(0)}
+    assert after[victim_addr]["state"] == "alive"
+    assert after[victim_addr]["id"] == before[victim_addr]["id"], \
+        "a restarted node keeps its member id (its cache stays placed)"
+    assert after[victim_addr]["boot_epoch"] > before[victim_addr]["boot_epoch"]
+
+    # A sixth peer with another key: nobody ever lists it, it sees nobody.
+    stranger_key = write_key(os.path.join(str(tmp_path), "other.key"))
+    stranger = Mesh(mesh.build_dir, tmp_path / "stranger", count=1,
+                    key=stranger_key, extra_args=["--seeds", mesh.addr(0)])
+    os.makedirs(stranger.root, exist_ok=True)
+    stranger.start(0)
+    try:
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            for i in range(5):
+                assert stranger.addr(0) not in mesh.states(i)
+            time.sleep(0.5)
+        seen = stranger.states(0)
+        assert set(seen) <= {stranger.addr(0)}, seen
+    finally:
+        stranger.stop_all()

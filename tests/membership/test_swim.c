@@ -1,0 +1,564 @@
+/*
+ * tests/membership/test_swim.c - the SWIM core with a few members, wired
+ * together by a tiny in-test network (a packet queue and a 1 ms clock) so
+ * that each Lifeguard rule can be seen at work: joining through a seed,
+ * indirect probes, refutation through the buddy system, suspicion timeouts
+ * with confirmations, local health, leaving, metadata updates, restarts
+ * with a new boot epoch, tombstones, determinism and the packet budget.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "membership/swim_impl.h"
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+#define NMAX 8
+
+TestSuite(swim, .timeout = 120);
+
+/* ---- a tiny network ------------------------------------------------------------- */
+
+typedef struct packet {
+  int to, from;
+  bool stream;
+  size_t length;
+  uint8_t *bytes;
+} packet;
+
+typedef struct net net;
+typedef struct node {
+  net *net;
+  int index;
+  pm__swim *core;
+  pm__member_id id;
+  uint64_t epoch;
+  char addr[32];
+  bool down;
+  uint32_t events[6];          /* by kind */
+  uint64_t last_event_at[6];
+  pm__member_info last[6];     /* last member of each kind */
+} node;
+
+struct net {
+  node nodes[NMAX];
+  int count;
+  uint64_t now;
+  packet *queue;
+  size_t queued, cap;
+  bool cut[NMAX][NMAX];        /* packets from i to j are lost */
+  size_t biggest_packet;
+  pm__swim_config cfg;
+  uint64_t seed;
+};
+
+static int node_of(net *n, const char *addr) {
+  for (int i = 0; i < n->count; i++)
+    if (strcmp(n->nodes[i].addr, addr) == 0)
+      return i;
+  return -1;
+}
+
+static void on_send(void *arg, const char *addr, const uint8_t *bytes,
+                    size_t length, bool is_stream) {
+  node *from = arg;
+  net *n = from->net;
+  if (!is_stream && length > n->biggest_packet)
+    n->biggest_packet = length;
+  int to = node_of(n, addr);
+  if (to < 0 || n->nodes[to].down || n->cut[from->index][to])
+    return;
+  if (n->queued == n->cap) {
+    n->cap = n->cap ? n->cap * 2 : 64;
+    n->queue = realloc(n->queue, n->cap * sizeof *n->queue);
+  }
+  packet *p = &n->queue[n->queued++];
+  p->to = to;
+  p->from = from->index;
+  p->stream = is_stream;
+  p->length = length;
+  p->bytes = malloc(length);
+  memcpy(p->bytes, bytes, length);
+}
+
+static void on_event(void *arg, pm__swim_event_kind kind,
+                     const pm__member_info *m) {
+  node *nd = arg;
+  nd->events[kind]++;
+  nd->last_event_at[kind] = nd->net->now;
+  nd->last[kind] = *m;
+}
+
+static void node_boot(net *n, int i) {
+  node *nd = &n->nodes[i];
+  pm__swim_config cfg = n->cfg;
+  cfg.rng_seed = n->seed * 100 + (uint64_t)i + nd->epoch;
+  cfg.send_fn = on_send;
+  cfg.send_arg = nd;
+  cfg.event_fn = on_event;
+  cfg.event_arg = nd;
+  pm__member_info self;
+  memset(&self, 0, sizeof self);
+  self.id = nd->id;
+  self.boot_epoch = ++nd->epoch;
+  strcpy(self.addr, nd->addr);
+  snprintf(self.meta.tcp_addr, sizeof self.meta.tcp_addr, "127.0.0.%d:9000",
+           i + 1);
+  self.meta.capacity = 1000 + (uint64_t)i;
+  strcpy(self.meta.zone, "rack1");
+  cr_assert_eq(pm__swim_create(&cfg, &self, n->now, &nd->core), 0);
+  nd->down = false;
+}
+
+static void net_init(net *n, int count, uint64_t seed) {
+  memset(n, 0, sizeof *n);
+  pm__swim_config_init(&n->cfg);
+  n->count = count;
+  n->seed = seed;
+  n->now = 1 * SEC;
+  for (int i = 0; i < count; i++) {
+    node *nd = &n->nodes[i];
+    nd->net = n;
+    nd->index = i;
+    memset(nd->id.bytes, 0x10 + i, PM_SWIM_ID_LEN);
+    nd->id.bytes[15] = (uint8_t)seed;
+    snprintf(nd->addr, sizeof nd->addr, "127.0.0.%d:7946", i + 1);
+  }
+}
+
+static void net_start(net *n) {
+  for (int i = 0; i < n->count; i++)
+    node_boot(n, i);
+}
+
+static void net_join_all(net *n) {
+  const char *seed[] = {n->nodes[0].addr};
+  for (int i = 1; i < n->count; i++)
+    cr_assert_eq(pm__swim_join(n->nodes[i].core, n->now, seed, 1), 0);
+}
+
+static void net_crash(net *n, int i) {
+  pm__swim_destroy(n->nodes[i].core);
+  n->nodes[i].core = NULL;
+  n->nodes[i].down = true;
+}
+
+static void net_free(net *n) {
+  for (int i = 0; i < n->count; i++)
+    pm__swim_destroy(n->nodes[i].core);
+  for (size_t i = 0; i < n->queued; i++)
+    free(n->queue[i].bytes);
+  free(n->queue);
+}
+
+static void deliver_all(net *n) {
+  for (size_t i = 0; i < n->queued; i++) {
+    packet p = n->queue[i];
+    node *to = &n->nodes[p.to];
+    if (!to->down) {
+      if (p.stream)
+        pm__swim_handle_stream(to->core, n->now, n->nodes[p.from].addr,
+                               p.bytes, p.length);
+      else
+        pm__swim_handle_packet(to->core, n->now, n->nodes[p.from].addr,
+                               p.bytes, p.length);
+    }
+    free(p.bytes);
+  }
+  n->queued = 0;
+}
+
+/* Advance the clock in 1 ms steps; packets arrive within the step. */
+static void net_run(net *n, uint64_t span) {
+  uint64_t end = n->now + span;
+  while (n->now < end) {
+    n->now += MS;
+    for (int i = 0; i < n->count; i++) {
+      node *nd = &n->nodes[i];
+      if (!nd->down && pm__swim_next_deadline(nd->core) <= n->now)
+        pm__swim_tick(nd->core, n->now);
+    }
+    while (n->queued)
+      deliver_all(n);
+  }
+}
+
+static pm__member_state view(net *n, int viewer, int other) {
+  pm__member_info info;
+  if (pm__swim_lookup(n->nodes[viewer].core, &n->nodes[other].id, &info))
+    return (pm__member_state)-1;
+  return info.state;
+}
+
+static void isolate(net *n, int i, bool cut) {
+  for (int j = 0; j < n->count; j++)
+    n->cut[i][j] = n->cut[j][i] = cut;
+}
+
+/* ---- configuration and formulas --------------------------------------------------- */
+
+Test(swim, defaults_are_memberlist_lan) {
+  pm__swim_config c;
+  pm__swim_config_init(&c);
+  cr_assert_eq(c.probe_interval_ns, 1 * SEC);
+  cr_assert_eq(c.probe_timeout_ns, 500 * MS);
+  cr_assert_eq(c.indirect_checks, 3);
+  cr_assert_eq(c.suspicion_mult, 4);
+  cr_assert_eq(c.gossip_interval_ns, 200 * MS);
+  cr_assert_eq(c.gossip_nodes, 3);
+  cr_assert_eq(c.retransmit_mult, 4);
+  cr_assert_eq(c.push_pull_interval_ns, 30 * SEC);
+  cr_assert_eq(c.awareness_max, 8);
+  cr_assert_eq(c.packet_max, 1400);
+}
+
+Test(swim, suspicion_timeout_shrinks_with_confirmations) {
+  uint64_t min = 4 * SEC, max = 24 * SEC;
+  cr_assert_eq(pm__swim_suspicion_timeout_ns(min, max, 0, 2), max);
+  uint64_t one = pm__swim_suspicion_timeout_ns(min, max, 1, 2);
+  cr_assert(one > 11 * SEC && one < 12 * SEC, "%llu",
+            (unsigned long long)one); /* 24 - 20 * log 2 / log 3 = 11.38 */
+  cr_assert_eq(pm__swim_suspicion_timeout_ns(min, max, 2, 2), min);
+  cr_assert_eq(pm__swim_suspicion_timeout_ns(min, max, 0, 0), min);
+  pm__swim_config c;
+  pm__swim_config_init(&c);
+  cr_assert_eq(pm__suspicion_min_ns(&c, 5), 4 * SEC);
+  cr_assert_eq(pm__suspicion_min_ns(&c, 1000), 12 * SEC);
+  cr_assert_eq(pm__retransmit_limit(4, 1000), 16);
+  cr_assert_eq(pm__swim_dead_bound_ns(&c, 1000),
+               3 * SEC + 72 * SEC + 16 * 200 * MS);
+}
+
+Test(swim, precedence_epoch_then_incarnation_then_state) {
+  /* A new life wins over any record of an old one, Dead included. */
+  cr_assert(pm__member_precedes(5, 9, PM_MEMBER_DEAD, 6, 0, PM_MEMBER_ALIVE));
+  cr_assert(!pm__member_precedes(6, 0, PM_MEMBER_ALIVE, 5, 9, PM_MEMBER_DEAD));
+  cr_assert(pm__member_precedes(5, 1, PM_MEMBER_DEAD, 5, 2, PM_MEMBER_ALIVE));
+  cr_assert(pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_SUSPECT));
+  cr_assert(pm__member_precedes(5, 2, PM_MEMBER_SUSPECT, 5, 2, PM_MEMBER_DEAD));
+  cr_assert(pm__member_precedes(5, 2, PM_MEMBER_DEAD, 5, 2, PM_MEMBER_LEFT));
+  cr_assert(!pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_ALIVE));
+}
+
+/* ---- joining ------------------------------------------------------------------------ */
+
+Test(swim, members_join_through_a_seed) {
+  net n;
+  net_init(&n, 4, 1);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 3 * SEC);
+  for (int i = 0; i < 4; i++) {
+    cr_assert(i == 0 || pm__swim_joined(n.nodes[i].core));
+    cr_assert_eq(pm__swim_count(n.nodes[i].core, PM_MEMBER_ALIVE), 4);
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_JOIN], 3);
+  }
+  pm__member_info info;
+  cr_assert_eq(pm__swim_lookup(n.nodes[3].core, &n.nodes[1].id, &info), 0);
+  cr_assert_str_eq(info.addr, "127.0.0.2:7946");
+  cr_assert_str_eq(info.meta.tcp_addr, "127.0.0.2:9000");
+  cr_assert_str_eq(info.meta.zone, "rack1");
+  cr_assert_eq(info.meta.capacity, 1001);
+  net_free(&n);
+}
+
+Test(swim, join_retries_the_seed_with_backoff) {
+  net n;
+  net_init(&n, 2, 2);
+  net_start(&n);
+  n.nodes[0].down = true; /* the seed is not up yet */
+  net_join_all(&n);
+  net_run(&n, 5 * SEC);
+  cr_assert(!pm__swim_joined(n.nodes[1].core));
+  pm__swim_stats st;
+  pm__swim_get_stats(n.nodes[1].core, &st);
+  cr_assert_eq(st.push_pulls, 3, "tries at 0, 1 and 3 s: %llu",
+               (unsigned long long)st.push_pulls);
+  n.nodes[0].down = false;
+  net_run(&n, 5 * SEC);
+  cr_assert(pm__swim_joined(n.nodes[1].core));
+  cr_assert_eq(view(&n, 0, 1), PM_MEMBER_ALIVE);
+  cr_assert_eq(view(&n, 1, 0), PM_MEMBER_ALIVE);
+  net_free(&n);
+}
+
+/* ---- failure detection ----------------------------------------------------------------- */
+
+Test(swim, indirect_probes_keep_a_member_alive) {
+  net n;
+  net_init(&n, 4, 3);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  n.cut[0][2] = n.cut[2][0] = true; /* only 0 and 2 cannot talk */
+  net_run(&n, 30 * SEC);
+  pm__swim_stats st;
+  pm__swim_get_stats(n.nodes[0].core, &st);
+  cr_assert_gt(st.indirect_probes, 0);
+  for (int i = 0; i < 4; i++)
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_SUSPECT], 0);
+  cr_assert_eq(view(&n, 0, 2), PM_MEMBER_ALIVE);
+  net_free(&n);
+}
+
+Test(swim, a_suspect_refutes_and_stays_alive) {
+  net n;
+  net_init(&n, 4, 4);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  isolate(&n, 2, true);
+  /* Long enough for a probe of 2 to fail, short of any suspicion timeout. */
+  uint64_t t0 = n.now;
+  while (n.nodes[0].events[PM_SWIM_EV_SUSPECT] +
+             n.nodes[1].events[PM_SWIM_EV_SUSPECT] +
+             n.nodes[3].events[PM_SWIM_EV_SUSPECT] ==
+         0)
+    net_run(&n, 100 * MS);
+  cr_assert_lt(n.now - t0, 4 * SEC);
+  isolate(&n, 2, false);
+  net_run(&n, 3 * SEC);
+  pm__swim_stats st;
+  pm__swim_get_stats(n.nodes[2].core, &st);
+  cr_assert_geq(st.refutations, 1);
+  pm__member_info self;
+  pm__swim_self(n.nodes[2].core, &self);
+  cr_assert_geq(self.incarnation, 1);
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(view(&n, i, 2), PM_MEMBER_ALIVE);
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_DEAD], 0);
+  }
+  net_free(&n);
+}
+
+Test(swim, buddy_ping_carries_the_suspicion) {
+  net n;
+  net_init(&n, 3, 5);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  /* Tell 0 that 2 is suspect, quietly: only a ping from 0 can tell 2. */
+  pm__member_info info;
+  cr_assert_eq(pm__swim_lookup(n.nodes[0].core, &n.nodes[2].id, &info), 0);
+  pm__update u;
+  pm__update_from_info(&u, &info);
+  u.state = PM_MEMBER_SUSPECT;
+  u.from = n.nodes[1].id.bytes;
+  pm__state_suspect(n.nodes[0].core, n.now, &u);
+  pm__bq_free(&n.nodes[0].core->bq); /* and nothing is gossiped */
+  pm__swim_stats st;
+  pm__swim_get_stats(n.nodes[2].core, &st);
+  cr_assert_eq(st.refutations, 0);
+  net_run(&n, 4 * SEC);
+  pm__swim_get_stats(n.nodes[2].core, &st);
+  cr_assert_eq(st.refutations, 1);
+  cr_assert_eq(n.nodes[1].events[PM_SWIM_EV_SUSPECT], 0);
+  cr_assert_eq(view(&n, 0, 2), PM_MEMBER_ALIVE);
+  cr_assert_eq(n.nodes[0].events[PM_SWIM_EV_UPDATE], 1);
+  net_free(&n);
+}
+
+Test(swim, a_crashed_member_is_dead_within_the_bound) {
+  net n;
+  net_init(&n, 5, 6);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 3 * SEC);
+  net_crash(&n, 4);
+  uint64_t t0 = n.now;
+  uint64_t bound = pm__swim_dead_bound_ns(&n.cfg, 5);
+  net_run(&n, bound);
+  uint64_t worst = 0;
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(view(&n, i, 4), PM_MEMBER_DEAD);
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_DEAD], 1);
+    uint64_t at = n.nodes[i].last_event_at[PM_SWIM_EV_DEAD] - t0;
+    worst = at > worst ? at : worst;
+  }
+  /* With k = 2 confirmations the timeout falls to min = 4 s. */
+  cr_assert_lt(worst, 10 * SEC, "dead after %llu ms",
+               (unsigned long long)(worst / MS));
+  net_free(&n);
+}
+
+Test(swim, local_health_grows_when_cut_off) {
+  net n;
+  net_init(&n, 4, 7);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  isolate(&n, 0, true);
+  net_run(&n, 40 * SEC);
+  pm__swim_stats st;
+  pm__swim_get_stats(n.nodes[0].core, &st);
+  /* Each failed probe misses 3 nacks: the score tops out at max - 1. */
+  cr_assert_eq(st.awareness, 7, "awareness %u", st.awareness);
+  cr_assert_eq(pm__core_scale(n.nodes[0].core, SEC), 8 * SEC);
+  /* The others were healthy all along. */
+  pm__swim_get_stats(n.nodes[1].core, &st);
+  cr_assert_eq(st.awareness, 0);
+  net_free(&n);
+}
+
+Test(swim, local_health_is_clamped) {
+  net n;
+  net_init(&n, 1, 7);
+  net_start(&n);
+  pm__swim *core = n.nodes[0].core;
+  pm__awareness_apply(core, -3);
+  cr_assert_eq(core->awareness, 0);
+  pm__awareness_apply(core, 100);
+  cr_assert_eq(core->awareness, 7);
+  pm__awareness_apply(core, -1);
+  cr_assert_eq(pm__core_scale(core, SEC), 7 * SEC);
+  net_free(&n);
+}
+
+/* ---- leaving, updating, restarting -------------------------------------------------- */
+
+Test(swim, leave_is_seen_as_left) {
+  net n;
+  net_init(&n, 4, 8);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  pm__swim_leave(n.nodes[3].core, n.now);
+  while (!pm__swim_leave_done(n.nodes[3].core))
+    net_run(&n, 10 * MS);
+  cr_assert_lt(n.now, 4 * SEC);
+  net_crash(&n, 3);
+  net_run(&n, 1 * SEC);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(view(&n, i, 3), PM_MEMBER_LEFT);
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_LEFT], 1);
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_DEAD], 0);
+  }
+  net_free(&n);
+}
+
+Test(swim, capacity_change_spreads) {
+  net n;
+  net_init(&n, 4, 9);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  pm__member_info self;
+  pm__swim_self(n.nodes[1].core, &self);
+  self.meta.capacity = 5ull << 40;
+  cr_assert_eq(pm__swim_update_meta(n.nodes[1].core, n.now, &self.meta), 0);
+  net_run(&n, 1 * SEC);
+  for (int i = 0; i < 4; i++) {
+    if (i == 1)
+      continue;
+    pm__member_info info;
+    cr_assert_eq(pm__swim_lookup(n.nodes[i].core, &n.nodes[1].id, &info), 0);
+    cr_assert_eq(info.meta.capacity, 5ull << 40);
+    cr_assert_eq(n.nodes[i].events[PM_SWIM_EV_UPDATE], 1);
+  }
+  net_free(&n);
+}
+
+Test(swim, restart_is_a_new_life_never_shadowed) {
+  net n;
+  net_init(&n, 4, 10);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  pm__member_info old;
+  pm__swim_self(n.nodes[2].core, &old);
+  net_crash(&n, 2);
+  net_run(&n, 30 * SEC);
+  cr_assert_eq(view(&n, 0, 2), PM_MEMBER_DEAD);
+  node_boot(&n, 2); /* same id, boot epoch + 1 */
+  const char *seed[] = {n.nodes[0].addr};
+  pm__swim_join(n.nodes[2].core, n.now, seed, 1);
+  net_run(&n, 2 * SEC);
+  for (int i = 0; i < 4; i++) {
+    pm__member_info info;
+    cr_assert_eq(pm__swim_lookup(n.nodes[i].core, &n.nodes[2].id, &info), 0);
+    cr_assert_eq(info.state, PM_MEMBER_ALIVE);
+    cr_assert_eq(info.boot_epoch, old.boot_epoch + 1);
+  }
+  /* The old life's Dead record, even with a huge incarnation, loses. */
+  old.state = PM_MEMBER_DEAD;
+  old.incarnation = 1000;
+  pm__swim_merge(n.nodes[0].core, n.now, &old, 1, false);
+  pm__update u;
+  pm__update_from_info(&u, &old);
+  u.from = n.nodes[1].id.bytes;
+  pm__state_dead(n.nodes[0].core, n.now, &u);
+  cr_assert_eq(view(&n, 0, 2), PM_MEMBER_ALIVE);
+  net_run(&n, 10 * SEC);
+  cr_assert_eq(view(&n, 1, 2), PM_MEMBER_ALIVE);
+  net_free(&n);
+}
+
+Test(swim, tombstones_are_reaped) {
+  net n;
+  net_init(&n, 3, 11);
+  n.cfg.tombstone_ns = 20 * SEC;
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  net_crash(&n, 2);
+  net_run(&n, 15 * SEC);
+  cr_assert_eq(view(&n, 0, 2), PM_MEMBER_DEAD);
+  net_run(&n, 25 * SEC);
+  cr_assert_eq((int)view(&n, 0, 2), -1);
+  cr_assert_eq(n.nodes[0].events[PM_SWIM_EV_REAP], 1);
+  cr_assert_eq(pm__swim_count(n.nodes[0].core, PM_MEMBER_DEAD), 0);
+  net_free(&n);
+}
+
+/* ---- properties ------------------------------------------------------------------------ */
+
+static void scenario(uint64_t seed, pm__swim_stats *out) {
+  memset(out, 0, sizeof *out);
+  net n;
+  net_init(&n, 5, seed);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 5 * SEC);
+  net_crash(&n, 3);
+  net_run(&n, 20 * SEC);
+  pm__swim_get_stats(n.nodes[0].core, out);
+  net_free(&n);
+}
+
+Test(swim, deterministic_given_the_seed) {
+  pm__swim_stats a, b;
+  scenario(12, &a);
+  scenario(12, &b);
+  cr_assert_eq(memcmp(&a, &b, sizeof a), 0);
+}
+
+Test(swim, packets_stay_within_the_budget) {
+  net n;
+  net_init(&n, 3, 13);
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  /* 300 newcomers at once fill every queue far past one packet. */
+  pm__member_info *many = calloc(300, sizeof *many);
+  for (int i = 0; i < 300; i++) {
+    memset(many[i].id.bytes, 0xa0, PM_SWIM_ID_LEN);
+    memcpy(many[i].id.bytes, &i, sizeof i);
+    many[i].boot_epoch = 1;
+    snprintf(many[i].addr, sizeof many[i].addr, "10.9.%d.%d:7946", i / 256,
+             i % 256);
+    strcpy(many[i].meta.zone, "zone-with-a-long-name");
+    many[i].meta.fabric_len = 200;
+  }
+  pm__swim_merge(n.nodes[0].core, n.now, many, 300, false);
+  free(many);
+  net_run(&n, 10 * SEC);
+  cr_assert_leq(n.biggest_packet, PM_SWIM_PACKET_MAX);
+  cr_assert_gt(n.biggest_packet, 1200);
+  /* Most gossip goes to the made-up members and is lost; some arrives. */
+  cr_assert_gt(pm__swim_count(n.nodes[2].core, PM_MEMBER_ALIVE) +
+                   pm__swim_count(n.nodes[2].core, PM_MEMBER_SUSPECT),
+               13);
+  net_free(&n);
+}

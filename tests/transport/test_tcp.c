@@ -1,0 +1,351 @@
+/* Tests for the tcp transport (transport/tcp*.c) through the transport
+ * wrappers: several instances in one process on 127.0.0.1, real
+ * pm_page_server callbacks (tcp_fixture.h). Round trips of small and large
+ * pages, PUT, server errors with their detail, connection reuse, many
+ * concurrent requests, deadlines, a server that goes away mid-request, and
+ * closing a transport with requests in flight. Authentication, the clear
+ * mode and hostile clients are in test_tcp_handshake.c. */
+#include "tcp_fixture.h"
+
+TestSuite(tcp, .timeout = 60);
+
+Test(tcp, get_pages_byte_exact) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  fixture_get_check(client.transport, server.addr, "s3://b/small", 0, 64 << 10);
+  fixture_get_check(client.transport, server.addr, "s3://b/mid", 5, 1 << 20);
+  fixture_get_check(client.transport, server.addr, "s3://b/big", 1, 16 << 20);
+  /* A short last page. */
+  pm_page_request req = fixture_request("s3://b/tail", 2, 1 << 20,
+                                        (2u << 20) + 1000);
+  uint8_t *dst = malloc(1 << 20), want[1000];
+  fixture_fill("s3://b/tail", 2, want, sizeof want);
+  cr_assert_eq(pm__transport_get_page(client.transport, server.addr, &req,
+                                      dst, 1 << 20, pm__now_ns() + FIX_SECOND),
+               1000);
+  cr_assert_eq(memcmp(dst, want, 1000), 0);
+  free(dst);
+
+  pm_transport_stats cs, ss;
+  pm__transport_stats(client.transport, &cs);
+  /* The server counts after its last byte left: wait for it. */
+  uint64_t end = pm__now_ns() + FIX_SECOND;
+  do
+    pm__transport_stats(server.transport, &ss);
+  while (ss.gets_served < 4 && pm__now_ns() < end);
+  cr_assert_eq(cs.gets_sent, 4);
+  cr_assert_eq(ss.gets_served, 4);
+  cr_assert_eq(cs.bytes_received, (64u << 10) + (1u << 20) + (16u << 20) + 1000);
+  cr_assert_eq(ss.bytes_sent, cs.bytes_received);
+  pm_tcp_counters counters;
+  pm__tcp_counters(client.transport, &counters);
+  cr_assert_eq(counters.sealed_page_bytes, cs.bytes_received);
+  cr_assert_eq(counters.clear_page_bytes, 0);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+Test(tcp, put_page) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  size_t size = 3u << 20;
+  uint8_t *page = malloc(size);
+  fixture_fill("s3://b/pushed", 0, page, size);
+  pm_page_request req = fixture_request("s3://b/pushed", 0, 4 << 20, size);
+  cr_assert_eq(pm__transport_put_page(client.transport, server.addr, &req,
+                                      page, size,
+                                      pm__now_ns() + 5 * FIX_SECOND),
+               0, "%s", pm__errmsg());
+  cr_assert_eq(server.server.puts, 1);
+  cr_assert_eq(server.server.pushed_length, size);
+  cr_assert_eq(memcmp(server.server.pushed, page, size), 0);
+  pm_transport_stats ss;
+  pm__transport_stats(server.transport, &ss);
+  cr_assert_eq(ss.puts_served, 1);
+  /* Larger than the page size it claims: refused before sending. */
+  req.page_size = 1 << 20;
+  cr_assert_eq(pm__transport_put_page(client.transport, server.addr, &req,
+                                      page, size, pm__now_ns() + FIX_SECOND),
+               PM_ETOOBIG);
+  free(page);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+Test(tcp, server_error_propagated_with_detail) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  pm_page_request req = fixture_request("missing://obj", 0, 65536, 65536);
+  uint8_t dst[65536];
+  ssize_t n = pm__transport_get_page(client.transport, server.addr, &req, dst,
+                                     sizeof dst, pm__now_ns() + FIX_SECOND);
+  cr_assert_eq(n, PM_ENOENT, "%zd", n);
+  cr_assert(strstr(pm__errmsg(), "no such object (fixture)"), "%s",
+            pm__errmsg());
+  cr_assert(strstr(pm__errmsg(), server.addr), "%s", pm__errmsg());
+  /* The connection survives a failed request. */
+  fixture_get_check(client.transport, server.addr, "s3://b/after", 0, 65536);
+  pm_tcp_counters counters;
+  pm__tcp_counters(client.transport, &counters);
+  cr_assert_eq(counters.connects, 1);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+Test(tcp, buffer_too_small) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  pm_page_request req = fixture_request("s3://b/k", 0, 1 << 20, 1 << 20);
+  uint8_t *dst = malloc(1 << 20);
+  cr_assert_eq(pm__transport_get_page(client.transport, server.addr, &req,
+                                      dst, 4096, pm__now_ns() + FIX_SECOND),
+               PM_ETOOBIG, "%s", pm__errmsg());
+  fixture_get_check(client.transport, server.addr, "s3://b/k", 0, 1 << 20);
+  free(dst);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+Test(tcp, connection_reuse) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  for (int i = 0; i < 50; i++)
+    fixture_get_check(client.transport, server.addr, "s3://b/reuse",
+                      (uint64_t)i, 65536);
+  pm_tcp_counters cc, sc;
+  pm__tcp_counters(client.transport, &cc);
+  pm__tcp_counters(server.transport, &sc);
+  cr_assert_eq(cc.connects, 1, "connects: %llu",
+               (unsigned long long)cc.connects);
+  cr_assert_eq(sc.accepts, 1);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+/* ---- concurrency: 4 instances, every one asks every other ------------- */
+
+#define MESH 4
+#define MESH_THREADS 6
+#define MESH_REQUESTS 40
+
+typedef struct mesh {
+  fixture_peer peers[MESH];
+  atomic_int ok, failed;
+} mesh;
+
+typedef struct mesh_thread {
+  mesh *m;
+  int index;
+} mesh_thread;
+
+static void *mesh_reader(void *arg) {
+  mesh_thread *t = arg;
+  uint8_t *dst = malloc(1 << 20), *want = malloc(1 << 20);
+  for (int i = 0; i < MESH_REQUESTS; i++) {
+    fixture_peer *from = &t->m->peers[t->index % MESH];
+    fixture_peer *to = &t->m->peers[(t->index + 1 + i) % MESH];
+    if (from == to)
+      to = &t->m->peers[(t->index + 2) % MESH];
+    uint32_t size = (i % 3 == 0) ? (1u << 20) : (64u << 10);
+    pm_page_request req = fixture_request("s3://mesh/obj", (uint64_t)i, size,
+                                          (uint64_t)(i + 1) * size);
+    ssize_t n = pm__transport_get_page(from->transport, to->addr, &req, dst,
+                                       1 << 20,
+                                       pm__now_ns() + 20 * FIX_SECOND);
+    fixture_fill("s3://mesh/obj", (uint64_t)i, want, size);
+    if (n == (ssize_t)size && memcmp(dst, want, size) == 0)
+      atomic_fetch_add(&t->m->ok, 1);
+    else
+      atomic_fetch_add(&t->m->failed, 1);
+  }
+  free(dst);
+  free(want);
+  return NULL;
+}
+
+Test(tcp, many_concurrent_gets) {
+  static mesh m;
+  for (int i = 0; i < MESH; i++)
+    fixture_open(&m.peers[i]);
+  pthread_t threads[MESH_THREADS];
+  mesh_thread args[MESH_THREADS];
+  for (int i = 0; i < MESH_THREADS; i++) {
+    args[i] = (mesh_thread){.m = &m, .index = i};
+    pthread_create(&threads[i], NULL, mesh_reader, &args[i]);
+  }
+  for (int i = 0; i < MESH_THREADS; i++)
+    pthread_join(threads[i], NULL);
+  cr_assert_eq(m.failed, 0, "%d failed", m.failed);
+  cr_assert_eq(m.ok, MESH_THREADS * MESH_REQUESTS);
+  uint64_t connects = 0;
+  for (int i = 0; i < MESH; i++) {
+    pm_tcp_counters c;
+    pm__tcp_counters(m.peers[i].transport, &c);
+    connects += c.connects;
+  }
+  /* Pooled: far fewer connections than requests. */
+  cr_assert_lt(connects, MESH_THREADS * MESH_REQUESTS / 4, "%llu",
+               (unsigned long long)connects);
+  for (int i = 0; i < MESH; i++)
+    fixture_close(&m.peers[i]);
+}
+
+/* ---- deadlines and peers that go away ----------------------------------- */
+
+Test(tcp, deadline_when_server_stalls) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  pm_page_request req = fixture_request("stall://obj", 0, 65536, 65536);
+  uint8_t dst[65536];
+  uint64_t start = pm__now_ns();
+  uint64_t deadline = start + 200 * 1000000ull;
+  ssize_t n = pm__transport_get_page(client.transport, server.addr, &req, dst,
+                                     sizeof dst, deadline);
+  uint64_t late_ns = pm__now_ns() - deadline;
+  cr_assert_eq(n, PM_ETIMEDOUT, "%zd %s", n, pm__errmsg());
+  cr_assert_lt(late_ns, 100 * 1000000ull, "returned %llu ns late",
+               (unsigned long long)late_ns);
+  pm_transport_stats cs;
+  pm__transport_stats(client.transport, &cs);
+  cr_assert_eq(cs.timeouts, 1);
+  /* The stalled connection is not reused; the next request works. */
+  atomic_store(&server.server.release, 1);
+  fixture_get_check(client.transport, server.addr, "s3://b/next", 0, 65536);
+  pm_tcp_counters c;
+  pm__tcp_counters(client.transport, &c);
+  cr_assert_eq(c.connects, 2);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+typedef struct pending_get {
+  pm_transport *client;
+  const char *addr;
+  const char *uri;
+  ssize_t result;
+  uint64_t elapsed_ns;
+  char detail[PM_ERRMSG_MAX];
+} pending_get;
+
+static void *get_in_background(void *arg) {
+  pending_get *g = arg;
+  pm_page_request req = fixture_request(g->uri, 0, 16 << 20, 16 << 20);
+  uint8_t *dst = malloc(16 << 20);
+  uint64_t start = pm__now_ns();
+  g->result = pm__transport_get_page(g->client, g->addr, &req, dst, 16 << 20,
+                                     start + 30 * FIX_SECOND);
+  g->elapsed_ns = pm__now_ns() - start;
+  snprintf(g->detail, sizeof g->detail, "%s", pm__errmsg());
+  free(dst);
+  return NULL;
+}
+
+static void wait_stall_entered(fixture_server *s) {
+  uint64_t end = pm__now_ns() + 5 * FIX_SECOND;
+  while (atomic_load(&s->stalls_entered) == 0 && pm__now_ns() < end)
+    usleep(1000);
+  cr_assert_gt(atomic_load(&s->stalls_entered), 0);
+}
+
+Test(tcp, server_closed_mid_request) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  /* Warm the pool so that the request runs on a reused connection. */
+  fixture_get_check(client.transport, server.addr, "s3://b/warm", 0, 65536);
+  char addr[PM_ADDR_MAX];
+  snprintf(addr, sizeof addr, "%s", server.addr);
+  pending_get g = {.client = client.transport, .addr = addr,
+                   .uri = "stall://big"};
+  pthread_t thread;
+  pthread_create(&thread, NULL, get_in_background, &g);
+  wait_stall_entered(&server.server);
+  fixture_close(&server); /* releases the stall, then cuts the connection */
+  pthread_join(thread, NULL);
+  cr_assert_lt(g.result, 0, "got %zd bytes from a closed server", g.result);
+  cr_assert(g.result == PM_EUNREACHABLE || g.result == PM_EPROTO,
+            "%s: %s", pm_err_name((int)g.result), g.detail);
+  cr_assert_lt(g.elapsed_ns, 10 * FIX_SECOND);
+  fixture_close(&client);
+}
+
+Test(tcp, client_closed_with_request_in_flight) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  pending_get g = {.client = client.transport, .addr = server.addr,
+                   .uri = "stall://obj"};
+  pthread_t thread;
+  pthread_create(&thread, NULL, get_in_background, &g);
+  wait_stall_entered(&server.server);
+  pm__transport_close(client.transport); /* waits for the request to fail */
+  pthread_join(thread, NULL);
+  cr_assert_eq(g.result, PM_ESHUTDOWN, "%s: %s", pm_err_name((int)g.result),
+               g.detail);
+  cr_assert_lt(g.elapsed_ns, 4 * FIX_SECOND);
+  fixture_close(&server);
+}
+
+Test(tcp, unreachable_peer) {
+  fixture_peer client;
+  fixture_open(&client);
+  /* A port nobody listens on: take one from a closed transport. */
+  fixture_peer gone;
+  fixture_open(&gone);
+  char addr[PM_ADDR_MAX];
+  snprintf(addr, sizeof addr, "%s", gone.addr);
+  fixture_close(&gone);
+  pm_page_request req = fixture_request("s3://b/k", 0, 65536, 65536);
+  uint8_t dst[65536];
+  cr_assert_eq(pm__transport_get_page(client.transport, addr, &req, dst,
+                                      sizeof dst, pm__now_ns() + FIX_SECOND),
+               PM_EUNREACHABLE, "%s", pm__errmsg());
+  cr_assert(strstr(pm__errmsg(), addr), "%s", pm__errmsg());
+  cr_assert_eq(pm__transport_get_page(client.transport, "not-an-address",
+                                      &req, dst, sizeof dst,
+                                      pm__now_ns() + FIX_SECOND),
+               PM_EINVAL);
+  fixture_close(&client);
+}
+
+Test(tcp, open_errors_and_wrappers) {
+  pm_transport *t = NULL;
+  pm_transport_config config = {.size = sizeof config,
+                                .listen = "127.0.0.1:0",
+                                .cluster_key = fixture_key,
+                                .cluster_id = "c",
+                                .max_page_size = 65536,
+                                .server = {.serve_get = fixture_serve_get}};
+  cr_assert_eq(pm__transport_open("carrier-pigeon", &config, &t), PM_ENOTSUP);
+  config.listen = "256.1.1.1:0";
+  cr_assert_eq(pm__transport_open("tcp", &config, &t), PM_EINVAL);
+  config.listen = "192.0.2.1:1"; /* not an address of this machine */
+  cr_assert_eq(pm__transport_open("tcp", &config, &t), PM_EUNREACHABLE);
+  config.listen = "127.0.0.1:0";
+  config.server.serve_get = NULL;
+  cr_assert_eq(pm__transport_open("tcp", &config, &t), PM_EINVAL);
+  cr_assert_null(t);
+  fixture_peer peer;
+  fixture_open(&peer);
+  cr_assert_str_eq(pm__transport_name(peer.transport), "tcp");
+  cr_assert(strncmp(peer.addr, "127.0.0.1:", 10) == 0, "%s", peer.addr);
+  char small[4];
+  cr_assert_eq(pm__transport_address(peer.transport, small, sizeof small),
+               PM_ETOOBIG);
+  pm_page_request req = fixture_request("s3://b/k", 0, 65536, 65536);
+  uint8_t dst[16];
+  cr_assert_eq(pm__transport_get_page(peer.transport, peer.addr, &req, dst,
+                                      sizeof dst, pm__now_ns() - 1),
+               PM_ETIMEDOUT);
+  cr_assert_eq(pm__transport_get_page(peer.transport, peer.addr, NULL, dst,
+                                      sizeof dst, pm__now_ns() + FIX_SECOND),
+               PM_EINVAL);
+  pm__transport_close(NULL);
+  fixture_close(&peer);
+}

@@ -1,0 +1,418 @@
+/* Tests for transport/tcp_handshake.c and the security of the tcp
+ * transport end to end: the key exchange on its own (matching and
+ * mismatching keys and cluster ids, tampered and malformed hellos), a
+ * client with the wrong key gets PM_EAUTH and never reaches serve_get,
+ * page bytes are encrypted unless both ends ask for insecure_data (seen by
+ * a proxy on the wire), and hostile clients (garbage, huge length
+ * prefixes, forged frames, stalled handshakes) neither crash a server nor
+ * stop it from serving others. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "tcp_fixture.h"
+#include "transport/tcp_int.h"
+
+TestSuite(tcp_handshake, .timeout = 60);
+
+static const uint8_t other_key[32] = {9, 9, 9};
+
+/* ---- the state machine alone -------------------------------------------- */
+
+typedef struct pair {
+  pm_tcp_handshake client, server;
+} pair;
+
+static void pair_start(pair *p, const uint8_t *client_key,
+                       const char *client_id, bool client_insecure,
+                       bool server_insecure) {
+  cr_assert_eq(sodium_init() >= 0, 1);
+  cr_assert_eq(pm__tcp_hs_start(&p->client, false, client_key, client_id,
+                                client_insecure),
+               0);
+  cr_assert_eq(pm__tcp_hs_start(&p->server, true, fixture_key, "test-cluster",
+                                server_insecure),
+               0);
+}
+
+/* Exchange hellos and the client's proof: the server's verdict. */
+static int pair_run(pair *p) {
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p->server, p->client.my_hello,
+                                     PM_TCP_HELLO_SIZE),
+               0);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p->client, p->server.my_hello,
+                                     PM_TCP_HELLO_SIZE),
+               0);
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&p->client, proof);
+  return pm__tcp_hs_check_proof(&p->server, proof, sizeof proof);
+}
+
+static void pair_free(pair *p) {
+  pm__tcp_hs_free(&p->client);
+  pm__tcp_hs_free(&p->server);
+}
+
+Test(tcp_handshake, matching_keys_open_both_streams) {
+  pair p;
+  pair_start(&p, fixture_key, "test-cluster", false, false);
+  cr_assert_eq(pair_run(&p), 0, "%s", pm__errmsg());
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&p.server, proof);
+  cr_assert_eq(pm__tcp_hs_check_proof(&p.client, proof, sizeof proof), 0);
+  pm__tcp_hs_done(&p.client);
+  pm__tcp_hs_done(&p.server);
+  /* A message sealed by one side opens on the other, both ways. */
+  uint8_t sealed[5 + PM_TCP_ABYTES], opened[5];
+  unsigned long long length;
+  unsigned char tag;
+  crypto_secretstream_xchacha20poly1305_push(
+      &p.client.secrets->send_state, sealed, &length,
+      (const uint8_t *)"hello", 5, NULL, 0, 0);
+  cr_assert_eq(crypto_secretstream_xchacha20poly1305_pull(
+                   &p.server.secrets->recv_state, opened, &length, &tag,
+                   sealed, sizeof sealed, NULL, 0),
+               0);
+  cr_assert_eq(memcmp(opened, "hello", 5), 0);
+  crypto_secretstream_xchacha20poly1305_push(
+      &p.server.secrets->send_state, sealed, &length,
+      (const uint8_t *)"world", 5, NULL, 0, 0);
+  cr_assert_eq(crypto_secretstream_xchacha20poly1305_pull(
+                   &p.client.secrets->recv_state, opened, &length, &tag,
+                   sealed, sizeof sealed, NULL, 0),
+               0);
+  cr_assert(!p.client.insecure_data && !p.server.insecure_data);
+  pair_free(&p);
+}
+
+Test(tcp_handshake, wrong_key_or_cluster_refused) {
+  pair p;
+  pair_start(&p, other_key, "test-cluster", false, false);
+  cr_assert_eq(pair_run(&p), PM_EAUTH);
+  pair_free(&p);
+  pair_start(&p, fixture_key, "other-cluster", false, false);
+  cr_assert_eq(pair_run(&p), PM_EAUTH);
+  pair_free(&p);
+}
+
+Test(tcp_handshake, tampered_hello_refused) {
+  pair p;
+  pair_start(&p, fixture_key, "test-cluster", false, false);
+  /* A man in the middle flips a nonce bit on its way to the server. */
+  uint8_t hello[PM_TCP_HELLO_SIZE];
+  memcpy(hello, p.client.my_hello, sizeof hello);
+  hello[60] ^= 1;
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, hello, sizeof hello), 0);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.client, p.server.my_hello,
+                                     PM_TCP_HELLO_SIZE),
+               0);
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&p.client, proof);
+  cr_assert_eq(pm__tcp_hs_check_proof(&p.server, proof, sizeof proof),
+               PM_EAUTH);
+  pair_free(&p);
+}
+
+Test(tcp_handshake, malformed_hellos) {
+  pair p;
+  pair_start(&p, fixture_key, "test-cluster", false, false);
+  uint8_t hello[PM_TCP_HELLO_SIZE + 1];
+  memcpy(hello, p.client.my_hello, PM_TCP_HELLO_SIZE);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, hello, 71), PM_EPROTO);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, hello, 73), PM_EPROTO);
+  int bytes[] = {0, 4, 5, 6, 7};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(bytes); i++) {
+    memcpy(hello, p.client.my_hello, PM_TCP_HELLO_SIZE);
+    hello[bytes[i]] ^= 0x40;
+    cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, hello, PM_TCP_HELLO_SIZE),
+                 PM_EPROTO, "byte %d", bytes[i]);
+  }
+  /* An all-zero public key is a degenerate exchange. */
+  memcpy(hello, p.client.my_hello, PM_TCP_HELLO_SIZE);
+  memset(hello + 8, 0, 32);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, hello, PM_TCP_HELLO_SIZE),
+               PM_EAUTH);
+  uint8_t proof[PM_TCP_PROOF_SIZE] = {0};
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, p.client.my_hello,
+                                     PM_TCP_HELLO_SIZE),
+               0);
+  cr_assert_eq(pm__tcp_hs_check_proof(&p.server, proof, 10), PM_EPROTO);
+  cr_assert_eq(pm__tcp_hs_check_proof(&p.server, proof, sizeof proof),
+               PM_EAUTH);
+  pair_free(&p);
+}
+
+Test(tcp_handshake, insecure_only_if_both_ask) {
+  pair p;
+  pair_start(&p, fixture_key, "test-cluster", true, true);
+  cr_assert_eq(pair_run(&p), 0);
+  cr_assert(p.client.insecure_data && p.server.insecure_data);
+  pair_free(&p);
+  pair_start(&p, fixture_key, "test-cluster", true, false);
+  cr_assert_eq(pair_run(&p), 0);
+  cr_assert(!p.client.insecure_data && !p.server.insecure_data);
+  pair_free(&p);
+}
+
+/* ---- end to end ---------------------------------------------------------- */
+
+static void wait_auth_failures(pm_transport *t, uint64_t want) {
+  pm_transport_stats stats;
+  uint64_t end = pm__now_ns() + 2 * FIX_SECOND;
+  do
+    pm__transport_stats(t, &stats);
+  while (stats.auth_failures < want && pm__now_ns() < end);
+  cr_assert_geq(stats.auth_failures, want);
+}
+
+Test(tcp_handshake, wrong_key_gets_nothing) {
+  fixture_peer server, stranger;
+  fixture_open(&server);
+  fixture_options o = {.key = other_key};
+  cr_assert_eq(fixture_open_with(&stranger, &o), 0);
+  pm_page_request req = fixture_request("s3://b/secret", 0, 65536, 65536);
+  uint8_t dst[65536];
+  for (int i = 0; i < 3; i++) {
+    ssize_t n = pm__transport_get_page(stranger.transport, server.addr, &req,
+                                       dst, sizeof dst,
+                                       pm__now_ns() + FIX_SECOND);
+    cr_assert_eq(n, PM_EAUTH, "%zd %s", n, pm__errmsg());
+  }
+  cr_assert_eq(pm__transport_put_page(stranger.transport, server.addr, &req,
+                                      dst, 100, pm__now_ns() + FIX_SECOND),
+               PM_EAUTH);
+  wait_auth_failures(server.transport, 4);
+  cr_assert_eq(server.server.gets, 0);
+  cr_assert_eq(server.server.puts, 0);
+  /* Nor can a server without the key serve a member. */
+  fixture_peer member;
+  fixture_open(&member);
+  cr_assert_eq(pm__transport_get_page(member.transport, stranger.addr, &req,
+                                      dst, sizeof dst,
+                                      pm__now_ns() + FIX_SECOND),
+               PM_EAUTH);
+  cr_assert_eq(stranger.server.gets, 0);
+  fixture_close(&member);
+  fixture_close(&stranger);
+  fixture_close(&server);
+}
+
+/* A proxy that forwards one connection and records what the server sent. */
+typedef struct proxy {
+  int listen_fd;
+  char addr[PM_ADDR_MAX], target[PM_ADDR_MAX];
+  pthread_t thread;
+  uint8_t *seen;
+  size_t seen_length, seen_cap;
+} proxy;
+
+static bool forward(int from, int to, proxy *p, bool record) {
+  uint8_t buf[65536];
+  ssize_t n = recv(from, buf, sizeof buf, MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN))
+    return false;
+  if (n < 0)
+    return true;
+  if (record) {
+    size_t keep = PM_MIN((size_t)n, p->seen_cap - p->seen_length);
+    memcpy(p->seen + p->seen_length, buf, keep);
+    p->seen_length += keep;
+  }
+  return pm__tcp_write_full(to, buf, (size_t)n, pm__now_ns() + 5 * FIX_SECOND,
+                            "proxy") == 0;
+}
+
+static void *proxy_main(void *arg) {
+  proxy *p = arg;
+  struct pollfd lp = {.fd = p->listen_fd, .events = POLLIN};
+  if (poll(&lp, 1, 5000) != 1)
+    return NULL;
+  int client = accept(p->listen_fd, NULL, NULL), server = -1;
+  if (client < 0 ||
+      pm__tcp_connect(p->target, pm__now_ns() + FIX_SECOND, &server) != 0)
+    goto out;
+  pm__tcp_sockopts(client);
+  for (;;) {
+    struct pollfd fds[2] = {{.fd = client, .events = POLLIN},
+                            {.fd = server, .events = POLLIN}};
+    if (poll(fds, 2, 5000) <= 0)
+      break;
+    if (fds[0].revents && !forward(client, server, p, false))
+      break;
+    if (fds[1].revents && !forward(server, client, p, true))
+      break;
+  }
+out:
+  if (client >= 0)
+    close(client);
+  if (server >= 0)
+    close(server);
+  return NULL;
+}
+
+static void proxy_start(proxy *p, const char *target) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->target, sizeof p->target, "%s", target);
+  p->seen_cap = 4u << 20;
+  p->seen = malloc(p->seen_cap);
+  cr_assert_eq(pm__tcp_listen("127.0.0.1:0", &p->listen_fd, p->addr,
+                              sizeof p->addr),
+               0);
+  pthread_create(&p->thread, NULL, proxy_main, p);
+}
+
+static void proxy_stop(proxy *p) {
+  pthread_join(p->thread, NULL);
+  close(p->listen_fd);
+}
+
+/* GET one 1 MiB page through a proxy; true if its bytes were on the wire. */
+static bool page_seen_on_wire(int client_insecure, int server_insecure) {
+  fixture_peer server, client;
+  fixture_options so = {.insecure_data = server_insecure};
+  fixture_options co = {.insecure_data = client_insecure};
+  cr_assert_eq(fixture_open_with(&server, &so), 0);
+  cr_assert_eq(fixture_open_with(&client, &co), 0);
+  proxy p;
+  proxy_start(&p, server.addr);
+  fixture_get_check(client.transport, p.addr, "s3://b/wire", 0, 1 << 20);
+  pm_tcp_counters c;
+  pm__tcp_counters(client.transport, &c);
+  fixture_close(&client); /* closing the connection ends the proxy */
+  proxy_stop(&p);
+  uint8_t pattern[256];
+  fixture_fill("s3://b/wire", 0, pattern, sizeof pattern);
+  bool seen = memmem(p.seen, p.seen_length, pattern, sizeof pattern) != NULL;
+  cr_assert_geq(p.seen_length, 1u << 20);
+  cr_assert_eq(seen ? c.clear_page_bytes : c.sealed_page_bytes, 1u << 20);
+  free(p.seen);
+  fixture_close(&server);
+  return seen;
+}
+
+Test(tcp_handshake, page_bytes_encrypted_unless_both_insecure) {
+  cr_assert(!page_seen_on_wire(0, 0), "page bytes in the clear");
+  cr_assert(!page_seen_on_wire(1, 0), "one side alone sent in the clear");
+  cr_assert(page_seen_on_wire(1, 1), "insecure_data did not send clear");
+}
+
+/* ---- hostile clients ------------------------------------------------------ */
+
+static int raw_connect(const char *addr) {
+  int fd = -1;
+  cr_assert_eq(pm__tcp_connect(addr, pm__now_ns() + FIX_SECOND, &fd), 0);
+  return fd;
+}
+
+/* True if the server closes fd within two seconds. */
+static bool closed_by_server(int fd) {
+  uint8_t byte;
+  int rc = pm__tcp_read_full(fd, &byte, 1, pm__now_ns() + 2 * FIX_SECOND,
+                             "server");
+  return rc == PM_EUNREACHABLE;
+}
+
+/* A client that holds the key and then misbehaves. */
+static pm_tcp_conn *raw_authenticated(const char *addr) {
+  pm_tcp_conn *conn = pm__tcp_conn_new(raw_connect(addr), addr);
+  uint64_t deadline = pm__now_ns() + FIX_SECOND;
+  uint8_t msg[PM_TCP_HELLO_SIZE];
+  cr_assert_eq(pm__tcp_hs_start(&conn->hs, false, fixture_key, "test-cluster",
+                                false),
+               0);
+  pm__tcp_write_full(conn->fd, conn->hs.my_hello, PM_TCP_HELLO_SIZE, deadline,
+                     addr);
+  cr_assert_eq(pm__tcp_read_full(conn->fd, msg, PM_TCP_HELLO_SIZE, deadline,
+                                 addr),
+               0);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&conn->hs, msg, PM_TCP_HELLO_SIZE), 0);
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&conn->hs, proof);
+  pm__tcp_write_full(conn->fd, proof, sizeof proof, deadline, addr);
+  cr_assert_eq(pm__tcp_read_full(conn->fd, msg, PM_TCP_PROOF_SIZE, deadline,
+                                 addr),
+               0);
+  cr_assert_eq(pm__tcp_hs_check_proof(&conn->hs, msg, PM_TCP_PROOF_SIZE), 0);
+  return conn;
+}
+
+/* Seal `length` bytes as one message and send it with its prefix. */
+static void send_sealed(pm_tcp_conn *conn, const uint8_t *plain,
+                        size_t length) {
+  uint8_t *wire = malloc(PM_FRAME_PREFIX + length + PM_TCP_ABYTES);
+  unsigned long long sealed;
+  crypto_secretstream_xchacha20poly1305_push(&conn->hs.secrets->send_state,
+                                             wire + PM_FRAME_PREFIX, &sealed,
+                                             plain, length, NULL, 0, 0);
+  pm__frame_put_prefix(wire, (uint32_t)sealed);
+  pm__tcp_write_full(conn->fd, wire, PM_FRAME_PREFIX + (size_t)sealed,
+                     pm__now_ns() + FIX_SECOND, "raw");
+  free(wire);
+}
+
+static void expect_dropped(pm_tcp_conn *conn) {
+  cr_assert(closed_by_server(conn->fd), "server kept a bad connection");
+  pm__tcp_conn_free(conn);
+}
+
+Test(tcp_handshake, hostile_clients_do_not_hurt_the_server) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  /* A connection that says nothing, and one that stops mid-hello, stay
+   * open on the loop without holding a worker. */
+  int silent = raw_connect(server.addr);
+  int slow = raw_connect(server.addr);
+  pm__tcp_write_full(slow, "PMT1", 4, pm__now_ns() + FIX_SECOND, "slow");
+  /* Garbage instead of a hello, and a huge length prefix as a hello. */
+  int garbage = raw_connect(server.addr);
+  uint8_t junk[PM_TCP_HELLO_SIZE];
+  memset(junk, 0xee, sizeof junk);
+  pm__tcp_write_full(garbage, junk, sizeof junk, pm__now_ns() + FIX_SECOND,
+                     "garbage");
+  cr_assert(closed_by_server(garbage));
+  close(garbage);
+  int huge = raw_connect(server.addr);
+  memset(junk, 0xff, sizeof junk);
+  pm__tcp_write_full(huge, junk, sizeof junk, pm__now_ns() + FIX_SECOND,
+                     "huge");
+  cr_assert(closed_by_server(huge));
+  close(huge);
+  /* Authenticated but hostile: a huge sealed-length prefix. */
+  pm_tcp_conn *conn = raw_authenticated(server.addr);
+  uint8_t prefix[4] = {0xff, 0xff, 0xff, 0xf0};
+  pm__tcp_write_full(conn->fd, prefix, 4, pm__now_ns() + FIX_SECOND, "raw");
+  expect_dropped(conn);
+  /* A sealed message that is not a frame, then one with a bad field. */
+  conn = raw_authenticated(server.addr);
+  send_sealed(conn, junk, 40);
+  expect_dropped(conn);
+  conn = raw_authenticated(server.addr);
+  uint8_t frame[] = {0, 0, 0, 4, 0x0a, 0x02, 0x12, 0x00}; /* get, empty page */
+  send_sealed(conn, frame, sizeof frame);
+  expect_dropped(conn);
+  /* A forged sealed message (not from the stream's key). */
+  conn = raw_authenticated(server.addr);
+  uint8_t forged[4 + 64];
+  pm__frame_put_prefix(forged, 64);
+  memset(forged + 4, 0x33, 64);
+  pm__tcp_write_full(conn->fd, forged, sizeof forged,
+                     pm__now_ns() + FIX_SECOND, "raw");
+  expect_dropped(conn);
+
+  pm_transport_stats ss;
+  pm__transport_stats(server.transport, &ss);
+  cr_assert_geq(ss.decode_failures, 4, "%llu",
+                (unsigned long long)ss.decode_failures);
+  cr_assert_geq(ss.auth_failures, 2);
+  cr_assert_eq(server.server.gets, 0);
+  /* Meanwhile the server keeps serving members. */
+  for (int i = 0; i < 5; i++)
+    fixture_get_check(client.transport, server.addr, "s3://b/ok",
+                      (uint64_t)i, 1 << 20);
+  close(silent);
+  close(slow);
+  fixture_close(&client);
+  fixture_close(&server);
+}

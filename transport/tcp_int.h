@@ -1,0 +1,240 @@
+/*
+ * transport/tcp_int.h - the private structures of the tcp page transport,
+ * shared by its files: tcp.c (the object and its methods), tcp_io.c
+ * (sockets with deadlines), tcp_handshake.c (the authenticated key
+ * exchange), tcp_conn.c (sealed frames and page bytes on one connection),
+ * tcp_server.c (the epoll loop and the workers) and tcp_client.c (the
+ * connection pool and the requests).
+ *
+ * Wire format after the handshake, per direction: control frames are
+ * `[u32 big-endian sealed length][secretstream message]`, the message's
+ * plaintext being a frame of transport/frame.h. Page bytes follow a
+ * PageResponse (GET) or a PagePut raw: either in the clear when both ends
+ * set insecure_data, or as secretstream messages of PM_TCP_CHUNK bytes of
+ * plaintext each (the last one shorter), without length prefixes (the page
+ * length is in the frame). On tcp a PageGet's rma_length carries the
+ * requester's buffer capacity, so that a server answers PM_ETOOBIG instead
+ * of sending a page that cannot land.
+ */
+#ifndef PM_TCP_INT_H
+#define PM_TCP_INT_H
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "frame.h"
+#include "transport_int.h"
+
+#define PM_TCP_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
+#define PM_TCP_SS_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES
+/* Plaintext bytes per sealed chunk of page bytes. */
+#define PM_TCP_CHUNK (128u * 1024u)
+/* Largest sealed control message on the wire (after its prefix). */
+#define PM_TCP_SEALED_MAX (PM_FRAME_PREFIX + PM_FRAME_MAX + PM_TCP_ABYTES)
+/* Handshake messages: hello = magic, version, flags, reserved, X25519
+ * public key, nonce; proof = MAC over the transcript + secretstream header
+ * of the sender's direction. */
+#define PM_TCP_HELLO_SIZE 72u
+#define PM_TCP_MAC_SIZE 32u
+#define PM_TCP_PROOF_SIZE (PM_TCP_MAC_SIZE + PM_TCP_SS_HEADER)
+/* How long a server gives a client for its handshake, and for the rest of
+ * a request once its first byte arrived. */
+#define PM_TCP_HANDSHAKE_NS (5ull * 1000000000ull)
+#define PM_TCP_SERVER_IO_NS (10ull * 1000000000ull)
+/* Idle connections kept per remote peer. */
+#define PM_TCP_IDLE_MAX 8
+/* Connections a server keeps at most, and at most in handshake. */
+#define PM_TCP_SERVER_CONNS_MAX 4096
+#define PM_TCP_HANDSHAKING_MAX 256
+#define PM_TCP_POOL_BUCKETS 64
+
+/* ---- the handshake (tcp_handshake.c) ---------------------------------- */
+
+/* Secrets of one connection, in sodium_malloc memory. After the handshake
+ * only the two stream states are kept; the rest is wiped. */
+typedef struct pm_tcp_secrets {
+  uint8_t kx_pk[32], kx_sk[32];
+  uint8_t transcript[32];
+  uint8_t send_key[32], recv_key[32];
+  uint8_t my_proof_key[32], peer_proof_key[32];
+  crypto_secretstream_xchacha20poly1305_state send_state, recv_state;
+} pm_tcp_secrets;
+
+typedef struct pm_tcp_handshake {
+  bool server;
+  bool my_insecure, insecure_data; /* insecure_data: agreed by both */
+  const uint8_t *cluster_key;      /* the transport's copy */
+  const char *cluster_id;
+  uint8_t my_hello[PM_TCP_HELLO_SIZE], peer_hello[PM_TCP_HELLO_SIZE];
+  pm_tcp_secrets *secrets;
+} pm_tcp_handshake;
+
+/* Start a handshake: make an ephemeral X25519 key pair and this side's
+ * hello (hs->my_hello). Errors: PM_ENOMEM. */
+int pm__tcp_hs_start(pm_tcp_handshake *hs, bool server,
+                     const uint8_t *cluster_key, const char *cluster_id,
+                     bool insecure_data);
+/* Take the peer's hello: parse it (PM_EPROTO) and derive the session keys
+ * bound to the cluster key and the transcript (PM_EAUTH on a degenerate
+ * public key). */
+int pm__tcp_hs_peer_hello(pm_tcp_handshake *hs, const uint8_t *msg,
+                          size_t length);
+/* This side's proof (MAC + header of its sending stream). */
+void pm__tcp_hs_proof(pm_tcp_handshake *hs, uint8_t out[PM_TCP_PROOF_SIZE]);
+/* Check the peer's proof and open the receiving stream. PM_EAUTH if the
+ * peer does not hold the cluster key, PM_EPROTO if malformed. */
+int pm__tcp_hs_check_proof(pm_tcp_handshake *hs, const uint8_t *msg,
+                           size_t length);
+/* Wipe everything but the stream states (after both proofs). */
+void pm__tcp_hs_done(pm_tcp_handshake *hs);
+/* Wipe and free the secrets. Accepts a never-started handshake. */
+void pm__tcp_hs_free(pm_tcp_handshake *hs);
+
+/* ---- one connection (tcp_conn.c) --------------------------------------- */
+
+typedef struct pm_tcp_conn {
+  int fd;
+  char peer[PM_ADDR_MAX];
+  pm_tcp_handshake hs;
+  bool established;
+  bool broken;          /* the stream is out of step: do not reuse */
+  uint64_t next_request_id;
+  /* Server side: handshake progress on the loop thread. */
+  unsigned hs_stage;    /* 0: want hello, 1: want proof, 2: established */
+  size_t hs_have;
+  uint8_t hs_buf[PM_TCP_HELLO_SIZE];
+  uint64_t hs_deadline_ns;
+  /* Links: all connections of one side, and a scratch list. */
+  struct pm_tcp_conn *prev, *next, *late_next;
+} pm_tcp_conn;
+
+/* Per-thread buffers for the I/O of one request (a connection is used by
+ * one thread at a time). */
+typedef struct pm_tcp_scratch {
+  uint8_t wire[PM_FRAME_PREFIX + PM_TCP_SEALED_MAX];
+  uint8_t plain[PM_FRAME_PREFIX + PM_FRAME_MAX];
+  uint8_t chunk[PM_TCP_CHUNK + PM_TCP_ABYTES];
+  pm_frame_arena arena;
+} pm_tcp_scratch;
+
+/* The calling thread's scratch (allocated on first use, freed when the
+ * thread exits), or NULL when out of memory. */
+pm_tcp_scratch *pm__tcp_scratch(void);
+
+pm_tcp_conn *pm__tcp_conn_new(int fd, const char *peer);
+void pm__tcp_conn_free(pm_tcp_conn *conn);
+/* Seal and send one frame, followed by `length` page bytes (none if 0):
+ * in the clear if both ends agreed on insecure_data, else as sealed
+ * chunks. The frame and the first bytes go in one system call. */
+int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                      const void *data, size_t length, uint64_t deadline_ns,
+                      bool *sealed);
+/* Receive, open and decode one frame (into the scratch's arena). */
+int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
+                            uint64_t deadline_ns, Pm__PageFrame **out);
+/* Receive `length` page bytes after a frame into dst: in the clear or as
+ * sealed chunks, each opened once into its place. `sealed` tells which. */
+int pm__tcp_conn_recv_page(pm_tcp_conn *conn, void *dst, size_t length,
+                           uint64_t deadline_ns, bool *sealed);
+
+/* ---- sockets (tcp_io.c) ------------------------------------------------- */
+
+/* Bind and listen on "IP:PORT"; the bound address goes to bound_out. */
+int pm__tcp_listen(const char *addr, int *fd_out, char *bound_out,
+                   size_t bound_size);
+/* Connect to "IP:PORT" before the deadline. */
+int pm__tcp_connect(const char *addr, uint64_t deadline_ns, int *fd_out);
+/* "IP:PORT" (IPv6 as "[IP]:PORT") of a socket address. */
+void pm__tcp_format_addr(const struct sockaddr_storage *ss, char *out,
+                         size_t out_size);
+/* Non-blocking, TCP_NODELAY, large buffers. */
+void pm__tcp_sockopts(int fd);
+/* Whole reads and writes before a deadline. A closed or reset connection
+ * is PM_EUNREACHABLE; past the deadline PM_ETIMEDOUT. The detail names
+ * the peer. */
+int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
+                      const char *peer);
+int pm__tcp_write_full(int fd, const void *buf, size_t length,
+                       uint64_t deadline_ns, const char *peer);
+int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,
+                        uint64_t deadline_ns, const char *peer);
+/* True if an idle connection was closed or reset by its peer. */
+bool pm__tcp_idle_dead(int fd);
+
+/* ---- the transport object (tcp.c, tcp_server.c, tcp_client.c) ---------- */
+
+typedef struct pm_tcp_pool_peer pm_tcp_pool_peer;
+
+typedef struct pm_tcp_worker {
+  struct pm_tcp *tcp;
+  pthread_t thread;
+  uint8_t *page;        /* max_page_size bytes, allocated on first use */
+} pm_tcp_worker;
+
+typedef struct pm_tcp {
+  pm_transport base;
+  char address[PM_ADDR_MAX];
+  uint8_t *cluster_key; /* sodium_malloc, read-only after init */
+  char *cluster_id;
+  bool insecure_data;
+  uint32_t max_page_size;
+  pm_page_server server;
+
+  /* Server side. */
+  int listen_fd, epoll_fd, wake_fd;
+  int work_fd; /* epoll set of established connections, for the workers */
+  pthread_t loop_thread;
+  bool loop_started;
+  unsigned worker_count;
+  pm_tcp_worker *workers;
+  pthread_mutex_t server_lock; /* the list below, `stopping` */
+  pm_tcp_conn *server_conns;
+  size_t server_conn_count, handshaking;
+  bool stopping;
+
+  /* Client side. */
+  pthread_mutex_t pool_lock; /* the pool, the list, inflight, closing */
+  pthread_cond_t drained;
+  pm_tcp_pool_peer *pool[PM_TCP_POOL_BUCKETS];
+  pm_tcp_conn *client_conns;
+  unsigned inflight;
+  bool closing;
+
+  /* Counters. */
+  atomic_uint_fast64_t gets_sent, gets_served, puts_sent, puts_served;
+  atomic_uint_fast64_t bytes_sent, bytes_received;
+  atomic_uint_fast64_t auth_failures, decode_failures, timeouts;
+  atomic_uint_fast64_t connects, accepts, handshakes, sealed_page_bytes,
+      clear_page_bytes, retries;
+} pm_tcp;
+
+/* Server side: start / stop the loop thread and the workers
+ * (tcp_server.c); serve one request on an established connection
+ * (tcp_serve.c): 0 to keep the connection, or an error to close it. */
+int pm__tcp_server_start(pm_tcp *tcp, unsigned threads);
+void pm__tcp_server_stop(pm_tcp *tcp);
+int pm__tcp_serve_one(pm_tcp_worker *worker, pm_tcp_conn *conn);
+
+/* Client side. */
+void pm__tcp_client_init(pm_tcp *tcp);
+void pm__tcp_client_fini(pm_tcp *tcp);
+ssize_t pm__tcp_get_page(pm_transport *self, const char *addr,
+                         const pm_page_request *req, void *dst,
+                         size_t dst_len, uint64_t deadline_ns);
+int pm__tcp_put_page(pm_transport *self, const char *addr,
+                     const pm_page_request *req, const void *data,
+                     size_t length, uint64_t deadline_ns);
+
+/* Count a page's bytes as sealed or clear. */
+static inline void pm__tcp_count_page(pm_tcp *tcp, size_t length,
+                                      bool sealed) {
+  atomic_fetch_add(sealed ? &tcp->sealed_page_bytes : &tcp->clear_page_bytes,
+                   length);
+}
+
+#endif /* PM_TCP_INT_H */
