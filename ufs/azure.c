@@ -51,7 +51,8 @@ static void azure_fini(pm_ufs *self) {
   pm__azure_config_free(&az->cfg);
 }
 
-/* ---- requests ----------------------------------------------------------------
+/* ---- requests
+ * ----------------------------------------------------------------
  */
 
 typedef struct az_call {
@@ -102,8 +103,8 @@ static int build_url(const azure_ufs *az, const az_call *call, pm_sbuf *url,
 static int sign(const azure_ufs *az, const az_call *call, const char *url,
                 const pm_azure_target *target, const char *date,
                 struct curl_slist **headers) {
-  pm_azure_signed req = {.method = call->method == PM_HTTP_HEAD ? "HEAD"
-                                                                : "GET",
+  pm_azure_signed req = {.method =
+                             call->method == PM_HTTP_HEAD ? "HEAD" : "GET",
                          .url = url,
                          .account = target->account,
                          .if_match = call->if_match,
@@ -112,8 +113,7 @@ static int sign(const azure_ufs *az, const az_call *call, const char *url,
                          .version = PM_AZURE_API_VERSION};
   pm_sbuf auth;
   pm__sbuf_init(&auth, 1024);
-  int rc =
-      pm__azure_authorization(&req, az->cfg.key, az->cfg.key_len, &auth);
+  int rc = pm__azure_authorization(&req, az->cfg.key, az->cfg.key_len, &auth);
   if (!rc)
     rc = pm__http_add_header(headers, "Authorization", pm__sbuf_str(&auth));
   pm__sbuf_free(&auth);
@@ -180,7 +180,8 @@ static int az_status_err(const az_call *call, const pm_http_resp *resp) {
   return pm__http_status_err(call->uri, resp, reason);
 }
 
-/* ---- stat and read -----------------------------------------------------------
+/* ---- stat and read
+ * -----------------------------------------------------------
  */
 
 static int parse_path(const char *uri, pm_azure_path *path, bool want_blob) {
@@ -206,9 +207,8 @@ static int azure_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
     rc = pm__errf(PM_EPROTO, "%s: answer without Content-Length or ETag", uri);
   if (!rc) {
     out->size = (uint64_t)resp.content_length;
-    out->mtime_ns = resp.last_modified >= 0
-                        ? resp.last_modified * (int64_t)1000000000
-                        : 0;
+    out->mtime_ns =
+        resp.last_modified >= 0 ? resp.last_modified * (int64_t)1000000000 : 0;
   }
   pm__http_resp_free(&resp);
   return rc;
@@ -247,7 +247,8 @@ static ssize_t azure_read(pm_ufs *self, const char *uri,
   return rc ? rc : (ssize_t)length;
 }
 
-/* ---- list --------------------------------------------------------------------
+/* ---- list
+ * --------------------------------------------------------------------
  */
 
 typedef struct az_lister {
@@ -283,8 +284,7 @@ static int list_query(az_lister *l, uint32_t max_results, bool first) {
     pm__sbuf_puts(q, "&delimiter=%2F");
   if (!first) {
     pm__sbuf_puts(q, "&marker=");
-    pm__uri_encode(q, l->page.next_marker, strlen(l->page.next_marker),
-                   false);
+    pm__uri_encode(q, l->page.next_marker, strlen(l->page.next_marker), false);
   }
   pm__sbuf_printf(q, "&maxresults=%" PRIu32, max_results);
   if (l->prefix.len) {

@@ -109,11 +109,12 @@ int pm__azure_canonical_resource(const char *account, const char *url,
   }
   free_params(params, count);
   free(params);
-  return rc ? pm__errf(rc, "cannot canonicalise the query of %.256s", url)
-            : 0;
+  return rc ? pm__errf(rc, "cannot canonicalise the query of %.256s", url) : 0;
 }
 
-static const char *or_empty(const char *s) { return s ? s : ""; }
+static const char *or_empty(const char *s) {
+  return s ? s : "";
+}
 
 int pm__azure_string_to_sign(const pm_azure_signed *req, pm_sbuf *out) {
   /* Content-Encoding, -Language, -Length, -MD5, -Type, Date,
@@ -161,13 +162,12 @@ int pm__azure_authorization(const pm_azure_signed *req,
 void pm__azure_http_date(time_t when, char out[30]) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                   "Thu", "Fri", "Sat"};
-  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
-                                     "May", "Jun", "Jul", "Aug",
-                                     "Sep", "Oct", "Nov", "Dec"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   struct tm tm;
   gmtime_r(&when, &tm);
-  snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-           days[tm.tm_wday % 7], tm.tm_mday % 100, months[tm.tm_mon % 12],
+  snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+           tm.tm_mday % 100, months[tm.tm_mon % 12],
            (tm.tm_year + 1900) % 10000, tm.tm_hour % 100, tm.tm_min % 100,
            tm.tm_sec % 100);
 }

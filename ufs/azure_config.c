@@ -20,7 +20,7 @@
 /* Azurite's well-known development account (published by Microsoft). */
 #define DEV_ACCOUNT "devstoreaccount1"
 #define DEV_KEY                                                                \
-  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"           \
+  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"            \
   "K1SZFPTOtr/KBHBeksoGMGw=="
 #define DEV_ENDPOINT "http://127.0.0.1:10000/" DEV_ACCOUNT
 
@@ -70,7 +70,8 @@ static int set_str(char **dst, const char *src) {
   return set_span(dst, src, strlen(src));
 }
 
-/* ---- values ------------------------------------------------------------------
+/* ---- values
+ * ------------------------------------------------------------------
  */
 
 static int set_key(pm_azure_config *cfg, const char *b64, size_t n,
@@ -127,9 +128,8 @@ static int set_endpoint(pm_azure_config *cfg, const char *url, size_t n,
 static int set_protocol(pm_azure_config *cfg, const char *v, size_t n) {
   if (!((n == 4 && !strncasecmp(v, "http", 4)) ||
         (n == 5 && !strncasecmp(v, "https", 5))))
-    return pm__errf(PM_ECONFIG,
-                    "connection string: DefaultEndpointsProtocol "
-                    "must be http or https");
+    return pm__errf(PM_ECONFIG, "connection string: DefaultEndpointsProtocol "
+                                "must be http or https");
   return set_str(&cfg->protocol, n == 4 ? "http" : "https");
 }
 
@@ -164,8 +164,7 @@ static int conn_field(pm_azure_config *cfg, const char *name, size_t name_len,
     return set_protocol(cfg, v, n);
   if (name_is(name, name_len, "EndpointSuffix"))
     return set_span(&cfg->suffix, v, n);
-  if (name_is(name, name_len, "UseDevelopmentStorage") &&
-      name_is(v, n, "true"))
+  if (name_is(name, name_len, "UseDevelopmentStorage") && name_is(v, n, "true"))
     return use_dev_storage(cfg);
   return 0; /* QueueEndpoint and the like: not ours */
 }
@@ -209,7 +208,8 @@ int pm__azure_config_parse(pm_azure_config *cfg, const char *conn) {
   return 0;
 }
 
-/* ---- loading -----------------------------------------------------------------
+/* ---- loading
+ * -----------------------------------------------------------------
  */
 
 /* With an endpoint but no account name (a SAS-only connection string),
@@ -275,7 +275,8 @@ int pm__azure_config_load(pm_azure_config *cfg) {
   return rc;
 }
 
-/* ---- URIs --------------------------------------------------------------------
+/* ---- URIs
+ * --------------------------------------------------------------------
  */
 
 static bool container_valid(const char *c, size_t n) {
@@ -295,8 +296,8 @@ static int parse_host(const char *uri, const char *host, size_t n,
   account_len = PM_MIN(account_len, n);
   const char *service = host + account_len + 1;
   const char *suffix = NULL;
-  if (account_len < n && (!strncmp(service, "dfs.", 4) ||
-                          !strncmp(service, "blob.", 5)))
+  if (account_len < n &&
+      (!strncmp(service, "dfs.", 4) || !strncmp(service, "blob.", 5)))
     suffix = service + (service[0] == 'd' ? 4 : 5);
   size_t suffix_len = suffix ? n - (size_t)(suffix - host) : 0;
   if (account_len == 0 || account_len >= sizeof out->account ||

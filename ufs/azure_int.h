@@ -30,12 +30,12 @@ typedef struct pm_azure_config {
   char *account;      /* storage account, or NULL */
   unsigned char *key; /* decoded account key (sodium_malloc), or NULL */
   size_t key_len;
-  char *sas;          /* SAS token without a leading '?', or NULL */
-  char *endpoint;     /* blob endpoint ("http://127.0.0.1:10000/acct"), no
-                         trailing '/'; NULL: PROTOCOL://ACCOUNT.blob.SUFFIX */
-  char *protocol;     /* "https" unless DefaultEndpointsProtocol says */
-  char *suffix;       /* "core.windows.net" unless EndpointSuffix says */
-  char *cred_source;  /* where the credentials came from, for the log */
+  char *sas;            /* SAS token without a leading '?', or NULL */
+  char *endpoint;       /* blob endpoint ("http://127.0.0.1:10000/acct"), no
+                           trailing '/'; NULL: PROTOCOL://ACCOUNT.blob.SUFFIX */
+  char *protocol;       /* "https" unless DefaultEndpointsProtocol says */
+  char *suffix;         /* "core.windows.net" unless EndpointSuffix says */
+  char *cred_source;    /* where the credentials came from, for the log */
   uint32_t max_results; /* per List Blobs page (1..5000) */
 } pm_azure_config;
 

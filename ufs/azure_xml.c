@@ -60,8 +60,7 @@ static int list_open(void *arg, int depth, const char *name, size_t n,
   else if (depth == 4 && (c->in_blob || c->in_prefix)) {
     c->in_properties = c->in_blob && pm__xml_name_eq(name, n, "Properties");
     if (pm__xml_name_eq(name, n, "Name"))
-      c->name_encoded =
-          pm__xml_attr_is(attrs, attrs_length, "Encoded", "true");
+      c->name_encoded = pm__xml_attr_is(attrs, attrs_length, "Encoded", "true");
   }
   return 0;
 }

@@ -431,8 +431,8 @@ int pm__list_emit(pm_sbuf *entry_uri, const char *root, size_t root_len,
   pm__sbuf_append(entry_uri, root, root_len);
   pm__sbuf_printf(entry_uri, "/%s", item->name);
   if (entry_uri->err)
-    return pm__errf(entry_uri->err, "%.*s: listed name too long",
-                    (int)root_len, root);
+    return pm__errf(entry_uri->err, "%.*s: listed name too long", (int)root_len,
+                    root);
   bool has_version = !item->is_dir && item->raw_etag[0] &&
                      pm__etag_version(item->raw_etag, version) == 0;
   pm_list_entry entry = {.uri = entry_uri->data,

@@ -1,11 +1,11 @@
 /*
  * ufs/curl_int.h - the HTTP plumbing that the HTTP-based backends (S3,
- * GCS, Azure, Hugging Face, HTTP(S)) share: a pool of curl easy handles over one CURLSH share (DNS cache and
- * TLS sessions; each pooled handle keeps its own live connections, since
- * libcurl does not support sharing a connection cache between threads), a
- * request runner with retries (exponential backoff, full jitter), response
- * header parsing, and the one mapping of HTTP statuses and curl errors to
- * pm_err (ufs/curl_common.c, ufs/http_parse.c).
+ * GCS, Azure, Hugging Face, HTTP(S)) share: a pool of curl easy handles over
+ * one CURLSH share (DNS cache and TLS sessions; each pooled handle keeps its
+ * own live connections, since libcurl does not support sharing a connection
+ * cache between threads), a request runner with retries (exponential backoff,
+ * full jitter), response header parsing, and the one mapping of HTTP statuses
+ * and curl errors to pm_err (ufs/curl_common.c, ufs/http_parse.c).
  */
 #ifndef PM_UFS_CURL_INT_H
 #define PM_UFS_CURL_INT_H

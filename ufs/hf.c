@@ -225,7 +225,8 @@ static int hf_status_err(const hf_ufs *hf, const hf_call *call,
   return pm__http_status_err(call->uri, resp, reason);
 }
 
-/* ---- stat and read -----------------------------------------------------------
+/* ---- stat and read
+ * -----------------------------------------------------------
  */
 
 static int resolve_url(const hf_ufs *hf, const char *uri, pm_hf_path *path,
@@ -270,9 +271,8 @@ static int hf_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
     rc = answer_version(&call, &resp, out->version, &size);
   if (!rc) {
     out->size = (uint64_t)size;
-    out->mtime_ns = resp.last_modified >= 0
-                        ? resp.last_modified * (int64_t)1000000000
-                        : 0;
+    out->mtime_ns =
+        resp.last_modified >= 0 ? resp.last_modified * (int64_t)1000000000 : 0;
   }
   call_free(&call);
   pm__http_resp_free(&resp);
@@ -325,7 +325,8 @@ static ssize_t hf_read(pm_ufs *self, const char *uri,
   return rc ? rc : (ssize_t)length;
 }
 
-/* ---- list --------------------------------------------------------------------
+/* ---- list
+ * --------------------------------------------------------------------
  */
 
 typedef struct hf_lister {
@@ -350,8 +351,8 @@ static int list_entry(void *arg, const pm_hf_entry *entry) {
   if (l->entry_uri.err)
     return pm__errf(l->entry_uri.err, "%s: listed path too long", l->uri);
   char version[PM_VERSION_MAX];
-  bool has_version = entry->version[0] &&
-                     pm__etag_version(entry->version, version) == 0;
+  bool has_version =
+      entry->version[0] && pm__etag_version(entry->version, version) == 0;
   pm_list_entry out = {.uri = l->entry_uri.data,
                        .is_dir = entry->is_dir,
                        .size = entry->is_dir ? 0 : entry->size,
@@ -383,8 +384,8 @@ static int list_page(hf_ufs *hf, hf_lister *l, pm_sbuf *url, pm_sbuf *body) {
       pm__hf_link_next(call.hop.link.data, call.hop.link.len, url) < 0)
     rc = pm__errf(PM_EPROTO, "%s: bad Link header", l->uri);
   if (!rc && url->len && !same_origin(url->data, hf->cfg.endpoint))
-    rc = pm__errf(PM_EPROTO, "%s: next page on another origin (%.256s)",
-                  l->uri, url->data);
+    rc = pm__errf(PM_EPROTO, "%s: next page on another origin (%.256s)", l->uri,
+                  url->data);
   call_free(&call);
   pm__http_resp_free(&resp);
   return rc;

@@ -20,7 +20,8 @@ static const char *env(const char *name) {
   return v && *v ? v : NULL;
 }
 
-/* ---- URIs ----------------------------------------------------------------- */
+/* ---- URIs -----------------------------------------------------------------
+ */
 
 static bool repo_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -66,8 +67,7 @@ static int parse_revision(const char *uri, const char *rev, size_t n,
     rc = pm__errf(PM_EBADURI, "%s: bad revision after '@'", uri);
   for (size_t i = 0; !rc && i < decoded.len; i++)
     if ((unsigned char)decoded.data[i] < 0x20)
-      rc = pm__errf(PM_EBADURI, "%s: control character in the revision",
-                    uri);
+      rc = pm__errf(PM_EBADURI, "%s: control character in the revision", uri);
   if (!rc)
     memcpy(out->revision, decoded.data, decoded.len + 1);
   pm__sbuf_free(&decoded);
@@ -117,7 +117,8 @@ int pm__hf_uri_parse(const char *uri, pm_hf_path *out) {
   return 0;
 }
 
-/* ---- URLs ----------------------------------------------------------------- */
+/* ---- URLs -----------------------------------------------------------------
+ */
 
 static const char *url_prefix(pm_hf_repo_type type) {
   return type == PM_HF_DATASET ? "datasets/"
@@ -159,7 +160,8 @@ size_t pm__hf_origin_len(const char *url) {
   return (size_t)(sep + 3 - url) + strcspn(sep + 3, "/?#");
 }
 
-/* ---- settings ------------------------------------------------------------- */
+/* ---- settings -------------------------------------------------------------
+ */
 
 void pm__hf_config_free(pm_hf_config *cfg) {
   if (!cfg)
@@ -200,12 +202,12 @@ static int load_token(pm_hf_config *cfg) {
     if (env(vars[i]) && (cfg->token = strdup(env(vars[i]))))
       cfg->token_source = strdup(vars[i]);
   const char *home = env("HOME"), *hf_home = env("HF_HOME");
-  int n = env("HF_TOKEN_PATH") ? snprintf(path, sizeof path, "%s",
-                                          env("HF_TOKEN_PATH"))
+  int n = env("HF_TOKEN_PATH")
+              ? snprintf(path, sizeof path, "%s", env("HF_TOKEN_PATH"))
           : hf_home ? snprintf(path, sizeof path, "%s/token", hf_home)
-          : home    ? snprintf(path, sizeof path,
-                               "%s/.cache/huggingface/token", home)
-                    : -1;
+          : home
+              ? snprintf(path, sizeof path, "%s/.cache/huggingface/token", home)
+              : -1;
   if (!cfg->token && n > 0 && (size_t)n < sizeof path &&
       (cfg->token = read_token_file(path)))
     cfg->token_source = strdup(path);
@@ -228,7 +230,8 @@ int pm__hf_config_load(pm_hf_config *cfg) {
   while (n > 0 && endpoint[n - 1] == '/')
     n--;
   int rc = 0;
-  if (strncasecmp(endpoint, "http://", 7) && strncasecmp(endpoint, "https://", 8))
+  if (strncasecmp(endpoint, "http://", 7) &&
+      strncasecmp(endpoint, "https://", 8))
     rc = pm__errf(PM_ECONFIG, "HF_ENDPOINT=%s: not an http(s) URL", endpoint);
   else if (!(cfg->endpoint = strndup(endpoint, n)))
     rc = pm__errf(PM_ENOMEM, "hf config: out of memory");

@@ -12,7 +12,8 @@
 
 #include "ufs/hf_int.h"
 
-/* ---- tree pages ------------------------------------------------------------ */
+/* ---- tree pages ------------------------------------------------------------
+ */
 
 static const char *string_of(json_t *object, const char *key) {
   json_t *v = json_object_get(object, key);
@@ -35,8 +36,7 @@ static int tree_entry(json_t *item, size_t index, pm_hf_entry_cb cb,
   const char *type = string_of(item, "type");
   const char *path = string_of(item, "path");
   if (!type || !path || !*path)
-    return pm__errf(PM_EPROTO, "tree entry %zu without a type or path",
-                    index);
+    return pm__errf(PM_EPROTO, "tree entry %zu without a type or path", index);
   bool is_dir = !strcmp(type, "directory");
   if (!is_dir && strcmp(type, "file"))
     return 1;
@@ -71,7 +71,8 @@ int pm__hf_tree_parse(const char *json, size_t length, pm_hf_entry_cb cb,
   return rc;
 }
 
-/* ---- Link headers ---------------------------------------------------------- */
+/* ---- Link headers ----------------------------------------------------------
+ */
 
 static const char *skip_space(const char *p, const char *end) {
   while (p < end && (*p == ' ' || *p == '\t'))
@@ -125,8 +126,7 @@ int pm__hf_link_next(const char *value, size_t length, pm_sbuf *out) {
     if (rel_is_next(params, link_end)) {
       if (gt == p + 1 || memchr(p + 1, '\0', (size_t)(gt - p - 1)))
         return PM_EPROTO;
-      return pm__sbuf_append(out, p + 1, (size_t)(gt - p - 1)) ? PM_EPROTO
-                                                                : 1;
+      return pm__sbuf_append(out, p + 1, (size_t)(gt - p - 1)) ? PM_EPROTO : 1;
     }
     p = link_end;
   }

@@ -197,9 +197,8 @@ static int check_read(const char *uri, const pm_http_resp *resp,
   return pm__http_check_read(uri, resp, now, expect, offset, length);
 }
 
-ssize_t pm__s3_read(pm_ufs *self, const char *uri,
-                       const pm_object_stat *expect, uint64_t offset, void *buf,
-                       size_t length) {
+ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
+                    uint64_t offset, void *buf, size_t length) {
   char bucket[64], range[64], if_match[PM_VERSION_MAX + 2];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
@@ -247,8 +246,8 @@ static int list_item(void *arg, const pm_s3_item *item) {
                       .size = item->size,
                       .mtime_ns = item->mtime_ns,
                       .raw_etag = item->etag};
-  int rc = pm__list_emit(&l->entry_uri, l->uri, l->root_len, &listed, l->cb,
-                         l->arg);
+  int rc =
+      pm__list_emit(&l->entry_uri, l->uri, l->root_len, &listed, l->cb, l->arg);
   l->stopped = rc != 0;
   return rc;
 }
@@ -321,7 +320,7 @@ static int list_pages(s3_ufs *s3, s3_lister *l) {
 }
 
 int pm__s3_list(pm_ufs *self, const char *uri, unsigned flags,
-                   pm_ufs_list_cb cb, void *arg) {
+                pm_ufs_list_cb cb, void *arg) {
   char bucket[64];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);

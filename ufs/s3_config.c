@@ -182,7 +182,6 @@ int pm__s3_config_set(char **dst, const char *src) {
   return *dst ? 0 : pm__errf(PM_ENOMEM, "s3 config: out of memory");
 }
 
-
 int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
   const char *sep = strstr(url, "://");
   size_t scheme_len = sep ? (size_t)(sep - url) : 0;
@@ -225,7 +224,8 @@ static int load_endpoint(pm_s3_config *cfg) {
   char host[128];
   snprintf(host, sizeof host, "s3.%s.amazonaws.com", cfg->region);
   cfg->custom_endpoint = false;
-  if (pm__s3_config_set(&cfg->scheme, "https") || pm__s3_config_set(&cfg->host, host) ||
+  if (pm__s3_config_set(&cfg->scheme, "https") ||
+      pm__s3_config_set(&cfg->host, host) ||
       pm__s3_config_set(&cfg->base_path, ""))
     return PM_ENOMEM;
   return 0;
@@ -296,7 +296,8 @@ typedef struct creds {
 
 static int set_creds(pm_s3_config *cfg, const char *key, const char *secret,
                      const char *token, const char *source) {
-  if (pm__s3_config_set(&cfg->access_key, key) || pm__s3_config_set(&cfg->secret_key, secret) ||
+  if (pm__s3_config_set(&cfg->access_key, key) ||
+      pm__s3_config_set(&cfg->secret_key, secret) ||
       (token && pm__s3_config_set(&cfg->session_token, token)) ||
       pm__s3_config_set(&cfg->cred_source, source))
     return PM_ENOMEM;

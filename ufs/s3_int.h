@@ -89,8 +89,8 @@ int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
 
 /* Caps on what is accepted from the network. */
 #define PM_S3_LIST_BODY_MAX (16 * 1024 * 1024)
-#define PM_S3_XML_TEXT_MAX (64 * 1024)  /* PM_XML_TEXT_MAX */
-#define PM_S3_XML_DEPTH_MAX 16          /* PM_XML_DEPTH_MAX */
+#define PM_S3_XML_TEXT_MAX (64 * 1024) /* PM_XML_TEXT_MAX */
+#define PM_S3_XML_DEPTH_MAX 16         /* PM_XML_DEPTH_MAX */
 #define PM_S3_TOKEN_MAX 4096
 
 /* One <Contents> object or <CommonPrefixes> prefix of a listing page. The
@@ -154,7 +154,8 @@ ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
 int pm__s3_list(pm_ufs *self, const char *uri, unsigned flags,
                 pm_ufs_list_cb cb, void *arg);
 
-/* ---- GCS (ufs/gcs.c) ---------------------------------------------------------
+/* ---- GCS (ufs/gcs.c)
+ * ---------------------------------------------------------
  */
 
 /*

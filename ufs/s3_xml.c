@@ -98,7 +98,8 @@ static int list_close(void *arg, int depth, const char *name, size_t n,
   else if (pm__xml_name_eq(name, n, "IsTruncated"))
     c->page->truncated = pm__xml_name_eq(pm__sbuf_str(text), text->len, "true");
   else if (pm__xml_name_eq(name, n, "NextContinuationToken") &&
-           !pm__xml_copy_text(text, c->page->next_token, sizeof c->page->next_token))
+           !pm__xml_copy_text(text, c->page->next_token,
+                              sizeof c->page->next_token))
     rc = pm__errf(PM_EPROTO, "<NextContinuationToken> too long");
   c->in_contents = c->in_prefixes = false;
   return rc;

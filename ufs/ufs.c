@@ -19,12 +19,8 @@
 
 /* Every backend, in dispatch order. Adding a backend = one line here. */
 static const pm_ufs_methods *const registry[] = {
-    &pm_s3_methods,
-    &pm_http_methods,
-    &pm_posix_methods,
-    &pm_gcs_methods,
-    &pm_azure_methods,
-    &pm_hf_methods,
+    &pm_s3_methods,  &pm_http_methods,  &pm_posix_methods,
+    &pm_gcs_methods, &pm_azure_methods, &pm_hf_methods,
 };
 
 #define DEFAULT_TIMEOUT_MS 30000u
@@ -168,8 +164,9 @@ pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
   }
   char known[256];
   supported_schemes(known, sizeof known);
-  *err = pm__errf(PM_EBADURI, "%s: unsupported scheme \"%s://\" (supported: %s)",
-                  uri, scheme, known);
+  *err =
+      pm__errf(PM_EBADURI, "%s: unsupported scheme \"%s://\" (supported: %s)",
+               uri, scheme, known);
   return NULL;
 }
 

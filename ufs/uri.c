@@ -245,7 +245,7 @@ static int normalize_azure(const char *uri, size_t prefix, char *out,
   size_t host_from = at ? (size_t)(at - uri) : auth_end;
   for (size_t i = 0; i < n + 1; i++)
     out[i] = i < prefix || (i > host_from && i < auth_end) ? ascii_lower(uri[i])
-                                                          : uri[i];
+                                                           : uri[i];
   return 0;
 }
 

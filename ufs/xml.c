@@ -15,7 +15,6 @@
 
 #include "ufs/xml_int.h"
 
-
 typedef struct xml_parser {
   const char *start, *p, *end;
   struct {
@@ -287,8 +286,7 @@ static bool attr_name_char(char c) {
 
 /* The next name="value" pair of [*p, end), or false at the end. */
 static bool next_attr(const char **p, const char *end, const char **name,
-                      size_t *name_len, const char **value,
-                      size_t *value_len) {
+                      size_t *name_len, const char **value, size_t *value_len) {
   while (*p < end && is_space(**p))
     (*p)++;
   *name = *p;

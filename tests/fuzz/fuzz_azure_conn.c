@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rc = pm__azure_uri_parse(text, &path);
   if (rc != 0 && rc != PM_EBADURI)
     abort();
-  if (rc == 0 && (strlen(path.container) >= sizeof path.container ||
-                  path.root_len > size))
+  if (rc == 0 &&
+      (strlen(path.container) >= sizeof path.container || path.root_len > size))
     abort();
   free(text);
   return 0;

@@ -21,8 +21,8 @@ static int on_entry(void *arg, const pm_hf_entry *entry) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t total = 0, items = 0;
-  int rc = pm__hf_tree_parse((const char *)data, size, on_entry, &total,
-                             &items);
+  int rc =
+      pm__hf_tree_parse((const char *)data, size, on_entry, &total, &items);
   if (rc != 0 && rc != PM_EPROTO)
     abort();
   return 0;

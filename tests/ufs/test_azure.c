@@ -15,14 +15,16 @@
 #include "ufs/azure_int.h"
 
 #define DEV_KEY                                                                \
-  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"           \
+  "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"            \
   "K1SZFPTOtr/KBHBeksoGMGw=="
 
 static void clear_env(void) {
-  static const char *const vars[] = {
-      "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT",
-      "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
-      "AZURE_STORAGE_BLOB_ENDPOINT", "PAGEMESH_AZURE_MAX_RESULTS"};
+  static const char *const vars[] = {"AZURE_STORAGE_CONNECTION_STRING",
+                                     "AZURE_STORAGE_ACCOUNT",
+                                     "AZURE_STORAGE_KEY",
+                                     "AZURE_STORAGE_SAS_TOKEN",
+                                     "AZURE_STORAGE_BLOB_ENDPOINT",
+                                     "PAGEMESH_AZURE_MAX_RESULTS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
 }
@@ -36,8 +38,7 @@ static void resource_is(const char *account, const char *url,
                         const char *want) {
   pm_sbuf sb;
   pm__sbuf_init(&sb, 0);
-  cr_assert_eq(pm__azure_canonical_resource(account, url, &sb), 0, "%s",
-               url);
+  cr_assert_eq(pm__azure_canonical_resource(account, url, &sb), 0, "%s", url);
   cr_assert_str_eq(pm__sbuf_str(&sb), want, "%s", url);
   pm__sbuf_free(&sb);
 }
@@ -69,8 +70,7 @@ Test(azure, bad_query_escapes_are_refused) {
   cr_assert_eq(pm__azure_canonical_resource("a", "http://h/c?x=%zz", &sb),
                PM_EBADURI);
   pm__sbuf_reset(&sb);
-  cr_assert_eq(pm__azure_canonical_resource("a", "not a url", &sb),
-               PM_EBADURI);
+  cr_assert_eq(pm__azure_canonical_resource("a", "not a url", &sb), PM_EBADURI);
   pm__sbuf_free(&sb);
 }
 
@@ -85,8 +85,7 @@ typedef struct vector {
  * x-ms-range and leaves the Range slot empty; we send Range, whose slot
  * string_to_sign_layout checks, and Azurite verifies.) */
 static const vector sdk_vectors[] = {
-    {"GET",
-     "http://127.0.0.1:10000/devstoreaccount1/pm-test/dir/a%20b%2Bc.bin",
+    {"GET", "http://127.0.0.1:10000/devstoreaccount1/pm-test/dir/a%20b%2Bc.bin",
      NULL, "\"0x8D0FFA7FCB8E1B1\"",
      "SharedKey devstoreaccount1:s+X8DlMyzeRUigeN/E7TMQ5CQqmKCTWyy2l3+aQ8aYs="},
     {"GET",
@@ -113,8 +112,7 @@ Test(azure, signatures_match_the_azure_sdk) {
                            .version = "2021-08-06"};
     pm_sbuf auth;
     pm__sbuf_init(&auth, 0);
-    cr_assert_eq(pm__azure_authorization(&req, cfg.key, cfg.key_len, &auth),
-                 0);
+    cr_assert_eq(pm__azure_authorization(&req, cfg.key, cfg.key_len, &auth), 0);
     cr_assert_str_eq(pm__sbuf_str(&auth), v->want, "vector %zu", i);
     pm__sbuf_free(&auth);
   }
@@ -146,7 +144,8 @@ Test(azure, http_dates_do_not_depend_on_the_locale) {
   cr_assert_str_eq(date, "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
-/* ---- configuration -----------------------------------------------------------
+/* ---- configuration
+ * -----------------------------------------------------------
  */
 
 Test(azure, connection_string_fields) {
@@ -168,10 +167,14 @@ Test(azure, connection_string_fields) {
 }
 
 Test(azure, bad_connection_strings) {
-  static const char *const bad[] = {
-      "AccountName", "=x", "AccountKey=***", "AccountKey=",
-      "DefaultEndpointsProtocol=ftp", "BlobEndpoint=ftp://x",
-      "BlobEndpoint=http://", "BlobEndpoint=http://h/?q=1"};
+  static const char *const bad[] = {"AccountName",
+                                    "=x",
+                                    "AccountKey=***",
+                                    "AccountKey=",
+                                    "DefaultEndpointsProtocol=ftp",
+                                    "BlobEndpoint=ftp://x",
+                                    "BlobEndpoint=http://",
+                                    "BlobEndpoint=http://h/?q=1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     pm_azure_config cfg = {0};
     cr_assert_eq(pm__azure_config_parse(&cfg, bad[i]), PM_ECONFIG, "%s",
@@ -221,8 +224,7 @@ Test(azure, variables_fill_what_the_connection_string_leaves_out) {
 }
 
 Test(azure, account_from_a_host_style_endpoint) {
-  setenv("AZURE_STORAGE_BLOB_ENDPOINT", "https://myacct.blob.example.net/",
-         1);
+  setenv("AZURE_STORAGE_BLOB_ENDPOINT", "https://myacct.blob.example.net/", 1);
   pm_azure_config cfg;
   cr_assert_eq(pm__azure_config_load(&cfg), 0);
   cr_assert_str_eq(cfg.account, "myacct");
@@ -231,7 +233,8 @@ Test(azure, account_from_a_host_style_endpoint) {
   pm__azure_config_free(&cfg);
 }
 
-/* ---- URIs and URLs -----------------------------------------------------------
+/* ---- URIs and URLs
+ * -----------------------------------------------------------
  */
 
 Test(azure, uris) {
@@ -255,10 +258,16 @@ Test(azure, uris) {
 }
 
 Test(azure, bad_uris) {
-  static const char *const bad[] = {
-      "az://", "az:///x", "az://ab/x", "az://Upper/x", "az://c_d/x",
-      "s3://bucket/x", "abfs://c0n@/x", "abfs://c0n@acct.queue.core.windows.net/x",
-      "abfs://c0n@ACCT.dfs.core.windows.net/x", "az://c0n@a!b/x"};
+  static const char *const bad[] = {"az://",
+                                    "az:///x",
+                                    "az://ab/x",
+                                    "az://Upper/x",
+                                    "az://c_d/x",
+                                    "s3://bucket/x",
+                                    "abfs://c0n@/x",
+                                    "abfs://c0n@acct.queue.core.windows.net/x",
+                                    "abfs://c0n@ACCT.dfs.core.windows.net/x",
+                                    "az://c0n@a!b/x"};
   pm_azure_path p;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(pm__azure_uri_parse(bad[i], &p), PM_EBADURI, "%s", bad[i]);
@@ -279,10 +288,10 @@ static void url_is(const pm_azure_config *cfg, const char *uri,
 
 Test(azure, urls) {
   pm_azure_config cfg = {0};
-  cr_assert_eq(pm__azure_config_parse(
-                   &cfg, "AccountName=devstoreaccount1;BlobEndpoint="
-                         "http://127.0.0.1:10000/devstoreaccount1"),
-               0);
+  cr_assert_eq(
+      pm__azure_config_parse(&cfg, "AccountName=devstoreaccount1;BlobEndpoint="
+                                   "http://127.0.0.1:10000/devstoreaccount1"),
+      0);
   url_is(&cfg, "az://c0n/a b/ü+%.bin", NULL,
          "http://127.0.0.1:10000/devstoreaccount1/c0n/a%20b/%C3%BC%2B%25.bin",
          true);
@@ -306,7 +315,8 @@ Test(azure, urls) {
   pm__sbuf_free(&sb);
 }
 
-/* ---- List Blobs ----------------------------------------------------------------
+/* ---- List Blobs
+ * ----------------------------------------------------------------
  */
 
 #define MAX_ITEMS 8
@@ -351,8 +361,8 @@ Test(azure, list_page_decodes) {
   seen s = {0};
   pm_azure_list_page pg;
   /* Azure starts its XML with a UTF-8 byte order mark. */
-  cr_assert_eq(pm__azure_list_parse(page, sizeof page - 1, on_item, &s, &pg),
-               0, "%s", pm__errmsg());
+  cr_assert_eq(pm__azure_list_parse(page, sizeof page - 1, on_item, &s, &pg), 0,
+               "%s", pm__errmsg());
   cr_assert_eq(s.count, 3);
   cr_assert_eq(pg.items, 3);
   cr_assert_str_eq(s.names[0], "d/a & b");
@@ -395,8 +405,7 @@ Test(azure, hostile_list_pages_are_refused) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     seen s = {0};
     pm_azure_list_page pg;
-    cr_assert_eq(pm__azure_list_parse(bad[i], strlen(bad[i]), on_item, &s,
-                                      &pg),
+    cr_assert_eq(pm__azure_list_parse(bad[i], strlen(bad[i]), on_item, &s, &pg),
                  PM_EPROTO, "%s", bad[i]);
   }
 }
@@ -412,8 +421,8 @@ Test(azure, random_bytes_never_crash) {
       buf[i] = (char)rand_r(&seed);
     seen s = {0};
     pm_azure_list_page pg;
-    int rc = pm__azure_list_parse(buf, PM_MIN(n, sizeof page - 4), on_item,
-                                  &s, &pg);
+    int rc =
+        pm__azure_list_parse(buf, PM_MIN(n, sizeof page - 4), on_item, &s, &pg);
     cr_assert(rc == 0 || rc == PM_EPROTO);
   }
 }

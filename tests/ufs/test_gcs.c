@@ -13,17 +13,18 @@
 
 static void clear_env(void) {
   static const char *const vars[] = {
-      "GCS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "GCS_HMAC_ACCESS_ID",
-      "GCS_HMAC_SECRET", "GOOGLE_OAUTH_ACCESS_TOKEN",
-      "CLOUDSDK_AUTH_ACCESS_TOKEN", "PAGEMESH_GCS_MAX_KEYS"};
+      "GCS_ENDPOINT_URL",          "STORAGE_EMULATOR_HOST",
+      "GCS_HMAC_ACCESS_ID",        "GCS_HMAC_SECRET",
+      "GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN",
+      "PAGEMESH_GCS_MAX_KEYS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
 }
 
 TestSuite(gcs, .init = clear_env, .timeout = 10);
 
-static void url_is(const pm_s3_config *cfg, const char *bucket,
-                   const char *key, const char *want) {
+static void url_is(const pm_s3_config *cfg, const char *bucket, const char *key,
+                   const char *want) {
   pm_sbuf sb;
   pm__sbuf_init(&sb, 0);
   cr_assert_eq(pm__s3_url(cfg, bucket, key, "", &sb), 0);
@@ -112,8 +113,7 @@ Test(gcs, the_registry_routes_gs_and_gcs_to_gcs) {
   cr_assert_eq(pm__ufs_for(set, "gcs://bkt/k", &err), ufs);
   cr_assert_str_eq(pm__ufs_for(set, "az://c0n/x", &err)->methods->name,
                    "azure");
-  cr_assert_str_eq(pm__ufs_for(set, "abfss://c@a.dfs.x/y", &err)
-                       ->methods->name,
+  cr_assert_str_eq(pm__ufs_for(set, "abfss://c@a.dfs.x/y", &err)->methods->name,
                    "azure");
   cr_assert_str_eq(pm__ufs_for(set, "hf://o/n/x", &err)->methods->name, "hf");
   cr_assert_null(pm__ufs_for(set, "ftp://x/y", &err));

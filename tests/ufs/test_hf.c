@@ -35,7 +35,8 @@ static void teardown(void) {
 
 TestSuite(hf, .init = setup, .fini = teardown, .timeout = 30);
 
-/* ---- URIs ----------------------------------------------------------------- */
+/* ---- URIs -----------------------------------------------------------------
+ */
 
 static pm_hf_path parsed(const char *uri) {
   pm_hf_path p;
@@ -89,17 +90,27 @@ Test(hf, revisions) {
 }
 
 Test(hf, bad_uris) {
-  static const char *const bad[] = {
-      "hf://", "hf://datasets/", "hf://datasets/org", "hf://org",
-      "hf://org/", "hf:///name/x", "hf://o!/n/x", "hf://org/na me/x",
-      "hf://org/name@/x", "hf://org/name@%zz/x", "hf://org/name@a%0Ab/x",
-      "hf://org/name@%00/x", "s3://org/name", "hf://org/name#x"};
+  static const char *const bad[] = {"hf://",
+                                    "hf://datasets/",
+                                    "hf://datasets/org",
+                                    "hf://org",
+                                    "hf://org/",
+                                    "hf:///name/x",
+                                    "hf://o!/n/x",
+                                    "hf://org/na me/x",
+                                    "hf://org/name@/x",
+                                    "hf://org/name@%zz/x",
+                                    "hf://org/name@a%0Ab/x",
+                                    "hf://org/name@%00/x",
+                                    "s3://org/name",
+                                    "hf://org/name#x"};
   pm_hf_path p;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(pm__hf_uri_parse(bad[i], &p), PM_EBADURI, "%s", bad[i]);
 }
 
-/* ---- URLs ----------------------------------------------------------------- */
+/* ---- URLs -----------------------------------------------------------------
+ */
 
 static void resolve_is(const char *uri, const char *want) {
   pm_hf_path p = parsed(uri);
@@ -145,7 +156,8 @@ Test(hf, origins) {
   cr_assert_eq(pm__hf_origin_len("a/b://c"), 0);
 }
 
-/* ---- settings ------------------------------------------------------------- */
+/* ---- settings -------------------------------------------------------------
+ */
 
 Test(hf, settings_from_the_environment) {
   pm_hf_config cfg;
@@ -196,7 +208,8 @@ Test(hf, token_files) {
   pm__hf_config_free(&cfg);
 }
 
-/* ---- tree pages ------------------------------------------------------------- */
+/* ---- tree pages -------------------------------------------------------------
+ */
 
 #define MAX_ENTRIES 8
 
@@ -233,9 +246,9 @@ static const char tree_page[] =
 Test(hf, tree_page_decodes) {
   seen s = {0};
   size_t items = 0;
-  cr_assert_eq(pm__hf_tree_parse(tree_page, sizeof tree_page - 1, on_entry,
-                                 &s, &items),
-               0, "%s", pm__errmsg());
+  cr_assert_eq(
+      pm__hf_tree_parse(tree_page, sizeof tree_page - 1, on_entry, &s, &items),
+      0, "%s", pm__errmsg());
   cr_assert_eq(s.count, 4);
   cr_assert_eq(items, 4);
   cr_assert(s.dir[0]);
@@ -250,15 +263,21 @@ Test(hf, tree_page_decodes) {
 
 Test(hf, tree_callback_can_stop) {
   seen s = {.stop_at = 2};
-  cr_assert_eq(pm__hf_tree_parse(tree_page, sizeof tree_page - 1, on_entry,
-                                 &s, NULL),
-               77);
+  cr_assert_eq(
+      pm__hf_tree_parse(tree_page, sizeof tree_page - 1, on_entry, &s, NULL),
+      77);
   cr_assert_eq(s.count, 2);
 }
 
 Test(hf, hostile_tree_pages_are_refused) {
   static const char *const bad[] = {
-      "", "{", "{}", "null", "[1]", "[[]]", "[{\"type\":\"file\"}]",
+      "",
+      "{",
+      "{}",
+      "null",
+      "[1]",
+      "[[]]",
+      "[{\"type\":\"file\"}]",
       "[{\"path\":\"x\"}]",
       "[{\"type\":\"file\",\"path\":\"x\"}]",
       "[{\"type\":\"file\",\"path\":\"x\",\"size\":-1}]",
@@ -270,8 +289,7 @@ Test(hf, hostile_tree_pages_are_refused) {
       "[{\"type\":\"file\",\"path\":\"x\",\"size\":1}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     seen s = {0};
-    cr_assert_eq(pm__hf_tree_parse(bad[i], strlen(bad[i]), on_entry, &s,
-                                   NULL),
+    cr_assert_eq(pm__hf_tree_parse(bad[i], strlen(bad[i]), on_entry, &s, NULL),
                  PM_EPROTO, "%s", bad[i]);
     cr_assert_neq(pm__errmsg()[0], '\0');
   }
@@ -295,7 +313,8 @@ Test(hf, deep_nesting_and_garbage_never_crash) {
   }
 }
 
-/* ---- Link headers ------------------------------------------------------------ */
+/* ---- Link headers
+ * ------------------------------------------------------------ */
 
 static void next_is(const char *value, int want_rc, const char *want) {
   pm_sbuf sb;
