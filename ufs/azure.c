@@ -217,14 +217,13 @@ static int azure_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
 static ssize_t azure_read(pm_ufs *self, const char *uri,
                           const pm_object_stat *expect, uint64_t offset,
                           void *buf, size_t length) {
-  char range[64], if_match[PM_VERSION_MAX + 2], now[PM_VERSION_MAX] = "";
+  char range[PM_HTTP_RANGE_MAX], if_match[PM_VERSION_MAX + 2];
+  char now[PM_VERSION_MAX] = "";
   pm_azure_path path;
   int rc = parse_path(uri, &path, true);
   if (rc)
     return rc;
-  snprintf(range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, offset,
-           offset + length - 1);
-  bool im = pm__etag_if_match(expect->version, if_match, sizeof if_match);
+  bool im = pm__http_read_headers(expect, offset, length, range, if_match);
   pm_http_resp resp;
   pm__http_resp_init(&resp);
   az_call call = {.uri = uri,

@@ -24,19 +24,6 @@
   "K1SZFPTOtr/KBHBeksoGMGw=="
 #define DEV_ENDPOINT "http://127.0.0.1:10000/" DEV_ACCOUNT
 
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
-static void free_secret(char **s) {
-  if (*s) {
-    explicit_bzero(*s, strlen(*s));
-    free(*s);
-    *s = NULL;
-  }
-}
-
 static void free_key(pm_azure_config *cfg) {
   if (cfg->key)
     sodium_free(cfg->key); /* wipes it */
@@ -48,7 +35,7 @@ void pm__azure_config_free(pm_azure_config *cfg) {
   if (!cfg)
     return;
   free_key(cfg);
-  free_secret(&cfg->sas);
+  pm__ufs_free_secret(&cfg->sas);
   free(cfg->account);
   free(cfg->endpoint);
   free(cfg->protocol);
@@ -61,7 +48,7 @@ static int set_span(char **dst, const char *src, size_t n) {
   char *copy = strndup(src, n);
   if (!copy)
     return pm__errf(PM_ENOMEM, "azure config: out of memory");
-  free_secret(dst);
+  pm__ufs_free_secret(dst);
   *dst = copy;
   return 0;
 }
@@ -229,13 +216,14 @@ static int account_from_endpoint(pm_azure_config *cfg) {
 static int load_env_fields(pm_azure_config *cfg) {
   const char *v;
   int rc = 0;
-  if (!cfg->account && (v = env("AZURE_STORAGE_ACCOUNT")))
+  if (!cfg->account && (v = pm__ufs_env("AZURE_STORAGE_ACCOUNT")))
     rc = set_str(&cfg->account, v);
-  if (!rc && !cfg->key && !cfg->sas && (v = env("AZURE_STORAGE_KEY")))
+  if (!rc && !cfg->key && !cfg->sas && (v = pm__ufs_env("AZURE_STORAGE_KEY")))
     rc = set_key(cfg, v, strlen(v), "AZURE_STORAGE_KEY");
-  if (!rc && !cfg->key && !cfg->sas && (v = env("AZURE_STORAGE_SAS_TOKEN")))
+  if (!rc && !cfg->key && !cfg->sas &&
+      (v = pm__ufs_env("AZURE_STORAGE_SAS_TOKEN")))
     rc = set_sas(cfg, v, strlen(v));
-  if (!rc && !cfg->endpoint && (v = env("AZURE_STORAGE_BLOB_ENDPOINT")))
+  if (!rc && !cfg->endpoint && (v = pm__ufs_env("AZURE_STORAGE_BLOB_ENDPOINT")))
     rc = set_endpoint(cfg, v, strlen(v), "AZURE_STORAGE_BLOB_ENDPOINT");
   if (!rc && !cfg->account && cfg->endpoint)
     rc = account_from_endpoint(cfg);
@@ -247,7 +235,7 @@ static int load_env_fields(pm_azure_config *cfg) {
 }
 
 static int load_max_results(pm_azure_config *cfg) {
-  const char *v = env("PAGEMESH_AZURE_MAX_RESULTS");
+  const char *v = pm__ufs_env("PAGEMESH_AZURE_MAX_RESULTS");
   int64_t n = DEFAULT_MAX_RESULTS;
   if (v && (pm__parse_u63(v, strlen(v), &n) || n < 1 || n > 5000))
     return pm__errf(PM_ECONFIG, "PAGEMESH_AZURE_MAX_RESULTS=%s: want 1..5000",
@@ -260,7 +248,7 @@ int pm__azure_config_load(pm_azure_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   if (sodium_init() < 0)
     return pm__errf(PM_EIO, "libsodium failed to initialise");
-  const char *conn = env("AZURE_STORAGE_CONNECTION_STRING");
+  const char *conn = pm__ufs_env("AZURE_STORAGE_CONNECTION_STRING");
   int rc = conn ? pm__azure_config_parse(cfg, conn) : 0;
   if (!rc)
     rc = load_env_fields(cfg);

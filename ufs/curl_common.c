@@ -383,6 +383,17 @@ int pm__http_add_header(struct curl_slist **list, const char *name,
   return 0;
 }
 
+bool pm__http_read_headers(const pm_object_stat *expect, uint64_t offset,
+                           size_t length, char range[PM_HTTP_RANGE_MAX],
+                           char if_match[PM_VERSION_MAX + 2]) {
+  snprintf(range, PM_HTTP_RANGE_MAX, "bytes=%" PRIu64 "-%" PRIu64, offset,
+           offset + length - 1);
+  if (pm__etag_if_match(expect->version, if_match, PM_VERSION_MAX + 2))
+    return true;
+  if_match[0] = '\0';
+  return false;
+}
+
 int pm__http_add_bearer(struct curl_slist **list, const char *token) {
   size_t token_len = strlen(token), n = token_len + sizeof "Bearer ";
   char *value = malloc(n);

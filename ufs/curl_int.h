@@ -115,6 +115,14 @@ int pm__http_status_err(const char *uri, const pm_http_resp *resp,
  * PM_HTTP_HEADER_LINE_MAX). */
 int pm__http_add_header(struct curl_slist **list, const char *name,
                         const char *value);
+/* The header values of a ranged read of [offset, +length) of `expect`:
+ * "bytes=A-B" into range, and, when the version is a strong ETag, the
+ * quoted tag into if_match (returns true) - else if_match is "" and the
+ * answer is checked after the fact (pm__http_check_read). */
+#define PM_HTTP_RANGE_MAX 64
+bool pm__http_read_headers(const pm_object_stat *expect, uint64_t offset,
+                           size_t length, char range[PM_HTTP_RANGE_MAX],
+                           char if_match[PM_VERSION_MAX + 2]);
 /* Append "Authorization: Bearer TOKEN". Same returns. */
 int pm__http_add_bearer(struct curl_slist **list, const char *token);
 

@@ -23,17 +23,12 @@
 #define GCS_DEFAULT_ENDPOINT "https://storage.googleapis.com"
 #define GCS_REGION "auto"
 
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
 /* STORAGE_EMULATOR_HOST may be "host:port" (the SDKs then use http). */
 static int load_endpoint(pm_s3_config *cfg) {
-  const char *url = env("GCS_ENDPOINT_URL");
+  const char *url = pm__ufs_env("GCS_ENDPOINT_URL");
   if (url)
     return pm__s3_config_endpoint(cfg, url);
-  const char *emulator = env("STORAGE_EMULATOR_HOST");
+  const char *emulator = pm__ufs_env("STORAGE_EMULATOR_HOST");
   if (!emulator)
     return pm__s3_config_endpoint(cfg, GCS_DEFAULT_ENDPOINT);
   if (strstr(emulator, "://"))
@@ -48,8 +43,8 @@ static int load_endpoint(pm_s3_config *cfg) {
 }
 
 static int load_hmac(pm_s3_config *cfg, bool *found) {
-  const char *id = env("GCS_HMAC_ACCESS_ID");
-  const char *secret = env("GCS_HMAC_SECRET");
+  const char *id = pm__ufs_env("GCS_HMAC_ACCESS_ID");
+  const char *secret = pm__ufs_env("GCS_HMAC_SECRET");
   *found = id && secret;
   if (!id && !secret)
     return 0;
@@ -70,7 +65,7 @@ static int load_credentials(pm_s3_config *cfg) {
   static const char *const token_vars[] = {"GOOGLE_OAUTH_ACCESS_TOKEN",
                                            "CLOUDSDK_AUTH_ACCESS_TOKEN"};
   for (size_t i = 0; i < PM_ARRAY_SIZE(token_vars); i++) {
-    const char *token = env(token_vars[i]);
+    const char *token = pm__ufs_env(token_vars[i]);
     if (!token)
       continue;
     if (pm__s3_config_set(&cfg->bearer_token, token))

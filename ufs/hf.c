@@ -299,9 +299,9 @@ static ssize_t hf_read(pm_ufs *self, const char *uri,
                        const pm_object_stat *expect, uint64_t offset, void *buf,
                        size_t length) {
   hf_ufs *hf = (hf_ufs *)self;
-  char range[64];
-  snprintf(range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, offset,
-           offset + length - 1);
+  /* No If-Match: the storage host's ETags are not the Hub's versions. */
+  char range[PM_HTTP_RANGE_MAX], unused[PM_VERSION_MAX + 2];
+  pm__http_read_headers(expect, offset, length, range, unused);
   pm_hf_path path;
   pm_sbuf url;
   pm_http_resp resp;

@@ -15,11 +15,6 @@
 
 #include "ufs/hf_int.h"
 
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
 /* ---- URIs -----------------------------------------------------------------
  */
 
@@ -199,11 +194,11 @@ static int load_token(pm_hf_config *cfg) {
   static const char *const vars[] = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"};
   char path[4096];
   for (size_t i = 0; i < PM_ARRAY_SIZE(vars) && !cfg->token; i++)
-    if (env(vars[i]) && (cfg->token = strdup(env(vars[i]))))
+    if (pm__ufs_env(vars[i]) && (cfg->token = strdup(pm__ufs_env(vars[i]))))
       cfg->token_source = strdup(vars[i]);
-  const char *home = env("HOME"), *hf_home = env("HF_HOME");
-  int n = env("HF_TOKEN_PATH")
-              ? snprintf(path, sizeof path, "%s", env("HF_TOKEN_PATH"))
+  const char *home = pm__ufs_env("HOME"), *hf_home = pm__ufs_env("HF_HOME");
+  int n = pm__ufs_env("HF_TOKEN_PATH")
+              ? snprintf(path, sizeof path, "%s", pm__ufs_env("HF_TOKEN_PATH"))
           : hf_home ? snprintf(path, sizeof path, "%s/token", hf_home)
           : home
               ? snprintf(path, sizeof path, "%s/.cache/huggingface/token", home)
@@ -223,7 +218,7 @@ static int load_token(pm_hf_config *cfg) {
 
 int pm__hf_config_load(pm_hf_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  const char *endpoint = env("HF_ENDPOINT");
+  const char *endpoint = pm__ufs_env("HF_ENDPOINT");
   if (!endpoint)
     endpoint = PM_HF_DEFAULT_ENDPOINT;
   size_t n = strlen(endpoint);

@@ -199,14 +199,12 @@ static int check_read(const char *uri, const pm_http_resp *resp,
 
 ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
                     uint64_t offset, void *buf, size_t length) {
-  char bucket[64], range[64], if_match[PM_VERSION_MAX + 2];
+  char bucket[64], range[PM_HTTP_RANGE_MAX], if_match[PM_VERSION_MAX + 2];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)
     return rc;
-  snprintf(range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, offset,
-           offset + length - 1);
-  bool im = pm__etag_if_match(expect->version, if_match, sizeof if_match);
+  bool im = pm__http_read_headers(expect, offset, length, range, if_match);
   pm_http_resp resp;
   pm__http_resp_init(&resp);
   s3_call call = {.uri = uri,

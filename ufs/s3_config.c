@@ -20,20 +20,6 @@
 #define DEFAULT_REGION "us-east-1"
 #define DEFAULT_MAX_KEYS 1000u
 
-/* A non-empty environment variable, or NULL. */
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
-static void free_secret(char **s) {
-  if (*s) {
-    explicit_bzero(*s, strlen(*s));
-    free(*s);
-    *s = NULL;
-  }
-}
-
 void pm__s3_config_free(pm_s3_config *cfg) {
   if (!cfg)
     return;
@@ -42,10 +28,10 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free(cfg->base_path);
   free(cfg->region);
   free(cfg->cred_source);
-  free_secret(&cfg->access_key);
-  free_secret(&cfg->secret_key);
-  free_secret(&cfg->session_token);
-  free_secret(&cfg->bearer_token);
+  pm__ufs_free_secret(&cfg->access_key);
+  pm__ufs_free_secret(&cfg->secret_key);
+  pm__ufs_free_secret(&cfg->session_token);
+  pm__ufs_free_secret(&cfg->bearer_token);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -149,7 +135,7 @@ out:
 /* $NAME, else ~/.aws/LEAF, into out. False if neither can be formed. */
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
-  const char *path = env(var), *home = env("HOME");
+  const char *path = pm__ufs_env(var), *home = pm__ufs_env("HOME");
   int n = path   ? snprintf(out, size, "%s", path)
           : home ? snprintf(out, size, "%s/.aws/%s", home, leaf)
                  : -1;
@@ -216,9 +202,9 @@ int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
 }
 
 static int load_endpoint(pm_s3_config *cfg) {
-  const char *url = env("AWS_ENDPOINT_URL_S3");
+  const char *url = pm__ufs_env("AWS_ENDPOINT_URL_S3");
   if (!url)
-    url = env("AWS_ENDPOINT_URL");
+    url = pm__ufs_env("AWS_ENDPOINT_URL");
   if (url)
     return pm__s3_config_endpoint(cfg, url);
   char host[128];
@@ -245,9 +231,9 @@ static bool region_valid(const char *r) {
 static int load_region(pm_s3_config *cfg, const aws_file *config,
                        const char *config_section) {
   char from_file[128] = "";
-  const char *region = env("AWS_REGION");
+  const char *region = pm__ufs_env("AWS_REGION");
   if (!region)
-    region = env("AWS_DEFAULT_REGION");
+    region = pm__ufs_env("AWS_DEFAULT_REGION");
   if (!region && config->text &&
       pm__ini_get(config->text, config->length, config_section, "region",
                   from_file, sizeof from_file, NULL) == 1)
@@ -260,7 +246,7 @@ static int load_region(pm_s3_config *cfg, const aws_file *config,
 }
 
 static int load_style(pm_s3_config *cfg) {
-  const char *style = env("AWS_S3_ADDRESSING_STYLE");
+  const char *style = pm__ufs_env("AWS_S3_ADDRESSING_STYLE");
   if (!style || !strcasecmp(style, "auto"))
     cfg->path_style = cfg->custom_endpoint;
   else if (!strcasecmp(style, "path"))
@@ -276,7 +262,7 @@ static int load_style(pm_s3_config *cfg) {
 }
 
 int pm__s3_config_max_keys(pm_s3_config *cfg, const char *var) {
-  const char *v = env(var);
+  const char *v = pm__ufs_env(var);
   int64_t n = DEFAULT_MAX_KEYS;
   if (v && (pm__parse_u63(v, strlen(v), &n) || n < 1 || n > 1000))
     return pm__errf(PM_ECONFIG, "%s=%s: want 1..1000", var, v);
@@ -326,14 +312,14 @@ static int creds_from_ini(const aws_file *f, const char *section, creds *c,
 }
 
 static int creds_from_env(pm_s3_config *cfg) {
-  const char *key = env("AWS_ACCESS_KEY_ID");
-  const char *secret = env("AWS_SECRET_ACCESS_KEY");
+  const char *key = pm__ufs_env("AWS_ACCESS_KEY_ID");
+  const char *secret = pm__ufs_env("AWS_SECRET_ACCESS_KEY");
   if (!key || !secret)
     return pm__errf(PM_ECONFIG, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                                 "must be set together");
-  const char *token = env("AWS_SESSION_TOKEN");
+  const char *token = pm__ufs_env("AWS_SESSION_TOKEN");
   if (!token)
-    token = env("AWS_SECURITY_TOKEN");
+    token = pm__ufs_env("AWS_SECURITY_TOKEN");
   return set_creds(cfg, key, secret, token, "environment");
 }
 
@@ -375,7 +361,7 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
   int rc;
-  if (env("AWS_ACCESS_KEY_ID") || env("AWS_SECRET_ACCESS_KEY"))
+  if (pm__ufs_env("AWS_ACCESS_KEY_ID") || pm__ufs_env("AWS_SECRET_ACCESS_KEY"))
     rc = creds_from_env(cfg);
   else
     rc = creds_from_files(cfg, profile, named, config, config_section);
@@ -421,9 +407,9 @@ int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
 
 int pm__s3_config_load(pm_s3_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  const char *profile = env("AWS_PROFILE");
+  const char *profile = pm__ufs_env("AWS_PROFILE");
   if (!profile)
-    profile = env("AWS_DEFAULT_PROFILE");
+    profile = pm__ufs_env("AWS_DEFAULT_PROFILE");
   bool named = profile != NULL;
   if (!profile)
     profile = "default";

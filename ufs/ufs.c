@@ -38,6 +38,19 @@ struct pm_ufs_set {
   ufs_slot slots[PM_ARRAY_SIZE(registry)];
 };
 
+const char *pm__ufs_env(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+void pm__ufs_free_secret(char **s) {
+  if (*s) {
+    explicit_bzero(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+  }
+}
+
 void pm__ufs_count(const pm_ufs *ufs, uint64_t requests, uint64_t bytes) {
   if (ufs && ufs->config.count)
     ufs->config.count(ufs->config.count_arg, requests, bytes);

@@ -72,6 +72,14 @@ int pm__uri_decode(pm_sbuf *sb, const char *bytes, size_t length);
  * else) into *out: 0 or PM_EPROTO (ufs/http_parse.c). */
 int pm__parse_u63(const char *text, size_t length, int64_t *out);
 
+/* ---- settings (ufs/ufs.c) ---------------------------------------------- */
+
+/* The value of an environment variable, or NULL if unset or empty (an
+ * empty variable counts as unset, as the cloud SDKs treat it). */
+const char *pm__ufs_env(const char *name);
+/* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
+void pm__ufs_free_secret(char **s);
+
 /* ---- counting (ufs/ufs.c) ----------------------------------------------- */
 
 /* Report `requests` requests sent to the origin and `bytes` payload bytes
