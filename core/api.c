@@ -35,7 +35,21 @@ static bool leave(pm_peer *peer, pm_link *link, int attempt) {
   return true;
 }
 
-#define RUN(peer, result, call)                                               \
+/* Count the duration of one read call: a node (or standalone) peer keeps
+ * it, an attached process reports it to its node peer with its other
+ * counters, so the node's status shows the reads of the whole node. */
+static void note_read_latency(pm_peer *peer, pm_link *link,
+                              uint64_t start_ns) {
+  uint64_t ns = pm__now_ns() - start_ns;
+  if (link && peer->role == PM_ROLE_ATTACHED)
+    pm__link_note_latency(link, ns);
+  else
+    pm__histogram_record(&peer->counters.read_latency, ns);
+}
+
+/* Run `call` under the role lock, again after a takeover; `done` runs
+ * after the call while the lock is still held (link_ is valid). */
+#define RUN_THEN(peer, result, call, done)                                    \
   do {                                                                        \
     for (int attempt_ = 0;; attempt_++) {                                     \
       pm_link *link_;                                                         \
@@ -46,11 +60,18 @@ static bool leave(pm_peer *peer, pm_link *link, int attempt) {
           continue;                                                           \
         break;                                                                \
       }                                                                       \
+      uint64_t start_ns_ = pm__now_ns();                                      \
       result = (call);                                                        \
+      done;                                                                   \
+      (void)start_ns_;                                                        \
       if (!leave(peer, link_, attempt_))                                      \
         break;                                                                \
     }                                                                         \
   } while (0)
+
+#define RUN(peer, result, call) RUN_THEN(peer, result, call, (void)0)
+#define RUN_TIMED(peer, result, call)                                         \
+  RUN_THEN(peer, result, call, note_read_latency(peer, link_, start_ns_))
 
 #define CHECK_PEER(peer, name)                                                \
   do {                                                                        \
@@ -63,14 +84,14 @@ ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
                 size_t length) {
   CHECK_PEER(peer, "pm_read");
   ssize_t r;
-  RUN(peer, r, pm__read(peer, uri, offset, buf, length));
+  RUN_TIMED(peer, r, pm__read(peer, uri, offset, buf, length));
   return r;
 }
 
 int pm_read_batch(pm_peer *peer, pm_range *ranges, size_t count) {
   CHECK_PEER(peer, "pm_read_batch");
   int r;
-  RUN(peer, r, pm__read_batch(peer, ranges, count));
+  RUN_TIMED(peer, r, pm__read_batch(peer, ranges, count));
   return r;
 }
 

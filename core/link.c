@@ -28,10 +28,14 @@ struct pm_link {
   atomic_bool broken;
   atomic_uint_fast64_t next_id;
   pid_t node_pid;
+  uint64_t last_report_ns; /* when counters were last sent */
   /* Touch buffer. */
   uint8_t touched[TOUCH_BATCH][16];
   size_t touched_count;
   Pm__LocalCounters pending; /* counters not yet reported */
+  uint64_t latency[PM_HISTOGRAM_SLOTS]; /* read durations not yet reported */
+  uint64_t latency_sum_ns;
+  bool latency_pending;
 };
 
 static int connect_node(const char *path, int *out) {
@@ -343,14 +347,25 @@ void pm__link_flush(pm_link *l) {
   uint8_t ids[TOUCH_BATCH][16];
   ProtobufCBinaryData bins[TOUCH_BATCH];
   Pm__LocalCounters counters;
+  uint64_t latency[PM_HISTOGRAM_SLOTS];
   pthread_mutex_lock(&l->mutex);
   size_t n = l->touched_count;
   memcpy(ids, l->touched, n * 16);
   counters = l->pending;
+  memcpy(latency, l->latency, sizeof latency);
+  bool timed = l->latency_pending;
+  if (timed) {
+    counters.n_read_latency = PM_HISTOGRAM_SLOTS;
+    counters.read_latency = latency;
+    counters.read_latency_sum_ns = l->latency_sum_ns;
+  }
   l->touched_count = 0;
   pm__local_counters__init(&l->pending);
+  memset(l->latency, 0, sizeof l->latency);
+  l->latency_sum_ns = 0;
+  l->latency_pending = false;
   pthread_mutex_unlock(&l->mutex);
-  if (n == 0 && counters.reads == 0)
+  if (n == 0 && counters.reads == 0 && !timed)
     return;
   for (size_t i = 0; i < n; i++)
     bins[i] = (ProtobufCBinaryData){.len = 16, .data = ids[i]};
@@ -371,10 +386,27 @@ void pm__link_flush(pm_link *l) {
   checkin(l, fd);
 }
 
+/* Counters reach the node at least this often while reads go on. */
+#define REPORT_INTERVAL_NS 1000000000ull
+
 void pm__link_note_read(pm_link *l, uint64_t bytes) {
+  uint64_t now = pm__now_ns();
   pthread_mutex_lock(&l->mutex);
   l->pending.reads++;
   l->pending.bytes_served += bytes;
+  bool due = now - l->last_report_ns > REPORT_INTERVAL_NS;
+  if (due)
+    l->last_report_ns = now;
+  pthread_mutex_unlock(&l->mutex);
+  if (due)
+    pm__link_flush(l);
+}
+
+void pm__link_note_latency(pm_link *l, uint64_t ns) {
+  pthread_mutex_lock(&l->mutex);
+  l->latency[pm__histogram_slot(ns)]++;
+  l->latency_sum_ns += ns;
+  l->latency_pending = true;
   pthread_mutex_unlock(&l->mutex);
 }
 

@@ -9,6 +9,8 @@
  * metadata request is answered from this peer's metadata cache or origin,
  * never forwarded. A pushed replica is verified and stored.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,23 +26,33 @@ ssize_t pm__meta_encode(const pm_object_stat *st, char *out, size_t size) {
   return n;
 }
 
+/* "<size> <mtime_ns> <version>": size a decimal without sign, mtime a
+ * signed decimal, version 1..127 characters without spaces. */
 int pm__meta_decode(const char *text, size_t length, pm_object_stat *out) {
   char buf[PM_VERSION_MAX + 64];
   if (length == 0 || length >= sizeof buf)
     return pm__errf(PM_EPROTO, "metadata answer of %zu bytes", length);
   memcpy(buf, text, length);
   buf[length] = '\0';
-  uint64_t size;
-  int64_t mtime;
-  int used = 0;
-  if (sscanf(buf, "%" SCNu64 " %" SCNd64 " %n", &size, &mtime, &used) != 2 ||
-      used <= 0 || strlen(buf + used) >= PM_VERSION_MAX ||
-      strchr(buf + used, ' '))
+  char *end;
+  errno = 0;
+  if (!isdigit((unsigned char)buf[0]))
     return pm__errf(PM_EPROTO, "malformed metadata answer");
+  unsigned long long size = strtoull(buf, &end, 10);
+  if (errno || *end != ' ')
+    return pm__errf(PM_EPROTO, "malformed metadata answer (size)");
+  char *mtime_text = end + 1;
+  long long mtime = strtoll(mtime_text, &end, 10);
+  if (errno || end == mtime_text || *end != ' ')
+    return pm__errf(PM_EPROTO, "malformed metadata answer (mtime)");
+  const char *version = end + 1;
+  size_t vlen = strlen(version);
+  if (vlen == 0 || vlen >= PM_VERSION_MAX || strchr(version, ' '))
+    return pm__errf(PM_EPROTO, "malformed metadata answer (version)");
   memset(out, 0, sizeof *out);
   out->size = size;
   out->mtime_ns = mtime;
-  snprintf(out->version, sizeof out->version, "%s", buf + used);
+  memcpy(out->version, version, vlen + 1);
   return 0;
 }
 

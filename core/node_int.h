@@ -53,6 +53,8 @@ ssize_t pm__link_drain(pm_link *link);
  * read of `bytes` was served. */
 void pm__link_touch(pm_link *link, const pm_page_id *id);
 void pm__link_note_read(pm_link *link, uint64_t bytes);
+/* Count the duration of a read call, reported with the counters. */
+void pm__link_note_latency(pm_link *link, uint64_t ns);
 void pm__link_flush(pm_link *link);
 
 /* ---- map cache (core/mapcache.c) ------------------------------------------- */

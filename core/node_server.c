@@ -215,6 +215,9 @@ static void handle_touch(conn *c, const Pm__LocalTouch *m) {
     atomic_fetch_add(&k->reads, m->counters->reads);
     atomic_fetch_add(&k->bytes_served, m->counters->bytes_served);
     atomic_fetch_add(&k->attached_hits, m->counters->hits);
+    pm__histogram_add(&k->read_latency, m->counters->read_latency,
+                      m->counters->n_read_latency,
+                      m->counters->read_latency_sum_ns);
   }
 }
 

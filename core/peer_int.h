@@ -11,6 +11,7 @@
 
 #include "core_int.h"
 #include "flight.h"
+#include "histogram.h"
 #include "meta.h"
 #include "pool.h"
 #include "store.h"
@@ -32,6 +33,9 @@ typedef struct pm_counters {
   _Atomic uint64_t store_errors, corrupt_pages;
   _Atomic uint64_t attached_hits; /* node: hits reported by attached
                                      processes; attached: its own hits */
+  /* Durations of pm_read/pm_read_batch calls (api.c): a node peer's own
+   * and those its attached processes report (node_server.c). */
+  pm_histogram read_latency;
 } pm_counters;
 
 typedef struct pm_node_server pm_node_server;

@@ -1,7 +1,8 @@
 /*
  * core/status.c - the node peer's status as JSON (pm_peer_status, and the
  * reply to an attached process's status request): who is the node peer,
- * who is attached, what the cache holds and did, and the mesh's members.
+ * who is attached, what the cache holds and did, the latency histograms
+ * of reads and origin calls, and the mesh's members.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -26,6 +27,18 @@ static json_t *stats_object(const pm_stats *s) {
       (json_int_t)s->disk_capacity, "ram_used", (json_int_t)s->ram_used,
       "ram_capacity", (json_int_t)s->ram_capacity, "pages_disk",
       (json_int_t)s->pages_disk, "pages_ram", (json_int_t)s->pages_ram);
+}
+
+/* {"bounds_us": [...], "read": {...}, "origin": {...}}: see
+ * core/histogram.h for the bounds and what each histogram holds. */
+static json_t *latency_object(pm_peer *peer) {
+  static pm_histogram no_origin; /* a peer without origins: all zero */
+  pm_histogram *origin = peer->ufs ? pm__ufs_set_latency(peer->ufs)
+                                   : &no_origin;
+  return json_pack("{s:o*,s:o*,s:o*}", "bounds_us",
+                   pm__histogram_bounds_json(), "read",
+                   pm__histogram_json(&peer->counters.read_latency),
+                   "origin", pm__histogram_json(origin));
 }
 
 int pm__node_status_json(pm_peer *peer, char **out) {
@@ -54,12 +67,16 @@ int pm__node_status_json(pm_peer *peer, char **out) {
                       json_integer((json_int_t)ms.peer_failures));
   json_object_set_new(stats, "replicas_pushed",
                       json_integer((json_int_t)ms.replicas_pushed));
+  json_object_set_new(
+      stats, "origin_errors",
+      json_integer(peer->ufs ? (json_int_t)pm__ufs_set_errors(peer->ufs) : 0));
   json_t *root = json_pack(
-      "{s:i,s:s,s:s,s:i,s:o,s:o,s:o}", "node_pid", (int)getpid(), "role",
+      "{s:i,s:s,s:s,s:i,s:o,s:o,s:o,s:o*}", "node_pid", (int)getpid(), "role",
       peer->role == PM_ROLE_NODE ? "node" : "standalone", "cache_dir",
       peer->cache_dir, "page_size", (int)peer->opts.page_size, "attached",
       attached, "stats", stats, "members",
-      peer->mesh ? pm__mesh_members_json(peer->mesh) : json_array());
+      peer->mesh ? pm__mesh_members_json(peer->mesh) : json_array(),
+      "latency", latency_object(peer));
   *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
   return *out ? 0 : pm__errf(PM_ENOMEM, "status: out of memory");

@@ -90,8 +90,8 @@ static void sent_once(pm__bqueue *q, pm__bcast *item, uint32_t limit) {
   link_head(q, item);
 }
 
-size_t pm__bq_fill(pm__bqueue *q, uint8_t *out, size_t budget,
-                   uint32_t limit, uint32_t *taken) {
+size_t pm__bq_fill(pm__bqueue *q, uint8_t *out, size_t budget, uint32_t limit,
+                   uint32_t *taken) {
   pm__bcast *picked[PM_WIRE_PACKET_UPDATES_MAX];
   uint32_t n = 0, skips = 0;
   size_t used = 0;

@@ -24,9 +24,9 @@
 
 #include "membership/swim_impl.h"
 
-#define CONN_MAX 64                       /* each way */
-#define STREAM_DEADLINE_NS 5000000000ull  /* to read or write one frame */
-#define UDP_BATCH 64                      /* packets read per wakeup */
+#define CONN_MAX 64                      /* each way */
+#define STREAM_DEADLINE_NS 5000000000ull /* to read or write one frame */
+#define UDP_BATCH 64                     /* packets read per wakeup */
 
 typedef struct conn {
   struct conn *next;
@@ -55,8 +55,8 @@ struct pm__swim_driver {
   int udp_fd, tcp_fd, wake_fd, epoll_fd;
   char addr[PM_SWIM_ADDR_MAX];
   pm__member_id id;
-  conn *conns;      /* owned by the loop thread */
-  conn *pending;    /* outgoing frames queued by the core, under lock */
+  conn *conns;   /* owned by the loop thread */
+  conn *pending; /* outgoing frames queued by the core, under lock */
   uint32_t incoming_count, outgoing_count;
   queued_event *events;
   size_t event_count, event_cap;
@@ -76,7 +76,7 @@ static void count(pm__swim_driver *d, uint64_t *counter) {
   pthread_mutex_unlock(&d->lock);
 }
 
-/* ---- addresses ---------------------------------------------------------------- */
+/* ---- addresses ----------------------------------------------------------- */
 
 static int addr_parse(const char *text, struct sockaddr_storage *ss,
                       socklen_t *len) {
@@ -132,7 +132,7 @@ static bool addr_is_any(const struct sockaddr_storage *ss) {
   return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-/* ---- sockets ------------------------------------------------------------------ */
+/* ---- sockets ------------------------------------------------------------- */
 
 static int epoll_add(pm__swim_driver *d, int fd, uint32_t events, void *ptr) {
   struct epoll_event ev = {.events = events, .data.ptr = ptr};
@@ -145,10 +145,10 @@ static int bind_both(pm__swim_driver *d, struct sockaddr_storage *ss,
                      socklen_t len) {
   bool pick = ((struct sockaddr_in *)ss)->sin_port == 0;
   for (int attempt = 0; attempt < 16; attempt++) {
-    int tcp = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                     0);
-    int udp = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                     0);
+    int tcp =
+        socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int udp =
+        socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (tcp >= 0)
       setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -173,7 +173,7 @@ static int bind_both(pm__swim_driver *d, struct sockaddr_storage *ss,
   return pm__errf(PM_EIO, "swim driver: no free port for UDP and TCP");
 }
 
-/* ---- what the core sends ------------------------------------------------------ */
+/* ---- what the core sends ------------------------------------------------- */
 
 static void send_datagram(pm__swim_driver *d, const char *addr,
                           const uint8_t *bytes, size_t length) {
@@ -251,7 +251,7 @@ static void deliver_events(pm__swim_driver *d) {
   free(events);
 }
 
-/* ---- connections ---------------------------------------------------------------- */
+/* ---- connections --------------------------------------------------------- */
 
 static void conn_close(pm__swim_driver *d, conn *c) {
   if (c->fd >= 0)
@@ -275,8 +275,7 @@ static void conn_start(pm__swim_driver *d, conn *c, uint64_t now) {
   c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c->fd < 0)
     goto fail;
-  if (connect(c->fd, (struct sockaddr *)&ss, len) != 0 &&
-      errno != EINPROGRESS)
+  if (connect(c->fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS)
     goto fail;
   if (epoll_add(d, c->fd, EPOLLOUT, c) != 0)
     goto fail;
@@ -322,8 +321,8 @@ static bool conn_write(pm__swim_driver *d, conn *c) {
     return true;
   }
   while (c->done < c->length) {
-    ssize_t n = send(c->fd, c->buf + c->done, c->length - c->done,
-                     MSG_NOSIGNAL);
+    ssize_t n =
+        send(c->fd, c->buf + c->done, c->length - c->done, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       return false;
     if (n <= 0) {
@@ -400,7 +399,7 @@ static void conn_ready(pm__swim_driver *d, conn *c) {
     conn_close(d, c); /* freed by the next sweep */
 }
 
-/* ---- the loop ------------------------------------------------------------------ */
+/* ---- the loop ------------------------------------------------------------ */
 
 static void read_datagrams(pm__swim_driver *d) {
   for (int i = 0; i < UDP_BATCH; i++) {
@@ -413,9 +412,14 @@ static void read_datagrams(pm__swim_driver *d) {
     char from[PM_SWIM_ADDR_MAX];
     addr_format(&ss, from, sizeof from);
     pthread_mutex_lock(&d->lock);
-    pm__swim_handle_packet(d->core, pm__now_ns(), from, d->udp_buf,
-                           (size_t)n);
+    int rc = pm__swim_handle_packet(d->core, pm__now_ns(), from, d->udp_buf,
+                                    (size_t)n);
     pthread_mutex_unlock(&d->lock);
+    if (rc == PM_EAUTH)
+      PM_LOG_RATELIMITED(PM_LOG_WARN, "swim", 10000,
+                         "%s: gossip packet failed authentication (a peer "
+                         "with another cluster key or cluster id?)",
+                         from);
   }
 }
 
@@ -468,7 +472,7 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
-/* ---- start and stop ------------------------------------------------------------ */
+/* ---- start and stop ------------------------------------------------------ */
 
 static int make_core(pm__swim_driver *d, const pm__swim_driver_config *cfg) {
   pm__swim_config sc;
@@ -507,8 +511,10 @@ static int open_sockets(pm__swim_driver *d, const pm__swim_driver_config *cfg) {
     return pm__errf(PM_ECONFIG, "swim driver: bad listen address '%s'",
                     cfg->listen);
   if (!cfg->advertise && addr_is_any(&ss))
-    return pm__errf(PM_ECONFIG, "swim driver: listening on '%s' needs an "
-                    "advertise address", cfg->listen);
+    return pm__errf(PM_ECONFIG,
+                    "swim driver: listening on '%s' needs an "
+                    "advertise address",
+                    cfg->listen);
   int rc = bind_both(d, &ss, len);
   if (rc)
     return rc;
@@ -576,6 +582,9 @@ int pm__swim_driver_start(const pm__swim_driver_config *cfg,
     return rc;
   }
   d->thread_started = true;
+  char hex[33];
+  pm__member_id_hex(&d->id, hex);
+  PM_LOG(PM_LOG_INFO, "swim", "member %s gossiping on %s", hex, d->addr);
   *out = d;
   return 0;
 }
@@ -617,7 +626,7 @@ void pm__swim_driver_leave(pm__swim_driver *d, uint64_t timeout_ns) {
   pm__swim_driver_stop(d);
 }
 
-/* ---- from any thread ------------------------------------------------------------ */
+/* ---- from any thread ----------------------------------------------------- */
 
 const char *pm__swim_driver_addr(const pm__swim_driver *d) {
   return d->addr;
@@ -635,8 +644,7 @@ int pm__swim_driver_snapshot(pm__swim_driver *d, pm__member_info **out,
   return rc;
 }
 
-void pm__swim_driver_stats_get(pm__swim_driver *d,
-                               pm__swim_driver_stats *out) {
+void pm__swim_driver_stats_get(pm__swim_driver *d, pm__swim_driver_stats *out) {
   pthread_mutex_lock(&d->lock);
   *out = d->stats;
   pm__swim_get_stats(d->core, &out->core);

@@ -63,7 +63,7 @@ static void gossip_round(pm__swim *core, uint64_t now) {
     pm__core_send(core, pm__blob_addr(targets[i]->meta), &hdr, NULL, true);
 }
 
-/* ---- push-pull ----------------------------------------------------------------- */
+/* ---- push-pull ----------------------------------------------------------- */
 
 typedef struct pp_writer {
   pm__swim *core;
@@ -100,8 +100,8 @@ static void pp_add(pp_writer *w, const pm__member *m) {
   size_t n = pm__wire_encode_member(&u, one, sizeof one);
   if (!n)
     return;
-  size_t wrote = pm__wire_append_update(w->buf + w->pos, w->end - w->pos,
-                                        one, n);
+  size_t wrote =
+      pm__wire_append_update(w->buf + w->pos, w->end - w->pos, one, n);
   if (!wrote) {
     pp_flush(w);
     pp_begin(w);
@@ -113,8 +113,8 @@ static void pp_add(pp_writer *w, const pm__member *m) {
 void pm__gossip_push_pull(pm__swim *core, const char *addr, bool join,
                           bool want_reply) {
   const pm__swim_keyring *ring = core->cfg.keyring;
-  pp_writer w = {.core = core, .addr = addr, .join = join,
-                 .want_reply = want_reply};
+  pp_writer w = {
+      .core = core, .addr = addr, .join = join, .want_reply = want_reply};
   w.buf = malloc(core->cfg.stream_max);
   if (!w.buf)
     return;
@@ -149,7 +149,7 @@ void pm__gossip_on_push_pull(pm__swim *core, uint64_t now,
     pm__gossip_push_pull(core, p->sender_addr, false, false);
 }
 
-/* ---- reconnecting and joining --------------------------------------------------- */
+/* ---- reconnecting and joining -------------------------------------------- */
 
 static bool addr_has_live_member(const pm__swim *core, const char *addr) {
   for (uint32_t i = 0; i < core->table.count; i++) {
@@ -182,11 +182,10 @@ static void reconnect(pm__swim *core) {
     if (m)
       pm__gossip_push_pull(core, pm__blob_addr(m->meta), false, true);
   }
-  if (!core->seed_count || core->joining ||
-      pm__rng_unit(&core->rng) >= 0.25)
+  if (!core->seed_count || core->joining || pm__rng_unit(&core->rng) >= 0.25)
     return;
-  const char *seed = core->seeds[pm__rng_below(&core->rng,
-                                               (uint32_t)core->seed_count)];
+  const char *seed =
+      core->seeds[pm__rng_below(&core->rng, (uint32_t)core->seed_count)];
   if (strcmp(seed, pm__blob_addr(core->self->meta)) != 0 &&
       !addr_has_live_member(core, seed))
     pm__gossip_push_pull(core, seed, false, true);
@@ -212,16 +211,18 @@ void pm__gossip_tick(pm__swim *core, uint64_t now) {
   if (now >= core->next_push_pull_at) {
     /* Half to one and a half intervals: members never fall in step. */
     uint64_t interval = push_pull_interval(core);
-    core->next_push_pull_at = now + interval / 2 +
-                              pm__rng_below(&core->rng, 1024) * (interval / 1024);
+    core->next_push_pull_at =
+        now + interval / 2 +
+        pm__rng_below(&core->rng, 1024) * (interval / 1024);
     pm__member *peer;
     if (!core->leaving && pick_random(core, now, &peer, 1, true))
       pm__gossip_push_pull(core, pm__blob_addr(peer->meta), false, true);
   }
   if (now >= core->next_reconnect_at) {
     uint64_t interval = core->cfg.reconnect_interval_ns;
-    core->next_reconnect_at = now + interval / 2 +
-                              pm__rng_below(&core->rng, 1024) * (interval / 1024);
+    core->next_reconnect_at =
+        now + interval / 2 +
+        pm__rng_below(&core->rng, 1024) * (interval / 1024);
     if (!core->leaving)
       reconnect(core);
   }

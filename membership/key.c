@@ -66,8 +66,7 @@ static int open_private(const char *path, int *fd_out) {
   if (fstat(fd, &st) != 0)
     rc = pm__errf(PM_EIO, "cluster key file %s: %s", path, strerror(errno));
   else if (!S_ISREG(st.st_mode))
-    rc = pm__errf(PM_ECONFIG, "cluster key file %s: not a regular file",
-                  path);
+    rc = pm__errf(PM_ECONFIG, "cluster key file %s: not a regular file", path);
   else if (st.st_mode & 077)
     rc = pm__errf(PM_EACCES,
                   "cluster key file %s: mode %04o lets group or others at "

@@ -10,7 +10,7 @@
 
 #include "membership/swim_impl.h"
 
-/* ---- identity ------------------------------------------------------------- */
+/* ---- identity ------------------------------------------------------------ */
 
 void pm__member_id_hex(const pm__member_id *id, char out[33]) {
   static const char digits[] = "0123456789abcdef";
@@ -48,7 +48,7 @@ bool pm__member_precedes(uint64_t epoch_a, uint64_t inc_a, int state_a,
   return state_a < state_b;
 }
 
-/* ---- metadata blobs ------------------------------------------------------- */
+/* ---- metadata blobs ------------------------------------------------------ */
 
 pm__meta_blob *pm__meta_blob_new(const pm__update *u) {
   const char *addr = u->addr ? u->addr : "";
@@ -99,7 +99,7 @@ bool pm__meta_blob_same(const pm__meta_blob *b, const pm__update *u) {
          memcmp(pm__blob_fabric(b), u->fabric, b->fabric_len) == 0;
 }
 
-/* ---- conversions ---------------------------------------------------------- */
+/* ---- conversions --------------------------------------------------------- */
 
 void pm__member_free(pm__member *m) {
   if (!m)
@@ -155,7 +155,7 @@ void pm__update_from_info(pm__update *u, const pm__member_info *info) {
   u->from = NULL;
 }
 
-/* ---- the hash table ------------------------------------------------------- */
+/* ---- the hash table ------------------------------------------------------ */
 
 /* Ids are random, so their first bytes are a good hash. */
 static uint32_t id_hash(const uint8_t *id) {
@@ -171,6 +171,7 @@ int pm__table_init(pm__member_table *t) {
   if (!t->slots || !t->order) {
     free(t->slots);
     free(t->order);
+    memset(t, 0, sizeof *t);
     return PM_ENOMEM;
   }
   t->slot_mask = 15;

@@ -108,9 +108,8 @@ static void probe_failed(pm__swim *core, uint64_t now) {
   pm__probe *p = &core->probe;
   int delta = 1;
   if (p->expected_nacks > 0)
-    delta = p->nacks < p->expected_nacks
-                ? (int)(p->expected_nacks - p->nacks)
-                : 0;
+    delta =
+        p->nacks < p->expected_nacks ? (int)(p->expected_nacks - p->nacks) : 0;
   pm__awareness_apply(core, delta);
   core->stats.probe_failures++;
   pm__member *m = pm__table_find(&core->table, p->target.bytes);
@@ -164,7 +163,7 @@ uint64_t pm__probe_deadline(const pm__swim *core) {
   return next;
 }
 
-/* ---- answering ---------------------------------------------------------------- */
+/* ---- answering ----------------------------------------------------------- */
 
 void pm__probe_on_ping(pm__swim *core, const char *from,
                        const Pmswim__Packet *p) {

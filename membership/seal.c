@@ -38,7 +38,8 @@ int pm__swim_keyring_new(const uint8_t *key, const char *cluster_id,
   if (sodium_init() < 0)
     return pm__errf(PM_EIO, "swim keyring: libsodium failed to start");
   pm__swim_keyring *ring = calloc(1, sizeof *ring);
-  uint8_t *keys = sodium_malloc(2 * crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  uint8_t *keys =
+      sodium_malloc(2 * crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
   if (!ring || !keys) {
     free(ring);
     sodium_free(keys);
@@ -81,8 +82,7 @@ static size_t build_ad(const pm__swim_keyring *ring, uint8_t kind,
 }
 
 size_t pm__seal(const pm__swim_keyring *ring, bool stream,
-                const pm__member_id *sender, uint8_t *buf,
-                size_t payload_len) {
+                const pm__member_id *sender, uint8_t *buf, size_t payload_len) {
   if (!ring) {
     buf[0] = stream ? KIND_PLAIN_STREAM : KIND_PLAIN_PACKET;
     memcpy(buf + 1, sender->bytes, PM_SWIM_ID_LEN);
@@ -137,9 +137,8 @@ int pm__open(const pm__swim_keyring *ring, bool stream, const uint8_t *in,
   size_t ad_len = build_ad(ring, want, sender->bytes, ad);
   unsigned long long opened = 0;
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-          out, &opened, NULL, in + PM_SEAL_PREFIX, length - PM_SEAL_PREFIX,
-          ad, ad_len, in + 1 + PM_SWIM_ID_LEN,
-          ring->keys + (stream ? 32 : 0)) != 0)
+          out, &opened, NULL, in + PM_SEAL_PREFIX, length - PM_SEAL_PREFIX, ad,
+          ad_len, in + 1 + PM_SWIM_ID_LEN, ring->keys + (stream ? 32 : 0)) != 0)
     return PM_EAUTH;
   *payload = out;
   *payload_len = (size_t)opened;

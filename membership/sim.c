@@ -8,6 +8,7 @@
  * members that crash, restart with a new boot epoch, or leave. Everything
  * derives from one seed, so a run can be replayed exactly.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +29,12 @@ typedef struct sim_event {
 typedef struct sim_member {
   struct pm__sim *sim;
   uint32_t index;
-  pm__swim *core;          /* NULL while down */
+  pm__swim *core; /* NULL while down */
   pm__member_id id;
   uint64_t boot_epoch;
   uint32_t group;
-  uint32_t generation;     /* bumped on every crash */
-  uint64_t tick_at;        /* the pending tick event, or UINT64_MAX */
+  uint32_t generation; /* bumped on every crash */
+  uint64_t tick_at;    /* the pending tick event, or UINT64_MAX */
   bool leaving;
   char addr[PM_SWIM_ADDR_MAX];
 } sim_member;
@@ -60,7 +61,7 @@ void pm__sim_config_init(pm__sim_config *cfg) {
   pm__swim_config_init(&cfg->swim);
 }
 
-/* ---- the event heap ----------------------------------------------------------- */
+/* ---- the event heap ------------------------------------------------------ */
 
 static bool earlier(const sim_event *a, const sim_event *b) {
   return a->time != b->time ? a->time < b->time : a->seq < b->seq;
@@ -108,7 +109,7 @@ static sim_event heap_pop(pm__sim *sim) {
   return top;
 }
 
-/* ---- the network ---------------------------------------------------------------- */
+/* ---- the network --------------------------------------------------------- */
 
 static void sim_addr(uint32_t index, char out[PM_SWIM_ADDR_MAX]) {
   snprintf(out, PM_SWIM_ADDR_MAX, "10.%u.%u.%u:7946", (index >> 16) & 255,
@@ -197,7 +198,7 @@ static void sim_on_event(void *arg, pm__swim_event_kind kind,
     sim->cfg.event_fn(sim->cfg.event_arg, m->index, kind, member, sim->now);
 }
 
-/* ---- members ------------------------------------------------------------------ */
+/* ---- members ------------------------------------------------------------- */
 
 static void schedule(pm__sim *sim, sim_member *m) {
   if (!m->core)
@@ -210,7 +211,9 @@ static void schedule(pm__sim *sim, sim_member *m) {
   if (next >= m->tick_at)
     return;
   m->tick_at = PM_MAX(next, sim->now);
-  sim_event ev = {.time = m->tick_at, .kind = EV_TICK, .to = m->index,
+  sim_event ev = {.time = m->tick_at,
+                  .kind = EV_TICK,
+                  .to = m->index,
                   .generation = m->generation};
   heap_push(sim, ev);
 }
@@ -300,6 +303,7 @@ int pm__sim_create(const pm__sim_config *cfg, pm__sim **out) {
     for (int i = 0; i < PM_SWIM_KEY_LEN; i++)
       key[i] = (uint8_t)pm__rng_next(&sim->rng);
     rc = pm__swim_keyring_new(key, "sim", &sim->keyring);
+    sodium_memzero(key, sizeof key);
     if (rc)
       goto fail;
   }
@@ -339,7 +343,7 @@ void pm__sim_destroy(pm__sim *sim) {
   free(sim);
 }
 
-/* ---- running ------------------------------------------------------------------ */
+/* ---- running ------------------------------------------------------------- */
 
 static void deliver(pm__sim *sim, const sim_event *ev) {
   sim_member *m = sim->members[ev->to];
@@ -385,7 +389,7 @@ uint64_t pm__sim_now(const pm__sim *sim) {
   return sim->now;
 }
 
-/* ---- changing the cluster ---------------------------------------------------- */
+/* ---- changing the cluster ------------------------------------------------ */
 
 int pm__sim_add(pm__sim *sim, uint32_t *index) {
   sim_member *m = member_new(sim);
@@ -446,7 +450,7 @@ void pm__sim_heal(pm__sim *sim) {
     sim->members[i]->group = 0;
 }
 
-/* ---- looking ------------------------------------------------------------------ */
+/* ---- looking ------------------------------------------------------------- */
 
 uint32_t pm__sim_size(const pm__sim *sim) {
   return sim->count;

@@ -27,13 +27,17 @@ void pm__awareness_apply(pm__swim *core, int delta) {
   core->awareness = score < 0 ? 0 : (score > max ? max : score);
 }
 
-void pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from) {
+int pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from) {
   pm__update u;
   uint8_t buf[1024];
   pm__member_to_update(m, from, &u);
   size_t n = pm__wire_encode_member(&u, buf, sizeof buf);
-  if (n && pm__bq_push(&core->bq, &m->bcast, buf, n) != 0)
-    PM_LOG(PM_LOG_WARN, "swim", "out of memory queueing an update");
+  if (n && pm__bq_push(&core->bq, &m->bcast, buf, n) != 0) {
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "swim", 10000,
+                       "out of memory queueing an update");
+    return PM_ENOMEM;
+  }
+  return 0;
 }
 
 void pm__state_refute(pm__swim *core, uint64_t accused_inc) {
@@ -44,7 +48,7 @@ void pm__state_refute(pm__swim *core, uint64_t accused_inc) {
   pm__state_broadcast(core, self, NULL);
 }
 
-/* ---- suspicions ------------------------------------------------------------ */
+/* ---- suspicions ---------------------------------------------------------- */
 
 uint64_t pm__state_suspect_deadline(pm__swim *core) {
   if (core->suspect_dirty) {
@@ -126,7 +130,7 @@ void pm__state_expire(pm__swim *core, uint64_t now) {
   }
 }
 
-/* ---- Alive ------------------------------------------------------------------ */
+/* ---- Alive --------------------------------------------------------------- */
 
 static void alive_about_self(pm__swim *core, const pm__update *u) {
   pm__member *self = core->self;
@@ -160,6 +164,21 @@ static void alive_new(pm__swim *core, uint64_t now, const pm__update *u,
     pm__state_broadcast(core, m, NULL);
 }
 
+/* Tell the peer what changed for a known member that is Alive now. */
+static void alive_announce(pm__swim *core, uint64_t now, pm__member *m,
+                           int prev, bool new_life, bool meta_changed) {
+  if (prev == PM_MEMBER_DEAD && !new_life) {
+    /* Back from the dead: a partition may have healed, so look for the
+     * rest of the other side soon. */
+    core->next_reconnect_at =
+        PM_MIN(core->next_reconnect_at, now + core->cfg.probe_interval_ns);
+  }
+  if (new_life || prev == PM_MEMBER_DEAD || prev == PM_MEMBER_LEFT)
+    pm__core_event(core, PM_SWIM_EV_JOIN, m);
+  else if (prev == PM_MEMBER_SUSPECT || meta_changed)
+    pm__core_event(core, PM_SWIM_EV_UPDATE, m);
+}
+
 void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
                      bool quiet) {
   pm__member *m = pm__table_find(&core->table, u->id);
@@ -189,26 +208,16 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
   suspicion_clear(core, m);
   if (prev != PM_MEMBER_ALIVE)
     pm__state_set(core, m, PM_MEMBER_ALIVE, now);
-  if (prev == PM_MEMBER_DEAD && !new_life) {
-    /* Back from the dead: a partition may have healed, so look for the
-     * rest of the other side soon. */
-    core->next_reconnect_at = PM_MIN(core->next_reconnect_at,
-                                     now + core->cfg.probe_interval_ns);
-  }
-  if (new_life || prev == PM_MEMBER_DEAD || prev == PM_MEMBER_LEFT)
-    pm__core_event(core, PM_SWIM_EV_JOIN, m);
-  else if (prev == PM_MEMBER_SUSPECT || meta_changed)
-    pm__core_event(core, PM_SWIM_EV_UPDATE, m);
+  alive_announce(core, now, m, prev, new_life, meta_changed);
   if (!quiet)
     pm__state_broadcast(core, m, NULL);
 }
 
-/* ---- Suspect and Dead --------------------------------------------------------- */
+/* ---- Suspect and Dead --------------------------------------------------- */
 
 void pm__state_suspect(pm__swim *core, uint64_t now, const pm__update *u) {
   pm__member *m = pm__table_find(&core->table, u->id);
-  if (!m || u->boot_epoch != m->boot_epoch ||
-      u->incarnation < m->incarnation)
+  if (!m || u->boot_epoch != m->boot_epoch || u->incarnation < m->incarnation)
     return;
   if (m->state == PM_MEMBER_SUSPECT) {
     m->incarnation = u->incarnation;
@@ -232,12 +241,11 @@ void pm__state_suspect(pm__swim *core, uint64_t now, const pm__update *u) {
 
 void pm__state_dead(pm__swim *core, uint64_t now, const pm__update *u) {
   pm__member *m = pm__table_find(&core->table, u->id);
-  if (!m || u->boot_epoch != m->boot_epoch ||
-      u->incarnation < m->incarnation)
+  if (!m || u->boot_epoch != m->boot_epoch || u->incarnation < m->incarnation)
     return;
   bool by_itself = u->from && memcmp(u->from, u->id, PM_SWIM_ID_LEN) == 0;
   int state = (u->state == PM_MEMBER_LEFT || by_itself) ? PM_MEMBER_LEFT
-                                                         : PM_MEMBER_DEAD;
+                                                        : PM_MEMBER_DEAD;
   if (m->state == PM_MEMBER_DEAD || m->state == PM_MEMBER_LEFT) {
     if (state == PM_MEMBER_LEFT && m->state == PM_MEMBER_DEAD) {
       pm__state_set(core, m, PM_MEMBER_LEFT, now);
@@ -252,9 +260,8 @@ void pm__state_dead(pm__swim *core, uint64_t now, const pm__update *u) {
   suspicion_clear(core, m);
   m->incarnation = u->incarnation;
   pm__state_set(core, m, state, now);
-  pm__core_event(core, state == PM_MEMBER_LEFT ? PM_SWIM_EV_LEFT
-                                               : PM_SWIM_EV_DEAD,
-                 m);
+  pm__core_event(
+      core, state == PM_MEMBER_LEFT ? PM_SWIM_EV_LEFT : PM_SWIM_EV_DEAD, m);
   pm__state_broadcast(core, m, u->from);
 }
 
@@ -293,7 +300,7 @@ void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
   }
 }
 
-/* ---- tombstones -------------------------------------------------------------- */
+/* ---- tombstones ---------------------------------------------------------- */
 
 static void reap_one(pm__swim *core, pm__member *m) {
   pm__core_event(core, PM_SWIM_EV_REAP, m);

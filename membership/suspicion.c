@@ -42,8 +42,8 @@ pm__suspicion *pm__suspicion_new(uint64_t now, uint32_t k, uint64_t min_ns,
   s->k = PM_MIN(k, (uint32_t)PM_SUSPICION_CONFIRM_MAX);
   s->min_ns = min_ns;
   s->max_ns = s->k ? max_ns : min_ns;
-  s->deadline_ns = now + pm__swim_suspicion_timeout_ns(min_ns, s->max_ns, 0,
-                                                       s->k);
+  s->deadline_ns =
+      now + pm__swim_suspicion_timeout_ns(min_ns, s->max_ns, 0, s->k);
   if (from)
     memcpy(s->confirmers[0].bytes, from, PM_SWIM_ID_LEN);
   return s;
@@ -59,7 +59,7 @@ bool pm__suspicion_confirm(pm__suspicion *s, const uint8_t *from) {
   return true;
 }
 
-/* ---- bounds from the configuration ---------------------------------------- */
+/* ---- bounds from the configuration --------------------------------------- */
 
 /* ceil(log10(n)) for n >= 1, exactly. */
 static uint32_t ceil_log10(uint32_t n) {

@@ -35,7 +35,7 @@ void pm__swim_config_init(pm__swim_config *cfg) {
   cfg->stream_max = PM_SWIM_STREAM_MAX;
 }
 
-/* ---- helpers for the other files --------------------------------------- */
+/* ---- helpers for the other files ----------------------------------------- */
 
 uint32_t pm__core_live_count(const pm__swim *core) {
   return core->counts[PM_MEMBER_ALIVE] + core->counts[PM_MEMBER_SUSPECT];
@@ -87,7 +87,7 @@ void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
   core->cfg.send_fn(core->cfg.send_arg, addr, buf, total, false);
 }
 
-/* ---- life cycle ------------------------------------------------------------- */
+/* ---- life cycle ---------------------------------------------------------- */
 
 static int config_check(const pm__swim_config *cfg, const pm__member_info *s) {
   if (!cfg->send_fn || !cfg->probe_interval_ns || !cfg->gossip_interval_ns ||
@@ -124,16 +124,16 @@ static pm__member *self_new(const pm__member_info *s, uint64_t now) {
  * do not act in lockstep. */
 static void timers_start(pm__swim *core, uint64_t now) {
   const pm__swim_config *c = &core->cfg;
-  core->next_probe_at = now + pm__rng_below(&core->rng, 1000) *
-                                  (c->probe_interval_ns / 1000);
-  core->next_gossip_at = now + pm__rng_below(&core->rng, 1000) *
-                                   (c->gossip_interval_ns / 1000);
-  core->next_push_pull_at = now + c->push_pull_interval_ns / 2 +
-                            pm__rng_below(&core->rng, 1000) *
-                                (c->push_pull_interval_ns / 1000);
-  core->next_reconnect_at = now + c->reconnect_interval_ns / 2 +
-                            pm__rng_below(&core->rng, 1000) *
-                                (c->reconnect_interval_ns / 1000);
+  core->next_probe_at =
+      now + pm__rng_below(&core->rng, 1000) * (c->probe_interval_ns / 1000);
+  core->next_gossip_at =
+      now + pm__rng_below(&core->rng, 1000) * (c->gossip_interval_ns / 1000);
+  core->next_push_pull_at =
+      now + c->push_pull_interval_ns / 2 +
+      pm__rng_below(&core->rng, 1000) * (c->push_pull_interval_ns / 1000);
+  core->next_reconnect_at =
+      now + c->reconnect_interval_ns / 2 +
+      pm__rng_below(&core->rng, 1000) * (c->reconnect_interval_ns / 1000);
   core->next_reap_at = now + c->tombstone_ns / 10 + 1;
   core->next_join_at = UINT64_MAX;
 }
@@ -161,7 +161,8 @@ int pm__swim_create(const pm__swim_config *cfg, const pm__member_info *self,
   core->counts[PM_MEMBER_ALIVE] = 1;
   core->next_seq = (uint32_t)pm__rng_next(&core->rng);
   timers_start(core, now);
-  pm__state_broadcast(core, core->self, NULL);
+  if (pm__state_broadcast(core, core->self, NULL) != 0)
+    goto fail;
   *out = core;
   return 0;
 fail:
@@ -183,7 +184,7 @@ void pm__swim_destroy(pm__swim *core) {
   free(core);
 }
 
-/* ---- packets in -------------------------------------------------------------- */
+/* ---- packets in ---------------------------------------------------------- */
 
 static void dispatch_packet(pm__swim *core, uint64_t now, const char *from,
                             const Pmswim__Packet *p) {
@@ -258,7 +259,7 @@ int pm__swim_handle_stream(pm__swim *core, uint64_t now, const char *from,
   return handle(core, now, from, bytes, length, true);
 }
 
-/* ---- time -------------------------------------------------------------------- */
+/* ---- time ---------------------------------------------------------------- */
 
 uint64_t pm__swim_next_deadline(const pm__swim *core) {
   uint64_t next = PM_MIN(pm__probe_deadline(core), pm__gossip_deadline(core));
@@ -278,7 +279,7 @@ uint64_t pm__swim_tick(pm__swim *core, uint64_t now) {
   return pm__swim_next_deadline(core);
 }
 
-/* ---- join, leave, metadata ----------------------------------------------------- */
+/* ---- join, leave, metadata ----------------------------------------------- */
 
 int pm__swim_join(pm__swim *core, uint64_t now, const char *const *seeds,
                   size_t count) {
@@ -350,7 +351,7 @@ int pm__swim_update_meta(pm__swim *core, uint64_t now,
   return 0;
 }
 
-/* ---- looking at the table ---------------------------------------------------- */
+/* ---- looking at the table ------------------------------------------------ */
 
 int pm__swim_snapshot(const pm__swim *core, pm__member_info **out,
                       size_t *count) {

@@ -16,7 +16,7 @@
 #include "membership/swim_int.h"
 #include "swim.pb-c.h"
 
-/* ---- deterministic randomness (xoshiro256**, seeded by splitmix64) ----- */
+/* ---- deterministic randomness (xoshiro256**, seeded by splitmix64) ------- */
 
 typedef struct pm__rng {
   uint64_t s[4];
@@ -58,7 +58,7 @@ static inline double pm__rng_unit(pm__rng *rng) {
   return (double)(pm__rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* ---- gossip updates ------------------------------------------------------- */
+/* ---- gossip updates ------------------------------------------------------ */
 
 /* One member record as it travels: borrowed pointers into a decoded packet
  * or into a member_info. Strings are NUL-terminated. */
@@ -67,7 +67,7 @@ typedef struct pm__update {
   uint64_t boot_epoch;
   uint64_t incarnation;
   int state;
-  const char *addr;     /* may be "" for suspect/dead */
+  const char *addr; /* may be "" for suspect/dead */
   const char *tcp_addr;
   const char *zone;
   const uint8_t *fabric;
@@ -78,7 +78,7 @@ typedef struct pm__update {
 
 void pm__update_from_info(pm__update *u, const pm__member_info *info);
 
-/* ---- the member table (membership/member.c) -------------------------------- */
+/* ---- the member table (membership/member.c) ------------------------------ */
 
 /* Addresses, zone and fabric address of one member, in one allocation:
  * data holds addr NUL tcp_addr NUL zone NUL, then the fabric bytes. */
@@ -102,8 +102,7 @@ static inline const char *pm__blob_zone(const pm__meta_blob *b) {
   return b->data + b->addr_len + b->tcp_len + 2;
 }
 static inline const uint8_t *pm__blob_fabric(const pm__meta_blob *b) {
-  return (const uint8_t *)b->data + b->addr_len + b->tcp_len + b->zone_len +
-         3;
+  return (const uint8_t *)b->data + b->addr_len + b->tcp_len + b->zone_len + 3;
 }
 
 struct pm__suspicion;
@@ -145,15 +144,15 @@ void pm__member_to_info(const pm__member *m, pm__member_info *out);
 void pm__member_to_update(const pm__member *m, const uint8_t *from,
                           pm__update *u);
 
-/* ---- suspicion (membership/suspicion.c) ------------------------------------ */
+/* ---- suspicion (membership/suspicion.c) ---------------------------------- */
 
 #define PM_SUSPICION_CONFIRM_MAX 8
 
 typedef struct pm__suspicion {
   uint64_t start_ns, deadline_ns, min_ns, max_ns;
-  uint32_t k;        /* confirmations expected */
-  uint32_t n;        /* independent confirmations so far */
-  uint32_t index;    /* in the core's list of suspects */
+  uint32_t k;     /* confirmations expected */
+  uint32_t n;     /* independent confirmations so far */
+  uint32_t index; /* in the core's list of suspects */
   pm__member_id confirmers[PM_SUSPICION_CONFIRM_MAX + 1];
 } pm__suspicion;
 
@@ -169,7 +168,7 @@ uint64_t pm__suspicion_min_ns(const pm__swim_config *cfg, uint32_t n);
 /* How often one update is sent: mult * ceil(log10(n + 1)). */
 uint32_t pm__retransmit_limit(uint32_t mult, uint32_t n);
 
-/* ---- the broadcast queue (membership/broadcast.c) -------------------------- */
+/* ---- the broadcast queue (membership/broadcast.c) ------------------------ */
 
 #define PM_BQ_BUCKETS 64
 
@@ -196,10 +195,10 @@ void pm__bq_remove(pm__bqueue *q, pm__bcast *b);
 /* Append as many broadcasts as fit in budget bytes to out (framed as
  * Packet.updates), least sent and newest first; each counts as sent once,
  * and those sent limit times are dropped. Returns bytes appended. */
-size_t pm__bq_fill(pm__bqueue *q, uint8_t *out, size_t budget,
-                   uint32_t limit, uint32_t *taken);
+size_t pm__bq_fill(pm__bqueue *q, uint8_t *out, size_t budget, uint32_t limit,
+                   uint32_t *taken);
 
-/* ---- codec (membership/wire.c) -------------------------------------------- */
+/* ---- codec (membership/wire.c) ------------------------------------------- */
 
 #define PM_WIRE_KIND_GOSSIP 0
 #define PM_WIRE_KIND_PING 1
@@ -231,7 +230,7 @@ size_t pm__wire_update_cost(size_t length);
  * most max - 1 bytes (empty allowed if allow_empty). */
 bool pm__wire_text_ok(const char *s, size_t max, bool allow_empty);
 
-/* ---- sealing (membership/seal.c) ------------------------------------------- */
+/* ---- sealing (membership/seal.c) ----------------------------------------- */
 
 /* Sealed:   [kind][sender id 16][nonce 24][ciphertext][tag 16]
  * Unsealed: [kind][sender id 16][payload]   (simulator only) */
@@ -247,8 +246,7 @@ size_t pm__seal_suffix(const pm__swim_keyring *ring);
  * bytes of room; fill in the header and seal in place. Returns the total
  * length. */
 size_t pm__seal(const pm__swim_keyring *ring, bool stream,
-                const pm__member_id *sender, uint8_t *buf,
-                size_t payload_len);
+                const pm__member_id *sender, uint8_t *buf, size_t payload_len);
 /* Open in (length bytes) into out (room for length bytes). Sets *payload
  * (inside out) and *payload_len and *sender. Errors: PM_EPROTO (too short,
  * wrong kind), PM_EAUTH (failed authentication). */
@@ -256,7 +254,7 @@ int pm__open(const pm__swim_keyring *ring, bool stream, const uint8_t *in,
              size_t length, uint8_t *out, const uint8_t **payload,
              size_t *payload_len, pm__member_id *sender);
 
-/* ---- the core (membership/swim.c, state.c, probe.c, gossip.c) ------------- */
+/* ---- the core (membership/swim.c, state.c, probe.c, gossip.c) ------------ */
 
 typedef struct pm__probe {
   bool active, acked, indirect_sent;
@@ -325,7 +323,8 @@ void pm__state_apply(pm__swim *core, uint64_t now, const pm__update *u);
 /* Apply a push-pull record (Dead and Suspect become suspicion by from). */
 void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
                             const uint8_t *from, bool quiet);
-void pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from);
+/* Queue m as it is now for gossip; 0 or PM_ENOMEM (logged). */
+int pm__state_broadcast(pm__swim *core, pm__member *m, const uint8_t *from);
 void pm__state_refute(pm__swim *core, uint64_t accused_inc);
 /* Declare dead the suspects whose time is up. */
 void pm__state_expire(pm__swim *core, uint64_t now);

@@ -19,13 +19,13 @@
 
 /* ---- limits -------------------------------------------------------------- */
 
-#define PM_SWIM_ID_LEN 16          /* bytes of a member id */
-#define PM_SWIM_ADDR_MAX 64        /* "IP:PORT" strings, with the NUL */
-#define PM_SWIM_ZONE_MAX 64        /* zone label, with the NUL */
-#define PM_SWIM_FABRIC_MAX 256     /* opaque fabric address bytes */
-#define PM_SWIM_CLUSTER_ID_MAX 64  /* cluster id string, with the NUL */
-#define PM_SWIM_KEY_LEN 32         /* bytes of the cluster key */
-#define PM_SWIM_PACKET_MAX 1400    /* bytes of a UDP packet, sealed */
+#define PM_SWIM_ID_LEN 16             /* bytes of a member id */
+#define PM_SWIM_ADDR_MAX 64           /* "IP:PORT" strings, with the NUL */
+#define PM_SWIM_ZONE_MAX 64           /* zone label, with the NUL */
+#define PM_SWIM_FABRIC_MAX 256        /* opaque fabric address bytes */
+#define PM_SWIM_CLUSTER_ID_MAX 64     /* cluster id string, with the NUL */
+#define PM_SWIM_KEY_LEN 32            /* bytes of the cluster key */
+#define PM_SWIM_PACKET_MAX 1400       /* bytes of a UDP packet, sealed */
 #define PM_SWIM_STREAM_MAX (1u << 20) /* bytes of one TCP frame, sealed */
 
 /* ---- identity ------------------------------------------------------------ */
@@ -48,11 +48,11 @@ typedef enum pm__member_state {
 
 /* What a member says about itself besides its identity. */
 typedef struct pm__member_meta {
-  char tcp_addr[PM_SWIM_ADDR_MAX];       /* page transport, "IP:PORT" or "" */
+  char tcp_addr[PM_SWIM_ADDR_MAX];         /* page transport, "IP:PORT" or "" */
   uint8_t fabric_addr[PM_SWIM_FABRIC_MAX]; /* opaque libfabric address */
   uint16_t fabric_len;
-  uint64_t capacity;                     /* cache bytes: placement weight */
-  char zone[PM_SWIM_ZONE_MAX];           /* failure domain label or "" */
+  uint64_t capacity;           /* cache bytes: placement weight */
+  char zone[PM_SWIM_ZONE_MAX]; /* failure domain label or "" */
 } pm__member_meta;
 
 /* A member as seen by one core. */
@@ -61,7 +61,7 @@ typedef struct pm__member_info {
   uint64_t boot_epoch;  /* new for every start of the process */
   uint64_t incarnation; /* bumped by the member to refute or to update */
   pm__member_state state;
-  uint64_t state_since_ns; /* core time of the last state change */
+  uint64_t state_since_ns;     /* core time of the last state change */
   char addr[PM_SWIM_ADDR_MAX]; /* gossip address, "IP:PORT" */
   pm__member_meta meta;
 } pm__member_info;
@@ -79,7 +79,7 @@ const char *pm__member_state_name(pm__member_state state);
 bool pm__member_precedes(uint64_t epoch_a, uint64_t inc_a, int state_a,
                          uint64_t epoch_b, uint64_t inc_b, int state_b);
 
-/* ---- keys (membership/seal.c, membership/key.c) ---------------------------- */
+/* ---- keys (membership/seal.c, membership/key.c) -------------------------- */
 
 /* Keys derived from the 32-byte cluster key and bound to a cluster id: one
  * for UDP gossip packets, one for TCP frames. Held in sodium_malloc memory,
@@ -110,8 +110,12 @@ int pm__cluster_key_parse_hex(const char *text, size_t length,
 /* Wipe and free a key from pm__cluster_key_read; accepts NULL. */
 void pm__cluster_key_free(uint8_t *key);
 
-/* ---- the protocol core (membership/swim.c and neighbours) ----------------- */
+/* ---- the protocol core (membership/swim.c and neighbours) ---------------- */
 
+/* One member's view of the cluster. A core is not thread-safe: one thread
+ * at a time calls it (the driver holds a lock). Given the same seed, time
+ * and packets, it makes the same choices and sends the same packets (only
+ * the random nonces of sealed packets differ). */
 typedef struct pm__swim pm__swim;
 
 typedef enum pm__swim_event_kind {
@@ -122,7 +126,7 @@ typedef enum pm__swim_event_kind {
   PM_SWIM_EV_SUSPECT = 2,
   PM_SWIM_EV_DEAD = 3,
   PM_SWIM_EV_LEFT = 4,
-  PM_SWIM_EV_REAP = 5,   /* a Dead/Left record was forgotten */
+  PM_SWIM_EV_REAP = 5, /* a Dead/Left record was forgotten */
 } pm__swim_event_kind;
 
 /* Called by the core for every change of another member (never about the
@@ -140,34 +144,34 @@ typedef void (*pm__swim_send_fn)(void *arg, const char *addr,
                                  bool is_stream);
 
 typedef struct pm__swim_config {
-  uint64_t probe_interval_ns;   /* 1 s */
-  uint64_t probe_timeout_ns;    /* 500 ms: then ask indirect_checks others */
-  uint32_t indirect_checks;     /* 3 */
-  uint32_t suspicion_mult;      /* 4: min suspicion = mult * log10(n) *
-                                   probe interval (log10 at least 1) */
-  uint32_t suspicion_max_mult;  /* 6: max suspicion = this * min */
-  uint64_t gossip_interval_ns;  /* 200 ms */
-  uint32_t gossip_nodes;        /* 3 */
-  uint64_t gossip_to_dead_ns;   /* 30 s: gossip to the newly dead too */
-  uint32_t retransmit_mult;     /* 4: limit = mult * ceil(log10(n + 1)) */
+  uint64_t probe_interval_ns;     /* 1 s */
+  uint64_t probe_timeout_ns;      /* 500 ms: then ask indirect_checks others */
+  uint32_t indirect_checks;       /* 3 */
+  uint32_t suspicion_mult;        /* 4: min suspicion = mult * log10(n) *
+                                     probe interval (log10 at least 1) */
+  uint32_t suspicion_max_mult;    /* 6: max suspicion = this * min */
+  uint64_t gossip_interval_ns;    /* 200 ms */
+  uint32_t gossip_nodes;          /* 3 */
+  uint64_t gossip_to_dead_ns;     /* 30 s: gossip to the newly dead too */
+  uint32_t retransmit_mult;       /* 4: limit = mult * ceil(log10(n + 1)) */
   uint64_t push_pull_interval_ns; /* 30 s, scaled up past 32 members as in
                                      memberlist (x6 at 1000) */
-  uint32_t awareness_max;       /* 8: probe timing scales up to 8x */
-  uint64_t tombstone_ns;        /* 5 min: how long Dead/Left are kept */
+  uint32_t awareness_max;         /* 8: probe timing scales up to 8x */
+  uint64_t tombstone_ns;          /* 5 min: how long Dead/Left are kept */
   uint64_t reconnect_interval_ns; /* 30 s: push-pull with one Dead member
                                      or unanswered seed (heals partitions) */
-  uint64_t join_retry_min_ns;   /* 1 s: first retry of the seeds */
-  uint64_t join_retry_max_ns;   /* 30 s: backoff cap */
-  uint32_t packet_max;          /* 1400: bytes of a sealed UDP packet */
-  uint32_t stream_max;          /* 1 MiB: bytes of a sealed TCP frame */
-  uint64_t rng_seed;            /* all protocol choices derive from it */
+  uint64_t join_retry_min_ns;     /* 1 s: first retry of the seeds */
+  uint64_t join_retry_max_ns;     /* 30 s: backoff cap */
+  uint32_t packet_max;            /* 1400: bytes of a sealed UDP packet */
+  uint32_t stream_max;            /* 1 MiB: bytes of a sealed TCP frame */
+  uint64_t rng_seed;              /* all protocol choices derive from it */
   /* Seals packets and frames. NULL only in the simulator and tests: then
    * packets are sent unsealed and sealed ones are refused. Not owned: it
    * must outlive the core. */
   const pm__swim_keyring *keyring;
   pm__swim_send_fn send_fn;
   void *send_arg;
-  pm__swim_event_fn event_fn;   /* may be NULL */
+  pm__swim_event_fn event_fn; /* may be NULL */
   void *event_arg;
 } pm__swim_config;
 
@@ -242,10 +246,10 @@ typedef struct pm__swim_stats {
   uint64_t packets_in, packets_out, bytes_in, bytes_out;
   uint64_t streams_in, streams_out, stream_bytes_in, stream_bytes_out;
   uint64_t auth_failures;   /* packets or frames that failed to open */
-  uint64_t decode_failures; /* opened but malformed or invalid */
+  uint64_t decode_failures; /* oversize, malformed or invalid */
   uint64_t probes, probe_failures, indirect_probes, nacks_in;
   uint64_t suspicions, deaths_declared, refutations, push_pulls;
-  uint32_t awareness;       /* current local-health score, 0 = healthy */
+  uint32_t awareness; /* current local-health score, 0 = healthy */
 } pm__swim_stats;
 
 void pm__swim_get_stats(const pm__swim *core, pm__swim_stats *out);
@@ -256,33 +260,33 @@ void pm__swim_get_stats(const pm__swim *core, pm__swim_stats *out);
 void pm__swim_merge(pm__swim *core, uint64_t now, const pm__member_info *m,
                     size_t count, bool quiet);
 
-/* ---- the UDP/TCP driver (membership/driver.c) ------------------------------ */
+/* ---- the UDP/TCP driver (membership/driver.c) ---------------------------- */
 
 typedef struct pm__swim_driver pm__swim_driver;
 
 typedef struct pm__swim_driver_config {
-  const char *listen;            /* "IP:PORT" for UDP and TCP; port 0 picks
-                                    one (see pm__swim_driver_addr) */
-  const char *advertise;         /* address told to others; NULL: listen
-                                    (which must not then be 0.0.0.0) */
-  const char *const *seeds;      /* "IP:PORT" of members to join through */
+  const char *listen;       /* "IP:PORT" for UDP and TCP; port 0 picks
+                               one (see pm__swim_driver_addr) */
+  const char *advertise;    /* address told to others; NULL: listen
+                               (which must not then be 0.0.0.0) */
+  const char *const *seeds; /* "IP:PORT" of members to join through */
   size_t seed_count;
-  const uint8_t *cluster_key;    /* PM_SWIM_KEY_LEN bytes; copied */
-  const char *cluster_id;        /* e.g. "default" */
-  const pm__member_id *id;       /* NULL: a random one */
-  const pm__member_meta *meta;   /* NULL: empty */
-  pm__swim_event_fn event_fn;    /* called on the driver's thread */
+  const uint8_t *cluster_key;  /* PM_SWIM_KEY_LEN bytes; copied */
+  const char *cluster_id;      /* e.g. "default" */
+  const pm__member_id *id;     /* NULL: a random one */
+  const pm__member_meta *meta; /* NULL: empty */
+  pm__swim_event_fn event_fn;  /* called on the driver's thread */
   void *event_arg;
-  const pm__swim_config *swim;   /* NULL: LAN defaults (callbacks, keyring
-                                    and seed are the driver's own) */
+  const pm__swim_config *swim; /* NULL: LAN defaults (callbacks, keyring
+                                  and seed are the driver's own) */
 } pm__swim_driver_config;
 
 typedef struct pm__swim_driver_stats {
-  pm__swim_stats core;           /* packets and bytes, auth and decode
-                                    failures, probes... */
-  uint64_t send_errors;          /* sendto/connect failures */
-  uint64_t streams_refused;      /* too many connections, oversize frame */
-  uint64_t stream_timeouts;      /* frames not read or written in time */
+  pm__swim_stats core;      /* packets and bytes, auth and decode
+                               failures, probes... */
+  uint64_t send_errors;     /* sendto/connect failures */
+  uint64_t streams_refused; /* too many connections, oversize frame */
+  uint64_t stream_timeouts; /* frames not read or written in time */
 } pm__swim_driver_stats;
 
 /* Bind UDP and TCP on cfg->listen, start the thread, join the seeds (in
@@ -299,8 +303,7 @@ pm__member_id pm__swim_driver_id(const pm__swim_driver *d);
 int pm__swim_driver_snapshot(pm__swim_driver *d, pm__member_info **out,
                              size_t *count);
 /* Counters. Safe from any thread. */
-void pm__swim_driver_stats_get(pm__swim_driver *d,
-                               pm__swim_driver_stats *out);
+void pm__swim_driver_stats_get(pm__swim_driver *d, pm__swim_driver_stats *out);
 /* Change this member's metadata (gossiped). Safe from any thread. */
 int pm__swim_driver_update_meta(pm__swim_driver *d,
                                 const pm__member_meta *meta);
@@ -312,7 +315,7 @@ void pm__swim_driver_leave(pm__swim_driver *d, uint64_t timeout_ns);
  * event callback. */
 void pm__swim_driver_stop(pm__swim_driver *d);
 
-/* ---- the simulator (membership/sim.c) -------------------------------------- */
+/* ---- the simulator (membership/sim.c) ------------------------------------ */
 
 typedef struct pm__sim pm__sim;
 
@@ -323,16 +326,16 @@ typedef void (*pm__sim_event_fn)(void *arg, uint32_t observer,
                                  const pm__member_info *member, uint64_t now);
 
 typedef struct pm__sim_config {
-  uint32_t members;      /* members at start */
+  uint32_t members; /* members at start */
   uint64_t seed;
-  double loss;           /* probability that a UDP packet is lost */
-  uint64_t delay_ns;     /* one-way delay of every packet and frame */
-  uint64_t jitter_ns;    /* plus uniform 0..jitter */
-  bool crypto;           /* seal packets with a test key (the real path) */
-  bool warm;             /* start with every member knowing all others; else
-                            each joins through member 0 */
-  pm__swim_config swim;  /* protocol settings (callbacks and keyring are the
-                            simulator's) */
+  double loss;          /* probability that a UDP packet is lost */
+  uint64_t delay_ns;    /* one-way delay of every packet and frame */
+  uint64_t jitter_ns;   /* plus uniform 0..jitter */
+  bool crypto;          /* seal packets with a test key (the real path) */
+  bool warm;            /* start with every member knowing all others; else
+                           each joins through member 0 */
+  pm__swim_config swim; /* protocol settings (callbacks and keyring are the
+                           simulator's) */
   pm__sim_event_fn event_fn;
   void *event_arg;
 } pm__sim_config;

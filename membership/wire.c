@@ -19,7 +19,7 @@
 #define CHUNK_MIN (16u << 10)
 #define ALIGN 16u
 
-/* ---- the arena -------------------------------------------------------------- */
+/* ---- the arena ----------------------------------------------------------- */
 
 typedef struct chunk {
   struct chunk *next;
@@ -124,7 +124,7 @@ void pm__wire_release(void) {
   a->total = keep ? keep->size : 0;
 }
 
-/* ---- validation ------------------------------------------------------------- */
+/* ---- validation ---------------------------------------------------------- */
 
 bool pm__wire_text_ok(const char *s, size_t max, bool allow_empty) {
   if (!s)
@@ -212,7 +212,7 @@ void pm__wire_member_to_update(const Pmswim__Member *m, pm__update *u) {
   u->from = m->from.len ? m->from.data : NULL;
 }
 
-/* ---- encoding --------------------------------------------------------------- */
+/* ---- encoding ------------------------------------------------------------ */
 
 size_t pm__wire_encode_member(const pm__update *u, uint8_t *out, size_t cap) {
   Pmswim__Member m = PMSWIM__MEMBER__INIT;
@@ -259,7 +259,7 @@ size_t pm__wire_append_update(uint8_t *out, size_t cap, const uint8_t *bytes,
     return 0;
   size_t n = 0;
   out[n++] = (PM_WIRE_UPDATES_FIELD << 3) | 2; /* length-delimited */
-  for (size_t v = length; ; v >>= 7) {
+  for (size_t v = length;; v >>= 7) {
     if (v < 0x80) {
       out[n++] = (uint8_t)v;
       break;

@@ -12,9 +12,11 @@ APT_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libsodium-dev
   libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
   libinih-dev python3-venv
+  libmicrohttpd-dev slurm-wlm munge shellcheck
 )
 PIP_PACKAGES=(
   "moto[server]" boto3 pytest xxhash azure-storage-blob
+  prometheus-client pyyaml jsonschema kubernetes-validate
 )
 AZURITE_VERSION=3.35.0
 

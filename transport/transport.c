@@ -14,7 +14,7 @@
 /* The registered backends, by name. */
 static const pm_transport_methods *const backends[] = {
     &pm_tcp_methods,
-    /* &pm_fabric_methods, */
+    &pm_fabric_methods,
 };
 
 const pm_transport_methods *pm__transport_find(const char *name) {

@@ -17,6 +17,7 @@
 
 /* The backends: one line each in the registry of transport/transport.c. */
 extern const pm_transport_methods pm_tcp_methods;
+extern const pm_transport_methods pm_fabric_methods;
 
 /* The backend registered under `name` ("tcp"), or NULL. */
 const pm_transport_methods *pm__transport_find(const char *name);

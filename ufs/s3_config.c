@@ -188,9 +188,7 @@ int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
                     url);
   while (path_len > 0 && path[path_len - 1] == '/')
     path_len--;
-  char scheme[8];
-  for (size_t i = 0; i <= scheme_len; i++)
-    scheme[i] = i < scheme_len ? (char)(url[i] | 0x20) : '\0';
+  const char *scheme = scheme_len == 5 ? "https" : "http";
   free(cfg->host);
   free(cfg->base_path);
   cfg->host = strndup(host, host_len);

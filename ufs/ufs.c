@@ -9,7 +9,8 @@
  *
  * Requests are counted where they are sent (each attempt, each page of a
  * listing) through pm__ufs_count(), not here: only the backend knows how
- * many requests a call cost.
+ * many requests a call cost. The wrappers time each stat and read call
+ * and count the calls that fail (pm__ufs_set_latency/_errors).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,12 @@
 
 /* Every backend, in dispatch order. Adding a backend = one line here. */
 static const pm_ufs_methods *const registry[] = {
-    &pm_s3_methods,  &pm_http_methods,  &pm_posix_methods,
-    &pm_gcs_methods, &pm_azure_methods, &pm_hf_methods,
+    &pm_s3_methods,    /* s3:// */
+    &pm_http_methods,  /* http://, https:// */
+    &pm_posix_methods, /* file://, paths */
+    &pm_gcs_methods,   /* gs://, gcs:// */
+    &pm_azure_methods, /* az://, abfs://, abfss:// */
+    &pm_hf_methods,    /* hf:// */
 };
 
 #define DEFAULT_TIMEOUT_MS 30000u
@@ -36,6 +41,8 @@ typedef struct ufs_slot {
 struct pm_ufs_set {
   pm_ufs_config config;
   ufs_slot slots[PM_ARRAY_SIZE(registry)];
+  pm_histogram latency;    /* stat and read calls */
+  _Atomic uint64_t errors; /* failed calls, missing objects aside */
 };
 
 const char *pm__ufs_env(const char *name) {
@@ -49,6 +56,24 @@ void pm__ufs_free_secret(char **s) {
     free(*s);
     *s = NULL;
   }
+}
+
+pm_histogram *pm__ufs_set_latency(pm_ufs_set *set) {
+  return &set->latency;
+}
+
+uint64_t pm__ufs_set_errors(pm_ufs_set *set) {
+  return atomic_load(&set->errors);
+}
+
+/* Account for one call to a backend that started at start_ns (0: not
+ * timed) and returned rc; returns rc. */
+static int64_t accounted(pm_ufs_set *set, uint64_t start_ns, int64_t rc) {
+  if (start_ns)
+    pm__histogram_record(&set->latency, pm__now_ns() - start_ns);
+  if (rc < 0 && rc != PM_ENOENT)
+    atomic_fetch_add(&set->errors, 1);
+  return rc;
 }
 
 void pm__ufs_count(const pm_ufs *ufs, uint64_t requests, uint64_t bytes) {
@@ -208,7 +233,8 @@ int pm__ufs_stat(pm_ufs_set *set, const char *uri, pm_object_stat *out) {
     return pm__errf(PM_ENOTSUP, "%s: %s cannot stat", norm, ufs->methods->name);
   pm_object_stat st;
   memset(&st, 0, sizeof st);
-  rc = ufs->methods->stat(ufs, norm, &st);
+  uint64_t start_ns = pm__now_ns();
+  rc = (int)accounted(set, start_ns, ufs->methods->stat(ufs, norm, &st));
   if (rc == 0)
     *out = st; /* untouched on failure */
   return rc;
@@ -229,11 +255,12 @@ ssize_t pm__ufs_read(pm_ufs_set *set, const char *uri,
   if (offset >= expect->size || length == 0)
     return 0;
   size_t want = (size_t)PM_MIN((uint64_t)length, expect->size - offset);
+  uint64_t start_ns = pm__now_ns();
   ssize_t got = ufs->methods->read(ufs, norm, expect, offset, buf, want);
   if (got >= 0 && (size_t)got != want)
-    return pm__errf(PM_EIO, "%s: %s read returned %zd of %zu bytes", norm,
-                    ufs->methods->name, got, want);
-  return got;
+    got = pm__errf(PM_EIO, "%s: %s read returned %zd of %zu bytes", norm,
+                   ufs->methods->name, got, want);
+  return (ssize_t)accounted(set, start_ns, got);
 }
 
 /* Counts what a listing produced, for the single-object fallback. */
@@ -288,5 +315,5 @@ int pm__ufs_list(pm_ufs_set *set, const char *uri, unsigned flags,
   rc = ufs->methods->list(ufs, norm, flags, list_shim_cb, &shim);
   if (rc == PM_ENOENT && shim.entries == 0)
     return list_single(ufs, norm, rc, cb, arg);
-  return rc;
+  return rc > 0 ? rc : (int)accounted(set, 0, rc);
 }

@@ -7,6 +7,7 @@
 #define PM_UFS_INT_H
 
 #include "core/core_int.h"
+#include "core/histogram.h"
 #include "pagemesh/ufs.h"
 
 typedef struct pm_ufs_set pm_ufs_set;
@@ -40,6 +41,13 @@ ssize_t pm__ufs_read(pm_ufs_set *set, const char *uri,
                      size_t length);
 int pm__ufs_list(pm_ufs_set *set, const char *uri, unsigned flags,
                  pm_ufs_list_cb cb, void *arg);
+
+/* Durations of the stat and read calls made through the set (each
+ * includes the backend's retries), and the number of stat, read and list
+ * calls that failed for another reason than a missing object. Safe from
+ * any thread; the histogram lives as long as the set. */
+pm_histogram *pm__ufs_set_latency(pm_ufs_set *set);
+uint64_t pm__ufs_set_errors(pm_ufs_set *set);
 
 /* The registered backends (ufs/ufs.c holds the one list). */
 extern const pm_ufs_methods pm_s3_methods;

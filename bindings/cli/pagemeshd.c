@@ -2,8 +2,9 @@
  * bindings/cli/pagemeshd.c - the node peer as a daemon. Options come from
  * the command line, then PAGEMESH_* environment variables, then an INI
  * config file (--config), then defaults: the first that sets a value wins.
- * It logs to stderr or --log-file, and on SIGTERM or SIGINT closes the
- * peer cleanly (processes attached to it take over the cache directory).
+ * It logs to stderr or --log-file, serves Prometheus metrics on
+ * --metrics-listen (metrics.c), and on SIGTERM or SIGINT closes the peer
+ * cleanly (processes attached to it take over the cache directory).
  */
 #include <errno.h>
 #include <ini.h>
@@ -16,9 +17,13 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "metrics.h"
 #include "pagemesh.h"
 
-enum { OPT_CONFIG = OPT_COMMON_LAST, OPT_LOG_FILE, OPT_LOG_LEVEL };
+enum {
+  OPT_CONFIG = OPT_COMMON_LAST, OPT_LOG_FILE, OPT_LOG_LEVEL,
+  OPT_METRICS_LISTEN
+};
 
 static const struct option long_options[] = {
     CLI_COMMON_LONG_OPTIONS,
@@ -26,6 +31,7 @@ static const struct option long_options[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -37,13 +43,16 @@ static const char usage[] =
     "  --config FILE         INI file: keys as the long options, in a\n"
     "                        [pagemesh] section (e.g. disk-capacity = 100G)\n"
     "  --log-file FILE       append log lines here instead of stderr\n"
-    "  --log-level LEVEL     error, warn, info (default) or debug\n";
+    "  --log-level LEVEL     error, warn, info (default) or debug\n"
+    "  --metrics-listen IP:PORT  serve Prometheus metrics at GET /metrics\n"
+    "                        (env PAGEMESH_METRICS_LISTEN)\n";
 
 typedef struct daemon_config {
   pm_options opts;
   const char *config_file;
   const char *log_file;
   const char *log_level;
+  const char *metrics_listen;
   /* Flags seen on the command line, which the config file must not
    * override: indexed by option value. */
   unsigned char from_flags[OPT_COMMON_LAST + 8];
@@ -107,6 +116,12 @@ static int config_key(void *arg, const char *section, const char *key,
       d->log_level = copy;
     return 1;
   }
+  if (strcmp(key, "metrics-listen") == 0 ||
+      strcmp(key, "metrics_listen") == 0) {
+    if (!d->metrics_listen) /* the flag and the environment win */
+      d->metrics_listen = copy;
+    return 1;
+  }
   static const struct option keys[] = {CLI_COMMON_LONG_OPTIONS,
                                        CLI_MESH_LONG_OPTIONS};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -130,6 +145,7 @@ static int parse_args(daemon_config *d, int argc, char **argv) {
     case OPT_CONFIG: d->config_file = optarg; break;
     case OPT_LOG_FILE: d->log_file = optarg; break;
     case OPT_LOG_LEVEL: d->log_level = optarg; break;
+    case OPT_METRICS_LISTEN: d->metrics_listen = optarg; break;
     case 'h': fputs(usage, stdout); exit(0);
     default:
       if (opt < OPT_CACHE_DIR || opt >= OPT_COMMON_LAST ||
@@ -181,6 +197,9 @@ static int load_environment(daemon_config *d) {
   if (!d->from_flags[OPT_INSECURE_DATA])
     d->opts.flags = (d->opts.flags & ~(uint32_t)PM_OPEN_INSECURE_DATA) |
                     (env.flags & PM_OPEN_INSECURE_DATA);
+  if (!d->metrics_listen && getenv("PAGEMESH_METRICS_LISTEN") &&
+      *getenv("PAGEMESH_METRICS_LISTEN"))
+    d->metrics_listen = getenv("PAGEMESH_METRICS_LISTEN");
   d->opts.readahead_pages = env.readahead_pages;
   d->opts.io_threads = env.io_threads;
   return 0;
@@ -226,9 +245,21 @@ int main(int argc, char **argv) {
     log_line(NULL, PM_LOG_ERROR, "pagemeshd", pm_peer_errmsg(NULL));
     return err == PM_EBUSY ? 3 : 1;
   }
+  cli_metrics *metrics = NULL;
+  if (d.metrics_listen &&
+      cli_metrics_start(peer, d.metrics_listen, &metrics) != 0) {
+    log_line(NULL, PM_LOG_ERROR, "pagemeshd", "cannot serve metrics");
+    pm_peer_close(peer);
+    return 1;
+  }
   char start[256];
   snprintf(start, sizeof start, "node peer running (pid %d)", (int)getpid());
   log_line(NULL, PM_LOG_INFO, "pagemeshd", start);
+  if (metrics) {
+    snprintf(start, sizeof start, "metrics at http://%s/metrics (port %u)",
+             d.metrics_listen, cli_metrics_port(metrics));
+    log_line(NULL, PM_LOG_INFO, "pagemeshd", start);
+  }
   /* Until a signal, or until `pagemesh drain` has taken the node out of
    * the mesh. */
   int sig = -1;
@@ -241,6 +272,7 @@ int main(int argc, char **argv) {
            sig == SIGTERM  ? "SIGTERM: shutting down"
            : sig == SIGINT ? "SIGINT: shutting down"
                            : "drained: shutting down");
+  cli_metrics_stop(metrics);
   pm_peer_close(peer);
   log_line(NULL, PM_LOG_INFO, "pagemeshd", "stopped");
   for (size_t i = 0; i < d.config_string_count; i++)

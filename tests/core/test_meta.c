@@ -98,3 +98,26 @@ Test(meta, many_entries_and_garbage_files) {
   cr_assert_eq(pm__meta_lookup(m, "mem://5", &got, &fresh), PM_ENOENT);
   pm__meta_close(m);
 }
+
+#include "core/mesh.h"
+
+/* The answer to a metadata request from another peer is network input. */
+Test(meta, metadata_answers_round_trip_and_refuse_garbage) {
+  pm_object_stat st = sample(123456789, "0123abcd-9"), got;
+  char text[512];
+  ssize_t n = pm__meta_encode(&st, text, sizeof text);
+  cr_assert_gt(n, 0);
+  cr_assert_eq(pm__meta_decode(text, (size_t)n, &got), 0);
+  cr_assert_eq(got.size, st.size);
+  cr_assert_eq(got.mtime_ns, st.mtime_ns);
+  cr_assert_str_eq(got.version, st.version);
+  const char *bad[] = {"", "garbage", "12", "12 34", "-1 2 v x", "1 2 a b",
+                       "99999999999999999999999 1 v"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_assert_neq(pm__meta_decode(bad[i], strlen(bad[i]), &got), 0, "%s",
+                  bad[i]);
+  char huge[400];
+  memset(huge, 'v', sizeof huge);
+  memcpy(huge, "1 2 ", 4);
+  cr_assert_neq(pm__meta_decode(huge, sizeof huge, &got), 0);
+}

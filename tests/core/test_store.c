@@ -18,9 +18,23 @@ static void setup(void) {
   dir = test_mkdtemp();
 }
 
+/* Also after a failed assertion: unmount a test's small file system. */
 static void teardown(void) {
+  if (!dir)
+    return;
+  char small[600];
+  snprintf(small, sizeof small, "%s/small", dir);
+  umount2(small, MNT_DETACH);
   test_rmtree(dir);
   free(dir);
+  dir = NULL;
+}
+
+/* Criterion does not run .fini for a skipped test: clean up first. */
+static void skip_test(const char *what) {
+  int e = errno;
+  teardown();
+  cr_skip_test("%s: %s", what, strerror(e));
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 120);
@@ -403,7 +417,7 @@ Test(store, full_disk_is_enospc_and_leaves_nothing_partial) {
   char cache[512];
   snprintf(cache, sizeof cache, "%s/small", dir);
   if (!mount_small_tmpfs(cache))
-    cr_skip_test("cannot mount a tmpfs: %s", strerror(errno));
+    skip_test("cannot mount a tmpfs");
   pm_store *store = open_store(test_config(cache, 1 << 30, 0));
   uint64_t stored = 0;
   int rc = 0;
@@ -434,7 +448,7 @@ Test(store, full_disk_with_ram_still_stores_in_ram) {
   char cache[512];
   snprintf(cache, sizeof cache, "%s/small", dir);
   if (!mount_small_tmpfs(cache))
-    cr_skip_test("cannot mount a tmpfs: %s", strerror(errno));
+    skip_test("cannot mount a tmpfs");
   pm_store *store = open_store(test_config(cache, 1 << 30, 1 << 20));
   for (uint64_t i = 0; i < 60; i++)
     test_put(store, i, 0);

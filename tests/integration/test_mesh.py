@@ -96,17 +96,38 @@ def heads(proxy):
     return proxy.stats()["requests"].get("HEAD", 0)
 
 
+def start_mesh(build_dir, tmp_path, s3, proxy, transport="tcp"):
+    env = s3.env(endpoint=proxy.url, PAGEMESH_PAGE_SIZE=str(PAGE))
+    args = ["--replicas", "2", "--page-size", str(PAGE),
+            "--disk-capacity", "64M"]
+    if transport == "fabric":
+        env["FI_PROVIDER"] = "tcp"  # tcp;ofi_rxm here, verbs on RDMA NICs
+        args += ["--transport", "fabric"]
+    m = Mesh(build_dir, tmp_path, count=PEERS, env=env, extra_args=args)
+    m.start_all()
+    m.wait_members(PEERS)
+    return m
+
+
+@pytest.fixture(params=["tcp", "fabric"])
+def any_mesh(request, build_dir, tmp_path, s3, proxy):
+    m = start_mesh(build_dir, tmp_path, s3, proxy, request.param)
+    yield m
+    m.stop_all()
+    if request.param == "fabric":
+        logs = "".join(open(log).read() for log in m.logs)
+        assert "fabric on" in logs, "the peers did not use libfabric"
+
+
 @pytest.fixture
 def mesh(build_dir, tmp_path, s3, proxy):
-    env = s3.env(endpoint=proxy.url, PAGEMESH_PAGE_SIZE=str(PAGE))
-    with Mesh(build_dir, tmp_path, count=PEERS, env=env,
-              extra_args=["--replicas", "2", "--page-size", str(PAGE),
-                          "--disk-capacity", "64M"]) as m:
-        m.wait_members(PEERS)
-        yield m
+    m = start_mesh(build_dir, tmp_path, s3, proxy)
+    yield m
+    m.stop_all()
 
 
-def test_epochs_through_different_peers(mesh, proxy):
+def test_epochs_through_different_peers(any_mesh, proxy):
+    mesh = any_mesh
     epoch(mesh, shift=0)
     assert gets(proxy) == PAGES, "each page from the origin exactly once"
     print("epoch 1: %d GETs for %d pages, %d HEADs for %d objects" % (
@@ -124,7 +145,8 @@ def test_epochs_through_different_peers(mesh, proxy):
     assert served > 0
 
 
-def test_sigkill_of_a_peer_mid_epoch(mesh, proxy):
+def test_sigkill_of_a_peer_mid_epoch(any_mesh, proxy):
+    mesh = any_mesh
     epoch(mesh, shift=0)           # fill: one copy on each of two owners
     proxy.reset_stats()
     victim = 2

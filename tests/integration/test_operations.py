@@ -113,3 +113,28 @@ def test_drain_shrinks_the_cluster_without_a_cold_epoch(mesh, proxy):
     mesh.wait_members(3, peers=[0, 2, 3], timeout=20)
     read_all(mesh, [0, 2, 3])
     assert gets(proxy) == 0, proxy.stats()["requests"]
+
+
+def test_a_peer_that_joins_takes_its_share(build_dir, tmp_path, s3, proxy):
+    env = s3.env(endpoint=proxy.url)
+    args = ["--page-size", str(PAGE), "--replicas", "2",
+            "--disk-capacity", "256M"]
+    mesh = Mesh(build_dir, tmp_path, count=4, env=env, extra_args=args)
+    try:
+        for i in range(3):  # the fourth joins later, as an autoscaler would
+            mesh.start(i)
+        mesh.wait_members(3, peers=[0, 1, 2])
+        read_all(mesh, [0, 1, 2])
+        assert gets(proxy) == PAGES
+        mesh.start(3)
+        mesh.wait_members(4)
+        # The old owners copy it the pages it now owns, without any read.
+        mesh.wait(lambda: mesh.status(3)["stats"]["pages_disk"] > PAGES // 8,
+                  timeout=30, what="the new peer warmed by the old owners")
+        proxy.reset_stats()
+        read_all(mesh, [3, 0, 1, 2])
+        assert gets(proxy) == 0, proxy.stats()["requests"]
+        print("joined peer holds %d of %d pages" % (
+            mesh.status(3)["stats"]["pages_disk"], PAGES))
+    finally:
+        mesh.stop_all()

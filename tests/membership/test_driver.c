@@ -120,8 +120,8 @@ static bool wait_alive(pm__swim_driver **ds, int n, size_t want,
   return false;
 }
 
-static bool wait_state(pm__swim_driver **ds, int n, pm__member_id id,
-                       int state, uint64_t timeout) {
+static bool wait_state(pm__swim_driver **ds, int n, pm__member_id id, int state,
+                       uint64_t timeout) {
   uint64_t end = pm__now_ns() + timeout;
   while (pm__now_ns() < end) {
     bool all = true;
@@ -262,9 +262,8 @@ Test(driver, leave_metadata_and_garbage) {
 }
 
 Test(driver, bad_addresses_are_refused) {
-  pm__swim_driver_config cfg = {.listen = "127.0.0.1",
-                                .cluster_key = key_good,
-                                .cluster_id = "x"};
+  pm__swim_driver_config cfg = {
+      .listen = "127.0.0.1", .cluster_key = key_good, .cluster_id = "x"};
   pm__swim_driver *d = NULL;
   cr_assert_eq(pm__swim_driver_start(&cfg, &d), PM_ECONFIG);
   cfg.listen = "0.0.0.0:0"; /* wildcard without an advertise address */

@@ -73,8 +73,7 @@ Test(key, group_or_world_access_is_refused) {
     cr_assert_eq(pm__cluster_key_read(path, &key), PM_EACCES, "mode %o",
                  modes[i]);
     cr_assert_null(key);
-    cr_assert_not_null(strstr(pm__errmsg(), "chmod 600"), "%s",
-                       pm__errmsg());
+    cr_assert_not_null(strstr(pm__errmsg(), "chmod 600"), "%s", pm__errmsg());
   }
 }
 

@@ -17,9 +17,74 @@
 #define SEC 1000000000ull
 #define NMAX 8
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+/* ---- allocation failures
+ * ------------------------------------------------------ */
+
+/* Without the sanitizers (which own malloc), this file replaces malloc so
+ * that the Nth allocation can be made to fail, and counts live blocks so
+ * that a failure path that leaks shows. The harness itself allocates with
+ * the raw allocator. */
+#ifndef SANITIZED
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void __libc_free(void *p);
+static long fail_countdown = -1; /* allocations to let pass; -1: all */
+static long live_blocks;
+static bool failed_one;
+
+static bool fail_now(void) {
+  if (fail_countdown < 0)
+    return false;
+  if (fail_countdown-- > 0)
+    return false;
+  failed_one = true;
+  return true;
+}
+
+void *malloc(size_t n) {
+  void *p = fail_now() ? NULL : __libc_malloc(n);
+  live_blocks += p != NULL;
+  return p;
+}
+
+void *calloc(size_t n, size_t size) {
+  void *p = fail_now() ? NULL : __libc_calloc(n, size);
+  live_blocks += p != NULL;
+  return p;
+}
+
+void *realloc(void *old, size_t n) {
+  void *p = fail_now() ? NULL : __libc_realloc(old, n);
+  live_blocks += p != NULL && old == NULL;
+  return p;
+}
+
+void free(void *p) {
+  live_blocks -= p != NULL;
+  __libc_free(p);
+}
+
+#define raw_malloc __libc_malloc
+#define raw_realloc __libc_realloc
+#define raw_free __libc_free
+#else
+#define raw_malloc malloc
+#define raw_realloc realloc
+#define raw_free free
+#endif
+
 TestSuite(swim, .timeout = 120);
 
-/* ---- a tiny network ------------------------------------------------------------- */
+/* ---- a tiny network ------------------------------------------------------ */
 
 typedef struct packet {
   int to, from;
@@ -37,9 +102,9 @@ typedef struct node {
   uint64_t epoch;
   char addr[32];
   bool down;
-  uint32_t events[6];          /* by kind */
+  uint32_t events[6]; /* by kind */
   uint64_t last_event_at[6];
-  pm__member_info last[6];     /* last member of each kind */
+  pm__member_info last[6]; /* last member of each kind */
 } node;
 
 struct net {
@@ -48,8 +113,8 @@ struct net {
   uint64_t now;
   packet *queue;
   size_t queued, cap;
-  bool cut[NMAX][NMAX];        /* packets from i to j are lost */
-  size_t biggest_packet;
+  bool cut[NMAX][NMAX]; /* packets from i to j are lost */
+  size_t biggest_packet, biggest_frame, frames;
   pm__swim_config cfg;
   uint64_t seed;
 };
@@ -67,19 +132,22 @@ static void on_send(void *arg, const char *addr, const uint8_t *bytes,
   net *n = from->net;
   if (!is_stream && length > n->biggest_packet)
     n->biggest_packet = length;
+  if (is_stream && length > n->biggest_frame)
+    n->biggest_frame = length;
+  n->frames += is_stream;
   int to = node_of(n, addr);
   if (to < 0 || n->nodes[to].down || n->cut[from->index][to])
     return;
   if (n->queued == n->cap) {
     n->cap = n->cap ? n->cap * 2 : 64;
-    n->queue = realloc(n->queue, n->cap * sizeof *n->queue);
+    n->queue = raw_realloc(n->queue, n->cap * sizeof *n->queue);
   }
   packet *p = &n->queue[n->queued++];
   p->to = to;
   p->from = from->index;
   p->stream = is_stream;
   p->length = length;
-  p->bytes = malloc(length);
+  p->bytes = raw_malloc(length);
   memcpy(p->bytes, bytes, length);
 }
 
@@ -149,8 +217,8 @@ static void net_free(net *n) {
   for (int i = 0; i < n->count; i++)
     pm__swim_destroy(n->nodes[i].core);
   for (size_t i = 0; i < n->queued; i++)
-    free(n->queue[i].bytes);
-  free(n->queue);
+    raw_free(n->queue[i].bytes);
+  raw_free(n->queue);
 }
 
 static void deliver_all(net *n) {
@@ -159,13 +227,13 @@ static void deliver_all(net *n) {
     node *to = &n->nodes[p.to];
     if (!to->down) {
       if (p.stream)
-        pm__swim_handle_stream(to->core, n->now, n->nodes[p.from].addr,
-                               p.bytes, p.length);
+        pm__swim_handle_stream(to->core, n->now, n->nodes[p.from].addr, p.bytes,
+                               p.length);
       else
-        pm__swim_handle_packet(to->core, n->now, n->nodes[p.from].addr,
-                               p.bytes, p.length);
+        pm__swim_handle_packet(to->core, n->now, n->nodes[p.from].addr, p.bytes,
+                               p.length);
     }
-    free(p.bytes);
+    raw_free(p.bytes);
   }
   n->queued = 0;
 }
@@ -197,7 +265,7 @@ static void isolate(net *n, int i, bool cut) {
     n->cut[i][j] = n->cut[j][i] = cut;
 }
 
-/* ---- configuration and formulas --------------------------------------------------- */
+/* ---- configuration and formulas ------------------------------------------ */
 
 Test(swim, defaults_are_memberlist_lan) {
   pm__swim_config c;
@@ -236,13 +304,14 @@ Test(swim, precedence_epoch_then_incarnation_then_state) {
   cr_assert(pm__member_precedes(5, 9, PM_MEMBER_DEAD, 6, 0, PM_MEMBER_ALIVE));
   cr_assert(!pm__member_precedes(6, 0, PM_MEMBER_ALIVE, 5, 9, PM_MEMBER_DEAD));
   cr_assert(pm__member_precedes(5, 1, PM_MEMBER_DEAD, 5, 2, PM_MEMBER_ALIVE));
-  cr_assert(pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_SUSPECT));
+  cr_assert(
+      pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_SUSPECT));
   cr_assert(pm__member_precedes(5, 2, PM_MEMBER_SUSPECT, 5, 2, PM_MEMBER_DEAD));
   cr_assert(pm__member_precedes(5, 2, PM_MEMBER_DEAD, 5, 2, PM_MEMBER_LEFT));
   cr_assert(!pm__member_precedes(5, 2, PM_MEMBER_ALIVE, 5, 2, PM_MEMBER_ALIVE));
 }
 
-/* ---- joining ------------------------------------------------------------------------ */
+/* ---- joining ------------------------------------------------------------- */
 
 Test(swim, members_join_through_a_seed) {
   net n;
@@ -284,7 +353,7 @@ Test(swim, join_retries_the_seed_with_backoff) {
   net_free(&n);
 }
 
-/* ---- failure detection ----------------------------------------------------------------- */
+/* ---- failure detection --------------------------------------------------- */
 
 Test(swim, indirect_probes_keep_a_member_alive) {
   net n;
@@ -416,7 +485,7 @@ Test(swim, local_health_is_clamped) {
   net_free(&n);
 }
 
-/* ---- leaving, updating, restarting -------------------------------------------------- */
+/* ---- leaving, updating, restarting --------------------------------------- */
 
 Test(swim, leave_is_seen_as_left) {
   net n;
@@ -512,7 +581,7 @@ Test(swim, tombstones_are_reaped) {
   net_free(&n);
 }
 
-/* ---- properties ------------------------------------------------------------------------ */
+/* ---- properties ---------------------------------------------------------- */
 
 static void scenario(uint64_t seed, pm__swim_stats *out) {
   memset(out, 0, sizeof *out);
@@ -562,3 +631,92 @@ Test(swim, packets_stay_within_the_budget) {
                13);
   net_free(&n);
 }
+
+Test(swim, a_big_state_travels_in_several_frames) {
+  net n;
+  net_init(&n, 2, 14);
+  net_start(&n);
+  /* 5000 members with big fabric addresses: about 1.5 MiB of state. */
+  uint32_t count = 5000;
+  pm__member_info *many = calloc(count, sizeof *many);
+  for (uint32_t i = 0; i < count; i++) {
+    memset(many[i].id.bytes, 0xb0, PM_SWIM_ID_LEN);
+    memcpy(many[i].id.bytes, &i, sizeof i);
+    many[i].boot_epoch = 1;
+    snprintf(many[i].addr, sizeof many[i].addr, "10.8.%u.%u:7946", i / 256,
+             i % 256);
+    memset(many[i].meta.fabric_addr, 0xfa, 250);
+    many[i].meta.fabric_len = 250;
+  }
+  pm__swim_merge(n.nodes[0].core, n.now, many, count, true);
+  free(many);
+  net_join_all(&n);
+  net_run(&n, 10 * MS);
+  cr_assert_leq(n.biggest_frame, PM_SWIM_STREAM_MAX);
+  cr_assert_geq(n.frames, 3, "one frame to join, two or more back");
+  cr_assert_eq(pm__swim_count(n.nodes[1].core, PM_MEMBER_ALIVE), count + 2);
+  pm__member_info info;
+  cr_assert_eq(pm__swim_lookup(n.nodes[1].core, &n.nodes[0].id, &info), 0);
+  cr_assert_eq(info.state, PM_MEMBER_ALIVE);
+  net_free(&n);
+}
+
+#ifndef SANITIZED
+Test(swim, create_fails_cleanly_at_every_allocation) {
+  net n;
+  net_init(&n, 1, 15);
+  node *nd = &n.nodes[0];
+  pm__swim_config cfg = n.cfg;
+  cfg.send_fn = on_send;
+  cfg.send_arg = nd;
+  pm__member_info self;
+  memset(&self, 0, sizeof self);
+  self.id = nd->id;
+  strcpy(self.addr, nd->addr);
+  for (long i = 0;; i++) {
+    long before = live_blocks;
+    pm__swim *core = NULL;
+    failed_one = false;
+    fail_countdown = i;
+    int rc = pm__swim_create(&cfg, &self, n.now, &core);
+    fail_countdown = -1;
+    if (!failed_one) {
+      cr_assert_eq(rc, 0);
+      pm__swim_destroy(core);
+      cr_assert_eq(live_blocks, before);
+      cr_assert_gt(i, 3);
+      break;
+    }
+    cr_assert_eq(rc, PM_ENOMEM, "allocation %ld", i);
+    cr_assert_null(core);
+    cr_assert_eq(live_blocks, before, "leak when allocation %ld fails", i);
+  }
+}
+
+/* A short life of three members in which allocation i fails. Returns
+ * whether some allocation failed (i was within the run). */
+static bool life_with_failure(long i) {
+  net n;
+  net_init(&n, 3, 16);
+  net_start(&n);
+  failed_one = false;
+  fail_countdown = i;
+  const char *seed[] = {n.nodes[0].addr};
+  for (int k = 1; k < 3; k++) /* may fail with PM_ENOMEM */
+    pm__swim_join(n.nodes[k].core, n.now, seed, 1);
+  net_run(&n, 3 * SEC);
+  net_crash(&n, 2);
+  net_run(&n, 10 * SEC);
+  fail_countdown = -1;
+  bool failed = failed_one;
+  net_free(&n);
+  return failed;
+}
+
+Test(swim, survives_a_failed_allocation_anywhere) {
+  long i = 0;
+  while (life_with_failure(i))
+    i += 1 + i / 8; /* every early one, then a sample of the later ones */
+  cr_assert_gt(i, 20);
+}
+#endif

@@ -42,11 +42,10 @@ static int open_it(const pm__swim_keyring *r, bool stream, const uint8_t *in,
   const uint8_t *payload;
   size_t payload_len;
   pm__member_id sender;
-  return pm__open(r, stream, in, length, out, &payload, &payload_len,
-                  &sender);
+  return pm__open(r, stream, in, length, out, &payload, &payload_len, &sender);
 }
 
-/* ---- sealing ------------------------------------------------------------------- */
+/* ---- sealing ------------------------------------------------------------- */
 
 Test(wire, seal_round_trip) {
   pm__swim_keyring *r = ring(key_a, "prod");
@@ -56,8 +55,8 @@ Test(wire, seal_round_trip) {
   const uint8_t *payload;
   size_t payload_len;
   pm__member_id sender;
-  cr_assert_eq(pm__open(r, false, buf, n, out, &payload, &payload_len,
-                        &sender), 0);
+  cr_assert_eq(pm__open(r, false, buf, n, out, &payload, &payload_len, &sender),
+               0);
   cr_assert_eq(payload_len, 5);
   cr_assert_eq(memcmp(payload, "hello", 5), 0);
   cr_assert_eq(sender.bytes[0], 7);
@@ -72,7 +71,7 @@ Test(wire, every_forgery_fails_authentication) {
   size_t n = seal(a, false, 7, "hello", 5, buf);
   cr_assert_eq(open_it(b, false, buf, n), PM_EAUTH);
   cr_assert_eq(open_it(other_cluster, false, buf, n), PM_EAUTH);
-  cr_assert_eq(open_it(a, true, buf, n), PM_EAUTH); /* packet as frame */
+  cr_assert_eq(open_it(a, true, buf, n), PM_EAUTH);     /* packet as frame */
   cr_assert_eq(open_it(NULL, false, buf, n), PM_EAUTH); /* no key here */
   for (size_t i = 1; i < n; i++) { /* any flipped byte after the kind */
     buf[i] ^= 0x20;
@@ -99,21 +98,21 @@ Test(wire, every_packet_has_a_fresh_nonce) {
   size_t n = seal(r, false, 1, "same", 4, one);
   seal(r, false, 1, "same", 4, two);
   cr_assert_neq(memcmp(one + 17, two + 17, PM_SEAL_NONCE_LEN), 0);
-  cr_assert_neq(memcmp(one + PM_SEAL_PREFIX, two + PM_SEAL_PREFIX,
-                       n - PM_SEAL_PREFIX),
-                0);
+  cr_assert_neq(
+      memcmp(one + PM_SEAL_PREFIX, two + PM_SEAL_PREFIX, n - PM_SEAL_PREFIX),
+      0);
   pm__swim_keyring_free(r);
 }
 
-/* ---- encoding and validation -------------------------------------------------- */
+/* ---- encoding and validation --------------------------------------------- */
 
 static size_t member_bytes(const Pmswim__Member *m, uint8_t *out) {
   return pmswim__member__pack(m, out);
 }
 
 /* A packet of kind with one update m, packed into out. */
-static size_t packet_with(uint32_t kind, const Pmswim__Member *m,
-                          uint8_t *out, size_t cap) {
+static size_t packet_with(uint32_t kind, const Pmswim__Member *m, uint8_t *out,
+                          size_t cap) {
   Pmswim__Packet p = PMSWIM__PACKET__INIT;
   p.kind = kind;
   uint8_t target[16] = {3};
@@ -204,14 +203,32 @@ Test(wire, invalid_fields_are_refused) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     Pmswim__Member bad = good_member(id);
     switch (i) {
-    case 0: bad.id.len = 15; break;
-    case 1: bad.state = 9; break;
-    case 2: bad.addr = "10.0.0.1 :7946"; break;
-    case 3: bad.addr = ""; break;
-    case 4: bad.fabric_addr.data = fabric; bad.fabric_addr.len = 257; break;
-    case 5: bad.zone = long_zone; break;
-    case 6: bad.from.data = id; bad.from.len = 3; break;
-    case 7: bad.tcp_addr = "10.0.0.1:\x01"; break;
+    case 0:
+      bad.id.len = 15;
+      break;
+    case 1:
+      bad.state = 9;
+      break;
+    case 2:
+      bad.addr = "10.0.0.1 :7946";
+      break;
+    case 3:
+      bad.addr = "";
+      break;
+    case 4:
+      bad.fabric_addr.data = fabric;
+      bad.fabric_addr.len = 257;
+      break;
+    case 5:
+      bad.zone = long_zone;
+      break;
+    case 6:
+      bad.from.data = id;
+      bad.from.len = 3;
+      break;
+    case 7:
+      bad.tcp_addr = "10.0.0.1:\x01";
+      break;
     }
     size_t n = packet_with(0, &bad, buf, sizeof buf);
     cr_assert_eq(decode(buf, n, false), PM_EPROTO, "%s", cases[i]);
@@ -279,11 +296,11 @@ Test(wire, random_garbage_never_decodes_into_trouble) {
   }
 }
 
-/* ---- a core facing bad input ---------------------------------------------------- */
+/* ---- a core facing bad input --------------------------------------------- */
 
 static int sent;
-static void count_send(void *arg, const char *addr, const uint8_t *b,
-                       size_t n, bool stream) {
+static void count_send(void *arg, const char *addr, const uint8_t *b, size_t n,
+                       bool stream) {
   (void)arg, (void)addr, (void)b, (void)n, (void)stream;
   sent++;
 }

@@ -1,0 +1,411 @@
+/*
+ * Tests for the fabric transport (transport/fabric*.c) over a real
+ * provider: FI_PROVIDER=tcp (tcp;ofi_rxm) on 127.0.0.1 unless the
+ * environment names another (FI_PROVIDER=shm also passes). Two or three
+ * transports in one process: byte-exact GETs of 64 KiB, 1 MiB and 16 MiB,
+ * server errors with their detail, concurrent GETs, deadlines against a
+ * stalled server and a server closed mid-request, a client with the wrong
+ * cluster key, and PUT.
+ */
+#include "test_fabric_util.h"
+
+TestSuite(fabric, .timeout = 120);
+
+typedef struct pair {
+  test_server server_state, client_state;
+  pm_transport *server, *client;
+  char server_addr[PM_ADDR_MAX];
+} pair;
+
+static void pair_open(pair *p, uint32_t max_page) {
+  test_server_init(&p->server_state);
+  test_server_init(&p->client_state);
+  p->server = open_fabric(&p->server_state, test_key, max_page);
+  p->client = open_fabric(&p->client_state, test_key, max_page);
+  address_of(p->server, p->server_addr);
+}
+
+static void pair_close(pair *p) {
+  close_fabric(p->client);
+  close_fabric(p->server);
+  test_server_fini(&p->server_state);
+  test_server_fini(&p->client_state);
+}
+
+/* GET one page and check every byte. */
+static void get_exact(pm_transport *client, const char *addr,
+                      const char *uri, uint64_t index, uint32_t size) {
+  pm_page_request req = make_request(uri, index, size);
+  uint8_t *got = malloc(size), *want = malloc(size);
+  cr_assert(got && want);
+  memset(got, 0xee, size);
+  fill_page(uri, index, want, size);
+  ssize_t n = client->methods->get_page(client, addr, &req, got, size,
+                                        pm__now_ns() + 10 * SEC_NS);
+  cr_assert_eq(n, (ssize_t)size, "get %s#%llu: %s: %s", uri,
+               (unsigned long long)index, pm_err_name((int)n), pm__errmsg());
+  cr_assert(memcmp(got, want, size) == 0, "page bytes differ");
+  free(got);
+  free(want);
+}
+
+Test(fabric, round_trips_are_byte_exact) {
+  pair p;
+  pair_open(&p, 16 * MiB);
+  const uint32_t sizes[] = {64 * KiB, 1 * MiB, 16 * MiB};
+  for (unsigned i = 0; i < 3; i++)
+    for (uint64_t index = 0; index < 3; index++)
+      get_exact(p.client, p.server_addr, "s3://bucket/round", index,
+                sizes[i]);
+  pm_transport_stats cs = stats_of(p.client), ss = stats_of(p.server);
+  cr_assert_eq(cs.gets_sent, 9);
+  cr_assert_eq(ss.gets_served, 9);
+  uint64_t bytes = 3ull * (64 * KiB + 1 * MiB + 16 * MiB);
+  cr_assert_eq(cs.bytes_received, bytes);
+  cr_assert_eq(ss.bytes_sent, bytes);
+  pair_close(&p);
+}
+
+Test(fabric, short_last_page_and_both_directions) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  pm_page_request req = make_request("s3://bucket/short", 2, 1 * MiB);
+  req.object_size = 2 * MiB + 12345;
+  uint8_t *got = malloc(MiB), want[12345];
+  fill_page(req.uri, 2, want, sizeof want);
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, got,
+                                          MiB, pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(n, 12345, "%s", pm__errmsg());
+  cr_assert(memcmp(got, want, sizeof want) == 0);
+  /* The server's own client side reaches the client's server side. */
+  char client_addr[PM_ADDR_MAX];
+  address_of(p.client, client_addr);
+  get_exact(p.server, client_addr, "s3://bucket/back", 7, 256 * KiB);
+  free(got);
+  pair_close(&p);
+}
+
+Test(fabric, server_error_carries_code_and_detail) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  pm_page_request req = make_request("test://missing", 4, 1 * MiB);
+  uint8_t *buf = malloc(MiB);
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                          MiB, pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(n, PM_ENOENT, "got %s", pm_err_name((int)n));
+  cr_assert(strstr(pm__errmsg(), "test server: test://missing has no page 4"),
+            "detail: %s", pm__errmsg());
+  cr_assert(strstr(pm__errmsg(), "fabric peer"), "detail: %s", pm__errmsg());
+  /* A too-small destination is refused by the server, not overrun. */
+  req = make_request("s3://bucket/big", 0, 1 * MiB);
+  n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                  64 * KiB, pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(n, PM_ETOOBIG, "got %s", pm_err_name((int)n));
+  /* So is a uri the server would refuse as oversize, before sending. */
+  static char long_uri[PM_FABRIC_URI_MAX + 16];
+  memset(long_uri, 'u', sizeof long_uri - 1);
+  req = make_request(long_uri, 0, 1 * MiB);
+  n = p.client->methods->get_page(p.client, p.server_addr, &req, buf, MiB,
+                                  pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(n, PM_ETOOBIG, "got %s", pm_err_name((int)n));
+  free(buf);
+  pair_close(&p);
+}
+
+Test(fabric, bad_addresses_fail_cleanly) {
+  pair p;
+  pair_open(&p, 64 * KiB);
+  pm_page_request req = make_request("s3://bucket/x", 0, 64 * KiB);
+  uint8_t buf[64];
+  const char *bad[] = {"", "zz", "abc", "not-an-address"};
+  for (unsigned i = 0; i < PM_ARRAY_SIZE(bad); i++) {
+    ssize_t n = p.client->methods->get_page(p.client, bad[i], &req, buf,
+                                            sizeof buf,
+                                            pm__now_ns() + SEC_NS);
+    cr_assert_lt(n, 0);
+  }
+  char small[8];
+  cr_assert_eq(p.client->methods->address(p.client, small, sizeof small),
+               PM_ETOOBIG);
+  pair_close(&p);
+}
+
+typedef struct reader {
+  pm_transport *client;
+  const char *addr;
+  int thread;
+  int failures;
+  char first_failure[PM_ERRMSG_MAX];
+} reader;
+
+static void *read_many(void *arg) {
+  reader *r = arg;
+  const uint32_t size = 256 * KiB;
+  uint8_t *got = malloc(size), *want = malloc(size);
+  char uri[64];
+  snprintf(uri, sizeof uri, "s3://bucket/thread-%d", r->thread);
+  for (uint64_t index = 0; index < 40; index++) {
+    pm_page_request req = make_request(uri, index, size);
+    fill_page(uri, index, want, size);
+    ssize_t n = r->client->methods->get_page(r->client, r->addr, &req, got,
+                                             size, pm__now_ns() + 10 * SEC_NS);
+    if (n != (ssize_t)size || memcmp(got, want, size) != 0) {
+      if (!r->failures++)
+        snprintf(r->first_failure, sizeof r->first_failure, "%s: %s",
+                 n < 0 ? pm_err_name((int)n) : "wrong bytes",
+                 n < 0 ? pm__errmsg() : "");
+    }
+  }
+  free(got);
+  free(want);
+  return NULL;
+}
+
+Test(fabric, concurrent_gets_from_several_threads) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  enum { THREADS = 6 };
+  pthread_t threads[THREADS];
+  reader readers[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    readers[i] = (reader){p.client, p.server_addr, i, 0, ""};
+    pthread_create(&threads[i], NULL, read_many, &readers[i]);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(threads[i], NULL);
+    cr_assert_eq(readers[i].failures, 0, "thread %d failed %d reads: %s", i,
+                 readers[i].failures, readers[i].first_failure);
+  }
+  cr_assert_eq(stats_of(p.server).gets_served, THREADS * 40);
+  pair_close(&p);
+}
+
+Test(fabric, deadline_holds_against_a_stalled_server) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  atomic_store(&p.server_state.stall_ms, 1500);
+  pm_page_request req = make_request("test://stall", 0, 1 * MiB);
+  uint8_t *buf = malloc(MiB);
+  uint64_t start = pm__now_ns();
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                          MiB, start + 300 * MS_NS);
+  uint64_t took = pm__now_ns() - start;
+  cr_assert_eq(n, PM_ETIMEDOUT, "got %s", pm_err_name((int)n));
+  cr_assert_lt(took, 600 * MS_NS, "returned after %llu ms",
+               (unsigned long long)(took / MS_NS));
+  cr_assert_eq(stats_of(p.client).timeouts, 1);
+  /* Other requests go on meanwhile, and after the stalled page lands in
+   * the abandoned (quarantined) buffer, reads stay byte-exact. */
+  get_exact(p.client, p.server_addr, "s3://bucket/during", 1, 1 * MiB);
+  sleep_ms(1500);
+  for (uint64_t index = 0; index < 8; index++)
+    get_exact(p.client, p.server_addr, "s3://bucket/after", index, 1 * MiB);
+  free(buf);
+  pair_close(&p);
+}
+
+static void *close_in_background(void *arg) {
+  close_fabric(arg);
+  return NULL;
+}
+
+typedef struct pending_get {
+  pair *p;
+  uint64_t deadline_ns;
+  ssize_t result;
+  uint64_t returned_ns;
+} pending_get;
+
+static void *get_in_background(void *arg) {
+  pending_get *g = arg;
+  pm_page_request req = make_request("test://stall", 1, 1 * MiB);
+  uint8_t *buf = malloc(MiB);
+  g->result = g->p->client->methods->get_page(g->p->client, g->p->server_addr,
+                                              &req, buf, MiB, g->deadline_ns);
+  g->returned_ns = pm__now_ns();
+  free(buf);
+  return NULL;
+}
+
+Test(fabric, server_closed_mid_request_fails_within_deadline) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  skip_closed_peer_on_shm(p.server);
+  atomic_store(&p.server_state.stall_ms, 10000);
+  pending_get g = {.p = &p, .deadline_ns = pm__now_ns() + 1500 * MS_NS};
+  pthread_t thread;
+  pthread_create(&thread, NULL, get_in_background, &g);
+  while (atomic_load(&p.server_state.gets) == 0)
+    sleep_ms(1);
+  /* Close the server while its callback is busy with the request; let the
+   * callback return only once the transport is closing. */
+  pthread_t closer;
+  pthread_create(&closer, NULL, close_in_background, p.server);
+  while (!atomic_load(&((pm_fabric *)p.server)->stopping))
+    sleep_ms(1);
+  atomic_store(&p.server_state.abort_stall, true);
+  pthread_join(closer, NULL);
+  p.server = NULL;
+  pthread_join(thread, NULL);
+  cr_assert_lt(g.result, 0);
+  cr_assert_lt(g.returned_ns, g.deadline_ns + 300 * MS_NS,
+               "returned %lld ms after the deadline",
+               (long long)(g.returned_ns - g.deadline_ns) / (long long)MS_NS);
+  /* A request to the dead address also ends by its deadline. */
+  pm_page_request req = make_request("s3://bucket/gone", 0, 64 * KiB);
+  uint8_t buf[64 * KiB];
+  uint64_t deadline = pm__now_ns() + 500 * MS_NS;
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                          sizeof buf, deadline);
+  cr_assert_lt(n, 0);
+  cr_assert_lt(pm__now_ns(), deadline + 300 * MS_NS);
+  pair_close(&p);
+}
+
+/* The zombie slot of a request whose page never came back. */
+static pm_fabric_slot *find_zombie(pm_transport *t) {
+  pm_fabric *f = (pm_fabric *)t;
+  pm_fabric_slot *found = NULL;
+  pthread_mutex_lock(&f->slot_lock);
+  for (unsigned i = 0; i < f->slot_count && !found; i++)
+    if (f->slots[i].state == PM_FABRIC_SLOT_ZOMBIE)
+      found = &f->slots[i];
+  pthread_mutex_unlock(&f->slot_lock);
+  return found;
+}
+
+static pm_fabric_slot_state state_of(pm_transport *t, pm_fabric_slot *slot) {
+  pm_fabric *f = (pm_fabric *)t;
+  pthread_mutex_lock(&f->slot_lock);
+  pm_fabric_slot_state state = slot->state;
+  pthread_mutex_unlock(&f->slot_lock);
+  return state;
+}
+
+Test(fabric, abandoned_landing_buffer_is_rekeyed_after_quarantine) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  skip_closed_peer_on_shm(p.server);
+  atomic_store(&p.server_state.stall_ms, 10000);
+  pm_page_request req = make_request("test://stall", 2, 1 * MiB);
+  uint8_t *buf = malloc(MiB);
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                          MiB, pm__now_ns() + 200 * MS_NS);
+  cr_assert_eq(n, PM_ETIMEDOUT);
+  pm_fabric_slot *slot = find_zombie(p.client);
+  cr_assert(slot, "the abandoned request left no quarantined slot");
+  uint64_t old_key = slot->buf.key;
+  /* The server goes away without ever writing the page. */
+  pthread_t closer;
+  pthread_create(&closer, NULL, close_in_background, p.server);
+  while (!atomic_load(&((pm_fabric *)p.server)->stopping))
+    sleep_ms(1);
+  atomic_store(&p.server_state.abort_stall, true);
+  pthread_join(closer, NULL);
+  p.server = NULL;
+  uint64_t deadline = pm__now_ns() + PM_FABRIC_QUARANTINE_NS + 3 * SEC_NS;
+  while (state_of(p.client, slot) == PM_FABRIC_SLOT_ZOMBIE &&
+         pm__now_ns() < deadline)
+    sleep_ms(20);
+  cr_assert_eq(state_of(p.client, slot), PM_FABRIC_SLOT_FREE);
+  if (!(((pm_fabric *)p.client)->mr_mode & FI_MR_PROV_KEY))
+    cr_assert_neq(slot->buf.key, old_key, "the old key still names it");
+  /* The slot serves again. */
+  test_server other;
+  test_server_init(&other);
+  pm_transport *server2 = open_fabric(&other, test_key, 1 * MiB);
+  char addr2[PM_ADDR_MAX];
+  address_of(server2, addr2);
+  for (uint64_t index = 0; index < 2 * PM_FABRIC_SLOTS_MAX; index++)
+    get_exact(p.client, addr2, "s3://bucket/again", index, 64 * KiB);
+  close_fabric(server2);
+  test_server_fini(&other);
+  free(buf);
+  pair_close(&p);
+}
+
+Test(fabric, client_closed_while_its_request_is_served) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  skip_closed_peer_on_shm(p.server);
+  atomic_store(&p.server_state.stall_ms, 300);
+  pending_get g = {.p = &p, .deadline_ns = pm__now_ns() + 5 * SEC_NS};
+  pthread_t thread;
+  pthread_create(&thread, NULL, get_in_background, &g);
+  while (atomic_load(&p.server_state.gets) == 0)
+    sleep_ms(1);
+  uint64_t start = pm__now_ns();
+  close_fabric(p.client); /* fails the caller with PM_ESHUTDOWN */
+  p.client = NULL;
+  pthread_join(thread, NULL);
+  cr_assert_eq(g.result, PM_ESHUTDOWN, "got %s",
+               pm_err_name((int)g.result));
+  cr_assert_lt(g.returned_ns - start, 1 * SEC_NS);
+  /* The server writes into a vanished peer, then keeps serving others. */
+  sleep_ms(400);
+  test_server other;
+  test_server_init(&other);
+  pm_transport *client2 = open_fabric(&other, test_key, 1 * MiB);
+  get_exact(client2, p.server_addr, "s3://bucket/next", 0, 1 * MiB);
+  close_fabric(client2);
+  test_server_fini(&other);
+  pair_close(&p);
+}
+
+Test(fabric, wrong_cluster_key_gets_no_page) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  test_server outsider_state;
+  test_server_init(&outsider_state);
+  pm_transport *outsider = open_fabric(&outsider_state, wrong_key, 1 * MiB);
+  pm_page_request req = make_request("s3://bucket/secret", 0, 64 * KiB);
+  uint8_t *buf = malloc(64 * KiB);
+  ssize_t n = outsider->methods->get_page(outsider, p.server_addr, &req, buf,
+                                          64 * KiB,
+                                          pm__now_ns() + 500 * MS_NS);
+  cr_assert_lt(n, 0);
+  cr_assert_eq(atomic_load(&p.server_state.gets), 0,
+               "serve_get was called for an outsider");
+  uint64_t deadline = pm__now_ns() + 2 * SEC_NS;
+  while (stats_of(p.server).auth_failures == 0 && pm__now_ns() < deadline)
+    sleep_ms(2);
+  cr_assert_geq(stats_of(p.server).auth_failures, 1);
+  /* Nor can it push one. */
+  int rc = outsider->methods->put_page(outsider, p.server_addr, &req, buf,
+                                       64 * KiB, pm__now_ns() + 500 * MS_NS);
+  cr_assert_lt(rc, 0);
+  cr_assert_eq(atomic_load(&p.server_state.puts), 0);
+  /* The rightful client is unaffected. */
+  get_exact(p.client, p.server_addr, "s3://bucket/secret", 0, 64 * KiB);
+  close_fabric(outsider);
+  test_server_fini(&outsider_state);
+  free(buf);
+  pair_close(&p);
+}
+
+Test(fabric, put_delivers_the_page) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  const size_t size = 1 * MiB - 100;
+  uint8_t *data = malloc(size);
+  fill_page("s3://bucket/pushed", 3, data, size);
+  pm_page_request req = make_request("s3://bucket/pushed", 3, 1 * MiB);
+  int rc = p.client->methods->put_page(p.client, p.server_addr, &req, data,
+                                       size, pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(rc, 0, "put: %s: %s", pm_err_name(rc), pm__errmsg());
+  cr_assert_eq(atomic_load(&p.server_state.puts), 1);
+  cr_assert_eq(p.server_state.put_length, size);
+  cr_assert_eq(p.server_state.put_index, 3);
+  cr_assert(memcmp(p.server_state.put_data, data, size) == 0);
+  cr_assert_eq(atomic_load(&p.client_state.gets), 0,
+               "the pull was served from the core, not the staged page");
+  cr_assert_eq(stats_of(p.server).puts_served, 1);
+  /* The receiver's refusal comes back with its detail. */
+  req = make_request("test://readonly", 0, 1 * MiB);
+  rc = p.client->methods->put_page(p.client, p.server_addr, &req, data, size,
+                                   pm__now_ns() + 5 * SEC_NS);
+  cr_assert_eq(rc, PM_EACCES, "got %s", pm_err_name(rc));
+  cr_assert(strstr(pm__errmsg(), "read-only"), "detail: %s", pm__errmsg());
+  free(data);
+  pair_close(&p);
+}

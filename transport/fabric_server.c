@@ -1,0 +1,453 @@
+/*
+ * transport/fabric_server.c - the serving side of a fabric transport: the
+ * queue of opened GET and PUT requests that the progress thread fills, the
+ * worker threads that call the core's pm_page_server, and the registered
+ * server buffers that pages are RMA-written from.
+ *
+ * GET: a worker takes a server buffer, has serve_get fill it, RMA-writes
+ * it into the requester's landing buffer with the request id as remote CQ
+ * data, checksums it while the write is under way, then sends the
+ * PageResponse (status, length, checksum). It does not wait for the write: the buffer returns to the
+ * pool when the progress thread sees the write complete. Every failure
+ * before the write is posted becomes an error response, so a requester
+ * only ever waits for data that was actually sent. A GET for a page that
+ * we are pushing to that same peer (a PUT's pull) is written from the
+ * PUT's staging buffer instead.
+ *
+ * PUT: a worker pulls the page from the sender with an ordinary GET,
+ * checks it against the PagePut's length and checksum, hands it to
+ * serve_put and answers with the status.
+ *
+ * The server does not know its requesters' deadlines: it bounds each
+ * request by PM_FABRIC_SERVE_TIMEOUT_NS from its arrival.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "transport/fabric_int.h"
+
+#define DEFAULT_SERVER_THREADS 2
+#define MAX_SERVER_THREADS 64
+/* One post (a write or a response) to a peer that does not take it: a
+ * dead peer must not hold a worker for the whole serve timeout. */
+#define POST_TIMEOUT_NS (1000ull * 1000000ull)
+
+static uint64_t post_deadline(uint64_t deadline_ns) {
+  return PM_MIN(deadline_ns, pm__now_ns() + POST_TIMEOUT_NS);
+}
+
+/* ---- items and the queue --------------------------------------------------------- */
+
+pm_fabric_item *pm_fabric_item_get(pm_fabric *f) {
+  pm_fabric_item *item = NULL;
+  pthread_mutex_lock(&f->queue_lock);
+  if (f->item_free) {
+    item = f->item_free;
+    f->item_free = item->next;
+  } else if (f->item_count < PM_FABRIC_QUEUE_MAX + 1) {
+    item = malloc(sizeof *item);
+    if (item)
+      f->item_count++;
+  }
+  pthread_mutex_unlock(&f->queue_lock);
+  if (item) {
+    item->next = NULL;
+    pm_fabric_arena_init(&item->arena, item->arena_mem,
+                         sizeof item->arena_mem);
+  }
+  return item;
+}
+
+void pm_fabric_item_put(pm_fabric *f, pm_fabric_item *item) {
+  pthread_mutex_lock(&f->queue_lock);
+  item->next = f->item_free;
+  f->item_free = item;
+  pthread_mutex_unlock(&f->queue_lock);
+}
+
+void pm_fabric_server_submit(pm_fabric *f, pm_fabric_item *item) {
+  item->queued_ns = pm__now_ns();
+  item->next = NULL;
+  pthread_mutex_lock(&f->queue_lock);
+  if (f->queue_tail)
+    f->queue_tail->next = item;
+  else
+    f->queue_head = item;
+  f->queue_tail = item;
+  f->queue_len++;
+  pthread_cond_signal(&f->queue_cond);
+  pthread_mutex_unlock(&f->queue_lock);
+}
+
+static pm_fabric_item *next_item(pm_fabric *f) {
+  pthread_mutex_lock(&f->queue_lock);
+  while (!f->queue_head && !f->queue_closed)
+    pthread_cond_wait(&f->queue_cond, &f->queue_lock);
+  pm_fabric_item *item = f->queue_closed ? NULL : f->queue_head;
+  if (item) {
+    f->queue_head = item->next;
+    if (!f->queue_head)
+      f->queue_tail = NULL;
+    f->queue_len--;
+  }
+  pthread_mutex_unlock(&f->queue_lock);
+  return item;
+}
+
+/* ---- server buffers ---------------------------------------------------------------- */
+
+static pm_fabric_sbuf *find_sbuf(pm_fabric *f) {
+  pm_fabric_sbuf *fallback = NULL;
+  for (unsigned i = 0; i < f->sbuf_count; i++) {
+    if (f->sbufs[i].busy)
+      continue;
+    if (f->sbufs[i].buf.data)
+      return &f->sbufs[i];
+    if (!fallback)
+      fallback = &f->sbufs[i];
+  }
+  return fallback;
+}
+
+static pm_fabric_sbuf *take_sbuf(pm_fabric *f, uint64_t deadline_ns,
+                                 int *err) {
+  pm_fabric_sbuf *sb = NULL;
+  *err = 0;
+  pthread_mutex_lock(&f->sbuf_lock);
+  while (!(sb = find_sbuf(f)) && !*err) {
+    if (atomic_load(&f->stopping))
+      *err = pm__errf(PM_ESHUTDOWN, "fabric: transport closing");
+    else if (pm_fabric_cond_wait_until(&f->sbuf_cond, &f->sbuf_lock,
+                                       deadline_ns) == ETIMEDOUT)
+      *err = pm__errf(PM_EBUSY, "fabric: no server buffer free");
+  }
+  if (sb) {
+    sb->busy = true;
+    atomic_store(&sb->holds, 1);
+  }
+  pthread_mutex_unlock(&f->sbuf_lock);
+  if (sb && !sb->buf.data) {
+    *err = pm_fabric_buf_alloc(f, &sb->buf, f->max_page_size, FI_WRITE);
+    if (*err) {
+      pthread_mutex_lock(&f->sbuf_lock);
+      sb->busy = false;
+      pthread_mutex_unlock(&f->sbuf_lock);
+      sb = NULL;
+    }
+  }
+  return sb;
+}
+
+static void give_sbuf(pm_fabric *f, pm_fabric_sbuf *sb) {
+  pthread_mutex_lock(&f->sbuf_lock);
+  sb->busy = false;
+  pthread_cond_signal(&f->sbuf_cond);
+  pthread_mutex_unlock(&f->sbuf_lock);
+}
+
+/* Let go of a server buffer held by a worker and, once posted, by the
+ * write that reads it; the last one returns it to the pool. */
+static void drop_sbuf(pm_fabric *f, pm_fabric_sbuf *sb) {
+  if (atomic_fetch_sub(&sb->holds, 1) == 1)
+    give_sbuf(f, sb);
+}
+
+void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err) {
+  if (err)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "page write: %s",
+                       pm__errmsg());
+  if (op->put_slot >= 0)
+    pm_fabric_slot_on_write_done(f, op->put_slot);
+  else
+    drop_sbuf(f, &f->sbufs[op->index]);
+  pm_fabric_inflight_done(f);
+}
+
+/* ---- answering ------------------------------------------------------------------- */
+
+static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
+                    int status, uint32_t length, const uint8_t *checksum,
+                    const char *detail, uint64_t deadline_ns) {
+  Pm__PageResponse resp;
+  pm__page_response__init(&resp);
+  char text[PM_FABRIC_DETAIL_MAX];
+  snprintf(text, sizeof text, "%s", detail ? detail : "");
+  resp.request_id = request_id;
+  resp.status = status;
+  resp.length = length;
+  if (checksum) {
+    resp.checksum.data = (uint8_t *)checksum;
+    resp.checksum.len = PM_FABRIC_CHECKSUM_LEN;
+  }
+  resp.detail = text;
+  Pm__PageFrame frame;
+  pm__page_frame__init(&frame);
+  frame.body_case = PM__PAGE_FRAME__BODY_RESPONSE;
+  frame.response = &resp;
+  int rc = pm_fabric_send_frame(f, peer, &frame, 0,
+                                post_deadline(deadline_ns));
+  if (rc)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "response lost: %s",
+                       pm__errmsg());
+}
+
+static int post_write(pm_fabric *f, fi_addr_t peer, pm_fabric_op *op,
+                      const pm_fabric_buf *buf, size_t length,
+                      const Pm__PageGet *get, uint64_t deadline_ns) {
+  deadline_ns = post_deadline(deadline_ns);
+  pm_fabric_inflight_add(f);
+  for (unsigned round = 0;;) {
+    ssize_t rc = fi_writedata(f->ep, buf->data, length, buf->desc,
+                              get->request_id & f->id_mask, peer,
+                              get->rma_addr, get->rma_key, &op->context);
+    if (rc == 0) {
+      atomic_fetch_add(&f->stats.bytes_sent, length);
+      return 0;
+    }
+    int err = rc == -FI_EAGAIN
+                  ? pm_fabric_backoff(f, &round, deadline_ns, "fi_writedata")
+                  : pm_fabric_err((int)rc, "fi_writedata");
+    if (err) {
+      pm_fabric_inflight_done(f);
+      return err;
+    }
+  }
+}
+
+/* Write a PUT's staged page to the peer that pulls it. */
+static void serve_staged(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
+                         int32_t put_slot, uint64_t deadline_ns) {
+  pm_fabric_slot *slot = &f->slots[put_slot];
+  int rc = PM_ETOOBIG;
+  if (slot->put_length <= get->rma_length)
+    rc = post_write(f, peer, &slot->write_op, &slot->buf, slot->put_length,
+                    get, deadline_ns);
+  else
+    pm__errf(rc, "fabric: staged page does not fit the landing buffer");
+  if (rc) {
+    pm_fabric_slot_on_write_done(f, put_slot);
+    respond(f, peer, get->request_id, rc, 0, NULL, pm__errmsg(),
+            deadline_ns);
+    return;
+  }
+  respond(f, peer, get->request_id, 0, slot->put_length, slot->put_checksum,
+          NULL, deadline_ns);
+}
+
+/* Fill a server buffer from the core; returns the length or a pm_err. */
+static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb) {
+  pm_page_request req;
+  pm_fabric_req_from_pb(get->page, &req);
+  pm__errmsg_clear();
+  ssize_t len = f->server.serve_get(f->server.arg, &req, sb->buf.data,
+                                    sb->buf.size);
+  if (len < 0)
+    return len;
+  if ((size_t)len > sb->buf.size)
+    return pm__errf(PM_EIO, "fabric: serve_get returned %zd bytes for a "
+                    "%zu-byte buffer", len, sb->buf.size);
+  if ((size_t)len > get->rma_length)
+    return pm__errf(PM_ETOOBIG, "fabric: page of %zd bytes, landing buffer "
+                    "of %u", len, get->rma_length);
+  return len;
+}
+
+/* Post the page's write and checksum it meanwhile; returns the length or
+ * a pm_err (then no write is in flight). */
+static ssize_t write_page(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
+                          pm_fabric_sbuf *sb, size_t len, pm_checksum *sum,
+                          uint64_t deadline_ns) {
+  /* Both the write and the checksum only read the buffer; the write holds
+   * it too, so it returns to the pool after whichever finishes last. */
+  atomic_fetch_add(&sb->holds, 1);
+  int err = post_write(f, peer, &sb->op, &sb->buf, len, get, deadline_ns);
+  if (err) {
+    atomic_fetch_sub(&sb->holds, 1);
+    return err;
+  }
+  *sum = pm__checksum(sb->buf.data, len);
+  return (ssize_t)len;
+}
+
+static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
+                       uint64_t deadline_ns) {
+  int rc;
+  pm_fabric_sbuf *sb = take_sbuf(f, deadline_ns, &rc);
+  if (!sb) {
+    respond(f, peer, get->request_id, rc, 0, NULL, pm__errmsg(),
+            deadline_ns);
+    return;
+  }
+  ssize_t len = fill(f, get, sb);
+  if (atomic_load(&f->stopping)) {
+    drop_sbuf(f, sb); /* closing: start no new write; the requester times out */
+    return;
+  }
+  pm_checksum sum = {{0}};
+  if (len > 0)
+    len = write_page(f, peer, get, sb, (size_t)len, &sum, deadline_ns);
+  drop_sbuf(f, sb);
+  if (len < 0) {
+    respond(f, peer, get->request_id, (int)len, 0, NULL, pm__errmsg(),
+            deadline_ns);
+    return;
+  }
+  atomic_fetch_add(&f->stats.gets_served, 1);
+  respond(f, peer, get->request_id, 0, (uint32_t)len, sum.bytes, NULL,
+          deadline_ns);
+}
+
+/* ---- handlers -------------------------------------------------------------------- */
+
+static int resolve_sender(pm_fabric *f, const pm_fabric_msg *msg,
+                          char *hex, fi_addr_t *peer) {
+  int rc = pm_fabric_hex_encode(msg->sender, msg->sender_len, hex,
+                                PM_ADDR_MAX);
+  if (!rc)
+    rc = pm_fabric_peer_resolve(f, hex, peer);
+  if (rc)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000,
+                       "cannot answer a request: %s", pm__errmsg());
+  return rc;
+}
+
+static void handle_get(pm_fabric *f, const pm_fabric_item *item,
+                       uint64_t deadline_ns) {
+  char hex[PM_ADDR_MAX];
+  fi_addr_t peer;
+  if (resolve_sender(f, &item->msg, hex, &peer))
+    return;
+  const Pm__PageGet *get = item->msg.frame->get;
+  int32_t put_slot = pm_fabric_slot_find_put(f, hex, get->page->page_id.data);
+  if (put_slot >= 0)
+    serve_staged(f, peer, get, put_slot, deadline_ns);
+  else
+    serve_core(f, peer, get, deadline_ns);
+}
+
+/* Pull a pushed page into scratch and hand it to serve_put. */
+static int take_put(pm_fabric *f, const char *hex, const Pm__PagePut *put,
+                    uint8_t *scratch, uint64_t deadline_ns) {
+  pm_page_request req;
+  pm_fabric_req_from_pb(put->page, &req);
+  if (!f->server.serve_put)
+    return pm__errf(PM_ENOTSUP, "fabric: this peer takes no pushed pages");
+  ssize_t len = pm_fabric_fetch(f, hex, &req, scratch, put->length,
+                                deadline_ns);
+  if (len < 0)
+    return (int)len;
+  pm_checksum sum = pm__checksum(scratch, (size_t)len);
+  if ((size_t)len != put->length ||
+      memcmp(sum.bytes, put->checksum.data, sizeof sum.bytes) != 0)
+    return pm__errf(PM_ECORRUPT, "fabric: pushed page differs from its "
+                    "announcement");
+  pm__errmsg_clear();
+  return f->server.serve_put(f->server.arg, &req, scratch, (size_t)len);
+}
+
+static void handle_put(pm_fabric *f, const pm_fabric_item *item,
+                       uint8_t **scratch, uint64_t deadline_ns) {
+  char hex[PM_ADDR_MAX];
+  fi_addr_t peer;
+  if (resolve_sender(f, &item->msg, hex, &peer))
+    return;
+  const Pm__PagePut *put = item->msg.frame->put;
+  if (!*scratch)
+    *scratch = malloc(f->max_page_size);
+  int rc = *scratch ? take_put(f, hex, put, *scratch, deadline_ns)
+                    : pm__errf(PM_ENOMEM, "fabric: no memory for a page");
+  if (rc == 0)
+    atomic_fetch_add(&f->stats.puts_served, 1);
+  respond(f, peer, put->request_id, rc, 0, NULL, rc ? pm__errmsg() : NULL,
+          deadline_ns);
+}
+
+static void *worker_main(void *arg) {
+  pm_fabric *f = arg;
+  uint8_t *scratch = NULL;
+  pm_fabric_item *item;
+  while ((item = next_item(f))) {
+    uint64_t deadline_ns = item->queued_ns + PM_FABRIC_SERVE_TIMEOUT_NS;
+    if (pm__now_ns() >= deadline_ns)
+      PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000,
+                         "request dropped after waiting in the queue");
+    else if (item->msg.frame->body_case == PM__PAGE_FRAME__BODY_GET)
+      handle_get(f, item, deadline_ns);
+    else
+      handle_put(f, item, &scratch, deadline_ns);
+    pm_fabric_item_put(f, item);
+  }
+  free(scratch);
+  return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+static int alloc_sbufs(pm_fabric *f) {
+  size_t fit = (PM_FABRIC_BUFFER_BUDGET / 2) / f->max_page_size;
+  size_t want = 2 * (size_t)f->worker_count;
+  f->sbuf_count = (unsigned)PM_MAX(PM_MIN(want, fit), (size_t)2);
+  f->sbufs = calloc(f->sbuf_count, sizeof *f->sbufs);
+  if (!f->sbufs)
+    return pm__errf(PM_ENOMEM, "fabric: cannot allocate server buffers");
+  for (unsigned i = 0; i < f->sbuf_count; i++)
+    f->sbufs[i].op = (pm_fabric_op){
+        .kind = PM_FABRIC_OP_WRITE, .index = i, .put_slot = -1};
+  return 0;
+}
+
+int pm_fabric_server_start(pm_fabric *f) {
+  unsigned threads = f->server_threads ? f->server_threads
+                                       : DEFAULT_SERVER_THREADS;
+  threads = PM_MIN(threads, (unsigned)MAX_SERVER_THREADS);
+  f->worker_count = threads;
+  int rc = alloc_sbufs(f);
+  if (rc)
+    return rc;
+  f->workers = calloc(threads, sizeof *f->workers);
+  if (!f->workers)
+    return pm__errf(PM_ENOMEM, "fabric: cannot allocate workers");
+  f->worker_count = 0;
+  for (unsigned i = 0; i < threads; i++) {
+    rc = pthread_create(&f->workers[i], NULL, worker_main, f);
+    if (rc)
+      return pm__errf(pm__err_from_errno(rc),
+                      "fabric: cannot start a server thread: %s",
+                      strerror(rc));
+    f->worker_count++;
+  }
+  return 0;
+}
+
+void pm_fabric_server_stop(pm_fabric *f) {
+  pthread_mutex_lock(&f->queue_lock);
+  f->queue_closed = true;
+  pthread_cond_broadcast(&f->queue_cond);
+  pthread_mutex_unlock(&f->queue_lock);
+  pthread_mutex_lock(&f->sbuf_lock);
+  pthread_cond_broadcast(&f->sbuf_cond);
+  pthread_mutex_unlock(&f->sbuf_lock);
+  for (unsigned i = 0; i < f->worker_count; i++)
+    pthread_join(f->workers[i], NULL);
+  f->worker_count = 0;
+}
+
+void pm_fabric_server_free(pm_fabric *f) {
+  for (unsigned i = 0; f->sbufs && i < f->sbuf_count; i++)
+    pm_fabric_buf_free(&f->sbufs[i].buf);
+  free(f->sbufs);
+  free(f->workers);
+  f->sbufs = NULL;
+  f->workers = NULL;
+  pm_fabric_item *lists[2] = {f->queue_head, f->item_free};
+  for (int l = 0; l < 2; l++) {
+    while (lists[l]) {
+      pm_fabric_item *next = lists[l]->next;
+      free(lists[l]);
+      lists[l] = next;
+    }
+  }
+  f->queue_head = f->queue_tail = f->item_free = NULL;
+}
