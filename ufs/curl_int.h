@@ -1,11 +1,11 @@
 /*
- * ufs/curl_int.h - the HTTP plumbing that the S3 and HTTP(S) backends
- * share: a pool of curl easy handles over one CURLSH share (DNS cache and
- * TLS sessions; each pooled handle keeps its own live connections, since
- * libcurl does not support sharing a connection cache between threads), a
- * request runner with retries (exponential backoff, full jitter), response
- * header parsing, and the one mapping of HTTP statuses and curl errors to
- * pm_err (ufs/curl_common.c, ufs/http_parse.c).
+ * ufs/curl_int.h - the HTTP plumbing that the HTTP-based backends (S3,
+ * GCS, Azure, Hugging Face, HTTP(S)) share: a pool of curl easy handles over
+ * one CURLSH share (DNS cache and TLS sessions; each pooled handle keeps its
+ * own live connections, since libcurl does not support sharing a connection
+ * cache between threads), a request runner with retries (exponential backoff,
+ * full jitter), response header parsing, and the one mapping of HTTP statuses
+ * and curl errors to pm_err (ufs/curl_common.c, ufs/http_parse.c).
  */
 #ifndef PM_UFS_CURL_INT_H
 #define PM_UFS_CURL_INT_H
@@ -61,6 +61,11 @@ typedef struct pm_http_req {
   size_t window_len;
   uint64_t window_offset; /* a 200 answer is skipped up to here */
   pm_sbuf *body;          /* receives the whole 2xx body */
+  /* Sees every raw response header line, status lines included, of each
+   * response (redirects followed too) and of each attempt, before it is
+   * parsed; for the headers a backend reads itself. May be NULL. */
+  void (*on_header)(void *arg, const char *line, size_t length);
+  void *header_arg;
 } pm_http_req;
 
 /* What came back (from the last attempt). */
@@ -105,6 +110,52 @@ int pm__http_perform(pm_curl_pool *pool, const pm_ufs *ufs,
 int pm__http_status_err(const char *uri, const pm_http_resp *resp,
                         const char *reason);
 
+/* Append "Name: value" to a header list. The temporary line is wiped (it
+ * may hold a secret). Returns 0, PM_ENOMEM or PM_ETOOBIG (over
+ * PM_HTTP_HEADER_LINE_MAX). */
+int pm__http_add_header(struct curl_slist **list, const char *name,
+                        const char *value);
+/* The header values of a ranged read of [offset, +length) of `expect`:
+ * "bytes=A-B" into range, and, when the version is a strong ETag, the
+ * quoted tag into if_match (returns true) - else if_match is "" and the
+ * answer is checked after the fact (pm__http_check_read). */
+#define PM_HTTP_RANGE_MAX 64
+bool pm__http_read_headers(const pm_object_stat *expect, uint64_t offset,
+                           size_t length, char range[PM_HTTP_RANGE_MAX],
+                           char if_match[PM_VERSION_MAX + 2]);
+/* Append "Authorization: Bearer TOKEN". Same returns. */
+int pm__http_add_bearer(struct curl_slist **list, const char *token);
+
+/*
+ * Check the answer to a ranged GET of [offset, +length) of the version
+ * `expect`: 412 and 416 are PM_ECHANGED, and so is a version_seen (the
+ * version the answer carries, "" or NULL if none) other than
+ * expect->version or a total size other than expect->size; fewer bytes
+ * than asked are PM_EIO. Any other status than 200/206/412/416 must be
+ * reported by the caller first (it knows the origin's error format).
+ * Returns 0 or the error, with detail.
+ */
+int pm__http_check_read(const char *uri, const pm_http_resp *resp,
+                        const char *version_seen, const pm_object_stat *expect,
+                        uint64_t offset, size_t length);
+
+/* One listed object (or prefix, is_dir) of a bucket-like listing. */
+typedef struct pm_listed {
+  const char *name; /* key or blob name under the root */
+  bool is_dir;
+  uint64_t size;
+  int64_t mtime_ns;
+  const char *raw_etag; /* as the listing gives it, "" if none */
+} pm_listed;
+
+/* Hand one listed item to cb as a pm_list_entry: its URI is the first
+ * root_len bytes of root, '/', and the name (built in entry_uri); its
+ * version comes from the ETag. An object whose name ends in '/' (a folder
+ * marker, which could not be told from a directory) is skipped. Returns
+ * 0, cb's value, or PM_ETOOBIG/PM_ENOMEM with detail. */
+int pm__list_emit(pm_sbuf *entry_uri, const char *root, size_t root_len,
+                  const pm_listed *item, pm_ufs_list_cb cb, void *arg);
+
 /* ---- parsing (ufs/http_parse.c) ----------------------------------------- */
 
 /* Reset the header fields of resp (a new response begins). */
@@ -112,6 +163,13 @@ void pm__http_resp_clear_headers(pm_http_resp *resp);
 /* Parse one raw header line ("Name: value\r\n", or a status line) into
  * resp. Unknown, malformed and over-long lines are ignored. */
 void pm__http_parse_header(pm_http_resp *resp, const char *line, size_t length);
+/* Whether a raw header line is a status line ("HTTP/1.1 302 Found"): a
+ * new response starts. */
+bool pm__http_is_status_line(const char *line, size_t length);
+/* If the raw header line is header `name` (compared without case), point
+ * *value at its trimmed value (not NUL-terminated) and return true. */
+bool pm__http_header_is(const char *line, size_t length, const char *name,
+                        const char **value, size_t *value_length);
 /* Parse "bytes FIRST-LAST/TOTAL" ('*' allowed for the range or the total).
  * Returns 0 or PM_EPROTO. */
 int pm__http_parse_content_range(const char *value, size_t length,

@@ -103,11 +103,33 @@ static void parse_last_modified(pm_http_resp *resp, const char *v, size_t n) {
     resp->last_modified = (int64_t)t;
 }
 
+bool pm__http_is_status_line(const char *line, size_t length) {
+  return length >= 5 && !strncmp(line, "HTTP/", 5);
+}
+
+bool pm__http_header_is(const char *line, size_t length, const char *name,
+                        const char **value, size_t *value_length) {
+  if (length > PM_HTTP_HEADER_LINE_MAX)
+    return false;
+  const char *colon = memchr(line, ':', length);
+  if (!colon)
+    return false;
+  const char *n = line, *n_end = colon;
+  const char *v = colon + 1, *v_end = line + length;
+  trim(&n, &n_end);
+  trim(&v, &v_end);
+  if (!name_is(n, (size_t)(n_end - n), name))
+    return false;
+  *value = v;
+  *value_length = (size_t)(v_end - v);
+  return true;
+}
+
 void pm__http_parse_header(pm_http_resp *resp, const char *line,
                            size_t length) {
   if (length > PM_HTTP_HEADER_LINE_MAX)
     return;
-  if (length >= 5 && !strncmp(line, "HTTP/", 5)) {
+  if (pm__http_is_status_line(line, length)) {
     parse_status_line(resp, line, length);
     return;
   }

@@ -1,8 +1,10 @@
 /*
  * ufs/s3.c - the S3 origin: "s3://bucket/key" on AWS or any S3-compatible
- * server. Requests are signed by libcurl (CURLOPT_AWS_SIGV4) with the keys
- * ufs/s3_config.c found; we add the headers curl leaves to us
- * (x-amz-content-sha256, x-amz-security-token). stat is a HEAD (the ETag,
+ * server, and the request engine that the GCS origin (ufs/gcs.c, GCS's
+ * XML API) shares. Requests are signed by libcurl (CURLOPT_AWS_SIGV4) with
+ * the keys ufs/s3_config.c found, or carry an OAuth bearer token (GCS);
+ * we add the headers curl leaves to us (x-amz-content-sha256,
+ * x-amz-security-token). stat is a HEAD (the ETag,
  * without quotes, is the version); read is a ranged GET with If-Match, so
  * an object replaced between stat and read fails with PM_ECHANGED (412)
  * instead of mixing bytes of two versions, and a body shorter than asked
@@ -24,24 +26,14 @@
 #define EMPTY_SHA256                                                           \
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-typedef struct s3_ufs {
-  pm_ufs base;
-  pm_s3_config cfg;
-  pm_curl_pool pool;
-  char sigv4[96]; /* "aws:amz:REGION:s3" */
-} s3_ufs;
+typedef pm_s3_ufs s3_ufs;
 
-static int s3_init(pm_ufs *self, const pm_ufs_config *config) {
-  s3_ufs *s3 = (s3_ufs *)self;
-  (void)config;
-  int rc = pm__s3_config_load(&s3->cfg);
-  if (rc)
-    return rc;
-  rc = pm__curl_pool_init(&s3->pool);
+int pm__s3_engine_start(pm_s3_ufs *s3, const char *name) {
+  int rc = pm__curl_pool_init(&s3->pool);
   if (rc)
     return rc;
   snprintf(s3->sigv4, sizeof s3->sigv4, "aws:amz:%s:s3", s3->cfg.region);
-  PM_LOG(PM_LOG_INFO, "s3",
+  PM_LOG(PM_LOG_INFO, name,
          "endpoint %s://%s%s, region %s, %s addressing, "
          "credentials: %s",
          s3->cfg.scheme, s3->cfg.host, s3->cfg.base_path, s3->cfg.region,
@@ -50,7 +42,14 @@ static int s3_init(pm_ufs *self, const pm_ufs_config *config) {
   return 0;
 }
 
-static void s3_fini(pm_ufs *self) {
+static int s3_init(pm_ufs *self, const pm_ufs_config *config) {
+  s3_ufs *s3 = (s3_ufs *)self;
+  (void)config;
+  int rc = pm__s3_config_load(&s3->cfg);
+  return rc ? rc : pm__s3_engine_start(s3, "s3");
+}
+
+void pm__s3_fini(pm_ufs *self) {
   s3_ufs *s3 = (s3_ufs *)self;
   pm__curl_pool_fini(&s3->pool);
   pm__s3_config_free(&s3->cfg);
@@ -71,31 +70,20 @@ typedef struct s3_call {
   pm_sbuf *body;
 } s3_call;
 
-static int add_header(struct curl_slist **list, const char *name,
-                      const char *value) {
-  char line[PM_S3_VALUE_MAX + 64];
-  int n = snprintf(line, sizeof line, "%s: %s", name, value);
-  if (n < 0 || (size_t)n >= sizeof line)
-    return PM_ETOOBIG;
-  struct curl_slist *grown = curl_slist_append(*list, line);
-  explicit_bzero(line, sizeof line);
-  if (!grown)
-    return PM_ENOMEM;
-  *list = grown;
-  return 0;
-}
-
 static int build_headers(const s3_ufs *s3, const s3_call *call,
                          struct curl_slist **list) {
   int rc = 0;
   if (s3->cfg.access_key)
-    rc = add_header(list, "x-amz-content-sha256", EMPTY_SHA256);
+    rc = pm__http_add_header(list, "x-amz-content-sha256", EMPTY_SHA256);
   if (!rc && s3->cfg.access_key && s3->cfg.session_token)
-    rc = add_header(list, "x-amz-security-token", s3->cfg.session_token);
+    rc = pm__http_add_header(list, "x-amz-security-token",
+                             s3->cfg.session_token);
+  if (!rc && !s3->cfg.access_key && s3->cfg.bearer_token)
+    rc = pm__http_add_bearer(list, s3->cfg.bearer_token);
   if (!rc && call->range)
-    rc = add_header(list, "Range", call->range);
+    rc = pm__http_add_header(list, "Range", call->range);
   if (!rc && call->if_match)
-    rc = add_header(list, "If-Match", call->if_match);
+    rc = pm__http_add_header(list, "If-Match", call->if_match);
   return rc ? pm__errf(rc, "%s: cannot build request headers", call->uri) : 0;
 }
 
@@ -176,7 +164,7 @@ static int stat_from_headers(const char *uri, const pm_http_resp *resp,
   return 0;
 }
 
-static int s3_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
+int pm__s3_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
   char bucket[64];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
@@ -200,42 +188,23 @@ static int s3_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
 static int check_read(const char *uri, const pm_http_resp *resp,
                       const pm_object_stat *expect, uint64_t offset,
                       size_t length) {
-  char now[PM_VERSION_MAX];
-  if (resp->status == 412 || resp->status == 416)
-    return pm__errf(PM_ECHANGED,
-                    "%s: changed since it was looked up "
-                    "(HTTP %ld for version %s)",
-                    uri, resp->status, expect->version);
-  if (resp->status != 200 && resp->status != 206)
+  char now[PM_VERSION_MAX] = "";
+  if (resp->status != 200 && resp->status != 206 && resp->status != 412 &&
+      resp->status != 416)
     return s3_status_err(uri, resp);
-  int64_t total =
-      resp->status == 206 ? resp->range_total : resp->content_length;
-  if ((resp->etag[0] && pm__etag_version(resp->etag, now) == 0 &&
-       strcmp(now, expect->version)) ||
-      (total >= 0 && (uint64_t)total != expect->size))
-    return pm__errf(PM_ECHANGED,
-                    "%s: changed since it was looked up "
-                    "(version %s, size %" PRIu64 ")",
-                    uri, expect->version, expect->size);
-  if (resp->window_got != length)
-    return pm__errf(PM_EIO,
-                    "%s: short read at %" PRIu64 ": %zu of %zu "
-                    "bytes",
-                    uri, offset, resp->window_got, length);
-  return 0;
+  if (resp->etag[0] && pm__etag_version(resp->etag, now) != 0)
+    now[0] = '\0';
+  return pm__http_check_read(uri, resp, now, expect, offset, length);
 }
 
-static ssize_t s3_read(pm_ufs *self, const char *uri,
-                       const pm_object_stat *expect, uint64_t offset, void *buf,
-                       size_t length) {
-  char bucket[64], range[64], if_match[PM_VERSION_MAX + 2];
+ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
+                    uint64_t offset, void *buf, size_t length) {
+  char bucket[64], range[PM_HTTP_RANGE_MAX], if_match[PM_VERSION_MAX + 2];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)
     return rc;
-  snprintf(range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, offset,
-           offset + length - 1);
-  bool im = pm__etag_if_match(expect->version, if_match, sizeof if_match);
+  bool im = pm__http_read_headers(expect, offset, length, range, if_match);
   pm_http_resp resp;
   pm__http_resp_init(&resp);
   s3_call call = {.uri = uri,
@@ -259,6 +228,7 @@ static ssize_t s3_read(pm_ufs *self, const char *uri,
 
 typedef struct s3_lister {
   const char *uri, *bucket;
+  size_t root_len; /* of "s3://bucket" in uri: listed URIs start so */
   pm_sbuf prefix, query, body, entry_uri;
   unsigned flags;
   pm_ufs_list_cb cb;
@@ -269,22 +239,13 @@ typedef struct s3_lister {
 
 static int list_item(void *arg, const pm_s3_item *item) {
   s3_lister *l = arg;
-  size_t n = strlen(item->key);
-  if (!item->is_prefix && (n == 0 || item->key[n - 1] == '/'))
-    return 0; /* a folder marker */
-  char version[PM_VERSION_MAX];
-  pm__sbuf_reset(&l->entry_uri);
-  pm__sbuf_printf(&l->entry_uri, "s3://%s/%s", l->bucket, item->key);
-  if (l->entry_uri.err)
-    return pm__errf(l->entry_uri.err, "%s: listed key too long", l->uri);
-  bool has_version = !item->is_prefix && item->etag[0] &&
-                     pm__etag_version(item->etag, version) == 0;
-  pm_list_entry entry = {.uri = l->entry_uri.data,
-                         .is_dir = item->is_prefix,
-                         .size = item->is_prefix ? 0 : item->size,
-                         .mtime_ns = item->mtime_ns,
-                         .version = has_version ? version : NULL};
-  int rc = l->cb(l->arg, &entry);
+  pm_listed listed = {.name = item->key,
+                      .is_dir = item->is_prefix,
+                      .size = item->size,
+                      .mtime_ns = item->mtime_ns,
+                      .raw_etag = item->etag};
+  int rc =
+      pm__list_emit(&l->entry_uri, l->uri, l->root_len, &listed, l->cb, l->arg);
   l->stopped = rc != 0;
   return rc;
 }
@@ -356,8 +317,8 @@ static int list_pages(s3_ufs *s3, s3_lister *l) {
   return rc;
 }
 
-static int s3_list(pm_ufs *self, const char *uri, unsigned flags,
-                   pm_ufs_list_cb cb, void *arg) {
+int pm__s3_list(pm_ufs *self, const char *uri, unsigned flags,
+                pm_ufs_list_cb cb, void *arg) {
   char bucket[64];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
@@ -366,8 +327,12 @@ static int s3_list(pm_ufs *self, const char *uri, unsigned flags,
   s3_lister *l = calloc(1, sizeof *l);
   if (!l)
     return pm__errf(PM_ENOMEM, "%s: out of memory", uri);
-  *l = (s3_lister){
-      .uri = uri, .bucket = bucket, .flags = flags, .cb = cb, .arg = arg};
+  *l = (s3_lister){.uri = uri,
+                   .bucket = bucket,
+                   .root_len = (size_t)(key - uri) - (*key || key[-1] == '/'),
+                   .flags = flags,
+                   .cb = cb,
+                   .arg = arg};
   pm__sbuf_init(&l->prefix, PM_UFS_URI_MAX);
   pm__sbuf_init(&l->query, 4 * PM_UFS_URI_MAX);
   pm__sbuf_init(&l->body, PM_S3_LIST_BODY_MAX);
@@ -393,8 +358,8 @@ const pm_ufs_methods pm_s3_methods = {
     .schemes = s3_schemes,
     .object_size = sizeof(s3_ufs),
     .init = s3_init,
-    .fini = s3_fini,
-    .stat = s3_stat,
-    .read = s3_read,
-    .list = s3_list,
+    .fini = pm__s3_fini,
+    .stat = pm__s3_stat,
+    .read = pm__s3_read,
+    .list = pm__s3_list,
 };

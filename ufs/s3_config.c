@@ -20,20 +20,6 @@
 #define DEFAULT_REGION "us-east-1"
 #define DEFAULT_MAX_KEYS 1000u
 
-/* A non-empty environment variable, or NULL. */
-static const char *env(const char *name) {
-  const char *v = getenv(name);
-  return v && *v ? v : NULL;
-}
-
-static void free_secret(char **s) {
-  if (*s) {
-    explicit_bzero(*s, strlen(*s));
-    free(*s);
-    *s = NULL;
-  }
-}
-
 void pm__s3_config_free(pm_s3_config *cfg) {
   if (!cfg)
     return;
@@ -42,9 +28,10 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free(cfg->base_path);
   free(cfg->region);
   free(cfg->cred_source);
-  free_secret(&cfg->access_key);
-  free_secret(&cfg->secret_key);
-  free_secret(&cfg->session_token);
+  pm__ufs_free_secret(&cfg->access_key);
+  pm__ufs_free_secret(&cfg->secret_key);
+  pm__ufs_free_secret(&cfg->session_token);
+  pm__ufs_free_secret(&cfg->bearer_token);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -148,7 +135,7 @@ out:
 /* $NAME, else ~/.aws/LEAF, into out. False if neither can be formed. */
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
-  const char *path = env(var), *home = env("HOME");
+  const char *path = pm__ufs_env(var), *home = pm__ufs_env("HOME");
   int n = path   ? snprintf(out, size, "%s", path)
           : home ? snprintf(out, size, "%s/.aws/%s", home, leaf)
                  : -1;
@@ -175,7 +162,7 @@ static int aws_file_load(aws_file *f, const char *var, const char *leaf) {
 /* ---- loading ---------------------------------------------------------------
  */
 
-static int set_str(char **dst, const char *src) {
+int pm__s3_config_set(char **dst, const char *src) {
   free(*dst);
   *dst = strdup(src);
   return *dst ? 0 : pm__errf(PM_ENOMEM, "s3 config: out of memory");
@@ -206,23 +193,24 @@ int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url) {
   free(cfg->base_path);
   cfg->host = strndup(host, host_len);
   cfg->base_path = strndup(path, path_len);
-  if (!cfg->host || !cfg->base_path || set_str(&cfg->scheme, scheme))
+  if (!cfg->host || !cfg->base_path || pm__s3_config_set(&cfg->scheme, scheme))
     return pm__errf(PM_ENOMEM, "s3 config: out of memory");
   cfg->custom_endpoint = true;
   return 0;
 }
 
 static int load_endpoint(pm_s3_config *cfg) {
-  const char *url = env("AWS_ENDPOINT_URL_S3");
+  const char *url = pm__ufs_env("AWS_ENDPOINT_URL_S3");
   if (!url)
-    url = env("AWS_ENDPOINT_URL");
+    url = pm__ufs_env("AWS_ENDPOINT_URL");
   if (url)
     return pm__s3_config_endpoint(cfg, url);
   char host[128];
   snprintf(host, sizeof host, "s3.%s.amazonaws.com", cfg->region);
   cfg->custom_endpoint = false;
-  if (set_str(&cfg->scheme, "https") || set_str(&cfg->host, host) ||
-      set_str(&cfg->base_path, ""))
+  if (pm__s3_config_set(&cfg->scheme, "https") ||
+      pm__s3_config_set(&cfg->host, host) ||
+      pm__s3_config_set(&cfg->base_path, ""))
     return PM_ENOMEM;
   return 0;
 }
@@ -241,9 +229,9 @@ static bool region_valid(const char *r) {
 static int load_region(pm_s3_config *cfg, const aws_file *config,
                        const char *config_section) {
   char from_file[128] = "";
-  const char *region = env("AWS_REGION");
+  const char *region = pm__ufs_env("AWS_REGION");
   if (!region)
-    region = env("AWS_DEFAULT_REGION");
+    region = pm__ufs_env("AWS_DEFAULT_REGION");
   if (!region && config->text &&
       pm__ini_get(config->text, config->length, config_section, "region",
                   from_file, sizeof from_file, NULL) == 1)
@@ -252,11 +240,11 @@ static int load_region(pm_s3_config *cfg, const aws_file *config,
     region = DEFAULT_REGION;
   if (!region_valid(region))
     return pm__errf(PM_ECONFIG, "AWS region \"%.64s\" is not valid", region);
-  return set_str(&cfg->region, region);
+  return pm__s3_config_set(&cfg->region, region);
 }
 
 static int load_style(pm_s3_config *cfg) {
-  const char *style = env("AWS_S3_ADDRESSING_STYLE");
+  const char *style = pm__ufs_env("AWS_S3_ADDRESSING_STYLE");
   if (!style || !strcasecmp(style, "auto"))
     cfg->path_style = cfg->custom_endpoint;
   else if (!strcasecmp(style, "path"))
@@ -271,11 +259,11 @@ static int load_style(pm_s3_config *cfg) {
   return 0;
 }
 
-static int load_max_keys(pm_s3_config *cfg) {
-  const char *v = env("PAGEMESH_S3_MAX_KEYS");
+int pm__s3_config_max_keys(pm_s3_config *cfg, const char *var) {
+  const char *v = pm__ufs_env(var);
   int64_t n = DEFAULT_MAX_KEYS;
   if (v && (pm__parse_u63(v, strlen(v), &n) || n < 1 || n > 1000))
-    return pm__errf(PM_ECONFIG, "PAGEMESH_S3_MAX_KEYS=%s: want 1..1000", v);
+    return pm__errf(PM_ECONFIG, "%s=%s: want 1..1000", var, v);
   cfg->max_keys = (uint32_t)n;
   return 0;
 }
@@ -292,9 +280,10 @@ typedef struct creds {
 
 static int set_creds(pm_s3_config *cfg, const char *key, const char *secret,
                      const char *token, const char *source) {
-  if (set_str(&cfg->access_key, key) || set_str(&cfg->secret_key, secret) ||
-      (token && set_str(&cfg->session_token, token)) ||
-      set_str(&cfg->cred_source, source))
+  if (pm__s3_config_set(&cfg->access_key, key) ||
+      pm__s3_config_set(&cfg->secret_key, secret) ||
+      (token && pm__s3_config_set(&cfg->session_token, token)) ||
+      pm__s3_config_set(&cfg->cred_source, source))
     return PM_ENOMEM;
   return 0;
 }
@@ -321,14 +310,14 @@ static int creds_from_ini(const aws_file *f, const char *section, creds *c,
 }
 
 static int creds_from_env(pm_s3_config *cfg) {
-  const char *key = env("AWS_ACCESS_KEY_ID");
-  const char *secret = env("AWS_SECRET_ACCESS_KEY");
+  const char *key = pm__ufs_env("AWS_ACCESS_KEY_ID");
+  const char *secret = pm__ufs_env("AWS_SECRET_ACCESS_KEY");
   if (!key || !secret)
     return pm__errf(PM_ECONFIG, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                                 "must be set together");
-  const char *token = env("AWS_SESSION_TOKEN");
+  const char *token = pm__ufs_env("AWS_SESSION_TOKEN");
   if (!token)
-    token = env("AWS_SECURITY_TOKEN");
+    token = pm__ufs_env("AWS_SECURITY_TOKEN");
   return set_creds(cfg, key, secret, token, "environment");
 }
 
@@ -370,12 +359,12 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
   int rc;
-  if (env("AWS_ACCESS_KEY_ID") || env("AWS_SECRET_ACCESS_KEY"))
+  if (pm__ufs_env("AWS_ACCESS_KEY_ID") || pm__ufs_env("AWS_SECRET_ACCESS_KEY"))
     rc = creds_from_env(cfg);
   else
     rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
-    rc = set_str(&cfg->cred_source, "anonymous");
+    rc = pm__s3_config_set(&cfg->cred_source, "anonymous");
   return rc;
 }
 
@@ -416,9 +405,9 @@ int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
 
 int pm__s3_config_load(pm_s3_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  const char *profile = env("AWS_PROFILE");
+  const char *profile = pm__ufs_env("AWS_PROFILE");
   if (!profile)
-    profile = env("AWS_DEFAULT_PROFILE");
+    profile = pm__ufs_env("AWS_DEFAULT_PROFILE");
   bool named = profile != NULL;
   if (!profile)
     profile = "default";
@@ -434,7 +423,7 @@ int pm__s3_config_load(pm_s3_config *cfg) {
   if (!rc)
     rc = load_style(cfg);
   if (!rc)
-    rc = load_max_keys(cfg);
+    rc = pm__s3_config_max_keys(cfg, "PAGEMESH_S3_MAX_KEYS");
   if (!rc)
     rc = load_credentials(cfg, profile, named, &config, config_section);
   if (config.text) {

@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "ufs/ufs_priv.h"
+#include "ufs/curl_int.h"
 
 /* ---- configuration (ufs/s3_config.c) ---------------------------------------
  */
@@ -30,6 +30,8 @@ typedef struct pm_s3_config {
   char *access_key; /* NULL: anonymous requests */
   char *secret_key;
   char *session_token; /* NULL if none */
+  char *bearer_token;  /* OAuth token sent instead of signing (GCS), or
+                          NULL */
   char *cred_source;   /* "environment", "profile NAME in FILE", ... */
   uint32_t max_keys;   /* per ListObjectsV2 page (1..1000) */
 } pm_s3_config;
@@ -53,6 +55,11 @@ typedef struct pm_s3_config {
 int pm__s3_config_load(pm_s3_config *cfg);
 /* Free and wipe the secrets. Accepts a zeroed config. */
 void pm__s3_config_free(pm_s3_config *cfg);
+/* Replace the string *dst by a copy of src. Errors: PM_ENOMEM. */
+int pm__s3_config_set(char **dst, const char *src);
+/* Set cfg->max_keys from the variable `var` (1..1000; unset: 1000).
+ * Errors: PM_ECONFIG. */
+int pm__s3_config_max_keys(pm_s3_config *cfg, const char *var);
 /* Parse an endpoint URL ("http://127.0.0.1:9000", optionally with a path)
  * into cfg. Errors: PM_ECONFIG, PM_ENOMEM. */
 int pm__s3_config_endpoint(pm_s3_config *cfg, const char *url);
@@ -82,8 +89,8 @@ int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
 
 /* Caps on what is accepted from the network. */
 #define PM_S3_LIST_BODY_MAX (16 * 1024 * 1024)
-#define PM_S3_XML_TEXT_MAX (64 * 1024)
-#define PM_S3_XML_DEPTH_MAX 16
+#define PM_S3_XML_TEXT_MAX (64 * 1024) /* PM_XML_TEXT_MAX */
+#define PM_S3_XML_DEPTH_MAX 16         /* PM_XML_DEPTH_MAX */
 #define PM_S3_TOKEN_MAX 4096
 
 /* One <Contents> object or <CommonPrefixes> prefix of a listing page. The
@@ -123,5 +130,46 @@ int pm__s3_error_parse(const char *xml, size_t length, char *code,
 
 /* "2009-10-12T17:50:30.000Z" to ns since the epoch; 0 or PM_EPROTO. */
 int pm__s3_parse_time(const char *text, int64_t *out_ns);
+
+/* ---- the request engine (ufs/s3.c), shared with GCS ----------------------
+ */
+
+/* The object of the S3 backend and of the GCS backend (ufs/gcs.c): the
+ * same requests against another endpoint with other credentials. */
+typedef struct pm_s3_ufs {
+  pm_ufs base;
+  pm_s3_config cfg;
+  pm_curl_pool pool;
+  char sigv4[96]; /* "aws:amz:REGION:s3" */
+} pm_s3_ufs;
+
+/* Once cfg is loaded: set up the handle pool and the signer, and log
+ * where requests go (as subsystem `name`). Errors: as pm__curl_pool_init. */
+int pm__s3_engine_start(pm_s3_ufs *s3, const char *name);
+/* The methods, for a backend whose object is a pm_s3_ufs. */
+void pm__s3_fini(pm_ufs *self);
+int pm__s3_stat(pm_ufs *self, const char *uri, pm_object_stat *out);
+ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
+                    uint64_t offset, void *buf, size_t length);
+int pm__s3_list(pm_ufs *self, const char *uri, unsigned flags,
+                pm_ufs_list_cb cb, void *arg);
+
+/* ---- GCS (ufs/gcs.c)
+ * ---------------------------------------------------------
+ */
+
+/*
+ * Fill cfg for GCS's XML API from the environment. Endpoint:
+ * GCS_ENDPOINT_URL, else STORAGE_EMULATOR_HOST (as the Google SDKs read
+ * it; "host:port" means http://), else https://storage.googleapis.com;
+ * always path-style, region "auto". Credentials: GCS_HMAC_ACCESS_ID +
+ * GCS_HMAC_SECRET (HMAC keys, requests signed AWS4-HMAC-SHA256 as GCS's
+ * interoperability mode accepts), else an OAuth access token from
+ * GOOGLE_OAUTH_ACCESS_TOKEN or CLOUDSDK_AUTH_ACCESS_TOKEN (sent as
+ * "Authorization: Bearer"), else anonymous (public buckets).
+ * PAGEMESH_GCS_MAX_KEYS sets the listing page size. Errors: PM_ECONFIG
+ * (half an HMAC pair, a bad endpoint or page size), PM_ENOMEM.
+ */
+int pm__gcs_config_load(pm_s3_config *cfg);
 
 #endif /* PM_UFS_S3_INT_H */

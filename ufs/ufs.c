@@ -20,9 +20,12 @@
 
 /* Every backend, in dispatch order. Adding a backend = one line here. */
 static const pm_ufs_methods *const registry[] = {
-    &pm_s3_methods,
-    &pm_http_methods,
-    &pm_posix_methods,
+    &pm_s3_methods,    /* s3:// */
+    &pm_http_methods,  /* http://, https:// */
+    &pm_posix_methods, /* file://, paths */
+    &pm_gcs_methods,   /* gs://, gcs:// */
+    &pm_azure_methods, /* az://, abfs://, abfss:// */
+    &pm_hf_methods,    /* hf:// */
 };
 
 #define DEFAULT_TIMEOUT_MS 30000u
@@ -41,6 +44,19 @@ struct pm_ufs_set {
   pm_histogram latency;    /* stat and read calls */
   _Atomic uint64_t errors; /* failed calls, missing objects aside */
 };
+
+const char *pm__ufs_env(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+void pm__ufs_free_secret(char **s) {
+  if (*s) {
+    explicit_bzero(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+  }
+}
 
 pm_histogram *pm__ufs_set_latency(pm_ufs_set *set) {
   return &set->latency;
@@ -143,6 +159,21 @@ static int serves(const pm_ufs_methods *m, const char *scheme) {
   return 0;
 }
 
+/* "s3://, http://, ..., paths": what the registry serves. */
+static void supported_schemes(char *out, size_t size) {
+  size_t used = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < PM_ARRAY_SIZE(registry); i++) {
+    for (const char *const *s = registry[i]->schemes; s && *s; s++) {
+      int n = snprintf(out + used, size - used, "%s%s%s", used ? ", " : "",
+                       **s ? *s : "paths", **s ? "://" : "");
+      if (n < 0 || (size_t)n >= size - used)
+        return;
+      used += (size_t)n;
+    }
+  }
+}
+
 pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
   int dummy;
   if (!err)
@@ -169,10 +200,11 @@ pm_ufs *pm__ufs_for(pm_ufs_set *set, const char *uri, int *err) {
     *err = 0;
     return slot->ufs;
   }
-  *err = pm__errf(PM_EBADURI,
-                  "%s: unsupported scheme \"%s://\" (supported: "
-                  "s3://, http://, https://, file://, paths)",
-                  uri, scheme);
+  char known[256];
+  supported_schemes(known, sizeof known);
+  *err =
+      pm__errf(PM_EBADURI, "%s: unsupported scheme \"%s://\" (supported: %s)",
+               uri, scheme, known);
   return NULL;
 }
 

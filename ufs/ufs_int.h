@@ -53,5 +53,8 @@ uint64_t pm__ufs_set_errors(pm_ufs_set *set);
 extern const pm_ufs_methods pm_s3_methods;
 extern const pm_ufs_methods pm_http_methods;
 extern const pm_ufs_methods pm_posix_methods;
+extern const pm_ufs_methods pm_gcs_methods;
+extern const pm_ufs_methods pm_azure_methods;
+extern const pm_ufs_methods pm_hf_methods;
 
 #endif /* PM_UFS_INT_H */

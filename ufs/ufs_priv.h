@@ -50,9 +50,10 @@ char *pm__sbuf_take(pm_sbuf *sb);
  * path) or PM_EBADURI if the scheme is longer than out_size - 1. */
 int pm__uri_scheme(const char *uri, char *out, size_t out_size);
 
-/* Split a normalised "s3://bucket/key" into its bucket (copied into
- * bucket[bucket_size]) and a pointer to the key inside uri ("" for the
- * bucket itself). Errors: PM_EBADURI (with detail). */
+/* Split a normalised "s3://bucket/key" (or "gs://", "gcs://": the GCS XML
+ * API has S3's shape) into its bucket (copied into bucket[bucket_size])
+ * and a pointer to the key inside uri ("" for the bucket itself).
+ * Errors: PM_EBADURI (with detail). */
 int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
                      const char **key);
 
@@ -62,9 +63,22 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
 int pm__uri_encode(pm_sbuf *sb, const char *bytes, size_t length,
                    bool keep_slash);
 
+/* Append the percent-decoding of `length` bytes to sb ('+' stays '+').
+ * Returns 0, PM_EPROTO for a '%' not followed by two hex digits or a
+ * decoded NUL, or sb's error. */
+int pm__uri_decode(pm_sbuf *sb, const char *bytes, size_t length);
+
 /* Parse `length` bytes of decimal digits (a number below 2^63, nothing
  * else) into *out: 0 or PM_EPROTO (ufs/http_parse.c). */
 int pm__parse_u63(const char *text, size_t length, int64_t *out);
+
+/* ---- settings (ufs/ufs.c) ---------------------------------------------- */
+
+/* The value of an environment variable, or NULL if unset or empty (an
+ * empty variable counts as unset, as the cloud SDKs treat it). */
+const char *pm__ufs_env(const char *name);
+/* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
+void pm__ufs_free_secret(char **s);
 
 /* ---- counting (ufs/ufs.c) ----------------------------------------------- */
 

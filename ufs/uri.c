@@ -14,8 +14,11 @@
  *    (it may hold spaces, '+', '=', '%', '?', '#', "//", UTF-8...).
  *  - HTTP(S): scheme and host lowercased, an empty path becomes "/", a
  *    fragment is dropped; the rest is kept as given.
- *  - Other schemes: the scheme is lowercased, the rest kept (later
- *    backends own their spelling).
+ *  - GCS: "gs://bucket/key"; "gcs://" is the same object.
+ *  - Azure: "az://container/blob", "abfs[s]://container@host/blob" with
+ *    the scheme and host lowercased, the blob name verbatim.
+ *  - Other schemes (hf://): the scheme is lowercased, the rest kept (the
+ *    backend owns its spelling).
  */
 #include <limits.h>
 #include <stdio.h>
@@ -159,9 +162,13 @@ static int bucket_valid(const char *bucket, size_t n) {
 
 int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
                      const char **key) {
-  if (strncasecmp(uri, "s3://", 5) != 0)
-    return pm__errf(PM_EBADURI, "%s: not an s3:// URI", uri);
-  const char *b = uri + 5;
+  size_t prefix = !strncasecmp(uri, "s3://", 5)    ? 5
+                  : !strncasecmp(uri, "gs://", 5)  ? 5
+                  : !strncasecmp(uri, "gcs://", 6) ? 6
+                                                   : 0;
+  if (!prefix)
+    return pm__errf(PM_EBADURI, "%s: not an s3:// or gs:// URI", uri);
+  const char *b = uri + prefix;
   const char *slash = strchr(b, '/');
   size_t n = slash ? (size_t)(slash - b) : strlen(b);
   if (n == 0)
@@ -177,13 +184,15 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
   return 0;
 }
 
-static int normalize_s3(const char *uri, char *out, size_t out_size) {
+/* "s3://bucket/key", or "gs://bucket/key" for gs:// and gcs://. */
+static int normalize_bucket(const char *uri, const char *scheme, char *out,
+                            size_t out_size) {
   char bucket[64];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)
     return rc;
-  int n = snprintf(out, out_size, "s3://%s/%s", bucket, key);
+  int n = snprintf(out, out_size, "%s://%s/%s", scheme, bucket, key);
   if (n < 0 || (size_t)n >= out_size)
     return pm__errf(PM_ETOOBIG, "%.256s...: URI too long", uri);
   return 0;
@@ -224,6 +233,22 @@ static int normalize_http(const char *uri, size_t prefix, char *out,
   return 0;
 }
 
+/* az://, abfs://, abfss://: the scheme and the host after '@' lowercased
+ * (the container is checked by the backend, the blob name kept as is). */
+static int normalize_azure(const char *uri, size_t prefix, char *out,
+                           size_t out_size) {
+  size_t n = strlen(uri);
+  if (n + 1 > out_size)
+    return pm__errf(PM_ETOOBIG, "%.256s...: URI too long", uri);
+  size_t auth_end = prefix + strcspn(uri + prefix, "/");
+  const char *at = memchr(uri + prefix, '@', auth_end - prefix);
+  size_t host_from = at ? (size_t)(at - uri) : auth_end;
+  for (size_t i = 0; i < n + 1; i++)
+    out[i] = i < prefix || (i > host_from && i < auth_end) ? ascii_lower(uri[i])
+                                                           : uri[i];
+  return 0;
+}
+
 static int normalize_other(const char *uri, size_t prefix, char *out,
                            size_t out_size) {
   size_t n = strlen(uri);
@@ -248,9 +273,14 @@ int pm__uri_normalize(const char *uri, char *out, size_t out_size) {
   if (!strcmp(scheme, "file"))
     return normalize_file(uri, uri + prefix, out, out_size);
   if (!strcmp(scheme, "s3"))
-    return normalize_s3(uri, out, out_size);
+    return normalize_bucket(uri, "s3", out, out_size);
+  if (!strcmp(scheme, "gs") || !strcmp(scheme, "gcs"))
+    return normalize_bucket(uri, "gs", out, out_size);
   if (!strcmp(scheme, "http") || !strcmp(scheme, "https"))
     return normalize_http(uri, (size_t)prefix, out, out_size);
+  if (!strcmp(scheme, "az") || !strcmp(scheme, "abfs") ||
+      !strcmp(scheme, "abfss"))
+    return normalize_azure(uri, (size_t)prefix, out, out_size);
   return normalize_other(uri, (size_t)prefix, out, out_size);
 }
 
@@ -269,6 +299,29 @@ int pm__uri_encode(pm_sbuf *sb, const char *bytes, size_t length,
       char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
       pm__sbuf_append(sb, esc, 3);
     }
+  }
+  return sb->err;
+}
+
+static int hex_value(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+int pm__uri_decode(pm_sbuf *sb, const char *bytes, size_t length) {
+  for (size_t i = 0; i < length; i++) {
+    char c = bytes[i];
+    if (c == '%') {
+      int hi = i + 2 < length ? hex_value(bytes[i + 1]) : -1;
+      int lo = hi >= 0 ? hex_value(bytes[i + 2]) : -1;
+      if (lo < 0 || (hi == 0 && lo == 0))
+        return PM_EPROTO;
+      c = (char)(hi * 16 + lo);
+      i += 2;
+    }
+    pm__sbuf_append(sb, &c, 1);
   }
   return sb->err;
 }

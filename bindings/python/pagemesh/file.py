@@ -1,0 +1,102 @@
+"""Files opened through :class:`pagemesh.PagemeshFileSystem`.
+
+:class:`PagemeshFile` is a seekable, random-access read-only file whose
+reads are served by ``pm_read`` (cached pages, origin only on a miss). Its
+buffering suits Parquet: a small read-ahead block (64 KiB by default) turns
+the many small reads of a footer or a page header into one call, while a
+column chunk is read in one call of its own size, so no more of the object
+than PyArrow asks for is fetched.
+
+:class:`InvalidatingWriter` wraps a file that the target filesystem opened
+for writing, and drops the object's cached metadata when it is closed, so
+that the next read sees the new bytes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from fsspec.spec import AbstractBufferedFile
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fs import PagemeshFileSystem
+
+DEFAULT_BLOCK_SIZE = 64 * 1024
+
+
+class PagemeshFile(AbstractBufferedFile):
+    """A read-only file of one object, read through the node peer."""
+
+    def __init__(self, fs: "PagemeshFileSystem", path: str, mode: str = "rb",
+                 block_size: Optional[int] = None,
+                 cache_type: str = "readahead",
+                 cache_options: Optional[dict] = None,
+                 size: Optional[int] = None, **kwargs: Any):
+        if mode != "rb":
+            raise ValueError("PagemeshFile is read-only (mode 'rb')")
+        self.uri = fs._uri(path)
+        super().__init__(fs, path, mode=mode,
+                         block_size=block_size or DEFAULT_BLOCK_SIZE,
+                         cache_type=cache_type, cache_options=cache_options,
+                         size=size, **kwargs)
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        end = min(end, self.size)
+        if end <= start:
+            return b""
+        return self.fs.peer.read(self.uri, start, end - start)
+
+    def read(self, length: int = -1) -> bytes:
+        """Read up to `length` bytes (to the end if negative). Reads of a
+        block or more go straight to pm_read, without read-ahead: a column
+        chunk costs exactly its own pages."""
+        if length is None or length < 0:
+            length = self.size - self.loc
+        if length < self.blocksize or self.closed or self.mode != "rb":
+            return super().read(length)
+        data = self._fetch_range(self.loc, self.loc + length)
+        self.loc += len(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        """Read straight into a writable buffer when no buffered bytes are
+        involved (large reads of numpy arrays, torch tensors...)."""
+        view = memoryview(b).cast("B")
+        if self.cache.name == "none" or len(view) >= self.blocksize:
+            n = self.fs.peer.readinto(self.uri, self.loc,
+                                      view[:max(0, self.size - self.loc)])
+            self.loc += n
+            return n
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+
+class InvalidatingWriter:
+    """A writable file of the target filesystem that calls `on_close` once
+    it is closed (committed): the filesystem then invalidates the object's
+    cached metadata. Every other attribute is the wrapped file's."""
+
+    def __init__(self, file: Any, on_close: Callable[[], None]):
+        self._file = file
+        self._on_close: Optional[Callable[[], None]] = on_close
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close()
+
+    def __enter__(self) -> "InvalidatingWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._file)

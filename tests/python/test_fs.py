@@ -1,0 +1,310 @@
+"""The fsspec filesystem "pagemesh" and pagemesh.Peer against a real S3
+server (moto, SigV4 on) behind a counting proxy: metadata, listings,
+reads, errors, chained URLs, writes through the target, pickling and
+forked processes."""
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import pickle
+import random
+
+import fsspec
+import pytest
+
+import pagemesh
+from conftest import BUCKET
+from pm_helpers import origin_requests, target_options
+
+MiB = 1 << 20
+rng = random.Random(7)
+BIG = rng.randbytes(3 * MiB + 4321)
+FILES = {
+    "basics/big.bin": BIG,
+    "basics/small.txt": b"hello pagemesh\n",
+    "basics/sub/a.json": b'{"a": 1}',
+    "basics/sub/b.json": b'{"b": 2}',
+    "basics/sub/deeper/c.bin": rng.randbytes(70_000),
+}
+
+
+@pytest.fixture(scope="module")
+def data(s3):
+    s3.put_objects(BUCKET, FILES)
+    return FILES
+
+
+@pytest.fixture
+def fs(s3, proxy, tmp_path, data):
+    fs = fsspec.filesystem("pagemesh", target_protocol="s3",
+                           target_options=target_options(s3, proxy.url),
+                           cache_dir=str(tmp_path / "cache"))
+    proxy.reset_stats()
+    return fs
+
+
+def path(key):
+    return "%s/%s" % (BUCKET, key)
+
+
+def test_info_size_exists_isdir_isfile(fs):
+    info = fs.info(path("basics/big.bin"))
+    assert info["type"] == "file" and info["size"] == len(BIG)
+    assert info["name"] == path("basics/big.bin")
+    assert info["version"] == hashlib.md5(BIG).hexdigest()
+    assert fs.size(path("basics/small.txt")) == len(FILES["basics/small.txt"])
+    assert fs.info(path("basics/sub"))["type"] == "directory"
+    assert fs.isdir(path("basics/sub")) and not fs.isfile(path("basics/sub"))
+    assert fs.isfile(path("basics/big.bin"))
+    assert fs.exists(path("basics/sub/a.json"))
+    assert not fs.exists(path("basics/nothing-here"))
+    # Through the protocol-prefixed spellings too.
+    assert fs.size("pagemesh://" + path("basics/big.bin")) == len(BIG)
+    assert fs.size("s3://" + path("basics/big.bin")) == len(BIG)
+
+
+def test_ls_find_glob(fs):
+    names = fs.ls(path("basics"), detail=False)
+    assert names == [path("basics/big.bin"), path("basics/small.txt"),
+                     path("basics/sub")]
+    detail = {i["name"]: i for i in fs.ls(path("basics/"))}
+    assert detail[path("basics/sub")]["type"] == "directory"
+    assert detail[path("basics/big.bin")]["size"] == len(BIG)
+    expected = sorted(path(k) for k in FILES)
+    assert fs.find(path("basics")) == expected
+    assert fs.find(path("basics"), maxdepth=1) == [
+        path("basics/big.bin"), path("basics/small.txt")]
+    with_dirs = fs.find(path("basics"), withdirs=True)
+    assert path("basics/sub/deeper") in with_dirs
+    assert fs.glob(path("basics/sub/*.json")) == [
+        path("basics/sub/a.json"), path("basics/sub/b.json")]
+    assert fs.glob(path("basics/**/*.bin")) == [
+        path("basics/big.bin"), path("basics/sub/deeper/c.bin")]
+    assert fs.find(path("basics/small.txt")) == [path("basics/small.txt")]
+
+
+def test_cat_file_and_ranges(fs, proxy):
+    p = path("basics/big.bin")
+    assert fs.cat_file(p) == BIG
+    assert fs.cat_file(p, start=MiB - 10, end=MiB + 10) == \
+        BIG[MiB - 10:MiB + 10]
+    assert fs.cat_file(p, start=-100) == BIG[-100:]
+    assert fs.cat_file(p, start=10, end=-10) == BIG[10:-10]
+    assert fs.cat_file(p, start=len(BIG) + 5) == b""
+    assert fs.cat(path("basics/small.txt")) == FILES["basics/small.txt"]
+    many = fs.cat([path("basics/sub/a.json"), path("basics/sub/b.json")])
+    assert many == {path("basics/sub/a.json"): b'{"a": 1}',
+                    path("basics/sub/b.json"): b'{"b": 2}'}
+    starts = [0, MiB - 3, 2 * MiB + 17, 5, 0]
+    ends = [100, MiB + 3, 3 * MiB, None, 10]
+    paths = [p, p, p, path("basics/small.txt"), path("basics/missing")]
+    out = fs.cat_ranges(paths, starts, ends)
+    assert out[0] == BIG[:100]
+    assert out[1] == BIG[MiB - 3:MiB + 3]
+    assert out[2] == BIG[2 * MiB + 17:3 * MiB]
+    assert out[3] == FILES["basics/small.txt"][5:]
+    assert isinstance(out[4], FileNotFoundError)
+    with pytest.raises(FileNotFoundError):
+        fs.cat_ranges(paths, starts, ends, on_error="raise")
+    # Everything read so far is cached: no request reaches the origin now.
+    proxy.reset_stats()
+    assert fs.cat_ranges(paths[:4], starts[:4], ends[:4]) == out[:4]
+    assert fs.cat_file(p) == BIG
+    assert origin_requests(proxy) == 0
+
+
+def test_open_seek_read(fs):
+    with fs.open(path("basics/big.bin"), "rb") as f:
+        assert f.seekable() and f.size == len(BIG)
+        assert f.read(10) == BIG[:10]
+        f.seek(2 * MiB - 5)
+        assert f.read(10) == BIG[2 * MiB - 5:2 * MiB + 5]
+        f.seek(-20, os.SEEK_END)
+        assert f.read() == BIG[-20:]
+        f.seek(MiB)
+        buf = bytearray(300_000)
+        assert f.readinto(buf) == len(buf)
+        assert bytes(buf) == BIG[MiB:MiB + len(buf)]
+        assert f.tell() == MiB + len(buf)
+    with fs.open(path("basics/small.txt"), "r") as f:  # text mode
+        assert f.read() == "hello pagemesh\n"
+    with fs.open(path("basics/big.bin"), "rb", cache_type="none") as f:
+        f.seek(12345)
+        assert f.read(MiB) == BIG[12345:12345 + MiB]
+
+
+def test_second_read_costs_no_origin_request(fs, proxy):
+    p = path("basics/sub/deeper/c.bin")
+    assert fs.cat_file(p) == FILES["basics/sub/deeper/c.bin"]
+    assert origin_requests(proxy) > 0
+    proxy.reset_stats()
+    assert fs.cat_file(p) == FILES["basics/sub/deeper/c.bin"]
+    with fs.open(p) as f:
+        assert f.read() == FILES["basics/sub/deeper/c.bin"]
+    assert origin_requests(proxy) == 0
+
+
+def test_many_threads_read_at_once(fs):
+    """The library is thread-safe and calls release the GIL: 8 threads
+    reading overlapping ranges all get the right bytes."""
+    p = path("basics/big.bin")
+    rng = random.Random(11)
+    jobs = [(rng.randrange(len(BIG)), rng.randrange(1, 2 * MiB))
+            for _ in range(64)]
+
+    def read(job):
+        start, length = job
+        if start % 2:
+            return fs.cat_file(p, start, start + length)
+        with fs.open(p) as f:
+            f.seek(start)
+            return f.read(length)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, jobs))
+    for (start, length), data in zip(jobs, results):
+        assert data == BIG[start:start + length]
+
+
+def test_missing_key_raises_file_not_found(fs):
+    missing = path("basics/no-such-key.bin")
+    with pytest.raises(FileNotFoundError):
+        fs.info(missing)
+    with pytest.raises(FileNotFoundError) as raised:
+        fs.cat_file(missing)
+    assert "no-such-key.bin" in str(raised.value)
+    with pytest.raises(FileNotFoundError):
+        fs.open(missing, "rb")
+    with pytest.raises(FileNotFoundError):
+        fs.ls(path("no-such-prefix"))
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("no-such-bucket-pm/key")
+
+
+def test_wrong_credentials_raise_permission_error(s3, proxy, tmp_path):
+    bad = fsspec.filesystem(
+        "pagemesh", target_protocol="s3",
+        target_options=target_options(s3, proxy.url, secret="wrong-secret"),
+        cache_dir=str(tmp_path / "bad-cache"), skip_instance_cache=True)
+    with pytest.raises(PermissionError) as raised:
+        bad.cat_file(path("basics/small.txt"))
+    assert "small.txt" in str(raised.value)
+    with pytest.raises(PermissionError):
+        bad.ls(path("basics"))
+
+
+def test_chained_url(s3, proxy, tmp_path):
+    url = "pagemesh::s3://%s" % path("basics/big.bin")
+    options = target_options(s3, proxy.url)
+    cache = {"cache_dir": str(tmp_path / "chained")}
+    with fsspec.open(url, "rb", s3=options, pagemesh=cache) as f:
+        f.seek(MiB)
+        assert f.read(100) == BIG[MiB:MiB + 100]
+    fs, p = fsspec.core.url_to_fs(url, s3=options, pagemesh=cache)
+    assert isinstance(fs, pagemesh.PagemeshFileSystem)
+    assert fs.target_protocol == "s3" and p == path("basics/big.bin")
+    assert fs.unstrip_protocol(p) == url
+    files = fsspec.open_files("pagemesh::s3://%s" % path("basics/sub/*.json"),
+                              s3=options, pagemesh=cache)
+    assert sorted(f.path for f in files) == [path("basics/sub/a.json"),
+                                             path("basics/sub/b.json")]
+
+
+def test_writes_pass_through_and_invalidate(fs, s3):
+    p = path("writes/obj.bin")
+    fs.pipe_file(p, b"first version")
+    assert fs.cat_file(p) == b"first version"
+    with fs.open(p, "wb") as f:
+        f.write(b"second, longer version")
+    assert fs.cat_file(p) == b"second, longer version"
+    assert fs.size(p) == len(b"second, longer version")
+    assert s3.client().get_object(Bucket=BUCKET, Key="writes/obj.bin")[
+        "Body"].read() == b"second, longer version"
+    fs.copy(p, path("writes/copy.bin"))
+    assert fs.cat_file(path("writes/copy.bin")) == b"second, longer version"
+    assert fs.ls(path("writes"), detail=False) == [path("writes/copy.bin"),
+                                                   path("writes/obj.bin")]
+    fs.rm(p)
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(p)
+    assert fs.ls(path("writes"), detail=False) == [path("writes/copy.bin")]
+    fs.rm(path("writes"), recursive=True)
+    assert not fs.exists(path("writes/copy.bin"))
+
+
+def test_ukey_and_checksum_follow_the_version(fs):
+    p = path("versions/obj.bin")
+    fs.pipe_file(p, b"one")
+    key1, sum1 = fs.ukey(p), fs.checksum(p)
+    assert key1 == fs.ukey(p)
+    fs.pipe_file(p, b"two")
+    assert fs.ukey(p) != key1 and fs.checksum(p) != sum1
+
+
+def test_peer_api(fs):
+    peer = fs.peer
+    uri = "s3://" + path("basics/big.bin")
+    assert peer.stat(uri).size == len(BIG)
+    assert peer.read(uri, MiB, 16) == BIG[MiB:MiB + 16]
+    buf = bytearray(1000)
+    assert peer.readinto(uri, 5, buf) == 1000 and bytes(buf) == BIG[5:1005]
+    parts = peer.read_batch([(uri, 0, 10), (uri, 3 * MiB, 10_000)])
+    assert parts == [BIG[:10], BIG[3 * MiB:3 * MiB + 10_000]]
+    with peer.map(uri, MiB + 100, 4096) as m:
+        assert len(m) == 4096 and bytes(m.data) == BIG[MiB + 100:MiB + 4196]
+        view = m.data[:8]
+    assert bytes(view) == BIG[MiB + 100:MiB + 108]  # still mapped: in use
+    del view
+    with pytest.raises(pagemesh.PagemeshError) as raised:
+        peer.map(uri, MiB - 10, 20)  # crosses a page boundary
+    assert raised.value.name == "PM_ERANGE"
+    entries = peer.ls("s3://" + path("basics/sub"), recursive=True)
+    assert [e.uri for e in entries] == ["s3://" + path("basics/sub/a.json"),
+                                        "s3://" + path("basics/sub/b.json"),
+                                        "s3://" + path(
+                                            "basics/sub/deeper/c.bin")]
+    status = peer.status()
+    assert status["role"] == "node" and status["node_pid"] == os.getpid()
+    stats = peer.stats()
+    assert stats["bytes_served"] > 0 and stats["origin_bytes"] > 0
+
+
+def test_private_peer_closes_cleanly(tmp_path):
+    cache = str(tmp_path / "own")
+    local = tmp_path / "f.bin"
+    local.write_bytes(b"local bytes")
+    with pagemesh.Peer(cache_dir=cache, page_size="64K",
+                       disk_capacity="1G") as peer:
+        assert peer.read(str(local)) == b"local bytes"
+        assert peer.status()["page_size"] == 65536
+    assert peer.closed
+    with pytest.raises(ValueError):
+        peer.read(str(local))
+    with pytest.raises(TypeError):
+        pagemesh.Peer(cache_dir=cache, no_such_option=1)
+
+
+def _read_in_child(fs, p, queue):
+    try:
+        data = fs.cat_file(p)
+        queue.put((hashlib.sha256(data).hexdigest(), fs.peer.role,
+                   fs.peer.status()["node_pid"]))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        queue.put(repr(e))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pickled_and_forked_filesystems_attach(fs, method):
+    p = path("basics/big.bin")
+    fs.cat_file(p, 0, 10)  # this process becomes the node peer
+    clone = pickle.loads(pickle.dumps(fs))
+    assert clone.cat_file(p, 0, 10) == BIG[:10]
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(fs, p, queue))
+    child.start()
+    answer = queue.get(timeout=120)
+    child.join(60)
+    assert answer == (hashlib.sha256(BIG).hexdigest(), "attached",
+                      os.getpid())

@@ -1,0 +1,124 @@
+/*
+ * tests/ufs/test_gcs.c - the GCS origin's configuration (endpoints from
+ * GCS_ENDPOINT_URL and STORAGE_EMULATOR_HOST, HMAC keys, OAuth tokens,
+ * anonymous), gs:// and gcs:// URIs (one spelling), the URLs the S3
+ * engine builds for them, and that the registry routes both schemes to
+ * the gcs backend. Each test runs in its own process (criterion forks).
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ufs/s3_int.h"
+
+static void clear_env(void) {
+  static const char *const vars[] = {
+      "GCS_ENDPOINT_URL",          "STORAGE_EMULATOR_HOST",
+      "GCS_HMAC_ACCESS_ID",        "GCS_HMAC_SECRET",
+      "GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN",
+      "PAGEMESH_GCS_MAX_KEYS"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    unsetenv(vars[i]);
+}
+
+TestSuite(gcs, .init = clear_env, .timeout = 10);
+
+static void url_is(const pm_s3_config *cfg, const char *bucket, const char *key,
+                   const char *want) {
+  pm_sbuf sb;
+  pm__sbuf_init(&sb, 0);
+  cr_assert_eq(pm__s3_url(cfg, bucket, key, "", &sb), 0);
+  cr_assert_str_eq(pm__sbuf_str(&sb), want);
+  pm__sbuf_free(&sb);
+}
+
+Test(gcs, defaults_are_the_public_xml_api_anonymously) {
+  pm_s3_config cfg;
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.region, "auto");
+  cr_assert(cfg.path_style);
+  cr_assert_null(cfg.access_key);
+  cr_assert_null(cfg.bearer_token);
+  cr_assert_str_eq(cfg.cred_source, "anonymous");
+  cr_assert_eq(cfg.max_keys, 1000);
+  url_is(&cfg, "my_bucket.data", "a b/c",
+         "https://storage.googleapis.com/my_bucket.data/a%20b/c");
+  pm__s3_config_free(&cfg);
+}
+
+Test(gcs, endpoints) {
+  pm_s3_config cfg;
+  setenv("STORAGE_EMULATOR_HOST", "localhost:4443", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  url_is(&cfg, "b", "k", "http://localhost:4443/b/k");
+  pm__s3_config_free(&cfg);
+  setenv("STORAGE_EMULATOR_HOST", "https://emu.example:8443/", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  url_is(&cfg, "b", "k", "https://emu.example:8443/b/k");
+  pm__s3_config_free(&cfg);
+  setenv("GCS_ENDPOINT_URL", "http://127.0.0.1:9/base", 1); /* wins */
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  url_is(&cfg, "b", "", "http://127.0.0.1:9/base/b");
+  pm__s3_config_free(&cfg);
+  setenv("GCS_ENDPOINT_URL", "ftp://x", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG);
+}
+
+Test(gcs, credentials_in_order) {
+  pm_s3_config cfg;
+  setenv("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.bearer_token, "ya29.gcloud");
+  pm__s3_config_free(&cfg);
+  setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.oauth", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.bearer_token, "ya29.oauth");
+  cr_assert_str_eq(cfg.cred_source, "GOOGLE_OAUTH_ACCESS_TOKEN");
+  pm__s3_config_free(&cfg);
+  setenv("GCS_HMAC_ACCESS_ID", "GOOG1EXAMPLE", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG); /* half a pair */
+  setenv("GCS_HMAC_SECRET", "secret+/=", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "GOOG1EXAMPLE");
+  cr_assert_str_eq(cfg.secret_key, "secret+/=");
+  cr_assert_null(cfg.bearer_token);
+  pm__s3_config_free(&cfg);
+  setenv("PAGEMESH_GCS_MAX_KEYS", "0", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG);
+}
+
+Test(gcs, one_spelling_for_gs_and_gcs) {
+  char out[PM_UFS_URI_MAX];
+  cr_assert_eq(pm__uri_normalize("GCS://my-bkt/a//b c", out, sizeof out), 0);
+  cr_assert_str_eq(out, "gs://my-bkt/a//b c");
+  cr_assert_eq(pm__uri_normalize("gs://my_bkt", out, sizeof out), 0);
+  cr_assert_str_eq(out, "gs://my_bkt/");
+  cr_assert_eq(pm__uri_normalize("gs://x/k", out, sizeof out), PM_EBADURI);
+  cr_assert_eq(pm__uri_normalize("gs:///k", out, sizeof out), PM_EBADURI);
+  char bucket[64];
+  const char *key;
+  cr_assert_eq(pm__s3_uri_split("gs://bkt/k/1", bucket, sizeof bucket, &key),
+               0);
+  cr_assert_str_eq(bucket, "bkt");
+  cr_assert_str_eq(key, "k/1");
+}
+
+Test(gcs, the_registry_routes_gs_and_gcs_to_gcs) {
+  pm_ufs_set *set;
+  cr_assert_eq(pm__ufs_set_open(NULL, &set), 0);
+  int err;
+  pm_ufs *ufs = pm__ufs_for(set, "gs://bkt/k", &err);
+  cr_assert_not_null(ufs);
+  cr_assert_str_eq(ufs->methods->name, "gcs");
+  cr_assert_eq(pm__ufs_for(set, "gcs://bkt/k", &err), ufs);
+  cr_assert_str_eq(pm__ufs_for(set, "az://c0n/x", &err)->methods->name,
+                   "azure");
+  cr_assert_str_eq(pm__ufs_for(set, "abfss://c@a.dfs.x/y", &err)->methods->name,
+                   "azure");
+  cr_assert_str_eq(pm__ufs_for(set, "hf://o/n/x", &err)->methods->name, "hf");
+  cr_assert_null(pm__ufs_for(set, "ftp://x/y", &err));
+  cr_assert_eq(err, PM_EBADURI);
+  cr_assert(strstr(pm__errmsg(), "gs://") && strstr(pm__errmsg(), "hf://"),
+            "%s", pm__errmsg());
+  pm__ufs_set_close(set);
+}
