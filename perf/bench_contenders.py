@@ -99,7 +99,7 @@ def c_reader(ctx, mode, cache_dir, prefix, extra_env=None):
     return argv, env
 
 
-# ---- the origin, directly ------------------------------------------------------
+# ---- the origin, directly ---------------------------------------------------
 
 
 class OriginDirect(Contender):
@@ -115,7 +115,7 @@ class OriginDirect(Contender):
         return python_reader(ctx, backend, workload, ctx.bucket + "/")
 
 
-# ---- fsspec's own caches ------------------------------------------------------
+# ---- fsspec's own caches ----------------------------------------------------
 
 
 class FsspecCache(Contender):
@@ -150,7 +150,7 @@ class FsspecCache(Contender):
                      " %.0f MiB)" % (used / MIB, self.capacity / MIB))
 
 
-# ---- JuiceFS Community Edition ------------------------------------------------
+# ---- JuiceFS Community Edition ----------------------------------------------
 
 
 class JuiceFS(Contender):
@@ -275,7 +275,7 @@ class JuiceFS(Contender):
         self.mounts = []
 
 
-# ---- pagemesh -------------------------------------------------------------------
+# ---- pagemesh ---------------------------------------------------------------
 
 
 class PagemeshMesh(Contender):
@@ -385,6 +385,11 @@ class PagemeshLocal(Contender):
     role = "probe"
     warmup_epochs = 1
 
+    def __init__(self):
+        super().__init__()
+        self.cli = None
+        self.proc = None
+
     def unavailable(self, ctx):
         return PagemeshMesh("tcp").unavailable(ctx)
 
@@ -414,7 +419,7 @@ class PagemeshLocal(Contender):
             self.proc = None
 
 
-# ---- ceilings ---------------------------------------------------------------------
+# ---- ceilings ---------------------------------------------------------------
 
 
 class PreadCeiling(Contender):

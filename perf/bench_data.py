@@ -116,7 +116,7 @@ def sizes(quick: bool, scale: float = 1.0) -> Dict[str, Dict[str, int]]:
     return base
 
 
-# ---- generation ---------------------------------------------------------------
+# ---- generation -------------------------------------------------------------
 
 def _write(root: str, key: str, data: bytes) -> None:
     path = os.path.join(root, key)

@@ -174,7 +174,7 @@ class Runner:
         self.reader_logs = os.path.join(ctx.work, "reader-logs")
         os.makedirs(self.reader_logs, exist_ok=True)
 
-    # ---- one contender on one workload ---------------------------------------
+    # ---- one contender on one workload --------------------------------------
 
     def run(self, contender, workload):
         ctx = self.ctx
@@ -231,7 +231,7 @@ class Runner:
         finally:
             self._close(readers)
 
-    # ---- pieces -----------------------------------------------------------------
+    # ---- pieces -------------------------------------------------------------
 
     def _error(self, contender, workload, error):
         self.failed = True
@@ -341,7 +341,7 @@ class Runner:
                          row.origin_requests, row.origin_bytes / 1e6,
                          "  " + row.error if row.error else ""))
 
-    # ---- the loopback ceiling --------------------------------------------------
+    # ---- the loopback ceiling -----------------------------------------------
 
     def loopback(self, workload, seconds):
         """Raw loopback request/response of the workload's read size with

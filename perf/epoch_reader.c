@@ -131,8 +131,8 @@ static char *read_file(reader *r, const char *path, const range_op *op,
   if (fd < 0)
     return format_error(path, strerror(errno));
   while (*got < op->length) {
-    ssize_t n = pread(fd, r->buf + *got, op->length - *got,
-                      (off_t)(op->offset + *got));
+    ssize_t n =
+        pread(fd, r->buf + *got, op->length - *got, (off_t)(op->offset + *got));
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
@@ -179,8 +179,8 @@ static void print_results(const range_result *results, size_t count,
     if (results[i].error)
       printf("E %s\n", results[i].error);
     else
-      printf("%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n",
-             results[i].latency_ns, results[i].bytes, results[i].hash);
+      printf("%" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", results[i].latency_ns,
+             results[i].bytes, results[i].hash);
   }
   printf("END %" PRIu64 " %" PRIu64 "\n", start, end);
   fflush(stdout);
@@ -245,7 +245,8 @@ static int open_reader(reader *r, const char *mode, const char *cache_dir) {
   int err = pm_peer_open(&o, &r->peer);
   if (err)
     return fprintf(stderr, "epoch_reader: open %s: %s %s\n", cache_dir,
-                   pm_err_name(err), pm_peer_errmsg(NULL)), -1;
+                   pm_err_name(err), pm_peer_errmsg(NULL)),
+           -1;
   return 0;
 }
 
