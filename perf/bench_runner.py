@@ -287,8 +287,9 @@ class Runner:
         self.repeat = max(1, min(REPEAT_MAX, math.ceil(
             MIN_TIMED_SECONDS / max(run.seconds, 1e-3))))
         if self.repeat > 1:
-            contender.note = ("after untimed passes, each timed epoch reads "
-                              "the data %d times over" % self.repeat)
+            contender.note = "; ".join(filter(None, [
+                contender.note, "after untimed passes, each timed epoch "
+                "reads the data %d times over" % self.repeat]))
 
     def _prime(self, readers, workload, epoch):
         """Each of a probe's fresh reader processes looks up the objects it
