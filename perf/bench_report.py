@@ -211,8 +211,9 @@ def _throughput_axes(ax, rows, w):
             ax.plot([r.epoch for r in found], [r.mb_per_s for r in found],
                     marker="o", label=name)
         else:
-            ax.axhline(max(r.mb_per_s for r in found), linestyle="--",
-                       linewidth=1, label=name, color=_probe_color(name))
+            ax.axhline(max(r.mb_per_s for r in found),
+                       linestyle="--" if found[0].role == "ceiling" else ":",
+                       linewidth=1.2, label=name, color=_probe_color(name))
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
@@ -226,8 +227,10 @@ def _throughput_axes(ax, rows, w):
 def _probe_color(name):
     palette = {"ceiling: local pread": "black",
                "ceiling: raw loopback": "gray",
-               "pagemesh: local hits": "tab:green"}
-    return palette.get(name, "tab:olive")
+               "pagemesh: local hits": "tab:green",
+               "pagemesh tcp: remote hits": "tab:olive",
+               "pagemesh fabric: remote hits": "tab:cyan"}
+    return palette.get(name, "tab:pink")
 
 
 def _latency_axes(ax, rows, w):
