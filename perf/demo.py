@@ -33,6 +33,7 @@ sys.path[:0] = [os.path.join(ROOT, "tests"), HERE,
                 os.path.join(ROOT, "bindings", "python")]
 
 from harness.s3server import S3Server  # noqa: E402
+from harness.mesh import Mesh  # noqa: E402
 from origin_proxy import OriginProxy  # noqa: E402
 
 BUCKET = "training-data"
@@ -79,30 +80,50 @@ def run_epoch(pagemesh, cache_dir, env, uris, extra=()):
     return elapsed, len(proc.stdout)
 
 
+PEERS = 3
+
+
 def cli_pipeline(args, s3, proxy, work):
-    """Part 1: `pagemesh cat` of every object, epoch after epoch."""
+    """Part 1: a local mesh of three pagemeshd peers (R=2, loopback, one
+    cluster key) and `pagemesh cat` of every object, each epoch through
+    another peer: epoch 1 fills the pages' owners from the origin, later
+    epochs are served by the mesh."""
     pagemesh = os.path.join(args.build, "pagemesh")
     size = int(args.object_mib * 1024 * 1024)
-    print("\n## 1. the pagemesh command: %d objects x %.1f MiB"
-          % (args.objects, args.object_mib))
+    print("\n## 1. a local mesh of %d pagemeshd peers and the pagemesh "
+          "command: %d objects x %.1f MiB" % (PEERS, args.objects,
+                                              args.object_mib))
     keys = make_dataset(s3, args.objects, size)
     uris = ["s3://%s/%s" % (BUCKET, k) for k in keys]
-    env = dict(os.environ, PAGEMESH_LOG_LEVEL="warn",
-               **s3.env(endpoint=proxy.url))
-    cache = os.path.join(work, "cache")
+    env = dict(PAGEMESH_LOG_LEVEL="warn", **s3.env(endpoint=proxy.url))
+    mesh = Mesh(args.build, work, count=PEERS, env=env,
+                extra_args=["--replicas", "2"])
+    full_env = dict(os.environ, **env)
     rows = []
-    proxy.reset_stats()
-    t, n = run_epoch(pagemesh, cache, env, uris, ["--no-cache"])
-    rows.append(("origin direct", t, n, proxy.stats()))
-    for epoch in range(1, args.epochs + 1):
+    try:
+        mesh.start_all()
+        mesh.wait_members(PEERS)
         proxy.reset_stats()
-        t, n = run_epoch(pagemesh, cache, env, uris)
-        rows.append(("pagemesh epoch %d" % epoch, t, n, proxy.stats()))
-    report(rows)
-    stats = subprocess.run([pagemesh, "--cache-dir", cache, "stats"],
-                           env=env, capture_output=True, text=True)
-    print("\nwhat the cache did (pagemesh stats):")
-    print(stats.stdout)
+        t, n = run_epoch(pagemesh, mesh.cache_dir(0), full_env, uris,
+                         ["--no-cache"])
+        rows.append(("origin direct", t, n, proxy.stats()))
+        for epoch in range(1, args.epochs + 1):
+            peer = (epoch - 1) % PEERS
+            proxy.reset_stats()
+            t, n = run_epoch(pagemesh, mesh.cache_dir(peer), full_env, uris)
+            rows.append(("pagemesh epoch %d (via peer %d)" % (epoch, peer), t,
+                         n, proxy.stats()))
+        report(rows)
+        print("\nwhat the cache did, per peer (pagemesh status):")
+        print("| peer | pages on disk | pages in RAM | origin MB | MB from "
+              "peers | MB to peers |\n|---|---|---|---|---|---|")
+        for i in range(PEERS):
+            st = mesh.status(i)["stats"]
+            print("| %d | %d | %d | %.1f | %.1f | %.1f |" % (
+                i, st["pages_disk"], st["pages_ram"], st["origin_bytes"] / 1e6,
+                st["bytes_from_peers"] / 1e6, st["bytes_to_peers"] / 1e6))
+    finally:
+        mesh.stop_all()
 
 
 def python_pipeline(args, s3, proxy, work):
