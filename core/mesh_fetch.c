@@ -23,8 +23,8 @@ static uint64_t deadline_of(const pm_mesh *mesh) {
 
 /* The transport and address to reach member i of the view: fabric when
  * both ends speak it, tcp otherwise. */
-static pm_transport *route(pm_mesh *mesh, const pm_view *v, size_t i,
-                           const char **addr) {
+pm_transport *pm__mesh_route(pm_mesh *mesh, const pm_view *v, size_t i,
+                            const char **addr) {
   const pm_view_peer *p = &v->peers[i];
   if (mesh->fabric && p->fabric[0]) {
     *addr = p->fabric;
@@ -52,7 +52,7 @@ static void fill_request(pm_page_request *req, const pm_page_id *id,
 static ssize_t ask(pm_mesh *mesh, const pm_view *v, size_t i,
                    const pm_page_request *req, void *buf, size_t len) {
   const char *addr;
-  pm_transport *t = route(mesh, v, i, &addr);
+  pm_transport *t = pm__mesh_route(mesh, v, i, &addr);
   if (!t)
     return pm__errf(PM_EUNREACHABLE, "member has no page address");
   ssize_t n = pm__transport_get_page(t, addr, req, buf, len,
@@ -165,8 +165,8 @@ static void push_run(void *arg) {
                  mesh->peer->opts.page_size, 0);
     for (size_t i = 0; i < owners; i++) {
       const char *addr;
-      pm_transport *tr = ranks[i] == v->self ? NULL
-                                             : route(mesh, v, ranks[i], &addr);
+      pm_transport *tr =
+          ranks[i] == v->self ? NULL : pm__mesh_route(mesh, v, ranks[i], &addr);
       if (tr && pm__transport_put_page(tr, addr, &req, t->data, t->length,
                                        deadline_of(mesh)) == 0)
         atomic_fetch_add(&mesh->replicas_pushed, 1);

@@ -36,10 +36,8 @@ static bool listed(const pm_view *v, const size_t *set, size_t n,
 static void push(pm_mesh *mesh, const pm_view *v, size_t member,
                  const pm_store_entry *e, const void *data) {
   const char *addr;
-  pm_transport *t = mesh->fabric && v->peers[member].fabric[0]
-                        ? mesh->fabric : mesh->tcp;
-  addr = t == mesh->fabric ? v->peers[member].fabric : v->peers[member].tcp;
-  if (!addr[0])
+  pm_transport *t = pm__mesh_route(mesh, v, member, &addr);
+  if (!t)
     return;
   pm_page_request req = {.uri = e->uri, .version = "",
                          .page_size = mesh->peer->opts.page_size,
