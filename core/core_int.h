@@ -97,6 +97,16 @@ typedef struct pm_checksum {
   uint8_t bytes[16];
 } pm_checksum;
 pm_checksum pm__checksum(const void *data, size_t length);
+/* The same checksum over bytes that come in parts (a page as it arrives):
+ * reset, update with each part in order, final. new returns NULL when out
+ * of memory. */
+typedef struct XXH3_state_s pm_checksum_state;
+pm_checksum_state *pm__checksum_state_new(void);
+void pm__checksum_state_free(pm_checksum_state *state);
+void pm__checksum_reset(pm_checksum_state *state);
+void pm__checksum_update(pm_checksum_state *state, const void *data,
+                         size_t length);
+pm_checksum pm__checksum_final(pm_checksum_state *state);
 
 /* ---- small helpers (core/util.c) ----------------------------------------- */
 

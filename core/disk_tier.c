@@ -233,6 +233,7 @@ static pm_disk_page *acquire_locked(pm_disk_tier *tier, const pm_page_id *id,
   ref->verify = tier->verify_always || !page->verified;
   ref->length = page->node.length;
   ref->uri = page->uri;
+  ref->sum = page->sum;
   if (page->fd >= 0) {
     fd_unlink(tier, page);
     fd_link_first(tier, page);

@@ -94,6 +94,7 @@ typedef struct pm_disk_ref {
   bool verify;     /* the data must be checksummed on this read */
   uint64_t length; /* data length */
   const char *uri; /* the page's URI, valid until release */
+  pm_checksum sum; /* of the data, as its header says */
 } pm_disk_ref;
 
 /* Find the page, make it most recent and get a descriptor (opened outside

@@ -166,7 +166,8 @@ static int start_transports(pm_mesh *mesh, pm__member_meta *meta) {
       .server_threads = 4,
       .server = {.serve_get = pm__mesh_serve_get,
                  .serve_put = pm__mesh_serve_put,
-                 .arg = peer},
+                 .arg = peer,
+                 .serve_file = pm__mesh_serve_file},
   };
   int err = pm__transport_open("tcp", &tc, &mesh->tcp);
   if (!err)

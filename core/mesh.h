@@ -77,6 +77,8 @@ ssize_t pm__mesh_serve_get(void *arg, const pm_page_request *req, void *dst,
                            size_t dst_len);
 int pm__mesh_serve_put(void *arg, const pm_page_request *req,
                        const void *data, size_t length);
+int pm__mesh_serve_file(void *arg, const pm_page_request *req,
+                        pm_page_file *out);
 /* Encode/decode metadata in a META answer. */
 ssize_t pm__meta_encode(const pm_object_stat *st, char *out, size_t size);
 int pm__meta_decode(const char *text, size_t length, pm_object_stat *out);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mesh_int.h"
 
@@ -123,6 +124,34 @@ ssize_t pm__mesh_serve_get(void *arg, const pm_page_request *req, void *dst,
   }
   return pm__page_fetch_owner(peer, req->uri, &st, req->page_index, &id, dst,
                               (size_t)len);
+}
+
+/* A page this peer holds on disk, by reference: the transport sends it
+ * from its file with the checksum its header recorded. Anything else
+ * (metadata, a page in RAM only, a miss) is PM_ENOENT: serve_get then. */
+int pm__mesh_serve_file(void *arg, const pm_page_request *req,
+                        pm_page_file *out) {
+  pm_peer *peer = arg;
+  pm__errmsg_clear();
+  if ((req->flags & PM_PAGE_REQ_META) || !peer->store)
+    return PM_ENOENT;
+  pm_object_stat st;
+  pm_page_id id;
+  ssize_t len = check_page(peer, req, &st, &id);
+  if (len < 0)
+    return (int)len;
+  pm_checksum sum;
+  int fd;
+  if (pm__store_open_disk(peer->store, &id, &fd, &out->offset, &out->length,
+                          &sum) != 0)
+    return PM_ENOENT;
+  if (out->length != (size_t)len) { /* not what the request implies */
+    close(fd);
+    return PM_ENOENT;
+  }
+  out->fd = fd;
+  memcpy(out->checksum, sum.bytes, sizeof out->checksum);
+  return 0;
 }
 
 /* A replica re-created from another peer's store names only its id. */

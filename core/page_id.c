@@ -79,3 +79,26 @@ pm_checksum pm__checksum(const void *data, size_t length) {
   hash128_to_bytes(XXH3_128bits(data, length), sum.bytes);
   return sum;
 }
+
+pm_checksum_state *pm__checksum_state_new(void) {
+  return XXH3_createState();
+}
+
+void pm__checksum_state_free(pm_checksum_state *state) {
+  XXH3_freeState(state);
+}
+
+void pm__checksum_reset(pm_checksum_state *state) {
+  XXH3_128bits_reset(state);
+}
+
+void pm__checksum_update(pm_checksum_state *state, const void *data,
+                         size_t length) {
+  XXH3_128bits_update(state, data, length);
+}
+
+pm_checksum pm__checksum_final(pm_checksum_state *state) {
+  pm_checksum sum;
+  hash128_to_bytes(XXH3_128bits_digest(state), sum.bytes);
+  return sum;
+}

@@ -264,7 +264,7 @@ ssize_t pm__store_remove_prefix(pm_store *store, const char *prefix) {
 /* Zero-copy from the page file: a duplicate of its read-only descriptor. */
 static int open_disk_page(pm_store *store, const pm_page_id *id,
                           uint64_t tick, int *fd, uint64_t *data_offset,
-                          size_t *length) {
+                          size_t *length, pm_checksum *sum) {
   pm_disk_ref ref;
   int rc = pm__disk_tier_acquire(store->disk, id, tick, &ref);
   if (rc < 0)
@@ -277,6 +277,8 @@ static int open_disk_page(pm_store *store, const pm_page_id *id,
                     "descriptor: %s", strerror(errno));
     *data_offset = PM_PAGE_HEADER_SIZE;
     *length = ref.length;
+    if (sum)
+      *sum = ref.sum;
   }
   pm__disk_tier_release(store->disk, &ref);
   return rc;
@@ -288,7 +290,7 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
     return pm__errf(PM_EINVAL, "page store open_page: NULL argument");
   uint64_t tick = pm__sketch_record(store->sketch, id);
   int rc = store->disk ? open_disk_page(store, id, tick, fd, data_offset,
-                                        length)
+                                        length, NULL)
                        : PM_ENOENT;
   /* No hit or miss is counted here: callers open a page they have just
    * looked up or fetched, and count that lookup themselves. */
@@ -301,6 +303,22 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
   rc = pm__ram_tier_memfd(store->ram, id, tick, fd, length);
   if (rc == 0)
     *data_offset = 0;
+  return rc;
+}
+
+int pm__store_open_disk(pm_store *store, const pm_page_id *id, int *fd,
+                        uint64_t *data_offset, size_t *length,
+                        pm_checksum *sum) {
+  if (!store || !id || !fd || !data_offset || !length || !sum)
+    return pm__errf(PM_EINVAL, "page store open_disk: NULL argument");
+  if (!store->disk)
+    return PM_ENOENT;
+  uint64_t tick = pm__sketch_record(store->sketch, id);
+  int rc = open_disk_page(store, id, tick, fd, data_offset, length, sum);
+  if (rc == 0) {
+    pm__ram_tier_touch(store->ram, id, tick);
+    atomic_fetch_add(&store->hits_disk, 1);
+  }
   return rc;
 }
 

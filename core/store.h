@@ -125,6 +125,17 @@ ssize_t pm__store_remove_prefix(pm_store *store, const char *prefix);
 int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
                         uint64_t *data_offset, size_t *length);
 
+/*
+ * Like pm__store_open_page for a page on disk only, with the checksum of
+ * its data as its header records it (verified against the data already if
+ * pm__store_open_page would have): what serving a page to another peer
+ * without reading it needs. Counts a disk hit. Errors: PM_ENOENT (not on
+ * disk: in RAM only, or not cached), PM_ECORRUPT, PM_EIO, PM_EINVAL.
+ */
+int pm__store_open_disk(pm_store *store, const pm_page_id *id, int *fd,
+                        uint64_t *data_offset, size_t *length,
+                        pm_checksum *sum);
+
 void pm__store_stats(pm_store *store, pm_store_stats *out);
 
 /* One page on disk, as listed by pm__store_list_disk. */

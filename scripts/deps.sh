@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libfabric-dev libfabric-bin libibverbs-dev librdmacm-dev
-  libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libsodium-dev
+  libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libssl-dev libsodium-dev
   libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
   libinih-dev python3-venv
   libmicrohttpd-dev slurm-wlm munge shellcheck

@@ -136,7 +136,7 @@ static int handshake(pm_tcp *tcp, pm_tcp_conn *conn, uint64_t deadline_ns) {
   if (rc == PM_EAUTH)
     atomic_fetch_add(&tcp->auth_failures, 1);
   if (!rc)
-    pm__tcp_hs_done(&conn->hs);
+    rc = pm__tcp_hs_done(&conn->hs);
   return rc;
 }
 
@@ -231,12 +231,13 @@ static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r) {
     pm__tcp_count_page(tcp, r->length, sealed);
   if (rc || r->is_put)
     return rc;
-  rc = pm__tcp_conn_recv_page(conn, r->dst, length, r->deadline_ns, &sealed);
+  pm_checksum sum;
+  rc = pm__tcp_conn_recv_page(conn, r->dst, length, r->deadline_ns, &sealed,
+                              &sum);
   if (rc)
     return rc;
   pm__tcp_count_page(tcp, length, sealed);
   atomic_fetch_add(&tcp->bytes_received, length);
-  pm_checksum sum = pm__checksum(r->dst, length);
   if (memcmp(sum.bytes, checksum, 16) != 0)
     return pm__errf(PM_ECORRUPT, "%s: page %s #%llu failed its checksum",
                     conn->peer, r->req->uri,

@@ -2,9 +2,11 @@
  * transport/tcp_conn.c - one established tcp connection as a secure
  * channel: sealing and opening control frames with the per-direction
  * secretstream states, and moving page bytes after a frame, either raw
- * (both ends asked for insecure_data: straight from the page buffer and
- * straight into the caller's buffer) or as sealed chunks of PM_TCP_CHUNK
- * bytes (each decrypted once, into its place in the caller's buffer).
+ * (both ends asked for insecure_data: straight from the page buffer or
+ * page file, with sendfile, and straight into the caller's buffer) or as
+ * sealed chunks of PM_TCP_CHUNK bytes (tcp_bulk.c: each received into its
+ * place in the caller's buffer and opened there). A received page is
+ * checksummed chunk by chunk as it lands.
  * Also the per-thread scratch buffers that one request needs.
  */
 #include <pthread.h>
@@ -19,7 +21,9 @@
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
-static void scratch_free(void *scratch) {
+static void scratch_free(void *arg) {
+  pm_tcp_scratch *scratch = arg;
+  pm__checksum_state_free(scratch->sum);
   free(scratch);
 }
 
@@ -35,6 +39,11 @@ pm_tcp_scratch *pm__tcp_scratch(void) {
   scratch = aligned_alloc(64, (sizeof *scratch + 63) & ~(size_t)63);
   if (!scratch)
     return NULL;
+  scratch->sum = pm__checksum_state_new();
+  if (!scratch->sum) {
+    free(scratch);
+    return NULL;
+  }
   pm__frame_arena_init(&scratch->arena);
   pthread_setspecific(scratch_key, scratch);
   return scratch;
@@ -82,55 +91,67 @@ static int64_t seal_frame(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
   return (int64_t)(PM_FRAME_PREFIX + sealed);
 }
 
-/* Seal one chunk of page bytes into scratch->chunk; returns its size. */
-static size_t seal_chunk(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
-                         const uint8_t *data, size_t length) {
-  unsigned long long sealed = 0;
-  crypto_secretstream_xchacha20poly1305_push(
-      &conn->hs.secrets->send_state, scratch->chunk, &sealed, data, length,
-      NULL, 0, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
-  return (size_t)sealed;
+/* Seal one chunk of page bytes into scratch->chunk: from memory (data),
+ * or read from a file first (data NULL: fd at offset). Returns the bytes
+ * to send (the chunk and its tag) or a pm_err. */
+static int64_t seal_chunk(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
+                          const uint8_t *data, int fd, uint64_t offset,
+                          size_t length) {
+  if (!data) {
+    ssize_t got = pm__pread_full(fd, scratch->chunk, length, offset);
+    if (got != (ssize_t)length)
+      return pm__errf(PM_EIO, "%s: reading a page to send: %s", conn->peer,
+                      got < 0 ? pm_strerror((int)got) : "short file");
+    data = scratch->chunk;
+  }
+  int rc = pm__tcp_bulk_seal(&conn->hs.bulk, data, length, scratch->chunk,
+                             scratch->chunk + length);
+  return rc ? rc : (int64_t)(length + PM_TCP_TAG);
 }
 
-static int send_sealed_page(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
-                            const uint8_t *data, size_t length,
-                            uint64_t deadline_ns) {
+/* The frame and the first sealed chunk in one system call, then the
+ * other chunks. */
+static int send_sealed(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
+                       size_t wire_length, const uint8_t *data, int fd,
+                       uint64_t offset, size_t length, uint64_t deadline_ns) {
+  size_t head = wire_length;
   for (size_t off = 0; off < length; off += PM_TCP_CHUNK) {
-    size_t n = seal_chunk(conn, scratch, data + off,
-                          PM_MIN(PM_TCP_CHUNK, length - off));
-    int rc = pm__tcp_write_full(conn->fd, scratch->chunk, n, deadline_ns,
-                                conn->peer);
+    size_t n = PM_MIN(PM_TCP_CHUNK, length - off);
+    int64_t sealed = seal_chunk(conn, scratch, data ? data + off : NULL, fd,
+                                offset + off, n);
+    if (sealed < 0)
+      return (int)sealed;
+    struct iovec iov[2] = {{scratch->wire, head},
+                           {scratch->chunk, (size_t)sealed}};
+    int rc = pm__tcp_writev_full(conn->fd, head ? iov : iov + 1,
+                                 head ? 2 : 1, deadline_ns, conn->peer);
     if (rc)
       return rc;
+    head = 0;
   }
   return 0;
 }
 
-/* The frame and the first part of the page bytes in one system call, then
- * the rest. */
+/* Send a frame and the page bytes after it: from memory (data) or from a
+ * file (data NULL: fd at offset), in the clear or sealed. */
 static int send_all(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
-                    size_t wire_length, const uint8_t *data, size_t length,
-                    uint64_t deadline_ns) {
-  struct iovec iov[2] = {{scratch->wire, wire_length}};
-  if (length == 0)
-    return pm__tcp_writev_full(conn->fd, iov, 1, deadline_ns, conn->peer);
-  if (conn->hs.insecure_data) {
-    iov[1] = (struct iovec){(void *)data, length};
-    return pm__tcp_writev_full(conn->fd, iov, 2, deadline_ns, conn->peer);
-  }
-  size_t first = PM_MIN(PM_TCP_CHUNK, length);
-  iov[1] = (struct iovec){scratch->chunk,
-                          seal_chunk(conn, scratch, data, first)};
-  int rc = pm__tcp_writev_full(conn->fd, iov, 2, deadline_ns, conn->peer);
-  if (rc)
-    return rc;
-  return send_sealed_page(conn, scratch, data + first, length - first,
-                          deadline_ns);
+                    size_t wire_length, const uint8_t *data, int fd,
+                    uint64_t offset, size_t length, uint64_t deadline_ns) {
+  if (length > 0 && !conn->hs.insecure_data)
+    return send_sealed(conn, scratch, wire_length, data, fd, offset, length,
+                       deadline_ns);
+  if (length > 0 && !data)
+    return pm__tcp_sendfile_full(conn->fd, scratch->wire, wire_length, fd,
+                                 offset, length, deadline_ns, conn->peer);
+  struct iovec iov[2] = {{scratch->wire, wire_length},
+                         {(void *)data, length}};
+  return pm__tcp_writev_full(conn->fd, iov, length ? 2 : 1, deadline_ns,
+                             conn->peer);
 }
 
-int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
-                      const void *data, size_t length, uint64_t deadline_ns,
-                      bool *sealed) {
+static int conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                     const void *data, int fd, uint64_t offset, size_t length,
+                     uint64_t deadline_ns, bool *sealed) {
   *sealed = !conn->hs.insecure_data;
   pm_tcp_scratch *scratch = need_scratch(conn);
   if (!scratch)
@@ -138,10 +159,24 @@ int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
   int64_t wire = seal_frame(conn, scratch, frame);
   if (wire < 0)
     return (int)wire;
-  int rc = send_all(conn, scratch, (size_t)wire, data, length, deadline_ns);
+  int rc = send_all(conn, scratch, (size_t)wire, data, fd, offset, length,
+                    deadline_ns);
   if (rc)
     conn->broken = true;
   return rc;
+}
+
+int pm__tcp_conn_send_file(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                           int fd, uint64_t offset, size_t length,
+                           uint64_t deadline_ns, bool *sealed) {
+  return conn_send(conn, frame, NULL, fd, offset, length, deadline_ns,
+                   sealed);
+}
+
+int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                      const void *data, size_t length, uint64_t deadline_ns,
+                      bool *sealed) {
+  return conn_send(conn, frame, data, -1, 0, length, deadline_ns, sealed);
 }
 
 /* Read one sealed message of at most `cap` bytes into the scratch and open
@@ -191,39 +226,35 @@ int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
   return rc;
 }
 
-static int recv_sealed_page(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
-                            uint8_t *dst, size_t length,
-                            uint64_t deadline_ns) {
-  for (size_t off = 0; off < length; off += PM_TCP_CHUNK) {
-    size_t n = PM_MIN(PM_TCP_CHUNK, length - off);
-    int rc = pm__tcp_read_full(conn->fd, scratch->chunk, n + PM_TCP_ABYTES,
-                               deadline_ns, conn->peer);
-    if (rc)
-      return rc;
-    unsigned long long plain = 0;
-    unsigned char tag = 0;
-    if (crypto_secretstream_xchacha20poly1305_pull(
-            &conn->hs.secrets->recv_state, dst + off, &plain, &tag,
-            scratch->chunk, n + PM_TCP_ABYTES, NULL, 0) != 0 ||
-        plain != n)
-      return pm__errf(PM_ECORRUPT, "%s: page bytes fail authentication",
-                      conn->peer);
-  }
-  return 0;
-}
-
+/* Receive the page bytes after a frame into dst in chunks (each opened
+ * in place when sealed) and checksum each chunk as it lands, while it is
+ * still in the cache. */
 int pm__tcp_conn_recv_page(pm_tcp_conn *conn, void *dst, size_t length,
-                           uint64_t deadline_ns, bool *sealed) {
+                           uint64_t deadline_ns, bool *sealed,
+                           pm_checksum *sum) {
   *sealed = !conn->hs.insecure_data;
-  int rc;
-  if (conn->hs.insecure_data) {
-    rc = pm__tcp_read_full(conn->fd, dst, length, deadline_ns, conn->peer);
-  } else {
-    pm_tcp_scratch *scratch = need_scratch(conn);
-    rc = scratch ? recv_sealed_page(conn, scratch, dst, length, deadline_ns)
-                 : PM_ENOMEM;
+  pm_tcp_scratch *scratch = need_scratch(conn);
+  int rc = scratch ? 0 : PM_ENOMEM;
+  if (!rc)
+    pm__checksum_reset(scratch->sum);
+  uint8_t *out = dst;
+  for (size_t off = 0; !rc && off < length; off += PM_TCP_CHUNK) {
+    size_t n = PM_MIN(PM_TCP_CHUNK, length - off);
+    rc = pm__tcp_read_full(conn->fd, out + off, n, deadline_ns, conn->peer);
+    if (!rc && *sealed) {
+      uint8_t tag[PM_TCP_TAG];
+      rc = pm__tcp_read_full(conn->fd, tag, sizeof tag, deadline_ns,
+                             conn->peer);
+      if (!rc && pm__tcp_bulk_open(&conn->hs.bulk, out + off, n, tag) != 0)
+        rc = pm__errf(PM_ECORRUPT, "%s: page bytes fail authentication",
+                      conn->peer);
+    }
+    if (!rc)
+      pm__checksum_update(scratch->sum, out + off, n);
   }
   if (rc)
     conn->broken = true;
+  else
+    *sum = pm__checksum_final(scratch->sum);
   return rc;
 }

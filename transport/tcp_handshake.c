@@ -13,7 +13,7 @@
  * keys. The transcript T is BLAKE2b over a label, the cluster id and both
  * hellos. The master key is BLAKE2b keyed with the 32-byte cluster key
  * over both kx session keys and T; the stream keys and the two MAC keys
- * are derived from it with crypto_kdf. A peer without the cluster key
+ * and the page-byte keys (tcp_bulk.c) are derived from it with crypto_kdf. A peer without the cluster key
  * cannot produce a valid proof; the server checks the client's proof
  * before it sends anything that depends on the key, and the client checks
  * the server's before it trusts a byte. Page bytes go in the clear only if
@@ -25,10 +25,13 @@
 #include "tcp_int.h"
 
 static const uint8_t hello_magic[4] = {'P', 'M', 'T', '1'};
-#define HELLO_VERSION 1u
+#define HELLO_VERSION 2u /* 2: page bytes in AES-256-GCM chunks */
 #define HELLO_FLAG_INSECURE 1u
 #define KDF_CONTEXT "pm_tcp__"
-enum { KDF_C2S = 1, KDF_S2C = 2, KDF_CLIENT_MAC = 3, KDF_SERVER_MAC = 4 };
+enum {
+  KDF_C2S = 1, KDF_S2C = 2, KDF_CLIENT_MAC = 3, KDF_SERVER_MAC = 4,
+  KDF_C2S_PAGES = 5, KDF_S2C_PAGES = 6,
+};
 
 static void hello_build(pm_tcp_handshake *hs) {
   uint8_t *m = hs->my_hello;
@@ -111,6 +114,12 @@ static void derive(pm_tcp_handshake *hs, const uint8_t kx[64]) {
   crypto_generichash_update(&st, s->transcript, 32);
   crypto_generichash_final(&st, master, sizeof master);
   uint8_t c2s[32], s2c[32], mac_c[32], mac_s[32];
+  crypto_kdf_derive_from_key(hs->server ? s->page_recv_key
+                                        : s->page_send_key,
+                             32, KDF_C2S_PAGES, KDF_CONTEXT, master);
+  crypto_kdf_derive_from_key(hs->server ? s->page_send_key
+                                        : s->page_recv_key,
+                             32, KDF_S2C_PAGES, KDF_CONTEXT, master);
   crypto_kdf_derive_from_key(c2s, 32, KDF_C2S, KDF_CONTEXT, master);
   crypto_kdf_derive_from_key(s2c, 32, KDF_S2C, KDF_CONTEXT, master);
   crypto_kdf_derive_from_key(mac_c, 32, KDF_CLIENT_MAC, KDF_CONTEXT, master);
@@ -176,16 +185,21 @@ int pm__tcp_hs_check_proof(pm_tcp_handshake *hs, const uint8_t *msg,
   return 0;
 }
 
-void pm__tcp_hs_done(pm_tcp_handshake *hs) {
+int pm__tcp_hs_done(pm_tcp_handshake *hs) {
   pm_tcp_secrets *s = hs->secrets;
+  int rc = pm__tcp_bulk_init(&hs->bulk, s->page_send_key, s->page_recv_key);
+  sodium_memzero(s->page_send_key, sizeof s->page_send_key);
+  sodium_memzero(s->page_recv_key, sizeof s->page_recv_key);
   sodium_memzero(s->kx_sk, sizeof s->kx_sk);
   sodium_memzero(s->send_key, sizeof s->send_key);
   sodium_memzero(s->recv_key, sizeof s->recv_key);
   sodium_memzero(s->my_proof_key, sizeof s->my_proof_key);
   sodium_memzero(s->peer_proof_key, sizeof s->peer_proof_key);
+  return rc;
 }
 
 void pm__tcp_hs_free(pm_tcp_handshake *hs) {
+  pm__tcp_bulk_free(&hs->bulk);
   if (hs->secrets)
     sodium_free(hs->secrets); /* sodium_free wipes */
   hs->secrets = NULL;

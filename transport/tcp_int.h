@@ -10,9 +10,9 @@
  * `[u32 big-endian sealed length][secretstream message]`, the message's
  * plaintext being a frame of transport/frame.h. Page bytes follow a
  * PageResponse (GET) or a PagePut raw: either in the clear when both ends
- * set insecure_data, or as secretstream messages of PM_TCP_CHUNK bytes of
- * plaintext each (the last one shorter), without length prefixes (the page
- * length is in the frame). On tcp a PageGet's rma_length carries the
+ * set insecure_data, or as AES-256-GCM chunks of PM_TCP_CHUNK bytes of
+ * plaintext each (the last one shorter) with their 16-byte tags, without
+ * length prefixes (the page length is in the frame; see tcp_bulk.c). On tcp a PageGet's rma_length carries the
  * requester's buffer capacity, so that a server answers PM_ETOOBIG instead
  * of sending a page that cannot land.
  */
@@ -32,6 +32,8 @@
 
 #define PM_TCP_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
 #define PM_TCP_SS_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES
+/* The tag after each sealed chunk of page bytes (AES-256-GCM). */
+#define PM_TCP_TAG 16u
 /* Plaintext bytes per sealed chunk of page bytes. */
 #define PM_TCP_CHUNK (128u * 1024u)
 /* Largest sealed control message on the wire (after its prefix). */
@@ -61,9 +63,31 @@ typedef struct pm_tcp_secrets {
   uint8_t kx_pk[32], kx_sk[32];
   uint8_t transcript[32];
   uint8_t send_key[32], recv_key[32];
+  uint8_t page_send_key[32], page_recv_key[32];
   uint8_t my_proof_key[32], peer_proof_key[32];
   crypto_secretstream_xchacha20poly1305_state send_state, recv_state;
 } pm_tcp_secrets;
+
+/* The page-byte cipher of one connection (tcp_bulk.c): an OpenSSL
+ * context and a chunk sequence number per direction. */
+typedef struct pm_tcp_bulk {
+  struct evp_cipher_ctx_st *seal, *open;
+  uint64_t seal_seq, open_seq;
+} pm_tcp_bulk;
+
+/* Set up both directions from the keys derived in the handshake.
+ * Errors: PM_ENOMEM. */
+int pm__tcp_bulk_init(pm_tcp_bulk *bulk, const uint8_t send_key[32],
+                      const uint8_t recv_key[32]);
+void pm__tcp_bulk_free(pm_tcp_bulk *bulk);
+/* Seal `length` (<= PM_TCP_CHUNK) bytes from in into out (may be in) and
+ * write the tag. Errors: PM_EIO. */
+int pm__tcp_bulk_seal(pm_tcp_bulk *bulk, const uint8_t *in, size_t length,
+                      uint8_t *out, uint8_t tag[PM_TCP_TAG]);
+/* Open a chunk in place. Errors: PM_ECORRUPT (the tag does not verify:
+ * tampered, dropped, repeated or reordered). */
+int pm__tcp_bulk_open(pm_tcp_bulk *bulk, uint8_t *data, size_t length,
+                      const uint8_t tag[PM_TCP_TAG]);
 
 typedef struct pm_tcp_handshake {
   bool server;
@@ -72,6 +96,7 @@ typedef struct pm_tcp_handshake {
   const char *cluster_id;
   uint8_t my_hello[PM_TCP_HELLO_SIZE], peer_hello[PM_TCP_HELLO_SIZE];
   pm_tcp_secrets *secrets;
+  pm_tcp_bulk bulk;                /* set up by pm__tcp_hs_done */
 } pm_tcp_handshake;
 
 /* Start a handshake: make an ephemeral X25519 key pair and this side's
@@ -90,8 +115,9 @@ void pm__tcp_hs_proof(pm_tcp_handshake *hs, uint8_t out[PM_TCP_PROOF_SIZE]);
  * peer does not hold the cluster key, PM_EPROTO if malformed. */
 int pm__tcp_hs_check_proof(pm_tcp_handshake *hs, const uint8_t *msg,
                            size_t length);
-/* Wipe everything but the stream states (after both proofs). */
-void pm__tcp_hs_done(pm_tcp_handshake *hs);
+/* Set up the page cipher and wipe everything but the stream states
+ * (after both proofs). Errors: PM_ENOMEM. */
+int pm__tcp_hs_done(pm_tcp_handshake *hs);
 /* Wipe and free the secrets. Accepts a never-started handshake. */
 void pm__tcp_hs_free(pm_tcp_handshake *hs);
 
@@ -118,7 +144,8 @@ typedef struct pm_tcp_conn {
 typedef struct pm_tcp_scratch {
   uint8_t wire[PM_FRAME_PREFIX + PM_TCP_SEALED_MAX];
   uint8_t plain[PM_FRAME_PREFIX + PM_FRAME_MAX];
-  uint8_t chunk[PM_TCP_CHUNK + PM_TCP_ABYTES];
+  uint8_t chunk[PM_TCP_CHUNK + PM_TCP_TAG];
+  pm_checksum_state *sum;  /* for pages as they arrive */
   pm_frame_arena arena;
 } pm_tcp_scratch;
 
@@ -134,13 +161,21 @@ void pm__tcp_conn_free(pm_tcp_conn *conn);
 int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
                       const void *data, size_t length, uint64_t deadline_ns,
                       bool *sealed);
+/* The same with the page bytes read from a file (fd at offset): sent
+ * with sendfile in the clear, or read and sealed chunk by chunk. */
+int pm__tcp_conn_send_file(pm_tcp_conn *conn, const Pm__PageFrame *frame,
+                           int fd, uint64_t offset, size_t length,
+                           uint64_t deadline_ns, bool *sealed);
 /* Receive, open and decode one frame (into the scratch's arena). */
 int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
                             uint64_t deadline_ns, Pm__PageFrame **out);
 /* Receive `length` page bytes after a frame into dst: in the clear or as
- * sealed chunks, each opened once into its place. `sealed` tells which. */
+ * sealed chunks, each opened in its place. `sealed` tells which; *sum is
+ * the checksum of the bytes (computed as they arrive). Errors:
+ * PM_ECORRUPT (a chunk fails authentication) and those of read_full. */
 int pm__tcp_conn_recv_page(pm_tcp_conn *conn, void *dst, size_t length,
-                           uint64_t deadline_ns, bool *sealed);
+                           uint64_t deadline_ns, bool *sealed,
+                           pm_checksum *sum);
 
 /* ---- sockets (tcp_io.c) ------------------------------------------------- */
 
@@ -163,6 +198,12 @@ int pm__tcp_write_full(int fd, const void *buf, size_t length,
                        uint64_t deadline_ns, const char *peer);
 int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,
                         uint64_t deadline_ns, const char *peer);
+/* Send head (may be empty), then `length` bytes of file_fd from offset
+ * with sendfile (no copy through user space). Errors: as write_full, and
+ * PM_EIO if the file is shorter than said. */
+int pm__tcp_sendfile_full(int fd, const void *head, size_t head_length,
+                          int file_fd, uint64_t offset, size_t length,
+                          uint64_t deadline_ns, const char *peer);
 /* True if an idle connection was closed or reset by its peer. */
 bool pm__tcp_idle_dead(int fd);
 

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -224,6 +225,46 @@ int pm__tcp_write_full(int fd, const void *buf, size_t length,
                        uint64_t deadline_ns, const char *peer) {
   struct iovec iov = {.iov_base = (void *)buf, .iov_len = length};
   return pm__tcp_writev_full(fd, &iov, 1, deadline_ns, peer);
+}
+
+int pm__tcp_sendfile_full(int fd, const void *head, size_t head_length,
+                          int file_fd, uint64_t offset, size_t length,
+                          uint64_t deadline_ns, const char *peer) {
+  const uint8_t *h = head;
+  while (head_length > 0) { /* MSG_MORE: the page follows at once */
+    ssize_t n = send(fd, h, head_length, MSG_NOSIGNAL | MSG_DONTWAIT |
+                                              MSG_MORE);
+    if (n > 0) {
+      h += n;
+      head_length -= (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+      return io_error(errno, peer, "sending");
+    int rc = wait_fd(fd, POLLOUT, deadline_ns, peer);
+    if (rc)
+      return rc;
+  }
+  off_t pos = (off_t)offset;
+  while (length > 0) {
+    ssize_t n = sendfile(fd, file_fd, &pos, length);
+    if (n > 0) {
+      length -= (size_t)n;
+      continue;
+    }
+    if (n == 0)
+      return pm__errf(PM_EIO, "%s: page file shorter than its length", peer);
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return io_error(errno, peer, "sending a page file");
+    int rc = wait_fd(fd, POLLOUT, deadline_ns, peer);
+    if (rc)
+      return rc;
+  }
+  return 0;
 }
 
 bool pm__tcp_idle_dead(int fd) {

@@ -9,9 +9,28 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core_int.h"
 #include "tcp_int.h"
+
+/* The response frame: status, length, checksum (may be NULL), detail. */
+static void response_frame(Pm__PageFrame *frame, Pm__PageResponse *response,
+                           uint64_t request_id, int status, uint32_t length,
+                           const uint8_t *checksum, const char *detail) {
+  pm__page_response__init(response);
+  response->request_id = request_id;
+  response->status = status;
+  response->length = length;
+  response->detail = (char *)detail;
+  if (checksum) {
+    response->checksum.data = (uint8_t *)checksum;
+    response->checksum.len = 16;
+  }
+  pm__page_frame__init(frame);
+  frame->body_case = PM__PAGE_FRAME__BODY_RESPONSE;
+  frame->response = response;
+}
 
 /* Answer a request; for a served GET, the page bytes follow. */
 static int respond(pm_tcp_conn *conn, uint64_t request_id, int status,
@@ -21,18 +40,10 @@ static int respond(pm_tcp_conn *conn, uint64_t request_id, int status,
   char detail[PM_FRAME_DETAIL_MAX + 1] = "";
   if (status < 0)
     snprintf(detail, sizeof detail, "%s", pm__errmsg());
-  Pm__PageResponse response = PM__PAGE_RESPONSE__INIT;
-  response.request_id = request_id;
-  response.status = status;
-  response.length = length;
-  response.detail = detail;
-  if (sum) {
-    response.checksum.data = (uint8_t *)sum->bytes;
-    response.checksum.len = sizeof sum->bytes;
-  }
-  Pm__PageFrame frame = PM__PAGE_FRAME__INIT;
-  frame.body_case = PM__PAGE_FRAME__BODY_RESPONSE;
-  frame.response = &response;
+  Pm__PageFrame frame;
+  Pm__PageResponse response;
+  response_frame(&frame, &response, request_id, status, length,
+                 sum ? sum->bytes : NULL, detail);
   return pm__tcp_conn_send(conn, &frame, page, length, deadline_ns, sealed);
 }
 
@@ -64,9 +75,54 @@ static ssize_t call_serve_get(pm_tcp_worker *worker,
   return n;
 }
 
+/* Serve by reference when the core can (serve_file): the page goes from
+ * its file with its stored checksum. Returns 1 if the core has no such
+ * page (serve_get then), else the result of answering. */
+static int try_serve_file(pm_tcp_worker *worker, pm_tcp_conn *conn,
+                          const pm_page_request *req, uint64_t request_id,
+                          uint32_t capacity, uint64_t deadline_ns) {
+  pm_tcp *tcp = worker->tcp;
+  if (!tcp->server.serve_file)
+    return 1;
+  pm_page_file file = {.fd = -1};
+  int status = tcp->server.serve_file(tcp->server.arg, req, &file);
+  if (status == PM_ENOENT)
+    return 1;
+  bool sealed = false;
+  if (status == 0 && file.length > PM_MIN(tcp->max_page_size, capacity))
+    status = pm__errf(PM_ETOOBIG, "page of %zu bytes, requester has %u",
+                      file.length, capacity);
+  if (status < PM_FRAME_STATUS_MIN || status > 0)
+    status = pm__errf(PM_EIO, "serve_file failed with %d", status);
+  int rc;
+  if (status < 0) {
+    rc = respond(conn, request_id, status, NULL, 0, NULL, deadline_ns,
+                 &sealed);
+  } else {
+    Pm__PageFrame frame;
+    Pm__PageResponse response;
+    response_frame(&frame, &response, request_id, 0, (uint32_t)file.length,
+                   file.checksum, "");
+    rc = pm__tcp_conn_send_file(conn, &frame, file.fd, file.offset,
+                                file.length, deadline_ns, &sealed);
+    if (!rc) {
+      pm__tcp_count_page(tcp, file.length, sealed);
+      atomic_fetch_add(&tcp->gets_served, 1);
+      atomic_fetch_add(&tcp->bytes_sent, file.length);
+    }
+  }
+  if (file.fd >= 0)
+    close(file.fd);
+  return rc;
+}
+
 static int handle_get(pm_tcp_worker *worker, pm_tcp_conn *conn,
                       const pm_page_request *req, uint64_t request_id,
                       uint32_t capacity, uint64_t deadline_ns) {
+  int rc = try_serve_file(worker, conn, req, request_id, capacity,
+                          deadline_ns);
+  if (rc <= 0)
+    return rc;
   pm_tcp *tcp = worker->tcp;
   uint8_t *page = worker_page(worker);
   ssize_t n = page ? call_serve_get(worker, req, page, capacity) : PM_ENOMEM;
@@ -75,8 +131,8 @@ static int handle_get(pm_tcp_worker *worker, pm_tcp_conn *conn,
     return respond(conn, request_id, (int)n, NULL, 0, NULL, deadline_ns,
                    &sealed);
   pm_checksum sum = pm__checksum(page, (size_t)n);
-  int rc = respond(conn, request_id, 0, page, (uint32_t)n, &sum, deadline_ns,
-                   &sealed);
+  rc = respond(conn, request_id, 0, page, (uint32_t)n, &sum, deadline_ns,
+               &sealed);
   if (rc)
     return rc;
   pm__tcp_count_page(tcp, (size_t)n, sealed);
@@ -88,9 +144,8 @@ static int handle_get(pm_tcp_worker *worker, pm_tcp_conn *conn,
 /* Verify a pushed page and hand it to serve_put: 0 or a pm_err. */
 static int accept_put(pm_tcp *tcp, const pm_page_request *req,
                       const uint8_t *page, uint32_t length,
-                      const uint8_t checksum[16], const char *peer) {
-  pm_checksum sum = pm__checksum(page, length);
-  if (memcmp(sum.bytes, checksum, 16) != 0)
+                      const pm_checksum *sum, const uint8_t checksum[16]) {
+  if (memcmp(sum->bytes, checksum, 16) != 0)
     return pm__errf(PM_ECORRUPT, "pushed page %s failed its checksum",
                     req->uri);
   if (!tcp->server.serve_put)
@@ -111,12 +166,14 @@ static int handle_put(pm_tcp_worker *worker, pm_tcp_conn *conn,
   if (!page)
     return PM_ENOMEM; /* cannot drain the page bytes: close */
   bool sealed = false;
-  int rc = pm__tcp_conn_recv_page(conn, page, length, deadline_ns, &sealed);
+  pm_checksum sum;
+  int rc = pm__tcp_conn_recv_page(conn, page, length, deadline_ns, &sealed,
+                                  &sum);
   if (rc)
     return rc;
   pm__tcp_count_page(tcp, length, sealed);
   atomic_fetch_add(&tcp->bytes_received, length);
-  int status = accept_put(tcp, req, page, length, checksum, conn->peer);
+  int status = accept_put(tcp, req, page, length, &sum, checksum);
   if (status == 0)
     atomic_fetch_add(&tcp->puts_served, 1);
   return respond(conn, request_id, status, NULL, 0, NULL, deadline_ns,

@@ -126,7 +126,10 @@ static bool hs_send(pm_tcp_conn *conn, const uint8_t *msg, size_t length) {
 }
 
 static void hs_established(pm_tcp *tcp, pm_tcp_conn *conn) {
-  pm__tcp_hs_done(&conn->hs);
+  if (pm__tcp_hs_done(&conn->hs) != 0) {
+    conn_close(tcp, conn);
+    return;
+  }
   pthread_mutex_lock(&tcp->server_lock);
   conn->hs_stage = 2;
   conn->established = true;

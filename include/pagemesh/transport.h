@@ -63,6 +63,14 @@ enum {
                       PM_PAGE_REQ_REPLICA,
 };
 
+/* A page served by reference (pm_page_server.serve_file). */
+typedef struct pm_page_file {
+  int fd;               /* read-only; the transport closes it */
+  uint64_t offset;      /* where the page's bytes start in it */
+  size_t length;        /* the page's length */
+  uint8_t checksum[16]; /* XXH3-128 of the bytes, as stored */
+} pm_page_file;
+
 /* The core's side of a transport: called on the transport's own threads
  * (they may block on disk or origin I/O). */
 typedef struct pm_page_server {
@@ -76,6 +84,14 @@ typedef struct pm_page_server {
   int (*serve_put)(void *arg, const pm_page_request *req, const void *data,
                    size_t length);
   void *arg;
+  /* Optional (NULL: always serve_get): the page by reference, so that it
+   * is sent without a copy or a checksum pass over it (sendfile on tcp
+   * in the clear). Returns 0 with *out filled, PM_ENOENT when the page is
+   * not at hand that way (not cached on disk: the transport then calls
+   * serve_get), or another pm_err to answer with. The checksum is the
+   * stored one: the requester verifies the bytes against it as always. */
+  int (*serve_file)(void *arg, const pm_page_request *req,
+                    pm_page_file *out);
 } pm_page_server;
 
 typedef struct pm_transport_config {

@@ -26,6 +26,7 @@ typedef struct fixture_server {
   pthread_mutex_t lock;
   uint8_t *pushed;    /* the last pushed page */
   size_t pushed_length;
+  atomic_int files;   /* pages served by reference */
 } fixture_server;
 
 typedef struct fixture_peer {
@@ -92,11 +93,42 @@ static inline int fixture_serve_put(void *arg, const pm_page_request *req,
   return 0;
 }
 
+/* serve_file: "file:" uris are served by reference from a temporary
+ * file holding the page (at an offset, after a header), "badsum:" ones
+ * the same with a wrong stored checksum; other uris are not at hand that
+ * way (serve_get then). */
+static inline int fixture_serve_file(void *arg, const pm_page_request *req,
+                                     pm_page_file *out) {
+  fixture_server *s = arg;
+  bool bad = strncmp(req->uri, "badsum:", 7) == 0;
+  if (!bad && strncmp(req->uri, "file:", 5) != 0)
+    return PM_ENOENT;
+  size_t length = fixture_page_length(req);
+  uint8_t *page = malloc(length ? length : 1);
+  fixture_fill(req->uri, req->page_index, page, length);
+  char path[] = "/tmp/pm-fixture-page-XXXXXX";
+  int fd = mkstemp(path);
+  cr_assert_geq(fd, 0);
+  unlink(path);
+  cr_assert_eq(pwrite(fd, page, length, 4096), (ssize_t)length);
+  pm_checksum sum = pm__checksum(page, length);
+  if (bad)
+    sum.bytes[0] ^= 1;
+  free(page);
+  out->fd = fd;
+  out->offset = 4096;
+  out->length = length;
+  memcpy(out->checksum, sum.bytes, 16);
+  atomic_fetch_add(&s->files, 1);
+  return 0;
+}
+
 typedef struct fixture_options {
   const uint8_t *key;
   const char *cluster_id;
   int insecure_data;
   unsigned threads;
+  bool serve_file;    /* offer serve_file too */
 } fixture_options;
 
 static inline int fixture_open_with(fixture_peer *peer,
@@ -113,7 +145,8 @@ static inline int fixture_open_with(fixture_peer *peer,
       .server_threads = o->threads ? o->threads : 2,
       .server = {.serve_get = fixture_serve_get,
                  .serve_put = fixture_serve_put,
-                 .arg = &peer->server},
+                 .arg = &peer->server,
+                 .serve_file = o->serve_file ? fixture_serve_file : NULL},
   };
   int rc = pm__transport_open("tcp", &config, &peer->transport);
   if (rc == 0)

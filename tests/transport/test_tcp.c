@@ -46,6 +46,46 @@ Test(tcp, get_pages_byte_exact) {
   fixture_close(&server);
 }
 
+/* Pages served by reference (serve_file) arrive byte-exact, sealed and in
+ * the clear, across chunk boundaries; other uris still go to serve_get;
+ * a stored checksum that does not match the bytes fails the request. */
+static void served_by_reference(int insecure) {
+  fixture_peer server, client;
+  fixture_options o = {.insecure_data = insecure, .serve_file = true};
+  cr_assert_eq(fixture_open_with(&server, &o), 0, "%s", pm__errmsg());
+  cr_assert_eq(fixture_open_with(&client, &o), 0, "%s", pm__errmsg());
+  fixture_get_check(client.transport, server.addr, "file:small", 0, 4096);
+  fixture_get_check(client.transport, server.addr, "file:mid", 3, 1 << 20);
+  fixture_get_check(client.transport, server.addr, "file:odd", 1,
+                    (300u << 10) + 5);
+  fixture_get_check(client.transport, server.addr, "s3://b/copy", 0, 65536);
+  cr_assert_eq(atomic_load(&server.server.files), 3);
+  cr_assert_eq(atomic_load(&server.server.gets), 1);
+  pm_page_request req = fixture_request("badsum:x", 0, 65536, 65536);
+  uint8_t *dst = malloc(65536);
+  cr_assert_eq(pm__transport_get_page(client.transport, server.addr, &req,
+                                      dst, 65536,
+                                      pm__now_ns() + 5 * FIX_SECOND),
+               PM_ECORRUPT);
+  /* The connection stays usable after a checksum failure. */
+  fixture_get_check(client.transport, server.addr, "file:after", 0, 65536);
+  pm_tcp_counters counters;
+  pm__tcp_counters(client.transport, &counters);
+  cr_assert_eq(insecure ? counters.sealed_page_bytes
+                        : counters.clear_page_bytes, 0);
+  free(dst);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+Test(tcp, serve_file_sealed) {
+  served_by_reference(0);
+}
+
+Test(tcp, serve_file_in_the_clear) {
+  served_by_reference(1);
+}
+
 Test(tcp, put_page) {
   fixture_peer server, client;
   fixture_open(&server);
