@@ -4,11 +4,12 @@
  * by side in one run with the same provider (FI_PROVIDER, default tcp) on
  * 127.0.0.1.
  *
- * pagemesh: two fabric transports; the server's serve_get copies a page
- * from memory (a RAM-tier hit), and 1 (qd1) or 8 (qd8) client threads
- * call get_page in a loop. Each GET is the whole protocol: sealed PageGet,
- * serve_get, checksum, RMA write with CQ data, sealed PageResponse, copy
- * out of the landing buffer, checksum check.
+ * pagemesh: two fabric transports; the server serves the page by
+ * reference from a file in the page cache (serve_file, as an owner serves
+ * its disk tier: read into a registered buffer, stored checksum), and 1
+ * (qd1) or 8 (qd8) client threads call get_page in a loop. Each GET is the
+ * whole protocol: sealed PageGet, serve_file, RMA write with CQ data,
+ * sealed PageResponse, copy out of the landing buffer, checksum check.
  *
  * ceiling: two bare endpoints of the same provider, no protocol: one
  * thread keeps qd fi_write (and, separately, fi_read) operations of the
@@ -34,6 +35,7 @@
 #include "core/core_int.h"
 #include "pagemesh/transport.h"
 #include "transport/fabric_int.h"
+#include "bench_page_file.h"
 
 #define GOAL 0.7
 #define MAX_QD 8
@@ -94,7 +96,7 @@ static pm_transport *open_transport(const uint8_t *key) {
   pm_transport_config cfg = {
       .size = sizeof cfg, .listen = "127.0.0.1:0", .cluster_key = key,
       .cluster_id = "bench", .max_page_size = 1 << 20, .server_threads = 2,
-      .server = {serve_get, NULL, NULL}};
+      .server = {serve_get, NULL, NULL, bench_serve_file}};
   int rc = pm_fabric_methods.init(t, &cfg);
   if (rc) {
     fprintf(stderr, "fabric init: %s: %s\n", pm_err_name(rc), pm__errmsg());
@@ -369,6 +371,7 @@ int main(int argc, char **argv) {
   pm__log_level = PM_LOG_ERROR;
   source_page = malloc(1 << 20);
   pm__random(source_page, 1 << 20);
+  bench_page_file_make(&source_page, 1, 1 << 20, 64u << 10, 1u << 20);
   samples lat = {.ns = malloc(MAX_SAMPLES * sizeof(uint64_t))};
   pthread_mutex_init(&lat.lock, NULL);
 

@@ -25,6 +25,7 @@
 
 #include "core/core_int.h"
 #include "transport/transport_int.h"
+#include "bench_page_file.h"
 
 #define PAGES 32
 #define MAX_PAGE (1u << 20)
@@ -33,8 +34,6 @@
 #define SOCKET_BUFFER (4 * 1024 * 1024)
 
 static uint8_t *pages[PAGES];
-static int page_file = -1;              /* the pages, MAX_PAGE apart */
-static pm_checksum sums[2][PAGES];      /* of the 64 KiB and 1 MiB prefixes */
 static double cell_seconds = 2.0;
 
 /* ---- the page server ----------------------------------------------------- */
@@ -46,38 +45,6 @@ static ssize_t serve_get(void *arg, const pm_page_request *req, void *dst,
     return PM_ETOOBIG;
   memcpy(dst, pages[req->page_index % PAGES], req->page_size);
   return req->page_size;
-}
-
-static int serve_file(void *arg, const pm_page_request *req,
-                      pm_page_file *out) {
-  (void)arg;
-  uint32_t i = (uint32_t)(req->page_index % PAGES);
-  out->fd = dup(page_file);
-  if (out->fd < 0)
-    return PM_EIO;
-  out->offset = (uint64_t)i * MAX_PAGE;
-  out->length = req->page_size;
-  memcpy(out->checksum, sums[req->page_size == MAX_PAGE][i].bytes, 16);
-  return 0;
-}
-
-static void make_page_file(void) {
-  char path[] = "/tmp/pm-bench-pages-XXXXXX";
-  page_file = mkstemp(path);
-  if (page_file < 0) {
-    perror("mkstemp");
-    exit(1);
-  }
-  unlink(path);
-  for (int i = 0; i < PAGES; i++) {
-    if (pwrite(page_file, pages[i], MAX_PAGE, (off_t)i * MAX_PAGE) !=
-        MAX_PAGE) {
-      perror("pwrite");
-      exit(1);
-    }
-    sums[0][i] = pm__checksum(pages[i], 64u << 10);
-    sums[1][i] = pm__checksum(pages[i], MAX_PAGE);
-  }
 }
 
 /* ---- a cell: qd threads doing requests for `seconds` --------------------- */
@@ -266,7 +233,7 @@ static pm_transport *open_transport(int insecure, unsigned threads) {
       .size = sizeof config, .listen = "127.0.0.1:0", .cluster_key = key,
       .cluster_id = "bench", .insecure_data = insecure,
       .max_page_size = MAX_PAGE, .server_threads = threads,
-      .server = {.serve_get = serve_get, .serve_file = serve_file}};
+      .server = {.serve_get = serve_get, .serve_file = bench_serve_file}};
   pm_transport *t = NULL;
   if (pm__transport_open("tcp", &config, &t) != 0) {
     fprintf(stderr, "open: %s\n", pm__errmsg());
@@ -282,7 +249,7 @@ int main(int argc, char **argv) {
     pages[i] = malloc(MAX_PAGE);
     pm__random(pages[i], MAX_PAGE);
   }
-  make_page_file();
+  bench_page_file_make(pages, PAGES, MAX_PAGE, 64u << 10, MAX_PAGE);
   int raw_port = raw_server_start();
   pm_transport *server[2], *client[2];
   char addr[2][PM_ADDR_MAX];

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "transport/fabric_int.h"
 
@@ -236,13 +237,51 @@ static void serve_staged(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
           NULL, deadline_ns);
 }
 
-/* Fill a server buffer from the core; returns the length or a pm_err. */
-static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb) {
+/* The page by reference (serve_file), read into the server buffer with
+ * its stored checksum: false if the core has no such page (serve_get
+ * then), else true with *out the length or a pm_err. */
+static bool fill_from_file(pm_fabric *f, const pm_page_request *req,
+                           pm_fabric_sbuf *sb, pm_checksum *sum,
+                           bool *have_sum, ssize_t *out) {
+  if (!f->server.serve_file)
+    return false;
+  pm_page_file file = {.fd = -1};
+  int rc = f->server.serve_file(f->server.arg, req, &file);
+  if (rc == PM_ENOENT)
+    return false;
+  if (rc) {
+    *out = rc < PM_FRAME_STATUS_MIN || rc > 0
+               ? pm__errf(PM_EIO, "fabric: serve_file failed with %d", rc)
+               : rc;
+    return true;
+  }
+  ssize_t len = file.length <= sb->buf.size
+                    ? pm__pread_full(file.fd, sb->buf.data, file.length,
+                                     file.offset)
+                    : pm__errf(PM_EIO, "fabric: served page of %zu bytes for "
+                               "a %zu-byte buffer", file.length,
+                               sb->buf.size);
+  close(file.fd);
+  if (len >= 0 && (size_t)len != file.length)
+    len = pm__errf(PM_EIO, "fabric: page file shorter than its length");
+  memcpy(sum->bytes, file.checksum, sizeof sum->bytes);
+  *have_sum = len >= 0;
+  *out = len;
+  return true;
+}
+
+/* Fill a server buffer from the core; returns the length or a pm_err.
+ * *have_sum tells whether *sum already holds the page's checksum. */
+static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb,
+                    pm_checksum *sum, bool *have_sum) {
   pm_page_request req;
   pm_fabric_req_from_pb(get->page, &req);
   pm__errmsg_clear();
-  ssize_t len = f->server.serve_get(f->server.arg, &req, sb->buf.data,
-                                    sb->buf.size);
+  *have_sum = false;
+  ssize_t len;
+  if (!fill_from_file(f, &req, sb, sum, have_sum, &len))
+    len = f->server.serve_get(f->server.arg, &req, sb->buf.data,
+                              sb->buf.size);
   if (len < 0)
     return len;
   if ((size_t)len > sb->buf.size)
@@ -254,11 +293,12 @@ static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb) {
   return len;
 }
 
-/* Post the page's write and checksum it meanwhile; returns the length or
- * a pm_err (then no write is in flight). */
+/* Post the page's write and checksum it meanwhile (unless its stored
+ * checksum came with it); returns the length or a pm_err (then no write
+ * is in flight). */
 static ssize_t write_page(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
                           pm_fabric_sbuf *sb, size_t len, pm_checksum *sum,
-                          uint64_t deadline_ns) {
+                          bool have_sum, uint64_t deadline_ns) {
   /* Both the write and the checksum only read the buffer; the write holds
    * it too, so it returns to the pool after whichever finishes last. */
   atomic_fetch_add(&sb->holds, 1);
@@ -267,7 +307,8 @@ static ssize_t write_page(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
     atomic_fetch_sub(&sb->holds, 1);
     return err;
   }
-  *sum = pm__checksum(sb->buf.data, len);
+  if (!have_sum)
+    *sum = pm__checksum(sb->buf.data, len);
   return (ssize_t)len;
 }
 
@@ -280,14 +321,16 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
             deadline_ns);
     return;
   }
-  ssize_t len = fill(f, get, sb);
+  pm_checksum sum = {{0}};
+  bool have_sum = false;
+  ssize_t len = fill(f, get, sb, &sum, &have_sum);
   if (atomic_load(&f->stopping)) {
     drop_sbuf(f, sb); /* closing: start no new write; the requester times out */
     return;
   }
-  pm_checksum sum = {{0}};
   if (len > 0)
-    len = write_page(f, peer, get, sb, (size_t)len, &sum, deadline_ns);
+    len = write_page(f, peer, get, sb, (size_t)len, &sum, have_sum,
+                     deadline_ns);
   drop_sbuf(f, sb);
   if (len < 0) {
     respond(f, peer, get->request_id, (int)len, 0, NULL, pm__errmsg(),

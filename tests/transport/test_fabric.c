@@ -66,6 +66,27 @@ Test(fabric, round_trips_are_byte_exact) {
   pair_close(&p);
 }
 
+/* Pages served by reference arrive byte-exact with their stored
+ * checksum; a stored checksum that does not match fails the request. */
+Test(fabric, served_by_reference) {
+  pair p;
+  pair_open(&p, MiB);
+  get_exact(p.client, p.server_addr, "test://file/a", 0, 64 * KiB);
+  get_exact(p.client, p.server_addr, "test://file/b", 3, MiB);
+  get_exact(p.client, p.server_addr, "s3://bucket/copied", 0, 4 * KiB);
+  cr_assert_eq(atomic_load(&p.server_state.files), 2);
+  cr_assert_eq(atomic_load(&p.server_state.gets), 1);
+  pm_page_request req = make_request("test://badsum", 0, 64 * KiB);
+  uint8_t *buf = malloc(64 * KiB);
+  ssize_t n = p.client->methods->get_page(p.client, p.server_addr, &req, buf,
+                                          64 * KiB,
+                                          pm__now_ns() + 10 * SEC_NS);
+  cr_assert_eq(n, PM_ECORRUPT, "got %s", pm_err_name((int)n));
+  get_exact(p.client, p.server_addr, "test://file/after", 1, 64 * KiB);
+  free(buf);
+  pair_close(&p);
+}
+
 Test(fabric, short_last_page_and_both_directions) {
   pair p;
   pair_open(&p, 1 * MiB);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "transport/fabric_int.h"
@@ -25,7 +26,7 @@
 #define MS_NS 1000000ull
 
 typedef struct test_server {
-  atomic_int gets, puts;
+  atomic_int gets, puts, files;
   atomic_int stall_ms;
   atomic_bool abort_stall;
   pthread_mutex_t lock;
@@ -109,6 +110,32 @@ static int test_serve_put(void *arg, const pm_page_request *req,
   return 0;
 }
 
+/* serve_file: "test://file/..." pages come by reference from an unlinked
+ * temporary file (after a 4096-byte gap), "test://badsum" the same with a
+ * wrong stored checksum; the rest is not at hand (serve_get then). */
+static int test_serve_file(void *arg, const pm_page_request *req,
+                           pm_page_file *out) {
+  test_server *srv = arg;
+  bool bad = strcmp(req->uri, "test://badsum") == 0;
+  if (!bad && strncmp(req->uri, "test://file/", 12) != 0)
+    return PM_ENOENT;
+  size_t len = page_length(req);
+  uint8_t *page = malloc(len ? len : 1);
+  fill_page(req->uri, req->page_index, page, len);
+  char path[] = "/tmp/pm-fabric-page-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0 || pwrite(fd, page, len, 4096) != (ssize_t)len)
+    return pm__errf(PM_EIO, "test server: cannot write a page file");
+  unlink(path);
+  pm_checksum sum = pm__checksum(page, len);
+  free(page);
+  sum.bytes[3] ^= bad ? 0x40 : 0;
+  *out = (pm_page_file){.fd = fd, .offset = 4096, .length = len};
+  memcpy(out->checksum, sum.bytes, 16);
+  atomic_fetch_add(&srv->files, 1);
+  return 0;
+}
+
 static inline void test_server_init(test_server *srv) {
   memset(srv, 0, sizeof *srv);
   pthread_mutex_init(&srv->lock, NULL);
@@ -139,7 +166,7 @@ static inline pm_transport *open_fabric(test_server *srv, const uint8_t *key,
       .cluster_id = "test-cluster",
       .max_page_size = max_page,
       .server_threads = 2,
-      .server = {test_serve_get, test_serve_put, srv},
+      .server = {test_serve_get, test_serve_put, srv, test_serve_file},
   };
   int rc = pm_fabric_methods.init(t, &cfg);
   if (rc) {
