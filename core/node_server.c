@@ -70,19 +70,26 @@ static int handle_stat(conn *c, uint64_t id, const Pm__LocalStat *m) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
-/* A page the store did not keep goes out in a sealed memfd. */
+/* A page that was not cached: fetched once (through the read path, so
+ * that it is kept as any page would be) straight into a sealed memfd,
+ * which goes out whether or not the store kept the page. */
 static int page_in_memfd(pm_peer *peer, const char *uri,
                          const pm_object_stat *st, uint64_t page,
                          int *fd_out, size_t *len_out) {
   size_t len = pm__page_length(peer, st->size, page);
-  char *buf = malloc(len ? len : 1);
   int fd = memfd_create("pagemesh-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ssize_t n = buf && fd >= 0
-                  ? pm__page_fetch(peer, uri, st, page, 0, buf, len)
-                  : pm__errf(PM_ENOMEM, "%s: cannot make a page buffer", uri);
-  if (n >= 0 && pm__write_all(fd, buf, (size_t)n) != 0)
-    n = pm__errf(PM_EIO, "%s: cannot fill a memfd", uri);
-  free(buf);
+  void *map = MAP_FAILED;
+  if (fd >= 0 && ftruncate(fd, (off_t)len) == 0 && len > 0)
+    map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ssize_t n = map != MAP_FAILED
+                  ? pm__page_fetch(peer, uri, st, page, 0, map, len)
+                  : pm__errf(PM_ENOMEM, "%s: cannot make a page buffer: %s",
+                             uri, strerror(errno));
+  if (map != MAP_FAILED)
+    munmap(map, len);
+  if (n >= 0 && (size_t)n != len)
+    n = pm__errf(PM_EIO, "%s: page %llu is %zd bytes, not %zu", uri,
+                 (unsigned long long)page, n, len);
   if (n < 0) {
     if (fd >= 0)
       close(fd);
@@ -90,7 +97,7 @@ static int page_in_memfd(pm_peer *peer, const char *uri,
   }
   fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
   *fd_out = fd;
-  *len_out = (size_t)n;
+  *len_out = len;
   return 0;
 }
 
@@ -119,22 +126,18 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
     return send_status(c, id, err);
   pm_page_id pid = pm__page_id(norm, st.version, m->page_index,
                                peer->opts.page_size);
-  /* A page this process's store already held is a hit for the node. */
-  if (peer->store && pm__store_contains(peer->store, &pid))
-    atomic_fetch_add(&peer->counters.attached_hits, 1);
-  err = (int)PM_MIN(0, pm__page_fetch(peer, norm, &st, m->page_index, 0,
-                                      NULL, 0));
-  if (err)
-    return send_status(c, id, err);
-  pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
+  /* A page this process's store already held is a hit for the node: its
+   * page file (or a memfd copy of a page in RAM) goes out. */
   int fd = -1;
   uint64_t offset = 0;
   size_t length = 0;
-  if (!peer->store ||
-      pm__store_open_page(peer->store, &pid, &fd, &offset, &length) != 0) {
+  if (peer->store && pm__store_contains(peer->store, &pid) &&
+      pm__store_open_page(peer->store, &pid, &fd, &offset, &length) == 0)
+    atomic_fetch_add(&peer->counters.attached_hits, 1);
+  else
     err = page_in_memfd(peer, norm, &st, m->page_index, &fd, &length);
-    offset = 0;
-  }
+  if (!err)
+    pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
   if (err)
     return send_status(c, id, err);
   Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
