@@ -10,7 +10,8 @@
  * is a plain socket request/response loop of the same sizes: a 8-byte
  * request, the page written straight from RAM, one connection per thread.
  *
- * Usage: bench_transport_tcp [seconds per cell, default 2]
+ * Usage: bench_transport_tcp [seconds per cell, default 2] [page KiB] [qd]
+ * (the last two keep only the cells of that page size and queue depth)
  * Prints a Markdown table and the goal line (>= 0.7 of the ceiling).
  */
 #include <netinet/in.h>
@@ -245,6 +246,8 @@ static pm_transport *open_transport(int insecure, unsigned threads) {
 int main(int argc, char **argv) {
   if (argc > 1)
     cell_seconds = atof(argv[1]);
+  unsigned only_kib = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
+  unsigned only_qd = argc > 3 ? (unsigned)atoi(argv[3]) : 0;
   for (int i = 0; i < PAGES; i++) {
     pages[i] = malloc(MAX_PAGE);
     pm__random(pages[i], MAX_PAGE);
@@ -268,6 +271,9 @@ int main(int argc, char **argv) {
   int failures = 0;
   for (int s = 0; s < 2; s++) {
     for (int d = 0; d < 2; d++) {
+      if ((only_kib && sizes[s] >> 10 != only_kib) ||
+          (only_qd && depths[d] != only_qd))
+        continue;
       double ceiling = 0;
       for (int k = RAW; k <= CLEAR; k++) {
         int insecure = k == CLEAR;
