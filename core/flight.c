@@ -124,3 +124,9 @@ void pm__flight_release(pm_flights *flights, pm_flight *flight) {
   free(flight->data);
   free(flight);
 }
+
+void pm__flight_hold(pm_flights *flights, pm_flight *flight) {
+  pthread_mutex_lock(&flights->mutex);
+  flight->refs++;
+  pthread_mutex_unlock(&flights->mutex);
+}

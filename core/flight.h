@@ -36,4 +36,8 @@ int pm__flight_wait(pm_flight *flight, const void **data, size_t *length);
 
 void pm__flight_release(pm_flights *flights, pm_flight *flight);
 
+/* Take one more reference (released with pm__flight_release): keeps the
+ * flight's data alive for work that outlives the caller's own use. */
+void pm__flight_hold(pm_flights *flights, pm_flight *flight);
+
 #endif /* PM_CORE_FLIGHT_H */

@@ -53,10 +53,12 @@ static int read_origin(pm_peer *peer, const char *uri,
 
 /* The leader of a flight: the mesh (if any), else the origin; keep what
  * came and, as an owner that went to the origin, copy it to the other
- * replicas. */
+ * replicas. A page owned by others is kept in RAM after the flight is
+ * over (*keep_later): its readers need not wait for that copy. */
 static int fetch_page(pm_peer *peer, pm_mesh_mode mode, const char *uri,
                       const pm_object_stat *st, uint64_t page_index,
-                      const pm_page_id *id, void **data, size_t *length) {
+                      const pm_page_id *id, void **data, size_t *length,
+                      bool *keep_later) {
   size_t page_len = pm__page_length(peer, st->size, page_index);
   char *buf = malloc(page_len ? page_len : 1);
   if (!buf)
@@ -72,7 +74,9 @@ static int fetch_page(pm_peer *peer, pm_mesh_mode mode, const char *uri,
     free(buf);
     return err;
   }
-  keep_page(peer, owned, id, uri, buf, page_len);
+  *keep_later = !owned;
+  if (owned)
+    keep_page(peer, owned, id, uri, buf, page_len);
   if (from_origin && owned && peer->mesh)
     pm__mesh_replicate(peer->mesh, uri, st, page_index, id, buf, page_len);
   *data = buf;
@@ -95,6 +99,44 @@ static bool lead_from_store(pm_peer *peer, const pm_page_id *id,
   return false;
 }
 
+/* Keeping a page owned by others in RAM, off the readers' path. */
+typedef struct keep_task {
+  pm_peer *peer;
+  pm_flight *flight; /* held: its data stays valid */
+  pm_page_id id;
+  char uri[];
+} keep_task;
+
+static void keep_run(void *arg) {
+  keep_task *t = arg;
+  const void *data;
+  size_t length;
+  if (pm__flight_wait(t->flight, &data, &length) == 0)
+    keep_page(t->peer, false, &t->id, t->uri, data, length);
+  pm__flight_release(t->peer->flights, t->flight);
+  free(t);
+}
+
+/* Queue keep_run; if it cannot be queued, keep the page now. */
+static void keep_in_background(pm_peer *peer, pm_flight *flight,
+                               const pm_page_id *id, const char *uri) {
+  size_t uri_len = strlen(uri) + 1;
+  keep_task *t = malloc(sizeof *t + uri_len);
+  if (t) {
+    *t = (keep_task){.peer = peer, .flight = flight, .id = *id};
+    memcpy(t->uri, uri, uri_len);
+    pm__flight_hold(peer->flights, flight);
+    if (pm__pool_submit_background(peer->pool, keep_run, t, 256) == 0)
+      return;
+    pm__flight_release(peer->flights, flight);
+    free(t);
+  }
+  const void *data;
+  size_t length;
+  if (pm__flight_wait(flight, &data, &length) == 0)
+    keep_page(peer, false, id, uri, data, length);
+}
+
 static ssize_t fetch_shared(pm_peer *peer, pm_mesh_mode mode,
                             const char *uri, const pm_object_stat *st,
                             uint64_t page_index, const pm_page_id *id,
@@ -107,9 +149,13 @@ static ssize_t fetch_shared(pm_peer *peer, pm_mesh_mode mode,
     void *data = NULL;
     size_t page_len = pm__page_length(peer, st->size, page_index);
     int err = 0;
+    bool keep_later = false;
     if (!lead_from_store(peer, id, page_len, &data))
-      err = fetch_page(peer, mode, uri, st, page_index, id, &data, &page_len);
+      err = fetch_page(peer, mode, uri, st, page_index, id, &data, &page_len,
+                       &keep_later);
     pm__flight_finish(peer->flights, flight, err, data, page_len);
+    if (!err && keep_later)
+      keep_in_background(peer, flight, id, uri);
   }
   const void *data;
   size_t page_len;
