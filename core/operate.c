@@ -19,6 +19,7 @@ ssize_t pm__evict(pm_peer *peer, const char *uri_prefix) {
   pm__meta_forget_prefix(peer->meta, norm);
   if (peer->link)
     return pm__link_evict(peer->link, norm);
+  atomic_fetch_add(&peer->evict_generation, 1);
   ssize_t n = peer->store ? pm__store_remove_prefix(peer->store, norm) : 0;
   PM_LOG(PM_LOG_INFO, "peer", "evicted %zd pages under %s", n, norm);
   return n;

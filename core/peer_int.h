@@ -69,6 +69,9 @@ struct pm_peer {
   pm_flights *flights;
   pm_counters counters;
   atomic_bool closing;
+  /* Bumped by every eviction: a page kept in RAM in the background after
+   * its read (readpath.c) is not kept if an eviction came in between. */
+  atomic_uint_fast64_t evict_generation;
   atomic_bool drained;     /* node: handed its pages over and left */
   pthread_mutex_t streams_mutex;
   pm_stream streams[PM_READAHEAD_STREAMS];

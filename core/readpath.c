@@ -104,6 +104,7 @@ typedef struct keep_task {
   pm_peer *peer;
   pm_flight *flight; /* held: its data stays valid */
   pm_page_id id;
+  uint64_t evict_generation; /* when the page was read */
   char uri[];
 } keep_task;
 
@@ -111,19 +112,24 @@ static void keep_run(void *arg) {
   keep_task *t = arg;
   const void *data;
   size_t length;
-  if (pm__flight_wait(t->flight, &data, &length) == 0)
+  if (pm__flight_wait(t->flight, &data, &length) == 0 &&
+      atomic_load(&t->peer->evict_generation) == t->evict_generation)
     keep_page(t->peer, false, &t->id, t->uri, data, length);
   pm__flight_release(t->peer->flights, t->flight);
   free(t);
 }
 
-/* Queue keep_run; if it cannot be queued, keep the page now. */
+/* Queue keep_run; keep the page now if this is a worker already (read-
+ * ahead and prefetch: nobody waits for them, and `pagemesh load` expects
+ * its pages kept when it returns) or if it cannot be queued. */
 static void keep_in_background(pm_peer *peer, pm_flight *flight,
                                const pm_page_id *id, const char *uri) {
   size_t uri_len = strlen(uri) + 1;
-  keep_task *t = malloc(sizeof *t + uri_len);
+  keep_task *t = pm__pool_on_worker() ? NULL : malloc(sizeof *t + uri_len);
   if (t) {
-    *t = (keep_task){.peer = peer, .flight = flight, .id = *id};
+    *t = (keep_task){.peer = peer, .flight = flight, .id = *id,
+                     .evict_generation =
+                         atomic_load(&peer->evict_generation)};
     memcpy(t->uri, uri, uri_len);
     pm__flight_hold(peer->flights, flight);
     if (pm__pool_submit_background(peer->pool, keep_run, t, 256) == 0)
