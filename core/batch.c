@@ -138,8 +138,10 @@ static size_t page_phase(pm_peer *peer, page_job *jobs, size_t count) {
   }
   pm_group group;
   pm__group_init(&group);
+  /* All but the last on the pool; the last on this thread, which would
+   * only wait otherwise. */
   for (size_t i = 0; i < misses; i++)
-    if (misses == 1 ||
+    if (i + 1 == misses ||
         pm__pool_submit(peer->pool, &group, fetch_task, &jobs[i]) != 0)
       fetch_task(&jobs[i]);
   pm__group_wait(&group);
