@@ -16,6 +16,7 @@
 
 #include "core/core_int.h"
 #include "transport/transport_int.h"
+#include "page_file_fixture.h"
 
 #define FIX_MAX_PAGE (16u << 20)
 #define FIX_SECOND 1000000000ull
@@ -106,21 +107,8 @@ static inline int fixture_serve_file(void *arg, const pm_page_request *req,
   size_t length = fixture_page_length(req);
   uint8_t *page = malloc(length ? length : 1);
   fixture_fill(req->uri, req->page_index, page, length);
-  char path[] = "/tmp/pm-fixture-page-XXXXXX";
-  int fd = mkstemp(path);
-  cr_assert_geq(fd, 0);
-  unlink(path);
-  cr_assert_eq(pwrite(fd, page, length, 4096), (ssize_t)length);
-  pm_checksum sum = pm__checksum(page, length);
-  if (bad)
-    sum.bytes[0] ^= 1;
-  free(page);
-  out->fd = fd;
-  out->offset = 4096;
-  out->length = length;
-  memcpy(out->checksum, sum.bytes, 16);
   atomic_fetch_add(&s->files, 1);
-  return 0;
+  return page_file_fixture(page, length, bad, out);
 }
 
 typedef struct fixture_options {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "transport/fabric_int.h"
+#include "page_file_fixture.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -122,18 +123,8 @@ static int test_serve_file(void *arg, const pm_page_request *req,
   size_t len = page_length(req);
   uint8_t *page = malloc(len ? len : 1);
   fill_page(req->uri, req->page_index, page, len);
-  char path[] = "/tmp/pm-fabric-page-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0 || pwrite(fd, page, len, 4096) != (ssize_t)len)
-    return pm__errf(PM_EIO, "test server: cannot write a page file");
-  unlink(path);
-  pm_checksum sum = pm__checksum(page, len);
-  free(page);
-  sum.bytes[3] ^= bad ? 0x40 : 0;
-  *out = (pm_page_file){.fd = fd, .offset = 4096, .length = len};
-  memcpy(out->checksum, sum.bytes, 16);
   atomic_fetch_add(&srv->files, 1);
-  return 0;
+  return page_file_fixture(page, len, bad, out);
 }
 
 static inline void test_server_init(test_server *srv) {

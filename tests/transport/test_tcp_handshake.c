@@ -54,17 +54,22 @@ static void pair_free(pair *p) {
   pm__tcp_hs_free(&p->server);
 }
 
+/* A pair that has completed the handshake and set up both directions. */
+static void pair_established(pair *p) {
+  pair_start(p, fixture_key, "test-cluster", false, false);
+  cr_assert_eq(pair_run(p), 0, "%s", pm__errmsg());
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&p->server, proof);
+  cr_assert_eq(pm__tcp_hs_check_proof(&p->client, proof, sizeof proof), 0);
+  cr_assert_eq(pm__tcp_hs_done(&p->client), 0);
+  cr_assert_eq(pm__tcp_hs_done(&p->server), 0);
+}
+
 /* Page chunks sealed by one side open on the other, in order only: a
  * flipped bit, a replayed chunk or a skipped one fails. */
 Test(tcp_handshake, page_cipher_both_ways_in_order) {
   pair p;
-  pair_start(&p, fixture_key, "test-cluster", false, false);
-  cr_assert_eq(pair_run(&p), 0, "%s", pm__errmsg());
-  uint8_t proof[PM_TCP_PROOF_SIZE];
-  pm__tcp_hs_proof(&p.server, proof);
-  cr_assert_eq(pm__tcp_hs_check_proof(&p.client, proof, sizeof proof), 0);
-  cr_assert_eq(pm__tcp_hs_done(&p.client), 0);
-  cr_assert_eq(pm__tcp_hs_done(&p.server), 0);
+  pair_established(&p);
   enum { N = 1000 };
   uint8_t plain[N], a[N], b[N], tag_a[PM_TCP_TAG], tag_b[PM_TCP_TAG];
   pm__random(plain, N);
@@ -91,13 +96,7 @@ Test(tcp_handshake, page_cipher_both_ways_in_order) {
 
 Test(tcp_handshake, matching_keys_open_both_streams) {
   pair p;
-  pair_start(&p, fixture_key, "test-cluster", false, false);
-  cr_assert_eq(pair_run(&p), 0, "%s", pm__errmsg());
-  uint8_t proof[PM_TCP_PROOF_SIZE];
-  pm__tcp_hs_proof(&p.server, proof);
-  cr_assert_eq(pm__tcp_hs_check_proof(&p.client, proof, sizeof proof), 0);
-  pm__tcp_hs_done(&p.client);
-  pm__tcp_hs_done(&p.server);
+  pair_established(&p);
   /* A message sealed by one side opens on the other, both ways. */
   uint8_t sealed[5 + PM_TCP_ABYTES], opened[5];
   unsigned long long length;
