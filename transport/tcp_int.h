@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "core/core_int.h"
 #include "frame.h"
 #include "transport_int.h"
 
