@@ -107,6 +107,9 @@ void pm__checksum_reset(pm_checksum_state *state);
 void pm__checksum_update(pm_checksum_state *state, const void *data,
                          size_t length);
 pm_checksum pm__checksum_final(pm_checksum_state *state);
+/* Copy src to dst and checksum what landed in dst, chunk by chunk while
+ * it is in the cache: one pass instead of two. Equals pm__checksum(dst). */
+pm_checksum pm__copy_checksum(void *dst, const void *src, size_t length);
 
 /* ---- small helpers (core/util.c) ----------------------------------------- */
 

@@ -132,10 +132,9 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
     atomic_fetch_add(&peer->counters.attached_hits, 1);
   else
     err = page_in_memfd(peer, norm, &st, m->page_index, &fd, &length);
-  if (!err)
-    pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
   if (err)
     return send_status(c, id, err);
+  pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
   Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
   reply.id = id;
   reply.data_offset = offset;

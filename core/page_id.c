@@ -102,3 +102,19 @@ pm_checksum pm__checksum_final(pm_checksum_state *state) {
   hash128_to_bytes(XXH3_128bits_digest(state), sum.bytes);
   return sum;
 }
+
+pm_checksum pm__copy_checksum(void *dst, const void *src, size_t length) {
+  enum { CHUNK = 32u << 10 };
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
+  uint8_t *d = dst;
+  const uint8_t *s = src;
+  for (size_t off = 0; off < length; off += CHUNK) {
+    size_t n = PM_MIN((size_t)CHUNK, length - off);
+    pm__copy(d + off, s + off, n);
+    XXH3_128bits_update(&state, d + off, n);
+  }
+  pm_checksum sum;
+  hash128_to_bytes(XXH3_128bits_digest(&state), sum.bytes);
+  return sum;
+}

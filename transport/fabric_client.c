@@ -8,8 +8,9 @@
  * id) and its PageResponse (status, length, checksum), or for an error
  * response, until the deadline. The page is then copied from the landing
  * buffer into the caller's dst and the checksum is verified on dst itself,
- * during the copy (chunk by chunk, on what landed in dst). (Writing straight into a registered dst would save that
- * copy; it is not done: callers' buffers are not registered.)
+ * during the copy (pm__copy_checksum). (Writing straight into a registered
+ * dst would save that copy; it is not done: callers' buffers are not
+ * registered.)
  *
  * PUT: stage the page in a slot's buffer and send PagePut (length,
  * checksum). The receiver pulls the page with an ordinary GET back to us;
@@ -20,12 +21,8 @@
  */
 #include <stdio.h>
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY
-#include <xxhash.h>
 
 #include "transport/fabric_int.h"
-
-#define COPY_CHUNK (32u << 10)
 
 static pm_fabric *from(pm_transport *self) {
   return (pm_fabric *)self;
@@ -77,25 +74,6 @@ static int exchange(pm_fabric *f, pm_fabric_slot *slot, fi_addr_t peer,
   return pm_fabric_slot_wait(f, slot, deadline_ns);
 }
 
-/* Copy src to dst and hash what landed in dst, chunk by chunk while it is
- * still in cache: one pass over the page instead of two. The result equals
- * pm__checksum(dst, length). */
-static pm_checksum copy_and_sum(uint8_t *dst, const uint8_t *src,
-                                size_t length) {
-  XXH3_state_t state;
-  XXH3_128bits_reset(&state);
-  for (size_t off = 0; off < length; off += COPY_CHUNK) {
-    size_t n = PM_MIN((size_t)COPY_CHUNK, length - off);
-    pm__copy(dst + off, src + off, n);
-    XXH3_128bits_update(&state, dst + off, n);
-  }
-  XXH128_canonical_t canonical;
-  XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(&state));
-  pm_checksum sum;
-  memcpy(sum.bytes, canonical.digest, sizeof sum.bytes);
-  return sum;
-}
-
 static ssize_t finish_get(pm_fabric_slot *slot, void *dst, size_t dst_len) {
   if (slot->status)
     return pm__errf(slot->status, "%s",
@@ -104,7 +82,7 @@ static ssize_t finish_get(pm_fabric_slot *slot, void *dst, size_t dst_len) {
   if (slot->length > dst_len || slot->length > slot->buf.size)
     return pm__errf(PM_EPROTO, "fabric: page of %u bytes announced for a "
                     "%zu-byte buffer", slot->length, dst_len);
-  pm_checksum sum = copy_and_sum(dst, slot->buf.data, slot->length);
+  pm_checksum sum = pm__copy_checksum(dst, slot->buf.data, slot->length);
   if (memcmp(sum.bytes, slot->checksum, sizeof sum.bytes) != 0)
     return pm__errf(PM_ECORRUPT, "fabric: checksum mismatch on a %u-byte "
                     "page", slot->length);

@@ -32,6 +32,7 @@
 #include "page.pb-c.h"
 #include "pagemesh/transport.h"
 #include "transport/frame.h"
+#include "transport/transport_int.h"
 
 /* ---- limits --------------------------------------------------------------- */
 

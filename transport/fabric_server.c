@@ -243,24 +243,15 @@ static void serve_staged(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
 static bool fill_from_file(pm_fabric *f, const pm_page_request *req,
                            pm_fabric_sbuf *sb, pm_checksum *sum,
                            bool *have_sum, ssize_t *out) {
-  if (!f->server.serve_file)
-    return false;
-  pm_page_file file = {.fd = -1};
-  int rc = f->server.serve_file(f->server.arg, req, &file);
+  pm_page_file file;
+  int rc = pm__transport_serve_file(&f->server, req, sb->buf.size, &file);
   if (rc == PM_ENOENT)
     return false;
-  if (rc) {
-    *out = rc < PM_FRAME_STATUS_MIN || rc > 0
-               ? pm__errf(PM_EIO, "fabric: serve_file failed with %d", rc)
-               : rc;
+  *out = rc;
+  if (rc)
     return true;
-  }
-  ssize_t len = file.length <= sb->buf.size
-                    ? pm__pread_full(file.fd, sb->buf.data, file.length,
-                                     file.offset)
-                    : pm__errf(PM_EIO, "fabric: served page of %zu bytes for "
-                               "a %zu-byte buffer", file.length,
-                               sb->buf.size);
+  ssize_t len = pm__pread_full(file.fd, sb->buf.data, file.length,
+                               file.offset);
   close(file.fd);
   if (len >= 0 && (size_t)len != file.length)
     len = pm__errf(PM_EIO, "fabric: page file shorter than its length");

@@ -12,11 +12,11 @@
  * Both sides run crypto_kx (client and server roles) on the ephemeral
  * keys. The transcript T is BLAKE2b over a label, the cluster id and both
  * hellos. The master key is BLAKE2b keyed with the 32-byte cluster key
- * over both kx session keys and T; the stream keys and the two MAC keys
- * and the page-byte keys (tcp_bulk.c) are derived from it with crypto_kdf. A peer without the cluster key
- * cannot produce a valid proof; the server checks the client's proof
- * before it sends anything that depends on the key, and the client checks
- * the server's before it trusts a byte. Page bytes go in the clear only if
+ * over both kx session keys and T; the stream keys, the two MAC keys and
+ * the page-byte keys (tcp_bulk.c) are derived from it with crypto_kdf. A
+ * peer without the cluster key cannot produce a valid proof; the server
+ * checks the client's proof before it sends anything that depends on the
+ * key, and the client checks the server's before it trusts a byte. Page bytes go in the clear only if
  * both hellos ask for it (insecure_data on both ends).
  */
 #include <string.h>

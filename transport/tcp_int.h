@@ -12,9 +12,10 @@
  * PageResponse (GET) or a PagePut raw: either in the clear when both ends
  * set insecure_data, or as AES-256-GCM chunks of PM_TCP_CHUNK bytes of
  * plaintext each (the last one shorter) with their 16-byte tags, without
- * length prefixes (the page length is in the frame; see tcp_bulk.c). On tcp a PageGet's rma_length carries the
- * requester's buffer capacity, so that a server answers PM_ETOOBIG instead
- * of sending a page that cannot land.
+ * length prefixes (the page length is in the frame; see tcp_bulk.c). On
+ * tcp a PageGet's rma_length carries the requester's buffer capacity, so
+ * that a server answers PM_ETOOBIG instead of sending a page that cannot
+ * land.
  */
 #ifndef PM_TCP_INT_H
 #define PM_TCP_INT_H

@@ -192,11 +192,12 @@ int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
   return 0;
 }
 
-int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,
+/* writev_full with extra sendmsg flags (MSG_MORE: more follows at once). */
+static int sendmsg_full(int fd, struct iovec *iov, int iov_count, int flags,
                         uint64_t deadline_ns, const char *peer) {
   while (iov_count > 0) {
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
-    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | flags);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -221,6 +222,11 @@ int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,
   return 0;
 }
 
+int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,
+                        uint64_t deadline_ns, const char *peer) {
+  return sendmsg_full(fd, iov, iov_count, 0, deadline_ns, peer);
+}
+
 int pm__tcp_write_full(int fd, const void *buf, size_t length,
                        uint64_t deadline_ns, const char *peer) {
   struct iovec iov = {.iov_base = (void *)buf, .iov_len = length};
@@ -230,23 +236,11 @@ int pm__tcp_write_full(int fd, const void *buf, size_t length,
 int pm__tcp_sendfile_full(int fd, const void *head, size_t head_length,
                           int file_fd, uint64_t offset, size_t length,
                           uint64_t deadline_ns, const char *peer) {
-  const uint8_t *h = head;
-  while (head_length > 0) { /* MSG_MORE: the page follows at once */
-    ssize_t n = send(fd, h, head_length, MSG_NOSIGNAL | MSG_DONTWAIT |
-                                              MSG_MORE);
-    if (n > 0) {
-      h += n;
-      head_length -= (size_t)n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-      return io_error(errno, peer, "sending");
-    int rc = wait_fd(fd, POLLOUT, deadline_ns, peer);
-    if (rc)
-      return rc;
-  }
+  struct iovec iov = {.iov_base = (void *)head, .iov_len = head_length};
+  int rc = sendmsg_full(fd, &iov, head_length ? 1 : 0, MSG_MORE, deadline_ns,
+                        peer);
+  if (rc)
+    return rc;
   off_t pos = (off_t)offset;
   while (length > 0) {
     ssize_t n = sendfile(fd, file_fd, &pos, length);
@@ -260,8 +254,7 @@ int pm__tcp_sendfile_full(int fd, const void *head, size_t head_length,
       continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       return io_error(errno, peer, "sending a page file");
-    int rc = wait_fd(fd, POLLOUT, deadline_ns, peer);
-    if (rc)
+    if ((rc = wait_fd(fd, POLLOUT, deadline_ns, peer)) != 0)
       return rc;
   }
   return 0;

@@ -82,37 +82,27 @@ static int try_serve_file(pm_tcp_worker *worker, pm_tcp_conn *conn,
                           const pm_page_request *req, uint64_t request_id,
                           uint32_t capacity, uint64_t deadline_ns) {
   pm_tcp *tcp = worker->tcp;
-  if (!tcp->server.serve_file)
-    return 1;
-  pm_page_file file = {.fd = -1};
-  int status = tcp->server.serve_file(tcp->server.arg, req, &file);
+  pm_page_file file;
+  int status = pm__transport_serve_file(
+      &tcp->server, req, PM_MIN(tcp->max_page_size, capacity), &file);
   if (status == PM_ENOENT)
     return 1;
   bool sealed = false;
-  if (status == 0 && file.length > PM_MIN(tcp->max_page_size, capacity))
-    status = pm__errf(PM_ETOOBIG, "page of %zu bytes, requester has %u",
-                      file.length, capacity);
-  if (status < PM_FRAME_STATUS_MIN || status > 0)
-    status = pm__errf(PM_EIO, "serve_file failed with %d", status);
-  int rc;
-  if (status < 0) {
-    rc = respond(conn, request_id, status, NULL, 0, NULL, deadline_ns,
-                 &sealed);
-  } else {
-    Pm__PageFrame frame;
-    Pm__PageResponse response;
-    response_frame(&frame, &response, request_id, 0, (uint32_t)file.length,
-                   file.checksum, "");
-    rc = pm__tcp_conn_send_file(conn, &frame, file.fd, file.offset,
-                                file.length, deadline_ns, &sealed);
-    if (!rc) {
-      pm__tcp_count_page(tcp, file.length, sealed);
-      atomic_fetch_add(&tcp->gets_served, 1);
-      atomic_fetch_add(&tcp->bytes_sent, file.length);
-    }
+  if (status < 0)
+    return respond(conn, request_id, status, NULL, 0, NULL, deadline_ns,
+                   &sealed);
+  Pm__PageFrame frame;
+  Pm__PageResponse response;
+  response_frame(&frame, &response, request_id, 0, (uint32_t)file.length,
+                 file.checksum, "");
+  int rc = pm__tcp_conn_send_file(conn, &frame, file.fd, file.offset,
+                                  file.length, deadline_ns, &sealed);
+  close(file.fd);
+  if (!rc) {
+    pm__tcp_count_page(tcp, file.length, sealed);
+    atomic_fetch_add(&tcp->gets_served, 1);
+    atomic_fetch_add(&tcp->bytes_sent, file.length);
   }
-  if (file.fd >= 0)
-    close(file.fd);
   return rc;
 }
 

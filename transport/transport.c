@@ -7,8 +7,10 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core_int.h"
+#include "frame.h"
 #include "transport_int.h"
 
 /* The registered backends, by name. */
@@ -134,4 +136,24 @@ int pm__transport_stats(pm_transport *transport, pm_transport_stats *out) {
                     transport->methods->name);
   transport->methods->stats(transport, out);
   return 0;
+}
+
+int pm__transport_serve_file(const pm_page_server *server,
+                             const pm_page_request *req, size_t max_length,
+                             pm_page_file *out) {
+  *out = (pm_page_file){.fd = -1};
+  if (!server->serve_file)
+    return PM_ENOENT;
+  pm__errmsg_clear();
+  int rc = server->serve_file(server->arg, req, out);
+  if (rc == 0 && out->length > max_length)
+    rc = pm__errf(PM_ETOOBIG, "page of %zu bytes, room for %zu",
+                  out->length, max_length);
+  else if (rc > 0 || rc < PM_FRAME_STATUS_MIN)
+    rc = pm__errf(PM_EIO, "serve_file failed with %d", rc);
+  if (rc && out->fd >= 0) {
+    close(out->fd);
+    out->fd = -1;
+  }
+  return rc;
 }

@@ -53,6 +53,16 @@ int pm__transport_put_page(pm_transport *transport, const char *addr,
                            size_t length, uint64_t deadline_ns);
 int pm__transport_stats(pm_transport *transport, pm_transport_stats *out);
 
+/* For backends: ask the core for a page by reference (serve_file), at
+ * most max_length bytes long. Returns 0 with *out filled (the caller
+ * closes out->fd), PM_ENOENT when the core has no serve_file or not that
+ * page at hand (call serve_get then), or the error to answer with (any
+ * code outside the wire's range becomes PM_EIO; a page too long for
+ * max_length is PM_ETOOBIG), with out->fd already closed. */
+int pm__transport_serve_file(const pm_page_server *server,
+                             const pm_page_request *req, size_t max_length,
+                             pm_page_file *out);
+
 /* Internal counters of the tcp backend that tests and benchmarks read
  * (not part of the backend-neutral stats). */
 typedef struct pm_tcp_counters {
