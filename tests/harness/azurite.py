@@ -17,11 +17,8 @@ for Python (azure-storage-blob).
 import datetime
 import os
 import shutil
-import signal
-import subprocess
-import tempfile
 
-from .util import free_port, repo_root, wait_for_port
+from .util import ServerProcess, free_port, repo_root
 
 ACCOUNT = "devstoreaccount1"
 KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
@@ -40,12 +37,7 @@ def azurite_program():
     return found
 
 
-class Azurite:
-    def __init__(self):
-        self.port = None
-        self.proc = None
-        self._log = None
-
+class Azurite(ServerProcess):
     @property
     def endpoint(self):
         """The blob endpoint, path-style: http://127.0.0.1:PORT/ACCOUNT."""
@@ -68,42 +60,12 @@ class Azurite:
 
     def start(self, timeout=30.0):
         self.port = free_port()
-        self._log = tempfile.TemporaryFile(prefix="azurite-")
-        self.proc = subprocess.Popen(
+        self._spawn(
             [azurite_program(), "--blobHost", "127.0.0.1", "--blobPort",
              str(self.port), "--inMemoryPersistence",
              "--disableTelemetry", "--skipApiVersionCheck", "--silent"],
-            stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_port("127.0.0.1", self.port, timeout,
-                          alive=lambda: self.proc.poll() is None)
-        except BaseException:
-            self.stop()
-            raise
+            "azurite-", timeout)
         return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.proc = None
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # ---- content, through the Azure SDK ---------------------------------
 

@@ -21,12 +21,9 @@ fixes how moto canonicalises S3 keys when it checks signatures (stock moto
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 
-from .util import free_port, wait_for_port
+from .util import ServerProcess, free_port
 
 ALLOW_ALL = json.dumps({
     "Version": "2012-10-17",
@@ -40,17 +37,14 @@ def _moto_server_cmd():
     return [sys.executable, "-m", "harness.moto_sigv4"]
 
 
-class S3Server:
+class S3Server(ServerProcess):
     """moto_server with authentication on; see the module docstring."""
 
     def __init__(self, region="us-east-1", user="pagemesh"):
         self.region = region
         self.user = user
-        self.port = None
-        self.proc = None
         self.access_key = None
         self.secret_key = None
-        self._log = None
 
     @property
     def endpoint(self):
@@ -67,14 +61,10 @@ class S3Server:
             __file__)))
         env["PYTHONPATH"] = os.pathsep.join(
             [tests_dir] + [p for p in [env.get("PYTHONPATH")] if p])
-        self._log = tempfile.TemporaryFile(prefix="moto-")
-        self.proc = subprocess.Popen(
+        self._spawn(
             _moto_server_cmd() + ["-H", "127.0.0.1", "-p", str(self.port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            "moto-", timeout, env)
         try:
-            wait_for_port("127.0.0.1", self.port, timeout,
-                          alive=lambda: self.proc.poll() is None)
             self._enable_auth()
         except BaseException:
             self.stop()
@@ -90,35 +80,6 @@ class S3Server:
                             PolicyDocument=ALLOW_ALL)
         self.access_key = key["AccessKeyId"]
         self.secret_key = key["SecretAccessKey"]
-
-    def log(self):
-        """What the server printed so far (for failure messages)."""
-        if not self._log:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.proc = None
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # ---- clients and helpers ---------------------------------------------
 

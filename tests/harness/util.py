@@ -3,7 +3,10 @@ server with a deadline (never a bare sleep), locating build outputs, and a
 clean environment for programs under test."""
 
 import os
+import signal
 import socket
+import subprocess
+import tempfile
 import time
 
 
@@ -58,3 +61,56 @@ def clean_env(home, **extra):
     env["HOME"] = str(home)
     env.update({k: str(v) for k, v in extra.items() if v is not None})
     return env
+
+
+class ServerProcess:
+    """A server program on 127.0.0.1:self.port in its own process group,
+    its output kept in a temporary file (log()); stop() ends the group.
+    A context manager: `with Server() as s:` starts and stops it."""
+
+    proc = None
+    port = None
+    _log = None
+
+    def _spawn(self, argv, log_prefix, timeout, env=None):
+        """Start argv and wait until it listens on self.port (stopped
+        again if it does not)."""
+        self._log = tempfile.TemporaryFile(prefix=log_prefix)
+        self.proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout,
+                          alive=lambda: self.proc.poll() is None)
+        except BaseException:
+            self.stop()
+            raise
+
+    def log(self):
+        """What the server printed so far (for failure messages)."""
+        if not self._log:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
