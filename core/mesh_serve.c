@@ -128,7 +128,8 @@ ssize_t pm__mesh_serve_get(void *arg, const pm_page_request *req, void *dst,
 
 /* A page this peer holds on disk, by reference: the transport sends it
  * from its file with the checksum its header recorded. Anything else
- * (metadata, a page in RAM only, a miss) is PM_ENOENT: serve_get then. */
+ * (metadata, a page in RAM only, a miss) is PM_ENOENT: serve_get then.
+ * With PM_PAGE_REQ_NOWAIT a page that must be verified first is PM_EBUSY. */
 int pm__mesh_serve_file(void *arg, const pm_page_request *req,
                         pm_page_file *out) {
   pm_peer *peer = arg;
@@ -142,8 +143,12 @@ int pm__mesh_serve_file(void *arg, const pm_page_request *req,
     return (int)len;
   pm_checksum sum;
   int fd;
-  if (pm__store_open_disk(peer->store, &id, &fd, &out->offset, &out->length,
-                          &sum) != 0)
+  int rc = pm__store_open_disk(peer->store, &id, &fd, &out->offset,
+                               &out->length, &sum,
+                               (req->flags & PM_PAGE_REQ_NOWAIT) != 0);
+  if (rc == PM_EBUSY)
+    return rc;
+  if (rc != 0)
     return PM_ENOENT;
   if (out->length != (size_t)len) { /* not what the request implies */
     close(fd);

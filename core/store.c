@@ -264,12 +264,13 @@ ssize_t pm__store_remove_prefix(pm_store *store, const char *prefix) {
 /* Zero-copy from the page file: a duplicate of its read-only descriptor. */
 static int open_disk_page(pm_store *store, const pm_page_id *id,
                           uint64_t tick, int *fd, uint64_t *data_offset,
-                          size_t *length, pm_checksum *sum) {
+                          size_t *length, pm_checksum *sum, bool nowait) {
   pm_disk_ref ref;
   int rc = pm__disk_tier_acquire(store->disk, id, tick, &ref);
   if (rc < 0)
     return rc;
-  rc = pm__disk_tier_verify(store->disk, &ref);
+  rc = nowait && ref.verify ? PM_EBUSY
+                            : pm__disk_tier_verify(store->disk, &ref);
   if (rc == 0) {
     *fd = fcntl(ref.fd, F_DUPFD_CLOEXEC, 0);
     if (*fd < 0)
@@ -290,7 +291,7 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
     return pm__errf(PM_EINVAL, "page store open_page: NULL argument");
   uint64_t tick = pm__sketch_record(store->sketch, id);
   int rc = store->disk ? open_disk_page(store, id, tick, fd, data_offset,
-                                        length, NULL)
+                                        length, NULL, false)
                        : PM_ENOENT;
   /* No hit or miss is counted here: callers open a page they have just
    * looked up or fetched, and count that lookup themselves. */
@@ -308,13 +309,14 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
 
 int pm__store_open_disk(pm_store *store, const pm_page_id *id, int *fd,
                         uint64_t *data_offset, size_t *length,
-                        pm_checksum *sum) {
+                        pm_checksum *sum, bool nowait) {
   if (!store || !id || !fd || !data_offset || !length || !sum)
     return pm__errf(PM_EINVAL, "page store open_disk: NULL argument");
   if (!store->disk)
     return PM_ENOENT;
   uint64_t tick = pm__sketch_record(store->sketch, id);
-  int rc = open_disk_page(store, id, tick, fd, data_offset, length, sum);
+  int rc = open_disk_page(store, id, tick, fd, data_offset, length, sum,
+                          nowait);
   if (rc == 0) {
     pm__ram_tier_touch(store->ram, id, tick);
     atomic_fetch_add(&store->hits_disk, 1);

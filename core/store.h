@@ -129,12 +129,14 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
  * Like pm__store_open_page for a page on disk only, with the checksum of
  * its data as its header records it (verified against the data already if
  * pm__store_open_page would have): what serving a page to another peer
- * without reading it needs. Counts a disk hit. Errors: PM_ENOENT (not on
- * disk: in RAM only, or not cached), PM_ECORRUPT, PM_EIO, PM_EINVAL.
+ * without reading it needs. Counts a disk hit. With nowait, a page that
+ * must be read and verified first is PM_EBUSY instead (the caller may not
+ * wait for the disk). Errors: PM_ENOENT (not on disk: in RAM only, or not
+ * cached), PM_EBUSY (nowait), PM_ECORRUPT, PM_EIO, PM_EINVAL.
  */
 int pm__store_open_disk(pm_store *store, const pm_page_id *id, int *fd,
                         uint64_t *data_offset, size_t *length,
-                        pm_checksum *sum);
+                        pm_checksum *sum, bool nowait);
 
 void pm__store_stats(pm_store *store, pm_store_stats *out);
 

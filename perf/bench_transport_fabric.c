@@ -19,7 +19,9 @@
  * two is the ceiling.
  *
  * usage: bench_transport_fabric [seconds per measurement, default 1]
- *                               [rounds, default 3]
+ *                               [rounds, default 3] [KiB] [qd]
+ * (KiB and qd, when given and not 0, keep only the rows of that page size
+ * and queue depth).
  * Each row runs `rounds` times, ceiling and pagemesh back to back; the
  * best round of each is reported (a shared machine only adds slowness).
  * Prints a Markdown table and a PASS / FALLS SHORT line for the goal
@@ -366,6 +368,8 @@ static void print_load(void) {
 int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 1.0;
   int rounds = argc > 2 ? atoi(argv[2]) : 3;
+  size_t only_kib = argc > 3 ? (size_t)atoi(argv[3]) : 0;
+  int only_qd = argc > 4 ? atoi(argv[4]) : 0;
   print_load();
   setenv("FI_PROVIDER", "tcp", 0);
   pm__log_level = PM_LOG_ERROR;
@@ -396,7 +400,11 @@ int main(int argc, char **argv) {
 
   row rows[] = {{.size = 64 << 10, .qd = 1}, {.size = 64 << 10, .qd = 8},
                 {.size = 1 << 20, .qd = 1}, {.size = 1 << 20, .qd = 8}};
-  int count = (int)PM_ARRAY_SIZE(rows);
+  int count = 0;
+  for (size_t i = 0; i < PM_ARRAY_SIZE(rows); i++)
+    if ((!only_kib || rows[i].size >> 10 == only_kib) &&
+        (!only_qd || rows[i].qd == only_qd))
+      rows[count++] = rows[i];
   bench_raw(&a, &b, peer, 4096, 1, false, 0.2, &lat); /* connect, warm */
   bench_pagemesh(client, addr, 4096, 1, 0.2, &lat);
   for (int i = 0; i < count; i++)

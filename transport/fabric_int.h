@@ -204,6 +204,11 @@ typedef struct pm_fabric_item {
   struct pm_fabric_item *next;
   uint64_t queued_ns;
   pm_fabric_msg msg;
+  /* A GET the progress thread served but could not answer at once: the
+   * worker sends the response (status 0, length, checksum). */
+  bool answered;
+  uint32_t length;
+  uint8_t checksum[PM_FABRIC_CHECKSUM_LEN];
   pm_fabric_arena arena;
   uint8_t arena_mem[PM_FABRIC_ARENA_SIZE];
 } pm_fabric_item;
@@ -359,7 +364,10 @@ int pm_fabric_backoff(pm_fabric *f, unsigned *round, uint64_t deadline_ns,
                       const char *what);
 /* Seal `frame` and send it to `dest`, retrying -FI_EAGAIN until
  * deadline_ns. A failed completion of the send is reported to the slot
- * named by request_id (0: none). Returns 0 or a pm_err with detail. */
+ * named by request_id (0: none). Returns 0 or a pm_err with detail.
+ * deadline_ns 0 waits for nothing (the progress thread, which must not
+ * wait for what only it completes): PM_EBUSY, without detail, when no send
+ * buffer is free or the provider says -FI_EAGAIN. */
 int pm_fabric_send_frame(pm_fabric *f, fi_addr_t dest,
                          const Pm__PageFrame *frame, uint64_t request_id,
                          uint64_t deadline_ns);
@@ -433,5 +441,15 @@ void pm_fabric_item_put(pm_fabric *f, pm_fabric_item *item);
 void pm_fabric_server_submit(pm_fabric *f, pm_fabric_item *item);
 /* A write of a served page completed (progress thread). */
 void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err);
+
+typedef enum pm_fabric_inline {
+  PM_FABRIC_INLINE_NO = 0, /* nothing done: queue it for a worker */
+  PM_FABRIC_INLINE_DONE,   /* served and answered */
+  PM_FABRIC_INLINE_ANSWER, /* served; queue it: a worker answers */
+} pm_fabric_inline;
+
+/* Serve an opened GET on the progress thread if that needs no waiting
+ * (see fabric_server.c). */
+pm_fabric_inline pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item);
 
 #endif /* PM_FABRIC_INT_H */

@@ -9,7 +9,8 @@
  * PM_FABRIC_IDLE_WAIT_MS when idle (an incoming message, socket progress
  * or fi_cq_signal wakes it). It dispatches: a received
  * control message is opened here, responses go to the waiting request
- * slot, GET and PUT requests to the server queue; a remote write's CQ data
+ * slot, a GET it can serve without waiting is served here, other GET and
+ * PUT requests go to the server queue; a remote write's CQ data
  * goes to its request slot; send and write completions free their
  * buffers. It also posts the receive buffers again and sweeps quarantined
  * slots.
@@ -171,11 +172,15 @@ void pm_fabric_msgbufs_close(pm_fabric *f) {
 
 /* ---- sending ----------------------------------------------------------------------- */
 
+/* A free send buffer, waiting for one until deadline_ns (0: not at all,
+ * then PM_EBUSY). */
 static int take_send(pm_fabric *f, uint64_t deadline_ns, uint32_t *index) {
   int rc = 0;
   pthread_mutex_lock(&f->send_lock);
   while (f->send_free_count == 0 && !rc) {
-    if (atomic_load(&f->stopping))
+    if (deadline_ns == 0)
+      rc = PM_EBUSY;
+    else if (atomic_load(&f->stopping))
       rc = pm__errf(PM_ESHUTDOWN, "fabric: transport closing");
     else if (pm_fabric_cond_wait_until(&f->send_cond, &f->send_lock,
                                        deadline_ns) == ETIMEDOUT)
@@ -204,6 +209,8 @@ static int post_send(pm_fabric *f, pm_fabric_op *op, size_t len,
       return 0;
     if (rc != -FI_EAGAIN)
       return pm_fabric_err((int)rc, "fi_send");
+    if (deadline_ns == 0)
+      return PM_EBUSY;
     int err = pm_fabric_backoff(f, &round, deadline_ns, "fi_send");
     if (err)
       return err;
@@ -269,6 +276,11 @@ static void on_message(pm_fabric *f, const uint8_t *wire, size_t len) {
   if (!spare) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000,
                        "server queue full: request dropped");
+    return;
+  }
+  if (item->msg.frame->body_case == PM__PAGE_FRAME__BODY_GET &&
+      pm_fabric_serve_inline(f, item) == PM_FABRIC_INLINE_DONE) {
+    pm_fabric_item_put(f, spare);
     return;
   }
   f->rx_item = spare;

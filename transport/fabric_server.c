@@ -18,13 +18,20 @@
  * checks it against the PagePut's length and checksum, hands it to
  * serve_put and answers with the status.
  *
+ * The progress thread serves a GET itself when that needs no waiting (a
+ * page on disk by reference whose bytes are in the page cache, a buffer
+ * free, the provider taking the write and the response at once): that
+ * saves two thread hand-offs per page. Anything else goes to a worker.
+ *
  * The server does not know its requesters' deadlines: it bounds each
  * request by PM_FABRIC_SERVE_TIMEOUT_NS from its arrival.
  */
+#define _GNU_SOURCE /* preadv2, RWF_NOWAIT */
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "transport/fabric_int.h"
@@ -55,6 +62,7 @@ pm_fabric_item *pm_fabric_item_get(pm_fabric *f) {
   pthread_mutex_unlock(&f->queue_lock);
   if (item) {
     item->next = NULL;
+    item->answered = false;
     pm_fabric_arena_init(&item->arena, item->arena_mem,
                          sizeof item->arena_mem);
   }
@@ -112,13 +120,17 @@ static pm_fabric_sbuf *find_sbuf(pm_fabric *f) {
   return fallback;
 }
 
+/* A free server buffer, waiting for one until deadline_ns (0: not at all,
+ * then NULL with *err PM_EBUSY and no detail). */
 static pm_fabric_sbuf *take_sbuf(pm_fabric *f, uint64_t deadline_ns,
                                  int *err) {
   pm_fabric_sbuf *sb = NULL;
   *err = 0;
   pthread_mutex_lock(&f->sbuf_lock);
   while (!(sb = find_sbuf(f)) && !*err) {
-    if (atomic_load(&f->stopping))
+    if (deadline_ns == 0)
+      *err = PM_EBUSY;
+    else if (atomic_load(&f->stopping))
       *err = pm__errf(PM_ESHUTDOWN, "fabric: transport closing");
     else if (pm_fabric_cond_wait_until(&f->sbuf_cond, &f->sbuf_lock,
                                        deadline_ns) == ETIMEDOUT)
@@ -168,9 +180,11 @@ void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err) {
 
 /* ---- answering ------------------------------------------------------------------- */
 
-static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
-                    int status, uint32_t length, const uint8_t *checksum,
-                    const char *detail, uint64_t deadline_ns) {
+/* Send a PageResponse; deadline_ns 0 waits for nothing (PM_EBUSY). */
+static int send_response(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
+                         int status, uint32_t length,
+                         const uint8_t *checksum, const char *detail,
+                         uint64_t deadline_ns) {
   Pm__PageResponse resp;
   pm__page_response__init(&resp);
   char text[PM_FABRIC_DETAIL_MAX];
@@ -187,17 +201,25 @@ static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
   pm__page_frame__init(&frame);
   frame.body_case = PM__PAGE_FRAME__BODY_RESPONSE;
   frame.response = &resp;
-  int rc = pm_fabric_send_frame(f, peer, &frame, 0,
-                                post_deadline(deadline_ns));
-  if (rc)
+  return pm_fabric_send_frame(f, peer, &frame, 0,
+                              deadline_ns ? post_deadline(deadline_ns) : 0);
+}
+
+static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
+                    int status, uint32_t length, const uint8_t *checksum,
+                    const char *detail, uint64_t deadline_ns) {
+  if (send_response(f, peer, request_id, status, length, checksum, detail,
+                    deadline_ns))
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "response lost: %s",
                        pm__errmsg());
 }
 
+/* Post the RMA write of a page; deadline_ns 0 waits for nothing (PM_EBUSY
+ * on -FI_EAGAIN). */
 static int post_write(pm_fabric *f, fi_addr_t peer, pm_fabric_op *op,
                       const pm_fabric_buf *buf, size_t length,
                       const Pm__PageGet *get, uint64_t deadline_ns) {
-  deadline_ns = post_deadline(deadline_ns);
+  deadline_ns = deadline_ns ? post_deadline(deadline_ns) : 0;
   pm_fabric_inflight_add(f);
   for (unsigned round = 0;;) {
     ssize_t rc = fi_writedata(f->ep, buf->data, length, buf->desc,
@@ -207,9 +229,10 @@ static int post_write(pm_fabric *f, fi_addr_t peer, pm_fabric_op *op,
       atomic_fetch_add(&f->stats.bytes_sent, length);
       return 0;
     }
-    int err = rc == -FI_EAGAIN
-                  ? pm_fabric_backoff(f, &round, deadline_ns, "fi_writedata")
-                  : pm_fabric_err((int)rc, "fi_writedata");
+    int err = rc != -FI_EAGAIN ? pm_fabric_err((int)rc, "fi_writedata")
+              : deadline_ns == 0
+                  ? PM_EBUSY
+                  : pm_fabric_backoff(f, &round, deadline_ns, "fi_writedata");
     if (err) {
       pm_fabric_inflight_done(f);
       return err;
@@ -333,6 +356,66 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
           deadline_ns);
 }
 
+/* ---- serving on the progress thread --------------------------------------------- */
+
+/* Read the page file into the buffer only if its bytes are in the page
+ * cache: the progress thread must not wait for a disk. */
+static bool read_cached(const pm_page_file *file, pm_fabric_sbuf *sb) {
+  struct iovec iov = {sb->buf.data, file->length};
+  ssize_t n = preadv2(file->fd, &iov, 1, (off_t)file->offset, RWF_NOWAIT);
+  return n >= 0 && (size_t)n == file->length;
+}
+
+pm_fabric_inline pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item) {
+  const Pm__PageGet *get = item->msg.frame->get;
+  char hex[PM_ADDR_MAX];
+  fi_addr_t peer;
+  if (!f->server.serve_file || atomic_load(&f->stopping) ||
+      pm_fabric_hex_encode(item->msg.sender, item->msg.sender_len, hex,
+                           sizeof hex) ||
+      pm_fabric_peer_resolve(f, hex, &peer))
+    return PM_FABRIC_INLINE_NO;
+  int32_t put_slot = pm_fabric_slot_find_put(f, hex, get->page->page_id.data);
+  if (put_slot >= 0) { /* a PUT's pull: a worker writes it from staging */
+    pm_fabric_slot_on_write_done(f, put_slot);
+    return PM_FABRIC_INLINE_NO;
+  }
+  int rc;
+  pm_fabric_sbuf *sb = take_sbuf(f, 0, &rc);
+  if (!sb)
+    return PM_FABRIC_INLINE_NO;
+  pm_page_request req;
+  pm_fabric_req_from_pb(get->page, &req);
+  req.flags |= PM_PAGE_REQ_NOWAIT;
+  pm_page_file file;
+  rc = pm__transport_serve_file(&f->server, &req,
+                                PM_MIN(sb->buf.size, get->rma_length), &file);
+  bool cached = rc == 0 && read_cached(&file, sb);
+  if (rc == 0)
+    close(file.fd);
+  pm_checksum sum;
+  memcpy(sum.bytes, file.checksum, sizeof sum.bytes);
+  ssize_t len = cached ? write_page(f, peer, get, sb, file.length, &sum,
+                                    true, 0)
+                       : PM_EBUSY;
+  drop_sbuf(f, sb);
+  if (len < 0)
+    return PM_FABRIC_INLINE_NO; /* nothing sent: a worker starts over */
+  atomic_fetch_add(&f->stats.gets_served, 1);
+  rc = send_response(f, peer, get->request_id, 0, (uint32_t)len, sum.bytes,
+                     NULL, 0);
+  if (rc == PM_EBUSY) {
+    item->answered = true;
+    item->length = (uint32_t)len;
+    memcpy(item->checksum, sum.bytes, sizeof item->checksum);
+    return PM_FABRIC_INLINE_ANSWER;
+  }
+  if (rc)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "response lost: %s",
+                       pm__errmsg());
+  return PM_FABRIC_INLINE_DONE;
+}
+
 /* ---- handlers -------------------------------------------------------------------- */
 
 static int resolve_sender(pm_fabric *f, const pm_fabric_msg *msg,
@@ -354,6 +437,11 @@ static void handle_get(pm_fabric *f, const pm_fabric_item *item,
   if (resolve_sender(f, &item->msg, hex, &peer))
     return;
   const Pm__PageGet *get = item->msg.frame->get;
+  if (item->answered) { /* served on the progress thread: only answer */
+    respond(f, peer, get->request_id, 0, item->length, item->checksum, NULL,
+            deadline_ns);
+    return;
+  }
   int32_t put_slot = pm_fabric_slot_find_put(f, hex, get->page->page_id.data);
   if (put_slot >= 0)
     serve_staged(f, peer, get, put_slot, deadline_ns);

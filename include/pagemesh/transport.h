@@ -61,6 +61,12 @@ enum {
   /* Every flag defined so far: decoders refuse the others. */
   PM_PAGE_REQ_KNOWN = PM_PAGE_REQ_CACHED_ONLY | PM_PAGE_REQ_META |
                       PM_PAGE_REQ_REPLICA,
+  /* Local only, never on the wire (decoders refuse it): set by a
+   * transport calling serve_file from a thread that must not wait for the
+   * disk (a progress thread). serve_file then answers PM_EBUSY rather than
+   * read the page first (to verify it); the transport asks again from a
+   * thread that may wait. */
+  PM_PAGE_REQ_NOWAIT = 1u << 16,
 };
 
 /* A page served by reference (pm_page_server.serve_file). */
@@ -88,7 +94,9 @@ typedef struct pm_page_server {
    * is sent without a copy or a checksum pass over it (sendfile on tcp
    * in the clear). Returns 0 with *out filled, PM_ENOENT when the page is
    * not at hand that way (not cached on disk: the transport then calls
-   * serve_get), or another pm_err to answer with. The checksum is the
+   * serve_get), PM_EBUSY for PM_PAGE_REQ_NOWAIT (see there), or another
+   * pm_err to answer with. Quick: a lookup, no page read unless the page
+   * must be verified first. The checksum is the
    * stored one: the requester verifies the bytes against it as always. */
   int (*serve_file)(void *arg, const pm_page_request *req,
                     pm_page_file *out);

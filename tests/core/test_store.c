@@ -132,6 +132,40 @@ Test(store, restart_serves_old_pages) {
   pm__store_close(store);
 }
 
+/* A page by reference (as owners serve it): its file, offset and stored
+ * checksum. After a restart the page is unverified: with nowait that is
+ * PM_EBUSY (the caller may not wait for a read), without it is verified
+ * and opened, and from then on nowait opens it too. */
+Test(store, open_disk_by_reference_and_nowait) {
+  pm_store *store = open_store(test_config(dir, 1 << 20, 1 << 20));
+  test_put(store, 7, 0);
+  pm__store_close(store);
+  store = open_store(test_config(dir, 1 << 20, 1 << 20));
+  pm_page_id id = test_page_id(7);
+  int fd = -1;
+  uint64_t offset = 0;
+  size_t length = 0;
+  pm_checksum sum;
+  cr_assert_eq(pm__store_open_disk(store, &id, &fd, &offset, &length, &sum,
+                                   true), PM_EBUSY);
+  cr_assert_eq(fd, -1);
+  for (int nowait = 0; nowait < 2; nowait++) {
+    cr_assert_eq(pm__store_open_disk(store, &id, &fd, &offset, &length, &sum,
+                                     nowait), 0, "%s", pm__errmsg());
+    uint8_t buf[TEST_PAGE];
+    cr_assert_eq(length, TEST_PAGE);
+    cr_assert_eq(pread(fd, buf, length, (off_t)offset), (ssize_t)length);
+    cr_assert(test_check(buf, length, 7, 0));
+    pm_checksum want = pm__checksum(buf, length);
+    cr_assert(memcmp(want.bytes, sum.bytes, sizeof sum.bytes) == 0);
+    close(fd);
+  }
+  pm_page_id other = test_page_id(8);
+  cr_assert_eq(pm__store_open_disk(store, &other, &fd, &offset, &length,
+                                   &sum, true), PM_ENOENT);
+  pm__store_close(store);
+}
+
 static void corrupt_data_byte(uint64_t index, off_t where) {
   char path[512];
   test_page_path(dir, index, path, sizeof path);

@@ -87,6 +87,26 @@ Test(fabric, served_by_reference) {
   pair_close(&p);
 }
 
+/* A page on disk whose bytes are in the page cache is served by the
+ * progress thread itself (serve_file asked with PM_PAGE_REQ_NOWAIT); one
+ * that would need a wait (PM_EBUSY) is served by a worker, asked again
+ * without the flag. Both arrive byte-exact. */
+Test(fabric, progress_thread_serves_what_needs_no_wait) {
+  pair p;
+  pair_open(&p, MiB);
+  get_exact(p.client, p.server_addr, "test://file/inline", 0, 64 * KiB);
+  get_exact(p.client, p.server_addr, "test://file/inline", 1, MiB);
+  cr_assert_eq(atomic_load(&p.server_state.nowait_files), 2);
+  cr_assert_eq(atomic_load(&p.server_state.files), 2);
+  get_exact(p.client, p.server_addr, "test://busy/later", 2, 256 * KiB);
+  cr_assert_eq(atomic_load(&p.server_state.nowait_refused), 1);
+  cr_assert_eq(atomic_load(&p.server_state.files), 3);
+  cr_assert_eq(atomic_load(&p.server_state.nowait_files), 2);
+  cr_assert_eq(atomic_load(&p.server_state.gets), 0);
+  cr_assert_eq(stats_of(p.server).gets_served, 3);
+  pair_close(&p);
+}
+
 Test(fabric, short_last_page_and_both_directions) {
   pair p;
   pair_open(&p, 1 * MiB);

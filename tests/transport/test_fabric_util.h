@@ -28,6 +28,7 @@
 
 typedef struct test_server {
   atomic_int gets, puts, files;
+  atomic_int nowait_files, nowait_refused;
   atomic_int stall_ms;
   atomic_bool abort_stall;
   pthread_mutex_t lock;
@@ -113,13 +114,23 @@ static int test_serve_put(void *arg, const pm_page_request *req,
 
 /* serve_file: "test://file/..." pages come by reference from an unlinked
  * temporary file (after a 4096-byte gap), "test://badsum" the same with a
- * wrong stored checksum; the rest is not at hand (serve_get then). */
+ * wrong stored checksum, "test://busy/..." too but PM_EBUSY when asked
+ * with PM_PAGE_REQ_NOWAIT (as a page that must be verified first); the
+ * rest is not at hand (serve_get then). */
 static int test_serve_file(void *arg, const pm_page_request *req,
                            pm_page_file *out) {
   test_server *srv = arg;
   bool bad = strcmp(req->uri, "test://badsum") == 0;
-  if (!bad && strncmp(req->uri, "test://file/", 12) != 0)
+  bool busy = strncmp(req->uri, "test://busy/", 12) == 0;
+  bool nowait = (req->flags & PM_PAGE_REQ_NOWAIT) != 0;
+  if (!bad && !busy && strncmp(req->uri, "test://file/", 12) != 0)
     return PM_ENOENT;
+  if (busy && nowait) {
+    atomic_fetch_add(&srv->nowait_refused, 1);
+    return PM_EBUSY;
+  }
+  if (nowait)
+    atomic_fetch_add(&srv->nowait_files, 1);
   size_t len = page_length(req);
   uint8_t *page = malloc(len ? len : 1);
   fill_page(req->uri, req->page_index, page, len);
