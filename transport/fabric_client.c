@@ -3,10 +3,11 @@
  * transport: get_page and put_page.
  *
  * GET: take a request slot (its registered landing buffer), send PageGet
- * naming the buffer (rma_addr, rma_key, rma_length) and the slot's request
- * id, and wait for both the server's RMA write (its CQ data is the request
- * id) and its PageResponse (status, length, checksum), or for an error
- * response, until the deadline. The page is then copied from the landing
+ * naming the buffer (rma_addr, rma_key, rma_length: the page's room) and
+ * the slot's request id, and wait until the deadline for the server's RMA
+ * write (its CQ data is the request id), which lands an authenticated
+ * trailer (request id, length, checksum) in front of the page, or for a
+ * PageResponse with an error. The page is then copied from the landing
  * buffer into the caller's dst and the checksum is verified on dst itself,
  * during the copy (pm__copy_checksum). (Writing straight into a registered
  * dst would save that copy; it is not done: callers' buffers are not
@@ -79,10 +80,11 @@ static ssize_t finish_get(pm_fabric_slot *slot, void *dst, size_t dst_len) {
     return pm__errf(slot->status, "%s",
                     slot->detail[0] ? slot->detail
                                     : pm_strerror(slot->status));
-  if (slot->length > dst_len || slot->length > slot->buf.size)
+  if (slot->length > dst_len || slot->length > pm_fabric_page_room(&slot->buf))
     return pm__errf(PM_EPROTO, "fabric: page of %u bytes announced for a "
                     "%zu-byte buffer", slot->length, dst_len);
-  pm_checksum sum = pm__copy_checksum(dst, slot->buf.data, slot->length);
+  pm_checksum sum = pm__copy_checksum(dst, pm_fabric_page_at(&slot->buf),
+                                      slot->length);
   if (memcmp(sum.bytes, slot->checksum, sizeof sum.bytes) != 0)
     return pm__errf(PM_ECORRUPT, "fabric: checksum mismatch on a %u-byte "
                     "page", slot->length);
@@ -97,7 +99,8 @@ static void build_get(const pm_fabric_slot *slot, size_t dst_len,
   get->page = page;
   get->rma_addr = slot->buf.rma_addr;
   get->rma_key = slot->buf.key;
-  get->rma_length = (uint32_t)PM_MIN(slot->buf.size, dst_len);
+  get->rma_length = (uint32_t)PM_MIN(pm_fabric_page_room(&slot->buf),
+                                     dst_len);
   pm__page_frame__init(frame);
   frame->body_case = PM__PAGE_FRAME__BODY_GET;
   frame->get = get;
@@ -156,8 +159,8 @@ static int push(pm_fabric *f, const char *addr, fi_addr_t peer,
   pm_fabric_slot *slot = pm_fabric_slot_acquire(f, deadline_ns, &rc);
   if (!slot)
     return rc;
-  memcpy(slot->buf.data, data, length);
-  pm_checksum sum = pm__checksum(slot->buf.data, length);
+  pm_checksum sum = pm__copy_checksum(pm_fabric_page_at(&slot->buf), data,
+                                      length);
   pm_fabric_slot_stage_put(f, slot, addr, req->page_id, (uint32_t)length,
                            &sum);
   Pm__PageRequest page;

@@ -45,6 +45,8 @@
 #define PM_FABRIC_VERSION_MAX PM_FRAME_VERSION_MAX
 #define PM_FABRIC_DETAIL_MAX (PM_FRAME_DETAIL_MAX + 1)
 #define PM_FABRIC_CHECKSUM_LEN 16
+/* The trailer written in front of a page (see pm_fabric_trailer_seal). */
+#define PM_FABRIC_TRAILER_LEN 64
 /* Pre-posted receives and send buffers per transport. */
 #define PM_FABRIC_RECV_COUNT 64
 #define PM_FABRIC_SEND_COUNT 64
@@ -76,6 +78,7 @@
  * key (sodium_malloc'd) and the cluster id, both bound into every message. */
 typedef struct pm_fabric_keys {
   uint8_t *key; /* crypto_aead_xchacha20poly1305_ietf_KEYBYTES */
+  uint8_t *mac_key; /* crypto_generichash_KEYBYTES: page trailers */
   char *cluster_id;
   size_t cluster_id_len;
 } pm_fabric_keys;
@@ -124,6 +127,26 @@ int pm_fabric_msg_open(const pm_fabric_keys *keys, const uint8_t *wire,
 
 void pm_fabric_arena_init(pm_fabric_arena *arena, void *mem, size_t cap);
 
+/* The trailer of a written page: the server RMA-writes it together with
+ * the page ([trailer | page] in one write), so a successful GET needs no
+ * PageResponse. It carries the request id, the page's length and
+ * checksum, authenticated with a key derived from the cluster key (only
+ * errors still come as a PageResponse). */
+typedef struct pm_fabric_trailer {
+  uint64_t request_id;
+  uint32_t length;
+  uint8_t checksum[PM_FABRIC_CHECKSUM_LEN];
+} pm_fabric_trailer;
+
+/* Write the trailer into out (PM_FABRIC_TRAILER_LEN bytes). */
+void pm_fabric_trailer_seal(const pm_fabric_keys *keys,
+                            const pm_fabric_trailer *trailer, uint8_t *out);
+/* Check a trailer as it landed (network input: PM_FABRIC_TRAILER_LEN
+ * bytes) and decode it. Returns 0, PM_EAUTH (not sealed by a holder of the
+ * cluster key) or PM_EPROTO (length over max_length), with detail. */
+int pm_fabric_trailer_open(const pm_fabric_keys *keys, const uint8_t *in,
+                           uint32_t max_length, pm_fabric_trailer *out);
+
 /* Fill a protobuf PageRequest from the core's request (pointers borrowed)
  * and the other way round (pointers into the message). */
 void pm_fabric_req_to_pb(const pm_page_request *req, Pm__PageRequest *pb);
@@ -137,7 +160,8 @@ ssize_t pm_fabric_hex_decode(const char *hex, uint8_t *raw, size_t cap);
 
 /* ---- registered buffers and operations ---------------------------------- */
 
-/* A buffer registered with the domain. */
+/* A buffer registered with the domain. Page buffers (landing, staging,
+ * server) hold a trailer, then the page: see pm_fabric_page_at. */
 typedef struct pm_fabric_buf {
   uint8_t *data;
   size_t size;
@@ -163,6 +187,17 @@ typedef struct pm_fabric_op {
   int32_t put_slot;     /* write: the PUT slot it reads from, or -1 */
 } pm_fabric_op;
 
+/* Where the page goes in a page buffer, and how much room it has there. */
+static inline uint8_t *pm_fabric_page_at(const pm_fabric_buf *buf) {
+  return buf->data + PM_FABRIC_TRAILER_LEN;
+}
+
+static inline size_t pm_fabric_page_room(const pm_fabric_buf *buf) {
+  return buf->size > PM_FABRIC_TRAILER_LEN
+             ? buf->size - PM_FABRIC_TRAILER_LEN
+             : 0;
+}
+
 /* ---- request slots (fabric_slots.c) ------------------------------------- */
 
 typedef enum pm_fabric_slot_state {
@@ -184,7 +219,7 @@ typedef struct pm_fabric_slot {
   bool got_response;
   bool failed;            /* our send failed: see error */
   int error;              /* pm_err of a failed send */
-  int status;             /* from the PageResponse */
+  int status;             /* from the trailer or the PageResponse */
   uint32_t length;
   uint8_t checksum[PM_FABRIC_CHECKSUM_LEN];
   char detail[PM_FABRIC_DETAIL_MAX];
@@ -204,11 +239,6 @@ typedef struct pm_fabric_item {
   struct pm_fabric_item *next;
   uint64_t queued_ns;
   pm_fabric_msg msg;
-  /* A GET the progress thread served but could not answer at once: the
-   * worker sends the response (status 0, length, checksum). */
-  bool answered;
-  uint32_t length;
-  uint8_t checksum[PM_FABRIC_CHECKSUM_LEN];
   pm_fabric_arena arena;
   uint8_t arena_mem[PM_FABRIC_ARENA_SIZE];
 } pm_fabric_item;
@@ -287,7 +317,7 @@ typedef struct pm_fabric {
   pthread_cond_t slot_cond; /* a slot became free */
   pm_fabric_slot *slots;
   unsigned slot_count;
-  size_t slot_buf_size;
+  size_t slot_buf_size; /* page room of a slot buffer (its trailer aside) */
 
   /* Server (fabric_server.c). */
   pthread_mutex_t queue_lock;
@@ -364,10 +394,7 @@ int pm_fabric_backoff(pm_fabric *f, unsigned *round, uint64_t deadline_ns,
                       const char *what);
 /* Seal `frame` and send it to `dest`, retrying -FI_EAGAIN until
  * deadline_ns. A failed completion of the send is reported to the slot
- * named by request_id (0: none). Returns 0 or a pm_err with detail.
- * deadline_ns 0 waits for nothing (the progress thread, which must not
- * wait for what only it completes): PM_EBUSY, without detail, when no send
- * buffer is free or the provider says -FI_EAGAIN. */
+ * named by request_id (0: none). Returns 0 or a pm_err with detail. */
 int pm_fabric_send_frame(pm_fabric *f, fi_addr_t dest,
                          const Pm__PageFrame *frame, uint64_t request_id,
                          uint64_t deadline_ns);
@@ -442,14 +469,9 @@ void pm_fabric_server_submit(pm_fabric *f, pm_fabric_item *item);
 /* A write of a served page completed (progress thread). */
 void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err);
 
-typedef enum pm_fabric_inline {
-  PM_FABRIC_INLINE_NO = 0, /* nothing done: queue it for a worker */
-  PM_FABRIC_INLINE_DONE,   /* served and answered */
-  PM_FABRIC_INLINE_ANSWER, /* served; queue it: a worker answers */
-} pm_fabric_inline;
-
 /* Serve an opened GET on the progress thread if that needs no waiting
- * (see fabric_server.c). */
-pm_fabric_inline pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item);
+ * (see fabric_server.c): true if served, false if nothing was done (queue
+ * it for a worker). */
+bool pm_fabric_serve_inline(pm_fabric *f, const pm_fabric_item *item);
 
 #endif /* PM_FABRIC_INT_H */

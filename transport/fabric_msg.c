@@ -5,7 +5,7 @@
  * libfabric, so that the fuzz target (tests/fuzz/fuzz_fabric_msg.c) drives
  * exactly the code that opens network input.
  *
- * Envelope: "PMF" 0x01 | sender address length (u8) | sender address |
+ * Envelope: "PMF" 0x02 | sender address length (u8) | sender address |
  * 24-byte nonce | XChaCha20-Poly1305 ciphertext of the packed PageFrame
  * with its 16-byte tag. Fields are checked by the validator every backend
  * shares (pm__frame_validate in transport/frame.c) plus what only fabric
@@ -15,7 +15,14 @@
  * no one serve or accept a page, and cannot redirect a page to another
  * address. The key is derived from the cluster key with crypto_kdf under
  * the context "pmfabric", so it is never the key of another subsystem.
+ *
+ * Page trailers (what answers a GET, written by RMA in front of the page)
+ * are authenticated with a second key derived the same way (id 2): BLAKE2b
+ * keyed over magic, length, request id and checksum. A peer without the
+ * cluster key that learnt a landing buffer's RMA key cannot pass off its
+ * own bytes: their checksum would have to come with a valid trailer.
  */
+#include <endian.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -27,7 +34,14 @@
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define CLUSTER_ID_MAX 255
 
-static const uint8_t env_magic[ENV_MAGIC_LEN] = {'P', 'M', 'F', 1};
+/* Version 2: a successful GET is answered by the page's trailer alone. */
+static const uint8_t env_magic[ENV_MAGIC_LEN] = {'P', 'M', 'F', 2};
+
+/* Trailer: "PMT" 0x01 | length (u32 LE) | request id (u64 LE) | checksum
+ * (16) | zeros to 48 | BLAKE2b-128 keyed with mac_key over bytes 0..47. */
+#define TRAILER_BODY 48
+#define TRAILER_MAC 16
+static const uint8_t trailer_magic[4] = {'P', 'M', 'T', 1};
 
 /* ---- keys ----------------------------------------------------------------- */
 
@@ -44,8 +58,9 @@ int pm_fabric_keys_init(pm_fabric_keys *keys, const uint8_t cluster_key[32],
   if (sodium_init() < 0)
     return pm__errf(PM_EIO, "fabric: libsodium failed to initialise");
   keys->key = sodium_malloc(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+  keys->mac_key = sodium_malloc(crypto_generichash_KEYBYTES);
   keys->cluster_id = pm__strdup(id);
-  if (!keys->key || !keys->cluster_id) {
+  if (!keys->key || !keys->mac_key || !keys->cluster_id) {
     pm_fabric_keys_free(keys);
     return pm__errf(PM_ENOMEM, "fabric: cannot allocate the message key");
   }
@@ -53,12 +68,16 @@ int pm_fabric_keys_init(pm_fabric_keys *keys, const uint8_t cluster_key[32],
   crypto_kdf_derive_from_key(keys->key,
                              crypto_aead_xchacha20poly1305_ietf_KEYBYTES, 1,
                              "pmfabric", cluster_key);
+  crypto_kdf_derive_from_key(keys->mac_key, crypto_generichash_KEYBYTES, 2,
+                             "pmfabric", cluster_key);
   return 0;
 }
 
 void pm_fabric_keys_free(pm_fabric_keys *keys) {
   if (keys->key)
     sodium_free(keys->key); /* wipes it */
+  if (keys->mac_key)
+    sodium_free(keys->mac_key);
   free(keys->cluster_id);
   memset(keys, 0, sizeof *keys);
 }
@@ -69,6 +88,62 @@ static size_t build_ad(const pm_fabric_keys *keys, const uint8_t *header,
   memcpy(ad, header, header_len);
   memcpy(ad + header_len, keys->cluster_id, keys->cluster_id_len);
   return header_len + keys->cluster_id_len;
+}
+
+/* ---- page trailers ------------------------------------------------------------- */
+
+static void put_u32(uint8_t *at, uint32_t v) {
+  v = htole32(v);
+  memcpy(at, &v, sizeof v);
+}
+
+static void put_u64(uint8_t *at, uint64_t v) {
+  v = htole64(v);
+  memcpy(at, &v, sizeof v);
+}
+
+static uint32_t get_u32(const uint8_t *at) {
+  uint32_t v;
+  memcpy(&v, at, sizeof v);
+  return le32toh(v);
+}
+
+static uint64_t get_u64(const uint8_t *at) {
+  uint64_t v;
+  memcpy(&v, at, sizeof v);
+  return le64toh(v);
+}
+
+static void trailer_mac(const pm_fabric_keys *keys, const uint8_t *body,
+                        uint8_t mac[TRAILER_MAC]) {
+  crypto_generichash(mac, TRAILER_MAC, body, TRAILER_BODY, keys->mac_key,
+                     crypto_generichash_KEYBYTES);
+}
+
+void pm_fabric_trailer_seal(const pm_fabric_keys *keys,
+                            const pm_fabric_trailer *trailer, uint8_t *out) {
+  memset(out, 0, PM_FABRIC_TRAILER_LEN);
+  memcpy(out, trailer_magic, sizeof trailer_magic);
+  put_u32(out + 4, trailer->length);
+  put_u64(out + 8, trailer->request_id);
+  memcpy(out + 16, trailer->checksum, PM_FABRIC_CHECKSUM_LEN);
+  trailer_mac(keys, out, out + TRAILER_BODY);
+}
+
+int pm_fabric_trailer_open(const pm_fabric_keys *keys, const uint8_t *in,
+                           uint32_t max_length, pm_fabric_trailer *out) {
+  uint8_t mac[TRAILER_MAC];
+  trailer_mac(keys, in, mac);
+  if (memcmp(in, trailer_magic, sizeof trailer_magic) != 0 ||
+      sodium_memcmp(mac, in + TRAILER_BODY, TRAILER_MAC) != 0)
+    return pm__errf(PM_EAUTH, "fabric: page trailer does not authenticate");
+  out->length = get_u32(in + 4);
+  out->request_id = get_u64(in + 8);
+  memcpy(out->checksum, in + 16, PM_FABRIC_CHECKSUM_LEN);
+  if (out->length > max_length)
+    return pm__errf(PM_EPROTO, "fabric: page trailer announces %u bytes "
+                    "(room for %u)", out->length, max_length);
+  return 0;
 }
 
 /* ---- sealing --------------------------------------------------------------- */

@@ -172,15 +172,11 @@ void pm_fabric_msgbufs_close(pm_fabric *f) {
 
 /* ---- sending ----------------------------------------------------------------------- */
 
-/* A free send buffer, waiting for one until deadline_ns (0: not at all,
- * then PM_EBUSY). */
 static int take_send(pm_fabric *f, uint64_t deadline_ns, uint32_t *index) {
   int rc = 0;
   pthread_mutex_lock(&f->send_lock);
   while (f->send_free_count == 0 && !rc) {
-    if (deadline_ns == 0)
-      rc = PM_EBUSY;
-    else if (atomic_load(&f->stopping))
+    if (atomic_load(&f->stopping))
       rc = pm__errf(PM_ESHUTDOWN, "fabric: transport closing");
     else if (pm_fabric_cond_wait_until(&f->send_cond, &f->send_lock,
                                        deadline_ns) == ETIMEDOUT)
@@ -209,8 +205,6 @@ static int post_send(pm_fabric *f, pm_fabric_op *op, size_t len,
       return 0;
     if (rc != -FI_EAGAIN)
       return pm_fabric_err((int)rc, "fi_send");
-    if (deadline_ns == 0)
-      return PM_EBUSY;
     int err = pm_fabric_backoff(f, &round, deadline_ns, "fi_send");
     if (err)
       return err;
@@ -279,7 +273,7 @@ static void on_message(pm_fabric *f, const uint8_t *wire, size_t len) {
     return;
   }
   if (item->msg.frame->body_case == PM__PAGE_FRAME__BODY_GET &&
-      pm_fabric_serve_inline(f, item) == PM_FABRIC_INLINE_DONE) {
+      pm_fabric_serve_inline(f, item)) {
     pm_fabric_item_put(f, spare);
     return;
   }

@@ -4,15 +4,17 @@
  * worker threads that call the core's pm_page_server, and the registered
  * server buffers that pages are RMA-written from.
  *
- * GET: a worker takes a server buffer, has serve_get fill it, RMA-writes
- * it into the requester's landing buffer with the request id as remote CQ
- * data, checksums it while the write is under way, then sends the
- * PageResponse (status, length, checksum). It does not wait for the write: the buffer returns to the
- * pool when the progress thread sees the write complete. Every failure
- * before the write is posted becomes an error response, so a requester
- * only ever waits for data that was actually sent. A GET for a page that
- * we are pushing to that same peer (a PUT's pull) is written from the
- * PUT's staging buffer instead.
+ * GET: a worker takes a server buffer, has serve_file (read from the page
+ * file, stored checksum) or serve_get (then checksummed here) fill it,
+ * seals the trailer (request id, length, checksum) in front of the page
+ * and RMA-writes both into the requester's landing buffer with the
+ * request id as remote CQ data: the trailer is the answer, no
+ * PageResponse follows. It does not wait for the write: the buffer returns
+ * to the pool when the progress thread sees the write complete. Every
+ * failure before the write is posted becomes an error PageResponse, so a
+ * requester only ever waits for data that was actually sent. A GET for a
+ * page that we are pushing to that same peer (a PUT's pull) is written
+ * from the PUT's staging buffer instead.
  *
  * PUT: a worker pulls the page from the sender with an ordinary GET,
  * checks it against the PagePut's length and checksum, hands it to
@@ -20,8 +22,8 @@
  *
  * The progress thread serves a GET itself when that needs no waiting (a
  * page on disk by reference whose bytes are in the page cache, a buffer
- * free, the provider taking the write and the response at once): that
- * saves two thread hand-offs per page. Anything else goes to a worker.
+ * free, the provider taking the write at once): that saves two thread
+ * hand-offs per page. Anything else goes to a worker.
  *
  * The server does not know its requesters' deadlines: it bounds each
  * request by PM_FABRIC_SERVE_TIMEOUT_NS from its arrival.
@@ -62,7 +64,6 @@ pm_fabric_item *pm_fabric_item_get(pm_fabric *f) {
   pthread_mutex_unlock(&f->queue_lock);
   if (item) {
     item->next = NULL;
-    item->answered = false;
     pm_fabric_arena_init(&item->arena, item->arena_mem,
                          sizeof item->arena_mem);
   }
@@ -142,7 +143,9 @@ static pm_fabric_sbuf *take_sbuf(pm_fabric *f, uint64_t deadline_ns,
   }
   pthread_mutex_unlock(&f->sbuf_lock);
   if (sb && !sb->buf.data) {
-    *err = pm_fabric_buf_alloc(f, &sb->buf, f->max_page_size, FI_WRITE);
+    *err = pm_fabric_buf_alloc(f, &sb->buf,
+                               f->max_page_size + PM_FABRIC_TRAILER_LEN,
+                               FI_WRITE);
     if (*err) {
       pthread_mutex_lock(&f->sbuf_lock);
       sb->busy = false;
@@ -180,11 +183,9 @@ void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err) {
 
 /* ---- answering ------------------------------------------------------------------- */
 
-/* Send a PageResponse; deadline_ns 0 waits for nothing (PM_EBUSY). */
-static int send_response(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
-                         int status, uint32_t length,
-                         const uint8_t *checksum, const char *detail,
-                         uint64_t deadline_ns) {
+static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
+                    int status, uint32_t length, const uint8_t *checksum,
+                    const char *detail, uint64_t deadline_ns) {
   Pm__PageResponse resp;
   pm__page_response__init(&resp);
   char text[PM_FABRIC_DETAIL_MAX];
@@ -201,28 +202,27 @@ static int send_response(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
   pm__page_frame__init(&frame);
   frame.body_case = PM__PAGE_FRAME__BODY_RESPONSE;
   frame.response = &resp;
-  return pm_fabric_send_frame(f, peer, &frame, 0,
-                              deadline_ns ? post_deadline(deadline_ns) : 0);
-}
-
-static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
-                    int status, uint32_t length, const uint8_t *checksum,
-                    const char *detail, uint64_t deadline_ns) {
-  if (send_response(f, peer, request_id, status, length, checksum, detail,
-                    deadline_ns))
+  if (pm_fabric_send_frame(f, peer, &frame, 0, post_deadline(deadline_ns)))
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "response lost: %s",
                        pm__errmsg());
 }
 
-/* Post the RMA write of a page; deadline_ns 0 waits for nothing (PM_EBUSY
- * on -FI_EAGAIN). */
+/* Seal the trailer in front of the page (length bytes at
+ * pm_fabric_page_at(buf)) and post the RMA write of both; deadline_ns 0
+ * waits for nothing (PM_EBUSY on -FI_EAGAIN). */
 static int post_write(pm_fabric *f, fi_addr_t peer, pm_fabric_op *op,
                       const pm_fabric_buf *buf, size_t length,
-                      const Pm__PageGet *get, uint64_t deadline_ns) {
+                      const uint8_t *checksum, const Pm__PageGet *get,
+                      uint64_t deadline_ns) {
+  pm_fabric_trailer trailer = {.request_id = get->request_id,
+                               .length = (uint32_t)length};
+  memcpy(trailer.checksum, checksum, PM_FABRIC_CHECKSUM_LEN);
+  pm_fabric_trailer_seal(&f->keys, &trailer, buf->data);
   deadline_ns = deadline_ns ? post_deadline(deadline_ns) : 0;
   pm_fabric_inflight_add(f);
   for (unsigned round = 0;;) {
-    ssize_t rc = fi_writedata(f->ep, buf->data, length, buf->desc,
+    ssize_t rc = fi_writedata(f->ep, buf->data,
+                              PM_FABRIC_TRAILER_LEN + length, buf->desc,
                               get->request_id & f->id_mask, peer,
                               get->rma_addr, get->rma_key, &op->context);
     if (rc == 0) {
@@ -247,17 +247,14 @@ static void serve_staged(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
   int rc = PM_ETOOBIG;
   if (slot->put_length <= get->rma_length)
     rc = post_write(f, peer, &slot->write_op, &slot->buf, slot->put_length,
-                    get, deadline_ns);
+                    slot->put_checksum, get, deadline_ns);
   else
     pm__errf(rc, "fabric: staged page does not fit the landing buffer");
   if (rc) {
     pm_fabric_slot_on_write_done(f, put_slot);
     respond(f, peer, get->request_id, rc, 0, NULL, pm__errmsg(),
             deadline_ns);
-    return;
   }
-  respond(f, peer, get->request_id, 0, slot->put_length, slot->put_checksum,
-          NULL, deadline_ns);
 }
 
 /* The page by reference (serve_file), read into the server buffer with
@@ -267,14 +264,15 @@ static bool fill_from_file(pm_fabric *f, const pm_page_request *req,
                            pm_fabric_sbuf *sb, pm_checksum *sum,
                            bool *have_sum, ssize_t *out) {
   pm_page_file file;
-  int rc = pm__transport_serve_file(&f->server, req, sb->buf.size, &file);
+  int rc = pm__transport_serve_file(&f->server, req,
+                                    pm_fabric_page_room(&sb->buf), &file);
   if (rc == PM_ENOENT)
     return false;
   *out = rc;
   if (rc)
     return true;
-  ssize_t len = pm__pread_full(file.fd, sb->buf.data, file.length,
-                               file.offset);
+  ssize_t len = pm__pread_full(file.fd, pm_fabric_page_at(&sb->buf),
+                               file.length, file.offset);
   close(file.fd);
   if (len >= 0 && (size_t)len != file.length)
     len = pm__errf(PM_EIO, "fabric: page file shorter than its length");
@@ -293,36 +291,38 @@ static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb,
   pm__errmsg_clear();
   *have_sum = false;
   ssize_t len;
+  size_t room = pm_fabric_page_room(&sb->buf);
   if (!fill_from_file(f, &req, sb, sum, have_sum, &len))
-    len = f->server.serve_get(f->server.arg, &req, sb->buf.data,
-                              sb->buf.size);
+    len = f->server.serve_get(f->server.arg, &req,
+                              pm_fabric_page_at(&sb->buf), room);
   if (len < 0)
     return len;
-  if ((size_t)len > sb->buf.size)
+  if ((size_t)len > room)
     return pm__errf(PM_EIO, "fabric: serve_get returned %zd bytes for a "
-                    "%zu-byte buffer", len, sb->buf.size);
+                    "%zu-byte buffer", len, room);
   if ((size_t)len > get->rma_length)
     return pm__errf(PM_ETOOBIG, "fabric: page of %zd bytes, landing buffer "
                     "of %u", len, get->rma_length);
   return len;
 }
 
-/* Post the page's write and checksum it meanwhile (unless its stored
- * checksum came with it); returns the length or a pm_err (then no write
- * is in flight). */
+/* Checksum the page (unless its stored checksum came with it) and post
+ * its write with the trailer; returns the length or a pm_err (then no
+ * write is in flight). */
 static ssize_t write_page(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
                           pm_fabric_sbuf *sb, size_t len, pm_checksum *sum,
                           bool have_sum, uint64_t deadline_ns) {
-  /* Both the write and the checksum only read the buffer; the write holds
-   * it too, so it returns to the pool after whichever finishes last. */
+  if (!have_sum)
+    *sum = pm__checksum(pm_fabric_page_at(&sb->buf), len);
+  /* The write holds the buffer too: it returns to the pool after both the
+   * worker and the write let go. */
   atomic_fetch_add(&sb->holds, 1);
-  int err = post_write(f, peer, &sb->op, &sb->buf, len, get, deadline_ns);
+  int err = post_write(f, peer, &sb->op, &sb->buf, len, sum->bytes, get,
+                       deadline_ns);
   if (err) {
     atomic_fetch_sub(&sb->holds, 1);
     return err;
   }
-  if (!have_sum)
-    *sum = pm__checksum(sb->buf.data, len);
   return (ssize_t)len;
 }
 
@@ -342,7 +342,7 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
     drop_sbuf(f, sb); /* closing: start no new write; the requester times out */
     return;
   }
-  if (len > 0)
+  if (len >= 0)
     len = write_page(f, peer, get, sb, (size_t)len, &sum, have_sum,
                      deadline_ns);
   drop_sbuf(f, sb);
@@ -351,9 +351,7 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
             deadline_ns);
     return;
   }
-  atomic_fetch_add(&f->stats.gets_served, 1);
-  respond(f, peer, get->request_id, 0, (uint32_t)len, sum.bytes, NULL,
-          deadline_ns);
+  atomic_fetch_add(&f->stats.gets_served, 1); /* the trailer answers */
 }
 
 /* ---- serving on the progress thread --------------------------------------------- */
@@ -361,12 +359,12 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
 /* Read the page file into the buffer only if its bytes are in the page
  * cache: the progress thread must not wait for a disk. */
 static bool read_cached(const pm_page_file *file, pm_fabric_sbuf *sb) {
-  struct iovec iov = {sb->buf.data, file->length};
+  struct iovec iov = {pm_fabric_page_at(&sb->buf), file->length};
   ssize_t n = preadv2(file->fd, &iov, 1, (off_t)file->offset, RWF_NOWAIT);
   return n >= 0 && (size_t)n == file->length;
 }
 
-pm_fabric_inline pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item) {
+bool pm_fabric_serve_inline(pm_fabric *f, const pm_fabric_item *item) {
   const Pm__PageGet *get = item->msg.frame->get;
   char hex[PM_ADDR_MAX];
   fi_addr_t peer;
@@ -374,22 +372,23 @@ pm_fabric_inline pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item) {
       pm_fabric_hex_encode(item->msg.sender, item->msg.sender_len, hex,
                            sizeof hex) ||
       pm_fabric_peer_resolve(f, hex, &peer))
-    return PM_FABRIC_INLINE_NO;
+    return false;
   int32_t put_slot = pm_fabric_slot_find_put(f, hex, get->page->page_id.data);
   if (put_slot >= 0) { /* a PUT's pull: a worker writes it from staging */
     pm_fabric_slot_on_write_done(f, put_slot);
-    return PM_FABRIC_INLINE_NO;
+    return false;
   }
   int rc;
   pm_fabric_sbuf *sb = take_sbuf(f, 0, &rc);
   if (!sb)
-    return PM_FABRIC_INLINE_NO;
+    return false;
   pm_page_request req;
   pm_fabric_req_from_pb(get->page, &req);
   req.flags |= PM_PAGE_REQ_NOWAIT;
   pm_page_file file;
-  rc = pm__transport_serve_file(&f->server, &req,
-                                PM_MIN(sb->buf.size, get->rma_length), &file);
+  rc = pm__transport_serve_file(
+      &f->server, &req, PM_MIN(pm_fabric_page_room(&sb->buf),
+                               (size_t)get->rma_length), &file);
   bool cached = rc == 0 && read_cached(&file, sb);
   if (rc == 0)
     close(file.fd);
@@ -400,20 +399,9 @@ pm_fabric_inline pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item) {
                        : PM_EBUSY;
   drop_sbuf(f, sb);
   if (len < 0)
-    return PM_FABRIC_INLINE_NO; /* nothing sent: a worker starts over */
+    return false; /* nothing sent: a worker starts over */
   atomic_fetch_add(&f->stats.gets_served, 1);
-  rc = send_response(f, peer, get->request_id, 0, (uint32_t)len, sum.bytes,
-                     NULL, 0);
-  if (rc == PM_EBUSY) {
-    item->answered = true;
-    item->length = (uint32_t)len;
-    memcpy(item->checksum, sum.bytes, sizeof item->checksum);
-    return PM_FABRIC_INLINE_ANSWER;
-  }
-  if (rc)
-    PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "response lost: %s",
-                       pm__errmsg());
-  return PM_FABRIC_INLINE_DONE;
+  return true;
 }
 
 /* ---- handlers -------------------------------------------------------------------- */
@@ -437,11 +425,6 @@ static void handle_get(pm_fabric *f, const pm_fabric_item *item,
   if (resolve_sender(f, &item->msg, hex, &peer))
     return;
   const Pm__PageGet *get = item->msg.frame->get;
-  if (item->answered) { /* served on the progress thread: only answer */
-    respond(f, peer, get->request_id, 0, item->length, item->checksum, NULL,
-            deadline_ns);
-    return;
-  }
   int32_t put_slot = pm_fabric_slot_find_put(f, hex, get->page->page_id.data);
   if (put_slot >= 0)
     serve_staged(f, peer, get, put_slot, deadline_ns);

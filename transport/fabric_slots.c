@@ -152,7 +152,8 @@ pm_fabric_slot *pm_fabric_slot_acquire(pm_fabric *f, uint64_t deadline_ns,
   if (!slot)
     return NULL;
   if (!slot->buf.data) {
-    *err = pm_fabric_buf_alloc(f, &slot->buf, f->slot_buf_size,
+    *err = pm_fabric_buf_alloc(f, &slot->buf,
+                               f->slot_buf_size + PM_FABRIC_TRAILER_LEN,
                                FI_REMOTE_WRITE | FI_WRITE);
     if (*err) {
       pthread_mutex_lock(&f->slot_lock);
@@ -237,11 +238,32 @@ static void settle(pm_fabric *f, pm_fabric_slot *slot) {
     pthread_cond_signal(&slot->cond);
 }
 
+/* The trailer that landed with the page answers the GET (the server
+ * sends no PageResponse for a page it wrote). */
+static void take_trailer(pm_fabric *f, pm_fabric_slot *slot) {
+  pm_fabric_trailer t;
+  int rc = pm_fabric_trailer_open(&f->keys, slot->buf.data,
+                                  (uint32_t)pm_fabric_page_room(&slot->buf),
+                                  &t);
+  if (rc == 0 && t.request_id != slot->id)
+    rc = pm__errf(PM_EPROTO, "fabric: page trailer of another request");
+  slot->got_response = true;
+  slot->status = rc;
+  slot->length = rc ? 0 : t.length;
+  memcpy(slot->checksum, t.checksum, PM_FABRIC_CHECKSUM_LEN);
+  snprintf(slot->detail, sizeof slot->detail, "%s", rc ? pm__errmsg() : "");
+  if (rc)
+    atomic_fetch_add(rc == PM_EAUTH ? &f->stats.auth_failures
+                                    : &f->stats.decode_failures, 1);
+}
+
 void pm_fabric_slot_on_data(pm_fabric *f, uint64_t cq_data) {
   pthread_mutex_lock(&f->slot_lock);
   pm_fabric_slot *slot = by_id(f, cq_data);
   if (slot && !slot->is_put) {
     slot->got_data = true;
+    if (slot->state == PM_FABRIC_SLOT_ACTIVE && !slot->got_response)
+      take_trailer(f, slot);
     settle(f, slot);
   } else {
     PM_LOG_RATELIMITED(PM_LOG_DEBUG, "fabric", 1000,

@@ -9,9 +9,12 @@
  * the tag). Even: the rest is sealed under the fuzz key first, so the
  * unpacker and the validator see arbitrary authentic plaintext. Opening
  * must return 0, PM_EAUTH or PM_EPROTO; what opens must be valid and must
- * seal and open again. Seeds: corpus/fabric_msg/ (mode byte 0 followed by
+ * seal and open again. The same input, as the page trailer that lands in
+ * front of a page, goes to pm_fabric_trailer_open (odd) or shapes a
+ * trailer that must seal and open to itself (even). Seeds: corpus/fabric_msg/ (mode byte 0 followed by
  * a packed PageFrame).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +87,34 @@ static void check_round_trip(const pm_fabric_msg *msg) {
     abort();
 }
 
+/* The page trailer (pm_fabric_trailer_open): landed bytes open only if
+ * authentic (never, here) and within the room; fields taken from the
+ * input, sealed, open to the same fields. */
+static void check_trailer(const uint8_t *in, size_t len, bool sealed) {
+  uint8_t wire[PM_FABRIC_TRAILER_LEN] = {0};
+  memcpy(wire, in, len < sizeof wire ? len : sizeof wire);
+  pm_fabric_trailer got;
+  if (!sealed) {
+    int rc = pm_fabric_trailer_open(keys(), wire, MAX_PAGE, &got);
+    if (rc != PM_EAUTH && rc != PM_EPROTO &&
+        !(rc == 0 && got.length <= MAX_PAGE))
+      abort();
+    return;
+  }
+  pm_fabric_trailer t;
+  memcpy(&t.request_id, wire, sizeof t.request_id);
+  memcpy(&t.length, wire + 8, sizeof t.length);
+  memcpy(t.checksum, wire + 12, sizeof t.checksum);
+  pm_fabric_trailer_seal(keys(), &t, wire);
+  int rc = pm_fabric_trailer_open(keys(), wire, MAX_PAGE, &got);
+  if (t.length > MAX_PAGE ? rc != PM_EPROTO
+                          : rc != 0 || got.request_id != t.request_id ||
+                                got.length != t.length ||
+                                memcmp(got.checksum, t.checksum,
+                                       sizeof t.checksum) != 0)
+    abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint8_t sealed[PM_FABRIC_MSG_MAX + 64];
   static uint8_t arena_mem[PM_FABRIC_ARENA_SIZE];
@@ -91,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   const uint8_t *wire = data + 1;
   size_t len = size - 1;
+  check_trailer(wire, len, (data[0] & 1) == 0);
   if ((data[0] & 1) == 0) {
     ssize_t n = pm_fabric_msg_seal_bytes(keys(), sender, sizeof sender,
                                          wire, len, sealed, sizeof sealed);
