@@ -8,15 +8,16 @@
  * reference from a file in the page cache (serve_file, as an owner serves
  * its disk tier: read into a registered buffer, stored checksum), and 1
  * (qd1) or 8 (qd8) client threads call get_page in a loop. Each GET is the
- * whole protocol: sealed PageGet, serve_file, RMA write with CQ data,
- * sealed PageResponse, copy out of the landing buffer, checksum check.
+ * whole protocol: sealed PageGet, serve_file, RMA write of the trailer and
+ * the page with CQ data, copy out of the landing buffer, checksum check.
  *
- * ceiling: two bare endpoints of the same provider, no protocol: one
- * thread keeps qd fi_write (and, separately, fi_read) operations of the
+ * ceilings: two bare endpoints of the same provider, no protocol: one
+ * thread keeps qd fi_read (and, separately, fi_write) operations of the
  * page size in flight and busy-polls its CQ; the target busy-polls its CQ
  * (tcp;ofi_rxm completes nothing otherwise). Both yield the CPU after an
- * empty poll, as the transport's progress thread does. The higher of the
- * two is the ceiling.
+ * empty poll, as the transport's progress thread does. The goal is stated
+ * against the fi_read loop (a GET is a read: a request, then the page);
+ * the ratio to the fi_write loop (one-way, no request) is printed too.
  *
  * usage: bench_transport_fabric [seconds per measurement, default 1]
  *                               [rounds, default 3] [KiB] [qd]
@@ -313,44 +314,40 @@ static struct fi_info *raw_info(void) {
 typedef struct row {
   size_t size;
   int qd;
-  result ours, ceiling;
-  const char *ceiling_op;
+  result ours, read, write;
 } row;
 
 static bool print_table(const row *rows, int count, const char *provider) {
   bool pass = true;
   printf("\n### fabric transport remote hit vs bare libfabric (%s, "
          "127.0.0.1)\n\n", provider);
-  printf("| page | qd | pagemesh GB/s | ceiling GB/s (op) | ratio | "
-         "pagemesh p50 / p99 us | ceiling p50 / p99 us |\n");
-  printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  printf("| page | qd | pagemesh GB/s | fi_read GB/s | ratio | "
+         "fi_write GB/s | ratio | pagemesh p50 / p99 us | "
+         "fi_read p50 / p99 us |\n");
+  printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int i = 0; i < count; i++) {
     const row *r = &rows[i];
-    double ratio = r->ours.gbps / r->ceiling.gbps;
+    double ratio = r->ours.gbps / r->read.gbps;
     pass = pass && ratio >= GOAL;
-    printf("| %zu KiB | %d | %.2f | %.2f (%s) | %.2f | %.0f / %.0f | "
-           "%.0f / %.0f |\n", r->size >> 10, r->qd, r->ours.gbps,
-           r->ceiling.gbps, r->ceiling_op, ratio, r->ours.p50_us,
-           r->ours.p99_us, r->ceiling.p50_us, r->ceiling.p99_us);
+    printf("| %zu KiB | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f "
+           "| %.0f / %.0f |\n", r->size >> 10, r->qd, r->ours.gbps,
+           r->read.gbps, ratio, r->write.gbps, r->ours.gbps / r->write.gbps,
+           r->ours.p50_us, r->ours.p99_us, r->read.p50_us, r->read.p99_us);
   }
   return pass;
 }
 
-/* One round of a row: the ceiling (write, then read) and pagemesh, back
+/* One round of a row: the ceilings (write, then read) and pagemesh, back
  * to back; each keeps its best round, since noise only ever slows down. */
 static void measure_row(raw_ep *a, raw_ep *b, fi_addr_t peer,
                         pm_transport *client, const char *addr, row *r,
                         double seconds, samples *lat) {
   result w = bench_raw(a, b, peer, r->size, r->qd, false, seconds, lat);
-  if (w.gbps > r->ceiling.gbps) {
-    r->ceiling = w;
-    r->ceiling_op = "write";
-  }
+  if (w.gbps > r->write.gbps)
+    r->write = w;
   result rd = bench_raw(a, b, peer, r->size, r->qd, true, seconds, lat);
-  if (rd.gbps > r->ceiling.gbps) {
-    r->ceiling = rd;
-    r->ceiling_op = "read";
-  }
+  if (rd.gbps > r->read.gbps)
+    r->read = rd;
   result ours = bench_pagemesh(client, addr, r->size, r->qd, seconds, lat);
   if (ours.gbps > r->ours.gbps)
     r->ours = ours;
@@ -414,8 +411,8 @@ int main(int argc, char **argv) {
   pthread_join(target, NULL);
 
   bool pass = print_table(rows, count, info->fabric_attr->prov_name);
-  printf("\ngoal: pagemesh >= %.1f of the ceiling in every row: %s\n", GOAL,
-         pass ? "PASS" : "FALLS SHORT");
+  printf("\ngoal: pagemesh >= %.1f of the fi_read ceiling in every row: "
+         "%s\n", GOAL, pass ? "PASS" : "FALLS SHORT");
   raw_close(&a);
   raw_close(&b);
   fi_freeinfo(info);
