@@ -130,11 +130,13 @@ void pm_peer_close(pm_peer *peer) {
     return;
   atomic_store(&peer->closing, true);
   pm__mesh_leave(peer->mesh); /* others stop asking this peer */
+  /* No attached requests from here on: before the pool closes, since a
+   * request being answered queues read-ahead and keeps on the pool. */
+  pm__node_server_stop(peer->server);
+  peer->server = NULL;
   pm__pool_close(peer->pool); /* no work in flight from here on */
   pm__mesh_stop(peer->mesh);
   peer->mesh = NULL;
-  pm__node_server_stop(peer->server); /* no attached requests either */
-  peer->server = NULL;
   pm__engine_close(peer);
   pm__role_release(peer); /* last: a successor may take the lock now */
   pm__meta_close(peer->meta);

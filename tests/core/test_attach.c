@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +35,21 @@ static const char *make_object(const char *name, size_t size) {
   return path;
 }
 
-static pm_peer *open_peer(unsigned flags) {
+static pm_peer *open_peer_ra(unsigned flags, unsigned readahead) {
   pm_options o;
   pm_options_init(&o);
   o.cache_dir = cache;
   o.page_size = PS;
-  o.readahead_pages = 0;
+  o.readahead_pages = readahead;
   o.flags = flags;
   pm_peer *p = NULL;
   int err = pm_peer_open(&o, &p);
   cr_assert_eq(err, 0, "open: %s", pm_peer_errmsg(NULL));
   return p;
+}
+
+static pm_peer *open_peer(unsigned flags) {
+  return open_peer_ra(flags, 0);
 }
 
 static json_t *status_of(pm_peer *p) {
@@ -154,4 +159,72 @@ Test(attach, attach_only_fails_clearly_without_a_node, .init = setup) {
   cr_assert_eq(pm_peer_open(&o, &p), PM_EUNREACHABLE);
   cr_assert(strstr(pm_peer_errmsg(NULL), "no node peer"), "%s",
             pm_peer_errmsg(NULL));
+}
+
+/* Readers of an attached peer keep reading while the node peer closes:
+ * the node stops answering before its worker pool goes away (an answered
+ * fetch queues read-ahead on that pool), and every read succeeds, served
+ * by the node or, after the takeover, by the client itself. */
+#define RACE_PAGES 48
+#define RACE_READERS 3
+
+typedef struct race_reader {
+  pm_peer *peer;
+  char path[400];
+  atomic_bool *stop;
+  int failures;
+  unsigned reads;
+} race_reader;
+
+static void *race_main(void *arg) {
+  race_reader *r = arg;
+  unsigned char *buf = malloc(PS);
+  for (uint64_t next = 0; !atomic_load(r->stop); next++) {
+    uint64_t page = next % RACE_PAGES; /* sequential: read-ahead follows */
+    ssize_t n = pm_read(r->peer, r->path, page * PS, buf, PS);
+    r->reads++;
+    if (n != (ssize_t)PS) {
+      r->failures++;
+      continue;
+    }
+    for (size_t i = 0; i < PS; i++)
+      if (buf[i] != byte_at(page * PS + i)) {
+        r->failures++;
+        break;
+      }
+  }
+  free(buf);
+  return NULL;
+}
+
+Test(attach, node_closes_while_attached_reads_are_answered, .init = setup) {
+  race_reader readers[RACE_READERS];
+  atomic_bool stop = false;
+  for (unsigned i = 0; i < RACE_READERS; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "race%u.bin", i);
+    readers[i] = (race_reader){.peer = NULL, .stop = &stop};
+    snprintf(readers[i].path, sizeof readers[i].path, "%s",
+             make_object(name, RACE_PAGES * PS));
+  }
+  pm_peer *node = open_peer_ra(0, 4);
+  pm_peer *client = open_peer(0);
+  pthread_t threads[RACE_READERS];
+  for (unsigned i = 0; i < RACE_READERS; i++) {
+    readers[i].peer = client;
+    pthread_create(&threads[i], NULL, race_main, &readers[i]);
+  }
+  usleep(30 * 1000);
+  pm_peer_close(node);
+  usleep(30 * 1000);
+  atomic_store(&stop, true);
+  unsigned reads = 0;
+  for (unsigned i = 0; i < RACE_READERS; i++) {
+    pthread_join(threads[i], NULL);
+    cr_assert_eq(readers[i].failures, 0, "reader %u: %d failed reads", i,
+                 readers[i].failures);
+    reads += readers[i].reads;
+  }
+  cr_assert_gt(reads, RACE_READERS);
+  pm_peer_close(client);
 }
