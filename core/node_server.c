@@ -70,22 +70,25 @@ static int handle_stat(conn *c, uint64_t id, const Pm__LocalStat *m) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
+static ssize_t write_memfd(const void *data, size_t length, void *arg) {
+  if (pm__write_all(*(int *)arg, data, length) != 0)
+    return pm__errf(PM_EIO, "cannot fill a memfd");
+  return (ssize_t)length;
+}
+
 /* A page that was not cached: fetched once (through the read path, so
- * that it is kept as any page would be) and written into a sealed memfd,
- * which goes out whether or not the store kept the page. (write() into a
- * memfd costs half of what copying through a mapping of it does.) */
+ * that it is kept as any page would be) and written into a sealed memfd
+ * straight from where it landed, which goes out whether or not the store
+ * kept the page. (write() into a memfd costs half of what copying through
+ * a mapping of it does.) */
 static int page_in_memfd(pm_peer *peer, const char *uri,
                          const pm_object_stat *st, uint64_t page,
                          int *fd_out, size_t *len_out) {
-  size_t len = pm__page_length(peer, st->size, page);
-  char *buf = malloc(len ? len : 1);
   int fd = memfd_create("pagemesh-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  ssize_t n = buf && fd >= 0
-                  ? pm__page_fetch(peer, uri, st, page, 0, buf, len)
-                  : pm__errf(PM_ENOMEM, "%s: cannot make a page buffer", uri);
-  if (n >= 0 && pm__write_all(fd, buf, (size_t)n) != 0)
-    n = pm__errf(PM_EIO, "%s: cannot fill a memfd", uri);
-  free(buf);
+  ssize_t n = fd >= 0
+                  ? pm__page_fetch_visit(peer, uri, st, page, write_memfd, &fd)
+                  : pm__errf(PM_ENOMEM, "%s: cannot make a memfd: %s", uri,
+                             strerror(errno));
   if (n < 0) {
     if (fd >= 0)
       close(fd);

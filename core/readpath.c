@@ -143,10 +143,27 @@ static void keep_in_background(pm_peer *peer, pm_flight *flight,
     keep_page(peer, false, id, uri, data, length);
 }
 
+/* What a fetch does with the page: copy a range of it into dst, or hand
+ * the whole page to visit while it is valid. */
+typedef struct page_sink {
+  uint32_t offset;
+  void *dst;
+  size_t length;
+  pm_page_visit visit;
+  void *arg;
+} page_sink;
+
+static ssize_t sink_page(const page_sink *sink, const void *data,
+                         size_t page_len) {
+  return sink->visit ? sink->visit(data, page_len, sink->arg)
+                     : copy_out(data, page_len, sink->offset, sink->dst,
+                                sink->length);
+}
+
 static ssize_t fetch_shared(pm_peer *peer, pm_mesh_mode mode,
                             const char *uri, const pm_object_stat *st,
                             uint64_t page_index, const pm_page_id *id,
-                            uint32_t offset, void *dst, size_t length) {
+                            const page_sink *sink) {
   bool leader;
   pm_flight *flight = pm__flight_begin(peer->flights, id, &leader);
   if (!flight)
@@ -167,7 +184,7 @@ static ssize_t fetch_shared(pm_peer *peer, pm_mesh_mode mode,
   size_t page_len;
   ssize_t n = pm__flight_wait(flight, &data, &page_len);
   if (n == 0)
-    n = copy_out(data, page_len, offset, dst, length);
+    n = sink_page(sink, data, page_len);
   pm__flight_release(peer->flights, flight);
   return n;
 }
@@ -179,8 +196,8 @@ ssize_t pm__page_fetch_shared(pm_peer *peer, const char *uri,
   if (peer->role == PM_ROLE_ATTACHED)
     return pm__attached_fetch(peer, uri, st, page_index, id, offset, dst,
                               length);
-  return fetch_shared(peer, PM_MESH_ROUTE, uri, st, page_index, id, offset,
-                      dst, length);
+  page_sink sink = {.offset = offset, .dst = dst, .length = length};
+  return fetch_shared(peer, PM_MESH_ROUTE, uri, st, page_index, id, &sink);
 }
 
 ssize_t pm__page_fetch_owner(pm_peer *peer, const char *uri,
@@ -190,8 +207,8 @@ ssize_t pm__page_fetch_owner(pm_peer *peer, const char *uri,
   if (n != PM_ENOENT)
     return n;
   atomic_fetch_add(&peer->counters.misses, 1);
-  return fetch_shared(peer, PM_MESH_OWNER, uri, st, page_index, id, 0, dst,
-                      length);
+  page_sink sink = {.dst = dst, .length = length};
+  return fetch_shared(peer, PM_MESH_OWNER, uri, st, page_index, id, &sink);
 }
 
 /* Look in the store only: bytes copied, or PM_ENOENT for a miss. */
@@ -224,4 +241,29 @@ ssize_t pm__page_fetch(pm_peer *peer, const char *uri,
   atomic_fetch_add(&peer->counters.misses, 1);
   return pm__page_fetch_shared(peer, uri, st, page_index, &id, offset, dst,
                                length);
+}
+
+ssize_t pm__page_fetch_visit(pm_peer *peer, const char *uri,
+                             const pm_object_stat *st, uint64_t page_index,
+                             pm_page_visit visit, void *arg) {
+  if (peer->role == PM_ROLE_ATTACHED)
+    return pm__errf(PM_ENOTSUP, "an attached process fetches through its "
+                    "node peer");
+  pm_page_id id =
+      pm__page_id(uri, st->version, page_index, peer->opts.page_size);
+  size_t page_len = pm__page_length(peer, st->size, page_index);
+  if (peer->store && pm__store_contains(peer->store, &id)) {
+    char *buf = malloc(page_len ? page_len : 1);
+    ssize_t n = buf ? pm__page_read_cached(peer, &id, uri, 0, buf, page_len)
+                    : pm__errf(PM_ENOMEM, "%s: out of memory for a page",
+                               uri);
+    if (n >= 0)
+      n = visit(buf, (size_t)n, arg);
+    free(buf);
+    if (n != PM_ENOENT) /* else: gone since; fetch it */
+      return n;
+  }
+  atomic_fetch_add(&peer->counters.misses, 1);
+  page_sink sink = {.visit = visit, .arg = arg};
+  return fetch_shared(peer, PM_MESH_ROUTE, uri, st, page_index, &id, &sink);
 }
