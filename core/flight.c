@@ -17,6 +17,7 @@ struct pm_flight {
   pm_page_id key;
   unsigned refs;
   bool done;
+  bool linked; /* in the table: begin joins it */
   int result;
   void *data;
   size_t length;
@@ -66,6 +67,7 @@ pm_flight *pm__flight_begin(pm_flights *flights, const pm_page_id *key,
   if (f) {
     f->key = *key;
     f->refs = 1;
+    f->linked = true;
     f->table = flights;
     pthread_cond_init(&f->cond, NULL);
     f->next = *bucket;
@@ -77,6 +79,9 @@ pm_flight *pm__flight_begin(pm_flights *flights, const pm_page_id *key,
 }
 
 static void unlink_flight(pm_flights *flights, pm_flight *flight) {
+  if (!flight->linked)
+    return;
+  flight->linked = false;
   for (pm_flight **p = bucket_of(flights, &flight->key); *p; p = &(*p)->next) {
     if (*p == flight) {
       *p = flight->next;
@@ -85,10 +90,11 @@ static void unlink_flight(pm_flights *flights, pm_flight *flight) {
   }
 }
 
-void pm__flight_finish(pm_flights *flights, pm_flight *flight, int result,
-                       void *data, size_t length) {
+static void publish(pm_flights *flights, pm_flight *flight, int result,
+                    void *data, size_t length, bool joinable) {
   pthread_mutex_lock(&flights->mutex);
-  unlink_flight(flights, flight);
+  if (!joinable)
+    unlink_flight(flights, flight);
   flight->done = true;
   flight->result = result;
   flight->data = data;
@@ -96,6 +102,22 @@ void pm__flight_finish(pm_flights *flights, pm_flight *flight, int result,
   if (result < 0)
     snprintf(flight->errmsg, sizeof flight->errmsg, "%s", pm__errmsg());
   pthread_cond_broadcast(&flight->cond);
+  pthread_mutex_unlock(&flights->mutex);
+}
+
+void pm__flight_finish(pm_flights *flights, pm_flight *flight, int result,
+                       void *data, size_t length) {
+  publish(flights, flight, result, data, length, false);
+}
+
+void pm__flight_finish_joinable(pm_flights *flights, pm_flight *flight,
+                                void *data, size_t length) {
+  publish(flights, flight, 0, data, length, true);
+}
+
+void pm__flight_retire(pm_flights *flights, pm_flight *flight) {
+  pthread_mutex_lock(&flights->mutex);
+  unlink_flight(flights, flight);
   pthread_mutex_unlock(&flights->mutex);
 }
 

@@ -29,6 +29,15 @@ pm_flight *pm__flight_begin(pm_flights *flights, const pm_page_id *key,
 void pm__flight_finish(pm_flights *flights, pm_flight *flight, int result,
                        void *data, size_t length);
 
+/* The same for a successful flight whose data is still being put where
+ * later readers will look (kept in the store in the background): the
+ * flight stays joinable, so a caller of begin in the meantime follows it
+ * and gets its data at once instead of fetching the page again, until
+ * pm__flight_retire. */
+void pm__flight_finish_joinable(pm_flights *flights, pm_flight *flight,
+                                void *data, size_t length);
+void pm__flight_retire(pm_flights *flights, pm_flight *flight);
+
 /* Wait for the leader; returns its result and points data and length at the
  * shared bytes (valid until release). Sets the thread's error detail to
  * the leader's on failure. */

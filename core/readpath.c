@@ -115,13 +115,17 @@ static void keep_run(void *arg) {
   if (pm__flight_wait(t->flight, &data, &length) == 0 &&
       atomic_load(&t->peer->evict_generation) == t->evict_generation)
     keep_page(t->peer, false, &t->id, t->uri, data, length);
+  pm__flight_retire(t->peer->flights, t->flight);
   pm__flight_release(t->peer->flights, t->flight);
   free(t);
 }
 
 /* Queue keep_run; keep the page now if this is a worker already (read-
  * ahead and prefetch: nobody waits for them, and `pagemesh load` expects
- * its pages kept when it returns) or if it cannot be queued. */
+ * its pages kept when it returns) or if it cannot be queued. The flight
+ * stays joinable until the page is kept: a read of the page meanwhile
+ * (the next small read of the same page, typically) takes the flight's
+ * bytes instead of fetching the page again. */
 static void keep_in_background(pm_peer *peer, pm_flight *flight,
                                const pm_page_id *id, const char *uri) {
   size_t uri_len = strlen(uri) + 1;
@@ -141,6 +145,7 @@ static void keep_in_background(pm_peer *peer, pm_flight *flight,
   size_t length;
   if (pm__flight_wait(flight, &data, &length) == 0)
     keep_page(peer, false, id, uri, data, length);
+  pm__flight_retire(peer->flights, flight);
 }
 
 /* What a fetch does with the page: copy a range of it into dst, or hand
@@ -176,9 +181,12 @@ static ssize_t fetch_shared(pm_peer *peer, pm_mesh_mode mode,
     if (!lead_from_store(peer, id, page_len, &data))
       err = fetch_page(peer, mode, uri, st, page_index, id, &data, &page_len,
                        &keep_later);
-    pm__flight_finish(peer->flights, flight, err, data, page_len);
-    if (!err && keep_later)
+    if (!err && keep_later) {
+      pm__flight_finish_joinable(peer->flights, flight, data, page_len);
       keep_in_background(peer, flight, id, uri);
+    } else {
+      pm__flight_finish(peer->flights, flight, err, data, page_len);
+    }
   }
   const void *data;
   size_t page_len;

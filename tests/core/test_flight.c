@@ -82,3 +82,34 @@ Test(flight, finished_flight_is_not_joined_again) {
   pm__flight_release(fl, b);
   pm__flights_close(fl);
 }
+
+/* A flight finished as joinable is joined (with its bytes at once) until
+ * it is retired; then begin starts a new one. */
+Test(flight, joinable_flight_is_joined_until_retired) {
+  pm_flights *fl;
+  cr_assert_eq(pm__flights_open(&fl), 0);
+  pm_page_id key = pm__page_id("u", "v", 1, 65536);
+  bool leader;
+  pm_flight *a = pm__flight_begin(fl, &key, &leader);
+  cr_assert(leader);
+  char *bytes = malloc(4);
+  memcpy(bytes, "page", 4);
+  pm__flight_finish_joinable(fl, a, bytes, 4);
+  pm_flight *b = pm__flight_begin(fl, &key, &leader);
+  cr_assert(!leader, "a joinable flight is joined");
+  cr_assert_eq(b, a);
+  const void *data;
+  size_t length;
+  cr_assert_eq(pm__flight_wait(b, &data, &length), 0);
+  cr_assert_eq(length, 4);
+  cr_assert(memcmp(data, "page", 4) == 0);
+  pm__flight_release(fl, b);
+  pm__flight_retire(fl, a);
+  pm__flight_retire(fl, a); /* twice is harmless */
+  pm_flight *c = pm__flight_begin(fl, &key, &leader);
+  cr_assert(leader, "a retired flight is not joined");
+  pm__flight_finish(fl, c, 0, NULL, 0);
+  pm__flight_release(fl, c);
+  pm__flight_release(fl, a);
+  pm__flights_close(fl);
+}

@@ -6,7 +6,8 @@ several hundred objects, reads issued through different peers.
 - epoch 2, through other peers: zero origin requests;
 - a peer SIGKILLed in the middle of an epoch: no failed read, every byte
   identical, no origin read for a page that had a surviving replica;
-- a peer without the cluster key gets no page from the others.
+- a peer without the cluster key gets no page from the others;
+- several readers on one node: each page owned elsewhere crosses once.
 """
 
 import os
@@ -219,3 +220,28 @@ def test_lost_replicas_are_recreated(mesh, proxy):
     for proc, keys in procs:
         check(proc, keys)
     assert gets(proxy) == 0, proxy.stats()["requests"]
+
+
+def test_readers_on_one_node_fetch_each_remote_page_once(mesh, proxy):
+    """Several processes on one node read the same objects at once, pages
+    owned by other peers among them: each such page crosses the network
+    once, also for a reader asking while the node is still keeping the
+    page it has just fetched."""
+    parts = split(KEYS, 0)
+    fillers = {1: parts[0] + parts[1], 2: parts[2], 3: parts[3]}
+    for proc, keys in [(read_through(mesh, p, k), k)
+                       for p, k in fillers.items()]:
+        check(proc, keys)
+    mesh.wait(lambda: sum(mesh.status(i)["stats"]["pages_disk"]
+                          for i in range(PEERS)) >= 2 * PAGES,
+              timeout=40, what="two copies of every page")
+    before = mesh.status(0)["stats"]
+    assert before["pages_from_peers"] == 0
+    procs = [read_through(mesh, 0, KEYS, chunk=32 * KiB) for _ in range(4)]
+    for proc in procs:
+        check(proc, KEYS)
+    after = mesh.status(0)["stats"]
+    remote = PAGES - before["pages_disk"]   # pages peer 0 does not own
+    print("peer 0 owns %d of %d pages; %d fetched from peers for 4 readers"
+          % (before["pages_disk"], PAGES, after["pages_from_peers"]))
+    assert after["pages_from_peers"] == remote
