@@ -286,6 +286,19 @@ int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
   return ref->fd >= 0 ? 0 : open_page_file(tier, ref);
 }
 
+int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
+                                 uint64_t tick, pm_disk_ref *ref) {
+  pthread_mutex_lock(&tier->lock);
+  pm_disk_page *page = acquire_locked(tier, id, tick, ref);
+  pthread_mutex_unlock(&tier->lock);
+  if (!page)
+    return PM_ENOENT;
+  if (ref->fd >= 0)
+    return 0;
+  pm__disk_tier_release(tier, ref);
+  return PM_EBUSY;
+}
+
 void pm__disk_tier_release(pm_disk_tier *tier, pm_disk_ref *ref) {
   pm_disk_page *garbage = NULL;
   pthread_mutex_lock(&tier->lock);

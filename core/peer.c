@@ -134,7 +134,10 @@ void pm_peer_close(pm_peer *peer) {
    * request being answered queues read-ahead and keeps on the pool. */
   pm__node_server_stop(peer->server);
   peer->server = NULL;
-  pm__pool_close(peer->pool); /* no work in flight from here on */
+  /* No work in flight from here on; the transports still serve until the
+   * mesh stops, and what they submit meanwhile is refused, not lost in
+   * freed memory: the pool is freed last. */
+  pm__pool_stop(peer->pool);
   pm__mesh_stop(peer->mesh);
   peer->mesh = NULL;
   pm__engine_close(peer);
@@ -142,6 +145,7 @@ void pm_peer_close(pm_peer *peer) {
   pm__meta_close(peer->meta);
   pm__mapcache_close(peer->maps);
   pm__flights_close(peer->flights);
+  pm__pool_free(peer->pool);
   pthread_rwlock_destroy(&peer->role_lock);
   pthread_mutex_destroy(&peer->streams_mutex);
   free(peer->cache_dir);

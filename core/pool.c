@@ -115,7 +115,7 @@ int pm__pool_open(unsigned threads, pm_pool **out) {
   return 0;
 }
 
-void pm__pool_close(pm_pool *pool) {
+void pm__pool_stop(pm_pool *pool) {
   if (!pool)
     return;
   pthread_mutex_lock(&pool->mutex);
@@ -124,10 +124,21 @@ void pm__pool_close(pm_pool *pool) {
   pthread_mutex_unlock(&pool->mutex);
   for (unsigned i = 0; i < pool->thread_count; i++)
     pthread_join(pool->threads[i], NULL);
+  pool->thread_count = 0;
+}
+
+void pm__pool_free(pm_pool *pool) {
+  if (!pool)
+    return;
   pthread_mutex_destroy(&pool->mutex);
   pthread_cond_destroy(&pool->work);
   free(pool->threads);
   free(pool);
+}
+
+void pm__pool_close(pm_pool *pool) {
+  pm__pool_stop(pool);
+  pm__pool_free(pool);
 }
 
 static int enqueue(pm_pool *pool, pm_group *group, pm_task_fn fn, void *arg,

@@ -24,6 +24,11 @@ typedef struct pm_group {
 int pm__pool_open(unsigned threads, pm_pool **out);
 /* Run what is queued, then stop and join the workers. Accepts NULL. */
 void pm__pool_close(pm_pool *pool);
+/* pm__pool_close in two steps: stop (run what is queued, join the
+ * workers; from then on every submit fails with PM_ESHUTDOWN, so threads
+ * that outlive the pool's workers may still try), then free. */
+void pm__pool_stop(pm_pool *pool);
+void pm__pool_free(pm_pool *pool);
 
 /* Queue fn(arg); if group is not NULL it is counted in it. Tasks queued
  * from a worker thread run inline (no nested waits can deadlock the pool).

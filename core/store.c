@@ -266,7 +266,8 @@ static int open_disk_page(pm_store *store, const pm_page_id *id,
                           uint64_t tick, int *fd, uint64_t *data_offset,
                           size_t *length, pm_checksum *sum, bool nowait) {
   pm_disk_ref ref;
-  int rc = pm__disk_tier_acquire(store->disk, id, tick, &ref);
+  int rc = nowait ? pm__disk_tier_acquire_nowait(store->disk, id, tick, &ref)
+                  : pm__disk_tier_acquire(store->disk, id, tick, &ref);
   if (rc < 0)
     return rc;
   rc = nowait && ref.verify ? PM_EBUSY
@@ -312,7 +313,9 @@ int pm__store_open_disk(pm_store *store, const pm_page_id *id, int *fd,
                         pm_checksum *sum, bool nowait) {
   if (!store || !id || !fd || !data_offset || !length || !sum)
     return pm__errf(PM_EINVAL, "page store open_disk: NULL argument");
-  if (!store->disk)
+  /* Not on disk (in RAM only, or a miss): no access recorded here, the
+   * caller reads the page another way and that read records it. */
+  if (!store->disk || !pm__disk_tier_contains(store->disk, id))
     return PM_ENOENT;
   uint64_t tick = pm__sketch_record(store->sketch, id);
   int rc = open_disk_page(store, id, tick, fd, data_offset, length, sum,

@@ -239,6 +239,8 @@ typedef struct pm_fabric_item {
   struct pm_fabric_item *next;
   uint64_t queued_ns;
   pm_fabric_msg msg;
+  pm_page_file file; /* GET: the page, opened by the progress thread (or
+                        fd -1); a worker reads it without a new lookup */
   pm_fabric_arena arena;
   uint8_t arena_mem[PM_FABRIC_ARENA_SIZE];
 } pm_fabric_item;
@@ -336,6 +338,7 @@ typedef struct pm_fabric {
   pthread_t progress;
   bool progress_started;
   atomic_bool stopping;
+  atomic_bool no_inline; /* page files without RWF_NOWAIT: workers serve */
   atomic_int inflight;  /* operations whose completion we wait for */
   atomic_int callers;   /* threads inside get_page/put_page */
   uint64_t last_sweep_ns;
@@ -472,6 +475,6 @@ void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err);
 /* Serve an opened GET on the progress thread if that needs no waiting
  * (see fabric_server.c): true if served, false if nothing was done (queue
  * it for a worker). */
-bool pm_fabric_serve_inline(pm_fabric *f, const pm_fabric_item *item);
+bool pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item);
 
 #endif /* PM_FABRIC_INT_H */

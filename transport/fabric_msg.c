@@ -38,7 +38,8 @@
 static const uint8_t env_magic[ENV_MAGIC_LEN] = {'P', 'M', 'F', 2};
 
 /* Trailer: "PMT" 0x01 | length (u32 LE) | request id (u64 LE) | checksum
- * (16) | zeros to 48 | BLAKE2b-128 keyed with mac_key over bytes 0..47. */
+ * (16) | zeros to 48 | BLAKE2b-128 keyed with mac_key over bytes 0..47
+ * and the cluster id. */
 #define TRAILER_BODY 48
 #define TRAILER_MAC 16
 static const uint8_t trailer_magic[4] = {'P', 'M', 'T', 1};
@@ -114,10 +115,16 @@ static uint64_t get_u64(const uint8_t *at) {
   return le64toh(v);
 }
 
+/* Over the body and the cluster id, as the envelope binds it too. */
 static void trailer_mac(const pm_fabric_keys *keys, const uint8_t *body,
                         uint8_t mac[TRAILER_MAC]) {
-  crypto_generichash(mac, TRAILER_MAC, body, TRAILER_BODY, keys->mac_key,
-                     crypto_generichash_KEYBYTES);
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, keys->mac_key, crypto_generichash_KEYBYTES,
+                          TRAILER_MAC);
+  crypto_generichash_update(&state, body, TRAILER_BODY);
+  crypto_generichash_update(&state, (const uint8_t *)keys->cluster_id,
+                            keys->cluster_id_len);
+  crypto_generichash_final(&state, mac, TRAILER_MAC);
 }
 
 void pm_fabric_trailer_seal(const pm_fabric_keys *keys,

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "transport/fabric_int.h"
 
@@ -266,15 +267,16 @@ static void on_message(pm_fabric *f, const uint8_t *wire, size_t len) {
     pm_fabric_slot_on_response(f, item->msg.frame->response);
     return;
   }
+  if (item->msg.frame->body_case == PM__PAGE_FRAME__BODY_GET &&
+      pm_fabric_serve_inline(f, item))
+    return;
   pm_fabric_item *spare = pm_fabric_item_get(f);
   if (!spare) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000,
                        "server queue full: request dropped");
-    return;
-  }
-  if (item->msg.frame->body_case == PM__PAGE_FRAME__BODY_GET &&
-      pm_fabric_serve_inline(f, item)) {
-    pm_fabric_item_put(f, spare);
+    if (item->file.fd >= 0)
+      close(item->file.fd);
+    item->file.fd = -1;
     return;
   }
   f->rx_item = spare;

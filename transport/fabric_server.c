@@ -64,6 +64,7 @@ pm_fabric_item *pm_fabric_item_get(pm_fabric *f) {
   pthread_mutex_unlock(&f->queue_lock);
   if (item) {
     item->next = NULL;
+    item->file.fd = -1;
     pm_fabric_arena_init(&item->arena, item->arena_mem,
                          sizeof item->arena_mem);
   }
@@ -71,6 +72,9 @@ pm_fabric_item *pm_fabric_item_get(pm_fabric *f) {
 }
 
 void pm_fabric_item_put(pm_fabric *f, pm_fabric_item *item) {
+  if (item->file.fd >= 0)
+    close(item->file.fd);
+  item->file.fd = -1;
   pthread_mutex_lock(&f->queue_lock);
   item->next = f->item_free;
   f->item_free = item;
@@ -257,17 +261,27 @@ static void serve_staged(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
   }
 }
 
-/* The page by reference (serve_file), read into the server buffer with
- * its stored checksum: false if the core has no such page (serve_get
- * then), else true with *out the length or a pm_err. */
+/* The page by reference (serve_file, unless the progress thread already
+ * opened it: *opened, taken), read into the server buffer with its stored
+ * checksum: false if the core has no such page (serve_get then), else
+ * true with *out the length or a pm_err. */
 static bool fill_from_file(pm_fabric *f, const pm_page_request *req,
                            pm_fabric_sbuf *sb, pm_checksum *sum,
-                           bool *have_sum, ssize_t *out) {
-  pm_page_file file;
-  int rc = pm__transport_serve_file(&f->server, req,
-                                    pm_fabric_page_room(&sb->buf), &file);
+                           bool *have_sum, ssize_t *out,
+                           pm_page_file *opened) {
+  pm_page_file file = *opened;
+  opened->fd = -1;
+  int rc = 0;
+  if (file.fd < 0)
+    rc = pm__transport_serve_file(&f->server, req,
+                                  pm_fabric_page_room(&sb->buf), &file);
+  else if (file.length > pm_fabric_page_room(&sb->buf))
+    rc = pm__errf(PM_ETOOBIG, "page of %zu bytes, room for %zu",
+                  file.length, pm_fabric_page_room(&sb->buf));
   if (rc == PM_ENOENT)
     return false;
+  if (rc && file.fd >= 0)
+    close(file.fd);
   *out = rc;
   if (rc)
     return true;
@@ -285,14 +299,14 @@ static bool fill_from_file(pm_fabric *f, const pm_page_request *req,
 /* Fill a server buffer from the core; returns the length or a pm_err.
  * *have_sum tells whether *sum already holds the page's checksum. */
 static ssize_t fill(pm_fabric *f, const Pm__PageGet *get, pm_fabric_sbuf *sb,
-                    pm_checksum *sum, bool *have_sum) {
+                    pm_checksum *sum, bool *have_sum, pm_page_file *opened) {
   pm_page_request req;
   pm_fabric_req_from_pb(get->page, &req);
   pm__errmsg_clear();
   *have_sum = false;
   ssize_t len;
   size_t room = pm_fabric_page_room(&sb->buf);
-  if (!fill_from_file(f, &req, sb, sum, have_sum, &len))
+  if (!fill_from_file(f, &req, sb, sum, have_sum, &len, opened))
     len = f->server.serve_get(f->server.arg, &req,
                               pm_fabric_page_at(&sb->buf), room);
   if (len < 0)
@@ -327,7 +341,7 @@ static ssize_t write_page(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
 }
 
 static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
-                       uint64_t deadline_ns) {
+                       pm_page_file *opened, uint64_t deadline_ns) {
   int rc;
   pm_fabric_sbuf *sb = take_sbuf(f, deadline_ns, &rc);
   if (!sb) {
@@ -337,7 +351,7 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
   }
   pm_checksum sum = {{0}};
   bool have_sum = false;
-  ssize_t len = fill(f, get, sb, &sum, &have_sum);
+  ssize_t len = fill(f, get, sb, &sum, &have_sum, opened);
   if (atomic_load(&f->stopping)) {
     drop_sbuf(f, sb); /* closing: start no new write; the requester times out */
     return;
@@ -357,18 +371,23 @@ static void serve_core(pm_fabric *f, fi_addr_t peer, const Pm__PageGet *get,
 /* ---- serving on the progress thread --------------------------------------------- */
 
 /* Read the page file into the buffer only if its bytes are in the page
- * cache: the progress thread must not wait for a disk. */
-static bool read_cached(const pm_page_file *file, pm_fabric_sbuf *sb) {
+ * cache: the progress thread must not wait for a disk. A file system
+ * without RWF_NOWAIT turns serving on the progress thread off. */
+static bool read_cached(pm_fabric *f, const pm_page_file *file,
+                        pm_fabric_sbuf *sb) {
   struct iovec iov = {pm_fabric_page_at(&sb->buf), file->length};
   ssize_t n = preadv2(file->fd, &iov, 1, (off_t)file->offset, RWF_NOWAIT);
+  if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL))
+    atomic_store(&f->no_inline, true);
   return n >= 0 && (size_t)n == file->length;
 }
 
-bool pm_fabric_serve_inline(pm_fabric *f, const pm_fabric_item *item) {
+bool pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item) {
   const Pm__PageGet *get = item->msg.frame->get;
   char hex[PM_ADDR_MAX];
   fi_addr_t peer;
   if (!f->server.serve_file || atomic_load(&f->stopping) ||
+      atomic_load(&f->no_inline) ||
       pm_fabric_hex_encode(item->msg.sender, item->msg.sender_len, hex,
                            sizeof hex) ||
       pm_fabric_peer_resolve(f, hex, &peer))
@@ -389,9 +408,11 @@ bool pm_fabric_serve_inline(pm_fabric *f, const pm_fabric_item *item) {
   rc = pm__transport_serve_file(
       &f->server, &req, PM_MIN(pm_fabric_page_room(&sb->buf),
                                (size_t)get->rma_length), &file);
-  bool cached = rc == 0 && read_cached(&file, sb);
-  if (rc == 0)
+  bool cached = rc == 0 && read_cached(f, &file, sb);
+  if (rc == 0 && cached)
     close(file.fd);
+  else if (rc == 0)
+    item->file = file; /* the worker reads it: no second lookup */
   pm_checksum sum;
   memcpy(sum.bytes, file.checksum, sizeof sum.bytes);
   ssize_t len = cached ? write_page(f, peer, get, sb, file.length, &sum,
@@ -418,7 +439,7 @@ static int resolve_sender(pm_fabric *f, const pm_fabric_msg *msg,
   return rc;
 }
 
-static void handle_get(pm_fabric *f, const pm_fabric_item *item,
+static void handle_get(pm_fabric *f, pm_fabric_item *item,
                        uint64_t deadline_ns) {
   char hex[PM_ADDR_MAX];
   fi_addr_t peer;
@@ -429,7 +450,7 @@ static void handle_get(pm_fabric *f, const pm_fabric_item *item,
   if (put_slot >= 0)
     serve_staged(f, peer, get, put_slot, deadline_ns);
   else
-    serve_core(f, peer, get, deadline_ns);
+    serve_core(f, peer, get, &item->file, deadline_ns);
 }
 
 /* Pull a pushed page into scratch and hand it to serve_put. */
@@ -550,6 +571,8 @@ void pm_fabric_server_free(pm_fabric *f) {
   for (int l = 0; l < 2; l++) {
     while (lists[l]) {
       pm_fabric_item *next = lists[l]->next;
+      if (lists[l]->file.fd >= 0)
+        close(lists[l]->file.fd);
       free(lists[l]);
       lists[l] = next;
     }

@@ -250,7 +250,8 @@ static void take_trailer(pm_fabric *f, pm_fabric_slot *slot) {
   slot->got_response = true;
   slot->status = rc;
   slot->length = rc ? 0 : t.length;
-  memcpy(slot->checksum, t.checksum, PM_FABRIC_CHECKSUM_LEN);
+  if (rc == 0)
+    memcpy(slot->checksum, t.checksum, PM_FABRIC_CHECKSUM_LEN);
   snprintf(slot->detail, sizeof slot->detail, "%s", rc ? pm__errmsg() : "");
   if (rc)
     atomic_fetch_add(rc == PM_EAUTH ? &f->stats.auth_failures

@@ -6,7 +6,9 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/core_int.h"
@@ -33,6 +35,27 @@ static inline int page_file_fixture(uint8_t *page, size_t length,
   *out = (pm_page_file){.fd = fd, .offset = 4096, .length = length};
   memcpy(out->checksum, sum.bytes, sizeof out->checksum);
   return 0;
+}
+
+/* Drop the page's bytes from the page cache; true if none is resident
+ * afterwards (best effort: the kernel may keep them). */
+static inline bool page_file_evict(const pm_page_file *file) {
+  if (fdatasync(file->fd) != 0 ||
+      posix_fadvise(file->fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+    return false;
+  size_t len = (size_t)file->offset + file->length;
+  void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, file->fd, 0);
+  if (map == MAP_FAILED)
+    return false;
+  size_t pages = (len + 4095) / 4096;
+  unsigned char *vec = malloc(pages);
+  bool resident = !vec || mincore(map, len, vec) != 0;
+  for (size_t i = (size_t)file->offset / 4096; vec && !resident && i < pages;
+       i++)
+    resident = (vec[i] & 1) != 0;
+  free(vec);
+  munmap(map, len);
+  return !resident;
 }
 
 #endif /* PM_TEST_PAGE_FILE_FIXTURE_H */

@@ -104,6 +104,13 @@ Test(fabric, progress_thread_serves_what_needs_no_wait) {
   cr_assert_eq(atomic_load(&p.server_state.nowait_files), 2);
   cr_assert_eq(atomic_load(&p.server_state.gets), 0);
   cr_assert_eq(stats_of(p.server).gets_served, 3);
+  /* Bytes not in the page cache: the worker reads the file the progress
+   * thread opened, without asking the core a second time. */
+  get_exact(p.client, p.server_addr, "test://cold/page", 3, MiB);
+  cr_assert_eq(atomic_load(&p.server_state.files), 4);
+  cr_assert_eq(atomic_load(&p.server_state.nowait_files), 3);
+  if (!atomic_load(&p.server_state.cold_evicted))
+    cr_log_warn("the page stayed in the page cache: served inline");
   pair_close(&p);
 }
 

@@ -276,6 +276,10 @@ Test(fabric_msg, page_trailers_authenticate_every_bit) {
     cr_assert_eq(pm_fabric_trailer_open(&keys, garbage, 1 * MiB, &got),
                  PM_EAUTH);
   }
+  pm_fabric_keys other_cluster = keys_for(test_key, "another-cluster");
+  cr_assert_eq(pm_fabric_trailer_open(&other_cluster, wire, 1 * MiB, &got),
+               PM_EAUTH);
+  pm_fabric_keys_free(&other_cluster);
   pm_fabric_keys_free(&other);
   pm_fabric_keys_free(&keys);
 }

@@ -29,6 +29,7 @@
 typedef struct test_server {
   atomic_int gets, puts, files;
   atomic_int nowait_files, nowait_refused;
+  atomic_bool cold_evicted;
   atomic_int stall_ms;
   atomic_bool abort_stall;
   pthread_mutex_t lock;
@@ -122,8 +123,9 @@ static int test_serve_file(void *arg, const pm_page_request *req,
   test_server *srv = arg;
   bool bad = strcmp(req->uri, "test://badsum") == 0;
   bool busy = strncmp(req->uri, "test://busy/", 12) == 0;
+  bool cold = strncmp(req->uri, "test://cold/", 12) == 0;
   bool nowait = (req->flags & PM_PAGE_REQ_NOWAIT) != 0;
-  if (!bad && !busy && strncmp(req->uri, "test://file/", 12) != 0)
+  if (!bad && !busy && !cold && strncmp(req->uri, "test://file/", 12) != 0)
     return PM_ENOENT;
   if (busy && nowait) {
     atomic_fetch_add(&srv->nowait_refused, 1);
@@ -135,7 +137,10 @@ static int test_serve_file(void *arg, const pm_page_request *req,
   uint8_t *page = malloc(len ? len : 1);
   fill_page(req->uri, req->page_index, page, len);
   atomic_fetch_add(&srv->files, 1);
-  return page_file_fixture(page, len, bad, out);
+  int rc = page_file_fixture(page, len, bad, out);
+  if (rc == 0 && cold) /* out of the page cache: RWF_NOWAIT reads fail */
+    atomic_store(&srv->cold_evicted, page_file_evict(out));
+  return rc;
 }
 
 static inline void test_server_init(test_server *srv) {
