@@ -276,18 +276,8 @@ static int open_page_file(pm_disk_tier *tier, pm_disk_ref *ref) {
   return 0;
 }
 
-int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
-                          uint64_t tick, pm_disk_ref *ref) {
-  pthread_mutex_lock(&tier->lock);
-  pm_disk_page *page = acquire_locked(tier, id, tick, ref);
-  pthread_mutex_unlock(&tier->lock);
-  if (!page)
-    return PM_ENOENT;
-  return ref->fd >= 0 ? 0 : open_page_file(tier, ref);
-}
-
-int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
-                                 uint64_t tick, pm_disk_ref *ref) {
+static int acquire(pm_disk_tier *tier, const pm_page_id *id, uint64_t tick,
+                   pm_disk_ref *ref, bool nowait) {
   pthread_mutex_lock(&tier->lock);
   pm_disk_page *page = acquire_locked(tier, id, tick, ref);
   pthread_mutex_unlock(&tier->lock);
@@ -295,8 +285,20 @@ int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
     return PM_ENOENT;
   if (ref->fd >= 0)
     return 0;
+  if (!nowait)
+    return open_page_file(tier, ref);
   pm__disk_tier_release(tier, ref);
   return PM_EBUSY;
+}
+
+int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
+                          uint64_t tick, pm_disk_ref *ref) {
+  return acquire(tier, id, tick, ref, false);
+}
+
+int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
+                                 uint64_t tick, pm_disk_ref *ref) {
+  return acquire(tier, id, tick, ref, true);
 }
 
 void pm__disk_tier_release(pm_disk_tier *tier, pm_disk_ref *ref) {

@@ -100,12 +100,12 @@ typedef struct pm_disk_ref {
 /* Find the page, make it most recent and get a descriptor (opened outside
  * the lock if none is cached). Errors: PM_ENOENT (absent, or its file was
  * removed by another process: then it leaves the index), PM_EIO. */
+int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
+                          uint64_t tick, pm_disk_ref *ref);
 /* The same for a caller that may not wait for the disk: PM_EBUSY (nothing
  * held) when the page's file would have to be opened first. */
 int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
                                  uint64_t tick, pm_disk_ref *ref);
-int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
-                          uint64_t tick, pm_disk_ref *ref);
 void pm__disk_tier_release(pm_disk_tier *tier, pm_disk_ref *ref);
 
 /* Copy [offset, offset + length) of the data into buf, verifying the whole

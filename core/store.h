@@ -131,8 +131,9 @@ int pm__store_open_page(pm_store *store, const pm_page_id *id, int *fd,
  * pm__store_open_page would have): what serving a page to another peer
  * without reading it needs. Counts a disk hit. With nowait, a page that
  * must be read and verified first, or whose file is not open already, is
- * PM_EBUSY instead (the caller may not wait for the disk). Errors: PM_ENOENT (not on disk: in RAM only, or not
- * cached), PM_EBUSY (nowait), PM_ECORRUPT, PM_EIO, PM_EINVAL.
+ * PM_EBUSY instead (the caller may not wait for the disk). Errors:
+ * PM_ENOENT (not on disk: in RAM only, or not cached), PM_EBUSY (nowait),
+ * PM_ECORRUPT, PM_EIO, PM_EINVAL.
  */
 int pm__store_open_disk(pm_store *store, const pm_page_id *id, int *fd,
                         uint64_t *data_offset, size_t *length,

@@ -269,19 +269,15 @@ static bool fill_from_file(pm_fabric *f, const pm_page_request *req,
                            pm_fabric_sbuf *sb, pm_checksum *sum,
                            bool *have_sum, ssize_t *out,
                            pm_page_file *opened) {
+  /* An opened file was checked against a buffer of the same size. */
   pm_page_file file = *opened;
   opened->fd = -1;
-  int rc = 0;
-  if (file.fd < 0)
-    rc = pm__transport_serve_file(&f->server, req,
-                                  pm_fabric_page_room(&sb->buf), &file);
-  else if (file.length > pm_fabric_page_room(&sb->buf))
-    rc = pm__errf(PM_ETOOBIG, "page of %zu bytes, room for %zu",
-                  file.length, pm_fabric_page_room(&sb->buf));
+  int rc = file.fd >= 0 ? 0
+                        : pm__transport_serve_file(
+                              &f->server, req, pm_fabric_page_room(&sb->buf),
+                              &file);
   if (rc == PM_ENOENT)
     return false;
-  if (rc && file.fd >= 0)
-    close(file.fd);
   *out = rc;
   if (rc)
     return true;

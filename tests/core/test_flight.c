@@ -67,16 +67,22 @@ Test(flight, followers_get_the_error_detail) {
   run(1);
 }
 
+/* Begin a flight that must be new: this caller leads it. */
+static pm_flight *lead(pm_flights *fl, const pm_page_id *key,
+                       const char *why) {
+  bool leader;
+  pm_flight *f = pm__flight_begin(fl, key, &leader);
+  cr_assert(leader, "%s", why);
+  return f;
+}
+
 Test(flight, finished_flight_is_not_joined_again) {
   pm_flights *fl;
   cr_assert_eq(pm__flights_open(&fl), 0);
   pm_page_id key = pm__page_id("u", "v", 0, 65536);
-  bool leader;
-  pm_flight *a = pm__flight_begin(fl, &key, &leader);
-  cr_assert(leader);
+  pm_flight *a = lead(fl, &key, "the first flight");
   pm__flight_finish(fl, a, 0, NULL, 0);
-  pm_flight *b = pm__flight_begin(fl, &key, &leader);
-  cr_assert(leader, "a finished flight must not be joined");
+  pm_flight *b = lead(fl, &key, "a finished flight must not be joined");
   pm__flight_finish(fl, b, 0, NULL, 0);
   pm__flight_release(fl, a);
   pm__flight_release(fl, b);
@@ -89,12 +95,11 @@ Test(flight, joinable_flight_is_joined_until_retired) {
   pm_flights *fl;
   cr_assert_eq(pm__flights_open(&fl), 0);
   pm_page_id key = pm__page_id("u", "v", 1, 65536);
-  bool leader;
-  pm_flight *a = pm__flight_begin(fl, &key, &leader);
-  cr_assert(leader);
+  pm_flight *a = lead(fl, &key, "the first flight");
   char *bytes = malloc(4);
   memcpy(bytes, "page", 4);
   pm__flight_finish_joinable(fl, a, bytes, 4);
+  bool leader;
   pm_flight *b = pm__flight_begin(fl, &key, &leader);
   cr_assert(!leader, "a joinable flight is joined");
   cr_assert_eq(b, a);
@@ -106,8 +111,7 @@ Test(flight, joinable_flight_is_joined_until_retired) {
   pm__flight_release(fl, b);
   pm__flight_retire(fl, a);
   pm__flight_retire(fl, a); /* twice is harmless */
-  pm_flight *c = pm__flight_begin(fl, &key, &leader);
-  cr_assert(leader, "a retired flight is not joined");
+  pm_flight *c = lead(fl, &key, "a retired flight is not joined");
   pm__flight_finish(fl, c, 0, NULL, 0);
   pm__flight_release(fl, c);
   pm__flight_release(fl, a);
