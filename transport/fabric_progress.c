@@ -348,15 +348,21 @@ static void dispatch_error(pm_fabric *f) {
 
 /* ---- the thread ------------------------------------------------------------------ */
 
-/* Poll while operations are in flight and for a short while after the
- * last completion (the next request of a busy peer usually follows within
- * microseconds; waking from fi_cq_sread costs more than that). */
-static bool polling(pm_fabric *f) {
-  int inflight = atomic_load(&f->inflight);
-  if (inflight > poll_max())
-    return false;
-  return inflight > 0 || !f->cq_waitable ||
+/* Operations in flight, or a completion a short while ago (the next
+ * request of a busy peer usually follows within microseconds; waking from
+ * fi_cq_sread costs more than that). */
+static bool active(pm_fabric *f) {
+  return atomic_load(&f->inflight) > 0 ||
          pm__now_ns() - f->last_active_ns < spin_ns();
+}
+
+/* Poll rather than block: while active with few operations in flight, and
+ * always on a CQ without a wait object (it has no blocking read: calling
+ * fi_cq_sread on it crashes in the provider). */
+static bool polling(pm_fabric *f) {
+  if (!f->cq_waitable)
+    return true;
+  return atomic_load(&f->inflight) <= poll_max() && active(f);
 }
 
 static ssize_t read_cq(pm_fabric *f, struct fi_cq_data_entry *entries) {
@@ -366,8 +372,11 @@ static ssize_t read_cq(pm_fabric *f, struct fi_cq_data_entry *entries) {
                      atomic_load(&f->inflight) ? 1 : PM_FABRIC_IDLE_WAIT_MS);
 }
 
+/* After an empty poll: yield while polling; on a CQ without a wait
+ * object, yield while active and back off in sleeps of 8 us to 1 ms once
+ * inactive. */
 static void idle(pm_fabric *f, unsigned *empty_polls) {
-  if (f->cq_waitable && polling(f)) {
+  if (f->cq_waitable ? polling(f) : active(f)) {
     sched_yield();
     return;
   }
