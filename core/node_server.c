@@ -70,9 +70,19 @@ static int handle_stat(conn *c, uint64_t id, const Pm__LocalStat *m) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
+typedef struct memfd_fill {
+  int fd;
+  const char *uri;
+  uint64_t page;
+} memfd_fill;
+
 static ssize_t write_memfd(const void *data, size_t length, void *arg) {
-  if (pm__write_all(*(int *)arg, data, length) != 0)
-    return pm__errf(PM_EIO, "cannot fill a memfd");
+  const memfd_fill *m = arg;
+  int rc = pm__write_all(m->fd, data, length);
+  if (rc != 0)
+    return pm__errf(rc, "%s: page %llu: cannot fill a memfd of %zu bytes: %s",
+                    m->uri, (unsigned long long)m->page, length,
+                    strerror(errno));
   return (ssize_t)length;
 }
 
@@ -85,8 +95,10 @@ static int page_in_memfd(pm_peer *peer, const char *uri,
                          const pm_object_stat *st, uint64_t page,
                          int *fd_out, size_t *len_out) {
   int fd = memfd_create("pagemesh-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  memfd_fill fill = {fd, uri, page};
   ssize_t n = fd >= 0
-                  ? pm__page_fetch_visit(peer, uri, st, page, write_memfd, &fd)
+                  ? pm__page_fetch_visit(peer, uri, st, page, write_memfd,
+                                         &fill)
                   : pm__errf(PM_ENOMEM, "%s: cannot make a memfd: %s", uri,
                              strerror(errno));
   if (n < 0) {
