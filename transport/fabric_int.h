@@ -269,6 +269,7 @@ typedef struct pm_fabric_stats {
   _Atomic uint64_t gets_sent, gets_served, puts_sent, puts_served;
   _Atomic uint64_t bytes_sent, bytes_received;
   _Atomic uint64_t auth_failures, decode_failures, timeouts;
+  _Atomic uint64_t busy_refusals; /* requests answered PM_EBUSY: queue full */
 } pm_fabric_stats;
 
 typedef struct pm_fabric {
@@ -466,6 +467,11 @@ void pm_fabric_server_free(pm_fabric *f);
 /* A free item for the progress thread to decode into, or NULL (queue
  * full). */
 pm_fabric_item *pm_fabric_item_get(pm_fabric *f);
+/* The server queue is full: answer the GET or PUT in the item PM_EBUSY at
+ * once, if a send buffer is free without waiting, so that the requester
+ * asks another replica rather than waiting for its deadline. For the
+ * progress thread. */
+void pm_fabric_refuse_busy(pm_fabric *f, const pm_fabric_item *item);
 void pm_fabric_item_put(pm_fabric *f, pm_fabric_item *item);
 /* Queue an opened GET or PUT for the workers (takes the item). */
 void pm_fabric_server_submit(pm_fabric *f, pm_fabric_item *item);

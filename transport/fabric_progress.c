@@ -273,7 +273,8 @@ static void on_message(pm_fabric *f, const uint8_t *wire, size_t len) {
   pm_fabric_item *spare = pm_fabric_item_get(f);
   if (!spare) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000,
-                       "server queue full: request dropped");
+                       "server queue full: request refused as busy");
+    pm_fabric_refuse_busy(f, item);
     if (item->file.fd >= 0)
       close(item->file.fd);
     item->file.fd = -1;

@@ -435,6 +435,23 @@ static int resolve_sender(pm_fabric *f, const pm_fabric_msg *msg,
   return rc;
 }
 
+void pm_fabric_refuse_busy(pm_fabric *f, const pm_fabric_item *item) {
+  const Pm__PageFrame *frame = item->msg.frame;
+  uint64_t id = frame->body_case == PM__PAGE_FRAME__BODY_GET
+                    ? frame->get->request_id
+                : frame->body_case == PM__PAGE_FRAME__BODY_PUT
+                    ? frame->put->request_id
+                    : 0;
+  char hex[PM_ADDR_MAX], detail[96];
+  fi_addr_t peer;
+  if (!id || resolve_sender(f, &item->msg, hex, &peer))
+    return;
+  atomic_fetch_add(&f->stats.busy_refusals, 1);
+  snprintf(detail, sizeof detail,
+           "fabric: server busy (%u requests queued)", PM_FABRIC_QUEUE_MAX);
+  respond(f, peer, id, PM_EBUSY, 0, NULL, detail, 0);
+}
+
 static void handle_get(pm_fabric *f, pm_fabric_item *item,
                        uint64_t deadline_ns) {
   char hex[PM_ADDR_MAX];

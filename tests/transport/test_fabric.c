@@ -295,6 +295,90 @@ static void *get_in_background(void *arg) {
   return NULL;
 }
 
+/* A stalled GET from one of several clients, and what it returned when. */
+typedef struct crowd_get {
+  pm_transport *client;
+  const char *addr;
+  int index;
+  uint64_t start_ns, returned_ns;
+  ssize_t result;
+} crowd_get;
+
+static void *crowd_get_main(void *arg) {
+  crowd_get *g = arg;
+  pm_page_request req = make_request("test://stall/crowd", g->index, 65536);
+  uint8_t *buf = malloc(65536);
+  g->result = g->client->methods->get_page(g->client, g->addr, &req, buf,
+                                           65536, g->start_ns + 30 * SEC_NS);
+  g->returned_ns = pm__now_ns();
+  if (g->result == 65536) {
+    uint8_t *want = malloc(65536);
+    fill_page("test://stall/crowd", (uint64_t)g->index, want, 65536);
+    if (memcmp(buf, want, 65536) != 0)
+      g->result = PM_ECORRUPT;
+    free(want);
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Two clients with 64 GETs each in flight against a server whose workers
+ * stall: what its queue cannot hold is answered PM_EBUSY at once (the
+ * requester can ask another replica) instead of being dropped to time out
+ * at the deadline; the rest are served byte-exact once the stall ends. */
+Test(fabric, full_server_queue_refuses_at_once) {
+  test_server srv, c1, c2;
+  test_server_init(&srv);
+  test_server_init(&c1);
+  test_server_init(&c2);
+  pm_transport *server = open_fabric(&srv, test_key, 65536);
+  pm_transport *clients[2] = {open_fabric(&c1, test_key, 65536),
+                              open_fabric(&c2, test_key, 65536)};
+  char addr[PM_ADDR_MAX];
+  address_of(server, addr);
+  atomic_store(&srv.stall_ms, 60000);
+  enum { PER_CLIENT = 64, ALL = 2 * PER_CLIENT };
+  cr_assert_geq(((pm_fabric *)clients[0])->slot_count, PER_CLIENT);
+  static crowd_get gets[ALL];
+  pthread_t threads[ALL];
+  uint64_t start = pm__now_ns();
+  for (int i = 0; i < ALL; i++) {
+    gets[i] = (crowd_get){clients[i % 2], addr, i, start, 0, 0};
+    pthread_create(&threads[i], NULL, crowd_get_main, &gets[i]);
+  }
+  /* Wait for the refusals: the queue and the two workers hold 65. */
+  uint64_t refused = 0;
+  for (int waited = 0; waited < 10000 && refused < ALL - 65; waited += 10) {
+    sleep_ms(10);
+    refused = atomic_load(&((pm_fabric *)server)->stats.busy_refusals);
+  }
+  cr_assert_geq(refused, ALL - 65, "only %llu refused",
+                (unsigned long long)refused);
+  atomic_store(&srv.abort_stall, true);
+  int busy = 0, served = 0;
+  for (int i = 0; i < ALL; i++) {
+    pthread_join(threads[i], NULL);
+    if (gets[i].result == PM_EBUSY) {
+      busy++;
+      cr_assert_lt(gets[i].returned_ns - start, 10 * SEC_NS);
+    } else {
+      cr_assert_eq(gets[i].result, 65536, "get %d: %s", i,
+                   pm_err_name((int)gets[i].result));
+      served++;
+    }
+  }
+  cr_assert_eq((uint64_t)busy, refused);
+  cr_assert_eq(busy + served, ALL);
+  cr_assert_eq(stats_of(clients[0]).timeouts + stats_of(clients[1]).timeouts,
+               0);
+  close_fabric(clients[0]);
+  close_fabric(clients[1]);
+  close_fabric(server);
+  test_server_fini(&srv);
+  test_server_fini(&c1);
+  test_server_fini(&c2);
+}
+
 Test(fabric, server_closed_mid_request_fails_within_deadline) {
   pair p;
   pair_open(&p, 1 * MiB);
