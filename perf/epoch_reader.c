@@ -13,7 +13,9 @@
  *   EPOCH <n> <count>
  *   <key>\t<offset>\t<length>          (count lines)
  *
- * It reads every range in order, hashing each one's bytes (XXH3-64), and
+ * It reads every range in order, hashing each one's bytes (XXH3-64,
+ * through libxxhash's x86 dispatcher where it has one, as core/page_id.c;
+ * the hash is in the timed region of every contender alike), and
  * only when the epoch is over prints, so that printing never slows it:
  *
  *   <latency_ns> <bytes> <xxh3 hex>    (one line per range, or
@@ -39,6 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
+#ifdef PM_HAVE_XXH_DISPATCH
+#include <xxh_x86dispatch.h> /* the widest vector code the CPU has */
+#endif
 
 #include "pagemesh.h"
 
