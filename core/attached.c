@@ -2,8 +2,10 @@
  * core/attached.c - the read path of an attached process: a cached page
  * is read through a mapping of its page file (opened straight from the
  * cache directory, no round trip to the node peer); a missing page is
- * fetched by the node peer, which hands back a descriptor of it, and
- * concurrent misses of one page in this process share one such request.
+ * fetched by the node peer, which writes it into a free slot of this
+ * process's landing area (core/landing.c) or, when none is free or the
+ * page is a file on disk, hands back a descriptor of it; concurrent misses
+ * of one page in this process share one such request.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,20 +44,43 @@ ssize_t pm__attached_read_cached(pm_peer *peer, const pm_page_id *id,
   return n;
 }
 
-/* Ask the node for the page and map what it hands back. */
+/* Ask the node for the page, offering a landing slot, and cache what
+ * comes back. */
 static int fetch_from_node(pm_peer *peer, const char *uri,
                            const pm_object_stat *st, uint64_t page_index,
                            const pm_page_id *id) {
-  int fd;
-  uint64_t data_offset;
-  size_t length;
-  int err = pm__link_fetch(peer->link, uri, st, page_index, &fd, &data_offset,
-                           &length);
-  if (err)
+  pm_landing *landing = peer->landing;
+  pm_link_fetch_io io = {.landing_fd = -1, .slot = -1, .fd = -1};
+  if (landing) {
+    /* The landing area holds the most recently used pages that came
+     * through it: make room by dropping the least recently used one. */
+    while ((io.slot = pm__landing_take(landing)) < 0 &&
+           pm__mapcache_drop_landed(peer->maps))
+      ;
+  }
+  if (io.slot >= 0) {
+    io.landing_fd = pm__landing_fd(landing);
+    io.slot_size = pm__landing_slot_size(landing);
+  }
+  int err = pm__link_fetch(peer->link, uri, st, page_index, &io);
+  if (io.slot >= 0 && (err || !io.landed)) {
+    if (io.answered)
+      pm__landing_give(landing, io.slot);
+    else
+      pm__landing_spoil(landing, io.slot); /* the node may still write */
+  }
+  if (err) {
+    if (io.fd >= 0)
+      close(io.fd);
     return err;
-  pm_map_entry *e = pm__mapcache_add_fd(peer->maps, id, fd, data_offset,
-                                        length);
-  close(fd);
+  }
+  pm_map_entry *e;
+  if (io.landed) {
+    e = pm__mapcache_add_landing(peer->maps, id, landing, io.slot, io.length);
+  } else {
+    e = pm__mapcache_add_fd(peer->maps, id, io.fd, io.data_offset, io.length);
+    close(io.fd);
+  }
   if (!e)
     return PM_EIO;
   pm__mapcache_put(peer->maps, e);

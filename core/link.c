@@ -87,16 +87,17 @@ static int broken(pm_link *l, int fd) {
                   (int)l->node_pid);
 }
 
-/* Send req and wait for one reply on a connection of the pool. *reply is
- * freed by the caller with pm__local_reply__free_unpacked. A passed fd is
- * returned in *fd_out (or closed if fd_out is NULL). */
-static int call_on(pm_link *l, int fd, Pm__LocalRequest *req,
+/* Send req (with pass_fd if >= 0) and wait for one reply on a connection
+ * of the pool. *reply is freed by the caller with
+ * pm__local_reply__free_unpacked. A passed fd is returned in *fd_out (or
+ * closed if fd_out is NULL). */
+static int call_on(pm_link *l, int fd, Pm__LocalRequest *req, int pass_fd,
                    Pm__LocalReply **reply, int *fd_out) {
   *reply = NULL;
   uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
   if (!buf)
     return pm__errf(PM_ENOMEM, "out of memory");
-  int passed = -1, err = pm__local_send(fd, &req->base, -1);
+  int passed = -1, err = pm__local_send(fd, &req->base, pass_fd);
   ssize_t n = err ? err : pm__local_recv(fd, buf, &passed);
   if (n > 0) {
     *reply = pm__local_reply__unpack(NULL, (size_t)n, buf);
@@ -111,17 +112,20 @@ static int call_on(pm_link *l, int fd, Pm__LocalRequest *req,
   return n > 0 ? 0 : (n == 0 ? PM_EUNREACHABLE : (int)n);
 }
 
-static int call(pm_link *l, Pm__LocalRequest *req, Pm__LocalReply **reply,
-                int *fd_out) {
+/* call with a descriptor passed along, telling whether the node answered
+ * (*answered false: no reply came, the node may still be working on it). */
+static int call_fd(pm_link *l, Pm__LocalRequest *req, int pass_fd,
+                   Pm__LocalReply **reply, int *fd_out, bool *answered) {
   int fd;
   *reply = NULL;
+  *answered = false;
   if (atomic_load(&l->broken))
     return broken(l, -1);
   int err = checkout(l, &fd);
   if (err)
     return err == PM_EACCES ? err : broken(l, -1);
   req->id = atomic_fetch_add(&l->next_id, 1);
-  err = call_on(l, fd, req, reply, fd_out);
+  err = call_on(l, fd, req, pass_fd, reply, fd_out);
   if (err == PM_EUNREACHABLE || err == PM_EPROTO) {
     if (*reply)
       pm__local_reply__free_unpacked(*reply, NULL);
@@ -133,6 +137,7 @@ static int call(pm_link *l, Pm__LocalRequest *req, Pm__LocalReply **reply,
     return err;
   }
   checkin(l, fd);
+  *answered = true;
   if ((*reply)->status < 0) {
     err = pm__errf((*reply)->status, "%s",
                    (*reply)->detail ? (*reply)->detail : "");
@@ -142,6 +147,12 @@ static int call(pm_link *l, Pm__LocalRequest *req, Pm__LocalReply **reply,
     *reply = NULL;
   }
   return err;
+}
+
+static int call(pm_link *l, Pm__LocalRequest *req, Pm__LocalReply **reply,
+                int *fd_out) {
+  bool answered;
+  return call_fd(l, req, -1, reply, fd_out, &answered);
 }
 
 int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
@@ -162,7 +173,7 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
   int fd, err = connect_node(path, &fd);
   if (!err) {
     req.id = atomic_fetch_add(&l->next_id, 1);
-    err = call_on(l, fd, &req, &reply, NULL);
+    err = call_on(l, fd, &req, -1, &reply, NULL);
     if (!err && reply->status < 0)
       err = pm__errf(reply->status, "%s", reply->detail ? reply->detail : "");
     if (!err) {
@@ -226,8 +237,7 @@ int pm__link_stat(pm_link *l, const char *uri, pm_object_stat *out) {
 }
 
 int pm__link_fetch(pm_link *l, const char *uri, const pm_object_stat *st,
-                   uint64_t page_index, int *fd, uint64_t *data_offset,
-                   size_t *length) {
+                   uint64_t page_index, pm_link_fetch_io *io) {
   Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
   Pm__LocalFetch m = PM__LOCAL_FETCH__INIT;
   Pm__LocalObjectStat ls = PM__LOCAL_OBJECT_STAT__INIT;
@@ -237,17 +247,26 @@ int pm__link_fetch(pm_link *l, const char *uri, const pm_object_stat *st,
   m.uri = (char *)uri;
   m.stat = &ls;
   m.page_index = page_index;
+  bool landing = io->landing_fd >= 0 && io->slot >= 0;
+  m.landing_slot = landing ? (uint32_t)io->slot + 1 : 0;
+  m.landing_slot_size = landing ? io->slot_size : 0;
   req.body_case = PM__LOCAL_REQUEST__BODY_FETCH;
   req.fetch = &m;
   Pm__LocalReply *reply;
-  *fd = -1;
-  int err = call(l, &req, &reply, fd);
+  io->fd = -1;
+  io->landed = false;
+  int err = call_fd(l, &req, landing ? io->landing_fd : -1, &reply,
+                    &io->fd, &io->answered);
   if (err)
     return err;
-  if (*fd < 0)
+  io->landed = landing && reply->landed;
+  if (io->fd < 0 && !io->landed)
     err = pm__errf(PM_EPROTO, "%s: fetch reply without a descriptor", uri);
-  *data_offset = reply->data_offset;
-  *length = (size_t)reply->length;
+  if (io->landed && reply->length > io->slot_size)
+    err = pm__errf(PM_EPROTO, "%s: node wrote %llu bytes into a slot",
+                   uri, (unsigned long long)reply->length);
+  io->data_offset = reply->data_offset;
+  io->length = (size_t)reply->length;
   pm__local_reply__free_unpacked(reply, NULL);
   return err;
 }

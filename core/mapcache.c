@@ -7,7 +7,9 @@
  * reference counted: an entry handed out by pm_map outlives its eviction
  * from the cache, and a mapping outlives the page file's unlink. The total
  * of mapped bytes is bounded; the least recently used unreferenced
- * entries are unmapped first.
+ * entries are unmapped first. A page the node wrote into this process's
+ * landing area (core/landing.c) is an entry too: its slot instead of a
+ * mapping, given back when the entry is freed.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -28,6 +30,8 @@ struct pm_map_entry {
   size_t length;
   unsigned refs; /* the cache's own reference counts as one */
   bool cached;
+  pm_landing *landing; /* set: base is this landing slot, not a mapping */
+  int slot;
 };
 
 struct pm_mapcache {
@@ -72,7 +76,10 @@ static void lru_push_front(pm_mapcache *c, pm_map_entry *e) {
 }
 
 static void entry_free(pm_map_entry *e) {
-  munmap(e->base, e->length);
+  if (e->landing)
+    pm__landing_give(e->landing, e->slot);
+  else
+    munmap(e->base, e->length);
   free(e);
 }
 
@@ -140,17 +147,21 @@ static void make_room_locked(pm_mapcache *c, size_t incoming,
   }
 }
 
-/* Take ownership of a mapping and cache it; returns a referenced entry
- * (the one already cached if another thread got there first). */
+/* Take ownership of a mapping (or a landing slot) and cache it; returns a
+ * referenced entry (the one already cached if another thread got there
+ * first). */
 static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
-                            size_t length) {
+                            size_t length, pm_landing *landing, int slot) {
   pm_map_entry *e = calloc(1, sizeof *e);
   if (!e) {
-    munmap(base, length);
+    if (landing)
+      pm__landing_give(landing, slot);
+    else
+      munmap(base, length);
     return NULL;
   }
   *e = (pm_map_entry){.id = *id, .base = base, .length = length, .refs = 2,
-                      .cached = true};
+                      .cached = true, .landing = landing, .slot = slot};
   pm_map_entry *doomed[16];
   size_t ndoomed = 0;
   pthread_mutex_lock(&c->mutex);
@@ -200,7 +211,29 @@ pm_map_entry *pm__mapcache_add_fd(pm_mapcache *c, const pm_page_id *id,
     pm__errf(PM_EIO, "cannot map a page from the node peer");
     return NULL;
   }
-  return insert(c, id, base, length ? length : 1);
+  return insert(c, id, base, length ? length : 1, NULL, -1);
+}
+
+bool pm__mapcache_drop_landed(pm_mapcache *c) {
+  pm_map_entry *dead = NULL;
+  bool dropped = false;
+  pthread_mutex_lock(&c->mutex);
+  for (pm_map_entry *e = c->tail; e && !dropped; e = e->prev)
+    if (e->landing && e->refs == 1) {
+      dead = uncache_locked(c, e);
+      dropped = true;
+    }
+  pthread_mutex_unlock(&c->mutex);
+  if (dead)
+    entry_free(dead);
+  return dropped;
+}
+
+pm_map_entry *pm__mapcache_add_landing(pm_mapcache *c, const pm_page_id *id,
+                                       pm_landing *landing, int slot,
+                                       size_t length) {
+  void *base = (void *)pm__landing_data(landing, slot);
+  return insert(c, id, base, length, landing, slot);
 }
 
 pm_map_entry *pm__mapcache_open_file(pm_mapcache *c, const char *cache_dir,
@@ -235,5 +268,5 @@ pm_map_entry *pm__mapcache_open_file(pm_mapcache *c, const char *cache_dir,
   }
   free(block);
   free(h);
-  return good ? insert(c, id, base, length) : NULL;
+  return good ? insert(c, id, base, length, NULL, -1) : NULL;
 }

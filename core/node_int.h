@@ -24,6 +24,30 @@ size_t pm__node_server_clients(pm_node_server *server, pid_t *pids,
 /* The node's status as JSON (malloc'd). core/status.c. */
 int pm__node_status_json(pm_peer *peer, char **out);
 
+/* ---- landing areas, node side (core/node_landing.c) ------------------------- */
+
+typedef struct pm_node_landing pm_node_landing;
+/* The largest landing area a node maps. */
+#define PM_NODE_LANDING_MAX (1ull << 30)
+typedef struct pm_node_landings {
+  pthread_mutex_t mutex;
+  pm_node_landing *head;
+} pm_node_landings;
+
+int pm__node_landings_init(pm_node_landings *set);
+void pm__node_landings_destroy(pm_node_landings *set);
+/* A reference to the area behind fd (a landing memfd an attached process
+ * passed), mapped writable the first time. Errors: PM_EPROTO (not a
+ * memory file, cannot map), PM_ENOMEM. */
+int pm__node_landing_get(pm_node_landings *set, int fd,
+                         pm_node_landing **out);
+/* Is fd the memfd of this area? */
+bool pm__node_landing_is(const pm_node_landing *landing, int fd);
+void pm__node_landing_put(pm_node_landings *set, pm_node_landing *landing);
+/* Where slot (of slot_size bytes) starts, or NULL if it is not inside. */
+uint8_t *pm__node_landing_slot(pm_node_landing *landing, uint32_t slot,
+                               uint32_t slot_size);
+
 /* ---- link (core/link.c) ---------------------------------------------------- */
 
 /* Connect and say hello; *page_size is the node's. Errors:
@@ -35,11 +59,24 @@ void pm__link_close(pm_link *link);
 bool pm__link_broken(pm_link *link);
 pid_t pm__link_node_pid(pm_link *link);
 int pm__link_stat(pm_link *link, const char *uri, pm_object_stat *out);
-/* Ask the node for a page; *fd (closed by the caller) holds it at
- * [*data_offset, +*length). */
+/* A fetch from the node: where the page may land, and what came back. */
+typedef struct pm_link_fetch_io {
+  int landing_fd;     /* in: the landing area's memfd, or -1 */
+  int slot;           /* in: a slot of it taken for this page, or -1 */
+  uint32_t slot_size; /* in: its slot size */
+  bool landed;        /* out: the node wrote the page into the slot */
+  bool answered;      /* out: the node answered (it no longer writes) */
+  int fd;             /* out: otherwise a descriptor holding the page */
+  uint64_t data_offset;
+  size_t length;      /* out: the page length */
+} pm_link_fetch_io;
+
+/* Ask the node for a page: it either writes it into io->slot of the
+ * landing area (passed along) and sets io->landed, or hands back io->fd
+ * (closed by the caller) holding it at [data_offset, +length). Errors: the
+ * node's, PM_EUNREACHABLE (node gone), PM_EPROTO (bad reply). */
 int pm__link_fetch(pm_link *link, const char *uri, const pm_object_stat *st,
-                   uint64_t page_index, int *fd, uint64_t *data_offset,
-                   size_t *length);
+                   uint64_t page_index, pm_link_fetch_io *io);
 int pm__link_list(pm_link *link, const char *uri, unsigned flags,
                   pm_ufs_list_cb cb, void *arg);
 int pm__link_invalidate(pm_link *link, const char *prefix);
@@ -57,6 +94,25 @@ void pm__link_note_read(pm_link *link, uint64_t bytes);
 void pm__link_note_latency(pm_link *link, uint64_t ns);
 void pm__link_flush(pm_link *link);
 
+/* ---- landing area (core/landing.c) ------------------------------------------ */
+
+/* A shared memfd of `slots` slots of slot_size bytes, mapped read-only
+ * here. Errors: PM_EINVAL, PM_ENOMEM, and memfd/mmap failures. */
+int pm__landing_open(uint32_t slot_size, unsigned slots, pm_landing **out);
+/* No more slots are taken; the area is freed once every taken slot is
+ * given back or spoiled. Accepts NULL. */
+void pm__landing_close(pm_landing *landing);
+int pm__landing_fd(const pm_landing *landing);
+uint32_t pm__landing_slot_size(const pm_landing *landing);
+/* A free slot's index, or -1 if none is free. */
+int pm__landing_take(pm_landing *landing);
+const void *pm__landing_data(const pm_landing *landing, int slot);
+/* A taken slot back for reuse; or never again (its fetch did not end with
+ * the node's answer, so the node may still write into it). */
+void pm__landing_give(pm_landing *landing, int slot);
+void pm__landing_spoil(pm_landing *landing, int slot);
+unsigned pm__landing_free_slots(pm_landing *landing);
+
 /* ---- map cache (core/mapcache.c) ------------------------------------------- */
 
 int pm__mapcache_open(uint64_t capacity, pm_mapcache **out);
@@ -71,6 +127,16 @@ pm_map_entry *pm__mapcache_open_file(pm_mapcache *cache,
 pm_map_entry *pm__mapcache_add_fd(pm_mapcache *cache, const pm_page_id *id,
                                   int fd, uint64_t data_offset,
                                   size_t length);
+/* Cache a page the node wrote into a slot of the landing area; the entry
+ * owns the slot (given back when the entry is freed). NULL only if out of
+ * memory (the slot is given back then). */
+pm_map_entry *pm__mapcache_add_landing(pm_mapcache *cache,
+                                       const pm_page_id *id,
+                                       pm_landing *landing, int slot,
+                                       size_t length);
+/* Uncache the least recently used landed page nobody holds, giving its
+ * slot back; false if there is none. */
+bool pm__mapcache_drop_landed(pm_mapcache *cache);
 void pm__mapcache_put(pm_mapcache *cache, pm_map_entry *entry);
 const void *pm__map_entry_data(const pm_map_entry *entry, size_t *length);
 

@@ -3,8 +3,11 @@
  * unix SOCK_SEQPACKET socket in the cache directory (mode 0600: only the
  * cache's owner may attach), an accept thread, and one thread per attached
  * connection answering its requests with the node's own read path. A fetch
- * is answered with a descriptor of the page file (or of a memfd holding
- * the page, if the store did not keep it), which the attached process maps.
+ * is answered with a descriptor of the page file, or, for a page that is
+ * not a file on disk, by writing it into the slot of the attached
+ * process's landing area that came with the request (core/landing.c,
+ * core/node_landing.c); without one, with a memfd holding the page. The
+ * attached process maps what it gets.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +31,7 @@ typedef struct conn {
   pid_t pid;
   pthread_t thread;
   bool done;
+  pm_node_landing *landing; /* the landing area its fetches came with */
 } conn;
 
 struct pm_node_server {
@@ -37,6 +41,7 @@ struct pm_node_server {
   pthread_mutex_t mutex;
   conn *conns;
   atomic_bool stopping;
+  pm_node_landings landings;
 };
 
 /* ---- replies --------------------------------------------------------------- */
@@ -128,7 +133,65 @@ static int check_fetch(pm_peer *peer, const Pm__LocalFetch *m, char *norm,
   return 0;
 }
 
-static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
+/* The slot of the landing area passed with a fetch (fd), or NULL. */
+static uint8_t *landing_slot(conn *c, const Pm__LocalFetch *m, int fd) {
+  if (!m->landing_slot || fd < 0 ||
+      m->landing_slot_size != c->server->peer->opts.page_size)
+    return NULL;
+  pm_node_landings *set = &c->server->landings;
+  if (c->landing && !pm__node_landing_is(c->landing, fd)) {
+    pm__node_landing_put(set, c->landing);
+    c->landing = NULL;
+  }
+  if (!c->landing && pm__node_landing_get(set, fd, &c->landing) != 0) {
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "node", 5000, "pid %d: %s", (int)c->pid,
+                       pm__errmsg());
+    return NULL;
+  }
+  return pm__node_landing_slot(c->landing, m->landing_slot - 1,
+                               c->server->peer->opts.page_size);
+}
+
+typedef struct slot_fill {
+  uint8_t *dst;
+  size_t room;
+} slot_fill;
+
+static ssize_t write_slot(const void *data, size_t length, void *arg) {
+  const slot_fill *f = arg;
+  if (length > f->room)
+    return pm__errf(PM_ETOOBIG, "a page of %zu bytes for a slot of %zu",
+                    length, f->room);
+  pm__copy(f->dst, data, length);
+  return (ssize_t)length;
+}
+
+/* Write a page that is not on disk into the slot: from RAM, or fetched. */
+static ssize_t land_page(pm_peer *peer, const char *uri,
+                         const pm_object_stat *st, uint64_t page,
+                         const pm_page_id *pid, uint8_t *slot) {
+  size_t room = peer->opts.page_size;
+  if (peer->store && pm__store_contains(peer->store, pid)) {
+    ssize_t n = pm__page_read_cached(peer, pid, uri, 0, slot, room);
+    if (n >= 0) {
+      atomic_fetch_add(&peer->counters.attached_hits, 1);
+      return n;
+    }
+  }
+  slot_fill fill = {slot, room};
+  return pm__page_fetch_visit(peer, uri, st, page, write_slot, &fill);
+}
+
+static int send_landed(conn *c, uint64_t id, size_t length) {
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = id;
+  reply.length = length;
+  reply.landed = true;
+  return pm__local_send(c->fd, &reply.base, -1);
+}
+
+static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m,
+                        int passed_fd) {
   pm_peer *peer = c->server->peer;
   char norm[PM_URI_MAX];
   pm_object_stat st;
@@ -138,12 +201,25 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m) {
   pm_page_id pid = pm__page_id(norm, st.version, m->page_index,
                                peer->opts.page_size);
   /* A page this process's store already held is a hit for the node: its
-   * page file (or a memfd copy of a page in RAM) goes out. */
+   * page file goes out; a page in RAM or fetched now is written into the
+   * landing slot that came with the request, or else a memfd copy of it
+   * goes out. */
+  uint8_t *slot = landing_slot(c, m, passed_fd);
+  bool held = peer->store && pm__store_contains(peer->store, &pid);
   int fd = -1;
   uint64_t offset = 0;
   size_t length = 0;
-  if (peer->store && pm__store_contains(peer->store, &pid) &&
-      pm__store_open_page(peer->store, &pid, &fd, &offset, &length) == 0)
+  pm_checksum sum;
+  if (slot && !(held && pm__store_open_disk(peer->store, &pid, &fd, &offset,
+                                            &length, &sum, false) == 0)) {
+    ssize_t n = land_page(peer, norm, &st, m->page_index, &pid, slot);
+    if (n < 0)
+      return send_status(c, id, (int)n);
+    pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
+    return send_landed(c, id, (size_t)n);
+  }
+  if (fd >= 0 || (held && pm__store_open_page(peer->store, &pid, &fd, &offset,
+                                              &length) == 0))
     atomic_fetch_add(&peer->counters.attached_hits, 1);
   else
     err = page_in_memfd(peer, norm, &st, m->page_index, &fd, &length);
@@ -268,7 +344,9 @@ static int send_count(conn *c, uint64_t id, ssize_t result) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
-static int dispatch(conn *c, const Pm__LocalRequest *req) {
+/* fd: a descriptor passed with the request (a fetch's landing area), or
+ * -1; the caller closes it. */
+static int dispatch(conn *c, const Pm__LocalRequest *req, int fd) {
   pm_peer *peer = c->server->peer;
   pm__errmsg_clear();
   switch (req->body_case) {
@@ -277,7 +355,7 @@ static int dispatch(conn *c, const Pm__LocalRequest *req) {
   case PM__LOCAL_REQUEST__BODY_STAT:
     return handle_stat(c, req->id, req->stat);
   case PM__LOCAL_REQUEST__BODY_FETCH:
-    return handle_fetch(c, req->id, req->fetch);
+    return handle_fetch(c, req->id, req->fetch, fd);
   case PM__LOCAL_REQUEST__BODY_LIST:
     return handle_list(c, req->id, req->list);
   case PM__LOCAL_REQUEST__BODY_INVALIDATE:
@@ -323,23 +401,30 @@ static void *conn_main(void *arg) {
   while (buf && !atomic_load(&c->server->stopping)) {
     int fd;
     ssize_t n = pm__local_recv(c->fd, buf, &fd);
-    if (fd >= 0)
-      close(fd); /* attached processes never send descriptors */
-    if (n <= 0)
+    if (n <= 0) {
+      if (fd >= 0)
+        close(fd);
       break;
+    }
     Pm__LocalRequest *req = pm__local_request__unpack(NULL, (size_t)n, buf);
     if (!req) {
       PM_LOG_RATELIMITED(PM_LOG_WARN, "node", 5000,
                          "pid %d sent an undecodable request; dropping it",
                          (int)c->pid);
+      if (fd >= 0)
+        close(fd);
       break;
     }
-    int err = dispatch(c, req);
+    int err = dispatch(c, req, fd);
+    if (fd >= 0)
+      close(fd);
     pm__local_request__free_unpacked(req, NULL);
     if (err == PM_EUNREACHABLE)
       break;
   }
   free(buf);
+  pm__node_landing_put(&c->server->landings, c->landing);
+  c->landing = NULL;
   shutdown(c->fd, SHUT_RDWR);
   pthread_mutex_lock(&c->server->mutex);
   c->done = true;
@@ -411,6 +496,7 @@ int pm__node_server_start(pm_peer *peer, const char *path,
     return pm__errf(PM_ENOMEM, "out of memory");
   s->peer = peer;
   pthread_mutex_init(&s->mutex, NULL);
+  pm__node_landings_init(&s->landings);
   s->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   unlink(path); /* a stale socket of a dead node: we hold the lock */
   mode_t old = umask(0077);
@@ -427,6 +513,7 @@ int pm__node_server_start(pm_peer *peer, const char *path,
     if (s->listen_fd >= 0)
       close(s->listen_fd);
     pthread_mutex_destroy(&s->mutex);
+    pm__node_landings_destroy(&s->landings);
     free(s);
     return err;
   }
@@ -458,6 +545,7 @@ void pm__node_server_stop(pm_node_server *s) {
     free(c);
   }
   pthread_mutex_destroy(&s->mutex);
+  pm__node_landings_destroy(&s->landings);
   free(s);
 }
 

@@ -144,6 +144,7 @@ void pm_peer_close(pm_peer *peer) {
   pm__role_release(peer); /* last: a successor may take the lock now */
   pm__meta_close(peer->meta);
   pm__mapcache_close(peer->maps);
+  pm__landing_close(peer->landing); /* after the entries that use it */
   pm__flights_close(peer->flights);
   pm__pool_free(peer->pool);
   pthread_rwlock_destroy(&peer->role_lock);

@@ -42,6 +42,7 @@ typedef struct pm_node_server pm_node_server;
 typedef struct pm_mesh pm_mesh;
 typedef struct pm_link pm_link;
 typedef struct pm_mapcache pm_mapcache;
+typedef struct pm_landing pm_landing;
 typedef struct pm_map_entry pm_map_entry;
 
 typedef enum pm_role {
@@ -61,6 +62,7 @@ struct pm_peer {
   pm_node_server *server;  /* node */
   pm_link *link;           /* attached */
   pm_mapcache *maps;       /* attached */
+  pm_landing *landing;     /* attached: where the node writes pages */
   pm_mesh *mesh;           /* node with opts.listen: the mesh */
   pm_store *store; /* NULL with PM_OPEN_PASSTHROUGH */
   pm_meta *meta;

@@ -23,6 +23,11 @@
 #define RETRY_SLEEP_US 5000
 /* Virtual address space an attached process may keep mapped. */
 #define MAPCACHE_CAPACITY (8ull << 30)
+/* An attached process's landing area: this many bytes, in 4 to 64 slots of
+ * the node's page size. */
+#define LANDING_BYTES (64ull << 20)
+#define LANDING_SLOTS_MIN 4u
+#define LANDING_SLOTS_MAX 64u
 
 static void dir_path(const pm_peer *peer, const char *name, char *out,
                      size_t size) {
@@ -104,6 +109,20 @@ static int become_attached(pm_peer *peer, pm_link *link, uint32_t page_size) {
   }
   /* Page ids depend on the page size: use the node's. */
   peer->opts.page_size = page_size;
+  /* Pages land in slots of that size (an area of another size, from a
+   * node before, is freed once its pages are). Without one, every page
+   * comes as a descriptor. */
+  if (peer->landing && pm__landing_slot_size(peer->landing) != page_size) {
+    pm__landing_close(peer->landing);
+    peer->landing = NULL;
+  }
+  if (!peer->landing && page_size > 0) {
+    uint64_t slots = PM_MAX(PM_MIN(LANDING_BYTES / page_size,
+                                   (uint64_t)LANDING_SLOTS_MAX),
+                            (uint64_t)LANDING_SLOTS_MIN);
+    if (pm__landing_open(page_size, (unsigned)slots, &peer->landing) != 0)
+      PM_LOG(PM_LOG_WARN, "attach", "no landing area: %s", pm__errmsg());
+  }
   peer->link = link;
   peer->role = PM_ROLE_ATTACHED;
   return 0;

@@ -13,44 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pagemesh.h"
+#include "node_fixture.h"
 
 TestSuite(attach, .timeout = 60);
-
-#define PS (64u << 10)
-
-static char root[256], cache[300];
-
-static unsigned char byte_at(uint64_t i) {
-  return (unsigned char)((i * 7 + (i >> 11)) & 0xff);
-}
-
-static const char *make_object(const char *name, size_t size) {
-  static char path[400];
-  snprintf(path, sizeof path, "%s/%s", root, name);
-  FILE *f = fopen(path, "wb");
-  for (size_t i = 0; i < size; i++)
-    fputc(byte_at(i), f);
-  fclose(f);
-  return path;
-}
-
-static pm_peer *open_peer_ra(unsigned flags, unsigned readahead) {
-  pm_options o;
-  pm_options_init(&o);
-  o.cache_dir = cache;
-  o.page_size = PS;
-  o.readahead_pages = readahead;
-  o.flags = flags;
-  pm_peer *p = NULL;
-  int err = pm_peer_open(&o, &p);
-  cr_assert_eq(err, 0, "open: %s", pm_peer_errmsg(NULL));
-  return p;
-}
-
-static pm_peer *open_peer(unsigned flags) {
-  return open_peer_ra(flags, 0);
-}
 
 static json_t *status_of(pm_peer *p) {
   char *text;
@@ -59,18 +24,6 @@ static json_t *status_of(pm_peer *p) {
   pm_free(text);
   cr_assert_not_null(j);
   return j;
-}
-
-static void check(const unsigned char *buf, uint64_t off, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (buf[i] != byte_at(off + i))
-      cr_assert_fail("byte %llu differs", (unsigned long long)(off + i));
-}
-
-static void setup(void) {
-  snprintf(root, sizeof root, "/tmp/pm-test-attach-XXXXXX");
-  cr_assert_not_null(mkdtemp(root));
-  snprintf(cache, sizeof cache, "%s/cache", root);
 }
 
 Test(attach, second_peer_attaches_and_shares_the_cache, .init = setup) {

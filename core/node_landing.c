@@ -1,0 +1,131 @@
+/*
+ * core/node_landing.c - the node peer's side of the landing areas
+ * (core/landing.c): the memfd an attached process passes with a fetch is
+ * mapped writable once, and shared by all the connections of that process
+ * (found again by the memfd's device and inode), for as long as one of
+ * them uses it. Only a memfd is mapped (a descriptor of any other file
+ * would have the node write pages into it), of at most
+ * PM_NODE_LANDING_MAX bytes; the node writes a page into a slot only
+ * within the area's size, as fstat gives it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "node_int.h"
+
+struct pm_node_landing {
+  pm_node_landing *next;
+  dev_t dev;
+  ino_t ino;
+  uint8_t *base;
+  size_t size;
+  unsigned refs;
+};
+
+int pm__node_landings_init(pm_node_landings *set) {
+  set->head = NULL;
+  return pthread_mutex_init(&set->mutex, NULL) == 0
+             ? 0
+             : pm__errf(PM_ENOMEM, "cannot create a mutex");
+}
+
+void pm__node_landings_destroy(pm_node_landings *set) {
+  while (set->head) {
+    pm_node_landing *l = set->head;
+    set->head = l->next;
+    munmap(l->base, l->size);
+    free(l);
+  }
+  pthread_mutex_destroy(&set->mutex);
+}
+
+static pm_node_landing *find_locked(pm_node_landings *set,
+                                    const struct stat *st) {
+  for (pm_node_landing *l = set->head; l; l = l->next)
+    if (l->dev == st->st_dev && l->ino == st->st_ino)
+      return l;
+  return NULL;
+}
+
+int pm__node_landing_get(pm_node_landings *set, int fd,
+                         pm_node_landing **out) {
+  struct stat st;
+  if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) != 0 ||
+      !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+      (uint64_t)st.st_size > PM_NODE_LANDING_MAX)
+    return pm__errf(PM_EPROTO, "landing area: not a memfd of 1 to %llu "
+                    "bytes", (unsigned long long)PM_NODE_LANDING_MAX);
+  pthread_mutex_lock(&set->mutex);
+  pm_node_landing *l = find_locked(set, &st);
+  if (l) {
+    l->refs++;
+    pthread_mutex_unlock(&set->mutex);
+    *out = l;
+    return 0;
+  }
+  pthread_mutex_unlock(&set->mutex);
+  size_t size = (size_t)st.st_size;
+  void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED)
+    return pm__errf(PM_EPROTO, "landing area of %zu bytes: mmap: %s", size,
+                    strerror(errno));
+  l = calloc(1, sizeof *l);
+  if (!l) {
+    munmap(base, size);
+    return pm__errf(PM_ENOMEM, "out of memory");
+  }
+  *l = (pm_node_landing){.dev = st.st_dev, .ino = st.st_ino, .base = base,
+                         .size = size, .refs = 1};
+  pthread_mutex_lock(&set->mutex);
+  pm_node_landing *raced = find_locked(set, &st);
+  if (raced) {
+    raced->refs++;
+  } else {
+    l->next = set->head;
+    set->head = l;
+  }
+  pthread_mutex_unlock(&set->mutex);
+  if (raced) {
+    munmap(base, size);
+    free(l);
+    l = raced;
+  }
+  *out = l;
+  return 0;
+}
+
+bool pm__node_landing_is(const pm_node_landing *l, int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && l->dev == st.st_dev && l->ino == st.st_ino;
+}
+
+void pm__node_landing_put(pm_node_landings *set, pm_node_landing *l) {
+  if (!l)
+    return;
+  pthread_mutex_lock(&set->mutex);
+  bool last = --l->refs == 0;
+  if (last)
+    for (pm_node_landing **p = &set->head; *p; p = &(*p)->next)
+      if (*p == l) {
+        *p = l->next;
+        break;
+      }
+  pthread_mutex_unlock(&set->mutex);
+  if (last) {
+    munmap(l->base, l->size);
+    free(l);
+  }
+}
+
+uint8_t *pm__node_landing_slot(pm_node_landing *l, uint32_t slot,
+                               uint32_t slot_size) {
+  uint64_t start = (uint64_t)slot * slot_size;
+  if (slot_size == 0 || start + slot_size > l->size)
+    return NULL;
+  return l->base + start;
+}

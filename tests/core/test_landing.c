@@ -1,0 +1,161 @@
+/*
+ * tests/core/test_landing.c - an attached process's landing area
+ * (core/landing.c, core/node_landing.c): slots taken, given back and
+ * spoiled; pages the node fetches for an attached peer written into slots
+ * and read byte-exact, through pm_read and pm_map; more pages than slots
+ * landing in the slots of the least recently used ones; the node refusing
+ * a slot outside the area, another slot size, or a descriptor that is not
+ * a memfd (the page then comes as a descriptor). Node and attached peer
+ * live in this process, as in test_attach.c.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/node_int.h"
+#include "node_fixture.h"
+
+TestSuite(landing, .timeout = 60);
+
+static bool in_area(pm_peer *client, const void *p, unsigned slots) {
+  const unsigned char *area = pm__landing_data(client->landing, 0);
+  const unsigned char *at = p;
+  return at >= area && at < area + (size_t)slots * PS;
+}
+
+Test(landing, slots_are_taken_given_and_spoiled) {
+  pm_landing *l;
+  cr_assert_eq(pm__landing_open(4096, 3, &l), 0);
+  int a = pm__landing_take(l), b = pm__landing_take(l),
+      c = pm__landing_take(l);
+  cr_assert_eq(a, 0);
+  cr_assert(b >= 0 && c >= 0 && a != b && b != c && a != c);
+  cr_assert_eq(pm__landing_take(l), -1);
+  pm__landing_give(l, b);
+  cr_assert_eq(pm__landing_take(l), b);
+  pm__landing_spoil(l, a); /* never handed out again */
+  pm__landing_give(l, b);
+  cr_assert_eq(pm__landing_free_slots(l), 1);
+  cr_assert_eq(pm__landing_take(l), b);
+  cr_assert_eq(pm__landing_take(l), -1);
+  /* Closed while two slots are held: their bytes stay readable until
+   * they are given back (ASan sees a use after free otherwise). */
+  const unsigned char *data = pm__landing_data(l, c);
+  pm__landing_close(l);
+  cr_assert_eq(data[4095], 0);
+  pm__landing_give(l, b);
+  cr_assert_eq(data[0], 0);
+  pm__landing_give(l, c);
+}
+
+Test(landing, pages_the_node_fetches_land_in_slots, .init = setup) {
+  const char *path = make_object("a.bin", 5 * PS - 100);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  cr_assert_eq(client->role, PM_ROLE_ATTACHED);
+  cr_assert_not_null(client->landing);
+  unsigned slots = pm__landing_free_slots(client->landing);
+  cr_assert_eq(slots, 64);
+  unsigned char *buf = malloc(5 * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, 5 * PS), 5 * PS - 100, "%s",
+               pm_peer_errmsg(client));
+  check(buf, 0, 5 * PS - 100);
+  /* Fetched by the node for the client: none was on disk when asked. */
+  cr_assert_eq(pm__landing_free_slots(client->landing), slots - 5);
+  memset(buf, 0, 5 * PS);
+  cr_assert_eq(pm_read(client, path, 7, buf, 3 * PS), 3 * PS);
+  check(buf, 7, 3 * PS);
+  cr_assert_eq(pm__landing_free_slots(client->landing), slots - 5);
+  /* pm_map hands out the slot itself. */
+  pm_mapping m;
+  cr_assert_eq(pm_map(client, path, 2 * PS + 5, 1000, &m), 0);
+  check(m.data, 2 * PS + 5, 1000);
+  cr_assert(in_area(client, m.data, slots),
+            "the mapping is not in the landing area");
+  pm_unmap(client, &m);
+  free(buf);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
+
+Test(landing, more_pages_than_slots_reuse_the_oldest, .init = setup) {
+  size_t size = 70 * (size_t)PS;
+  const char *path = make_object("b.bin", size);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  unsigned char *buf = malloc(size);
+  for (uint64_t page = 0; page < 70; page++)
+    cr_assert_eq(pm_read(client, path, page * PS, buf + page * PS, PS), PS,
+                 "page %llu: %s", (unsigned long long)page,
+                 pm_peer_errmsg(client));
+  check(buf, 0, size);
+  cr_assert_eq(pm__landing_free_slots(client->landing), 0);
+  /* The last pages landed in slots the first ones had. */
+  pm_mapping m;
+  cr_assert_eq(pm_map(client, path, 69 * (uint64_t)PS + 3, 100, &m), 0);
+  check(m.data, 69 * (uint64_t)PS + 3, 100);
+  cr_assert(in_area(client, m.data, 64));
+  pm_unmap(client, &m);
+  /* The first ones, read again, come from their page files. */
+  memset(buf, 0, PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, PS), PS);
+  check(buf, 0, PS);
+  free(buf);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
+
+/* A fetch straight through the link, with a chosen slot and descriptor. */
+static void fetch_with(pm_peer *client, const char *uri, uint64_t page,
+                       int landing_fd, int slot, uint32_t slot_size) {
+  pm_object_stat st;
+  cr_assert_eq(pm_stat(client, uri, &st), 0);
+  pm_link_fetch_io io = {.landing_fd = landing_fd, .slot = slot,
+                         .slot_size = slot_size, .fd = -1};
+  cr_assert_eq(pm__link_fetch(client->link, uri, &st, page, &io), 0, "%s",
+               pm__errmsg());
+  cr_assert(io.answered);
+  cr_assert_not(io.landed);
+  cr_assert_geq(io.fd, 0);
+  cr_assert_eq(io.length, PS);
+  unsigned char *map = mmap(NULL, PS, PROT_READ, MAP_SHARED, io.fd,
+                            (off_t)io.data_offset);
+  cr_assert_neq(map, MAP_FAILED);
+  check(map, page * PS, PS);
+  munmap(map, PS);
+  close(io.fd);
+}
+
+Test(landing, node_refuses_what_is_not_a_slot_of_an_area, .init = setup) {
+  const char *path = make_object("c.bin", 4 * PS);
+  char uri[420];
+  snprintf(uri, sizeof uri, "file://%s", path);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  int area = pm__landing_fd(client->landing);
+  /* A slot past the end of the area; a slot size not the node's. */
+  fetch_with(client, uri, 1, area, 64, PS);
+  fetch_with(client, uri, 0, area, 0, PS / 2);
+  /* Descriptors that are not a memfd: a pipe, and a file the node must
+   * not write into. */
+  int pipe_fds[2];
+  cr_assert_eq(pipe(pipe_fds), 0);
+  fetch_with(client, uri, 2, pipe_fds[0], 0, PS);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  char victim[400];
+  snprintf(victim, sizeof victim, "%s/victim", root);
+  FILE *f = fopen(victim, "w+b");
+  cr_assert_not_null(f);
+  cr_assert_eq(ftruncate(fileno(f), 64 * (off_t)PS), 0);
+  fetch_with(client, uri, 3, fileno(f), 0, PS);
+  unsigned char head[64] = {0}, zeros[64] = {0};
+  cr_assert_eq(pread(fileno(f), head, sizeof head, 0), (ssize_t)sizeof head);
+  cr_assert_eq(memcmp(head, zeros, sizeof head), 0, "the node wrote into it");
+  fclose(f);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
