@@ -2,13 +2,46 @@
  * tests/fuzz/fuzz_local_request.c - libFuzzer target for the requests an
  * attached process sends its node peer (transport/proto/local.proto):
  * the packet cap, the protobuf decoder with the generated descriptors, and
- * the checks a node applies to a fetch before acting on it.
+ * the checks a node applies to a fetch before acting on it, the landing
+ * slot's bounds among them (against an area of AREA bytes).
  */
+#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/local_msg.h"
+#include "core/node_int.h"
+
+#define AREA (1u << 20)
+
+static pm_node_landing *area(pm_node_landings *set) {
+  static pm_node_landing *landing;
+  if (!landing) {
+    int fd = memfd_create("fuzz-landing", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, AREA) != 0 ||
+        pm__node_landings_init(set) != 0 ||
+        pm__node_landing_get(set, fd, &landing) != 0)
+      abort();
+    close(fd);
+  }
+  return landing;
+}
+
+/* A slot the node would write into lies inside the area. */
+static void check_slot(const Pm__LocalFetch *fetch) {
+  static pm_node_landings set;
+  pm_node_landing *l = area(&set);
+  if (!fetch->landing_slot)
+    return;
+  uint8_t *base = pm__node_landing_slot(l, 0, 1);
+  uint8_t *slot = pm__node_landing_slot(l, fetch->landing_slot - 1,
+                                        fetch->landing_slot_size);
+  if (slot && (slot < base || slot + fetch->landing_slot_size > base + AREA))
+    abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > PM_LOCAL_MSG_MAX)
@@ -20,6 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (req->body_case == PM__LOCAL_REQUEST__BODY_FETCH && req->fetch &&
       req->fetch->uri && req->fetch->stat && req->fetch->stat->version)
     (void)strlen(req->fetch->stat->version);
+  if (req->body_case == PM__LOCAL_REQUEST__BODY_FETCH && req->fetch)
+    check_slot(req->fetch);
   /* Re-encoding must not crash either (protobuf-c keeps unknown fields in
    * a form a second decode may refuse, so only the encoding is checked). */
   size_t again = pm__local_request__get_packed_size(req);
