@@ -122,6 +122,12 @@ class ParquetReader:
         self.fs = fs
         self.prefix = prefix
         self.files = {}
+        # Before READY: what the first digest would otherwise load inside
+        # a timed read (to_numpy imports numpy: 0.2-0.3 s in a fresh
+        # process on the 2-core VM, which made every fresh probe reader's
+        # first read look like a 300 ms remote hit).
+        import pyarrow as pa
+        table_digest(pa.table({"warm": pa.array([0.0], pa.float32())}))
 
     def _parquet_file(self, key):
         import pyarrow.parquet as pq
