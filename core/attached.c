@@ -76,6 +76,7 @@ static int fetch_from_node(pm_peer *peer, const char *uri,
   }
   pm_map_entry *e;
   if (io.landed) {
+    atomic_fetch_add(&peer->counters.landed, 1);
     e = pm__mapcache_add_landing(peer->maps, id, landing, io.slot, io.length);
   } else {
     e = pm__mapcache_add_fd(peer->maps, id, io.fd, io.data_offset, io.length);

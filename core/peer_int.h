@@ -33,6 +33,8 @@ typedef struct pm_counters {
   _Atomic uint64_t store_errors, corrupt_pages;
   _Atomic uint64_t attached_hits; /* node: hits reported by attached
                                      processes; attached: its own hits */
+  _Atomic uint64_t landed; /* attached: pages the node wrote into its
+                            * landing area */
   /* Durations of pm_read/pm_read_batch calls (api.c): a node peer's own
    * and those its attached processes report (node_server.c). */
   pm_histogram read_latency;

@@ -9,6 +9,7 @@
  * live in this process, as in test_attach.c.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,70 @@ Test(landing, node_refuses_what_is_not_a_slot_of_an_area, .init = setup) {
   cr_assert_eq(pread(fileno(f), head, sizeof head, 0), (ssize_t)sizeof head);
   cr_assert_eq(memcmp(head, zeros, sizeof head), 0, "the node wrote into it");
   fclose(f);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
+
+/* Threads of one attached process read random pages of an object larger
+ * than the landing area, some through pm_map held across other reads: the
+ * slots are dropped and reused under them, and every byte stays right. */
+typedef struct racer {
+  pm_peer *client;
+  const char *path;
+  unsigned seed;
+  int failures;
+} racer;
+
+enum { RACE_PAGES = 150 };
+
+static void *race_main(void *arg) {
+  racer *r = arg;
+  unsigned char *buf = malloc(PS);
+  for (int i = 0; i < 300; i++) {
+    uint64_t page = (uint64_t)rand_r(&r->seed) % RACE_PAGES;
+    uint64_t off = page * PS + (uint64_t)(rand_r(&r->seed) % 1000);
+    size_t len = 1 + (size_t)(rand_r(&r->seed) % (PS - 1000));
+    pm_mapping m = {0};
+    bool mapped = i % 5 == 0 && pm_map(r->client, r->path, off, len, &m) == 0;
+    if (pm_read(r->client, r->path, off, buf, len) != (ssize_t)len)
+      r->failures++;
+    for (size_t k = 0; k < len; k += 97)
+      if (buf[k] != byte_at(off + k))
+        r->failures++;
+    if (mapped) {
+      for (size_t k = 0; k < m.length; k += 89)
+        if (((const unsigned char *)m.data)[k] != byte_at(off + k))
+          r->failures++;
+      pm_unmap(r->client, &m);
+    }
+  }
+  free(buf);
+  return NULL;
+}
+
+Test(landing, concurrent_readers_reusing_slots, .init = setup) {
+  const char *path = make_object("d.bin", RACE_PAGES * (size_t)PS);
+  pm_peer *node = open_peer_ra(0, 0);
+  /* The node keeps nothing on disk: every page comes through the landing
+   * area (from the node's RAM or fetched again). */
+  cr_assert_eq(pm_set_capacity(node, 0, 1ull << 30), 0, "%s",
+               pm_peer_errmsg(node));
+  pm_peer *client = open_peer(0);
+  enum { THREADS = 6 };
+  pthread_t threads[THREADS];
+  racer racers[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    racers[i] = (racer){client, path, 1234u + (unsigned)i, 0};
+    pthread_create(&threads[i], NULL, race_main, &racers[i]);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(threads[i], NULL);
+    cr_assert_eq(racers[i].failures, 0, "thread %d: %d bad reads", i,
+                 racers[i].failures);
+  }
+  /* More pages than slots went through the area. */
+  cr_assert_gt(atomic_load(&client->counters.landed), 64, "%llu landed",
+               (unsigned long long)atomic_load(&client->counters.landed));
   pm_peer_close(client);
   pm_peer_close(node);
 }
