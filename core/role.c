@@ -23,11 +23,26 @@
 #define RETRY_SLEEP_US 5000
 /* Virtual address space an attached process may keep mapped. */
 #define MAPCACHE_CAPACITY (8ull << 30)
-/* An attached process's landing area: this many bytes, in 4 to 64 slots of
- * the node's page size. */
+/* An attached process's landing area: $PAGEMESH_LANDING bytes (default
+ * 64M; 0: none, every page comes as a descriptor), in 1 to 64 slots of the
+ * node's page size. */
 #define LANDING_BYTES (64ull << 20)
-#define LANDING_SLOTS_MIN 4u
 #define LANDING_SLOTS_MAX 64u
+
+/* Slots of the landing area for this page size; 0: none. */
+static unsigned landing_slots(uint32_t page_size) {
+  uint64_t bytes = LANDING_BYTES;
+  const char *env = getenv("PAGEMESH_LANDING");
+  if (env && *env && pm__parse_size(env, &bytes) != 0) {
+    PM_LOG(PM_LOG_WARN, "attach", "PAGEMESH_LANDING=%s is not a size; "
+           "using 64M", env);
+    bytes = LANDING_BYTES;
+  }
+  if (bytes == 0 || page_size == 0)
+    return 0;
+  return (unsigned)PM_MAX(PM_MIN(bytes / page_size,
+                                 (uint64_t)LANDING_SLOTS_MAX), (uint64_t)1);
+}
 
 static void dir_path(const pm_peer *peer, const char *name, char *out,
                      size_t size) {
@@ -116,13 +131,9 @@ static int become_attached(pm_peer *peer, pm_link *link, uint32_t page_size) {
     pm__landing_close(peer->landing);
     peer->landing = NULL;
   }
-  if (!peer->landing && page_size > 0) {
-    uint64_t slots = PM_MAX(PM_MIN(LANDING_BYTES / page_size,
-                                   (uint64_t)LANDING_SLOTS_MAX),
-                            (uint64_t)LANDING_SLOTS_MIN);
-    if (pm__landing_open(page_size, (unsigned)slots, &peer->landing) != 0)
-      PM_LOG(PM_LOG_WARN, "attach", "no landing area: %s", pm__errmsg());
-  }
+  unsigned slots = peer->landing ? 0 : landing_slots(page_size);
+  if (slots && pm__landing_open(page_size, slots, &peer->landing) != 0)
+    PM_LOG(PM_LOG_WARN, "attach", "no landing area: %s", pm__errmsg());
   peer->link = link;
   peer->role = PM_ROLE_ATTACHED;
   return 0;

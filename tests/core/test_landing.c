@@ -224,3 +224,33 @@ Test(landing, concurrent_readers_reusing_slots, .init = setup) {
   pm_peer_close(client);
   pm_peer_close(node);
 }
+
+/* PAGEMESH_LANDING sizes the area (here 2 slots), 0 turns it off: every
+ * page then comes as a descriptor, as before the area existed. */
+Test(landing, sized_or_turned_off_by_the_environment, .init = setup) {
+  const char *path = make_object("e.bin", 6 * (size_t)PS);
+  pm_peer *node = open_peer(0);
+  setenv("PAGEMESH_LANDING", "128K", 1);
+  pm_peer *small = open_peer(0);
+  setenv("PAGEMESH_LANDING", "0", 1);
+  pm_peer *none = open_peer(0);
+  unsetenv("PAGEMESH_LANDING");
+  cr_assert_not_null(small->landing);
+  cr_assert_eq(pm__landing_free_slots(small->landing), 2);
+  cr_assert_null(none->landing);
+  unsigned char *buf = malloc(6 * (size_t)PS);
+  for (uint64_t page = 0; page < 6; page++) /* one page at a time: each
+                                              * frees its slot for the next */
+    cr_assert_eq(pm_read(small, path, page * PS, buf + page * PS, PS), PS);
+  check(buf, 0, 6 * PS);
+  cr_assert_eq(atomic_load(&small->counters.landed), 6, "%llu landed", (unsigned long long)atomic_load(&small->counters.landed));
+  cr_assert_eq(pm_set_capacity(node, 0, 1ull << 30), 0);
+  memset(buf, 0, 6 * (size_t)PS);
+  cr_assert_eq(pm_read(none, path, PS, buf, 4 * PS), 4 * PS);
+  check(buf, PS, 4 * PS);
+  cr_assert_eq(atomic_load(&none->counters.landed), 0);
+  free(buf);
+  pm_peer_close(none);
+  pm_peer_close(small);
+  pm_peer_close(node);
+}
