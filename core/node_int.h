@@ -37,16 +37,20 @@ typedef struct pm_node_landings {
 int pm__node_landings_init(pm_node_landings *set);
 void pm__node_landings_destroy(pm_node_landings *set);
 /* A reference to the area behind fd (a landing memfd an attached process
- * passed), mapped writable the first time. Errors: PM_EPROTO (not a
- * memory file, cannot map), PM_ENOMEM. */
+ * passed), kept (a duplicate) the first time. Errors: PM_EPROTO (not a
+ * memfd, or too large), PM_ENOMEM, PM_EMFILE-like dup failures. */
 int pm__node_landing_get(pm_node_landings *set, int fd,
                          pm_node_landing **out);
 /* Is fd the memfd of this area? */
 bool pm__node_landing_is(const pm_node_landing *landing, int fd);
 void pm__node_landing_put(pm_node_landings *set, pm_node_landing *landing);
-/* Where slot (of slot_size bytes) starts, or NULL if it is not inside. */
-uint8_t *pm__node_landing_slot(pm_node_landing *landing, uint32_t slot,
-                               uint32_t slot_size);
+/* Where slot (of slot_size bytes) starts in the area, or -1 if it is not
+ * inside. */
+int64_t pm__node_landing_offset(const pm_node_landing *landing, uint32_t slot,
+                                uint32_t slot_size);
+/* Write length bytes at offset (pwrite). Errors: PM_EIO. */
+int pm__node_landing_write(pm_node_landing *landing, uint64_t offset,
+                           const void *data, size_t length);
 
 /* ---- link (core/link.c) ---------------------------------------------------- */
 

@@ -1,20 +1,24 @@
 /*
  * core/node_landing.c - the node peer's side of the landing areas
  * (core/landing.c): the memfd an attached process passes with a fetch is
- * mapped writable once, and shared by all the connections of that process
- * (found again by the memfd's device and inode), for as long as one of
- * them uses it. Only a memfd is mapped (a descriptor of any other file
- * would have the node write pages into it), of at most
- * PM_NODE_LANDING_MAX bytes; the node writes a page into a slot only
- * within the area's size, as fstat gives it.
+ * kept (a duplicate descriptor) once, and shared by all the connections of
+ * that process (found again by the memfd's device and inode), for as long
+ * as one of them uses it. Pages are written into it with pwrite, not
+ * through a mapping: a slot written for the first time gets its memory
+ * from the kernel without a page fault per 4 KiB (filling 1 MiB of fresh
+ * shared memory through a mapping cost ~720 µs here, pwrite ~390 µs; a
+ * slot used before costs a copy either way). Only a memfd is accepted (a
+ * descriptor of any other file would have the node write pages into it),
+ * of at most PM_NODE_LANDING_MAX bytes; the node writes a page into a slot
+ * only within the area's size, as fstat gives it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "node_int.h"
 
@@ -22,8 +26,8 @@ struct pm_node_landing {
   pm_node_landing *next;
   dev_t dev;
   ino_t ino;
-  uint8_t *base;
-  size_t size;
+  int fd;
+  uint64_t size;
   unsigned refs;
 };
 
@@ -38,7 +42,7 @@ void pm__node_landings_destroy(pm_node_landings *set) {
   while (set->head) {
     pm_node_landing *l = set->head;
     set->head = l->next;
-    munmap(l->base, l->size);
+    close(l->fd);
     free(l);
   }
   pthread_mutex_destroy(&set->mutex);
@@ -69,18 +73,17 @@ int pm__node_landing_get(pm_node_landings *set, int fd,
     return 0;
   }
   pthread_mutex_unlock(&set->mutex);
-  size_t size = (size_t)st.st_size;
-  void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED)
-    return pm__errf(PM_EPROTO, "landing area of %zu bytes: mmap: %s", size,
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0)
+    return pm__errf(pm__err_from_errno(errno), "landing area: dup: %s",
                     strerror(errno));
   l = calloc(1, sizeof *l);
   if (!l) {
-    munmap(base, size);
+    close(own);
     return pm__errf(PM_ENOMEM, "out of memory");
   }
-  *l = (pm_node_landing){.dev = st.st_dev, .ino = st.st_ino, .base = base,
-                         .size = size, .refs = 1};
+  *l = (pm_node_landing){.dev = st.st_dev, .ino = st.st_ino, .fd = own,
+                         .size = (uint64_t)st.st_size, .refs = 1};
   pthread_mutex_lock(&set->mutex);
   pm_node_landing *raced = find_locked(set, &st);
   if (raced) {
@@ -91,7 +94,7 @@ int pm__node_landing_get(pm_node_landings *set, int fd,
   }
   pthread_mutex_unlock(&set->mutex);
   if (raced) {
-    munmap(base, size);
+    close(own);
     free(l);
     l = raced;
   }
@@ -117,15 +120,32 @@ void pm__node_landing_put(pm_node_landings *set, pm_node_landing *l) {
       }
   pthread_mutex_unlock(&set->mutex);
   if (last) {
-    munmap(l->base, l->size);
+    close(l->fd);
     free(l);
   }
 }
 
-uint8_t *pm__node_landing_slot(pm_node_landing *l, uint32_t slot,
-                               uint32_t slot_size) {
+int64_t pm__node_landing_offset(const pm_node_landing *l, uint32_t slot,
+                                uint32_t slot_size) {
   uint64_t start = (uint64_t)slot * slot_size;
   if (slot_size == 0 || start + slot_size > l->size)
-    return NULL;
-  return l->base + start;
+    return -1;
+  return (int64_t)start;
+}
+
+int pm__node_landing_write(pm_node_landing *l, uint64_t offset,
+                           const void *data, size_t length) {
+  const uint8_t *p = data;
+  while (length > 0) {
+    ssize_t n = pwrite(l->fd, p, length, (off_t)offset);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return pm__errf(PM_EIO, "landing area: pwrite: %s",
+                      n < 0 ? strerror(errno) : "no progress");
+    p += n;
+    offset += (uint64_t)n;
+    length -= (size_t)n;
+  }
+  return 0;
 }

@@ -133,11 +133,12 @@ static int check_fetch(pm_peer *peer, const Pm__LocalFetch *m, char *norm,
   return 0;
 }
 
-/* The slot of the landing area passed with a fetch (fd), or NULL. */
-static uint8_t *landing_slot(conn *c, const Pm__LocalFetch *m, int fd) {
+/* Where the slot of the landing area passed with a fetch (fd) starts in
+ * it (c->landing), or -1. */
+static int64_t landing_slot(conn *c, const Pm__LocalFetch *m, int fd) {
   if (!m->landing_slot || fd < 0 ||
       m->landing_slot_size != c->server->peer->opts.page_size)
-    return NULL;
+    return -1;
   pm_node_landings *set = &c->server->landings;
   if (c->landing && !pm__node_landing_is(c->landing, fd)) {
     pm__node_landing_put(set, c->landing);
@@ -146,14 +147,15 @@ static uint8_t *landing_slot(conn *c, const Pm__LocalFetch *m, int fd) {
   if (!c->landing && pm__node_landing_get(set, fd, &c->landing) != 0) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "node", 5000, "pid %d: %s", (int)c->pid,
                        pm__errmsg());
-    return NULL;
+    return -1;
   }
-  return pm__node_landing_slot(c->landing, m->landing_slot - 1,
-                               c->server->peer->opts.page_size);
+  return pm__node_landing_offset(c->landing, m->landing_slot - 1,
+                                 c->server->peer->opts.page_size);
 }
 
 typedef struct slot_fill {
-  uint8_t *dst;
+  pm_node_landing *landing;
+  uint64_t offset;
   size_t room;
 } slot_fill;
 
@@ -162,24 +164,19 @@ static ssize_t write_slot(const void *data, size_t length, void *arg) {
   if (length > f->room)
     return pm__errf(PM_ETOOBIG, "a page of %zu bytes for a slot of %zu",
                     length, f->room);
-  pm__copy(f->dst, data, length);
-  return (ssize_t)length;
+  int rc = pm__node_landing_write(f->landing, f->offset, data, length);
+  return rc ? rc : (ssize_t)length;
 }
 
 /* Write a page that is not on disk into the slot: from RAM, or fetched. */
 static ssize_t land_page(pm_peer *peer, const char *uri,
-                         const pm_object_stat *st, uint64_t page,
-                         const pm_page_id *pid, uint8_t *slot) {
-  size_t room = peer->opts.page_size;
-  if (peer->store && pm__store_contains(peer->store, pid)) {
-    ssize_t n = pm__page_read_cached(peer, pid, uri, 0, slot, room);
-    if (n >= 0) {
-      atomic_fetch_add(&peer->counters.attached_hits, 1);
-      return n;
-    }
-  }
-  slot_fill fill = {slot, room};
-  return pm__page_fetch_visit(peer, uri, st, page, write_slot, &fill);
+                         const pm_object_stat *st, uint64_t page, bool held,
+                         pm_node_landing *landing, uint64_t offset) {
+  slot_fill fill = {landing, offset, peer->opts.page_size};
+  ssize_t n = pm__page_fetch_visit(peer, uri, st, page, write_slot, &fill);
+  if (n >= 0 && held)
+    atomic_fetch_add(&peer->counters.attached_hits, 1);
+  return n;
 }
 
 static int send_landed(conn *c, uint64_t id, size_t length) {
@@ -204,15 +201,17 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m,
    * page file goes out; a page in RAM or fetched now is written into the
    * landing slot that came with the request, or else a memfd copy of it
    * goes out. */
-  uint8_t *slot = landing_slot(c, m, passed_fd);
+  int64_t slot = landing_slot(c, m, passed_fd);
   bool held = peer->store && pm__store_contains(peer->store, &pid);
   int fd = -1;
   uint64_t offset = 0;
   size_t length = 0;
   pm_checksum sum;
-  if (slot && !(held && pm__store_open_disk(peer->store, &pid, &fd, &offset,
-                                            &length, &sum, false) == 0)) {
-    ssize_t n = land_page(peer, norm, &st, m->page_index, &pid, slot);
+  if (slot >= 0 && !(held && pm__store_open_disk(peer->store, &pid, &fd,
+                                                 &offset, &length, &sum,
+                                                 false) == 0)) {
+    ssize_t n = land_page(peer, norm, &st, m->page_index, held, c->landing,
+                          (uint64_t)slot);
     if (n < 0)
       return send_status(c, id, (int)n);
     pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);

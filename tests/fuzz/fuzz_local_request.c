@@ -36,10 +36,9 @@ static void check_slot(const Pm__LocalFetch *fetch) {
   pm_node_landing *l = area(&set);
   if (!fetch->landing_slot)
     return;
-  uint8_t *base = pm__node_landing_slot(l, 0, 1);
-  uint8_t *slot = pm__node_landing_slot(l, fetch->landing_slot - 1,
-                                        fetch->landing_slot_size);
-  if (slot && (slot < base || slot + fetch->landing_slot_size > base + AREA))
+  int64_t at = pm__node_landing_offset(l, fetch->landing_slot - 1,
+                                       fetch->landing_slot_size);
+  if (at >= 0 && (uint64_t)at + fetch->landing_slot_size > AREA)
     abort();
 }
 
