@@ -75,11 +75,17 @@ static void lru_push_front(pm_mapcache *c, pm_map_entry *e) {
     c->tail = e;
 }
 
-static void entry_free(pm_map_entry *e) {
-  if (e->landing)
-    pm__landing_give(e->landing, e->slot);
+/* Let go of an entry's bytes: its landing slot, or its mapping. */
+static void release_data(void *base, size_t length, pm_landing *landing,
+                         int slot) {
+  if (landing)
+    pm__landing_give(landing, slot);
   else
-    munmap(e->base, e->length);
+    munmap(base, length);
+}
+
+static void entry_free(pm_map_entry *e) {
+  release_data(e->base, e->length, e->landing, e->slot);
   free(e);
 }
 
@@ -154,10 +160,7 @@ static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
                             size_t length, pm_landing *landing, int slot) {
   pm_map_entry *e = calloc(1, sizeof *e);
   if (!e) {
-    if (landing)
-      pm__landing_give(landing, slot);
-    else
-      munmap(base, length);
+    release_data(base, length, landing, slot);
     return NULL;
   }
   *e = (pm_map_entry){.id = *id, .base = base, .length = length, .refs = 2,

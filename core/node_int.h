@@ -38,7 +38,7 @@ int pm__node_landings_init(pm_node_landings *set);
 void pm__node_landings_destroy(pm_node_landings *set);
 /* A reference to the area behind fd (a landing memfd an attached process
  * passed), kept (a duplicate) the first time. Errors: PM_EPROTO (not a
- * memfd, or too large), PM_ENOMEM, PM_EMFILE-like dup failures. */
+ * memfd, or too large), PM_ENOMEM, and the errno's code of a failed dup. */
 int pm__node_landing_get(pm_node_landings *set, int fd,
                          pm_node_landing **out);
 /* Is fd the memfd of this area? */
