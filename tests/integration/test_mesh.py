@@ -70,6 +70,19 @@ def read_through(mesh, peer, keys, loops=1, chunk=64 * KiB):
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def first_line(proc):
+    """One line of proc's output read from its descriptor a byte at a time:
+    the file object's readline would buffer what follows it, and
+    communicate() reads the descriptor, not that buffer (lines lost)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(proc.stdout.fileno(), 1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
 def check(proc, keys, loops=1, first=b""):
     out, err = proc.communicate(timeout=300)
     lines = (first + out).decode().splitlines()
@@ -161,7 +174,7 @@ def test_sigkill_of_a_peer_mid_epoch(any_mesh, proxy):
     procs = [(read_through(mesh, p, parts[p], loops=3, chunk=32 * KiB),
               parts[p]) for p in survivors]
     # Kill as soon as the first object has been read: mid-epoch.
-    first = procs[0][0].stdout.readline()
+    first = first_line(procs[0][0])
     assert procs[0][0].poll() is None, "too late a kill"
     mesh.kill(victim)
     for n, (proc, keys) in enumerate(procs):
