@@ -75,12 +75,17 @@
 /* ---- control messages (fabric_msg.c) ---------------------------------------- */
 
 /* The key material of the control plane: a subkey derived from the cluster
- * key (sodium_malloc'd) and the cluster id, both bound into every message. */
+ * key (sodium_malloc'd) and the cluster id, both bound into every message.
+ * A message's 24-byte nonce is nonce_prefix (16 random bytes drawn when the
+ * keys are made) and the next value of nonce_seq (8 bytes): unique for
+ * these keys without a system call per message. */
 typedef struct pm_fabric_keys {
   uint8_t *key; /* crypto_aead_xchacha20poly1305_ietf_KEYBYTES */
   uint8_t *mac_key; /* crypto_generichash_KEYBYTES: page trailers */
   char *cluster_id;
   size_t cluster_id_len;
+  uint8_t nonce_prefix[16];
+  _Atomic uint64_t nonce_seq;
 } pm_fabric_keys;
 
 /* A bump allocator for protobuf-c unpacking, reset per message and capped:
@@ -104,13 +109,13 @@ void pm_fabric_keys_free(pm_fabric_keys *keys);
 /* Pack `frame`, seal it under the keys with `sender` (our raw address) in
  * the associated data and write the message into out (capacity cap).
  * Returns the message length or PM_ETOOBIG / PM_EINVAL with detail. */
-ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
+ssize_t pm_fabric_msg_seal(pm_fabric_keys *keys, const uint8_t *sender,
                            size_t sender_len, const Pm__PageFrame *frame,
                            uint8_t *out, size_t cap);
 
 /* Seal already packed bytes (tests and the fuzz target use it to reach
  * the decoder with authentic messages). */
-ssize_t pm_fabric_msg_seal_bytes(const pm_fabric_keys *keys,
+ssize_t pm_fabric_msg_seal_bytes(pm_fabric_keys *keys,
                                  const uint8_t *sender, size_t sender_len,
                                  const uint8_t *plain, size_t plain_len,
                                  uint8_t *out, size_t cap);

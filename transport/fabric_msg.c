@@ -34,6 +34,10 @@
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define CLUSTER_ID_MAX 255
 
+_Static_assert(sizeof(((pm_fabric_keys *)0)->nonce_prefix) +
+                   sizeof(uint64_t) == NONCE_LEN,
+               "nonce = prefix + sequence number");
+
 /* Version 2: a successful GET is answered by the page's trailer alone. */
 static const uint8_t env_magic[ENV_MAGIC_LEN] = {'P', 'M', 'F', 2};
 
@@ -71,6 +75,8 @@ int pm_fabric_keys_init(pm_fabric_keys *keys, const uint8_t cluster_key[32],
                              "pmfabric", cluster_key);
   crypto_kdf_derive_from_key(keys->mac_key, crypto_generichash_KEYBYTES, 2,
                              "pmfabric", cluster_key);
+  randombytes_buf(keys->nonce_prefix, sizeof keys->nonce_prefix);
+  atomic_init(&keys->nonce_seq, 0);
   return 0;
 }
 
@@ -156,13 +162,15 @@ int pm_fabric_trailer_open(const pm_fabric_keys *keys, const uint8_t *in,
 /* ---- sealing --------------------------------------------------------------- */
 
 /* Write the envelope header and nonce; returns where the body goes. */
-static uint8_t *write_header(const uint8_t *sender, size_t sender_len,
-                             uint8_t *out) {
+static uint8_t *write_header(pm_fabric_keys *keys, const uint8_t *sender,
+                             size_t sender_len, uint8_t *out) {
   memcpy(out, env_magic, ENV_MAGIC_LEN);
   out[ENV_MAGIC_LEN] = (uint8_t)sender_len;
   memcpy(out + ENV_HEADER_MIN, sender, sender_len);
   uint8_t *nonce = out + ENV_HEADER_MIN + sender_len;
-  randombytes_buf(nonce, NONCE_LEN);
+  memcpy(nonce, keys->nonce_prefix, sizeof keys->nonce_prefix);
+  uint64_t seq = htole64(atomic_fetch_add(&keys->nonce_seq, 1));
+  memcpy(nonce + sizeof keys->nonce_prefix, &seq, sizeof seq);
   return nonce + NONCE_LEN;
 }
 
@@ -194,26 +202,26 @@ static int check_room(size_t sender_len, size_t plain_len, size_t cap) {
   return 0;
 }
 
-ssize_t pm_fabric_msg_seal(const pm_fabric_keys *keys, const uint8_t *sender,
+ssize_t pm_fabric_msg_seal(pm_fabric_keys *keys, const uint8_t *sender,
                            size_t sender_len, const Pm__PageFrame *frame,
                            uint8_t *out, size_t cap) {
   size_t plain_len = pm__page_frame__get_packed_size(frame);
   int rc = check_room(sender_len, plain_len, cap);
   if (rc)
     return rc;
-  uint8_t *body = write_header(sender, sender_len, out);
+  uint8_t *body = write_header(keys, sender, sender_len, out);
   pm__page_frame__pack(frame, body);
   return seal_in_place(keys, out, sender_len, plain_len);
 }
 
-ssize_t pm_fabric_msg_seal_bytes(const pm_fabric_keys *keys,
+ssize_t pm_fabric_msg_seal_bytes(pm_fabric_keys *keys,
                                  const uint8_t *sender, size_t sender_len,
                                  const uint8_t *plain, size_t plain_len,
                                  uint8_t *out, size_t cap) {
   int rc = check_room(sender_len, plain_len, cap);
   if (rc)
     return rc;
-  uint8_t *body = write_header(sender, sender_len, out);
+  uint8_t *body = write_header(keys, sender, sender_len, out);
   memmove(body, plain, plain_len);
   return seal_in_place(keys, out, sender_len, plain_len);
 }

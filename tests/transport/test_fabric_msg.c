@@ -23,7 +23,7 @@ static pm_fabric_keys keys_for(const uint8_t *key, const char *cluster) {
   return keys;
 }
 
-static ssize_t seal_get(const pm_fabric_keys *keys, Pm__PageRequest *page,
+static ssize_t seal_get(pm_fabric_keys *keys, Pm__PageRequest *page,
                         uint8_t *out, size_t cap) {
   Pm__PageGet get;
   pm__page_get__init(&get);
@@ -67,6 +67,33 @@ Test(fabric_msg, seal_then_open_round_trips) {
   cr_assert_eq(back.page_index, 5);
   cr_assert(memcmp(back.page_id, req.page_id, 16) == 0);
   pm_fabric_keys_free(&keys);
+}
+
+/* Nonces are a random prefix per key set and a counter: never repeated
+ * within one set, different between two sets of the same cluster key. */
+Test(fabric_msg, every_message_has_a_nonce_of_its_own) {
+  enum { COUNT = 1000, NONCE_AT = 5 + sizeof sender, NONCE = 24 };
+  pm_fabric_keys keys = keys_for(test_key, "c1");
+  pm_fabric_keys again = keys_for(test_key, "c1");
+  pm_page_request req = make_request("s3://bucket/object", 1, 1 * MiB);
+  Pm__PageRequest page;
+  pm_fabric_req_to_pb(&req, &page);
+  static uint8_t nonces[COUNT + 1][NONCE];
+  uint8_t wire[PM_FABRIC_MSG_MAX];
+  for (int i = 0; i <= COUNT; i++) {
+    ssize_t len = seal_get(i < COUNT ? &keys : &again, &page, wire,
+                           sizeof wire);
+    cr_assert_gt(len, 0);
+    opened o;
+    cr_assert_eq(open_msg(&keys, wire, (size_t)len, &o), 0, "%s",
+                 pm__errmsg());
+    memcpy(nonces[i], wire + NONCE_AT, NONCE);
+    for (int j = 0; j < i; j++)
+      cr_assert(memcmp(nonces[i], nonces[j], NONCE) != 0,
+                "message %d reuses the nonce of message %d", i, j);
+  }
+  pm_fabric_keys_free(&keys);
+  pm_fabric_keys_free(&again);
 }
 
 Test(fabric_msg, anything_but_the_sealed_bytes_fails_to_authenticate) {
