@@ -51,7 +51,9 @@ static int connect_node(const char *path, int *out) {
     close(fd);
     if (e == EACCES || e == EPERM)
       return pm__errf(PM_EACCES, "%s: permission denied: the node peer of "
-                      "this cache directory belongs to another user", path);
+                      "this cache directory belongs to another user and "
+                      "does not let uid %u attach (see its --node-group)",
+                      path, (unsigned)getuid());
     return pm__errf(PM_EUNREACHABLE, "%s: no node peer (%s)", path,
                     strerror(e));
   }

@@ -1,7 +1,8 @@
 /*
  * core/node_server.c - the node peer's side of the same-node protocol: a
  * unix SOCK_SEQPACKET socket in the cache directory (mode 0600: only the
- * cache's owner may attach), an accept thread, and one thread per attached
+ * cache's owner may attach; with pm_options.node_group, mode 0660 and that
+ * group: its members too), an accept thread, and one thread per attached
  * connection answering its requests with the node's own read path. A fetch
  * is answered with a descriptor of the page file, or, for a page that is
  * not a file on disk, by writing it into the slot of the attached
@@ -12,6 +13,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,6 +486,40 @@ static void *accept_main(void *arg) {
   return NULL;
 }
 
+/* The gid `group` names: a group name, else a number. */
+static int resolve_group(const char *group, gid_t *out) {
+  char buf[4096];
+  struct group gr, *found = NULL;
+  if (getgrnam_r(group, &gr, buf, sizeof buf, &found) == 0 && found) {
+    *out = found->gr_gid;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  unsigned long gid = strtoul(group, &end, 10);
+  if (*group && !*end && !errno && gid < (unsigned long)(gid_t)-1) {
+    *out = (gid_t)gid;
+    return 0;
+  }
+  return pm__errf(PM_EINVAL, "node group '%s': no such group", group);
+}
+
+/* Let `group` attach: the socket becomes the group's, mode 0660. */
+static int share_with_group(const char *path, const char *group) {
+  gid_t gid;
+  int err = resolve_group(group, &gid);
+  if (err)
+    return err;
+  if (chown(path, (uid_t)-1, gid) != 0)
+    return pm__errf(PM_EINVAL, "%s: cannot give the socket to group %s "
+                    "(gid %u): %s", path, group, (unsigned)gid,
+                    strerror(errno));
+  if (chmod(path, 0660) != 0)
+    return pm__errf(pm__err_from_errno(errno), "%s: chmod: %s", path,
+                    strerror(errno));
+  return 0;
+}
+
 int pm__node_server_start(pm_peer *peer, const char *path,
                           pm_node_server **out) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -506,6 +542,8 @@ int pm__node_server_start(pm_peer *peer, const char *path,
     err = pm__errf(pm__err_from_errno(errno), "%s: cannot listen: %s", path,
                    strerror(errno));
   umask(old);
+  if (!err && peer->opts.node_group && *peer->opts.node_group)
+    err = share_with_group(path, peer->opts.node_group);
   if (!err && pthread_create(&s->accept_thread, NULL, accept_main, s) != 0)
     err = pm__errf(PM_ENOMEM, "cannot start the node's accept thread");
   if (err) {

@@ -95,6 +95,7 @@ int pm_options_load_env(pm_options *o) {
   env_string("PAGEMESH_TRANSPORT", &o->transport);
   env_string("PAGEMESH_TRANSPORT_LISTEN", &o->transport_listen);
   env_string("PAGEMESH_ZONE", &o->zone);
+  env_string("PAGEMESH_NODE_GROUP", &o->node_group);
   if ((e = env_u32("PAGEMESH_REPLICAS", &o->replicas)))
     err = e;
   if ((e = env_u32("PAGEMESH_REQUEST_TIMEOUT_MS", &o->request_timeout_ms)))

@@ -68,11 +68,23 @@ void pm__engine_close(pm_peer *peer) {
   peer->store = NULL;
 }
 
+/* A cache directory this process cannot write: it can only attach to a
+ * node peer that lets it (pm_options.node_group), never become one. */
+static int read_only_dir(pm_peer *peer) {
+  uint32_t own_store = PM_OPEN_STANDALONE | PM_OPEN_PASSTHROUGH |
+                       PM_OPEN_NODE_ONLY;
+  if ((peer->opts.flags & own_store) || access(peer->cache_dir, X_OK) != 0)
+    return pm__errf(PM_EACCES, "cache directory %s is not writable by uid "
+                    "%u", peer->cache_dir, (unsigned)getuid());
+  peer->opts.flags |= PM_OPEN_ATTACH_ONLY;
+  peer->read_only_dir = true;
+  return 0;
+}
+
 static int open_common(pm_peer *peer) {
   int err = pm__mkdirs(peer->cache_dir, 0755);
   if (!err && access(peer->cache_dir, W_OK | X_OK) != 0)
-    err = pm__errf(PM_EACCES, "cache directory %s is not writable by uid %u",
-                   peer->cache_dir, (unsigned)getuid());
+    err = read_only_dir(peer);
   if (!err)
     err = pm__flights_open(&peer->flights);
   if (!err)

@@ -56,6 +56,7 @@ typedef enum pm_role {
 struct pm_peer {
   pm_options opts;
   char *cache_dir;
+  bool read_only_dir; /* not writable by this process: attach only */
   /* Who this process is for the cache directory. Public calls hold
    * role_lock for reading; a takeover holds it for writing. */
   pthread_rwlock_t role_lock;

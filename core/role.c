@@ -167,6 +167,13 @@ int pm__role_establish(pm_peer *peer) {
     int err = try_attach(peer);
     if (err != PM_EUNREACHABLE)
       return err; /* attached (0), or a permission or protocol error */
+    if (attach_only && peer->read_only_dir) {
+      char why[PM_ERRMSG_MAX];
+      snprintf(why, sizeof why, "%s", pm__errmsg());
+      return pm__errf(PM_EACCES, "cache directory %s is not writable by "
+                      "uid %u and no node peer runs there (%s)",
+                      peer->cache_dir, (unsigned)getuid(), why);
+    }
     if (attach_only)
       return pm__errf(PM_EUNREACHABLE, "no node peer is running on %s",
                       peer->cache_dir);

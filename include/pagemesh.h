@@ -163,6 +163,14 @@ typedef struct pm_options {
   uint32_t request_timeout_ms;  /* deadline of one remote page request
                                    before the next replica is tried
                                    (default 5000) */
+
+  /* Who may attach to the node peer. NULL: only this process's user (its
+   * socket is mode 0600). A group name or number: that group too (socket
+   * mode 0660, owned by the group): a daemon shared by the jobs of many
+   * users. Members then read through the node peer's cache and origin
+   * credentials; the cache directory must be searchable by them. A process
+   * that cannot write the cache directory only ever attaches. */
+  const char *node_group;
 } pm_options;
 
 /* Fill *opts with defaults. Always call it before setting fields. */
@@ -176,7 +184,8 @@ PM_EXTERN void pm_options_init(pm_options *opts);
  * and for the mesh PAGEMESH_LISTEN, PAGEMESH_SEEDS,
  * PAGEMESH_CLUSTER_KEY_FILE, PAGEMESH_CLUSTER_ID, PAGEMESH_TRANSPORT,
  * PAGEMESH_TRANSPORT_LISTEN, PAGEMESH_ZONE, PAGEMESH_REPLICAS,
- * PAGEMESH_REQUEST_TIMEOUT_MS, PAGEMESH_INSECURE_DATA (1 or 0).
+ * PAGEMESH_REQUEST_TIMEOUT_MS, PAGEMESH_INSECURE_DATA (1 or 0),
+ * PAGEMESH_NODE_GROUP.
  * String fields point into the environment (valid until it changes).
  * Errors: PM_ECONFIG if a variable is set to an unparsable value (the
  * detail names it); *opts is then unchanged for that field.
@@ -193,8 +202,10 @@ PM_EXTERN int pm_options_load_env(pm_options *opts);
  * failing reads in flight. *out is set only on success; close it with
  * pm_peer_close().
  * Errors: PM_EINVAL (NULL argument, page_size not a power of two in range,
- * unknown eviction), PM_EACCES (cache directory not writable, or owned by
- * another user: the detail names it), PM_EIO (cannot create or scan it),
+ * unknown eviction, node_group names no group, or one this process may
+ * not give its socket to), PM_EACCES (cache directory not writable and no
+ * node peer there lets this user attach, or owned by another user: the
+ * detail names it), PM_EIO (cannot create or scan it),
  * PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer), PM_EBUSY
  * (PM_OPEN_NODE_ONLY and another node peer runs), PM_EPROTO (the
  * node peer speaks another protocol version), PM_ENOMEM.

@@ -77,6 +77,7 @@ int cli_apply_common(pm_options *o, int opt, const char *arg) {
   case OPT_TRANSPORT: o->transport = arg; return 0;
   case OPT_TRANSPORT_LISTEN: o->transport_listen = arg; return 0;
   case OPT_ZONE: o->zone = arg; return 0;
+  case OPT_NODE_GROUP: o->node_group = arg; return 0;
   case OPT_REPLICAS: return parse_u32("--replicas", arg, &o->replicas);
   case OPT_REQUEST_TIMEOUT:
     return parse_u32("--request-timeout", arg, &o->request_timeout_ms);

@@ -15,7 +15,7 @@ enum {
   /* The mesh (pagemeshd only). */
   OPT_LISTEN, OPT_SEEDS, OPT_KEY_FILE, OPT_CLUSTER_ID, OPT_TRANSPORT,
   OPT_TRANSPORT_LISTEN, OPT_ZONE, OPT_REPLICAS, OPT_REQUEST_TIMEOUT,
-  OPT_INSECURE_DATA, OPT_COMMON_LAST
+  OPT_INSECURE_DATA, OPT_NODE_GROUP, OPT_COMMON_LAST
 };
 
 #define CLI_COMMON_LONG_OPTIONS                                               \
@@ -36,7 +36,8 @@ enum {
   {"zone", required_argument, NULL, OPT_ZONE},                                \
   {"replicas", required_argument, NULL, OPT_REPLICAS},                        \
   {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},          \
-  {"insecure-data", no_argument, NULL, OPT_INSECURE_DATA}
+  {"insecure-data", no_argument, NULL, OPT_INSECURE_DATA},                  \
+  {"node-group", required_argument, NULL, OPT_NODE_GROUP}
 
 #define CLI_MESH_USAGE                                                        \
   "  --listen IP:PORT      join the mesh: membership address (UDP+TCP)\n"    \
@@ -48,7 +49,8 @@ enum {
   "  --zone LABEL          failure-domain label shown to operators\n"          \
   "  --replicas N          copies of each page (default 2)\n"                 \
   "  --request-timeout MS  deadline of a page request to a peer (5000)\n"     \
-  "  --insecure-data       page bytes unencrypted between peers (tcp)\n"
+  "  --insecure-data       page bytes unencrypted between peers (tcp)\n"     \
+  "  --node-group GROUP    let GROUP's members attach too (socket 0660)\n"
 
 #define CLI_COMMON_USAGE                                                      \
   "  --cache-dir DIR       cache directory (env PAGEMESH_CACHE_DIR)\n"        \

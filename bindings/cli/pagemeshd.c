@@ -187,6 +187,7 @@ static int load_environment(daemon_config *d) {
   STR_FROM_ENV(transport, OPT_TRANSPORT)
   STR_FROM_ENV(transport_listen, OPT_TRANSPORT_LISTEN)
   STR_FROM_ENV(zone, OPT_ZONE)
+  STR_FROM_ENV(node_group, OPT_NODE_GROUP)
 #undef STR_FROM_ENV
   if (!d->from_flags[OPT_REPLICAS] && getenv("PAGEMESH_REPLICAS"))
     d->opts.replicas = env.replicas, d->from_flags[OPT_REPLICAS] = 1;

@@ -26,6 +26,7 @@ pm_defaults() {
   EXTRA_ARGS=""                     # more pagemeshd flags, split on spaces
   ORIGIN_ENV_FILE=""                # KEY=VALUE lines (AWS_*...) for pagemeshd
   DAEMON_USER=""                    # run pagemeshd as this user (empty: root)
+  NODE_GROUP=""                     # its members may attach (--node-group)
   DAEMON_LOG=/var/log/pagemesh/pagemeshd.log
   SLURM_LOG=/var/log/pagemesh/slurm.log
   STATE_DIR=/run/pagemesh           # per-job status files, the lock

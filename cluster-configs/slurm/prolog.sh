@@ -57,6 +57,7 @@ daemon_args() {
   [ -n "$PAGE_SIZE" ] && DAEMON_ARGS+=(--page-size "$PAGE_SIZE")
   [ -n "$REPLICAS" ] && DAEMON_ARGS+=(--replicas "$REPLICAS")
   [ -n "$METRICS_LISTEN" ] && DAEMON_ARGS+=(--metrics-listen "$METRICS_LISTEN")
+  [ -n "$NODE_GROUP" ] && DAEMON_ARGS+=(--node-group "$NODE_GROUP")
   if [ -z "$LISTEN_PORT" ]; then
     pm_log "LISTEN_PORT is empty: pagemeshd runs without the mesh"
   elif [ ! -r "$CLUSTER_KEY_FILE" ]; then

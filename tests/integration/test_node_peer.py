@@ -1,7 +1,8 @@
 """One peer per node, with real processes: many readers on one cache
 directory share one node peer and one origin read per page; the node peer
 can be killed with SIGKILL in the middle of reads without a single failed
-read; another user gets a clear permission error."""
+read; another user gets a clear permission error, unless the daemon's
+node group lets it attach."""
 
 import os
 import random
@@ -149,6 +150,57 @@ def test_another_users_cache_directory_is_a_permission_error(build_dir, s3):
     finally:
         stop(daemon)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
+    # A daemon of root shared with the members of group 4242 (no such
+    # group need exist: root may give its socket to any gid).
+    root = tempfile.mkdtemp(prefix="pm-group-", dir="/tmp")
+    os.chmod(root, 0o755)
+    cli = PagemeshCLI(build_dir, os.path.join(root, "cache"),
+                      s3.env(endpoint=proxy.url))
+    bad = subprocess.run([cli.pagemeshd, "--cache-dir", cli.cache_dir,
+                          "--node-group", "no-such-group-pm"],
+                         capture_output=True, timeout=30, env=cli.env)
+    assert bad.returncode != 0
+    assert b"node group 'no-such-group-pm': no such group" in bad.stderr, \
+        bad.stderr
+    daemon = cli.start_daemon("--node-group", "4242")
+    try:
+        sock = os.stat(os.path.join(cli.cache_dir, "node.sock"))
+        assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, 4242)
+        member = ["setpriv", "--reuid=65534", "--regid=65534",
+                  "--groups=4242", "--"]
+        key = sorted(OBJECTS)[0]
+        r = subprocess.run(member + cli.command("cat", URIS[0]),
+                           capture_output=True, env=cli.env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == OBJECTS[key]
+        # The member read through the daemon: its cache, its origin read.
+        status = cli.node_status()
+        assert status["stats"]["origin_bytes"] == len(OBJECTS[key])
+        assert proxy.stats()["requests"].get("GET", 0) == \
+            (len(OBJECTS[key]) + MiB - 1) // MiB
+        again = subprocess.run(member + cli.command("cat", URIS[0]),
+                               capture_output=True, env=cli.env, timeout=60)
+        assert again.returncode == 0 and again.stdout == OBJECTS[key]
+        assert cli.node_status()["stats"]["origin_bytes"] == len(OBJECTS[key])
+        # Not a member: refused, and told why.
+        other = ["setpriv", "--reuid=65534", "--regid=65534",
+                 "--clear-groups", "--"]
+        r = subprocess.run(other + cli.command("cat", URIS[0]),
+                           capture_output=True, env=cli.env, timeout=60)
+        assert r.returncode == 1 and b"PM_EACCES" in r.stderr, r.stderr
+        assert b"does not let uid 65534 attach" in r.stderr, r.stderr
+    finally:
+        stop(daemon)
+    # No daemon: a member cannot become the node peer of a directory it
+    # cannot write, and says so.
+    r = subprocess.run(member + cli.command("cat", URIS[0]),
+                       capture_output=True, env=cli.env, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+    assert r.returncode == 1 and b"PM_EACCES" in r.stderr, r.stderr
+    assert b"not writable by uid 65534 and no node peer" in r.stderr, r.stderr
 
 
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):

@@ -92,6 +92,7 @@ class Options(Structure):
         ("zone", c_char_p),
         ("replicas", c_uint32),
         ("request_timeout_ms", c_uint32),
+        ("node_group", c_char_p),
     ]
 
 
