@@ -144,10 +144,10 @@ ssize_t pm__page_fetch(pm_peer *peer, const char *uri,
 
 /* As pm__page_fetch for a whole page, handing it to visit(data, length,
  * arg) while it is valid instead of copying it out (a page fetched from
- * the mesh or the origin is not copied at all before visit sees it).
+ * the mesh or the origin, or held in the RAM tier, is not copied at all
+ * before visit sees it).
  * Returns what visit returns, or a pm_err. Not for an attached process
  * (PM_ENOTSUP). */
-typedef ssize_t (*pm_page_visit)(const void *data, size_t length, void *arg);
 ssize_t pm__page_fetch_visit(pm_peer *peer, const char *uri,
                              const pm_object_stat *st, uint64_t page_index,
                              pm_page_visit visit, void *arg);

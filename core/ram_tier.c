@@ -142,6 +142,16 @@ ssize_t pm__ram_tier_read(pm_ram_tier *tier, const pm_page_id *id,
   return (ssize_t)n;
 }
 
+ssize_t pm__ram_tier_visit(pm_ram_tier *tier, const pm_page_id *id,
+                           uint64_t tick, pm_page_visit visit, void *arg) {
+  pm_ram_page *page = acquire(tier, id, tick);
+  if (!page)
+    return PM_ENOENT;
+  ssize_t n = visit(page->data, page->node.length, arg);
+  release(tier, page);
+  return n;
+}
+
 void pm__ram_tier_touch(pm_ram_tier *tier, const pm_page_id *id,
                         uint64_t tick) {
   pthread_mutex_lock(&tier->lock);

@@ -30,6 +30,12 @@ ssize_t pm__ram_tier_read(pm_ram_tier *tier, const pm_page_id *id,
                           uint32_t offset, void *buf, size_t length,
                           uint64_t tick);
 
+/* Hand the whole page to visit while holding a reference to it (not the
+ * tier's lock: the page cannot be freed meanwhile, other lookups go on),
+ * and make it most recent. Returns what visit returns. Errors: PM_ENOENT. */
+ssize_t pm__ram_tier_visit(pm_ram_tier *tier, const pm_page_id *id,
+                           uint64_t tick, pm_page_visit visit, void *arg);
+
 /* A lookup answered elsewhere still refreshes the page here, if present. */
 void pm__ram_tier_touch(pm_ram_tier *tier, const pm_page_id *id,
                         uint64_t tick);

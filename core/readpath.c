@@ -260,6 +260,11 @@ ssize_t pm__page_fetch_visit(pm_peer *peer, const char *uri,
   pm_page_id id =
       pm__page_id(uri, st->version, page_index, peer->opts.page_size);
   size_t page_len = pm__page_length(peer, st->size, page_index);
+  ssize_t held = peer->store ? pm__store_visit_ram(peer->store, &id, visit,
+                                                   arg)
+                             : PM_ENOENT;
+  if (held != PM_ENOENT)
+    return held; /* in RAM: visited in place */
   if (peer->store && pm__store_contains(peer->store, &id)) {
     char *buf = malloc(page_len ? page_len : 1);
     ssize_t n = buf ? pm__page_read_cached(peer, &id, uri, 0, buf, page_len)

@@ -172,6 +172,23 @@ ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
   return n;
 }
 
+ssize_t pm__store_visit_ram(pm_store *store, const pm_page_id *id,
+                            pm_page_visit visit, void *arg) {
+  if (!store || !id || !visit)
+    return pm__errf(PM_EINVAL, "page store visit: NULL argument");
+  if (load(&store->ram_capacity) == 0 ||
+      !pm__ram_tier_contains(store->ram, id))
+    return PM_ENOENT; /* no access recorded: pm__store_read will */
+  uint64_t tick = pm__sketch_record(store->sketch, id);
+  ssize_t n = pm__ram_tier_visit(store->ram, id, tick, visit, arg);
+  if (n == PM_ENOENT)
+    return n; /* gone since */
+  count(&store->hits_ram);
+  if (store->disk)
+    pm__disk_tier_touch(store->disk, id, tick);
+  return n;
+}
+
 static int check_put(const pm_store *store, const pm_page_id *id,
                      const char *uri, const void *data, size_t length) {
   if (!store || !id || !uri || (!data && length))

@@ -86,6 +86,13 @@ void pm__store_close(pm_store *store);
 ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
                        void *buf, size_t length, pm_tier *tier);
 
+/* As pm__store_read of a whole page held in RAM, handing it to visit (see
+ * pm__ram_tier_visit) instead of copying it; counted as a RAM hit. A page
+ * on disk only is PM_ENOENT here: read it with pm__store_read. Returns what
+ * visit returns. Errors: PM_ENOENT, PM_EINVAL. */
+ssize_t pm__store_visit_ram(pm_store *store, const pm_page_id *id,
+                            pm_page_visit visit, void *arg);
+
 /*
  * Insert a whole page (length <= page_size; only an object's last page is
  * shorter). `uri` is recorded in the header (for eviction by prefix).

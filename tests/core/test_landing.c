@@ -225,6 +225,49 @@ Test(landing, concurrent_readers_reusing_slots, .init = setup) {
   pm_peer_close(node);
 }
 
+static uint64_t ram_hits(pm_peer *p) {
+  pm_stats st = {.size = sizeof st};
+  cr_assert_eq(pm_peer_stats(p, &st), 0);
+  return st.hits_ram;
+}
+
+/* A node with no disk tier: a page it holds in RAM is written into the
+ * slot from the RAM tier in place (pm__store_visit_ram), counted as a RAM
+ * hit and a hit of the node, byte-exact. */
+Test(landing, pages_held_in_ram_land_from_the_ram_tier, .init = setup) {
+  enum { PAGES = 5 };
+  const char *path = make_object("r.bin", PAGES * (size_t)PS - 77);
+  pm_options o;
+  pm_options_init(&o);
+  o.cache_dir = cache;
+  o.page_size = PS;
+  o.readahead_pages = 0;
+  o.disk_capacity = 0; /* no disk tier */
+  pm_peer *node = NULL;
+  cr_assert_eq(pm_peer_open(&o, &node), 0, "%s", pm_peer_errmsg(NULL));
+  pm_peer *first = open_peer(0);
+  unsigned char *buf = malloc(PAGES * (size_t)PS);
+  cr_assert_eq(pm_read(first, path, 0, buf, PAGES * PS), PAGES * PS - 77);
+  check(buf, 0, PAGES * PS - 77);
+  pm_peer *second = open_peer(0);
+  uint64_t ram_before = ram_hits(node);
+  uint64_t node_hits = atomic_load(&node->counters.attached_hits);
+  memset(buf, 0, PAGES * (size_t)PS);
+  for (uint64_t page = 0; page < PAGES; page++) {
+    size_t want = page + 1 < PAGES ? PS : PS - 77;
+    cr_assert_eq(pm_read(second, path, page * PS, buf + page * PS, PS),
+                 (ssize_t)want);
+  }
+  check(buf, 0, PAGES * PS - 77);
+  cr_assert_eq(atomic_load(&second->counters.landed), PAGES);
+  cr_assert_eq(atomic_load(&node->counters.attached_hits) - node_hits, PAGES);
+  cr_assert_geq(ram_hits(node) - ram_before, PAGES);
+  free(buf);
+  pm_peer_close(second);
+  pm_peer_close(first);
+  pm_peer_close(node);
+}
+
 /* PAGEMESH_LANDING sizes the area (here 2 slots), 0 turns it off: every
  * page then comes as a descriptor, as before the area existed. */
 Test(landing, sized_or_turned_off_by_the_environment, .init = setup) {

@@ -1,8 +1,9 @@
 /*
  * tests/core/test_ram_tier.c - the RAM tier: round trip and ranges, the
  * two-phase insert (an invisible reservation, abort gives the room back),
- * capacity under both policies, removal by id and prefix, and the memfd
- * copy used for zero-copy access to RAM-only pages.
+ * capacity under both policies, removal by id and prefix, the memfd
+ * copy used for zero-copy access to RAM-only pages, and visiting a page in
+ * place.
  */
 #include "test_store_util.h"
 
@@ -159,6 +160,48 @@ Test(ram_tier, memfd_holds_the_page) {
   cr_assert_eq(write(fd, "x", 1), -1, "the memfd is sealed");
   munmap((void *)map, length);
   close(fd);
+  pm__ram_tier_close(tier);
+}
+
+typedef struct visit_probe {
+  pm_ram_tier *tier;
+  pm_page_id id;
+  uint64_t index;
+  bool remove_first; /* remove the page while visiting it */
+  bool bytes_ok, still_ok;
+} visit_probe;
+
+static ssize_t probe_visit(const void *data, size_t length, void *arg) {
+  visit_probe *p = arg;
+  p->bytes_ok = test_check(data, length, p->index, 0);
+  if (p->remove_first) {
+    cr_assert_eq(pm__ram_tier_remove(p->tier, &p->id), 0);
+    p->still_ok = test_check(data, length, p->index, 0); /* ASan: no UAF */
+  }
+  return (ssize_t)length + 1;
+}
+
+Test(ram_tier, visit_hands_out_the_page_in_place) {
+  pm_ram_tier *tier;
+  cr_assert_eq(pm__ram_tier_open(1 << 20, TEST_PAGE, PM_EVICT_STABLE, sketch,
+                                 &tier),
+               0);
+  cr_assert_eq(put(tier, 6, 3000, "u"), 0);
+  visit_probe p = {.tier = tier, .id = test_page_id(6), .index = 6};
+  pm_page_id absent = test_page_id(7);
+  cr_assert_eq(pm__ram_tier_visit(tier, &absent, 1, probe_visit, &p),
+               PM_ENOENT);
+  cr_assert_eq(pm__ram_tier_visit(tier, &p.id, 1, probe_visit, &p), 3001,
+               "returns what visit returns");
+  cr_assert(p.bytes_ok);
+  /* Removed while visited: gone for later lookups, alive until visit
+   * returns. */
+  p.remove_first = true;
+  cr_assert_eq(pm__ram_tier_visit(tier, &p.id, 1, probe_visit, &p), 3001);
+  cr_assert(p.bytes_ok && p.still_ok);
+  cr_assert_eq(pm__ram_tier_visit(tier, &p.id, 1, probe_visit, &p),
+               PM_ENOENT);
+  cr_assert_eq(usage_of(tier).pages, 0);
   pm__ram_tier_close(tier);
 }
 
