@@ -92,12 +92,12 @@ bool pm__page_id_eq(const pm_page_id *a, const pm_page_id *b);
 /* A 64-bit hash of the id, for hash tables. */
 uint64_t pm__page_id_hash(const pm_page_id *id);
 
-/* XXH3-128 checksum of page bytes. */
 /* Hands a page's bytes to a caller while they are valid, instead of
  * copying them out; returns what the caller wants returned (bytes used, or
  * a pm_err). */
 typedef ssize_t (*pm_page_visit)(const void *data, size_t length, void *arg);
 
+/* XXH3-128 checksum of page bytes. */
 typedef struct pm_checksum {
   uint8_t bytes[16];
 } pm_checksum;

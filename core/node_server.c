@@ -488,12 +488,21 @@ static void *accept_main(void *arg) {
 
 /* The gid `group` names: a group name, else a number. */
 static int resolve_group(const char *group, gid_t *out) {
-  char buf[4096];
   struct group gr, *found = NULL;
-  if (getgrnam_r(group, &gr, buf, sizeof buf, &found) == 0 && found) {
-    *out = found->gr_gid;
-    return 0;
+  char *buf = NULL;
+  int rc = ERANGE;
+  for (size_t size = 4096; rc == ERANGE && size <= (16u << 20); size *= 4) {
+    char *bigger = realloc(buf, size); /* a group of many members */
+    if (!bigger)
+      break;
+    buf = bigger;
+    rc = getgrnam_r(group, &gr, buf, size, &found);
   }
+  if (rc == 0 && found)
+    *out = found->gr_gid;
+  free(buf);
+  if (rc == 0 && found)
+    return 0;
   char *end;
   errno = 0;
   unsigned long gid = strtoul(group, &end, 10);
@@ -506,7 +515,7 @@ static int resolve_group(const char *group, gid_t *out) {
 
 /* Let `group` attach: the socket becomes the group's, mode 0660. */
 static int share_with_group(const char *path, const char *group) {
-  gid_t gid;
+  gid_t gid = 0;
   int err = resolve_group(group, &gid);
   if (err)
     return err;

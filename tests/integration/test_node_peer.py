@@ -198,9 +198,17 @@ def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
     # cannot write, and says so.
     r = subprocess.run(member + cli.command("cat", URIS[0]),
                        capture_output=True, env=cli.env, timeout=60)
-    shutil.rmtree(root, ignore_errors=True)
     assert r.returncode == 1 and b"PM_EACCES" in r.stderr, r.stderr
     assert b"not writable by uid 65534 and no node peer" in r.stderr, r.stderr
+    # A group by name.
+    named = PagemeshCLI(build_dir, os.path.join(root, "named"), s3.env())
+    daemon = named.start_daemon("--node-group", "root")
+    try:
+        sock = os.stat(os.path.join(named.cache_dir, "node.sock"))
+        assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, 0)
+    finally:
+        stop(daemon)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
