@@ -214,13 +214,15 @@ def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
     conf = tmp_path / "pagemesh.ini"
     conf.write_text("[pagemesh]\nram-capacity = 8M\ndisk-capacity = 64M\n"
-                    "eviction = lru\n")
+                    "eviction = lru\nnode_group = %d\n" % os.getgid())
     log = tmp_path / "daemon.log"
     daemon = cli.start_daemon("--config", str(conf), "--log-file", str(log),
                               env={"PAGEMESH_DISK_CAPACITY": "32M"})
     status = cli.node_status()
     assert status["stats"]["ram_capacity"] == 8 * MiB      # config file
     assert status["stats"]["disk_capacity"] == 32 * MiB    # env beats file
+    sock = os.stat(os.path.join(cli.cache_dir, "node.sock"))
+    assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, os.getgid())
     second = subprocess.run([cli.pagemeshd, "--cache-dir", cli.cache_dir],
                             capture_output=True, timeout=30, env=cli.env)
     assert second.returncode == 3 and b"node peer" in second.stderr
