@@ -127,6 +127,9 @@ char *pm__strdup(const char *s);
 int pm__mkdirs(const char *path, unsigned mode);
 /* Write the whole buffer to fd (retrying short writes and EINTR). */
 int pm__write_all(int fd, const void *buf, size_t length);
+/* Write the whole buffer at offset (retrying short writes and EINTR); 0 or
+ * a pm_err (PM_EIO if the file takes no more). */
+int pm__pwrite_all(int fd, const void *buf, size_t length, uint64_t offset);
 /* Read exactly length bytes at offset; returns bytes read (short at EOF)
  * or a negative pm_err. */
 ssize_t pm__pread_full(int fd, void *buf, size_t length, uint64_t offset);

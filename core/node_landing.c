@@ -135,17 +135,9 @@ int64_t pm__node_landing_offset(const pm_node_landing *l, uint32_t slot,
 
 int pm__node_landing_write(pm_node_landing *l, uint64_t offset,
                            const void *data, size_t length) {
-  const uint8_t *p = data;
-  while (length > 0) {
-    ssize_t n = pwrite(l->fd, p, length, (off_t)offset);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return pm__errf(PM_EIO, "landing area: pwrite: %s",
-                      n < 0 ? strerror(errno) : "no progress");
-    p += n;
-    offset += (uint64_t)n;
-    length -= (size_t)n;
-  }
+  int rc = pm__pwrite_all(l->fd, data, length, offset);
+  if (rc)
+    return pm__errf(PM_EIO, "landing area: pwrite: %s",
+                    rc == PM_EIO ? "no progress" : strerror(errno));
   return 0;
 }

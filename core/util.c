@@ -105,6 +105,23 @@ int pm__write_all(int fd, const void *buf, size_t length) {
   return 0;
 }
 
+int pm__pwrite_all(int fd, const void *buf, size_t length, uint64_t offset) {
+  const char *p = buf;
+  while (length > 0) {
+    ssize_t n = pwrite(fd, p, length, (off_t)offset);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return pm__err_from_errno(errno);
+    if (n == 0)
+      return PM_EIO; /* no progress */
+    p += n;
+    offset += (uint64_t)n;
+    length -= (size_t)n;
+  }
+  return 0;
+}
+
 ssize_t pm__pread_full(int fd, void *buf, size_t length, uint64_t offset) {
   size_t done = 0;
   while (done < length) {

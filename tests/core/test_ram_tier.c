@@ -40,6 +40,13 @@ static ssize_t get(pm_ram_tier *tier, uint64_t index, uint32_t offset,
                            pm__sketch_record(sketch, &id));
 }
 
+static pm_ram_tier *open_tier(uint64_t capacity, pm_eviction policy) {
+  pm_ram_tier *tier;
+  cr_assert_eq(pm__ram_tier_open(capacity, TEST_PAGE, policy, sketch, &tier),
+               0);
+  return tier;
+}
+
 static pm_tier_usage usage_of(pm_ram_tier *tier) {
   pm_tier_usage usage;
   pm__ram_tier_usage(tier, &usage);
@@ -47,10 +54,7 @@ static pm_tier_usage usage_of(pm_ram_tier *tier) {
 }
 
 Test(ram_tier, round_trip_and_ranges) {
-  pm_ram_tier *tier;
-  cr_assert_eq(pm__ram_tier_open(1 << 20, TEST_PAGE, PM_EVICT_STABLE, sketch,
-                                 &tier),
-               0);
+  pm_ram_tier *tier = open_tier(1 << 20, PM_EVICT_STABLE);
   cr_assert_eq(put(tier, 1, TEST_PAGE, "u"), 0);
   cr_assert_eq(put(tier, 2, 10, "u"), 0);
   cr_assert_eq(put(tier, 1, TEST_PAGE, "u"), PM_EEXIST);
@@ -68,10 +72,7 @@ Test(ram_tier, round_trip_and_ranges) {
 }
 
 Test(ram_tier, reservation_is_invisible_until_commit) {
-  pm_ram_tier *tier;
-  cr_assert_eq(pm__ram_tier_open(2 * TEST_PAGE, TEST_PAGE, PM_EVICT_LRU,
-                                 sketch, &tier),
-               0);
+  pm_ram_tier *tier = open_tier(2 * TEST_PAGE, PM_EVICT_LRU);
   pm_page_id id = test_page_id(5);
   pm_ram_page *page;
   cr_assert_eq(pm__ram_tier_reserve(tier, &id, "u", TEST_PAGE, 1, &page), 0);
@@ -94,10 +95,7 @@ Test(ram_tier, reservation_is_invisible_until_commit) {
 Test(ram_tier, capacity_is_respected) {
   static const pm_eviction policies[] = {PM_EVICT_LRU, PM_EVICT_STABLE};
   for (int p = 0; p < 2; p++) {
-    pm_ram_tier *tier;
-    cr_assert_eq(pm__ram_tier_open(10 * TEST_PAGE, TEST_PAGE, policies[p],
-                                   sketch, &tier),
-                 0);
+    pm_ram_tier *tier = open_tier(10 * TEST_PAGE, policies[p]);
     for (uint64_t i = 0; i < 100; i++) {
       uint8_t buf[1];
       get(tier, i, 0, buf, 1); /* a lookup, as the read path does */
@@ -120,10 +118,7 @@ Test(ram_tier, capacity_is_respected) {
 }
 
 Test(ram_tier, remove_and_remove_prefix) {
-  pm_ram_tier *tier;
-  cr_assert_eq(pm__ram_tier_open(1 << 20, TEST_PAGE, PM_EVICT_STABLE, sketch,
-                                 &tier),
-               0);
+  pm_ram_tier *tier = open_tier(1 << 20, PM_EVICT_STABLE);
   for (uint64_t i = 0; i < 10; i++)
     cr_assert_eq(put(tier, i, 100, i < 6 ? "s3://a/x" : "s3://b/y"), 0);
   pm_page_id id = test_page_id(0);
@@ -142,10 +137,7 @@ Test(ram_tier, remove_and_remove_prefix) {
 }
 
 Test(ram_tier, memfd_holds_the_page) {
-  pm_ram_tier *tier;
-  cr_assert_eq(pm__ram_tier_open(1 << 20, TEST_PAGE, PM_EVICT_STABLE, sketch,
-                                 &tier),
-               0);
+  pm_ram_tier *tier = open_tier(1 << 20, PM_EVICT_STABLE);
   cr_assert_eq(put(tier, 4, 1000, "u"), 0);
   pm_page_id id = test_page_id(4), absent = test_page_id(5);
   int fd;
@@ -182,10 +174,7 @@ static ssize_t probe_visit(const void *data, size_t length, void *arg) {
 }
 
 Test(ram_tier, visit_hands_out_the_page_in_place) {
-  pm_ram_tier *tier;
-  cr_assert_eq(pm__ram_tier_open(1 << 20, TEST_PAGE, PM_EVICT_STABLE, sketch,
-                                 &tier),
-               0);
+  pm_ram_tier *tier = open_tier(1 << 20, PM_EVICT_STABLE);
   cr_assert_eq(put(tier, 6, 3000, "u"), 0);
   visit_probe p = {.tier = tier, .id = test_page_id(6), .index = 6};
   pm_page_id absent = test_page_id(7);

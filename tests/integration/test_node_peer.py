@@ -47,6 +47,12 @@ def cli(build_dir, tmp_path, s3, proxy):
                        s3.env(endpoint=proxy.url))
 
 
+def as_nobody(groups=None):
+    """Command prefix: run as uid/gid 65534, in `groups` (else none)."""
+    return ["setpriv", "--reuid=65534", "--regid=65534",
+            "--groups=%s" % groups if groups else "--clear-groups", "--"]
+
+
 def expected_lines(loops):
     lines = set()
     for loop in range(loops):
@@ -132,8 +138,7 @@ def test_another_users_cache_directory_is_a_permission_error(build_dir, s3):
     cli = PagemeshCLI(build_dir, os.path.join(root, "cache"), s3.env())
     daemon = cli.start_daemon()
     try:
-        nobody = ["setpriv", "--reuid=65534", "--regid=65534",
-                  "--clear-groups", "--"]
+        nobody = as_nobody()
         r = subprocess.run(nobody + cli.command("cat", URIS[0]),
                            capture_output=True, env=cli.env, timeout=60)
         assert r.returncode == 1
@@ -169,8 +174,7 @@ def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
     try:
         sock = os.stat(os.path.join(cli.cache_dir, "node.sock"))
         assert (sock.st_mode & 0o777, sock.st_gid) == (0o660, 4242)
-        member = ["setpriv", "--reuid=65534", "--regid=65534",
-                  "--groups=4242", "--"]
+        member = as_nobody(groups=4242)
         key = sorted(OBJECTS)[0]
         r = subprocess.run(member + cli.command("cat", URIS[0]),
                            capture_output=True, env=cli.env, timeout=60)
@@ -186,9 +190,7 @@ def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
         assert again.returncode == 0 and again.stdout == OBJECTS[key]
         assert cli.node_status()["stats"]["origin_bytes"] == len(OBJECTS[key])
         # Not a member: refused, and told why.
-        other = ["setpriv", "--reuid=65534", "--regid=65534",
-                 "--clear-groups", "--"]
-        r = subprocess.run(other + cli.command("cat", URIS[0]),
+        r = subprocess.run(as_nobody() + cli.command("cat", URIS[0]),
                            capture_output=True, env=cli.env, timeout=60)
         assert r.returncode == 1 and b"PM_EACCES" in r.stderr, r.stderr
         assert b"does not let uid 65534 attach" in r.stderr, r.stderr
