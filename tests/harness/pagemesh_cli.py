@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 
 
@@ -68,11 +69,24 @@ class PagemeshCLI:
     def start_daemon(self, *args, env=None, log=None):
         """Start pagemeshd on the cache directory and wait until it
         answers `pagemesh status`."""
+        # Without a log of the caller's, stderr goes to a file kept for the
+        # message of a daemon that exits before it answers.
+        err = log or tempfile.TemporaryFile()
         proc = self.popen([self.pagemeshd, "--cache-dir", self.cache_dir]
                           + list(args), env=env,
-                          stdout=subprocess.DEVNULL,
-                          stderr=log or subprocess.DEVNULL)
-        self.wait_for_node(lambda: proc.poll() is None)
+                          stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            self.wait_for_node(lambda: proc.poll() is None)
+        except RuntimeError as e:
+            if log is None:
+                err.seek(0)
+                raise RuntimeError("%s (exit %s): %s" % (
+                    e, proc.returncode,
+                    err.read()[-2000:].decode(errors="replace"))) from e
+            raise
+        finally:
+            if log is None:
+                err.close()
         return proc
 
     def node_status(self):
@@ -85,14 +99,19 @@ class PagemeshCLI:
         """Poll until a node peer answers (other than not_pid); returns its
         status."""
         deadline = time.monotonic() + timeout
+        last = None
         while time.monotonic() < deadline:
             if not alive():
                 raise RuntimeError("the daemon exited")
-            status = self.node_status()
+            last = self.run("status", "--json")
+            status = json.loads(last.stdout) if last.returncode == 0 \
+                else None
             if status and status.get("node_pid") != not_pid:
                 return status
             time.sleep(0.02)
-        raise TimeoutError("no node peer on %s" % self.cache_dir)
+        raise TimeoutError("no node peer on %s; last status: %s" % (
+            self.cache_dir, (last.stdout + last.stderr)[-1000:].decode(
+                errors="replace") if last else "none"))
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=10):
