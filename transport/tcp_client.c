@@ -80,7 +80,9 @@ static void drop(pm_tcp *tcp, pm_tcp_conn *conn) {
 
 static void checkin(pm_tcp *tcp, pm_tcp_conn *conn) {
   pthread_mutex_lock(&tcp->pool_lock);
-  pm_tcp_pool_peer *p = conn->broken || tcp->closing
+  /* Bytes beyond the answer: the server is out of step. */
+  pm_tcp_pool_peer *p = conn->broken || tcp->closing ||
+                                pm__tcp_conn_buffered(conn)
                             ? NULL
                             : pool_peer(tcp, conn->peer, true);
   if (p && p->idle_count < PM_TCP_IDLE_MAX) {
@@ -214,6 +216,8 @@ static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r) {
   uint64_t request_id = conn->next_request_id++;
   bool sealed = false;
   int rc = send_request(conn, r, request_id, &sealed);
+  /* The answer takes at least a wake-up of the server: poll first. */
+  conn->awaiting_answer = rc == 0;
   Pm__PageFrame *frame = NULL;
   if (!rc)
     rc = pm__tcp_conn_recv_frame(conn, tcp->max_page_size, r->deadline_ns,

@@ -179,12 +179,50 @@ int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
   return conn_send(conn, frame, data, -1, 0, length, deadline_ns, sealed);
 }
 
+/* Read exactly `length` bytes of the stream into dst: first what an
+ * earlier receive read ahead, then with receives that fill dst and read
+ * ahead up to PM_TCP_READAHEAD more bytes in the same system call. */
+static int conn_read(pm_tcp_conn *conn, void *dst, size_t length,
+                     uint64_t deadline_ns) {
+  uint8_t *out = dst;
+  size_t have = conn->rlen - conn->rpos;
+  if (have > 0) {
+    size_t take = PM_MIN(have, length);
+    memcpy(out, conn->readahead + conn->rpos, take);
+    conn->rpos += (uint32_t)take;
+    out += take;
+    length -= take;
+  }
+  if (conn->rpos == conn->rlen)
+    conn->rpos = conn->rlen = 0;
+  while (length > 0) {
+    struct iovec iov[2] = {{out, length},
+                           {conn->readahead, sizeof conn->readahead}};
+    ssize_t got = pm__tcp_recv_some(conn->fd, iov, 2, conn->awaiting_answer,
+                                    deadline_ns, conn->peer);
+    conn->awaiting_answer = false;
+    if (got < 0)
+      return (int)got;
+    if ((size_t)got <= length) {
+      out += got;
+      length -= (size_t)got;
+    } else {
+      conn->rlen = (uint32_t)((size_t)got - length);
+      length = 0;
+    }
+  }
+  return 0;
+}
+
+bool pm__tcp_conn_buffered(const pm_tcp_conn *conn) {
+  return conn->rlen > conn->rpos;
+}
+
 /* Read one sealed message of at most `cap` bytes into the scratch and open
  * it into scratch->plain. Returns the plaintext length. */
 static int64_t recv_sealed(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
                            uint64_t deadline_ns) {
-  int rc = pm__tcp_read_full(conn->fd, scratch->wire, PM_FRAME_PREFIX,
-                             deadline_ns, conn->peer);
+  int rc = conn_read(conn, scratch->wire, PM_FRAME_PREFIX, deadline_ns);
   if (rc)
     return rc;
   int64_t sealed = pm__frame_prefix(scratch->wire, PM_TCP_SEALED_MAX);
@@ -193,8 +231,8 @@ static int64_t recv_sealed(pm_tcp_conn *conn, pm_tcp_scratch *scratch,
   if (sealed <= (int64_t)PM_TCP_ABYTES)
     return pm__errf(PM_EPROTO, "%s: sealed frame of %lld bytes", conn->peer,
                     (long long)sealed);
-  rc = pm__tcp_read_full(conn->fd, scratch->wire + PM_FRAME_PREFIX,
-                         (size_t)sealed, deadline_ns, conn->peer);
+  rc = conn_read(conn, scratch->wire + PM_FRAME_PREFIX, (size_t)sealed,
+                 deadline_ns);
   if (rc)
     return rc;
   unsigned long long plain = 0;
@@ -240,11 +278,10 @@ int pm__tcp_conn_recv_page(pm_tcp_conn *conn, void *dst, size_t length,
   uint8_t *out = dst;
   for (size_t off = 0; !rc && off < length; off += PM_TCP_CHUNK) {
     size_t n = PM_MIN(PM_TCP_CHUNK, length - off);
-    rc = pm__tcp_read_full(conn->fd, out + off, n, deadline_ns, conn->peer);
+    rc = conn_read(conn, out + off, n, deadline_ns);
     if (!rc && *sealed) {
       uint8_t tag[PM_TCP_TAG];
-      rc = pm__tcp_read_full(conn->fd, tag, sizeof tag, deadline_ns,
-                             conn->peer);
+      rc = conn_read(conn, tag, sizeof tag, deadline_ns);
       if (!rc && pm__tcp_bulk_open(&conn->hs.bulk, out + off, n, tag) != 0)
         rc = pm__errf(PM_ECORRUPT, "%s: page bytes fail authentication",
                       conn->peer);

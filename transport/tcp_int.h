@@ -52,6 +52,10 @@
 #define PM_TCP_SERVER_IO_NS (10ull * 1000000000ull)
 /* Idle connections kept per remote peer. */
 #define PM_TCP_IDLE_MAX 8
+/* Read-ahead of an established connection: every receive also asks for up
+ * to this many bytes beyond what it needs (length prefix, frame and the
+ * first page bytes arrive in one system call). */
+#define PM_TCP_READAHEAD 4096
 /* Connections a server keeps at most, and at most in handshake. */
 #define PM_TCP_SERVER_CONNS_MAX 4096
 #define PM_TCP_HANDSHAKING_MAX 256
@@ -132,6 +136,10 @@ typedef struct pm_tcp_conn {
   bool established;
   bool broken;          /* the stream is out of step: do not reuse */
   uint64_t next_request_id;
+  bool awaiting_answer;   /* client side: a request just went out */
+  /* Bytes received beyond what the last read needed (rpos..rlen). */
+  uint32_t rpos, rlen;
+  uint8_t readahead[PM_TCP_READAHEAD];
   /* Server side: handshake progress on the loop thread. */
   unsigned hs_stage;    /* 0: want hello, 1: want proof, 2: established */
   size_t hs_have;
@@ -168,6 +176,9 @@ int pm__tcp_conn_send(pm_tcp_conn *conn, const Pm__PageFrame *frame,
 int pm__tcp_conn_send_file(pm_tcp_conn *conn, const Pm__PageFrame *frame,
                            int fd, uint64_t offset, size_t length,
                            uint64_t deadline_ns, bool *sealed);
+/* True if bytes beyond the last message were already received (the
+ * peer sent more than one message at once). */
+bool pm__tcp_conn_buffered(const pm_tcp_conn *conn);
 /* Receive, open and decode one frame (into the scratch's arena). */
 int pm__tcp_conn_recv_frame(pm_tcp_conn *conn, uint32_t max_page_size,
                             uint64_t deadline_ns, Pm__PageFrame **out);
@@ -196,6 +207,12 @@ void pm__tcp_sockopts(int fd);
  * the peer. */
 int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
                       const char *peer);
+/* One receive into iov (recvmsg), waiting until something arrives or the
+ * deadline (wait_first: poll before the first try, when nothing can have
+ * arrived yet): the bytes received (> 0) or a pm_err as above. */
+ssize_t pm__tcp_recv_some(int fd, struct iovec *iov, int iov_count,
+                          bool wait_first, uint64_t deadline_ns,
+                          const char *peer);
 int pm__tcp_write_full(int fd, const void *buf, size_t length,
                        uint64_t deadline_ns, const char *peer);
 int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,

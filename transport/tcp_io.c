@@ -192,6 +192,32 @@ int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
   return 0;
 }
 
+ssize_t pm__tcp_recv_some(int fd, struct iovec *iov, int iov_count,
+                          bool wait_first, uint64_t deadline_ns,
+                          const char *peer) {
+  if (wait_first) {
+    int rc = wait_fd(fd, POLLIN, deadline_ns, peer);
+    if (rc)
+      return rc;
+  }
+  for (;;) {
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (n > 0)
+      return n;
+    if (n == 0)
+      return pm__errf(PM_EUNREACHABLE, "%s: connection closed by the peer",
+                      peer);
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return io_error(errno, peer, "receiving");
+    int rc = wait_fd(fd, POLLIN, deadline_ns, peer);
+    if (rc)
+      return rc;
+  }
+}
+
 /* writev_full with extra sendmsg flags (MSG_MORE: more follows at once). */
 static int sendmsg_full(int fd, struct iovec *iov, int iov_count, int flags,
                         uint64_t deadline_ns, const char *peer) {

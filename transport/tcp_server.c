@@ -256,6 +256,10 @@ static void *worker_main(void *arg) {
   pm_tcp_conn *conn;
   while ((conn = next_ready(tcp)) != NULL) {
     int rc = pm__tcp_serve_one(worker, conn);
+    /* A request that arrived with the last one is already read: epoll
+     * would not report it. */
+    while (!rc && !conn->broken && pm__tcp_conn_buffered(conn))
+      rc = pm__tcp_serve_one(worker, conn);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
                              .data.ptr = conn};
     if (rc || conn->broken ||

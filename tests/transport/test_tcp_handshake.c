@@ -8,6 +8,9 @@
  * stop it from serving others. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -449,4 +452,181 @@ Test(tcp_handshake, hostile_clients_do_not_hurt_the_server) {
   close(slow);
   fixture_close(&client);
   fixture_close(&server);
+}
+
+/* ---- several messages in one write ----------------------------------------- */
+
+/* Append GET `index` of uri, sealed with its prefix, to wire at *used. */
+static void append_get(pm_tcp_conn *conn, const char *uri, uint64_t index,
+                       uint32_t size, uint8_t *wire, size_t *used) {
+  pm_page_request req = fixture_request(uri, index, size, (index + 1) * size);
+  Pm__PageRequest page;
+  pm__page_msg_request_out(&req, &page);
+  Pm__PageGet get = PM__PAGE_GET__INIT;
+  get.request_id = index + 1;
+  get.page = &page;
+  Pm__PageFrame frame = PM__PAGE_FRAME__INIT;
+  frame.body_case = PM__PAGE_FRAME__BODY_GET;
+  frame.get = &get;
+  uint8_t plain[PM_FRAME_MAX];
+  int64_t length = pm__frame_encode(&frame, plain, sizeof plain);
+  cr_assert_gt(length, 0);
+  unsigned long long sealed;
+  crypto_secretstream_xchacha20poly1305_push(
+      &conn->hs.secrets->send_state, wire + *used + PM_FRAME_PREFIX, &sealed,
+      plain, (unsigned long long)length, NULL, 0,
+      crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+  pm__frame_put_prefix(wire + *used, (uint32_t)sealed);
+  *used += PM_FRAME_PREFIX + (size_t)sealed;
+}
+
+/* Three GETs in one write (the server reads them all in one receive) are
+ * all answered, in order; the client reads the answers, which may arrive
+ * together, through its read-ahead and gets every page byte-exact. */
+Test(tcp_handshake, requests_sent_together_are_all_answered) {
+  fixture_peer server;
+  fixture_open(&server);
+  pm_tcp_conn *conn = raw_authenticated(server.addr);
+  cr_assert_eq(pm__tcp_hs_done(&conn->hs), 0); /* the page cipher */
+  const uint32_t sizes[] = {4096, 100, 200000};
+  uint8_t wire[3 * (PM_FRAME_PREFIX + PM_TCP_SEALED_MAX)];
+  size_t used = 0;
+  for (uint64_t i = 0; i < 3; i++)
+    append_get(conn, "s3://b/together", i, sizes[i], wire, &used);
+  cr_assert_eq(pm__tcp_write_full(conn->fd, wire, used,
+                                  pm__now_ns() + FIX_SECOND, "raw"),
+               0);
+  uint8_t *got = malloc(200000), *want = malloc(200000);
+  for (uint64_t i = 0; i < 3; i++) {
+    uint64_t deadline = pm__now_ns() + 5 * FIX_SECOND;
+    Pm__PageFrame *frame;
+    cr_assert_eq(pm__tcp_conn_recv_frame(conn, FIX_MAX_PAGE, deadline,
+                                         &frame),
+                 0, "answer %llu: %s", (unsigned long long)i, pm__errmsg());
+    uint32_t length = 0;
+    uint8_t checksum[16];
+    cr_assert_eq(pm__page_msg_response_in(frame, i + 1, 200000, FIX_MAX_PAGE,
+                                          &length, checksum, "server"),
+                 0, "%s", pm__errmsg());
+    cr_assert_eq(length, sizes[i]);
+    bool sealed;
+    pm_checksum sum;
+    cr_assert_eq(pm__tcp_conn_recv_page(conn, got, length, deadline, &sealed,
+                                        &sum),
+                 0, "%s", pm__errmsg());
+    cr_assert(sealed);
+    fixture_fill("s3://b/together", i, want, length);
+    cr_assert_eq(memcmp(got, want, length), 0, "page %llu differs",
+                 (unsigned long long)i);
+    cr_assert_eq(memcmp(sum.bytes, checksum, 16), 0);
+  }
+  cr_assert(!pm__tcp_conn_buffered(conn), "bytes beyond the answers");
+  cr_assert_eq(atomic_load(&server.server.gets), 3);
+  free(got);
+  free(want);
+  pm__tcp_conn_free(conn);
+  fixture_close(&server);
+}
+
+/* A server that answers every GET with the page and one byte too many,
+ * serving its connections one after the other until each is closed. */
+typedef struct chatty_server {
+  int listen_fd;
+  char addr[PM_ADDR_MAX];
+  atomic_int accepts;
+  pthread_t thread;
+} chatty_server;
+
+static void chatty_handshake(pm_tcp_conn *conn) {
+  uint64_t deadline = pm__now_ns() + FIX_SECOND;
+  uint8_t msg[PM_TCP_HELLO_SIZE];
+  cr_assert_eq(pm__tcp_hs_start(&conn->hs, true, fixture_key, "test-cluster",
+                                false),
+               0);
+  cr_assert_eq(pm__tcp_read_full(conn->fd, msg, PM_TCP_HELLO_SIZE, deadline,
+                                 "client"),
+               0);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&conn->hs, msg, PM_TCP_HELLO_SIZE), 0);
+  pm__tcp_write_full(conn->fd, conn->hs.my_hello, PM_TCP_HELLO_SIZE, deadline,
+                     "client");
+  cr_assert_eq(pm__tcp_read_full(conn->fd, msg, PM_TCP_PROOF_SIZE, deadline,
+                                 "client"),
+               0);
+  cr_assert_eq(pm__tcp_hs_check_proof(&conn->hs, msg, PM_TCP_PROOF_SIZE), 0);
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&conn->hs, proof);
+  pm__tcp_write_full(conn->fd, proof, sizeof proof, deadline, "client");
+  cr_assert_eq(pm__tcp_hs_done(&conn->hs), 0);
+}
+
+static void chatty_answer(pm_tcp_conn *conn, Pm__PageFrame *request) {
+  pm_page_request req;
+  uint64_t id;
+  bool is_put;
+  uint32_t length;
+  uint8_t unused[16];
+  cr_assert_eq(pm__page_msg_request_in(request, FIX_MAX_PAGE, &req, &id,
+                                       &is_put, &length, unused),
+               0);
+  uint8_t page[4096];
+  fixture_fill(req.uri, req.page_index, page, sizeof page);
+  pm_checksum sum = pm__checksum(page, sizeof page);
+  Pm__PageResponse response = PM__PAGE_RESPONSE__INIT;
+  response.request_id = id;
+  response.length = sizeof page;
+  response.checksum.data = sum.bytes;
+  response.checksum.len = sizeof sum.bytes;
+  Pm__PageFrame frame = PM__PAGE_FRAME__INIT;
+  frame.body_case = PM__PAGE_FRAME__BODY_RESPONSE;
+  frame.response = &response;
+  bool sealed;
+  uint64_t deadline = pm__now_ns() + FIX_SECOND;
+  int on = 1, off = 0; /* the answer and the extra byte leave together */
+  setsockopt(conn->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+  cr_assert_eq(pm__tcp_conn_send(conn, &frame, page, sizeof page, deadline,
+                                 &sealed),
+               0);
+  pm__tcp_write_full(conn->fd, "!", 1, deadline, "client");
+  setsockopt(conn->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+}
+
+static void *chatty_main(void *arg) {
+  chatty_server *s = arg;
+  for (;;) {
+    int fd = accept(s->listen_fd, NULL, NULL);
+    if (fd < 0)
+      return NULL;
+    atomic_fetch_add(&s->accepts, 1);
+    pm__tcp_sockopts(fd);
+    pm_tcp_conn *conn = pm__tcp_conn_new(fd, "client");
+    chatty_handshake(conn);
+    Pm__PageFrame *request;
+    while (pm__tcp_conn_recv_frame(conn, FIX_MAX_PAGE,
+                                   pm__now_ns() + 10 * FIX_SECOND,
+                                   &request) == 0)
+      chatty_answer(conn, request);
+    pm__tcp_conn_free(conn);
+  }
+}
+
+/* A server that sends more than its answer is out of step: the client
+ * gets its page (verified) but never reuses that connection. The extra
+ * byte arrives with the answer, so the client has read it ahead. */
+Test(tcp_handshake, connection_with_bytes_beyond_the_answer_not_reused) {
+  chatty_server s = {.listen_fd = -1};
+  cr_assert_eq(pm__tcp_listen("127.0.0.1:0", &s.listen_fd, s.addr,
+                              sizeof s.addr),
+               0);
+  fcntl(s.listen_fd, F_SETFL, fcntl(s.listen_fd, F_GETFL) & ~O_NONBLOCK);
+  pthread_create(&s.thread, NULL, chatty_main, &s);
+  fixture_peer client;
+  fixture_open(&client);
+  for (uint64_t i = 0; i < 3; i++)
+    fixture_get_check(client.transport, s.addr, "s3://b/chatty", i, 4096);
+  cr_assert_eq(atomic_load(&s.accepts), 3,
+               "a connection with an extra byte was reused");
+  fixture_close(&client);
+  shutdown(s.listen_fd, SHUT_RDWR);
+  pthread_join(s.thread, NULL);
+  close(s.listen_fd);
 }
