@@ -2,7 +2,9 @@
  * core/api.c - the public entry points that depend on the peer's role.
  * Each holds the role lock for reading while it runs; if it ran on a link
  * to a node peer that went away, it takes over (role.c) and runs again, so
- * the caller never sees the node peer's exit.
+ * the caller never sees the node peer's exit. A process that may not take
+ * over reads the origins directly meanwhile; each call first attaches
+ * again if it is time to try (role.c).
  */
 #include <stdlib.h>
 
@@ -13,6 +15,9 @@
 /* Take the role lock; false (lock released) if this process has no role
  * at the moment (a takeover failed), after trying to establish one. */
 static bool enter(pm_peer *peer, pm_link **link) {
+  if (atomic_load(&peer->direct) &&
+      pm__now_ns() >= atomic_load(&peer->next_attach_ns))
+    pm__role_reattach(peer);
   pthread_rwlock_rdlock(&peer->role_lock);
   if (peer->role != 0) {
     *link = peer->link;

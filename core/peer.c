@@ -43,8 +43,7 @@ static int open_origins(pm_peer *peer) {
   return pm__ufs_set_open(&uc, &peer->ufs);
 }
 
-int pm__engine_open(pm_peer *peer) {
-  bool passthrough = (peer->opts.flags & PM_OPEN_PASSTHROUGH) != 0;
+static int engine_open(pm_peer *peer, bool passthrough) {
   pm__meta_close(peer->meta); /* an attached process's memory-only one */
   peer->meta = NULL;
   int err = passthrough ? 0 : open_store(peer);
@@ -54,6 +53,14 @@ int pm__engine_open(pm_peer *peer) {
   if (!err)
     err = open_origins(peer);
   return err;
+}
+
+int pm__engine_open(pm_peer *peer) {
+  return engine_open(peer, (peer->opts.flags & PM_OPEN_PASSTHROUGH) != 0);
+}
+
+int pm__engine_open_direct(pm_peer *peer) {
+  return engine_open(peer, true);
 }
 
 void pm__engine_close(pm_peer *peer) {

@@ -57,6 +57,11 @@ struct pm_peer {
   pm_options opts;
   char *cache_dir;
   bool read_only_dir; /* not writable by this process: attach only */
+  /* An attach-only process whose node peer went away reads the origins
+   * directly (no cache: role STANDALONE, engine without a store) and tries
+   * to attach again at next_attach_ns (role.c). */
+  atomic_bool direct;
+  _Atomic uint64_t next_attach_ns;
   /* Who this process is for the cache directory. Public calls hold
    * role_lock for reading; a takeover holds it for writing. */
   pthread_rwlock_t role_lock;
@@ -86,10 +91,16 @@ struct pm_peer {
  * a node peer that went away (link is the broken link seen). */
 int pm__role_establish(pm_peer *peer);
 void pm__role_takeover(pm_peer *peer, pm_link *broken_link);
+/* A process reading the origins directly: attach to a node peer again if
+ * one is back (tried at most once a second). */
+void pm__role_reattach(pm_peer *peer);
 void pm__role_release(pm_peer *peer);
 
 /* peer.c: the parts a node (or standalone) peer owns. */
 int pm__engine_open(pm_peer *peer);
+/* The origins alone (no store, object metadata in memory): what a process
+ * that cannot attach reads through meanwhile. */
+int pm__engine_open_direct(pm_peer *peer);
 void pm__engine_close(pm_peer *peer);
 
 /* The functions behind the public API (api.c wraps them with the role

@@ -5,7 +5,10 @@
  * <cache_dir>/node.sock. A process that cannot take the lock attaches to
  * the socket. When an attached process finds its node peer gone, it takes
  * the lock itself (becoming the node peer, with the page files already on
- * disk) or, if another process was quicker, attaches to the new one.
+ * disk) or, if another process was quicker, attaches to the new one. A
+ * process that cannot write the cache directory cannot take over: it
+ * reads the origins directly, uncached, and tries to attach again once a
+ * second (pm__role_reattach) until a node peer is back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,8 @@
 
 #define ESTABLISH_TIMEOUT_NS (10ull * 1000000000ull)
 #define RETRY_SLEEP_US 5000
+/* A process reading the origins directly tries to attach again this often. */
+#define REATTACH_INTERVAL_NS (1000000000ull)
 /* Virtual address space an attached process may keep mapped. */
 #define MAPCACHE_CAPACITY (8ull << 30)
 /* An attached process's landing area: $PAGEMESH_LANDING bytes (default
@@ -184,6 +189,37 @@ int pm__role_establish(pm_peer *peer) {
   }
 }
 
+/* No node peer, and this process may not be one (it cannot write the
+ * cache directory): read the origins directly, uncached, rather than fail
+ * every read until a node peer is back (role_lock held for writing). */
+static int become_direct(pm_peer *peer) {
+  int err = pm__engine_open_direct(peer);
+  if (err) {
+    pm__engine_close(peer);
+    return err;
+  }
+  peer->role = PM_ROLE_STANDALONE;
+  atomic_store(&peer->next_attach_ns, pm__now_ns() + REATTACH_INTERVAL_NS);
+  atomic_store(&peer->direct, true);
+  return 0;
+}
+
+void pm__role_reattach(pm_peer *peer) {
+  pthread_rwlock_wrlock(&peer->role_lock);
+  uint64_t now = pm__now_ns();
+  if (atomic_load(&peer->direct) &&
+      now >= atomic_load(&peer->next_attach_ns)) {
+    atomic_store(&peer->next_attach_ns, now + REATTACH_INTERVAL_NS);
+    if (try_attach(peer) == 0) {
+      pm__engine_close(peer); /* the origins: the node reads them now */
+      atomic_store(&peer->direct, false);
+      PM_LOG(PM_LOG_WARN, "node", "node peer %d is back: attached to it "
+             "again, pages are cached", (int)pm__link_node_pid(peer->link));
+    }
+  }
+  pthread_rwlock_unlock(&peer->role_lock);
+}
+
 void pm__role_takeover(pm_peer *peer, pm_link *broken) {
   pthread_rwlock_wrlock(&peer->role_lock);
   if (peer->link == broken) {
@@ -193,7 +229,12 @@ void pm__role_takeover(pm_peer *peer, pm_link *broken) {
     peer->role = 0;
     uint64_t start = pm__now_ns();
     int err = pm__role_establish(peer);
-    if (err)
+    if (err && peer->read_only_dir && become_direct(peer) == 0)
+      PM_LOG(PM_LOG_WARN, "node", "node peer %d went away and this process "
+             "cannot take over (the cache directory is not writable by uid "
+             "%u): reading the origins directly, uncached, until a node "
+             "peer is back", (int)old, (unsigned)getuid());
+    else if (err)
       PM_LOG(PM_LOG_ERROR, "node", "node peer %d went away and none could "
              "take over: %s", (int)old, pm__errmsg());
     else

@@ -169,7 +169,9 @@ typedef struct pm_options {
    * mode 0660, owned by the group): a daemon shared by the jobs of many
    * users. Members then read through the node peer's cache and origin
    * credentials; the cache directory must be searchable by them. A process
-   * that cannot write the cache directory only ever attaches. */
+   * that cannot write the cache directory only ever attaches; if its node
+   * peer goes away, it reads the origins directly (uncached, with its own
+   * credentials) and attaches again once a node peer is back. */
   const char *node_group;
 } pm_options;
 

@@ -2,7 +2,8 @@
 directory share one node peer and one origin read per page; the node peer
 can be killed with SIGKILL in the middle of reads without a single failed
 read; another user gets a clear permission error, unless the daemon's
-node group lets it attach."""
+node group lets it attach, and then it reads on from the origin while the
+daemon is gone."""
 
 import os
 import random
@@ -211,6 +212,73 @@ def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
     finally:
         stop(daemon)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_attached(cli, pid, timeout):
+    """Poll until the node peer lists pid as attached; its status."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = cli.node_status()
+        if status and pid in status["attached"]:
+            return status
+        time.sleep(0.05)
+    raise AssertionError("pid %d not attached within %.1f s: %s"
+                         % (pid, timeout, status))
+
+
+def test_a_member_reads_the_origin_while_no_daemon_runs(build_dir, s3,
+                                                         proxy):
+    # A job process of another user cannot take over from a daemon that
+    # dies (it cannot write the cache directory): its reads go straight to
+    # the origin meanwhile, none fails, and it attaches again once a
+    # daemon is back.
+    root = tempfile.mkdtemp(prefix="pm-direct-", dir="/tmp")
+    os.chmod(root, 0o755)
+    cli = PagemeshCLI(build_dir, os.path.join(root, "cache"),
+                      s3.env(endpoint=proxy.url))
+    daemon = cli.start_daemon("--node-group", "4242")
+    reader = cli.popen(as_nobody(groups=4242) +
+                       [cli.tool("pm_reader"), cli.cache_dir, "1000000",
+                        str(64 * 1024)] + URIS,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_attached(cli, reader.pid, timeout=10)
+        time.sleep(0.3)
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+        gets_at_kill = proxy.stats()["requests"].get("GET", 0)
+        time.sleep(1.5)
+        gets_while_down = proxy.stats()["requests"].get("GET", 0) - \
+            gets_at_kill
+        assert reader.poll() is None, "the reader stopped"
+        daemon = cli.start_daemon("--node-group", "4242")
+        # It tries again once a second; allow for a slow machine.
+        wait_attached(cli, reader.pid, timeout=5)
+        reads_at_attach = cli.node_status()["stats"]["reads"]
+        time.sleep(0.3)
+        assert cli.node_status()["stats"]["reads"] > reads_at_attach
+    finally:
+        reader.terminate()
+        out, err = reader.communicate(timeout=60)
+        stop(daemon)
+        shutil.rmtree(root, ignore_errors=True)
+    # Reads went on while no daemon ran, from the origin.
+    assert gets_while_down > 0
+    lines = out.decode().splitlines()
+    assert not [line for line in lines if line.startswith("ERROR")], \
+        [line for line in lines if line.startswith("ERROR")][:5]
+    want = {}
+    for uri in URIS:
+        data = OBJECTS[uri.split("/", 3)[3]]
+        want[uri] = "%d %s" % (len(data), xxhash.xxh3_64_hexdigest(data))
+    complete = [line.split(" ", 1) for line in lines if line.count(" ") == 3]
+    assert len(complete) > len(URIS)
+    for _, rest in complete:
+        uri, length, digest = rest.split(" ")
+        assert "%s %s" % (length, digest) == want[uri], rest
+    assert b"reading the origins directly" in err, err[-2000:]
+    assert b"attached to it again" in err, err[-2000:]
 
 
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
