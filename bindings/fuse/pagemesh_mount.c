@@ -1,0 +1,384 @@
+/*
+ * bindings/fuse/pagemesh_mount.c - `pagemesh-mount`: a read-only POSIX
+ * view of an origin prefix (s3://bucket/prefix, a Hugging Face repo, a
+ * local directory...) whose reads go through the cache, for loaders that
+ * only know files (torchvision's ImageFolder, shell tools, C++ readers).
+ *
+ * The mount opens pagemesh on its cache directory like any other process:
+ * it attaches to the node peer (pagemeshd) if one runs there, else it is
+ * the node peer itself. Directories are the origin's prefixes (pm_list);
+ * files its objects (pm_stat, pm_read). Nothing is ever written: the mount
+ * is read-only ("ro"), and opening a file for writing is EROFS.
+ *
+ * The kernel keeps attributes and directory entries for the metadata TTL
+ * (--meta-ttl, default 60 s: as long as pagemesh itself trusts them) and
+ * keeps a file's pages in its page cache while the object's size and
+ * mtime stay the same (auto_cache), so a second epoch over a mount can be
+ * served by the kernel without a call into pagemesh at all.
+ *
+ * It runs in the foreground until unmounted (fusermount3 -u MOUNTPOINT)
+ * or stopped with SIGINT / SIGTERM (it then unmounts itself).
+ * It uses the public header only, like any other user of the library.
+ */
+#define FUSE_USE_VERSION 31
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "../cli/common.h"
+#include "pagemesh.h"
+
+static const char usage[] =
+    "usage: pagemesh-mount [options] ORIGIN_URI MOUNTPOINT\n"
+    "\n"
+    "Mount the objects under ORIGIN_URI (s3://BUCKET/PREFIX, hf://..., a\n"
+    "local directory...) read-only at MOUNTPOINT; reads go through the\n"
+    "cache. Runs until `fusermount3 -u MOUNTPOINT`, SIGINT or SIGTERM.\n"
+    "\n"
+    "options:\n" CLI_COMMON_USAGE
+    "  -o OPTIONS            more FUSE mount options (e.g. allow_other)\n"
+    "  -d                    FUSE debug output\n";
+
+typedef struct mount_state {
+  pm_peer *peer;
+  char *root;   /* the origin prefix, ending in '/' */
+  double ttl_s; /* attribute and entry timeout */
+  uint32_t page_size;
+} mount_state;
+
+static mount_state *state(void) {
+  return fuse_get_context()->private_data;
+}
+
+/* A pagemesh error as an errno for the kernel (negative). */
+static int to_errno(int err) {
+  switch (err) {
+  case PM_ENOENT:
+    return -ENOENT;
+  case PM_EACCES:
+  case PM_EAUTH:
+    return -EACCES;
+  case PM_EINVAL:
+  case PM_EBADURI:
+  case PM_ERANGE:
+    return -EINVAL;
+  case PM_ENOMEM:
+    return -ENOMEM;
+  case PM_ETIMEDOUT:
+    return -ETIMEDOUT;
+  case PM_ENOTSUP:
+    return -ENOTSUP;
+  case PM_ETOOBIG:
+    return -EFBIG;
+  case PM_ENOSPC:
+    return -ENOSPC;
+  case PM_EBUSY:
+    return -EBUSY;
+  default:
+    return -EIO;
+  }
+}
+
+/* The URI of a path below the mount ("/a/b" -> root + "a/b"); NULL when
+ * out of memory. `dir`: end it with '/'. */
+static char *uri_of(const char *path, bool dir) {
+  const mount_state *s = state();
+  while (*path == '/')
+    path++;
+  size_t root_len = strlen(s->root), len = strlen(path);
+  char *uri = malloc(root_len + len + 2);
+  if (!uri)
+    return NULL;
+  memcpy(uri, s->root, root_len);
+  memcpy(uri + root_len, path, len);
+  uri[root_len + len] = '\0';
+  if (dir && len > 0 && uri[root_len + len - 1] != '/')
+    strcpy(uri + root_len + len, "/");
+  return uri;
+}
+
+static void file_stat(struct stat *st, uint64_t size, int64_t mtime_ns) {
+  memset(st, 0, sizeof *st);
+  st->st_mode = S_IFREG | 0444;
+  st->st_nlink = 1;
+  st->st_size = (off_t)size;
+  st->st_blksize = state()->page_size;
+  st->st_blocks = (blkcnt_t)((size + 511) / 512);
+  st->st_mtim.tv_sec = (time_t)(mtime_ns / 1000000000);
+  st->st_mtim.tv_nsec = (long)(mtime_ns % 1000000000);
+  st->st_ctim = st->st_atim = st->st_mtim;
+}
+
+static void dir_stat(struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_mode = S_IFDIR | 0555;
+  st->st_nlink = 2;
+}
+
+/* A file if an object has that name, else a directory if anything lies
+ * below it, else ENOENT. */
+static int fs_getattr(const char *path, struct stat *st,
+                      struct fuse_file_info *fi) {
+  (void)fi;
+  if (strcmp(path, "/") == 0) {
+    dir_stat(st);
+    return 0;
+  }
+  char *uri = uri_of(path, false);
+  if (!uri)
+    return -ENOMEM;
+  pm_object_stat os;
+  int err = pm_stat(state()->peer, uri, &os);
+  free(uri);
+  if (err == 0) {
+    file_stat(st, os.size, os.mtime_ns);
+    return 0;
+  }
+  if (err != PM_ENOENT)
+    return to_errno(err);
+  uri = uri_of(path, true);
+  if (!uri)
+    return -ENOMEM;
+  pm_list_entry *entries = NULL;
+  size_t count = 0;
+  err = pm_list(state()->peer, uri, 0, &entries, &count);
+  free(uri);
+  pm_list_free(entries, count);
+  if (err)
+    return to_errno(err);
+  if (count == 0)
+    return -ENOENT;
+  dir_stat(st);
+  return 0;
+}
+
+/* The last component of an entry's URI ("s3://b/p/x" or "s3://b/p/d/"),
+ * into name; false if there is none or it does not fit. */
+static bool entry_name(const char *uri, char *name, size_t size) {
+  size_t len = strlen(uri);
+  if (len > 0 && uri[len - 1] == '/')
+    len--;
+  size_t start = len;
+  while (start > 0 && uri[start - 1] != '/')
+    start--;
+  if (len == start || len - start >= size)
+    return false;
+  memcpy(name, uri + start, len - start);
+  name[len - start] = '\0';
+  return true;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
+                      off_t offset, struct fuse_file_info *fi,
+                      enum fuse_readdir_flags flags) {
+  (void)offset, (void)fi, (void)flags;
+  char *uri = uri_of(path, true);
+  if (!uri)
+    return -ENOMEM;
+  pm_list_entry *entries = NULL;
+  size_t count = 0;
+  int err = pm_list(state()->peer, uri, 0, &entries, &count);
+  free(uri);
+  if (err)
+    return to_errno(err);
+  fill(buf, ".", NULL, 0, 0);
+  fill(buf, "..", NULL, 0, 0);
+  const char *self = strrchr(path, '/');
+  self = self ? self + 1 : path;
+  for (size_t i = 0; i < count; i++) {
+    const pm_list_entry *e = &entries[i];
+    char name[1024];
+    if (!entry_name(e->uri, name, sizeof name))
+      continue;
+    /* pm_list of a prefix with nothing below it lists an object of the
+     * prefix's own name: not a child. */
+    if (count == 1 && !e->is_dir && strcmp(name, self) == 0)
+      continue;
+    struct stat st;
+    if (e->is_dir)
+      dir_stat(&st);
+    else
+      file_stat(&st, e->size, e->mtime_ns);
+    if (fill(buf, name, &st, 0, 0) != 0)
+      break;
+  }
+  pm_list_free(entries, count);
+  return 0;
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi) {
+  if ((fi->flags & O_ACCMODE) != O_RDONLY)
+    return -EROFS;
+  char *uri = uri_of(path, false);
+  if (!uri)
+    return -ENOMEM;
+  pm_object_stat os;
+  int err = pm_stat(state()->peer, uri, &os);
+  if (err) {
+    free(uri);
+    return to_errno(err);
+  }
+  fi->fh = (uint64_t)(uintptr_t)uri;
+  return 0;
+}
+
+static int fs_read(const char *path, char *buf, size_t size, off_t offset,
+                   struct fuse_file_info *fi) {
+  (void)path;
+  const char *uri = (const char *)(uintptr_t)fi->fh;
+  ssize_t n = pm_read(state()->peer, uri, (uint64_t)offset, buf, size);
+  return n < 0 ? to_errno((int)n) : (int)n;
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi) {
+  (void)path;
+  free((void *)(uintptr_t)fi->fh);
+  return 0;
+}
+
+/* The cache's disk as the file system's size. */
+static int fs_statfs(const char *path, struct statvfs *out) {
+  (void)path;
+  pm_stats s = {.size = sizeof s};
+  int err = pm_peer_stats(state()->peer, &s);
+  if (err)
+    return to_errno(err);
+  memset(out, 0, sizeof *out);
+  out->f_bsize = out->f_frsize = state()->page_size;
+  out->f_blocks = s.disk_capacity / state()->page_size;
+  out->f_bfree = out->f_bavail =
+      s.disk_capacity > s.disk_used
+          ? (s.disk_capacity - s.disk_used) / state()->page_size
+          : 0;
+  out->f_namemax = 1024;
+  return 0;
+}
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
+  (void)conn;
+  mount_state *s = fuse_get_context()->private_data;
+  cfg->attr_timeout = cfg->entry_timeout = s->ttl_s;
+  cfg->negative_timeout = s->ttl_s < 1.0 ? s->ttl_s : 1.0;
+  cfg->auto_cache = 1; /* keep a file's pages while size and mtime hold */
+  cfg->kernel_cache = 0;
+  return s;
+}
+
+static const struct fuse_operations operations = {
+    .init = fs_init,
+    .getattr = fs_getattr,
+    .readdir = fs_readdir,
+    .open = fs_open,
+    .read = fs_read,
+    .release = fs_release,
+    .statfs = fs_statfs,
+};
+
+/* Mount, serve until unmounted or a stop signal, unmount. In the
+ * foreground: the peer's threads, started before, would not survive a
+ * daemonising fork. Returns the exit status. */
+static int serve(struct fuse_args *args, const char *mountpoint, mount_state *s,
+                 const sigset_t *stop_signals) {
+  struct fuse *f = fuse_new(args, &operations, sizeof operations, s);
+  if (!f)
+    return 2; /* libfuse said why (a bad -o option) */
+  int rc = 1;
+  if (fuse_mount(f, mountpoint) == 0) {
+    /* FUSE installs its handlers (end the loop) only over the default
+     * action; a library loaded with ours (libfabric's PSM providers pull
+     * in libinfinipath) may have put a crash reporter there, which would
+     * kill the process and leave the mount behind. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    struct fuse_session *se = fuse_get_session(f);
+    if (fuse_set_signal_handlers(se) == 0) {
+      pthread_sigmask(SIG_UNBLOCK, stop_signals, NULL);
+      int res = fuse_loop_mt(f, 0);
+      /* Unmounted (0), or ended by a stop signal: a normal end. */
+      rc = res == 0 || res == SIGINT || res == SIGTERM || res == SIGHUP ? 0 : 1;
+      if (rc)
+        fprintf(stderr, "pagemesh-mount: the FUSE loop failed (%d)\n", res);
+      fuse_remove_signal_handlers(se);
+    }
+    fuse_unmount(f);
+  }
+  fuse_destroy(f);
+  return rc;
+}
+
+static const struct option long_options[] = {
+    CLI_COMMON_LONG_OPTIONS,
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv) {
+  pm_options opts;
+  pm_options_init(&opts);
+  if (pm_options_load_env(&opts) != 0)
+    return fprintf(stderr, "pagemesh-mount: %s\n", pm_peer_errmsg(NULL)), 2;
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  fuse_opt_add_arg(&args, argv[0]);
+  int opt;
+  while ((opt = getopt_long(argc, argv, "o:dh", long_options, NULL)) != -1) {
+    if (opt == 'o') {
+      fuse_opt_add_arg(&args, "-o");
+      fuse_opt_add_arg(&args, optarg);
+    } else if (opt == 'd') {
+      fuse_opt_add_arg(&args, "-d");
+    } else if (opt >= OPT_CACHE_DIR && opt <= OPT_META_TTL) {
+      if (cli_apply_common(&opts, opt, optarg) != 0)
+        return 2;
+    } else {
+      fputs(usage, opt == 'h' ? stdout : stderr);
+      return opt == 'h' ? 0 : 2;
+    }
+  }
+  if (argc - optind != 2)
+    return fputs(usage, stderr), 2;
+  const char *origin = argv[optind], *mountpoint = argv[optind + 1];
+  size_t len = strlen(origin);
+  mount_state s = {.ttl_s = opts.meta_ttl_ms / 1000.0};
+  s.root = malloc(len + 2);
+  if (!s.root)
+    return fputs("pagemesh-mount: out of memory\n", stderr), 1;
+  snprintf(s.root, len + 2, "%s%s", origin,
+           len && origin[len - 1] == '/' ? "" : "/");
+  fuse_opt_add_arg(&args, "-o");
+  fuse_opt_add_arg(&args, "ro,default_permissions,fsname=pagemesh,"
+                          "subtype=pagemesh");
+  /* SIGINT, SIGTERM and SIGHUP must reach the main thread, where FUSE's
+   * handlers end the loop and unmount: the peer's threads, started now,
+   * inherit them blocked. */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+  int err = pm_peer_open(&opts, &s.peer);
+  if (err) {
+    fprintf(stderr, "pagemesh-mount: cannot open the cache: %s (%s)\n",
+            pm_peer_errmsg(NULL), pm_err_name(err));
+    fuse_opt_free_args(&args);
+    free(s.root);
+    return 1;
+  }
+  s.page_size = opts.page_size; /* st_blksize only: a node's may differ */
+  int rc = serve(&args, mountpoint, &s, &stop_signals);
+  pm_peer_close(s.peer);
+  fuse_opt_free_args(&args);
+  free(s.root);
+  return rc;
+}

@@ -1,0 +1,171 @@
+"""The read-only mount (bindings/fuse, `pagemesh-mount`) with real
+processes: a FUSE mount of an S3 prefix on the local S3-compatible server,
+read with plain file calls. Directories are the origin's prefixes, files
+its objects, byte-exact whole and in ranges; nothing can be written; a
+second read costs no origin request; with a pagemeshd on the cache
+directory the mount attaches to it and reads through its cache."""
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from harness.pagemesh_cli import PagemeshCLI, stop
+from harness.s3server import S3Server
+from origin_proxy import OriginProxy
+
+BUCKET = "pm-fuse"
+MiB = 1024 * 1024
+OBJECTS = {
+    "ds/a.bin": random.Random(1).randbytes(3 * MiB + 17),
+    "ds/empty": b"",
+    "ds/sub/b.bin": random.Random(2).randbytes(100000),
+    "ds/sub/deeper/c.txt": b"hello\n",
+    "other/x.bin": b"not under the mount",
+}
+PAGES = sum((len(v) + MiB - 1) // MiB for k, v in OBJECTS.items()
+            if k.startswith("ds/"))
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with S3Server() as server:
+        server.create_bucket(BUCKET)
+        server.put_objects(BUCKET, OBJECTS)
+        yield server
+
+
+@pytest.fixture
+def proxy(s3):
+    with OriginProxy(s3.endpoint) as p:
+        yield p
+
+
+@pytest.fixture
+def cli(build_dir, tmp_path, s3, proxy):
+    return PagemeshCLI(build_dir, str(tmp_path / "cache"),
+                       s3.env(endpoint=proxy.url))
+
+
+def page_gets(proxy):
+    """Object GETs the origin served (listings are GETs with a query)."""
+    return sum(1 for r in proxy.stats()["recent"]
+               if r["method"] == "GET" and "?" not in r["path"])
+
+
+class Mount:
+    """pagemesh-mount of s3://BUCKET/ds at a fresh directory."""
+
+    def __init__(self, cli, tmp_path):
+        self.cli = cli
+        self.point = str(tmp_path / "mnt")
+        os.makedirs(self.point, exist_ok=True)
+        self.log = open(str(tmp_path / "mount.log"), "w+")
+        self.proc = cli.popen(
+            [os.path.join(cli.build_dir, "pagemesh-mount"), "--cache-dir",
+             cli.cache_dir, "s3://%s/ds" % BUCKET, self.point],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(self.point):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                raise RuntimeError("not mounted: " + self.log.read())
+            time.sleep(0.05)
+
+    def path(self, *parts):
+        return os.path.join(self.point, *parts)
+
+    def unmount(self):
+        if os.path.ismount(self.point):
+            subprocess.run(["fusermount3", "-u", self.point], check=True,
+                           timeout=30)
+        rc = self.proc.wait(timeout=30)
+        self.log.seek(0)
+        return rc, self.log.read()
+
+
+@pytest.fixture
+def mount(cli, tmp_path):
+    m = Mount(cli, tmp_path)
+    yield m
+    if m.proc.poll() is None:
+        m.unmount()
+
+
+def test_directories_files_and_bytes(mount, proxy):
+    # The mount is the node peer here (no pagemeshd on its directory).
+    assert sorted(os.listdir(mount.point)) == ["a.bin", "empty", "sub"]
+    assert sorted(os.listdir(mount.path("sub"))) == ["b.bin", "deeper"]
+    assert os.listdir(mount.path("sub", "deeper")) == ["c.txt"]
+    assert os.path.isdir(mount.path("sub", "deeper"))
+    for key, data in OBJECTS.items():
+        if not key.startswith("ds/"):
+            continue
+        path = mount.path(*key[3:].split("/"))
+        st = os.stat(path)
+        assert st.st_size == len(data) and not os.path.isdir(path), key
+        with open(path, "rb") as f:
+            assert f.read() == data, key
+    # Ranges, across a page boundary.
+    with open(mount.path("a.bin"), "rb") as f:
+        f.seek(MiB - 100)
+        assert f.read(5000) == OBJECTS["ds/a.bin"][MiB - 100:MiB + 4900]
+        f.seek(3 * MiB)
+        assert f.read() == OBJECTS["ds/a.bin"][3 * MiB:]
+    # Each page came from the origin once; reading again costs nothing.
+    assert page_gets(proxy) == PAGES
+    for name in ("a.bin", "sub/b.bin"):
+        with open(mount.path(*name.split("/")), "rb") as f:
+            assert f.read() == OBJECTS["ds/" + name]
+    assert page_gets(proxy) == PAGES
+
+
+def test_missing_names_and_writes_are_refused(mount):
+    with pytest.raises(FileNotFoundError):
+        os.stat(mount.path("nope"))
+    with pytest.raises(FileNotFoundError):
+        os.listdir(mount.path("sub", "nothing"))
+    # Objects outside the mounted prefix (s3://pm-fuse/other/x.bin) are
+    # not reachable through it.
+    with pytest.raises(FileNotFoundError):
+        os.stat(mount.path("other", "x.bin"))
+    for attempt in (lambda: open(mount.path("new"), "wb"),
+                    lambda: open(mount.path("a.bin"), "r+b"),
+                    lambda: os.mkdir(mount.path("d")),
+                    lambda: os.unlink(mount.path("a.bin"))):
+        with pytest.raises(OSError) as e:
+            attempt()
+        assert e.value.errno in (errno.EROFS, errno.EACCES), e.value
+    st = os.statvfs(mount.point)
+    assert st.f_blocks > 0
+    rc, log = mount.unmount()
+    assert rc == 0, log
+
+
+def test_mount_attaches_to_the_node_peer_and_unmounts(cli, tmp_path, proxy):
+    daemon = cli.start_daemon()
+    try:
+        m = Mount(cli, tmp_path)
+        try:
+            status = cli.node_status()
+            assert m.proc.pid in status["attached"], status
+            with open(m.path("sub", "b.bin"), "rb") as f:
+                assert f.read() == OBJECTS["ds/sub/b.bin"]
+            # Read through the daemon: its cache holds the page now, and
+            # another process reads it from there.
+            assert cli.node_status()["stats"]["misses"] == 1
+            assert cli.cat("s3://%s/ds/sub/b.bin" % BUCKET) == \
+                OBJECTS["ds/sub/b.bin"]
+            assert page_gets(proxy) == 1
+        finally:
+            # SIGTERM ends it cleanly: unmounted, exit status 0.
+            m.proc.send_signal(signal.SIGTERM)
+            rc = m.proc.wait(timeout=30)
+        assert rc == 0
+        assert not os.path.ismount(m.point)
+    finally:
+        stop(daemon)
