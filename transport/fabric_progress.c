@@ -35,12 +35,12 @@
 /* Tunables (environment, read once): PM_FABRIC_SPIN_US, how long the
  * progress thread keeps polling after its last completion (default 200);
  * PM_FABRIC_POLL_INFLIGHT, the most operations in flight for which it
- * polls rather than blocks (default 16: eight requests and their
- * messages, or eight pages being written. Measured on 2 vCPUs with 8
- * requesting threads, interleaved runs: 1 MiB pages 5.0-5.2 GB/s polling
- * against 4.0-4.6 blocking up to 1 ms in fi_cq_sread above 2 in flight;
- * 64 KiB pages the same within noise. Beyond this many the thread blocks,
- * leaving the CPU to the copies). */
+ * polls rather than blocks (default 2: one request and its message).
+ * More was measured: 16 made bench_transport_fabric's 1 MiB qd8 cell
+ * 5.0-5.2 GB/s against 4.0-4.6 (one process, eight requesters), but the
+ * epoch benchmark's remote-hit epoch (several pagemeshd and readers on 2
+ * vCPUs) 380-421 MB/s against 413-521 with 2: polling threads take the
+ * CPU the other processes of the node need. */
 static uint64_t env_u64(const char *name, uint64_t fallback) {
   const char *env = getenv(name);
   if (!env || !*env)
@@ -60,7 +60,7 @@ static uint64_t spin_ns(void) {
 static int poll_max(void) {
   static atomic_int value = -1;
   if (atomic_load(&value) < 0)
-    atomic_store(&value, (int)PM_MIN(env_u64("PM_FABRIC_POLL_INFLIGHT", 16),
+    atomic_store(&value, (int)PM_MIN(env_u64("PM_FABRIC_POLL_INFLIGHT", 2),
                                      (uint64_t)INT32_MAX));
   return atomic_load(&value);
 }
