@@ -6,7 +6,9 @@
  * page file, with sendfile, and straight into the caller's buffer) or as
  * sealed chunks of PM_TCP_CHUNK bytes (tcp_bulk.c: each received into its
  * place in the caller's buffer and opened there). A received page is
- * checksummed chunk by chunk as it lands.
+ * checksummed chunk by chunk as it lands. Every receive also reads ahead
+ * up to PM_TCP_READAHEAD bytes into the connection's buffer (conn_read),
+ * so a prefix, its frame and the first page bytes take one system call.
  * Also the per-thread scratch buffers that one request needs.
  */
 #include <pthread.h>
