@@ -224,20 +224,23 @@ static int post_write(pm_fabric *f, fi_addr_t peer, pm_fabric_op *op,
   pm_fabric_trailer_seal(&f->keys, &trailer, buf->data);
   deadline_ns = deadline_ns ? post_deadline(deadline_ns) : 0;
   pm_fabric_inflight_add(f);
+  /* Counted before the write is posted, as a GET served is (see
+   * counted_write): the requester may have the page, and read the
+   * statistics, before fi_writedata returns here (seen under ASan). */
+  atomic_fetch_add(&f->stats.bytes_sent, length);
   for (unsigned round = 0;;) {
     ssize_t rc = fi_writedata(f->ep, buf->data,
                               PM_FABRIC_TRAILER_LEN + length, buf->desc,
                               get->request_id & f->id_mask, peer,
                               get->rma_addr, get->rma_key, &op->context);
-    if (rc == 0) {
-      atomic_fetch_add(&f->stats.bytes_sent, length);
+    if (rc == 0)
       return 0;
-    }
     int err = rc != -FI_EAGAIN ? pm_fabric_err((int)rc, "fi_writedata")
               : deadline_ns == 0
                   ? PM_EBUSY
                   : pm_fabric_backoff(f, &round, deadline_ns, "fi_writedata");
     if (err) {
+      atomic_fetch_sub(&f->stats.bytes_sent, length);
       pm_fabric_inflight_done(f);
       return err;
     }
