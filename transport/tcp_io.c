@@ -168,30 +168,6 @@ static int io_error(int e, const char *peer, const char *what) {
                   strerror(e));
 }
 
-int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
-                      const char *peer) {
-  uint8_t *p = buf;
-  while (length > 0) {
-    ssize_t n = recv(fd, p, length, MSG_DONTWAIT);
-    if (n > 0) {
-      p += n;
-      length -= (size_t)n;
-      continue;
-    }
-    if (n == 0)
-      return pm__errf(PM_EUNREACHABLE, "%s: connection closed by the peer",
-                      peer);
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return io_error(errno, peer, "receiving");
-    int rc = wait_fd(fd, POLLIN, deadline_ns, peer);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
-
 ssize_t pm__tcp_recv_some(int fd, struct iovec *iov, int iov_count,
                           bool wait_first, uint64_t deadline_ns,
                           const char *peer) {
@@ -216,6 +192,20 @@ ssize_t pm__tcp_recv_some(int fd, struct iovec *iov, int iov_count,
     if (rc)
       return rc;
   }
+}
+
+int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
+                      const char *peer) {
+  uint8_t *p = buf;
+  while (length > 0) {
+    struct iovec iov = {p, length};
+    ssize_t n = pm__tcp_recv_some(fd, &iov, 1, false, deadline_ns, peer);
+    if (n < 0)
+      return (int)n;
+    p += n;
+    length -= (size_t)n;
+  }
+  return 0;
 }
 
 /* writev_full with extra sendmsg flags (MSG_MORE: more follows at once). */

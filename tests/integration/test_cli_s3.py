@@ -14,7 +14,6 @@ import pytest
 from harness.pagemesh_cli import PagemeshCLI
 from harness.s3server import S3Server
 from harness.httpserver import HTTPOrigin
-from origin_proxy import OriginProxy
 
 BUCKET = "pm-cli"
 MiB = 1024 * 1024
@@ -30,18 +29,6 @@ def s3():
         server.put_object(BUCKET, "big.bin", BIG)
         server.put_objects(BUCKET, SMALL)
         yield server
-
-
-@pytest.fixture
-def proxy(s3):
-    with OriginProxy(s3.endpoint) as p:
-        yield p
-
-
-@pytest.fixture
-def cli(build_dir, tmp_path, s3, proxy):
-    return PagemeshCLI(build_dir, str(tmp_path / "cache"),
-                       s3.env(endpoint=proxy.url))
 
 
 def origin_counts(proxy):

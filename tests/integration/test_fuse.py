@@ -14,9 +14,7 @@ import time
 
 import pytest
 
-from harness.pagemesh_cli import PagemeshCLI, stop
-from harness.s3server import S3Server
-from origin_proxy import OriginProxy
+from harness.pagemesh_cli import stop
 
 BUCKET = "pm-fuse"
 MiB = 1024 * 1024
@@ -29,26 +27,6 @@ OBJECTS = {
 }
 PAGES = sum((len(v) + MiB - 1) // MiB for k, v in OBJECTS.items()
             if k.startswith("ds/"))
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        server.create_bucket(BUCKET)
-        server.put_objects(BUCKET, OBJECTS)
-        yield server
-
-
-@pytest.fixture
-def proxy(s3):
-    with OriginProxy(s3.endpoint) as p:
-        yield p
-
-
-@pytest.fixture
-def cli(build_dir, tmp_path, s3, proxy):
-    return PagemeshCLI(build_dir, str(tmp_path / "cache"),
-                       s3.env(endpoint=proxy.url))
 
 
 def page_gets(proxy):

@@ -19,8 +19,6 @@ import pytest
 import xxhash
 
 from harness.mesh import Mesh, write_key
-from harness.s3server import S3Server
-from origin_proxy import OriginProxy
 
 BUCKET = "pm-mesh"
 KiB = 1024
@@ -35,20 +33,6 @@ for i in range(4):                        # a few multi-page shards
     OBJECTS["shards/shard-%d.bin" % i] = rng.randbytes(5 * PAGE + 1234 * i)
 KEYS = sorted(OBJECTS)
 PAGES = sum((len(v) + PAGE - 1) // PAGE for v in OBJECTS.values())
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        server.create_bucket(BUCKET)
-        server.put_objects(BUCKET, OBJECTS)
-        yield server
-
-
-@pytest.fixture
-def proxy(s3):
-    with OriginProxy(s3.endpoint) as p:
-        yield p
 
 
 def uri(key):

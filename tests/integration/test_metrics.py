@@ -15,9 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness.mesh import Mesh
 from harness.pagemesh_cli import PagemeshCLI, stop
-from harness.s3server import S3Server
 from harness.util import free_port
-from origin_proxy import OriginProxy
 
 BUCKET = "pm-metrics"
 KiB = 1024
@@ -26,20 +24,6 @@ OBJECTS = {"data/shard-%d.bin" % i: random.Random(i).randbytes(
     3 * PAGE + 1000 * i) for i in range(3)}
 PAGES = sum((len(v) + PAGE - 1) // PAGE for v in OBJECTS.values())
 SIZE = sum(len(v) for v in OBJECTS.values())
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        server.create_bucket(BUCKET)
-        server.put_objects(BUCKET, OBJECTS)
-        yield server
-
-
-@pytest.fixture
-def proxy(s3):
-    with OriginProxy(s3.endpoint) as p:
-        yield p
 
 
 def uri(key):

@@ -17,8 +17,6 @@ import pytest
 import xxhash
 
 from harness.pagemesh_cli import PagemeshCLI, stop
-from harness.s3server import S3Server
-from origin_proxy import OriginProxy
 
 BUCKET = "pm-node"
 MiB = 1024 * 1024
@@ -26,26 +24,6 @@ OBJECTS = {"ds/shard-%02d.bin" % i: random.Random(100 + i).randbytes(
     2 * MiB + 1000 * i) for i in range(12)}
 PAGES = sum((len(d) + MiB - 1) // MiB for d in OBJECTS.values())
 URIS = ["s3://%s/%s" % (BUCKET, k) for k in sorted(OBJECTS)]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        server.create_bucket(BUCKET)
-        server.put_objects(BUCKET, OBJECTS)
-        yield server
-
-
-@pytest.fixture
-def proxy(s3):
-    with OriginProxy(s3.endpoint) as p:
-        yield p
-
-
-@pytest.fixture
-def cli(build_dir, tmp_path, s3, proxy):
-    return PagemeshCLI(build_dir, str(tmp_path / "cache"),
-                       s3.env(endpoint=proxy.url))
 
 
 def as_nobody(groups=None):

@@ -9,8 +9,6 @@ import time
 import pytest
 
 from harness.mesh import Mesh
-from harness.s3server import S3Server
-from origin_proxy import OriginProxy
 
 BUCKET = "pm-ops"
 KiB = 1024
@@ -18,20 +16,6 @@ PAGE = 256 * KiB
 OBJECTS = {"set/obj-%03d.bin" % i: random.Random(i).randbytes(
     random.Random(1000 + i).randint(30, 600) * KiB) for i in range(120)}
 PAGES = sum((len(v) + PAGE - 1) // PAGE for v in OBJECTS.values())
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        server.create_bucket(BUCKET)
-        server.put_objects(BUCKET, OBJECTS)
-        yield server
-
-
-@pytest.fixture
-def proxy(s3):
-    with OriginProxy(s3.endpoint) as p:
-        yield p
 
 
 @pytest.fixture

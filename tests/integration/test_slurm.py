@@ -29,7 +29,6 @@ import time
 
 import pytest
 
-from harness.s3server import S3Server
 from harness.util import free_port, repo_root
 from origin_proxy import OriginProxy
 
@@ -275,14 +274,6 @@ class Cluster:
             except FileNotFoundError:
                 pass
         return "\n".join(parts)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with S3Server() as server:
-        server.create_bucket(BUCKET)
-        server.put_objects(BUCKET, OBJECTS)
-        yield server
 
 
 @pytest.fixture(scope="module")
