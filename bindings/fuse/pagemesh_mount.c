@@ -61,7 +61,7 @@ static mount_state *state(void) {
 }
 
 /* A pagemesh error as an errno for the kernel (negative). */
-static int to_errno(int err) {
+static int errno_of(int err) {
   switch (err) {
   case PM_ENOENT:
     return -ENOENT;
@@ -87,6 +87,16 @@ static int to_errno(int err) {
   default:
     return -EIO;
   }
+}
+
+/* A failed call on `path`: the kernel gets only an errno, so say why on
+ * stderr (the cache's detail and its code), except for a plain missing
+ * name, which is an answer, not a failure. */
+static int fail(int err, const char *path) {
+  if (err != PM_ENOENT)
+    fprintf(stderr, "pagemesh-mount: %s: %s (%s)\n", path,
+            pm_peer_errmsg(state()->peer), pm_err_name(err));
+  return errno_of(err);
 }
 
 /* The URI of a path below the mount ("/a/b" -> root + "a/b"); NULL when
@@ -145,7 +155,7 @@ static int fs_getattr(const char *path, struct stat *st,
     return 0;
   }
   if (err != PM_ENOENT)
-    return to_errno(err);
+    return fail(err, path);
   uri = uri_of(path, true);
   if (!uri)
     return -ENOMEM;
@@ -155,7 +165,7 @@ static int fs_getattr(const char *path, struct stat *st,
   free(uri);
   pm_list_free(entries, count);
   if (err)
-    return to_errno(err);
+    return fail(err, path);
   if (count == 0)
     return -ENOENT;
   dir_stat(st);
@@ -190,7 +200,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
   int err = pm_list(state()->peer, uri, 0, &entries, &count);
   free(uri);
   if (err)
-    return to_errno(err);
+    return fail(err, path);
   fill(buf, ".", NULL, 0, 0);
   fill(buf, "..", NULL, 0, 0);
   const char *self = strrchr(path, '/');
@@ -226,7 +236,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi) {
   int err = pm_stat(state()->peer, uri, &os);
   if (err) {
     free(uri);
-    return to_errno(err);
+    return fail(err, path);
   }
   fi->fh = (uint64_t)(uintptr_t)uri;
   return 0;
@@ -234,10 +244,9 @@ static int fs_open(const char *path, struct fuse_file_info *fi) {
 
 static int fs_read(const char *path, char *buf, size_t size, off_t offset,
                    struct fuse_file_info *fi) {
-  (void)path;
   const char *uri = (const char *)(uintptr_t)fi->fh;
   ssize_t n = pm_read(state()->peer, uri, (uint64_t)offset, buf, size);
-  return n < 0 ? to_errno((int)n) : (int)n;
+  return n < 0 ? fail((int)n, path) : (int)n;
 }
 
 static int fs_release(const char *path, struct fuse_file_info *fi) {
@@ -252,7 +261,7 @@ static int fs_statfs(const char *path, struct statvfs *out) {
   pm_stats s = {.size = sizeof s};
   int err = pm_peer_stats(state()->peer, &s);
   if (err)
-    return to_errno(err);
+    return fail(err, "statfs");
   memset(out, 0, sizeof *out);
   out->f_bsize = out->f_frsize = state()->page_size;
   out->f_blocks = s.disk_capacity / state()->page_size;

@@ -2,8 +2,9 @@
 processes: a FUSE mount of an S3 prefix on the local S3-compatible server,
 read with plain file calls. Directories are the origin's prefixes, files
 its objects, byte-exact whole and in ranges; nothing can be written; a
-second read costs no origin request; with a pagemeshd on the cache
-directory the mount attaches to it and reads through its cache."""
+second read costs no origin request; an origin that fails is EIO with
+the reason in the mount's log; with a pagemeshd on the cache directory
+the mount attaches to it and reads through its cache."""
 
 import errno
 import os
@@ -122,6 +123,23 @@ def test_missing_names_and_writes_are_refused(mount):
     assert st.f_blocks > 0
     rc, log = mount.unmount()
     assert rc == 0, log
+
+
+def test_an_origin_failure_is_eio_with_its_reason_logged(mount, proxy):
+    path = mount.path("sub", "b.bin")
+    assert os.stat(path).st_size == len(OBJECTS["ds/sub/b.bin"])
+    proxy.fail_next(1000, status=503)
+    with pytest.raises(OSError) as e:
+        with open(path, "rb") as f:
+            f.read()
+    assert e.value.errno == errno.EIO, e.value
+    # Nothing is lost: once the origin answers, the same read succeeds.
+    proxy.fail_next(0)
+    with open(path, "rb") as f:
+        assert f.read() == OBJECTS["ds/sub/b.bin"]
+    rc, log = mount.unmount()
+    assert rc == 0, log
+    assert "pagemesh-mount: /sub/b.bin: " in log and "(PM_E" in log, log
 
 
 def test_mount_attaches_to_the_node_peer_and_unmounts(cli, tmp_path, proxy):
