@@ -348,7 +348,12 @@ typedef struct pm_fabric {
   atomic_int inflight;  /* operations whose completion we wait for */
   atomic_int callers;   /* threads inside get_page/put_page */
   uint64_t last_sweep_ns;
-  uint64_t last_active_ns; /* the progress thread's last completion */
+  uint64_t last_active_ns; /* the last completion read (poll_lock) */
+  /* Who reads the CQ: the progress thread or one waiting caller, holding
+   * poll_lock. caller_poll: 0 no caller polls, 1 one waits for the lock,
+   * 2 one holds it. */
+  pthread_mutex_t poll_lock;
+  atomic_int caller_poll;
 
   pm_fabric_stats stats;
 } pm_fabric;
@@ -393,6 +398,12 @@ int pm_fabric_msgbufs_open(pm_fabric *f);
 void pm_fabric_msgbufs_close(pm_fabric *f);
 int pm_fabric_progress_start(pm_fabric *f);
 void pm_fabric_progress_stop(pm_fabric *f);
+/* Called by a thread waiting for its own request: read and dispatch
+ * completions on this thread until done(arg) (called under poll_lock; it
+ * may take slot_lock) or the deadline, unless another caller already does,
+ * or nothing completes for 2 ms (the caller then sleeps as before). */
+void pm_fabric_caller_poll(pm_fabric *f, bool (*done)(void *), void *arg,
+                           uint64_t deadline_ns);
 /* Count an operation whose completion the progress thread must drive
  * (wakes it from its blocking wait) and its end. */
 void pm_fabric_inflight_add(pm_fabric *f);

@@ -173,9 +173,24 @@ static bool complete(const pm_fabric_slot *slot) {
          slot->got_data;
 }
 
+typedef struct waiting {
+  pm_fabric *f;
+  pm_fabric_slot *slot;
+} waiting;
+
+/* For pm_fabric_caller_poll: nothing left to wait for. */
+static bool settled(void *arg) {
+  waiting *w = arg;
+  pthread_mutex_lock(&w->f->slot_lock);
+  bool done = complete(w->slot) || w->slot->failed;
+  pthread_mutex_unlock(&w->f->slot_lock);
+  return done;
+}
+
 int pm_fabric_slot_wait(pm_fabric *f, pm_fabric_slot *slot,
                         uint64_t deadline_ns) {
   int rc = 0;
+  pm_fabric_caller_poll(f, settled, &(waiting){f, slot}, deadline_ns);
   pthread_mutex_lock(&f->slot_lock);
   while (!complete(slot)) {
     if (slot->failed) {
