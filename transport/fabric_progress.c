@@ -2,7 +2,9 @@
  * transport/fabric_progress.c - the progress thread of a fabric transport
  * and the control message buffers it serves. With tcp;ofi_rxm nothing
  * completes unless each side reads its completion queue, so every
- * transport runs one thread that does only that: it busy-polls (yielding
+ * transport runs one thread that does only that (a caller waiting for its
+ * own request may take its place for a while: pm_fabric_caller_poll, one
+ * reader of the CQ at a time under poll_lock): it busy-polls (yielding
  * the CPU between empty polls) while a few operations of ours are in
  * flight and shortly after each completion, otherwise it blocks in
  * fi_cq_sread, for 1 ms while operations are in flight and up to
