@@ -205,11 +205,17 @@ static int become_direct(pm_peer *peer) {
 }
 
 void pm__role_reattach(pm_peer *peer) {
-  pthread_rwlock_wrlock(&peer->role_lock);
+  /* One thread a round: the one that moves the time of the next try on.
+   * The others go on reading directly instead of queueing for the write
+   * lock (which waits for every read in flight). */
   uint64_t now = pm__now_ns();
-  if (atomic_load(&peer->direct) &&
-      now >= atomic_load(&peer->next_attach_ns)) {
-    atomic_store(&peer->next_attach_ns, now + REATTACH_INTERVAL_NS);
+  uint64_t due = atomic_load(&peer->next_attach_ns);
+  if (!atomic_load(&peer->direct) || now < due ||
+      !atomic_compare_exchange_strong(&peer->next_attach_ns, &due,
+                                      now + REATTACH_INTERVAL_NS))
+    return;
+  pthread_rwlock_wrlock(&peer->role_lock);
+  if (atomic_load(&peer->direct)) {
     if (try_attach(peer) == 0) {
       pm__engine_close(peer); /* the origins: the node reads them now */
       atomic_store(&peer->direct, false);
@@ -222,7 +228,10 @@ void pm__role_reattach(pm_peer *peer) {
 
 void pm__role_takeover(pm_peer *peer, pm_link *broken) {
   pthread_rwlock_wrlock(&peer->role_lock);
-  if (peer->link == broken) {
+  /* broken: still the link in use (else another thread took over).
+   * NULL: still no role (else another thread established one: a second
+   * establishment would start a second node or engine over the first). */
+  if (broken ? peer->link == broken : peer->role == 0) {
     pid_t old = broken ? pm__link_node_pid(broken) : 0;
     pm__link_close(broken);
     peer->link = NULL;

@@ -164,10 +164,11 @@ static int fs_getattr(const char *path, struct stat *st,
   err = pm_list(state()->peer, uri, 0, &entries, &count);
   free(uri);
   pm_list_free(entries, count);
+  /* An origin answers PM_ENOENT for a prefix with nothing below it; a
+   * listing with no entries is an empty directory (a local one, or an S3
+   * "folder" that holds only its marker object). */
   if (err)
     return fail(err, path);
-  if (count == 0)
-    return -ENOENT;
   dir_stat(st);
   return 0;
 }
@@ -203,16 +204,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
     return fail(err, path);
   fill(buf, ".", NULL, 0, 0);
   fill(buf, "..", NULL, 0, 0);
-  const char *self = strrchr(path, '/');
-  self = self ? self + 1 : path;
   for (size_t i = 0; i < count; i++) {
     const pm_list_entry *e = &entries[i];
     char name[1024];
     if (!entry_name(e->uri, name, sizeof name))
-      continue;
-    /* pm_list of a prefix with nothing below it lists an object of the
-     * prefix's own name: not a child. */
-    if (count == 1 && !e->is_dir && strcmp(name, self) == 0)
       continue;
     struct stat st;
     if (e->is_dir)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/node_int.h"
 #include "node_fixture.h"
 
 TestSuite(attach, .timeout = 60);
@@ -101,6 +102,33 @@ Test(attach, attached_peer_takes_over_when_the_node_closes, .init = setup) {
                (unsigned long long)s.origin_requests);
   free(buf);
   pm_peer_close(client);
+}
+
+/* A thread that found no role (a takeover failed) asks for one after
+ * another thread has established it: nothing is established twice (a
+ * second node server and store over the first, leaked). */
+Test(attach, a_late_takeover_keeps_the_role_another_thread_established,
+     .init = setup) {
+  const char *path = make_object("c.bin", 2 * PS);
+  pm_peer *node = open_peer(0);
+  unsigned char *buf = malloc(2 * PS);
+  cr_assert_eq(pm_read(node, path, 0, buf, 2 * PS), 2 * PS);
+  cr_assert_eq(node->role, PM_ROLE_NODE);
+  pm_store *store = node->store;
+  pm_node_server *server = node->server;
+  pm__role_takeover(node, NULL);
+  cr_assert_eq(node->role, PM_ROLE_NODE);
+  cr_assert(node->store == store && node->server == server,
+            "the role was established a second time");
+  pm_peer *client = open_peer(0);
+  cr_assert_eq(client->role, PM_ROLE_ATTACHED);
+  memset(buf, 0, 2 * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, 2 * PS), 2 * PS, "%s",
+               pm_peer_errmsg(client));
+  check(buf, 0, 2 * PS);
+  free(buf);
+  pm_peer_close(client);
+  pm_peer_close(node);
 }
 
 Test(attach, attach_only_fails_clearly_without_a_node, .init = setup) {

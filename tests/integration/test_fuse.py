@@ -24,6 +24,10 @@ OBJECTS = {
     "ds/empty": b"",
     "ds/sub/b.bin": random.Random(2).randbytes(100000),
     "ds/sub/deeper/c.txt": b"hello\n",
+    # A directory whose only child has its name, and an S3 "folder" that
+    # holds only its marker object (an empty directory).
+    "ds/ckpt/ckpt": b"last step\n",
+    "ds/folder/": b"",
     "other/x.bin": b"not under the mount",
 }
 PAGES = sum((len(v) + MiB - 1) // MiB for k, v in OBJECTS.items()
@@ -77,12 +81,16 @@ def mount(cli, tmp_path):
 
 def test_directories_files_and_bytes(mount, proxy):
     # The mount is the node peer here (no pagemeshd on its directory).
-    assert sorted(os.listdir(mount.point)) == ["a.bin", "empty", "sub"]
+    assert sorted(os.listdir(mount.point)) == ["a.bin", "ckpt", "empty",
+                                               "folder", "sub"]
     assert sorted(os.listdir(mount.path("sub"))) == ["b.bin", "deeper"]
     assert os.listdir(mount.path("sub", "deeper")) == ["c.txt"]
     assert os.path.isdir(mount.path("sub", "deeper"))
+    assert os.listdir(mount.path("ckpt")) == ["ckpt"]
+    assert os.path.isdir(mount.path("folder"))
+    assert os.listdir(mount.path("folder")) == []
     for key, data in OBJECTS.items():
-        if not key.startswith("ds/"):
+        if not key.startswith("ds/") or key.endswith("/"):
             continue
         path = mount.path(*key[3:].split("/"))
         st = os.stat(path)
