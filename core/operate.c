@@ -10,12 +10,26 @@
 #include "mesh.h"
 #include "node_int.h"
 
+/* A process reading the origins directly (its node peer went away and it
+ * may not take over) has no node to operate on: say so rather than
+ * report an empty success. */
+static int no_node(pm_peer *peer, const char *what) {
+  if (!atomic_load(&peer->direct))
+    return 0;
+  return pm__errf(PM_EUNREACHABLE, "%s: no node peer at the moment (this "
+                  "process reads the origins directly until one is back)",
+                  what);
+}
+
 ssize_t pm__evict(pm_peer *peer, const char *uri_prefix) {
   char norm[PM_URI_MAX];
   if (!uri_prefix)
     return pm__errf(PM_EINVAL, "pm_evict: NULL prefix");
   if (pm__uri_normalize(uri_prefix, norm, sizeof norm) != 0)
     snprintf(norm, sizeof norm, "%s", uri_prefix);
+  int err = no_node(peer, "evict");
+  if (err)
+    return err;
   pm__meta_forget_prefix(peer->meta, norm);
   if (peer->link)
     return pm__link_evict(peer->link, norm);
@@ -26,6 +40,9 @@ ssize_t pm__evict(pm_peer *peer, const char *uri_prefix) {
 }
 
 int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram) {
+  int err = no_node(peer, "set capacity");
+  if (err)
+    return err;
   if (peer->link)
     return pm__link_set_capacity(peer->link, disk, ram);
   if (!peer->store)
@@ -34,8 +51,8 @@ int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram) {
     peer->opts.disk_capacity = disk;
   if (ram)
     peer->opts.ram_capacity = ram;
-  int err = pm__store_set_capacity(peer->store, peer->opts.disk_capacity,
-                                   peer->opts.ram_capacity);
+  err = pm__store_set_capacity(peer->store, peer->opts.disk_capacity,
+                               peer->opts.ram_capacity);
   if (!err && peer->mesh)
     err = pm__mesh_set_weight(peer->mesh, peer->opts.disk_capacity);
   PM_LOG(PM_LOG_INFO, "peer", "capacity now %llu bytes on disk, %llu in RAM",
@@ -45,6 +62,9 @@ int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram) {
 }
 
 ssize_t pm__drain(pm_peer *peer) {
+  int err = no_node(peer, "drain");
+  if (err)
+    return err;
   if (peer->link)
     return pm__link_drain(peer->link);
   if (!peer->mesh)

@@ -66,8 +66,8 @@ int pm__engine_open_direct(pm_peer *peer) {
 void pm__engine_close(pm_peer *peer) {
   if (peer->store && peer->meta) {
     pm_stats final = {.size = sizeof final};
-    if (pm_peer_stats(peer, &final) == 0)
-      pm__stats_file_add(peer->cache_dir, &final);
+    pm__peer_stats(peer, &final);
+    pm__stats_file_add(peer->cache_dir, &final);
   }
   pm__ufs_set_close(peer->ufs);
   pm__store_close(peer->store);
@@ -175,6 +175,15 @@ void pm_peer_close(pm_peer *peer) {
 int pm_peer_stats(pm_peer *peer, pm_stats *out) {
   if (!peer || !out || out->size < sizeof(pm_stats))
     return pm__errf(PM_EINVAL, "pm_peer_stats: bad arguments");
+  /* The store comes and goes with the role (a takeover opens one, direct
+   * reads close it): read it under the role lock. */
+  pthread_rwlock_rdlock(&peer->role_lock);
+  pm__peer_stats(peer, out);
+  pthread_rwlock_unlock(&peer->role_lock);
+  return 0;
+}
+
+void pm__peer_stats(pm_peer *peer, pm_stats *out) {
   pm_store_stats ss = {0};
   if (peer->store)
     pm__store_stats(peer->store, &ss);
@@ -199,7 +208,6 @@ int pm_peer_stats(pm_peer *peer, pm_stats *out) {
       .pages_disk = ss.pages_disk,
       .pages_ram = ss.pages_ram,
   };
-  return 0;
 }
 
 void pm_free(void *ptr) {

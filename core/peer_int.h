@@ -102,6 +102,9 @@ int pm__engine_open(pm_peer *peer);
  * that cannot attach reads through meanwhile. */
 int pm__engine_open_direct(pm_peer *peer);
 void pm__engine_close(pm_peer *peer);
+/* pm_peer_stats for a caller that holds the role lock (or runs while the
+ * role cannot change: the node server's threads). */
+void pm__peer_stats(pm_peer *peer, pm_stats *out);
 
 /* The functions behind the public API (api.c wraps them with the role
  * lock and retries after a takeover). */

@@ -43,7 +43,7 @@ static json_t *latency_object(pm_peer *peer) {
 
 int pm__node_status_json(pm_peer *peer, char **out) {
   pm_stats s = {.size = sizeof s};
-  pm_peer_stats(peer, &s);
+  pm__peer_stats(peer, &s); /* under the role lock, or the node server's */
   pid_t *pids = calloc(MAX_LISTED_PIDS, sizeof *pids);
   size_t n = pids ? pm__node_server_clients(peer->server, pids,
                                             MAX_LISTED_PIDS)

@@ -418,7 +418,8 @@ PM_EXTERN void pm_free(void *ptr);
  * tiers evict down to the new sizes at once; in a mesh the new disk
  * capacity becomes this node's placement weight, spreads to the other
  * members, and pages move to their new owners. Errors: PM_EINVAL,
- * PM_EUNREACHABLE.
+ * PM_ENOTSUP (a peer that keeps no pages), PM_EUNREACHABLE (no node peer,
+ * e.g. while this process reads the origins directly).
  */
 PM_EXTERN int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
                               uint64_t ram_capacity);

@@ -10,6 +10,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -257,6 +258,65 @@ def test_a_member_reads_the_origin_while_no_daemon_runs(build_dir, s3,
         assert "%s %s" % (length, digest) == want[uri], rest
     assert b"reading the origins directly" in err, err[-2000:]
     assert b"attached to it again" in err, err[-2000:]
+
+
+DIRECT_JOB = r"""
+import sys
+import pagemesh
+peer = pagemesh.Peer(cache_dir=sys.argv[1])
+print("attached", flush=True)
+sys.stdin.readline()  # the daemon is gone
+print("read", len(peer.read(sys.argv[2])), flush=True)
+for name, call in (("evict", lambda: peer.evict(sys.argv[2])),
+                   ("capacity", lambda: peer.set_capacity(ram_capacity=1 << 20))):
+    try:
+        print(name, "ok", call(), flush=True)
+    except pagemesh.PagemeshError as e:
+        print(name, e.name, flush=True)
+"""
+
+
+def test_operating_a_node_while_reading_directly_says_there_is_none(
+        build_dir, s3, proxy):
+    # A job process reading the origins directly (its daemon died) has no
+    # node to evict from or resize: it says so (PM_EUNREACHABLE) instead of
+    # reporting "0 pages evicted".
+    root = tempfile.mkdtemp(prefix="pm-direct-op-", dir="/tmp")
+    os.chmod(root, 0o755)
+    cli = PagemeshCLI(build_dir, os.path.join(root, "cache"),
+                      s3.env(endpoint=proxy.url))
+    daemon = cli.start_daemon("--node-group", "4242")
+    bindings = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))), "bindings", "python")
+    job = cli.popen(as_nobody(groups=4242) + [sys.executable, "-c",
+                                              DIRECT_JOB, cli.cache_dir,
+                                              URIS[0]],
+                    env={"PYTHONPATH": bindings, "PYTHONDONTWRITEBYTECODE": "1",
+                         "PAGEMESH_LIBRARY": os.path.join(
+                             build_dir, "libpagemesh.so.0")},
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE)
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = job.stdout.read(1)
+            if not byte:
+                break
+            line += byte
+        assert line == b"attached\n", job.stderr.read()[-2000:]
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
+        out, err = job.communicate(b"go\n", timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+        stop(daemon)
+        shutil.rmtree(root, ignore_errors=True)
+    size = len(OBJECTS[URIS[0].split("/", 3)[3]])
+    assert out.decode().splitlines() == [
+        "read %d" % size, "evict PM_EUNREACHABLE",
+        "capacity PM_EUNREACHABLE"], (out, err[-2000:])
+    assert b"reading the origins directly" in err, err[-2000:]
 
 
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
