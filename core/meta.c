@@ -5,6 +5,15 @@
  * temporary name and renamed, holding the URI (to resolve hash collisions
  * and for invalidation by prefix), size, mtime, version and the wall-clock
  * time it was fetched.
+ *
+ * What a listing says past its first entries is kept in memory only
+ * (pm__meta_store_listed; objects.c: a listing of a million objects would
+ * otherwise write a million files, each an inode and a block); such an
+ * entry goes to disk once a stat uses it (pm__meta_lookup_keep), i.e. for
+ * the objects this node actually reads. Memory holds at most
+ * PM_META_MEMORY_MAX entries: past it, whole hash chains are dropped from
+ * a moving cursor (entries on disk are read back from there on the next
+ * lookup; the others are asked for again).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +29,7 @@
 
 #define META_MAGIC "PMMETA1"
 #define META_FILE_MAX 8192
+#define PM_META_MEMORY_MAX (256u * 1024u)
 
 typedef struct entry {
   struct entry *next;
@@ -27,6 +37,7 @@ typedef struct entry {
   char *uri;
   pm_object_stat st;
   int64_t fetched_wall_ns;
+  bool on_disk; /* the entry's file says what the entry says */
 } entry;
 
 struct pm_meta {
@@ -35,6 +46,7 @@ struct pm_meta {
   uint64_t ttl_ns;
   entry **buckets;
   size_t bucket_count, count;
+  size_t max_entries, cursor; /* the memory bound; where dropping goes on */
 };
 
 static uint64_t uri_hash(const char *uri) {
@@ -46,6 +58,7 @@ int pm__meta_open(const char *dir, uint32_t ttl_ms, pm_meta **out) {
   if (!m)
     return pm__errf(PM_ENOMEM, "cannot allocate the metadata cache");
   m->bucket_count = 1024;
+  m->max_entries = PM_META_MEMORY_MAX;
   m->buckets = calloc(m->bucket_count, sizeof *m->buckets);
   m->ttl_ns = (uint64_t)ttl_ms * 1000000u;
   pthread_mutex_init(&m->mutex, NULL);
@@ -124,12 +137,39 @@ static void file_path(const pm_meta *m, uint64_t hash, char *out,
            (unsigned)(hash >> 56), hash);
 }
 
-/* Insert or replace the in-memory entry; called with the mutex held. */
+/* Over the bound: drop whole chains from the cursor on until an eighth
+ * of the bound is free (called with the mutex held). */
+static void shrink(pm_meta *m) {
+  size_t target = m->max_entries - m->max_entries / 8;
+  while (m->count > target) {
+    size_t i = m->cursor++ % m->bucket_count;
+    entry *e = m->buckets[i];
+    m->buckets[i] = NULL;
+    while (e) {
+      entry *next = e->next;
+      free_entry(e);
+      m->count--;
+      e = next;
+    }
+  }
+}
+
+static bool same_stat(const pm_object_stat *a, const pm_object_stat *b) {
+  return a->size == b->size && a->mtime_ns == b->mtime_ns &&
+         strcmp(a->version, b->version) == 0;
+}
+
+/* Insert or replace the in-memory entry; on_disk: its file says the same.
+ * Called with the mutex held. */
 static void put_locked(pm_meta *m, const char *uri, uint64_t hash,
-                       const pm_object_stat *st, int64_t fetched) {
+                       const pm_object_stat *st, int64_t fetched,
+                       bool on_disk) {
   entry **slot = find_slot(m, uri, hash);
   entry *e = *slot;
   if (!e) {
+    if (m->count >= m->max_entries)
+      shrink(m);
+    slot = find_slot(m, uri, hash);
     e = calloc(1, sizeof *e);
     if (!e || !(e->uri = strdup(uri))) {
       free(e);
@@ -139,9 +179,12 @@ static void put_locked(pm_meta *m, const char *uri, uint64_t hash,
     *slot = e;
     if (++m->count > 2 * m->bucket_count)
       grow(m);
+  } else if (!on_disk) {
+    on_disk = e->on_disk && same_stat(&e->st, st);
   }
   e->st = *st;
   e->fetched_wall_ns = fetched;
+  e->on_disk = on_disk;
 }
 
 /* Parse a meta file's text; 0 on success. */
@@ -183,27 +226,47 @@ static int load_file(pm_meta *m, const char *uri, uint64_t hash,
   return -1;
 }
 
-int pm__meta_lookup(pm_meta *m, const char *uri, pm_object_stat *out,
-                    bool *fresh) {
+static void write_file(pm_meta *m, const char *uri, uint64_t hash,
+                       const pm_object_stat *st, int64_t fetched);
+
+static int lookup(pm_meta *m, const char *uri, pm_object_stat *out,
+                  bool *fresh, bool keep) {
   uint64_t hash = uri_hash(uri);
   int64_t fetched = 0;
+  bool write = false;
   pthread_mutex_lock(&m->mutex);
   entry *e = *find_slot(m, uri, hash);
   if (e) {
     *out = e->st;
     fetched = e->fetched_wall_ns;
+    if (keep && m->dir && !e->on_disk) {
+      e->on_disk = true; /* written below; at worst twice, never lost */
+      write = true;
+    }
   }
   pthread_mutex_unlock(&m->mutex);
   if (!e) {
     if (!m->dir || load_file(m, uri, hash, out, &fetched) != 0)
       return PM_ENOENT;
     pthread_mutex_lock(&m->mutex);
-    put_locked(m, uri, hash, out, fetched);
+    put_locked(m, uri, hash, out, fetched, true);
     pthread_mutex_unlock(&m->mutex);
   }
+  if (write)
+    write_file(m, uri, hash, out, fetched);
   int64_t age = pm__wall_ns() - fetched;
   *fresh = age >= 0 && (uint64_t)age < m->ttl_ns;
   return 0;
+}
+
+int pm__meta_lookup(pm_meta *m, const char *uri, pm_object_stat *out,
+                    bool *fresh) {
+  return lookup(m, uri, out, fresh, false);
+}
+
+int pm__meta_lookup_keep(pm_meta *m, const char *uri, pm_object_stat *out,
+                         bool *fresh) {
+  return lookup(m, uri, out, fresh, true);
 }
 
 static void write_file(pm_meta *m, const char *uri, uint64_t hash,
@@ -235,10 +298,34 @@ void pm__meta_store(pm_meta *m, const char *uri, const pm_object_stat *st) {
   uint64_t hash = uri_hash(uri);
   int64_t now = pm__wall_ns();
   pthread_mutex_lock(&m->mutex);
-  put_locked(m, uri, hash, st, now);
+  put_locked(m, uri, hash, st, now, m->dir != NULL);
   pthread_mutex_unlock(&m->mutex);
   if (m->dir)
     write_file(m, uri, hash, st, now);
+}
+
+void pm__meta_store_listed(pm_meta *m, const char *uri,
+                           const pm_object_stat *st) {
+  uint64_t hash = uri_hash(uri);
+  int64_t now = pm__wall_ns();
+  pthread_mutex_lock(&m->mutex);
+  put_locked(m, uri, hash, st, now, false);
+  pthread_mutex_unlock(&m->mutex);
+}
+
+size_t pm__meta_count(pm_meta *m) {
+  pthread_mutex_lock(&m->mutex);
+  size_t n = m->count;
+  pthread_mutex_unlock(&m->mutex);
+  return n;
+}
+
+void pm__meta_set_limit(pm_meta *m, size_t max_entries) {
+  pthread_mutex_lock(&m->mutex);
+  m->max_entries = max_entries ? max_entries : PM_META_MEMORY_MAX;
+  if (m->count > m->max_entries)
+    shrink(m);
+  pthread_mutex_unlock(&m->mutex);
 }
 
 void pm__meta_forget(pm_meta *m, const char *uri) {

@@ -3,7 +3,8 @@
  * for a TTL, kept in memory and persisted under <cache_dir>/meta/ so that
  * a restarted process (or the next CLI call) does not ask the origin again
  * while the entry is fresh. Stale entries are kept: they are served when
- * the origin cannot be reached.
+ * the origin cannot be reached. Entries of a large listing stay in memory
+ * until a stat uses them; memory holds a bounded number of entries.
  */
 #ifndef PM_CORE_META_H
 #define PM_CORE_META_H
@@ -22,8 +23,20 @@ void pm__meta_close(pm_meta *meta);
 int pm__meta_lookup(pm_meta *meta, const char *uri, pm_object_stat *out,
                     bool *fresh);
 
+/* pm__meta_lookup for a stat that uses the answer: an entry held only in
+ * memory (from a listing) is written to disk now. */
+int pm__meta_lookup_keep(pm_meta *meta, const char *uri, pm_object_stat *out,
+                         bool *fresh);
+
 /* Record what the origin said now (memory and disk). */
 void pm__meta_store(pm_meta *meta, const char *uri, const pm_object_stat *st);
+/* Record what a listing said now, in memory only. */
+void pm__meta_store_listed(pm_meta *meta, const char *uri,
+                           const pm_object_stat *st);
+
+/* Entries in memory; the most kept there (0: the default, 256 Ki). */
+size_t pm__meta_count(pm_meta *meta);
+void pm__meta_set_limit(pm_meta *meta, size_t max_entries);
 
 /* Forget uri, or every uri starting with prefix; returns how many. */
 void pm__meta_forget(pm_meta *meta, const char *uri);

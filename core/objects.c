@@ -17,7 +17,7 @@ static bool origin_down(int err) {
 
 int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out) {
   bool fresh = false;
-  if (pm__meta_lookup(peer->meta, uri, out, &fresh) == 0 && fresh)
+  if (pm__meta_lookup_keep(peer->meta, uri, out, &fresh) == 0 && fresh)
     return 0;
   return PM_ENOENT;
 }
@@ -71,7 +71,7 @@ static int peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out,
                      bool allow_mesh) {
   pm_object_stat cached;
   bool fresh = false;
-  bool have = pm__meta_lookup(peer->meta, uri, &cached, &fresh) == 0;
+  bool have = pm__meta_lookup_keep(peer->meta, uri, &cached, &fresh) == 0;
   if (have && fresh) {
     *out = cached;
     return 0;
@@ -121,10 +121,17 @@ int pm__invalidate(pm_peer *peer, const char *uri_prefix) {
 
 /* ---- listing ----------------------------------------------------------- */
 
+/* A listing's first entries go to the metadata cache on disk as well, so
+ * that the next process on the node (a CLI call, a job after the one that
+ * listed) does not ask the origin about them; past this many, memory only
+ * (a listing of a million objects would otherwise write a million files,
+ * an inode and a block each). Entries a stat uses are written then. */
+#define LIST_PERSIST_MAX 4096
+
 typedef struct listing {
   pm_peer *peer;
   pm_list_entry *entries;
-  size_t count, capacity;
+  size_t count, capacity, persisted;
   int err;
 } listing;
 
@@ -151,7 +158,12 @@ static int add_entry(void *arg, const pm_list_entry *e) {
   if (!e->is_dir && e->version && strlen(e->version) < PM_VERSION_MAX) {
     pm_object_stat st = {.size = e->size, .mtime_ns = e->mtime_ns};
     snprintf(st.version, sizeof st.version, "%s", e->version);
-    pm__meta_store(l->peer->meta, e->uri, &st);
+    if (l->persisted < LIST_PERSIST_MAX) {
+      l->persisted++;
+      pm__meta_store(l->peer->meta, e->uri, &st);
+    } else {
+      pm__meta_store_listed(l->peer->meta, e->uri, &st);
+    }
   }
   return 0;
 }

@@ -99,6 +99,83 @@ Test(meta, many_entries_and_garbage_files) {
   pm__meta_close(m);
 }
 
+static size_t meta_files(void) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "find %s/meta -name '*.m' | wc -l", dir);
+  FILE *f = popen(cmd, "r");
+  cr_assert_not_null(f);
+  size_t n = 0;
+  cr_assert_eq(fscanf(f, "%zu", &n), 1);
+  pclose(f);
+  return n;
+}
+
+/* A listing's entries cost no file each; the ones a stat uses are kept. */
+Test(meta, listed_entries_go_to_disk_only_once_used) {
+  make_dir();
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(dir, 60000, &m), 0);
+  char uri[64];
+  pm_object_stat st = sample(7, "listed"), got;
+  bool fresh;
+  for (int i = 0; i < 1000; i++) {
+    snprintf(uri, sizeof uri, "s3://b/ds/%04d", i);
+    pm__meta_store_listed(m, uri, &st);
+  }
+  cr_assert_eq(meta_files(), 0, "a listing wrote files");
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/ds/0003", &got, &fresh), 0);
+  cr_assert(fresh && got.size == 7);
+  cr_assert_eq(meta_files(), 0, "a plain lookup keeps nothing");
+  cr_assert_eq(pm__meta_lookup_keep(m, "s3://b/ds/0003", &got, &fresh), 0);
+  cr_assert_eq(pm__meta_lookup_keep(m, "s3://b/ds/0003", &got, &fresh), 0);
+  cr_assert_eq(meta_files(), 1);
+  /* The same answer listed again leaves the file as it is; a new one does
+   * not claim the old file says it. */
+  pm__meta_store_listed(m, "s3://b/ds/0003", &st);
+  pm_object_stat changed = sample(8, "changed");
+  pm__meta_store_listed(m, "s3://b/ds/0003", &changed);
+  cr_assert_eq(pm__meta_lookup_keep(m, "s3://b/ds/0003", &got, &fresh), 0);
+  pm__meta_close(m);
+  cr_assert_eq(pm__meta_open(dir, 60000, &m), 0);
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/ds/0003", &got, &fresh), 0);
+  cr_assert_eq(got.size, 8, "the used entry survives a reopen as it was");
+  cr_assert_str_eq(got.version, "changed");
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/ds/0004", &got, &fresh),
+               PM_ENOENT);
+  pm__meta_close(m);
+}
+
+/* Memory holds a bounded number of entries; what is on disk comes back. */
+Test(meta, memory_is_bounded) {
+  make_dir();
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(dir, 60000, &m), 0);
+  pm__meta_set_limit(m, 100);
+  char uri[64];
+  pm_object_stat st = sample(1, "v");
+  for (int i = 0; i < 50; i++) {
+    snprintf(uri, sizeof uri, "s3://b/kept/%d", i);
+    st.size = (uint64_t)i;
+    pm__meta_store(m, uri, &st);
+  }
+  for (int i = 0; i < 5000; i++) {
+    snprintf(uri, sizeof uri, "s3://b/listed/%d", i);
+    pm__meta_store_listed(m, uri, &st);
+    cr_assert_leq(pm__meta_count(m), 100);
+  }
+  pm_object_stat got;
+  bool fresh;
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/listed/4999", &got, &fresh), 0,
+               "the newest entry is in memory");
+  for (int i = 0; i < 50; i++) {
+    snprintf(uri, sizeof uri, "s3://b/kept/%d", i);
+    cr_assert_eq(pm__meta_lookup(m, uri, &got, &fresh), 0, "%s", uri);
+    cr_assert_eq(got.size, (uint64_t)i);
+  }
+  cr_assert_leq(pm__meta_count(m), 100);
+  pm__meta_close(m);
+}
+
 #include "core/mesh.h"
 
 /* The answer to a metadata request from another peer is network input. */

@@ -93,6 +93,49 @@ Test(readpath, second_read_costs_no_origin_request) {
   free(buf);
 }
 
+static size_t meta_files(void) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "find %s/meta -name '*.m' | wc -l", cache);
+  FILE *f = popen(cmd, "r");
+  cr_assert_not_null(f);
+  size_t n = 0;
+  cr_assert_eq(fscanf(f, "%zu", &n), 1);
+  pclose(f);
+  return n;
+}
+
+/* A listing's first 4096 entries are kept on disk for the next process;
+ * past that, memory only, until a stat uses an entry. */
+Test(readpath, a_large_listing_writes_a_bounded_number_of_files) {
+  setup_dirs();
+  char dir[400], name[64];
+  snprintf(dir, sizeof dir, "%s/many", root);
+  cr_assert_eq(mkdir(dir, 0755), 0);
+  enum { N = 4200 };
+  for (int i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "many/%05d", i);
+    make_object(name, 1 + (size_t)i % 7, 0);
+  }
+  pm_peer *p = open_peer(64 << 20, 0, PM_EVICT_STABLE, 60000);
+  pm_list_entry *entries = NULL;
+  size_t count = 0;
+  cr_assert_eq(pm_list(p, dir, 0, &entries, &count), 0, "%s",
+               pm_peer_errmsg(p));
+  cr_assert_eq(count, N);
+  cr_assert_eq(meta_files(), 4096);
+  uint64_t before = stats_of(p).origin_requests;
+  for (size_t i = 0; i < count; i++) {
+    pm_object_stat st;
+    cr_assert_eq(pm_stat(p, entries[i].uri, &st), 0);
+    cr_assert_eq(st.size, entries[i].size);
+  }
+  cr_assert_eq(stats_of(p).origin_requests, before,
+               "the listing answered every stat");
+  cr_assert_eq(meta_files(), N, "each entry a stat used is kept");
+  pm_list_free(entries, count);
+  pm_peer_close(p);
+}
+
 Test(readpath, restart_keeps_the_cache) {
   setup_dirs();
   size_t size = 3 * PS;
