@@ -132,8 +132,13 @@ typedef struct listing {
   pm_peer *peer;
   pm_list_entry *entries;
   size_t count, capacity, persisted;
+  bool first_only; /* PM_LIST_FIRST */
   int err;
 } listing;
+
+/* add_entry's answer to stop the listing once PM_LIST_FIRST has its entry
+ * (pm_err codes are negative). */
+#define LIST_STOP 1
 
 static int add_entry(void *arg, const pm_list_entry *e) {
   listing *l = arg;
@@ -165,7 +170,7 @@ static int add_entry(void *arg, const pm_list_entry *e) {
       pm__meta_store_listed(l->peer->meta, e->uri, &st);
     }
   }
-  return 0;
+  return l->first_only ? LIST_STOP : 0;
 }
 
 static int compare_entries(const void *a, const void *b) {
@@ -182,11 +187,13 @@ int pm__list(pm_peer *peer, const char *uri, unsigned flags,
   int err = pm__uri_normalize(uri, norm, sizeof norm);
   if (err)
     return err;
-  listing l = {.peer = peer};
+  listing l = {.peer = peer, .first_only = (flags & PM_LIST_FIRST) != 0};
   err = peer->link ? pm__link_list(peer->link, norm, flags, add_entry, &l)
                    : pm__ufs_list(peer->ufs, norm, flags, add_entry, &l);
   if (l.err)
     err = l.err;
+  else if (err == LIST_STOP)
+    err = 0;
   if (err) {
     pm_list_free(l.entries, l.count);
     return err;

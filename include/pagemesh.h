@@ -340,6 +340,10 @@ typedef struct pm_list_entry {
 enum {
   /* List every object below the URI, not just its direct children. */
   PM_LIST_RECURSIVE = 1u << 0,
+  /* Stop at the first entry (any one, not the first in order): a test that
+   * a directory exists, with one origin request however large it is. An
+   * existing empty directory lists no entry and returns 0. */
+  PM_LIST_FIRST = 1u << 1,
 };
 
 /*

@@ -161,7 +161,7 @@ static int fs_getattr(const char *path, struct stat *st,
     return -ENOMEM;
   pm_list_entry *entries = NULL;
   size_t count = 0;
-  err = pm_list(state()->peer, uri, 0, &entries, &count);
+  err = pm_list(state()->peer, uri, PM_LIST_FIRST, &entries, &count);
   free(uri);
   pm_list_free(entries, count);
   /* An origin answers PM_ENOENT for a prefix with nothing below it; a

@@ -133,6 +133,19 @@ Test(readpath, a_large_listing_writes_a_bounded_number_of_files) {
                "the listing answered every stat");
   cr_assert_eq(meta_files(), N, "each entry a stat used is kept");
   pm_list_free(entries, count);
+  /* PM_LIST_FIRST: one entry of a large directory, none of an empty one,
+   * PM_ENOENT for none at all. */
+  cr_assert_eq(pm_list(p, dir, PM_LIST_FIRST, &entries, &count), 0);
+  cr_assert_eq(count, 1);
+  cr_assert_eq(strncmp(entries[0].uri, dir, strlen(dir)), 0);
+  pm_list_free(entries, count);
+  snprintf(dir, sizeof dir, "%s/empty", root);
+  cr_assert_eq(mkdir(dir, 0755), 0);
+  cr_assert_eq(pm_list(p, dir, PM_LIST_FIRST, &entries, &count), 0);
+  cr_assert_eq(count, 0);
+  pm_list_free(entries, count);
+  snprintf(dir, sizeof dir, "%s/none", root);
+  cr_assert_eq(pm_list(p, dir, PM_LIST_FIRST, &entries, &count), PM_ENOENT);
   pm_peer_close(p);
 }
 

@@ -111,6 +111,29 @@ def test_directories_files_and_bytes(mount, proxy):
     assert page_gets(proxy) == PAGES
 
 
+def list_requests(proxy):
+    return sum(1 for r in proxy.stats()["recent"]
+               if r["method"] == "GET" and "list-type" in r["path"])
+
+
+def test_a_directory_is_known_from_one_listing_request(cli, tmp_path,
+                                                       proxy):
+    # The origin answers one key per listing page here: listing "sub"
+    # takes two pages, telling that it is a directory takes one.
+    cli.env["PAGEMESH_S3_MAX_KEYS"] = "1"
+    mount = Mount(cli, tmp_path)
+    try:
+        proxy.reset_stats()
+        assert os.path.isdir(mount.path("sub"))
+        assert list_requests(proxy) == 1
+        proxy.reset_stats()
+        assert sorted(os.listdir(mount.path("sub"))) == ["b.bin", "deeper"]
+        assert list_requests(proxy) == 2
+    finally:
+        rc, log = mount.unmount()
+    assert rc == 0, log
+
+
 def test_missing_names_and_writes_are_refused(mount):
     with pytest.raises(FileNotFoundError):
         os.stat(mount.path("nope"))

@@ -60,6 +60,7 @@ PM_OPEN_INSECURE_DATA = 1 << 5
 
 # pm_list flags
 PM_LIST_RECURSIVE = 1 << 0
+PM_LIST_FIRST = 1 << 1
 
 # pm_eviction
 EVICTION = {"stable": 0, "lru": 1}
