@@ -78,8 +78,8 @@ static int errno_of(int err) {
     return -ETIMEDOUT;
   case PM_ENOTSUP:
     return -ENOTSUP;
-  case PM_ETOOBIG:
-    return -EFBIG;
+  case PM_ETOOBIG: /* a name longer than a URI may be */
+    return -ENAMETOOLONG;
   case PM_ENOSPC:
     return -ENOSPC;
   case PM_EBUSY:
@@ -241,6 +241,11 @@ static int fs_read(const char *path, char *buf, size_t size, off_t offset,
                    struct fuse_file_info *fi) {
   const char *uri = (const char *)(uintptr_t)fi->fh;
   ssize_t n = pm_read(state()->peer, uri, (uint64_t)offset, buf, size);
+  if (n == PM_ENOENT) { /* gone from the origin since it was opened */
+    fprintf(stderr, "pagemesh-mount: %s: %s (%s)\n", path,
+            pm_peer_errmsg(state()->peer), pm_err_name(PM_ENOENT));
+    return -ESTALE;
+  }
   return n < 0 ? fail((int)n, path) : (int)n;
 }
 

@@ -173,6 +173,21 @@ def test_an_origin_failure_is_eio_with_its_reason_logged(mount, proxy):
     assert "pagemesh-mount: /sub/b.bin: " in log and "(PM_E" in log, log
 
 
+def test_an_object_deleted_while_open_is_estale(mount, s3):
+    s3.put_object(BUCKET, "ds/gone.bin", b"g" * 5000)
+    try:
+        with open(mount.path("gone.bin"), "rb") as f:
+            s3.delete_object(BUCKET, "ds/gone.bin")
+            with pytest.raises(OSError) as e:
+                f.read()
+        assert e.value.errno == errno.ESTALE, e.value
+    finally:
+        s3.delete_object(BUCKET, "ds/gone.bin")
+    rc, log = mount.unmount()
+    assert rc == 0, log
+    assert "/gone.bin" in log and "PM_ENOENT" in log, log
+
+
 def test_mount_attaches_to_the_node_peer_and_unmounts(cli, tmp_path, proxy):
     daemon = cli.start_daemon()
     try:
