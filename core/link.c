@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "node_int.h"
 
 #define IDLE_MAX 32
+#define HELLO_TIMEOUT_S 5
 #define TOUCH_BATCH 256
 
 struct pm_link {
@@ -174,8 +176,20 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
   Pm__LocalReply *reply = NULL;
   int fd, err = connect_node(path, &fd);
   if (!err) {
+    /* A node that accepts but does not answer (stopped, wedged) must not
+     * hang the process: the hello has a deadline; later calls do not
+     * (a read can wait on an origin for as long as that takes). */
+    struct timeval limit = {.tv_sec = HELLO_TIMEOUT_S}, none = {0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     req.id = atomic_fetch_add(&l->next_id, 1);
+    uint64_t start = pm__now_ns();
     err = call_on(l, fd, &req, -1, &reply, NULL);
+    if (err && pm__now_ns() - start >= HELLO_TIMEOUT_S * 1000000000ull)
+      err = pm__errf(PM_ETIMEDOUT, "the node peer at %s accepted but did "
+                     "not answer within %d s", path, HELLO_TIMEOUT_S);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
     if (!err && reply->status < 0)
       err = pm__errf(reply->status, "%s", reply->detail ? reply->detail : "");
     if (!err) {

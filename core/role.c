@@ -214,14 +214,23 @@ void pm__role_reattach(pm_peer *peer) {
       !atomic_compare_exchange_strong(&peer->next_attach_ns, &due,
                                       now + REATTACH_INTERVAL_NS))
     return;
+  /* Connect and say hello without the lock: a node that does not answer
+   * (stopped, overloaded) costs this thread its hello timeout, not every
+   * caller of the process. */
+  char sock[PM_URI_MAX];
+  dir_path(peer, "node.sock", sock, sizeof sock);
+  pm_link *link;
+  uint32_t page_size;
+  if (pm__link_open(sock, &link, &page_size) != 0)
+    return;
   pthread_rwlock_wrlock(&peer->role_lock);
-  if (atomic_load(&peer->direct)) {
-    if (try_attach(peer) == 0) {
-      pm__engine_close(peer); /* the origins: the node reads them now */
-      atomic_store(&peer->direct, false);
-      PM_LOG(PM_LOG_WARN, "node", "node peer %d is back: attached to it "
-             "again, pages are cached", (int)pm__link_node_pid(peer->link));
-    }
+  if (!atomic_load(&peer->direct)) {
+    pm__link_close(link); /* another way back was found meanwhile */
+  } else if (become_attached(peer, link, page_size) == 0) {
+    pm__engine_close(peer); /* the origins: the node reads them now */
+    atomic_store(&peer->direct, false);
+    PM_LOG(PM_LOG_WARN, "node", "node peer %d is back: attached to it "
+           "again, pages are cached", (int)pm__link_node_pid(peer->link));
   }
   pthread_rwlock_unlock(&peer->role_lock);
 }

@@ -210,7 +210,9 @@ PM_EXTERN int pm_options_load_env(pm_options *opts);
  * detail names it), PM_EIO (cannot create or scan it),
  * PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer), PM_EBUSY
  * (PM_OPEN_NODE_ONLY and another node peer runs), PM_EPROTO (the
- * node peer speaks another protocol version), PM_ENOMEM.
+ * node peer speaks another protocol version), PM_ETIMEDOUT (a node peer
+ * accepted the connection but did not answer within 5 s: stopped or
+ * wedged), PM_ENOMEM.
  */
 PM_EXTERN int pm_peer_open(const pm_options *opts, pm_peer **out);
 

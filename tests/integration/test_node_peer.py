@@ -319,6 +319,25 @@ def test_operating_a_node_while_reading_directly_says_there_is_none(
     assert b"reading the origins directly" in err, err[-2000:]
 
 
+def test_a_stopped_daemon_fails_an_attach_in_time(cli):
+    # A node peer that accepts connections but does not answer (SIGSTOP)
+    # must not hang the processes that open the cache: their hello has a
+    # deadline (5 s).
+    daemon = cli.start_daemon()
+    daemon.send_signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        r = cli.run("cat", URIS[0])
+        took = time.monotonic() - start
+    finally:
+        daemon.send_signal(signal.SIGCONT)
+        stop(daemon)
+    assert r.returncode != 0
+    assert b"PM_ETIMEDOUT" in r.stderr and b"did not answer" in r.stderr, \
+        r.stderr
+    assert took < 20, took
+
+
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
     conf = tmp_path / "pagemesh.ini"
     conf.write_text("[pagemesh]\nram-capacity = 8M\ndisk-capacity = 64M\n"
