@@ -64,6 +64,36 @@ def test_info_size_exists_isdir_isfile(fs):
     assert fs.size("s3://" + path("basics/big.bin")) == len(BIG)
 
 
+def test_a_directory_is_known_from_one_listing_request(s3, proxy, tmp_path,
+                                                       data, monkeypatch):
+    # The origin answers one key per listing page: listing basics/sub takes
+    # three pages; telling that it is a directory takes one.
+    monkeypatch.setenv("PAGEMESH_S3_MAX_KEYS", "1")
+    fs = fsspec.filesystem("pagemesh", target_protocol="s3",
+                           target_options=target_options(s3, proxy.url),
+                           cache_dir=str(tmp_path / "cache"),
+                           skip_instance_cache=True)
+    proxy.reset_stats()
+    assert fs.isdir(path("basics/sub"))
+    lists = [r for r in proxy.stats()["recent"] if "list-type" in r["path"]]
+    assert len(lists) == 1, lists
+    assert sorted(fs.ls(path("basics/sub"), detail=False)) == [
+        path("basics/sub/a.json"), path("basics/sub/b.json"),
+        path("basics/sub/deeper")]
+    assert not fs.exists(path("basics/su"))
+
+
+def test_an_empty_local_directory_is_a_directory(tmp_path):
+    (tmp_path / "data" / "empty").mkdir(parents=True)
+    fs = fsspec.filesystem("pagemesh", target_protocol="file",
+                           cache_dir=str(tmp_path / "cache"),
+                           skip_instance_cache=True)
+    root = str(tmp_path / "data")
+    assert fs.isdir(root + "/empty")
+    assert fs.ls(root + "/empty") == []
+    assert not fs.exists(root + "/missing")
+
+
 def test_ls_find_glob(fs):
     names = fs.ls(path("basics"), detail=False)
     assert names == [path("basics/big.bin"), path("basics/small.txt"),

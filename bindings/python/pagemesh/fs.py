@@ -291,11 +291,16 @@ class PagemeshFileSystem(_Base):
         except PagemeshError as e:
             if e.code not in (_lib.PM_EBADURI, _lib.PM_EINVAL):
                 raise
-        infos = self._listing(path, recursive=False)
+        # A directory: a listing already made tells, else one entry of a
+        # new one does (a prefix of a million objects is not listed whole
+        # to learn that it exists). An existing empty directory lists
+        # nothing; a missing one raises FileNotFoundError.
+        infos = self._listings.get(path, False)
+        if infos is None:
+            infos = [self._entry_info(e) for e in
+                     self.peer.ls(self._uri(path), first=True)]
         if len(infos) == 1 and infos[0]["name"] == path:
             return infos[0]
-        if not infos:
-            raise FileNotFoundError(path)
         return {"name": path, "size": 0, "type": "directory"}
 
     def ls(self, path: str, detail: bool = True,

@@ -401,12 +401,16 @@ class Peer:
         return ObjectStat(st.size, st.mtime_ns,
                           st.version.decode("utf-8", "replace"))
 
-    def ls(self, uri: str, recursive: bool = False) -> List[ListEntry]:
+    def ls(self, uri: str, recursive: bool = False,
+           first: bool = False) -> List[ListEntry]:
         """The children of a bucket, prefix or directory (every object
-        below it if `recursive`), sorted by URI."""
+        below it if `recursive`), sorted by URI; with `first`, at most one
+        of them (a test that the directory exists, one origin request)."""
         entries = ctypes.POINTER(_lib.ListEntry)()
         count = ctypes.c_size_t()
         flags = _lib.PM_LIST_RECURSIVE if recursive else 0
+        if first:
+            flags |= _lib.PM_LIST_FIRST
         self._call(_lib.lib.pm_list, uri, _encode(uri), flags,
                    ctypes.byref(entries), ctypes.byref(count))
         try:
