@@ -97,6 +97,10 @@ int pm__map(pm_peer *peer, const char *uri, uint64_t offset, size_t length,
                     "crosses a page", norm, (unsigned long long)offset, length);
   uint64_t page = offset / ps;
   uint32_t in_page = (uint32_t)(offset - page * ps);
+  /* Without a store of its own or a node's (passthrough, direct reads)
+   * there is nothing to map: one fetch into a copy. */
+  if (!peer->store && peer->role != PM_ROLE_ATTACHED)
+    return map_copy(peer, norm, &st, page, in_page, length, out);
   pm_page_id pid = pm__page_id(norm, st.version, page, (uint32_t)ps);
   if (peer->store && pm__store_contains(peer->store, &pid))
     atomic_fetch_add(&peer->counters.attached_hits, 1);
