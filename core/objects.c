@@ -198,7 +198,8 @@ int pm__list(pm_peer *peer, const char *uri, unsigned flags,
     pm_list_free(l.entries, l.count);
     return err;
   }
-  qsort(l.entries, l.count, sizeof *l.entries, compare_entries);
+  if (l.count > 1) /* an empty listing has no array: qsort(NULL) is UB */
+    qsort(l.entries, l.count, sizeof *l.entries, compare_entries);
   *entries = l.entries;
   *count = l.count;
   return 0;
