@@ -29,7 +29,10 @@
 
 #define META_MAGIC "PMMETA1"
 #define META_FILE_MAX 8192
-#define PM_META_MEMORY_MAX (256u * 1024u)
+/* ~300 bytes an entry: 2 Mi entries are ~600 MiB at most, and hold the
+ * listing of an ImageNet-sized dataset (1.28 M objects) whole, so that its
+ * first epoch needs no HEAD per object. */
+#define PM_META_MEMORY_MAX (2u * 1024u * 1024u)
 
 typedef struct entry {
   struct entry *next;

@@ -34,7 +34,7 @@ void pm__meta_store(pm_meta *meta, const char *uri, const pm_object_stat *st);
 void pm__meta_store_listed(pm_meta *meta, const char *uri,
                            const pm_object_stat *st);
 
-/* Entries in memory; the most kept there (0: the default, 256 Ki). */
+/* Entries in memory; the most kept there (0: the default, 2 Mi). */
 size_t pm__meta_count(pm_meta *meta);
 void pm__meta_set_limit(pm_meta *meta, size_t max_entries);
 
