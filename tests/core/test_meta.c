@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "meta_files.h"
 #include "core/meta.h"
 
 TestSuite(meta, .timeout = 30);
@@ -21,6 +22,17 @@ static pm_object_stat sample(uint64_t size, const char *version) {
   pm_object_stat st = {.size = size, .mtime_ns = 123456789};
   snprintf(st.version, sizeof st.version, "%s", version);
   return st;
+}
+
+/* Store n entries named by fmt and i, each of size i, as from the origin. */
+static void store_numbered(pm_meta *m, const char *fmt, int n) {
+  char uri[64];
+  pm_object_stat st = sample(1, "x");
+  for (int i = 0; i < n; i++) {
+    snprintf(uri, sizeof uri, fmt, i);
+    st.size = (uint64_t)i;
+    pm__meta_store(m, uri, &st);
+  }
 }
 
 Test(meta, fresh_then_stale) {
@@ -74,12 +86,7 @@ Test(meta, many_entries_and_garbage_files) {
   pm_meta *m;
   cr_assert_eq(pm__meta_open(dir, 60000, &m), 0);
   char uri[64];
-  pm_object_stat st = sample(1, "x");
-  for (int i = 0; i < 5000; i++) {
-    snprintf(uri, sizeof uri, "mem://%d", i);
-    st.size = (uint64_t)i;
-    pm__meta_store(m, uri, &st);
-  }
+  store_numbered(m, "mem://%d", 5000);
   pm_object_stat got;
   bool fresh;
   for (int i = 0; i < 5000; i += 97) {
@@ -100,14 +107,7 @@ Test(meta, many_entries_and_garbage_files) {
 }
 
 static size_t meta_files(void) {
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "find %s/meta -name '*.m' | wc -l", dir);
-  FILE *f = popen(cmd, "r");
-  cr_assert_not_null(f);
-  size_t n = 0;
-  cr_assert_eq(fscanf(f, "%zu", &n), 1);
-  pclose(f);
-  return n;
+  return meta_files_in(dir);
 }
 
 /* A listing's entries cost no file each; the ones a stat uses are kept. */
@@ -153,11 +153,7 @@ Test(meta, memory_is_bounded) {
   pm__meta_set_limit(m, 100);
   char uri[64];
   pm_object_stat st = sample(1, "v");
-  for (int i = 0; i < 50; i++) {
-    snprintf(uri, sizeof uri, "s3://b/kept/%d", i);
-    st.size = (uint64_t)i;
-    pm__meta_store(m, uri, &st);
-  }
+  store_numbered(m, "s3://b/kept/%d", 50);
   for (int i = 0; i < 5000; i++) {
     snprintf(uri, sizeof uri, "s3://b/listed/%d", i);
     pm__meta_store_listed(m, uri, &st);

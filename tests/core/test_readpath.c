@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "meta_files.h"
 #include "core/core_int.h"
 #include "pagemesh.h"
 
@@ -94,14 +95,7 @@ Test(readpath, second_read_costs_no_origin_request) {
 }
 
 static size_t meta_files(void) {
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "find %s/meta -name '*.m' | wc -l", cache);
-  FILE *f = popen(cmd, "r");
-  cr_assert_not_null(f);
-  size_t n = 0;
-  cr_assert_eq(fscanf(f, "%zu", &n), 1);
-  pclose(f);
-  return n;
+  return meta_files_in(cache);
 }
 
 /* A listing's first 4096 entries are kept on disk for the next process;
