@@ -48,9 +48,18 @@ static int connect_node(const char *path, int *out) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return pm__errf(PM_ENOMEM, "socket: %s", strerror(errno));
-  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-    int e = errno;
+  /* A node that stopped accepting (its backlog full) would block connect
+   * forever: on a unix socket it waits at most the send timeout. */
+  struct timeval limit = {.tv_sec = HELLO_TIMEOUT_S}, none = {0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  int e = errno;
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  if (rc != 0) {
     close(fd);
+    if (e == EAGAIN || e == ETIMEDOUT)
+      return pm__errf(PM_ETIMEDOUT, "the node peer at %s did not accept a "
+                      "connection within %d s", path, HELLO_TIMEOUT_S);
     if (e == EACCES || e == EPERM)
       return pm__errf(PM_EACCES, "%s: permission denied: the node peer of "
                       "this cache directory belongs to another user and "
@@ -185,7 +194,8 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
     req.id = atomic_fetch_add(&l->next_id, 1);
     uint64_t start = pm__now_ns();
     err = call_on(l, fd, &req, -1, &reply, NULL);
-    if (err && pm__now_ns() - start >= HELLO_TIMEOUT_S * 1000000000ull)
+    if (err && pm__now_ns() - start >= HELLO_TIMEOUT_S * 1000000000ull -
+                                           100000000ull) /* timer slack */
       err = pm__errf(PM_ETIMEDOUT, "the node peer at %s accepted but did "
                      "not answer within %d s", path, HELLO_TIMEOUT_S);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);

@@ -45,6 +45,10 @@ typedef struct entry {
 
 struct pm_meta {
   pthread_mutex_t mutex;
+  /* Taken before mutex, around every write and removal of a file, so the
+   * disk ends with what memory said last: a file is written from the
+   * entry as it is then, and not at all once the entry is forgotten. */
+  pthread_mutex_t disk_mutex;
   char *dir; /* <cache_dir>/meta, or NULL */
   uint64_t ttl_ns;
   entry **buckets;
@@ -65,6 +69,7 @@ int pm__meta_open(const char *dir, uint32_t ttl_ms, pm_meta **out) {
   m->buckets = calloc(m->bucket_count, sizeof *m->buckets);
   m->ttl_ns = (uint64_t)ttl_ms * 1000000u;
   pthread_mutex_init(&m->mutex, NULL);
+  pthread_mutex_init(&m->disk_mutex, NULL);
   if (!m->buckets)
     goto nomem;
   if (dir) {
@@ -104,6 +109,7 @@ void pm__meta_close(pm_meta *m) {
   free(m->buckets);
   free(m->dir);
   pthread_mutex_destroy(&m->mutex);
+  pthread_mutex_destroy(&m->disk_mutex);
   free(m);
 }
 
@@ -232,6 +238,25 @@ static int load_file(pm_meta *m, const char *uri, uint64_t hash,
 static void write_file(pm_meta *m, const char *uri, uint64_t hash,
                        const pm_object_stat *st, int64_t fetched);
 
+/* Write uri's entry to disk as memory holds it now (nothing if it is gone:
+ * forgotten meanwhile, or dropped by the bound). */
+static void persist(pm_meta *m, const char *uri, uint64_t hash) {
+  pthread_mutex_lock(&m->disk_mutex);
+  pthread_mutex_lock(&m->mutex);
+  entry *e = *find_slot(m, uri, hash);
+  pm_object_stat st;
+  int64_t fetched = 0;
+  if (e) {
+    st = e->st;
+    fetched = e->fetched_wall_ns;
+    e->on_disk = true;
+  }
+  pthread_mutex_unlock(&m->mutex);
+  if (e)
+    write_file(m, uri, hash, &st, fetched);
+  pthread_mutex_unlock(&m->disk_mutex);
+}
+
 static int lookup(pm_meta *m, const char *uri, pm_object_stat *out,
                   bool *fresh, bool keep) {
   uint64_t hash = uri_hash(uri);
@@ -242,10 +267,7 @@ static int lookup(pm_meta *m, const char *uri, pm_object_stat *out,
   if (e) {
     *out = e->st;
     fetched = e->fetched_wall_ns;
-    if (keep && m->dir && !e->on_disk) {
-      e->on_disk = true; /* written below; at worst twice, never lost */
-      write = true;
-    }
+    write = keep && m->dir && !e->on_disk;
   }
   pthread_mutex_unlock(&m->mutex);
   if (!e) {
@@ -256,7 +278,7 @@ static int lookup(pm_meta *m, const char *uri, pm_object_stat *out,
     pthread_mutex_unlock(&m->mutex);
   }
   if (write)
-    write_file(m, uri, hash, out, fetched);
+    persist(m, uri, hash);
   int64_t age = pm__wall_ns() - fetched;
   *fresh = age >= 0 && (uint64_t)age < m->ttl_ns;
   return 0;
@@ -301,10 +323,22 @@ void pm__meta_store(pm_meta *m, const char *uri, const pm_object_stat *st) {
   uint64_t hash = uri_hash(uri);
   int64_t now = pm__wall_ns();
   pthread_mutex_lock(&m->mutex);
-  put_locked(m, uri, hash, st, now, m->dir != NULL);
+  put_locked(m, uri, hash, st, now, false);
   pthread_mutex_unlock(&m->mutex);
   if (m->dir)
-    write_file(m, uri, hash, st, now);
+    persist(m, uri, hash);
+}
+
+void pm__meta_keep(pm_meta *m, const char *uri, const pm_object_stat *st) {
+  if (!m->dir)
+    return;
+  uint64_t hash = uri_hash(uri);
+  pthread_mutex_lock(&m->mutex);
+  entry *e = *find_slot(m, uri, hash);
+  bool write = e && !e->on_disk && same_stat(&e->st, st);
+  pthread_mutex_unlock(&m->mutex);
+  if (write)
+    persist(m, uri, hash);
 }
 
 void pm__meta_store_listed(pm_meta *m, const char *uri,
@@ -345,7 +379,9 @@ void pm__meta_forget(pm_meta *m, const char *uri) {
   if (m->dir) {
     char path[4096];
     file_path(m, hash, path, sizeof path);
+    pthread_mutex_lock(&m->disk_mutex);
     unlink(path);
+    pthread_mutex_unlock(&m->disk_mutex);
   }
 }
 
@@ -408,6 +444,7 @@ size_t pm__meta_forget_prefix(pm_meta *m, const char *prefix) {
   size_t on_disk = 0;
   struct dirent *de;
   char sub[4096];
+  pthread_mutex_lock(&m->disk_mutex);
   while ((de = readdir(d))) {
     if (de->d_name[0] == '.')
       continue;
@@ -416,6 +453,7 @@ size_t pm__meta_forget_prefix(pm_meta *m, const char *prefix) {
       continue;
     on_disk += forget_dir_prefix(sub, prefix);
   }
+  pthread_mutex_unlock(&m->disk_mutex);
   closedir(d);
   return PM_MAX(removed, on_disk);
 }

@@ -30,6 +30,9 @@ int pm__meta_lookup_keep(pm_meta *meta, const char *uri, pm_object_stat *out,
 
 /* Record what the origin said now (memory and disk). */
 void pm__meta_store(pm_meta *meta, const char *uri, const pm_object_stat *st);
+/* A reader uses st for uri (a node serving an attached process's fetch):
+ * if the entry says the same and is only in memory, write it to disk. */
+void pm__meta_keep(pm_meta *meta, const char *uri, const pm_object_stat *st);
 /* Record what a listing said now, in memory only. */
 void pm__meta_store_listed(pm_meta *meta, const char *uri,
                            const pm_object_stat *st);

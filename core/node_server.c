@@ -197,6 +197,9 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m,
   int err = check_fetch(peer, m, norm, &st);
   if (err)
     return send_status(c, id, err);
+  /* The process read its stat from the node (a listing, a stat): the
+   * node keeps it on disk now that a read uses it. */
+  pm__meta_keep(peer->meta, norm, &st);
   pm_page_id pid = pm__page_id(norm, st.version, m->page_index,
                                peer->opts.page_size);
   /* A page this process's store already held is a hit for the node: its

@@ -177,7 +177,10 @@ int pm_peer_stats(pm_peer *peer, pm_stats *out) {
     return pm__errf(PM_EINVAL, "pm_peer_stats: bad arguments");
   /* The store comes and goes with the role (a takeover opens one, direct
    * reads close it): read it under the role lock. */
-  pthread_rwlock_rdlock(&peer->role_lock);
+  int rc = pthread_rwlock_rdlock(&peer->role_lock);
+  if (rc) /* EDEADLK: called from a log callback during a takeover */
+    return pm__errf(PM_EBUSY, "pm_peer_stats: the peer is changing its "
+                    "role on this thread (a log callback?)");
   pm__peer_stats(peer, out);
   pthread_rwlock_unlock(&peer->role_lock);
   return 0;

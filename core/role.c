@@ -212,8 +212,9 @@ void pm__role_reattach(pm_peer *peer) {
   uint64_t due = atomic_load(&peer->next_attach_ns);
   if (!atomic_load(&peer->direct) || now < due ||
       !atomic_compare_exchange_strong(&peer->next_attach_ns, &due,
-                                      now + REATTACH_INTERVAL_NS))
-    return;
+                                      UINT64_MAX))
+    return; /* UINT64_MAX: while this try runs (up to the hello's timeout),
+               nobody else starts one */
   /* Connect and say hello without the lock: a node that does not answer
    * (stopped, overloaded) costs this thread its hello timeout, not every
    * caller of the process. */
@@ -221,7 +222,9 @@ void pm__role_reattach(pm_peer *peer) {
   dir_path(peer, "node.sock", sock, sizeof sock);
   pm_link *link;
   uint32_t page_size;
-  if (pm__link_open(sock, &link, &page_size) != 0)
+  int err = pm__link_open(sock, &link, &page_size);
+  atomic_store(&peer->next_attach_ns, pm__now_ns() + REATTACH_INTERVAL_NS);
+  if (err)
     return;
   pthread_rwlock_wrlock(&peer->role_lock);
   if (!atomic_load(&peer->direct)) {

@@ -391,7 +391,8 @@ typedef struct pm_stats {
 /*
  * Fill *out with the peer's counters since it was opened and the current
  * use of each tier. Set out->size = sizeof(pm_stats) first.
- * Errors: PM_EINVAL.
+ * Errors: PM_EINVAL, PM_EBUSY (called from a log callback while this
+ * thread changes the peer's role).
  */
 PM_EXTERN int pm_peer_stats(pm_peer *peer, pm_stats *out);
 

@@ -348,7 +348,7 @@ typedef struct pm_fabric {
   atomic_int inflight;  /* operations whose completion we wait for */
   atomic_int callers;   /* threads inside get_page/put_page */
   uint64_t last_sweep_ns;
-  uint64_t last_active_ns; /* the last completion read (poll_lock) */
+  _Atomic uint64_t last_active_ns; /* the last completion read */
   /* Who reads the CQ: the progress thread or one waiting caller, holding
    * poll_lock. caller_poll: 0 no caller polls, 1 one waits for the lock,
    * 2 one holds it. */

@@ -135,8 +135,15 @@ Test(meta, listed_entries_go_to_disk_only_once_used) {
   pm_object_stat changed = sample(8, "changed");
   pm__meta_store_listed(m, "s3://b/ds/0003", &changed);
   cr_assert_eq(pm__meta_lookup_keep(m, "s3://b/ds/0003", &got, &fresh), 0);
+  /* A node told that a reader uses an entry keeps it, if it says the same
+   * as the reader's. */
+  pm__meta_keep(m, "s3://b/ds/0005", &changed);
+  cr_assert_eq(meta_files(), 1, "a stat other than the entry's is not kept");
+  pm__meta_keep(m, "s3://b/ds/0005", &st);
+  cr_assert_eq(meta_files(), 2);
   pm__meta_close(m);
   cr_assert_eq(pm__meta_open(dir, 60000, &m), 0);
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/ds/0005", &got, &fresh), 0);
   cr_assert_eq(pm__meta_lookup(m, "s3://b/ds/0003", &got, &fresh), 0);
   cr_assert_eq(got.size, 8, "the used entry survives a reopen as it was");
   cr_assert_str_eq(got.version, "changed");

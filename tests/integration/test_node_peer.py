@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -325,17 +326,36 @@ def test_a_stopped_daemon_fails_an_attach_in_time(cli):
     # deadline (5 s).
     daemon = cli.start_daemon()
     daemon.send_signal(signal.SIGSTOP)
+    backlog = []
     try:
         start = time.monotonic()
         r = cli.run("cat", URIS[0])
         took = time.monotonic() - start
+        # Once its listen backlog is full it does not even accept: the
+        # connect has the same deadline.
+        sock = os.path.join(cli.cache_dir, "node.sock")
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.setblocking(False)
+            backlog.append(s)
+            if s.connect_ex(sock) != 0 or len(backlog) > 4096:
+                break
+        start = time.monotonic()
+        full = cli.run("cat", URIS[0])
+        took_full = time.monotonic() - start
     finally:
+        for s in backlog:
+            s.close()
         daemon.send_signal(signal.SIGCONT)
         stop(daemon)
     assert r.returncode != 0
     assert b"PM_ETIMEDOUT" in r.stderr and b"did not answer" in r.stderr, \
         r.stderr
     assert took < 20, took
+    assert full.returncode != 0
+    assert b"PM_ETIMEDOUT" in full.stderr and b"did not accept" in \
+        full.stderr, full.stderr
+    assert took_full < 20, took_full
 
 
 def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
