@@ -94,16 +94,32 @@ def test_readers_without_a_daemon_elect_one_node_peer(cli, proxy):
 
 def test_sigkill_of_the_node_peer_fails_no_read(cli, proxy):
     daemon = cli.start_daemon()
-    # Small chunks and several loops keep the readers busy across the kill.
-    procs = start_readers(cli, 4, loops=6, chunk=64 * 1024)
-    time.sleep(0.5)
+    # Small chunks and many loops keep the readers busy across the kill
+    # (~3 s of reads here; 6 loops took ~0.9 s, and a kill at a fixed 0.5 s
+    # once came after every reader had finished: then nobody takes over).
+    loops = 20
+    procs = start_readers(cli, 4, loops=loops, chunk=64 * 1024)
+    pids = {p.pid for p in procs}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = cli.node_status()
+        if status and pids <= set(status["attached"]):
+            break
+        time.sleep(0.02)
+    time.sleep(0.2)  # into the cached loops
+    running = [p.pid for p in procs if p.poll() is None]
+    assert len(running) == len(procs), "readers ended before the kill"
     killed_at = time.monotonic()
     daemon.send_signal(signal.SIGKILL)
     daemon.wait()
-    status = cli.wait_for_node(not_pid=daemon.pid, timeout=5)
+    try:
+        status = cli.wait_for_node(not_pid=daemon.pid, timeout=5)
+    except TimeoutError as e:
+        raise AssertionError("%s; readers still running: %s" % (
+            e, [p.pid for p in procs if p.poll() is None]))
     takeover = time.monotonic() - killed_at
-    assert status["node_pid"] in {p.pid for p in procs}, status
-    check_readers(procs, loops=6)
+    assert status["node_pid"] in pids, status
+    check_readers(procs, loops=loops)
     assert takeover < 1.0, "takeover took %.3f s" % takeover
     # The new node peer reused the pages on disk: only fetches that were
     # in flight in the killed process (at most its 8 I/O threads) are
