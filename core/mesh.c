@@ -254,6 +254,7 @@ int pm__mesh_start(pm_peer *peer, pm_mesh **out) {
   mesh->peer = peer;
   mesh->started_ns = pm__now_ns();
   pthread_mutex_init(&mesh->view_mutex, NULL);
+  pthread_mutex_init(&mesh->rebalance_lock, NULL);
   atomic_init(&mesh->view_dirty, true);
   load_or_make_id(peer, &mesh->self_id);
   pm__member_meta *meta = &mesh->meta;
@@ -304,6 +305,7 @@ void pm__mesh_stop(pm_mesh *mesh) {
   if (mesh->key)
     pm__cluster_key_free(mesh->key);
   pthread_mutex_destroy(&mesh->view_mutex);
+  pthread_mutex_destroy(&mesh->rebalance_lock);
   free(mesh);
 }
 

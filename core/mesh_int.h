@@ -39,8 +39,10 @@ struct pm_mesh {
   atomic_bool view_dirty;
   _Atomic uint64_t pages_from_peers, bytes_from_peers;
   _Atomic uint64_t peer_failures, replicas_pushed;
-  /* Rebalancing (mesh_rebalance.c): the view it last worked from; only
-   * its one task at a time touches it. */
+  /* Rebalancing (mesh_rebalance.c): the view it last worked from, used
+   * and replaced by one task at a time (rebalance_lock: a change during a
+   * walk queues the next task, which waits for the walk to end). */
+  pthread_mutex_t rebalance_lock;
   atomic_bool rebalance_pending;
   uint64_t started_ns;
   pm_view *rebalance_view;

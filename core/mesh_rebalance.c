@@ -102,18 +102,23 @@ static uint64_t rebalance(pm_mesh *mesh, const pm_view *old,
 static void rebalance_run(void *arg) {
   pm_mesh *mesh = arg;
   usleep(COALESCE_US);
+  /* A change during the previous task's walk queued this one (pending was
+   * cleared at that walk's start): wait for it to end, then work from the
+   * view it left. Two tasks at once would each release the same old view. */
+  pthread_mutex_lock(&mesh->rebalance_lock);
   atomic_store(&mesh->rebalance_pending, false);
-  if (atomic_load(&mesh->peer->closing))
-    return;
-  pm_view *now = mesh->driver ? pm__mesh_view(mesh) : NULL;
-  pm_view *old = mesh->rebalance_view;
-  /* Right after a start the view fills as members are learned: that is
-   * not a change of owners. */
-  bool settled = pm__now_ns() - mesh->started_ns > SETTLE_NS;
-  if (now && old && settled && mesh->peer->store)
-    rebalance(mesh, old, now, false);
-  mesh->rebalance_view = now; /* keeps the reference */
-  pm__mesh_view_release(old);
+  if (!atomic_load(&mesh->peer->closing)) {
+    pm_view *now = mesh->driver ? pm__mesh_view(mesh) : NULL;
+    pm_view *old = mesh->rebalance_view;
+    /* Right after a start the view fills as members are learned: that is
+     * not a change of owners. */
+    bool settled = pm__now_ns() - mesh->started_ns > SETTLE_NS;
+    if (now && old && settled && mesh->peer->store)
+      rebalance(mesh, old, now, false);
+    mesh->rebalance_view = now; /* keeps the reference */
+    pm__mesh_view_release(old);
+  }
+  pthread_mutex_unlock(&mesh->rebalance_lock);
 }
 
 void pm__mesh_members_changed(pm_mesh *mesh) {
