@@ -40,6 +40,13 @@ struct pm_link {
   bool latency_pending;
 };
 
+/* Send and receive timeouts of fd (0: none). */
+static void set_timeouts(int fd, int send_s, int recv_s) {
+  struct timeval send = {.tv_sec = send_s}, recv = {.tv_sec = recv_s};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send, sizeof send);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &recv, sizeof recv);
+}
+
 static int connect_node(const char *path, int *out) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof addr.sun_path)
@@ -50,11 +57,10 @@ static int connect_node(const char *path, int *out) {
     return pm__errf(PM_ENOMEM, "socket: %s", strerror(errno));
   /* A node that stopped accepting (its backlog full) would block connect
    * forever: on a unix socket it waits at most the send timeout. */
-  struct timeval limit = {.tv_sec = HELLO_TIMEOUT_S}, none = {0};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  set_timeouts(fd, HELLO_TIMEOUT_S, 0);
   int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
   int e = errno;
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  set_timeouts(fd, 0, 0);
   if (rc != 0) {
     close(fd);
     if (e == EAGAIN || e == ETIMEDOUT)
@@ -188,9 +194,7 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
     /* A node that accepts but does not answer (stopped, wedged) must not
      * hang the process: the hello has a deadline; later calls do not
      * (a read can wait on an origin for as long as that takes). */
-    struct timeval limit = {.tv_sec = HELLO_TIMEOUT_S}, none = {0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    set_timeouts(fd, HELLO_TIMEOUT_S, HELLO_TIMEOUT_S);
     req.id = atomic_fetch_add(&l->next_id, 1);
     uint64_t start = pm__now_ns();
     err = call_on(l, fd, &req, -1, &reply, NULL);
@@ -198,8 +202,7 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
                                            100000000ull) /* timer slack */
       err = pm__errf(PM_ETIMEDOUT, "the node peer at %s accepted but did "
                      "not answer within %d s", path, HELLO_TIMEOUT_S);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    set_timeouts(fd, 0, 0);
     if (!err && reply->status < 0)
       err = pm__errf(reply->status, "%s", reply->detail ? reply->detail : "");
     if (!err) {

@@ -319,14 +319,19 @@ static void write_file(pm_meta *m, const char *uri, uint64_t hash,
     unlink(tmp);
 }
 
-void pm__meta_store(pm_meta *m, const char *uri, const pm_object_stat *st) {
+void pm__meta_store_listed(pm_meta *m, const char *uri,
+                           const pm_object_stat *st) {
   uint64_t hash = uri_hash(uri);
   int64_t now = pm__wall_ns();
   pthread_mutex_lock(&m->mutex);
   put_locked(m, uri, hash, st, now, false);
   pthread_mutex_unlock(&m->mutex);
+}
+
+void pm__meta_store(pm_meta *m, const char *uri, const pm_object_stat *st) {
+  pm__meta_store_listed(m, uri, st);
   if (m->dir)
-    persist(m, uri, hash);
+    persist(m, uri, uri_hash(uri));
 }
 
 void pm__meta_keep(pm_meta *m, const char *uri, const pm_object_stat *st) {
@@ -339,15 +344,6 @@ void pm__meta_keep(pm_meta *m, const char *uri, const pm_object_stat *st) {
   pthread_mutex_unlock(&m->mutex);
   if (write)
     persist(m, uri, hash);
-}
-
-void pm__meta_store_listed(pm_meta *m, const char *uri,
-                           const pm_object_stat *st) {
-  uint64_t hash = uri_hash(uri);
-  int64_t now = pm__wall_ns();
-  pthread_mutex_lock(&m->mutex);
-  put_locked(m, uri, hash, st, now, false);
-  pthread_mutex_unlock(&m->mutex);
 }
 
 size_t pm__meta_count(pm_meta *m) {

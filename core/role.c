@@ -144,12 +144,18 @@ static int become_attached(pm_peer *peer, pm_link *link, uint32_t page_size) {
   return 0;
 }
 
-static int try_attach(pm_peer *peer) {
+/* Connect to the node peer's socket and say hello. */
+static int open_node_link(pm_peer *peer, pm_link **link,
+                          uint32_t *page_size) {
   char sock[PM_URI_MAX];
   dir_path(peer, "node.sock", sock, sizeof sock);
+  return pm__link_open(sock, link, page_size);
+}
+
+static int try_attach(pm_peer *peer) {
   pm_link *link;
   uint32_t page_size;
-  int err = pm__link_open(sock, &link, &page_size);
+  int err = open_node_link(peer, &link, &page_size);
   return err ? err : become_attached(peer, link, page_size);
 }
 
@@ -218,11 +224,9 @@ void pm__role_reattach(pm_peer *peer) {
   /* Connect and say hello without the lock: a node that does not answer
    * (stopped, overloaded) costs this thread its hello timeout, not every
    * caller of the process. */
-  char sock[PM_URI_MAX];
-  dir_path(peer, "node.sock", sock, sizeof sock);
   pm_link *link;
   uint32_t page_size;
-  int err = pm__link_open(sock, &link, &page_size);
+  int err = open_node_link(peer, &link, &page_size);
   atomic_store(&peer->next_attach_ns, pm__now_ns() + REATTACH_INTERVAL_NS);
   if (err)
     return;

@@ -92,10 +92,14 @@ static int errno_of(int err) {
 /* A failed call on `path`: the kernel gets only an errno, so say why on
  * stderr (the cache's detail and its code), except for a plain missing
  * name, which is an answer, not a failure. */
+static void report(int err, const char *path) {
+  fprintf(stderr, "pagemesh-mount: %s: %s (%s)\n", path,
+          pm_peer_errmsg(state()->peer), pm_err_name(err));
+}
+
 static int fail(int err, const char *path) {
   if (err != PM_ENOENT)
-    fprintf(stderr, "pagemesh-mount: %s: %s (%s)\n", path,
-            pm_peer_errmsg(state()->peer), pm_err_name(err));
+    report(err, path);
   return errno_of(err);
 }
 
@@ -242,8 +246,7 @@ static int fs_read(const char *path, char *buf, size_t size, off_t offset,
   const char *uri = (const char *)(uintptr_t)fi->fh;
   ssize_t n = pm_read(state()->peer, uri, (uint64_t)offset, buf, size);
   if (n == PM_ENOENT) { /* gone from the origin since it was opened */
-    fprintf(stderr, "pagemesh-mount: %s: %s (%s)\n", path,
-            pm_peer_errmsg(state()->peer), pm_err_name(PM_ENOENT));
+    report(PM_ENOENT, path);
     return -ESTALE;
   }
   return n < 0 ? fail((int)n, path) : (int)n;
