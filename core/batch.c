@@ -173,6 +173,8 @@ static void finish_range(pm_peer *peer, range_work *w) {
     return; /* stays pending for another attempt */
   }
   w->pending = false;
+  if (w->err == PM_ENOENT) /* gone since its stat (or the node's) */
+    pm__meta_forget(peer->meta, w->uri);
   if (w->err) {
     r->result = w->err;
     return;

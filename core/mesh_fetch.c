@@ -57,7 +57,8 @@ static ssize_t ask(pm_mesh *mesh, const pm_view *v, size_t i,
     return pm__errf(PM_EUNREACHABLE, "member has no page address");
   ssize_t n = pm__transport_get_page(t, addr, req, buf, len,
                                      deadline_of(mesh));
-  if (n < 0 && !(n == PM_ENOENT && (req->flags & PM_PAGE_REQ_CACHED_ONLY))) {
+  /* No such object or page, access denied: the owner answered. */
+  if (n < 0 && n != PM_ENOENT && n != PM_EACCES) {
     atomic_fetch_add(&mesh->peer_failures, 1);
     PM_LOG_RATELIMITED(PM_LOG_INFO, "mesh", 2000, "%s: %s", addr,
                        pm__errmsg());
@@ -90,14 +91,21 @@ static size_t self_rank(const pm_view *v, const size_t *ranks, size_t owners) {
 
 /* Ask the owners ranked before this peer (all of them if it is none),
  * in order, with a normal request: the first owner fetches the origin
- * once for everyone. Returns 0 when one answered. */
+ * once for everyone. Returns 0 when one answered with the page; PM_ENOENT
+ * or PM_EACCES when one answered that the origin has no such object or
+ * denies it (the next owner would only ask the origin again), else
+ * PM_EUNREACHABLE. */
 static int ask_owners(pm_mesh *mesh, const pm_view *v, const size_t *ranks,
                       size_t before, pm_page_request *req, void *buf,
                       size_t page_len) {
-  for (size_t i = 0; i < before; i++)
-    if (ask(mesh, v, ranks[i], req, buf, page_len) == (ssize_t)page_len)
+  for (size_t i = 0; i < before; i++) {
+    ssize_t n = ask(mesh, v, ranks[i], req, buf, page_len);
+    if (n == (ssize_t)page_len)
       return 0;
-  return PM_ENOENT;
+    if (n == PM_ENOENT || n == PM_EACCES)
+      return (int)n;
+  }
+  return PM_EUNREACHABLE;
 }
 
 /* As an owner: a cached copy from any other candidate. */
@@ -125,7 +133,7 @@ int pm__mesh_fetch(pm_mesh *mesh, pm_mesh_mode mode, const char *uri,
   size_t mine = v->self == SIZE_MAX ? 0 : self_rank(v, ranks, owners);
   pm_page_request req;
   fill_request(&req, id, uri, st, page_index, mesh->peer->opts.page_size, 0);
-  int result = PM_ENOENT;
+  int result = PM_EUNREACHABLE;
   size_t asked = 0;
   if (mode == PM_MESH_ROUTE) {
     asked = mine;
@@ -133,12 +141,14 @@ int pm__mesh_fetch(pm_mesh *mesh, pm_mesh_mode mode, const char *uri,
   }
   if (mine == owners && mode == PM_MESH_ROUTE)
     *owned = false; /* not an owner: keep it in RAM, origin as last resort */
-  else if (result != 0)
+  else if (result == PM_EUNREACHABLE) /* no owner before it answered */
     result = ask_replicas(mesh, v, ranks, n, asked, &req, buf, page_len);
   if (result == 0)
     count_page(mesh, page_len);
   pm__mesh_view_release(v);
-  return result;
+  /* Whatever an owner answered, the caller reads the origin itself: it
+   * learns the object's fate first hand (and forgets stale metadata). */
+  return result ? PM_ENOENT : 0;
 }
 
 /* ---- replication ----------------------------------------------------------------- */

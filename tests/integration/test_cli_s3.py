@@ -154,6 +154,26 @@ def test_changed_object_is_never_served_old_bytes(cli, s3):
     assert cli.cat(uri, "--meta-ttl", "0") == b"B" * 200_000
 
 
+def test_a_read_that_finds_the_object_gone_forgets_its_metadata(cli, s3,
+                                                                 proxy):
+    """A stat kept on disk, the object deleted at the origin: the next read
+    fails with PM_ENOENT and drops that metadata, so that the next stat
+    asks the origin instead of answering for a missing object until the
+    metadata's TTL runs out."""
+    uri = "s3://%s/deleted.bin" % BUCKET
+    s3.put_object(BUCKET, "deleted.bin", b"D" * 100_000)
+    assert b"size:    100000" in cli.run("stat", uri, check=True).stdout
+    s3.delete_object(BUCKET, "deleted.bin")
+    proxy.reset_stats()
+    assert b"size:    100000" in cli.run("stat", uri, check=True).stdout
+    assert origin_counts(proxy) == (0, 0)  # the metadata cache answered
+    r = cli.run("cat", uri)
+    assert r.returncode == 1 and b"PM_ENOENT" in r.stderr, r.stderr
+    r = cli.run("stat", uri)
+    assert r.returncode == 1 and b"PM_ENOENT" in r.stderr, r.stderr
+    assert origin_counts(proxy) == (1, 1)
+
+
 def test_errors_name_the_object(cli, build_dir, tmp_path):
     r = cli.run("cat", "s3://%s/no/such/key" % BUCKET)
     assert r.returncode == 1

@@ -242,3 +242,33 @@ def test_readers_on_one_node_fetch_each_remote_page_once(mesh, proxy):
     print("peer 0 owns %d of %d pages; %d fetched from peers for 4 readers"
           % (before["pages_disk"], PAGES, after["pages_from_peers"]))
     assert after["pages_from_peers"] == remote
+
+
+def test_an_object_gone_from_the_origin_is_not_a_peer_failure(mesh, s3,
+                                                               proxy):
+    """Objects stat'ed through peer 0, then deleted at the origin: their
+    owners find them gone and answer so. Every read fails with PM_ENOENT,
+    and no peer counts a failure: the owners answered (peer_failures
+    counts peers that did not)."""
+    gone = {"gone/obj-%02d.bin" % i: rng.randbytes(PAGE // 2)
+            for i in range(16)}
+    s3.put_objects(BUCKET, gone)
+    cli = mesh.cli(0)
+    for key in gone:
+        cli.run("stat", uri(key), check=True)
+    for key in gone:
+        s3.delete_object(BUCKET, key)
+    proxy.reset_stats()
+    proc = read_through(mesh, 0, sorted(gone))
+    out, _ = proc.communicate(timeout=120)
+    errors = [line.split()[:3] for line in out.decode().splitlines()]
+    assert errors == [["ERROR", uri(k), "PM_ENOENT"] for k in sorted(gone)]
+    # Pages owned elsewhere were asked of their owners, which went to the
+    # origin (404) and answered: more origin GETs than objects.
+    assert gets(proxy) > len(gone), proxy.stats()["requests"]
+    failures = [mesh.status(i)["stats"]["peer_failures"]
+                for i in range(PEERS)]
+    assert failures == [0] * PEERS
+    # One owner's answer is enough: the next would only ask the origin
+    # again. Per object: at most one owner's GET and the reader's own.
+    assert gets(proxy) <= 2 * len(gone), proxy.stats()["requests"]
