@@ -33,12 +33,13 @@ static bool listed(const pm_view *v, const size_t *set, size_t n,
   return false;
 }
 
-static void push(pm_mesh *mesh, const pm_view *v, size_t member,
+/* Copy one page to one member: true if it took it. */
+static bool push(pm_mesh *mesh, const pm_view *v, size_t member,
                  const pm_store_entry *e, const void *data) {
   const char *addr;
   pm_transport *t = pm__mesh_route(mesh, v, member, &addr);
   if (!t)
-    return;
+    return false;
   pm_page_request req = {.uri = e->uri, .version = "",
                          .page_size = mesh->peer->opts.page_size,
                          .flags = PM_PAGE_REQ_REPLICA};
@@ -46,13 +47,15 @@ static void push(pm_mesh *mesh, const pm_view *v, size_t member,
   uint64_t deadline = pm__now_ns() +
                       (uint64_t)mesh->peer->opts.request_timeout_ms * 1000000u;
   if (pm__transport_put_page(t, addr, &req, data, (size_t)e->length,
-                             deadline) == 0)
-    atomic_fetch_add(&mesh->replicas_pushed, 1);
+                             deadline) != 0)
+    return false;
+  atomic_fetch_add(&mesh->replicas_pushed, 1);
+  return true;
 }
 
 /* One page: push it to the new owners if this peer is the one to (or, when
- * draining, always). */
-static void rebalance_page(pm_mesh *mesh, const pm_view *old,
+ * draining, always). True if at least one of them took it. */
+static bool rebalance_page(pm_mesh *mesh, const pm_view *old,
                            const pm_view *now, const pm_store_entry *e,
                            void *buf, bool drain) {
   size_t before[OWNERS_MAX], after[OWNERS_MAX];
@@ -63,20 +66,23 @@ static void rebalance_page(pm_mesh *mesh, const pm_view *old,
     if (listed(old, before, nb, now->members[after[i]].id))
       pusher = after[i];
   if (!drain && (pusher == SIZE_MAX || pusher != now->self))
-    return;
-  bool have = false;
+    return false;
+  bool have = false, taken = false;
   for (size_t i = 0; i < na; i++) {
     if (after[i] == now->self ||
         listed(old, before, nb, now->members[after[i]].id))
       continue;
     if (!have && pm__store_read(mesh->peer->store, &e->id, 0, buf,
                                 (size_t)e->length, NULL) != (ssize_t)e->length)
-      return;
+      return false;
     have = true;
-    push(mesh, now, after[i], e, buf);
+    taken |= push(mesh, now, after[i], e, buf);
   }
+  return taken;
 }
 
+/* Returns the number of pages copied to at least one new owner (copies
+ * made meanwhile by reads, counted in replicas_pushed, are not). */
 static uint64_t rebalance(pm_mesh *mesh, const pm_view *old,
                           const pm_view *now, bool drain) {
   pm_store_entry *entries;
@@ -85,18 +91,17 @@ static uint64_t rebalance(pm_mesh *mesh, const pm_view *old,
       pm__store_list_disk(mesh->peer->store, &entries, &count) != 0)
     return 0;
   void *buf = malloc(mesh->peer->opts.page_size);
-  uint64_t pushed = atomic_load(&mesh->replicas_pushed);
+  uint64_t pages = 0;
   for (size_t i = 0; buf && i < count; i++) {
     if (atomic_load(&mesh->peer->closing))
       break;
-    rebalance_page(mesh, old, now, &entries[i], buf, drain);
+    pages += rebalance_page(mesh, old, now, &entries[i], buf, drain);
   }
   free(buf);
   pm__store_list_free(entries, count);
-  pushed = atomic_load(&mesh->replicas_pushed) - pushed;
   PM_LOG(PM_LOG_INFO, "mesh", "%s: %llu pages copied to their new owners",
-         drain ? "draining" : "members changed", (unsigned long long)pushed);
-  return pushed;
+         drain ? "draining" : "members changed", (unsigned long long)pages);
+  return pages;
 }
 
 static void rebalance_run(void *arg) {

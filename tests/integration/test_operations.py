@@ -90,8 +90,12 @@ def test_drain_shrinks_the_cluster_without_a_cold_epoch(mesh, proxy):
     read_all(mesh, [0, 1, 2, 3])
     assert gets(proxy) == PAGES
     proxy.reset_stats()
+    held = mesh.status(1)["stats"]["pages_disk"]
     r = mesh.cli(1).run("drain", check=True)
     assert b"drained" in r.stdout
+    # Four peers, R = 2: each page on its disk has one new owner once it
+    # is gone, and each is counted once.
+    assert int(r.stdout.split()[1]) == held, (r.stdout, held)
     mesh.procs[1].wait(timeout=30)  # pagemeshd exits once drained
     mesh.procs[1] = None
     mesh.wait_members(3, peers=[0, 2, 3], timeout=20)
