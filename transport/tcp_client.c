@@ -86,6 +86,7 @@ static void checkin(pm_tcp *tcp, pm_tcp_conn *conn) {
                             ? NULL
                             : pool_peer(tcp, conn->peer, true);
   if (p && p->idle_count < PM_TCP_IDLE_MAX) {
+    conn->idle_since_ns = pm__now_ns();
     p->idle[p->idle_count++] = conn;
     conn = NULL;
   }
@@ -94,14 +95,17 @@ static void checkin(pm_tcp *tcp, pm_tcp_conn *conn) {
     drop(tcp, conn);
 }
 
-/* An idle connection to addr that still looks alive, or NULL. */
+/* An idle connection to addr that still looks alive, or NULL. One used
+ * moments ago is taken as it is (see PM_TCP_IDLE_TRUST_NS). */
 static pm_tcp_conn *take_idle(pm_tcp *tcp, const char *addr) {
   for (;;) {
     pthread_mutex_lock(&tcp->pool_lock);
     pm_tcp_pool_peer *p = pool_peer(tcp, addr, false);
     pm_tcp_conn *conn = p && p->idle_count ? p->idle[--p->idle_count] : NULL;
     pthread_mutex_unlock(&tcp->pool_lock);
-    if (!conn || !pm__tcp_idle_dead(conn->fd))
+    if (!conn ||
+        pm__now_ns() - conn->idle_since_ns < PM_TCP_IDLE_TRUST_NS ||
+        !pm__tcp_idle_dead(conn->fd))
       return conn;
     drop(tcp, conn);
   }
@@ -139,6 +143,9 @@ static int handshake(pm_tcp *tcp, pm_tcp_conn *conn, uint64_t deadline_ns) {
     atomic_fetch_add(&tcp->auth_failures, 1);
   if (!rc)
     rc = pm__tcp_hs_done(&conn->hs);
+  if (!rc)
+    rc = pm__tcp_block_receives(conn->fd);
+  conn->blocking = rc == 0;
   return rc;
 }
 

@@ -201,7 +201,7 @@ static int conn_read(pm_tcp_conn *conn, void *dst, size_t length,
     struct iovec iov[2] = {{out, length},
                            {conn->readahead, sizeof conn->readahead}};
     ssize_t got = pm__tcp_recv_some(conn->fd, iov, 2, conn->awaiting_answer,
-                                    deadline_ns, conn->peer);
+                                    conn->blocking, deadline_ns, conn->peer);
     conn->awaiting_answer = false;
     if (got < 0)
       return (int)got;

@@ -50,6 +50,13 @@
  * a request once its first byte arrived. */
 #define PM_TCP_HANDSHAKE_NS (5ull * 1000000000ull)
 #define PM_TCP_SERVER_IO_NS (10ull * 1000000000ull)
+/* A blocking receive waits at most this long before the deadline is
+ * looked at again; with less time left, receives poll until the deadline. */
+#define PM_TCP_RECV_SLICE_NS (100ull * 1000000ull)
+/* A connection idle for less than this is reused without first checking
+ * that the server has not closed it (a request on a dead one is retried on
+ * a fresh connection anyway): one system call less per request. */
+#define PM_TCP_IDLE_TRUST_NS (100ull * 1000000ull)
 /* Idle connections kept per remote peer. */
 #define PM_TCP_IDLE_MAX 8
 /* Read-ahead of an established connection: every receive also asks for up
@@ -137,6 +144,10 @@ typedef struct pm_tcp_conn {
   bool broken;          /* the stream is out of step: do not reuse */
   uint64_t next_request_id;
   bool awaiting_answer;   /* client side: a request just went out */
+  /* Client side, once established: the socket blocks in receives, for at
+   * most PM_TCP_RECV_SLICE_NS each (pm__tcp_conn_block_receives). */
+  bool blocking;
+  uint64_t idle_since_ns; /* client side: when it went back to the pool */
   /* Bytes received beyond what the last read needed (rpos..rlen). */
   uint32_t rpos, rlen;
   uint8_t readahead[PM_TCP_READAHEAD];
@@ -209,10 +220,15 @@ int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
                       const char *peer);
 /* One receive into iov (recvmsg), waiting until something arrives or the
  * deadline (wait_first: poll before the first try, when nothing can have
- * arrived yet): the bytes received (> 0) or a pm_err as above. */
+ * arrived yet): the bytes received (> 0) or a pm_err as above. On a
+ * socket set up by pm__tcp_block_receives (blocking), the receive itself
+ * waits, in slices, while the deadline is more than a slice away. */
 ssize_t pm__tcp_recv_some(int fd, struct iovec *iov, int iov_count,
-                          bool wait_first, uint64_t deadline_ns,
-                          const char *peer);
+                          bool wait_first, bool blocking,
+                          uint64_t deadline_ns, const char *peer);
+/* Make receives on fd block for at most PM_TCP_RECV_SLICE_NS (sends stay
+ * non-blocking: they pass MSG_DONTWAIT). Errors: PM_EIO. */
+int pm__tcp_block_receives(int fd);
 int pm__tcp_write_full(int fd, const void *buf, size_t length,
                        uint64_t deadline_ns, const char *peer);
 int pm__tcp_writev_full(int fd, struct iovec *iov, int iov_count,

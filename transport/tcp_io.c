@@ -168,24 +168,43 @@ static int io_error(int e, const char *peer, const char *what) {
                   strerror(e));
 }
 
+int pm__tcp_block_receives(int fd) {
+  struct timeval slice = {.tv_sec = 0,
+                          .tv_usec = (long)(PM_TCP_RECV_SLICE_NS / 1000u)};
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice) != 0)
+    return pm__errf(PM_EIO, "cannot set a receive timeout: %s",
+                    strerror(errno));
+  return 0;
+}
+
 ssize_t pm__tcp_recv_some(int fd, struct iovec *iov, int iov_count,
-                          bool wait_first, uint64_t deadline_ns,
-                          const char *peer) {
-  if (wait_first) {
-    int rc = wait_fd(fd, POLLIN, deadline_ns, peer);
-    if (rc)
-      return rc;
-  }
+                          bool wait_first, bool blocking,
+                          uint64_t deadline_ns, const char *peer) {
   for (;;) {
+    /* A blocking receive is one system call where a poll and a receive
+     * are two; it may wait a whole slice, so not when the deadline is
+     * nearer than that. */
+    uint64_t now = pm__now_ns();
+    bool block = blocking && now < deadline_ns &&
+                 deadline_ns - now >= PM_TCP_RECV_SLICE_NS;
+    if (wait_first && !block) {
+      int rc = wait_fd(fd, POLLIN, deadline_ns, peer);
+      if (rc)
+        return rc;
+    }
+    wait_first = false;
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iov_count};
-    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+    ssize_t n = recvmsg(fd, &msg, block ? 0 : MSG_DONTWAIT);
     if (n > 0)
       return n;
     if (n == 0)
       return pm__errf(PM_EUNREACHABLE, "%s: connection closed by the peer",
                       peer);
-    if (errno == EINTR)
-      continue;
+    if (errno == EINTR || (block && (errno == EAGAIN ||
+                                     errno == EWOULDBLOCK)))
+      continue; /* a slice went by: look at the deadline again */
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       return io_error(errno, peer, "receiving");
     int rc = wait_fd(fd, POLLIN, deadline_ns, peer);
@@ -199,7 +218,8 @@ int pm__tcp_read_full(int fd, void *buf, size_t length, uint64_t deadline_ns,
   uint8_t *p = buf;
   while (length > 0) {
     struct iovec iov = {p, length};
-    ssize_t n = pm__tcp_recv_some(fd, &iov, 1, false, deadline_ns, peer);
+    ssize_t n = pm__tcp_recv_some(fd, &iov, 1, false, false, deadline_ns,
+                                  peer);
     if (n < 0)
       return (int)n;
     p += n;

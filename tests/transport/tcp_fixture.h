@@ -117,6 +117,7 @@ typedef struct fixture_options {
   int insecure_data;
   unsigned threads;
   bool serve_file;    /* offer serve_file too */
+  const char *listen; /* default: 127.0.0.1:0 */
 } fixture_options;
 
 static inline int fixture_open_with(fixture_peer *peer,
@@ -125,7 +126,7 @@ static inline int fixture_open_with(fixture_peer *peer,
   pthread_mutex_init(&peer->server.lock, NULL);
   pm_transport_config config = {
       .size = sizeof config,
-      .listen = "127.0.0.1:0",
+      .listen = o->listen ? o->listen : "127.0.0.1:0",
       .cluster_key = o->key ? o->key : fixture_key,
       .cluster_id = o->cluster_id ? o->cluster_id : "test-cluster",
       .insecure_data = o->insecure_data,

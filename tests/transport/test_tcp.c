@@ -167,6 +167,32 @@ Test(tcp, connection_reuse) {
   fixture_close(&server);
 }
 
+/* A pooled connection to a server that restarted since: used again within
+ * PM_TCP_IDLE_TRUST_NS it is not checked first, so the request itself
+ * finds it dead and is retried once on a fresh connection (checked, it is
+ * dropped before the request). Either way the request succeeds. */
+Test(tcp, pooled_connection_to_a_restarted_server) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  fixture_get_check(client.transport, server.addr, "s3://b/before", 0, 65536);
+  char addr[PM_ADDR_MAX];
+  snprintf(addr, sizeof addr, "%s", server.addr);
+  fixture_close(&server);
+  fixture_options o = {.listen = addr};
+  cr_assert_eq(fixture_open_with(&server, &o), 0, "%s", pm__errmsg());
+  fixture_get_check(client.transport, server.addr, "s3://b/after", 0, 65536);
+  pm_tcp_counters c;
+  pm__tcp_counters(client.transport, &c);
+  cr_assert_eq(c.connects, 2, "connects: %llu",
+               (unsigned long long)c.connects);
+  cr_assert_leq(c.retries, 1);
+  cr_log_info("the dead connection was %s", c.retries ? "found by the request"
+                                                      : "checked first");
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
 /* ---- concurrency: 4 instances, every one asks every other ------------- */
 
 #define MESH 4
