@@ -10,8 +10,13 @@
  * is a plain socket request/response loop of the same sizes: a 8-byte
  * request, the page written straight from RAM, one connection per thread.
  *
- * Usage: bench_transport_tcp [seconds per cell, default 2] [page KiB] [qd]
- * (the last two keep only the cells of that page size and queue depth)
+ * Usage: bench_transport_tcp [seconds per measurement, default 1]
+ *                            [page KiB] [qd] [rounds, default 3]
+ * (KiB and qd, when given and not 0, keep only the cells of that page size
+ * and queue depth). Each cell runs `rounds` times, the ceiling and both
+ * pagemesh paths back to back; the best round of each is reported (a
+ * shared machine only adds slowness: on this kind of VM one 2 s ceiling
+ * run varied by 30% between runs, and so did a single-round ratio).
  * Prints a Markdown table and the goal line (>= 0.7 of the ceiling).
  */
 #include <netinet/in.h>
@@ -35,7 +40,7 @@
 #define SOCKET_BUFFER (4 * 1024 * 1024)
 
 static uint8_t *pages[PAGES];
-static double cell_seconds = 2.0;
+static double cell_seconds = 1.0;
 
 /* ---- the page server ----------------------------------------------------- */
 
@@ -248,6 +253,7 @@ int main(int argc, char **argv) {
     cell_seconds = atof(argv[1]);
   unsigned only_kib = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
   unsigned only_qd = argc > 3 ? (unsigned)atoi(argv[3]) : 0;
+  int rounds = argc > 4 && atoi(argv[4]) > 0 ? atoi(argv[4]) : 3;
   for (int i = 0; i < PAGES; i++) {
     pages[i] = malloc(MAX_PAGE);
     pm__random(pages[i], MAX_PAGE);
@@ -261,8 +267,9 @@ int main(int argc, char **argv) {
     client[insecure] = open_transport(insecure, 1);
     pm__transport_address(server[insecure], addr[insecure], PM_ADDR_MAX);
   }
-  printf("Remote-hit GETs over loopback, %.1f s per cell, %ld cores.\n\n",
-         cell_seconds, sysconf(_SC_NPROCESSORS_ONLN));
+  printf("Remote-hit GETs over loopback, best of %d rounds of %.1f s per "
+         "cell and path, %ld cores.\n\n", rounds, cell_seconds,
+         sysconf(_SC_NPROCESSORS_ONLN));
   printf("| page | qd | path | MB/s | p50 µs | p99 µs | vs ceiling |\n");
   printf("| --- | --- | --- | ---: | ---: | ---: | ---: |\n");
   double worst[3] = {1e9, 1e9, 1e9};
@@ -274,16 +281,23 @@ int main(int argc, char **argv) {
       if ((only_kib && sizes[s] >> 10 != only_kib) ||
           (only_qd && depths[d] != only_qd))
         continue;
-      double ceiling = 0;
+      result best[3] = {{0}};
+      for (int round = 0; round < rounds; round++) {
+        for (int k = RAW; k <= CLEAR; k++) {
+          int insecure = k == CLEAR;
+          cell c = {.kind = (kind)k, .size = sizes[s], .qd = depths[d],
+                    .client = client[insecure], .raw_port = raw_port};
+          snprintf(c.server_addr, sizeof c.server_addr, "%s",
+                   addr[insecure]);
+          result r = run_cell(&c);
+          failures += c.failures;
+          if (r.mb_per_s > best[k].mb_per_s)
+            best[k] = r;
+        }
+      }
+      double ceiling = best[RAW].mb_per_s;
       for (int k = RAW; k <= CLEAR; k++) {
-        int insecure = k == CLEAR;
-        cell c = {.kind = (kind)k, .size = sizes[s], .qd = depths[d],
-                  .client = client[insecure], .raw_port = raw_port};
-        snprintf(c.server_addr, sizeof c.server_addr, "%s", addr[insecure]);
-        result r = run_cell(&c);
-        failures += c.failures;
-        if (k == RAW)
-          ceiling = r.mb_per_s;
+        result r = best[k];
         double ratio = ceiling > 0 ? r.mb_per_s / ceiling : 0;
         if (ratio < worst[k])
           worst[k] = ratio;
