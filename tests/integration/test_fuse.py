@@ -6,6 +6,7 @@ second read costs no origin request; an origin that fails is EIO with
 the reason in the mount's log; with a pagemeshd on the cache directory
 the mount attaches to it and reads through its cache."""
 
+import concurrent.futures
 import errno
 import os
 import random
@@ -109,6 +110,36 @@ def test_directories_files_and_bytes(mount, proxy):
         with open(mount.path(*name.split("/")), "rb") as f:
             assert f.read() == OBJECTS["ds/" + name]
     assert page_gets(proxy) == PAGES
+
+
+def stop_signals_blocked(pid, tid):
+    """Whether thread tid of pid blocks SIGHUP, SIGINT and SIGTERM."""
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
+        mask = int(next(line for line in f
+                        if line.startswith("SigBlk:")).split()[1], 16)
+    want = (1 << (signal.SIGHUP - 1)) | (1 << (signal.SIGINT - 1)) | \
+        (1 << (signal.SIGTERM - 1))
+    return mask & want == want
+
+
+def test_only_the_main_thread_takes_stop_signals(mount):
+    """FUSE's handlers end the loop and unmount from the main thread; a
+    stop signal taken by any other thread (the peer's, FUSE's workers)
+    would interrupt its work instead (a node connect cut short, a
+    spurious takeover at shutdown)."""
+    def read(name):
+        with open(mount.path(*name.split("/")), "rb") as f:
+            return f.read()
+    names = ["a.bin", "sub/b.bin", "sub/deeper/c.txt"] * 4
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read, names))
+    pid = mount.proc.pid
+    tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+    assert len(tids) > 2
+    assert not stop_signals_blocked(pid, pid)
+    assert [t for t in tids
+            if t != pid and not stop_signals_blocked(pid, t)] == []
+    assert mount.unmount()[0] == 0
 
 
 def list_requests(proxy):
