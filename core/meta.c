@@ -40,6 +40,7 @@ typedef struct entry {
   char *uri;
   pm_object_stat st;
   int64_t fetched_wall_ns;
+  int64_t disk_fetched_wall_ns; /* the fetch time its file holds */
   bool on_disk; /* the entry's file says what the entry says */
 } entry;
 
@@ -169,7 +170,11 @@ static bool same_stat(const pm_object_stat *a, const pm_object_stat *b) {
 }
 
 /* Insert or replace the in-memory entry; on_disk: its file says the same.
- * Called with the mutex held. */
+ * The same stat fetched again keeps the entry's file as it is while the
+ * file's fetch time is less than half a TTL older (no write per re-listing);
+ * past that the file is rewritten when a read next uses the entry, so that
+ * after a restart it is not stale half a TTL early. Called with the mutex
+ * held. */
 static void put_locked(pm_meta *m, const char *uri, uint64_t hash,
                        const pm_object_stat *st, int64_t fetched,
                        bool on_disk) {
@@ -189,8 +194,11 @@ static void put_locked(pm_meta *m, const char *uri, uint64_t hash,
     if (++m->count > 2 * m->bucket_count)
       grow(m);
   } else if (!on_disk) {
-    on_disk = e->on_disk && same_stat(&e->st, st);
+    on_disk = e->on_disk && same_stat(&e->st, st) &&
+              fetched - e->disk_fetched_wall_ns < (int64_t)(m->ttl_ns / 2);
   }
+  if (on_disk && !e->on_disk)
+    e->disk_fetched_wall_ns = fetched;
   e->st = *st;
   e->fetched_wall_ns = fetched;
   e->on_disk = on_disk;
@@ -250,6 +258,7 @@ static void persist(pm_meta *m, const char *uri, uint64_t hash) {
     st = e->st;
     fetched = e->fetched_wall_ns;
     e->on_disk = true;
+    e->disk_fetched_wall_ns = fetched;
   }
   pthread_mutex_unlock(&m->mutex);
   if (e)

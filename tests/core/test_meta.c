@@ -152,6 +152,28 @@ Test(meta, listed_entries_go_to_disk_only_once_used) {
   pm__meta_close(m);
 }
 
+/* Listed again more than half a TTL after its file was written, an entry's
+ * file is rewritten when a read next uses it: after a reopen it is as fresh
+ * as the last listing said, not stale from the first one. */
+Test(meta, a_relisted_entry_is_fresh_after_a_reopen) {
+  make_dir();
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(dir, 1000, &m), 0);
+  pm_object_stat st = sample(9, "same"), got;
+  bool fresh;
+  pm__meta_store(m, "s3://b/relisted", &st); /* t0, on disk */
+  usleep(600 * 1000);                        /* > TTL / 2 */
+  pm__meta_store_listed(m, "s3://b/relisted", &st); /* t1 >= t0 + 600 ms */
+  cr_assert_eq(pm__meta_lookup_keep(m, "s3://b/relisted", &got, &fresh), 0);
+  pm__meta_close(m);
+  usleep(500 * 1000); /* t0 + 1100 ms: past t0's TTL, not t1's */
+  cr_assert_eq(pm__meta_open(dir, 1000, &m), 0);
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/relisted", &got, &fresh), 0);
+  cr_assert(fresh, "the file kept the first fetch time");
+  cr_assert_eq(got.size, 9);
+  pm__meta_close(m);
+}
+
 /* Memory holds a bounded number of entries; what is on disk comes back. */
 Test(meta, memory_is_bounded) {
   make_dir();
