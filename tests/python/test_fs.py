@@ -144,6 +144,41 @@ def test_cat_file_and_ranges(fs, proxy):
     assert origin_requests(proxy) == 0
 
 
+def test_a_range_past_the_end_is_clamped_to_the_object(fs):
+    # A huge end allocated end - start bytes before reading (MemoryError).
+    p = path("basics/small.txt")
+    assert fs.cat_file(p, start=3, end=1 << 62) == FILES[p.split("/", 1)[1]][3:]
+    assert fs.cat_ranges([p, p], [0, 5], [1 << 62, 1 << 61]) == [
+        FILES["basics/small.txt"], FILES["basics/small.txt"][5:]]
+
+
+def test_a_listed_object_stays_an_object(fs):
+    # ls of an object lists the object; the listing must not make it look
+    # like an empty directory afterwards.
+    p = path("basics/small.txt")
+    assert fs.ls(p, detail=False) == [p]
+    assert fs.isfile(p) and not fs.isdir(p)
+    assert fs.info(p)["size"] == len(FILES["basics/small.txt"])
+    with fs.open(p, "rb") as f:
+        assert f.read() == FILES["basics/small.txt"]
+    assert fs.isdir(path("basics/sub"))
+
+
+def test_a_closed_file_refuses_readinto(fs):
+    f = fs.open(path("basics/small.txt"), "rb")
+    f.close()
+    with pytest.raises(ValueError):
+        f.readinto(bytearray(4))
+
+
+def test_chain_links_and_ipv6_hosts():
+    strip = pagemesh.PagemeshFileSystem._strip_protocol
+    assert strip("simplecache::pagemesh::s3://b/k") == "b/k"
+    assert strip("pagemesh://b/k/") == "b/k"
+    assert strip("http://[::1]:8080/k") == "http://[::1]:8080/k"
+    assert strip("pagemesh::http://[::1]:8080/k") == "http://[::1]:8080/k"
+
+
 def test_open_seek_read(fs):
     with fs.open(path("basics/big.bin"), "rb") as f:
         assert f.seekable() and f.size == len(BIG)
@@ -235,6 +270,10 @@ def test_chained_url(s3, proxy, tmp_path):
     assert isinstance(fs, pagemesh.PagemeshFileSystem)
     assert fs.target_protocol == "s3" and p == path("basics/big.bin")
     assert fs.unstrip_protocol(p) == url
+    # The chained path ("fo") is not part of the instance's identity.
+    other, _ = fsspec.core.url_to_fs("pagemesh::s3://%s" % path(
+        "basics/small.txt"), s3=options, pagemesh=cache)
+    assert other is fs
     files = fsspec.open_files("pagemesh::s3://%s" % path("basics/sub/*.json"),
                               s3=options, pagemesh=cache)
     assert sorted(f.path for f in files) == [path("basics/sub/a.json"),
@@ -261,6 +300,30 @@ def test_writes_pass_through_and_invalidate(fs, s3):
     assert fs.ls(path("writes"), detail=False) == [path("writes/copy.bin")]
     fs.rm(path("writes"), recursive=True)
     assert not fs.exists(path("writes/copy.bin"))
+    # Protocol-prefixed and chained spellings reach the target as paths.
+    fs.pipe_file("pagemesh://" + p, b"third")
+    assert fs.cat_file(p) == b"third"
+    fs.rm_file("pagemesh::s3://" + p)
+    assert not fs.exists(p)
+
+
+def test_refresh_and_invalidate_cache_ask_the_origin_again(fs, s3):
+    p = path("refresh/obj.bin")
+    fs.pipe_file(p, b"old")
+    assert fs.ls(path("refresh"), detail=False) == [p]
+    assert fs.cat_file(p) == b"old"
+    # Behind the filesystem's back: only an invalidation or a refresh
+    # sees it.
+    s3.client().put_object(Bucket=BUCKET, Key="refresh/new.bin", Body=b"n")
+    assert fs.ls(path("refresh"), detail=False) == [p]
+    assert sorted(fs.ls(path("refresh"), detail=False, refresh=True)) == [
+        path("refresh/new.bin"), p]
+    s3.client().put_object(Bucket=BUCKET, Key="refresh/obj.bin",
+                           Body=b"newer")
+    assert fs.cat_file(p) == b"old"
+    fs.invalidate_cache()
+    assert fs.cat_file(p) == b"newer"
+    fs.rm(path("refresh"), recursive=True)
 
 
 def test_ukey_and_checksum_follow_the_version(fs):

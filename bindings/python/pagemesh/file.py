@@ -61,6 +61,8 @@ class PagemeshFile(AbstractBufferedFile):
     def readinto(self, b: Any) -> int:
         """Read straight into a writable buffer when no buffered bytes are
         involved (large reads of numpy arrays, torch tensors...)."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
         view = memoryview(b).cast("B")
         if self.cache.name == "none" or len(view) >= self.blocksize:
             n = self.fs.peer.readinto(self.uri, self.loc,

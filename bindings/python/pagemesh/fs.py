@@ -62,9 +62,29 @@ _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # fsspec protocol -> libpagemesh URI scheme
 _URI_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs",
                 "az": "az", "abfs": "az", "hf": "hf"}
+_CLAMP_RANGES_OVER = 64 << 20
 _LOCAL = ("file", "local")
 _HTTP = ("http", "https")
 DEFAULT_LISTINGS_EXPIRY = 60.0
+
+
+def _last_chain_link(path: str) -> str:
+    """The last URL of an fsspec chain ("simplecache::pagemesh::s3://b/k"
+    gives "s3://b/k"). A "::" inside brackets is an IPv6 host's
+    ("http://[::1]:8080/k"), not a link."""
+    depth, last = 0, -1
+    i = 0
+    while i < len(path) - 1:
+        c = path[i]
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth = max(0, depth - 1)
+        elif depth == 0 and path.startswith("::", i):
+            last = i
+            i += 1
+        i += 1
+    return path if last < 0 else path[last + 2:]
 
 
 def _s3_environment(options: Dict[str, Any]) -> Dict[str, str]:
@@ -113,8 +133,15 @@ class _Listings:
 
     def lookup(self, path: str) -> Optional[Info]:
         """The info of `path` if a fresh listing knows it."""
-        if self.get(path, False) or self.get(path, True):
-            return {"name": path, "size": 0, "type": "directory"}
+        for recursive in (False, True):
+            infos = self.get(path, recursive)
+            if not infos:
+                continue
+            # A listing of an object is the object itself; a listing with
+            # any other name in it is a directory's.
+            if any(info["name"] != path for info in infos):
+                return {"name": path, "size": 0, "type": "directory"}
+            return infos[0]
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         for info in self.get(parent, False) or ():
             if info["name"] == path:
@@ -151,6 +178,8 @@ class PagemeshFileSystem(_Base):
     protocol = "pagemesh"
     root_marker = ""
     cachable = True
+    # A chained URL's "fo" (the path) is not part of the instance's identity.
+    _strip_tokenize_options = ("fo",)
 
     def __init__(self, target_protocol: Optional[str] = None,
                  target_options: Optional[Dict[str, Any]] = None,
@@ -208,9 +237,7 @@ class PagemeshFileSystem(_Base):
     def _strip_protocol(cls, path: Any) -> Any:
         if isinstance(path, (list, tuple)):
             return [cls._strip_protocol(p) for p in path]
-        path = stringify_path(path)
-        if "::" in path:
-            path = path.rsplit("::", 1)[-1]
+        path = _last_chain_link(stringify_path(path))
         if path.startswith("pagemesh://"):
             path = path[len("pagemesh://"):]
         match = _SCHEME_RE.match(path)
@@ -306,6 +333,8 @@ class PagemeshFileSystem(_Base):
     def ls(self, path: str, detail: bool = True,
            **kwargs: Any) -> Union[List[Info], List[str]]:
         path = self._strip_protocol(path)
+        if kwargs.get("refresh"):
+            self._listings.clear()
         infos = [dict(i) for i in self._listing(path, recursive=False)]
         return infos if detail else [i["name"] for i in infos]
 
@@ -370,13 +399,17 @@ class PagemeshFileSystem(_Base):
         """Absolute [start, end) of a range given fsspec-style (None,
         negative from the end)."""
         start = start or 0
-        if end is None or start < 0 or end < 0:
+        # A range much larger than a read's usual size is clamped to the
+        # object (a buffer of `end - start` bytes is allocated for it).
+        if (end is None or start < 0 or end < 0
+                or end - start > _CLAMP_RANGES_OVER):
             if path not in sizes:
                 sizes[path] = self.peer.stat(self._uri(path)).size
             size = sizes[path]
             if start < 0:
                 start = max(0, size + start)
             end = size if end is None else (size + end if end < 0 else end)
+            end = min(end, size)
         return start, max(start, end)
 
     def cat_file(self, path: str, start: Optional[int] = None,
@@ -462,69 +495,93 @@ class PagemeshFileSystem(_Base):
                 self.peer.invalidate(self._uri(p))
 
     def invalidate_cache(self, path: Optional[str] = None) -> None:
-        """Forget listings, and the mesh's metadata of `path` (a prefix)."""
+        """Forget listings, and the mesh's metadata of `path` (a prefix;
+        everything below the root without one)."""
         self._listings.clear()
-        if path is not None:
-            self.peer.invalidate(self._uri(path))
+        self.peer.invalidate(self._uri("" if path is None else path))
 
     def _through(self, method: str, touched: Sequence[Any], *args: Any,
                  **kwargs: Any) -> Any:
+        """`method` of the target with `args`, then the metadata of the
+        `touched` paths invalidated. Callers pass paths of this filesystem
+        through _strip_protocol first (pagemesh:// or chained URLs mean
+        nothing to the target)."""
         try:
             return getattr(self.target, method)(*args, **kwargs)
         finally:
             self._invalidate(*touched)
 
     def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> Any:
+        path = self._strip_protocol(path)
         return self._through("pipe_file", [path], path, value, **kwargs)
 
     def pipe(self, path: Any, value: Optional[bytes] = None,
              **kwargs: Any) -> Any:
+        if isinstance(path, dict):
+            path = {self._strip_protocol(k): v for k, v in path.items()}
+        else:
+            path = self._strip_protocol(path)
         touched = list(path) if isinstance(path, dict) else [path]
         return self._through("pipe", touched, path, value, **kwargs)
 
     def put_file(self, lpath: str, rpath: str, **kwargs: Any) -> Any:
+        rpath = self._strip_protocol(rpath)
         return self._through("put_file", [rpath], lpath, rpath, **kwargs)
 
     def put(self, lpath: Any, rpath: Any, recursive: bool = False,
             **kwargs: Any) -> Any:
+        rpath = self._strip_protocol(rpath)
         return self._through("put", [rpath], lpath, rpath,
                              recursive=recursive, **kwargs)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> Any:
+        path1, path2 = (self._strip_protocol(path1),
+                        self._strip_protocol(path2))
         return self._through("cp_file", [path2], path1, path2, **kwargs)
 
     def copy(self, path1: Any, path2: Any, recursive: bool = False,
              **kwargs: Any) -> Any:
+        path1, path2 = (self._strip_protocol(path1),
+                        self._strip_protocol(path2))
         return self._through("copy", [path2], path1, path2,
                              recursive=recursive, **kwargs)
 
     def mv(self, path1: Any, path2: Any, recursive: bool = False,
            **kwargs: Any) -> Any:
+        path1, path2 = (self._strip_protocol(path1),
+                        self._strip_protocol(path2))
         return self._through("mv", [path1, path2], path1, path2,
                              recursive=recursive, **kwargs)
 
     def rm_file(self, path: str) -> Any:
+        path = self._strip_protocol(path)
         return self._through("rm_file", [path], path)
 
     def _rm(self, path: str) -> Any:
+        path = self._strip_protocol(path)
         return self._through("rm_file", [path], path)
 
     def rm(self, path: Any, recursive: bool = False,
            maxdepth: Optional[int] = None) -> Any:
+        path = self._strip_protocol(path)
         return self._through("rm", [path], path, recursive=recursive,
                              maxdepth=maxdepth)
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> Any:
+        path = self._strip_protocol(path)
         return self._through("touch", [path], path, truncate=truncate,
                              **kwargs)
 
     def mkdir(self, path: str, create_parents: bool = True,
               **kwargs: Any) -> Any:
+        path = self._strip_protocol(path)
         return self._through("mkdir", [path], path,
                              create_parents=create_parents, **kwargs)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> Any:
+        path = self._strip_protocol(path)
         return self._through("makedirs", [path], path, exist_ok=exist_ok)
 
     def rmdir(self, path: str) -> Any:
+        path = self._strip_protocol(path)
         return self._through("rmdir", [path], path)
