@@ -132,13 +132,18 @@ out:
   return rc;
 }
 
-/* $NAME, else ~/.aws/LEAF, into out. False if neither can be formed. */
+/* $NAME (a leading "~/" is $HOME, as the AWS tools read it), else
+ * ~/.aws/LEAF, into out. False if neither can be formed. */
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
   const char *path = pm__ufs_env(var), *home = pm__ufs_env("HOME");
-  int n = path   ? snprintf(out, size, "%s", path)
-          : home ? snprintf(out, size, "%s/.aws/%s", home, leaf)
-                 : -1;
+  int n = -1;
+  if (path && home && !strncmp(path, "~/", 2))
+    n = snprintf(out, size, "%s/%s", home, path + 2);
+  else if (path && strncmp(path, "~/", 2))
+    n = snprintf(out, size, "%s", path);
+  else if (!path && home)
+    n = snprintf(out, size, "%s/.aws/%s", home, leaf);
   return n > 0 && (size_t)n < size;
 }
 
@@ -157,6 +162,22 @@ static int aws_file_load(aws_file *f, const char *var, const char *leaf) {
     return 0;
   }
   return read_small_file(f->path, &f->text, &f->length);
+}
+
+/* The config file's section of the default profile: [default], or
+ * [profile default] when only that one is there (the AWS CLI takes both). */
+static const char *default_section(const aws_file *config) {
+  bool seen = false;
+  char ignored[8];
+  if (!config->text)
+    return "default";
+  pm__ini_get(config->text, config->length, "default", "region", ignored,
+              sizeof ignored, &seen);
+  if (seen)
+    return "default";
+  pm__ini_get(config->text, config->length, "profile default", "region",
+              ignored, sizeof ignored, &seen);
+  return seen ? "profile default" : "default";
 }
 
 /* ---- loading ---------------------------------------------------------------
@@ -416,6 +437,9 @@ int pm__s3_config_load(pm_s3_config *cfg) {
            strcmp(profile, "default") ? "profile " : "", profile);
   aws_file config;
   int rc = aws_file_load(&config, "AWS_CONFIG_FILE", "config");
+  if (!rc && !strcmp(profile, "default"))
+    snprintf(config_section, sizeof config_section, "%s",
+             default_section(&config));
   if (!rc)
     rc = load_region(cfg, &config, config_section);
   if (!rc)

@@ -251,6 +251,19 @@ Test(s3_config, default_file_under_home_and_config_file) {
   pm__s3_config_free(&cfg);
 }
 
+Test(s3_config, tilde_paths_and_profile_default_section) {
+  write_file("creds", "[default]\naws_access_key_id = TILDEKEY\n"
+                      "aws_secret_access_key = s\n");
+  write_file("conf", "[profile default]\nregion = eu-central-1\n");
+  setenv("AWS_SHARED_CREDENTIALS_FILE", "~/creds", 1);
+  setenv("AWS_CONFIG_FILE", "~/conf", 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "TILDEKEY");
+  cr_assert_str_eq(cfg.region, "eu-central-1");
+  pm__s3_config_free(&cfg);
+}
+
 Test(s3_config, oversized_file_is_refused) {
   char *big = malloc(PM_S3_INI_MAX + 2);
   memset(big, '#', PM_S3_INI_MAX + 1);
