@@ -351,8 +351,9 @@ static int list_entry(void *arg, const pm_hf_entry *entry) {
   if (l->entry_uri.err)
     return pm__errf(l->entry_uri.err, "%s: listed path too long", l->uri);
   char version[PM_VERSION_MAX];
-  bool has_version =
-      entry->version[0] && pm__etag_version(entry->version, version) == 0;
+  /* A directory's tree oid is no object version: directories have none. */
+  bool has_version = !entry->is_dir && entry->version[0] &&
+                     pm__etag_version(entry->version, version) == 0;
   pm_list_entry out = {.uri = l->entry_uri.data,
                        .is_dir = entry->is_dir,
                        .size = entry->is_dir ? 0 : entry->size,

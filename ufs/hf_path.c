@@ -196,13 +196,20 @@ static int load_token(pm_hf_config *cfg) {
   for (size_t i = 0; i < PM_ARRAY_SIZE(vars) && !cfg->token; i++)
     if (pm__ufs_env(vars[i]) && (cfg->token = strdup(pm__ufs_env(vars[i]))))
       cfg->token_source = strdup(vars[i]);
+  /* As huggingface_hub finds it: HF_TOKEN_PATH, else HF_HOME/token, else
+   * ${XDG_CACHE_HOME:-~/.cache}/huggingface/token; "~/" is $HOME. */
   const char *home = pm__ufs_env("HOME"), *hf_home = pm__ufs_env("HF_HOME");
-  int n = pm__ufs_env("HF_TOKEN_PATH")
-              ? snprintf(path, sizeof path, "%s", pm__ufs_env("HF_TOKEN_PATH"))
-          : hf_home ? snprintf(path, sizeof path, "%s/token", hf_home)
-          : home
-              ? snprintf(path, sizeof path, "%s/.cache/huggingface/token", home)
-              : -1;
+  const char *xdg = pm__ufs_env("XDG_CACHE_HOME");
+  const char *given = pm__ufs_env("HF_TOKEN_PATH");
+  const char *leaf = given ? "" : hf_home ? "/token" : "/huggingface/token";
+  const char *base = given ? given : hf_home ? hf_home : xdg;
+  int n = -1;
+  if (base && home && !strncmp(base, "~/", 2))
+    n = snprintf(path, sizeof path, "%s/%s%s", home, base + 2, leaf);
+  else if (base && strncmp(base, "~/", 2))
+    n = snprintf(path, sizeof path, "%s%s", base, leaf);
+  else if (!base && home)
+    n = snprintf(path, sizeof path, "%s/.cache/huggingface/token", home);
   if (!cfg->token && n > 0 && (size_t)n < sizeof path &&
       (cfg->token = read_token_file(path)))
     cfg->token_source = strdup(path);

@@ -156,6 +156,8 @@ def test_listing_and_versions(driver, proxy):
     assert big[2] == len(LFS) and big[3] == driver.stat(ds("big.bin"))[
         "version"]
     assert driver.list(ds("notes"))[0][3] == git_oid(SMALL)
+    # A directory's tree oid is not an object version.
+    assert [e[3] for e in top if e[1]] == [None, None, None]
     paths = [r["path"] for r in proxy.stats()["recent"]]
     assert any("cursor=" in p for p in paths)  # 5 entries, pages of 4
 

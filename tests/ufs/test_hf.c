@@ -20,7 +20,7 @@ static char home[] = "/tmp/pm-hf-XXXXXX";
 static void setup(void) {
   static const char *const vars[] = {"HF_ENDPOINT", "HF_TOKEN",
                                      "HUGGING_FACE_HUB_TOKEN", "HF_HOME",
-                                     "HF_TOKEN_PATH"};
+                                     "HF_TOKEN_PATH", "XDG_CACHE_HOME"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
   cr_assert_not_null(mkdtemp(home));
@@ -203,6 +203,24 @@ Test(hf, token_files) {
   cr_assert_null(cfg.token);
   pm__hf_config_free(&cfg);
   setenv("HF_TOKEN_PATH", path, 1);
+  cr_assert_eq(pm__hf_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.token, "hf_from_file");
+  pm__hf_config_free(&cfg);
+  /* "~/" is $HOME, in HF_HOME as in HF_TOKEN_PATH. */
+  unsetenv("HF_TOKEN_PATH");
+  setenv("HF_HOME", "~/.cache/huggingface", 1);
+  cr_assert_eq(pm__hf_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.token, "hf_from_file");
+  cr_assert_str_eq(cfg.token_source, path);
+  pm__hf_config_free(&cfg);
+  /* Without HF_HOME, XDG_CACHE_HOME holds huggingface/token. */
+  unsetenv("HF_HOME");
+  setenv("XDG_CACHE_HOME", "/nonexistent", 1);
+  cr_assert_eq(pm__hf_config_load(&cfg), 0);
+  cr_assert_null(cfg.token);
+  pm__hf_config_free(&cfg);
+  snprintf(path, sizeof path, "%s/.cache", home);
+  setenv("XDG_CACHE_HOME", path, 1);
   cr_assert_eq(pm__hf_config_load(&cfg), 0);
   cr_assert_str_eq(cfg.token, "hf_from_file");
   pm__hf_config_free(&cfg);
