@@ -198,19 +198,12 @@ static int load_token(pm_hf_config *cfg) {
       cfg->token_source = strdup(vars[i]);
   /* As huggingface_hub finds it: HF_TOKEN_PATH, else HF_HOME/token, else
    * ${XDG_CACHE_HOME:-~/.cache}/huggingface/token; "~/" is $HOME. */
-  const char *home = pm__ufs_env("HOME"), *hf_home = pm__ufs_env("HF_HOME");
-  const char *xdg = pm__ufs_env("XDG_CACHE_HOME");
   const char *given = pm__ufs_env("HF_TOKEN_PATH");
+  const char *hf_home = pm__ufs_env("HF_HOME");
+  const char *xdg = pm__ufs_env("XDG_CACHE_HOME");
+  const char *base = given ? given : hf_home ? hf_home : xdg ? xdg : "~/.cache";
   const char *leaf = given ? "" : hf_home ? "/token" : "/huggingface/token";
-  const char *base = given ? given : hf_home ? hf_home : xdg;
-  int n = -1;
-  if (base && home && !strncmp(base, "~/", 2))
-    n = snprintf(path, sizeof path, "%s/%s%s", home, base + 2, leaf);
-  else if (base && strncmp(base, "~/", 2))
-    n = snprintf(path, sizeof path, "%s%s", base, leaf);
-  else if (!base && home)
-    n = snprintf(path, sizeof path, "%s/.cache/huggingface/token", home);
-  if (!cfg->token && n > 0 && (size_t)n < sizeof path &&
+  if (!cfg->token && pm__ufs_home_path(path, sizeof path, base, leaf) &&
       (cfg->token = read_token_file(path)))
     cfg->token_source = strdup(path);
   if (!cfg->token)

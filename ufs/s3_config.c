@@ -136,15 +136,12 @@ out:
  * ~/.aws/LEAF, into out. False if neither can be formed. */
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
-  const char *path = pm__ufs_env(var), *home = pm__ufs_env("HOME");
-  int n = -1;
-  if (path && home && !strncmp(path, "~/", 2))
-    n = snprintf(out, size, "%s/%s", home, path + 2);
-  else if (path && strncmp(path, "~/", 2))
-    n = snprintf(out, size, "%s", path);
-  else if (!path && home)
-    n = snprintf(out, size, "%s/.aws/%s", home, leaf);
-  return n > 0 && (size_t)n < size;
+  const char *path = pm__ufs_env(var);
+  if (path)
+    return pm__ufs_home_path(out, size, path, "");
+  char in_home[64];
+  snprintf(in_home, sizeof in_home, "~/.aws/%s", leaf);
+  return pm__ufs_home_path(out, size, in_home, "");
 }
 
 /* One AWS file, read: its path and text. */

@@ -50,6 +50,17 @@ const char *pm__ufs_env(const char *name) {
   return v && *v ? v : NULL;
 }
 
+bool pm__ufs_home_path(char *out, size_t size, const char *path,
+                       const char *suffix) {
+  const char *home = pm__ufs_env("HOME");
+  bool tilde = !strncmp(path, "~/", 2);
+  if (tilde && !home)
+    return false;
+  int n = tilde ? snprintf(out, size, "%s/%s%s", home, path + 2, suffix)
+                : snprintf(out, size, "%s%s", path, suffix);
+  return n > 0 && (size_t)n < size;
+}
+
 void pm__ufs_free_secret(char **s) {
   if (*s) {
     explicit_bzero(*s, strlen(*s));

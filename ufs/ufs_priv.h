@@ -77,6 +77,11 @@ int pm__parse_u63(const char *text, size_t length, int64_t *out);
 /* The value of an environment variable, or NULL if unset or empty (an
  * empty variable counts as unset, as the cloud SDKs treat it). */
 const char *pm__ufs_env(const char *name);
+/* PATH followed by SUFFIX into out, a leading "~/" read as $HOME (as shells
+ * and the AWS and Hugging Face tools do). False if it cannot be formed (no
+ * HOME for a "~/" path, or longer than size). */
+bool pm__ufs_home_path(char *out, size_t size, const char *path,
+                       const char *suffix);
 /* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
 void pm__ufs_free_secret(char **s);
 
