@@ -165,7 +165,7 @@ static int stat_from_headers(const char *uri, const pm_http_resp *resp,
 }
 
 int pm__s3_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
-  char bucket[64];
+  char bucket[PM_BUCKET_MAX + 1];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)
@@ -199,7 +199,7 @@ static int check_read(const char *uri, const pm_http_resp *resp,
 
 ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
                     uint64_t offset, void *buf, size_t length) {
-  char bucket[64], range[PM_HTTP_RANGE_MAX], if_match[PM_VERSION_MAX + 2];
+  char bucket[PM_BUCKET_MAX + 1], range[PM_HTTP_RANGE_MAX], if_match[PM_VERSION_MAX + 2];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)
@@ -319,7 +319,7 @@ static int list_pages(s3_ufs *s3, s3_lister *l) {
 
 int pm__s3_list(pm_ufs *self, const char *uri, unsigned flags,
                 pm_ufs_list_cb cb, void *arg) {
-  char bucket[64];
+  char bucket[PM_BUCKET_MAX + 1];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)

@@ -50,6 +50,10 @@ char *pm__sbuf_take(pm_sbuf *sb);
  * path) or PM_EBADURI if the scheme is longer than out_size - 1. */
 int pm__uri_scheme(const char *uri, char *out, size_t out_size);
 
+/* The longest bucket name: S3 allows 63 characters, GCS 222 when the name
+ * has dots (each dot-separated part at most 63). */
+#define PM_BUCKET_MAX 222
+
 /* Split a normalised "s3://bucket/key" (or "gs://", "gcs://": the GCS XML
  * API has S3's shape) into its bucket (copied into bucket[bucket_size])
  * and a pointer to the key inside uri ("" for the bucket itself).

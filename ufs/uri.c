@@ -149,12 +149,18 @@ static int normalize_file(const char *uri, const char *rest, char *out,
 
 /* ---- S3 ---------------------------------------------------------------- */
 
-static int bucket_valid(const char *bucket, size_t n) {
-  if (n < 3 || n > 63)
+/* 3 to 63 characters; on GCS up to PM_BUCKET_MAX if every dot-separated
+ * part has at most 63. */
+static int bucket_valid(const char *bucket, size_t n, bool gcs) {
+  if (n < 3 || n > (gcs ? PM_BUCKET_MAX : 63))
     return 0;
+  size_t part = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)bucket[i];
     if (!ascii_alnum(c) && c != '.' && c != '-' && c != '_')
+      return 0;
+    part = c == '.' ? 0 : part + 1;
+    if (part > 63)
       return 0;
   }
   return 1;
@@ -173,11 +179,12 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
   size_t n = slash ? (size_t)(slash - b) : strlen(b);
   if (n == 0)
     return pm__errf(PM_EBADURI, "%s: no bucket name", uri);
-  if (!bucket_valid(b, n) || n + 1 > bucket_size)
+  if (!bucket_valid(b, n, prefix == 6 || (*uri | 0x20) == 'g') ||
+      n + 1 > bucket_size)
     return pm__errf(PM_EBADURI,
                     "%s: bad bucket name \"%.*s\" (3-63 letters, "
-                    "digits, '.', '-')",
-                    uri, (int)PM_MIN(n, 64), b);
+                    "digits, '.', '-'; on GCS up to %d with dots)",
+                    uri, (int)PM_MIN(n, PM_BUCKET_MAX), b, PM_BUCKET_MAX);
   memcpy(bucket, b, n);
   bucket[n] = '\0';
   *key = slash ? slash + 1 : b + n;
@@ -187,7 +194,7 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
 /* "s3://bucket/key", or "gs://bucket/key" for gs:// and gcs://. */
 static int normalize_bucket(const char *uri, const char *scheme, char *out,
                             size_t out_size) {
-  char bucket[64];
+  char bucket[PM_BUCKET_MAX + 1];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)

@@ -103,6 +103,29 @@ Test(gcs, one_spelling_for_gs_and_gcs) {
   cr_assert_str_eq(key, "k/1");
 }
 
+Test(gcs, dotted_bucket_names_up_to_222) {
+  char label[64], dotted[300], uri[400], out[PM_UFS_URI_MAX];
+  memset(label, 'a', 63);
+  label[63] = '\0';
+  snprintf(dotted, sizeof dotted, "%s.%s.%s.bcd", label, label, label);
+  cr_assert_eq(strlen(dotted), 195);
+  snprintf(uri, sizeof uri, "gs://%s/k", dotted);
+  cr_assert_eq(pm__uri_normalize(uri, out, sizeof out), 0);
+  char bucket[PM_BUCKET_MAX + 1];
+  const char *key;
+  cr_assert_eq(pm__s3_uri_split(uri, bucket, sizeof bucket, &key), 0);
+  cr_assert_str_eq(bucket, dotted);
+  /* S3 keeps to 63; a part over 63, or 64 without dots, is refused. */
+  snprintf(uri, sizeof uri, "s3://%s/k", dotted);
+  cr_assert_eq(pm__uri_normalize(uri, out, sizeof out), PM_EBADURI);
+  snprintf(uri, sizeof uri, "gs://%sa.bcd/k", label);
+  cr_assert_eq(pm__uri_normalize(uri, out, sizeof out), PM_EBADURI);
+  snprintf(uri, sizeof uri, "gcs://%sa/k", label);
+  cr_assert_eq(pm__uri_normalize(uri, out, sizeof out), PM_EBADURI);
+  snprintf(uri, sizeof uri, "gs://%s/k", label);
+  cr_assert_eq(pm__uri_normalize(uri, out, sizeof out), 0);
+}
+
 Test(gcs, the_registry_routes_gs_and_gcs_to_gcs) {
   pm_ufs_set *set;
   cr_assert_eq(pm__ufs_set_open(NULL, &set), 0);
