@@ -199,7 +199,8 @@ static int check_read(const char *uri, const pm_http_resp *resp,
 
 ssize_t pm__s3_read(pm_ufs *self, const char *uri, const pm_object_stat *expect,
                     uint64_t offset, void *buf, size_t length) {
-  char bucket[PM_BUCKET_MAX + 1], range[PM_HTTP_RANGE_MAX], if_match[PM_VERSION_MAX + 2];
+  char bucket[PM_BUCKET_MAX + 1], range[PM_HTTP_RANGE_MAX];
+  char if_match[PM_VERSION_MAX + 2];
   const char *key;
   int rc = pm__s3_uri_split(uri, bucket, sizeof bucket, &key);
   if (rc)

@@ -137,11 +137,8 @@ out:
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
   const char *path = pm__ufs_env(var);
-  if (path)
-    return pm__ufs_home_path(out, size, path, "");
-  char in_home[64];
-  snprintf(in_home, sizeof in_home, "~/.aws/%s", leaf);
-  return pm__ufs_home_path(out, size, in_home, "");
+  return path ? pm__ufs_home_path(out, size, path, "")
+              : pm__ufs_home_path(out, size, "~/.aws/", leaf);
 }
 
 /* One AWS file, read: its path and text. */

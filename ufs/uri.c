@@ -179,8 +179,8 @@ int pm__s3_uri_split(const char *uri, char *bucket, size_t bucket_size,
   size_t n = slash ? (size_t)(slash - b) : strlen(b);
   if (n == 0)
     return pm__errf(PM_EBADURI, "%s: no bucket name", uri);
-  if (!bucket_valid(b, n, prefix == 6 || (*uri | 0x20) == 'g') ||
-      n + 1 > bucket_size)
+  bool gcs = prefix == 6 || !strncasecmp(uri, "gs://", 5);
+  if (!bucket_valid(b, n, gcs) || n + 1 > bucket_size)
     return pm__errf(PM_EBADURI,
                     "%s: bad bucket name \"%.*s\" (3-63 letters, "
                     "digits, '.', '-'; on GCS up to %d with dots)",

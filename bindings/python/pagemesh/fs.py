@@ -68,23 +68,15 @@ _HTTP = ("http", "https")
 DEFAULT_LISTINGS_EXPIRY = 60.0
 
 
+# "::" joining the links of an fsspec chain; one followed by "]" before any
+# "[" is inside an IPv6 host ("http://[::1]:8080/k"), not a link.
+_CHAIN_RE = re.compile(r"::(?![^\[]*\])")
+
+
 def _last_chain_link(path: str) -> str:
     """The last URL of an fsspec chain ("simplecache::pagemesh::s3://b/k"
-    gives "s3://b/k"). A "::" inside brackets is an IPv6 host's
-    ("http://[::1]:8080/k"), not a link."""
-    depth, last = 0, -1
-    i = 0
-    while i < len(path) - 1:
-        c = path[i]
-        if c == "[":
-            depth += 1
-        elif c == "]":
-            depth = max(0, depth - 1)
-        elif depth == 0 and path.startswith("::", i):
-            last = i
-            i += 1
-        i += 1
-    return path if last < 0 else path[last + 2:]
+    gives "s3://b/k")."""
+    return _CHAIN_RE.split(path)[-1]
 
 
 def _s3_environment(options: Dict[str, Any]) -> Dict[str, str]:
@@ -519,9 +511,10 @@ class PagemeshFileSystem(_Base):
              **kwargs: Any) -> Any:
         if isinstance(path, dict):
             path = {self._strip_protocol(k): v for k, v in path.items()}
+            touched = list(path)
         else:
             path = self._strip_protocol(path)
-        touched = list(path) if isinstance(path, dict) else [path]
+            touched = [path]
         return self._through("pipe", touched, path, value, **kwargs)
 
     def put_file(self, lpath: str, rpath: str, **kwargs: Any) -> Any:
