@@ -169,12 +169,12 @@ static void fold_failures(page_job *jobs, size_t count) {
 static void finish_range(pm_peer *peer, range_work *w) {
   pm_range *r = w->range;
   if (w->err == PM_ECHANGED) {
-    pm__meta_forget(peer->meta, w->uri);
+    pm__meta_retract(peer->meta, w->uri);
     return; /* stays pending for another attempt */
   }
   w->pending = false;
   if (w->err == PM_ENOENT) /* gone since its stat (or the node's) */
-    pm__meta_forget(peer->meta, w->uri);
+    pm__meta_retract(peer->meta, w->uri);
   if (w->err) {
     r->result = w->err;
     return;

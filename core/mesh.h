@@ -47,12 +47,13 @@ void pm__mesh_replicate(pm_mesh *mesh, const char *uri,
                         const pm_page_id *id, const void *data,
                         size_t length);
 
-/* Metadata from the owner of uri's metadata. Returns 0, PM_ENOENT (ask the
+/* Metadata from the owner of uri's metadata (with fresh: read from the
+ * origin now, not from the owner's cache). Returns 0, PM_ENOENT (ask the
  * origin yourself: this peer owns it, or no owner answered), or the
  * owner's error (PM_ENOENT of the object is reported as PM_ENOENT with
  * *definitive set). */
-int pm__mesh_stat(pm_mesh *mesh, const char *uri, pm_object_stat *out,
-                  bool *definitive);
+int pm__mesh_stat(pm_mesh *mesh, const char *uri, bool fresh,
+                  pm_object_stat *out, bool *definitive);
 
 /* A new placement weight for this member, gossiped. */
 int pm__mesh_set_weight(pm_mesh *mesh, uint64_t capacity);

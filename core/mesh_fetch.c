@@ -212,8 +212,8 @@ void pm__mesh_replicate(pm_mesh *mesh, const char *uri,
 
 /* ---- metadata ------------------------------------------------------------------- */
 
-int pm__mesh_stat(pm_mesh *mesh, const char *uri, pm_object_stat *out,
-                  bool *definitive) {
+int pm__mesh_stat(pm_mesh *mesh, const char *uri, bool fresh,
+                  pm_object_stat *out, bool *definitive) {
   *definitive = false;
   pm_view *v = pm__mesh_view(mesh);
   if (!v)
@@ -228,7 +228,7 @@ int pm__mesh_stat(pm_mesh *mesh, const char *uri, pm_object_stat *out,
   if (before > 0) {
     pm_page_request req;
     fill_request(&req, &id, uri, NULL, 0, mesh->peer->opts.page_size,
-                 PM_PAGE_REQ_META);
+                 PM_PAGE_REQ_META | (fresh ? PM_PAGE_REQ_FRESH : 0));
     char answer[META_ANSWER_MAX];
     for (size_t i = 0; i < before && result == PM_ENOENT && !*definitive;
          i++) {

@@ -74,7 +74,8 @@ static ssize_t serve_meta(pm_peer *peer, const pm_page_request *req,
   }
   pm_object_stat st;
   if (!err)
-    err = pm__peer_stat_local(peer, req->uri, &st);
+    err = pm__peer_stat_local(peer, req->uri,
+                              (req->flags & PM_PAGE_REQ_FRESH) != 0, &st);
   return err ? err : pm__meta_encode(&st, dst, dst_len);
 }
 

@@ -55,6 +55,12 @@ struct pm_meta {
   entry **buckets;
   size_t bucket_count, count;
   size_t max_entries, cursor; /* the memory bound; where dropping goes on */
+  /* Doubts (meta.h), under mutex: prefixes and when each expires, and
+   * until when every URI is doubted (after an overflow). */
+  char *doubts[PM_META_DOUBTS_MAX];
+  uint64_t doubt_until_ns[PM_META_DOUBTS_MAX];
+  size_t doubt_count;
+  uint64_t doubt_all_until_ns;
 };
 
 static uint64_t uri_hash(const char *uri) {
@@ -109,6 +115,8 @@ void pm__meta_close(pm_meta *m) {
   }
   free(m->buckets);
   free(m->dir);
+  for (size_t i = 0; i < m->doubt_count; i++)
+    free(m->doubts[i]);
   pthread_mutex_destroy(&m->mutex);
   pthread_mutex_destroy(&m->disk_mutex);
   free(m);
@@ -461,4 +469,61 @@ size_t pm__meta_forget_prefix(pm_meta *m, const char *prefix) {
   pthread_mutex_unlock(&m->disk_mutex);
   closedir(d);
   return PM_MAX(removed, on_disk);
+}
+
+/* ---- doubts ------------------------------------------------------------- */
+
+/* Drop expired doubts (mutex held). */
+static void prune_doubts(pm_meta *m, uint64_t now) {
+  size_t kept = 0;
+  for (size_t i = 0; i < m->doubt_count; i++) {
+    if (m->doubt_until_ns[i] <= now) {
+      free(m->doubts[i]);
+      continue;
+    }
+    m->doubts[kept] = m->doubts[i];
+    m->doubt_until_ns[kept++] = m->doubt_until_ns[i];
+  }
+  m->doubt_count = kept;
+}
+
+void pm__meta_doubt(pm_meta *m, const char *prefix) {
+  uint64_t now = pm__now_ns(), until = now + m->ttl_ns;
+  if (until <= now)
+    return; /* TTL 0: nobody keeps an entry */
+  pthread_mutex_lock(&m->mutex);
+  prune_doubts(m, now);
+  size_t i = 0;
+  while (i < m->doubt_count && strcmp(m->doubts[i], prefix) != 0)
+    i++;
+  char *copy = i < m->doubt_count ? NULL : strdup(prefix);
+  if (i < m->doubt_count) {
+    m->doubt_until_ns[i] = until;
+  } else if (copy && m->doubt_count < PM_META_DOUBTS_MAX) {
+    m->doubts[m->doubt_count] = copy;
+    m->doubt_until_ns[m->doubt_count++] = until;
+  } else {
+    /* Full (or out of memory): doubt everything. Every kept doubt expires
+     * by then, so they are covered. */
+    free(copy);
+    prune_doubts(m, UINT64_MAX);
+    m->doubt_all_until_ns = until;
+  }
+  pthread_mutex_unlock(&m->mutex);
+}
+
+bool pm__meta_doubted(pm_meta *m, const char *uri) {
+  uint64_t now = pm__now_ns();
+  pthread_mutex_lock(&m->mutex);
+  bool doubted = now < m->doubt_all_until_ns;
+  for (size_t i = 0; !doubted && i < m->doubt_count; i++)
+    doubted = m->doubt_until_ns[i] > now &&
+              strncmp(uri, m->doubts[i], strlen(m->doubts[i])) == 0;
+  pthread_mutex_unlock(&m->mutex);
+  return doubted;
+}
+
+void pm__meta_retract(pm_meta *m, const char *uri) {
+  pm__meta_forget(m, uri);
+  pm__meta_doubt(m, uri);
 }

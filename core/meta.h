@@ -45,4 +45,19 @@ void pm__meta_set_limit(pm_meta *meta, size_t max_entries);
 void pm__meta_forget(pm_meta *meta, const char *uri);
 size_t pm__meta_forget_prefix(pm_meta *meta, const char *prefix);
 
+/* Doubts: what this peer knows to be out of date elsewhere too. Another
+ * peer (the owner of an object's metadata in the mesh) may hold the same
+ * entry and keep answering with it until its TTL runs out; for that long
+ * (this cache's TTL, the cluster's setting) a stat of a URI under a
+ * doubted prefix asks the owner to read the origin again
+ * (PM_PAGE_REQ_FRESH). At most PM_META_DOUBTS_MAX prefixes are kept;
+ * past that every URI is doubted until the newest doubt expires (more
+ * origin requests, never an old answer). pm__meta_doubt records prefix;
+ * pm__meta_doubted tells whether uri is under a live doubt. */
+#define PM_META_DOUBTS_MAX 256
+void pm__meta_doubt(pm_meta *meta, const char *prefix);
+bool pm__meta_doubted(pm_meta *meta, const char *uri);
+/* A read found uri changed or gone at the origin: forget it and doubt it. */
+void pm__meta_retract(pm_meta *meta, const char *uri);
+
 #endif /* PM_CORE_META_H */

@@ -29,7 +29,8 @@ static int stat_source(pm_peer *peer, const char *uri, pm_object_stat *st,
     return pm__link_stat(peer->link, uri, st);
   if (peer->mesh && allow_mesh) {
     bool definitive;
-    int err = pm__mesh_stat(peer->mesh, uri, st, &definitive);
+    int err = pm__mesh_stat(peer->mesh, uri, pm__meta_doubted(peer->meta, uri),
+                            st, &definitive);
     if (err == 0 || definitive)
       return err;
   }
@@ -68,11 +69,11 @@ static int stat_origin(pm_peer *peer, const char *uri, pm_object_stat *out,
 }
 
 static int peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out,
-                     bool allow_mesh) {
+                     bool allow_mesh, bool refresh) {
   pm_object_stat cached;
   bool fresh = false;
   bool have = pm__meta_lookup_keep(peer->meta, uri, &cached, &fresh) == 0;
-  if (have && fresh) {
+  if (have && fresh && !refresh) {
     *out = cached;
     return 0;
   }
@@ -88,11 +89,12 @@ static int peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out,
 }
 
 int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
-  return peer_stat(peer, uri, out, true);
+  return peer_stat(peer, uri, out, true, false);
 }
 
-int pm__peer_stat_local(pm_peer *peer, const char *uri, pm_object_stat *out) {
-  return peer_stat(peer, uri, out, false);
+int pm__peer_stat_local(pm_peer *peer, const char *uri, bool refresh,
+                        pm_object_stat *out) {
+  return peer_stat(peer, uri, out, false, refresh);
 }
 
 int pm__stat(pm_peer *peer, const char *uri, pm_object_stat *out) {
@@ -113,6 +115,7 @@ int pm__invalidate(pm_peer *peer, const char *uri_prefix) {
   if (pm__uri_normalize(uri_prefix, norm, sizeof norm) != 0)
     snprintf(norm, sizeof norm, "%s", uri_prefix);
   size_t n = pm__meta_forget_prefix(peer->meta, norm);
+  pm__meta_doubt(peer->meta, norm); /* the metadata owners' entries too */
   if (peer->link)
     return pm__link_invalidate(peer->link, norm);
   PM_LOG(PM_LOG_INFO, "meta", "invalidated %zu entries under %s", n, norm);

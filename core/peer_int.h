@@ -135,8 +135,11 @@ void pm__stats_file_add(const char *dir, const pm_stats *delta);
 /* Metadata of a normalised URI: fresh cache, else the origin (one request
  * for concurrent callers), else stale cache if the origin is unreachable. */
 int pm__peer_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
-/* Like pm__peer_stat, without asking other peers (answers to them). */
-int pm__peer_stat_local(pm_peer *peer, const char *uri, pm_object_stat *out);
+/* Like pm__peer_stat, without asking other peers (answers to them); with
+ * refresh, the origin first even if the cache is fresh (the asker knows
+ * the entry to be out of date: PM_PAGE_REQ_FRESH). */
+int pm__peer_stat_local(pm_peer *peer, const char *uri, bool refresh,
+                        pm_object_stat *out);
 /* The cached metadata only if it is fresh; PM_ENOENT otherwise. */
 int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out);
 

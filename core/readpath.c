@@ -71,7 +71,7 @@ static int fetch_page(pm_peer *peer, pm_mesh_mode mode, const char *uri,
   if (from_origin)
     err = read_origin(peer, uri, st, page_index, buf, page_len);
   if (err == PM_ENOENT) /* gone since its stat: a stat asks again */
-    pm__meta_forget(peer->meta, uri);
+    pm__meta_retract(peer->meta, uri);
   if (err) {
     free(buf);
     return err;

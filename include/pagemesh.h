@@ -320,7 +320,9 @@ PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
 
 /* Forget cached metadata (and so, pages of old versions) for every object
  * whose URI starts with `uri_prefix`, so that the next read asks the
- * origin. Errors: PM_EINVAL. */
+ * origin: in a mesh, for one metadata TTL, this peer's stats of those
+ * objects have the owners of their metadata ask the origin again rather
+ * than answer from their caches. Errors: PM_EINVAL. */
 PM_EXTERN int pm_invalidate(pm_peer *peer, const char *uri_prefix);
 
 /*

@@ -58,9 +58,13 @@ enum {
    * changed: only the page id, URI and bytes are known (no version or page
    * index); the receiver stores the bytes under that id. */
   PM_PAGE_REQ_REPLICA = 1u << 2,
+  /* With PM_PAGE_REQ_META: the asker knows its metadata to be out of date
+   * (invalidated, or the object changed or vanished under a read); the
+   * owner asks the origin again instead of answering from its cache. */
+  PM_PAGE_REQ_FRESH = 1u << 3,
   /* Every flag defined so far: decoders refuse the others. */
   PM_PAGE_REQ_KNOWN = PM_PAGE_REQ_CACHED_ONLY | PM_PAGE_REQ_META |
-                      PM_PAGE_REQ_REPLICA,
+                      PM_PAGE_REQ_REPLICA | PM_PAGE_REQ_FRESH,
   /* Local only, never on the wire (decoders refuse it): set by a
    * transport calling serve_file from a thread that must not wait for the
    * disk (a progress thread). serve_file then answers PM_EBUSY rather than

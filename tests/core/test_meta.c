@@ -223,3 +223,58 @@ Test(meta, metadata_answers_round_trip_and_refuse_garbage) {
   memcpy(huge, "1 2 ", 4);
   cr_assert_neq(pm__meta_decode(huge, sizeof huge, &got), 0);
 }
+
+Test(meta, doubts_cover_a_prefix_for_one_ttl) {
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(NULL, 200, &m), 0);
+  cr_assert_not(pm__meta_doubted(m, "s3://b/set/a"));
+  pm__meta_doubt(m, "s3://b/set/");
+  pm__meta_retract(m, "s3://b/other");
+  cr_assert(pm__meta_doubted(m, "s3://b/set/a"));
+  cr_assert(pm__meta_doubted(m, "s3://b/other"));
+  cr_assert_not(pm__meta_doubted(m, "s3://b/se"));
+  cr_assert_not(pm__meta_doubted(m, "s3://c/set/a"));
+  usleep(250000);
+  cr_assert_not(pm__meta_doubted(m, "s3://b/set/a"), "expired with the TTL");
+  cr_assert_not(pm__meta_doubted(m, "s3://b/other"));
+  pm__meta_close(m);
+}
+
+Test(meta, a_retracted_entry_is_forgotten) {
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(NULL, 60000, &m), 0);
+  pm_object_stat st = sample(7, "v1"), got;
+  bool fresh;
+  pm__meta_store(m, "s3://b/k", &st);
+  pm__meta_retract(m, "s3://b/k");
+  cr_assert_eq(pm__meta_lookup(m, "s3://b/k", &got, &fresh), PM_ENOENT);
+  cr_assert(pm__meta_doubted(m, "s3://b/k"));
+  pm__meta_close(m);
+}
+
+Test(meta, too_many_doubts_doubt_everything) {
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(NULL, 200, &m), 0);
+  char uri[64];
+  for (int i = 0; i <= PM_META_DOUBTS_MAX; i++) {
+    snprintf(uri, sizeof uri, "s3://b/gone-%d", i);
+    pm__meta_doubt(m, uri);
+  }
+  cr_assert(pm__meta_doubted(m, "s3://b/gone-0"));
+  cr_assert(pm__meta_doubted(m, "gs://never/named"),
+            "past the bound, nothing may be answered from an old entry");
+  usleep(250000);
+  cr_assert_not(pm__meta_doubted(m, "gs://never/named"));
+  pm__meta_doubt(m, "s3://b/again");
+  cr_assert(pm__meta_doubted(m, "s3://b/again"));
+  cr_assert_not(pm__meta_doubted(m, "s3://b/gone-1"));
+  pm__meta_close(m);
+}
+
+Test(meta, a_ttl_of_zero_keeps_no_doubt) {
+  pm_meta *m;
+  cr_assert_eq(pm__meta_open(NULL, 0, &m), 0);
+  pm__meta_doubt(m, "s3://b/");
+  cr_assert_not(pm__meta_doubted(m, "s3://b/k"));
+  pm__meta_close(m);
+}

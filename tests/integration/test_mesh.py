@@ -272,3 +272,8 @@ def test_an_object_gone_from_the_origin_is_not_a_peer_failure(mesh, s3,
     # One owner's answer is enough: the next would only ask the origin
     # again. Per object: at most one owner's GET and the reader's own.
     assert gets(proxy) <= 2 * len(gone), proxy.stats()["requests"]
+    # The metadata's owners still held the objects' entries: a stat
+    # through peer 0 has them look again, and finds every object gone.
+    for key in gone:
+        r = cli.run("stat", uri(key))
+        assert r.returncode != 0 and b"PM_ENOENT" in r.stderr, (key, r)

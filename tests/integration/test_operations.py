@@ -74,6 +74,28 @@ def test_evict_and_invalidate(mesh, proxy):
     assert proxy.stats()["requests"].get("HEAD", 0) <= 1
 
 
+def test_invalidate_reaches_the_metadata_owners(mesh, s3):
+    """Objects read through peer 0, then replaced at the origin. After
+    `invalidate` on peer 0 its reads return the new bytes, although the
+    metadata of most of them is owned by other peers, which still hold the
+    old entries within their TTL: peer 0 asks them to read the origin
+    again."""
+    keys = ["changed/obj-%02d.bin" % i for i in range(16)]
+    old = {k: random.Random(500 + i).randbytes(100 * KiB)
+           for i, k in enumerate(keys)}
+    new = {k: random.Random(900 + i).randbytes(140 * KiB)
+           for i, k in enumerate(keys)}
+    s3.put_objects(BUCKET, old)
+    cli = mesh.cli(0)
+    for key in keys:
+        assert cli.cat("s3://%s/%s" % (BUCKET, key)) == old[key]
+    s3.put_objects(BUCKET, new)
+    cli.run("invalidate", "s3://%s/changed/" % BUCKET, check=True)
+    stale = [key for key in keys
+             if cli.cat("s3://%s/%s" % (BUCKET, key)) != new[key]]
+    assert stale == []
+
+
 def test_capacity_changes_spread_through_the_mesh(mesh):
     mesh.cli(2).run("capacity", "--disk", "32M", "--ram", "8M", check=True)
     st = mesh.status(2)["stats"]
