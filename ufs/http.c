@@ -2,7 +2,8 @@
  * ufs/http.c - the plain HTTP(S) origin: "http://" and "https://" URLs on
  * any web server. Redirects are followed (at most 5). It cannot list.
  *
- * stat is a HEAD; a server that refuses HEAD (405, 501) or sends no length
+ * stat is a HEAD; a server that refuses HEAD (405, 501, or 403 as a
+ * presigned URL signed for GET does: a GET then tells) or sends no length
  * is asked for "Range: bytes=0-0" instead and sized from Content-Range (or
  * Content-Length, if it ignores Range; the transfer is then cut short).
  * The version of an object is, in order of preference:
@@ -126,7 +127,7 @@ static int http_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
   int rc = http_send(h, uri, PM_HTTP_HEAD, NULL, NULL, NULL, 0, 0, &resp);
   if (rc)
     goto out;
-  if (resp.status == 405 || resp.status == 501 ||
+  if (resp.status == 405 || resp.status == 501 || resp.status == 403 ||
       (resp.status == 200 && resp.content_length < 0))
     rc = stat_by_get(h, uri, out);
   else if (resp.status != 200)

@@ -135,7 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self._count()
         if self.origin.refuse_head:
-            self._send(405, [("Allow", "GET"), ("Content-Length", "0")])
+            # True: 405, as a server without HEAD; or the status given
+            # (403: a presigned URL, signed for GET only).
+            status = (405 if self.origin.refuse_head is True
+                      else self.origin.refuse_head)
+            self._send(status, [("Allow", "GET"), ("Content-Length", "0")])
             return
         obj = self._lookup()
         if obj is None:
