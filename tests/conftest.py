@@ -15,6 +15,11 @@ for _path in (_TESTS, os.path.join(_ROOT, "perf")):
 
 from harness import util  # noqa: E402
 
+# No process a test starts asks an EC2 metadata service for a role (the
+# tests only use 127.0.0.0/8; a CI machine may be an EC2 instance). The
+# tests of that path set AWS_EC2_METADATA_SERVICE_ENDPOINT and clear this.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
 
 @pytest.fixture(scope="session")
 def build_dir():

@@ -70,15 +70,15 @@ typedef struct s3_call {
   pm_sbuf *body;
 } s3_call;
 
-static int build_headers(const s3_ufs *s3, const s3_call *call,
-                         struct curl_slist **list) {
+static int build_headers(const s3_ufs *s3, const pm_s3_keys *keys,
+                         const s3_call *call, struct curl_slist **list) {
   int rc = 0;
-  if (s3->cfg.access_key)
+  if (keys->access_key)
     rc = pm__http_add_header(list, "x-amz-content-sha256", EMPTY_SHA256);
-  if (!rc && s3->cfg.access_key && s3->cfg.session_token)
+  if (!rc && keys->access_key && keys->session_token)
     rc = pm__http_add_header(list, "x-amz-security-token",
-                             s3->cfg.session_token);
-  if (!rc && !s3->cfg.access_key && s3->cfg.bearer_token)
+                             keys->session_token);
+  if (!rc && !keys->access_key && s3->cfg.bearer_token)
     rc = pm__http_add_bearer(list, s3->cfg.bearer_token);
   if (!rc && call->range)
     rc = pm__http_add_header(list, "Range", call->range);
@@ -90,29 +90,33 @@ static int build_headers(const s3_ufs *s3, const s3_call *call,
 static int s3_send(s3_ufs *s3, const s3_call *call, pm_http_resp *resp) {
   pm_sbuf url;
   struct curl_slist *headers = NULL;
+  pm_s3_keys keys = {0};
   pm__sbuf_init(&url, 4 * PM_UFS_URI_MAX);
   int rc = pm__s3_url(&s3->cfg, call->bucket, call->key, call->query, &url);
   if (rc) {
     rc = pm__errf(rc, "%s: cannot build the request URL", call->uri);
     goto out;
   }
-  rc = build_headers(s3, call, &headers);
+  rc = pm__s3_keys_get(&s3->cfg, &keys);
+  if (!rc)
+    rc = build_headers(s3, &keys, call, &headers);
   if (rc)
     goto out;
-  bool sign = s3->cfg.access_key != NULL;
+  bool sign = keys.access_key != NULL;
   pm_http_req req = {.uri = call->uri,
                      .url = pm__sbuf_str(&url),
                      .method = call->method,
                      .headers = headers,
                      .sigv4 = sign ? s3->sigv4 : NULL,
-                     .username = s3->cfg.access_key,
-                     .password = s3->cfg.secret_key,
+                     .username = keys.access_key,
+                     .password = keys.secret_key,
                      .window = call->window,
                      .window_len = call->window_len,
                      .window_offset = call->window_offset,
                      .body = call->body};
   rc = pm__http_perform(&s3->pool, &s3->base, &req, resp);
 out:
+  pm__s3_keys_free(&keys);
   curl_slist_free_all(headers);
   pm__sbuf_free(&url);
   return rc;

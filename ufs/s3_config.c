@@ -32,6 +32,9 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   pm__ufs_free_secret(&cfg->secret_key);
   pm__ufs_free_secret(&cfg->session_token);
   pm__ufs_free_secret(&cfg->bearer_token);
+  free(cfg->cred_process);
+  free(cfg->imds_endpoint);
+  pm__s3_fetched_free(cfg);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -370,6 +373,132 @@ static int creds_from_files(pm_s3_config *cfg, const char *profile, bool named,
   return rc;
 }
 
+/* A key of the profile: its section in the credentials file, else in the
+ * config file. Returns 1 (value in out, the file's path in *from), 0, or
+ * PM_ECONFIG (too long). */
+static int profile_value(const aws_file *cred, const aws_file *config,
+                         const char *profile, const char *config_section,
+                         const char *key, char *out, size_t size,
+                         const char **from) {
+  int rc = cred->text ? pm__ini_get(cred->text, cred->length, profile, key,
+                                    out, size, NULL)
+                      : 0;
+  *from = cred->path;
+  if (rc == 0 && config->text) {
+    rc = pm__ini_get(config->text, config->length, config_section, key, out,
+                     size, NULL);
+    *from = config->path;
+  }
+  if (rc < 0)
+    return pm__errf(PM_ECONFIG, "%s [%s]: %s too long", *from, profile, key);
+  return rc;
+}
+
+/* Sources of keys that the profile names instead of keys: its
+ * credential_process is run by requests (ufs/s3_creds.c); an SSO login or
+ * a role to assume is refused with the way out (requests would otherwise
+ * go out anonymous and fail with 403). */
+static int creds_from_profile_source(pm_s3_config *cfg, const char *profile,
+                                     const aws_file *config,
+                                     const char *config_section) {
+  aws_file cred;
+  int rc = aws_file_load(&cred, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+  if (rc)
+    return rc;
+  char *value = calloc(1, PM_S3_VALUE_MAX);
+  const char *from = NULL;
+  if (!value) {
+    rc = pm__errf(PM_ENOMEM, "s3 config: out of memory");
+    goto out;
+  }
+  static const char *const unsupported[][2] = {
+      {"sso_session", "AWS SSO (IAM Identity Center)"},
+      {"sso_start_url", "AWS SSO (IAM Identity Center)"},
+      {"role_arn", "a role to assume (role_arn)"},
+  };
+  rc = profile_value(&cred, config, profile, config_section,
+                     "credential_process", value, PM_S3_VALUE_MAX, &from);
+  if (rc == 1) {
+    char source[4400];
+    snprintf(source, sizeof source, "credential_process of profile %s in %s",
+             profile, from);
+    cfg->cred_kind = PM_S3_CREDS_PROCESS;
+    rc = pm__s3_config_set(&cfg->cred_process, value) ||
+                 pm__s3_config_set(&cfg->cred_source, source) ||
+                 pm__s3_fetched_new(cfg)
+             ? pm__errf(PM_ENOMEM, "s3 config: out of memory")
+             : 0;
+    goto out;
+  }
+  for (size_t i = 0; !rc && i < sizeof unsupported / sizeof *unsupported;
+       i++) {
+    rc = profile_value(&cred, config, profile, config_section,
+                       unsupported[i][0], value, PM_S3_VALUE_MAX, &from);
+    if (rc == 1)
+      rc = pm__errf(PM_ECONFIG,
+                    "AWS profile \"%s\" in %s uses %s, which pagemesh "
+                    "cannot sign in with; give the profile "
+                    "credential_process = aws configure export-credentials "
+                    "--profile %s --format process",
+                    profile, from, unsupported[i][1], profile);
+  }
+out:
+  free(value);
+  if (cred.text) {
+    explicit_bzero(cred.text, cred.length);
+    free(cred.text);
+  }
+  return rc;
+}
+
+/* Is this an EC2 instance? (What the hypervisor tells the guest.) */
+static bool on_ec2(void) {
+  static const char *const files[] = {"/sys/class/dmi/id/sys_vendor",
+                                      "/sys/class/dmi/id/board_vendor",
+                                      "/sys/hypervisor/uuid"};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    char text[64] = "";
+    FILE *f = fopen(files[i], "re");
+    if (!f)
+      continue;
+    bool ec2 = fgets(text, sizeof text, f) &&
+               (!strncmp(text, "Amazon EC2", 10) || !strncmp(text, "ec2", 3));
+    fclose(f);
+    if (ec2)
+      return true;
+  }
+  return false;
+}
+
+/* No keys configured: the instance's role if there is a metadata service
+ * to ask (AWS_EC2_METADATA_SERVICE_ENDPOINT, or on EC2, unless
+ * AWS_EC2_METADATA_DISABLED=true), else anonymous. */
+static int creds_from_instance(pm_s3_config *cfg) {
+  const char *disabled = pm__ufs_env("AWS_EC2_METADATA_DISABLED");
+  const char *endpoint = pm__ufs_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+  if ((disabled && !strcasecmp(disabled, "true")) ||
+      (!endpoint && !on_ec2()))
+    return pm__s3_config_set(&cfg->cred_source, "anonymous");
+  if (!endpoint)
+    endpoint = "http://169.254.169.254";
+  size_t n = strlen(endpoint);
+  while (n && endpoint[n - 1] == '/')
+    n--;
+  if (strncmp(endpoint, "http://", 7) != 0 || n <= 7 || n > 1024)
+    return pm__errf(PM_ECONFIG,
+                    "AWS_EC2_METADATA_SERVICE_ENDPOINT: \"%.64s\" is not "
+                    "an http:// URL",
+                    endpoint);
+  cfg->cred_kind = PM_S3_CREDS_IMDS;
+  char source[1100];
+  snprintf(source, sizeof source, "the instance role (%.*s)", (int)n,
+           endpoint);
+  if (!(cfg->imds_endpoint = strndup(endpoint, n)) ||
+      pm__s3_config_set(&cfg->cred_source, source) || pm__s3_fetched_new(cfg))
+    return pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  return 0;
+}
+
 static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
@@ -379,7 +508,9 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
   else
     rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
-    rc = pm__s3_config_set(&cfg->cred_source, "anonymous");
+    rc = creds_from_profile_source(cfg, profile, config, config_section);
+  if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
+    rc = creds_from_instance(cfg);
   return rc;
 }
 

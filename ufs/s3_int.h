@@ -20,6 +20,15 @@
 /* Longest value taken from them (session tokens run to a few KiB). */
 #define PM_S3_VALUE_MAX 8192
 
+/* Where the keys come from. */
+typedef enum pm_s3_cred_kind {
+  PM_S3_CREDS_FIXED = 0, /* environment, files, or none (anonymous) */
+  PM_S3_CREDS_PROCESS,   /* credential_process of the profile */
+  PM_S3_CREDS_IMDS,      /* the EC2 instance's role (IMDSv2) */
+} pm_s3_cred_kind;
+
+typedef struct pm_s3_fetched pm_s3_fetched;
+
 typedef struct pm_s3_config {
   char *scheme;         /* "https" or "http" */
   char *host;           /* "host[:port]" of the endpoint */
@@ -34,6 +43,12 @@ typedef struct pm_s3_config {
                           NULL */
   char *cred_source;   /* "environment", "profile NAME in FILE", ... */
   uint32_t max_keys;   /* per ListObjectsV2 page (1..1000) */
+  /* Keys fetched by requests (ufs/s3_creds.c): access_key and the rest
+   * are then set and replaced under fetched->lock. */
+  pm_s3_cred_kind cred_kind;
+  char *cred_process;  /* PM_S3_CREDS_PROCESS: the command */
+  char *imds_endpoint; /* PM_S3_CREDS_IMDS: "http://169.254.169.254" */
+  pm_s3_fetched *fetched; /* NULL for keys that never change */
 } pm_s3_config;
 
 /*
@@ -84,6 +99,33 @@ int pm__ini_get(const char *text, size_t length, const char *section,
 int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
                const char *query, pm_sbuf *out);
 
+/* ---- keys (ufs/s3_creds.c) ------------------------------------------------
+ */
+
+/* The keys that sign one request: copies, wiped by pm__s3_keys_free. All
+ * NULL: send it unsigned. */
+typedef struct pm_s3_keys {
+  char *access_key, *secret_key, *session_token;
+} pm_s3_keys;
+
+/* The keys for a request now: fixed ones, or fetched ones (fetched first,
+ * or again when they expire within five minutes). Errors: PM_EACCES (the
+ * credential source failed and no unexpired keys are left; detail says
+ * why), PM_ENOMEM. */
+int pm__s3_keys_get(pm_s3_config *cfg, pm_s3_keys *out);
+void pm__s3_keys_free(pm_s3_keys *keys);
+/* Set up / free cfg->fetched. Errors: PM_ENOMEM. */
+int pm__s3_fetched_new(pm_s3_config *cfg);
+void pm__s3_fetched_free(pm_s3_config *cfg);
+/* Decode what a credential_process prints (from_imds false: Version 1,
+ * AccessKeyId, SecretAccessKey, optional SessionToken and Expiration) or
+ * what IMDS answers for a role (Code "Success", AccessKeyId,
+ * SecretAccessKey, Token, Expiration) into keys (allocated; free them)
+ * and *expires_ns (wall clock ns, 0: never). Network input: PM_EPROTO with
+ * detail for anything else, PM_ENOMEM. */
+int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
+                       pm_s3_keys *keys, int64_t *expires_ns);
+
 /* ---- XML answers (ufs/s3_xml.c) --------------------------------------------
  */
 
@@ -128,7 +170,8 @@ int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
 int pm__s3_error_parse(const char *xml, size_t length, char *code,
                        size_t code_size, char *message, size_t message_size);
 
-/* "2009-10-12T17:50:30.000Z" to ns since the epoch; 0 or PM_EPROTO. */
+/* "2009-10-12T17:50:30.000Z" (or with an offset, "...:30+01:00") to ns
+ * since the epoch; 0 or PM_EPROTO. */
 int pm__s3_parse_time(const char *text, int64_t *out_ns);
 
 /* ---- the request engine (ufs/s3.c), shared with GCS ----------------------

@@ -190,7 +190,12 @@ int pm__s3_parse_time(const char *s, int64_t *out_ns) {
   if (*p == '.')
     for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
       frac_ns += scale ? (*p - '0') * scale : 0;
-  if (strcmp(p, "Z") != 0)
+  int64_t offset_s = 0; /* "Z", or an ISO 8601 offset "+hh:mm" */
+  int oh, om;
+  if ((*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2, &oh) &&
+      p[3] == ':' && digits(p + 4, 2, &om) && oh <= 23 && om <= 59)
+    offset_s = (*p == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+  else if (strcmp(p, "Z") != 0)
     return PM_EPROTO;
   struct tm tm = {.tm_year = year - 1900,
                   .tm_mon = mon - 1,
@@ -199,6 +204,6 @@ int pm__s3_parse_time(const char *s, int64_t *out_ns) {
                   .tm_min = min,
                   .tm_sec = sec};
   time_t t = timegm(&tm);
-  *out_ns = (int64_t)t * 1000000000 + frac_ns;
+  *out_ns = ((int64_t)t - offset_s) * 1000000000 + frac_ns;
   return 0;
 }

@@ -55,10 +55,13 @@ def find_program(name):
 
 def clean_env(home, **extra):
     """os.environ without AWS_* and PAGEMESH_* variables, with HOME set to
-    a test directory (so no real ~/.aws files leak in), plus extra."""
+    a test directory (so no real ~/.aws files leak in), plus extra. The EC2
+    metadata service is off unless extra turns it on: a test machine that
+    is an EC2 instance would otherwise be asked for its role."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "PAGEMESH_"))}
     env["HOME"] = str(home)
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
     env.update({k: str(v) for k, v in extra.items() if v is not None})
     return env
 

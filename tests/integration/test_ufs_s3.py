@@ -10,6 +10,7 @@ import random
 import pytest
 
 from harness import util
+from harness.imds import IMDS
 from harness.s3server import S3Server
 from harness.ufs_driver import Driver
 from origin_proxy import OriginProxy
@@ -301,6 +302,96 @@ def test_config_file_profile_region_and_keys(s3, driver, proxy, tmp_path):
     assert cfg.read(uri("data/blob.bin"), 0, 4) == BLOB[:4]
     auth = proxy.stats()["recent"][-1]["headers"]["authorization"]
     assert "/eu-west-3/s3/aws4_request" in auth
+
+
+def _temporary_keys(s3, name):
+    """Keys of an assumed role (with a session token) that moto honours."""
+    iam = s3.client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName=name,
+                           AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(RoleName=name, PolicyName="all",
+                        PolicyDocument=json.dumps({
+                            "Version": "2012-10-17", "Statement": [{
+                                "Effect": "Allow", "Action": "*",
+                                "Resource": "*"}]}))
+    return s3.client("sts").assume_role(
+        RoleArn=role["Role"]["Arn"], RoleSessionName=name)["Credentials"]
+
+
+def _no_keys(driver, **env):
+    return driver.with_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None,
+                           **env)
+
+
+def test_credential_process_of_a_profile(s3, driver, proxy, tmp_path):
+    creds = _temporary_keys(s3, "pm-process")
+    runs = tmp_path / "runs"
+    script = _write(tmp_path / "keys.sh", (
+        "echo run >> %s\n"
+        "printf '%%s' '%s'\n" % (runs, json.dumps({
+            "Version": 1, "AccessKeyId": creds["AccessKeyId"],
+            "SecretAccessKey": creds["SecretAccessKey"],
+            "SessionToken": creds["SessionToken"],
+            "Expiration": "2099-01-01T00:00:00+00:00"}))))
+    config = _write(tmp_path / "config", (
+        "[profile proc]\ncredential_process = sh %s --quiet\n" % script))
+    proc = _no_keys(driver, AWS_PROFILE="proc", AWS_CONFIG_FILE=config)
+    # A listing of many/ in pages of 10: three signed requests, one run.
+    listed = proc.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
+    assert len(listed) == len(MANY)
+    assert runs.read_text().count("run") == 1
+    headers = proxy.stats()["recent"][-1]["headers"]
+    assert headers["x-amz-security-token"] == creds["SessionToken"]
+    failing = _write(tmp_path / "fail-config", (
+        "[profile proc]\ncredential_process = "
+        "sh -c 'echo token expired >&2; exit 2'\n"))
+    res = proc.with_env(AWS_CONFIG_FILE=failing).error(
+        "stat", uri("data/blob.bin"))
+    assert res.error == "PM_EACCES"
+    assert "credential_process" in res.detail and "exit status 2" in \
+        res.detail, res.detail
+    assert "token expired" in res.stderr  # the process's own stderr
+
+
+def test_profiles_pagemesh_cannot_sign_in_with_are_refused(driver,
+                                                           tmp_path):
+    config = _write(tmp_path / "config", (
+        "[profile sso]\nsso_session = corp\nsso_role_name = reader\n"))
+    res = _no_keys(driver, AWS_PROFILE="sso",
+                   AWS_CONFIG_FILE=config).error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_ECONFIG" and "AWS SSO" in res.detail
+    assert "export-credentials" in res.detail
+
+
+def test_instance_role_from_the_metadata_service(s3, driver, proxy):
+    creds = _temporary_keys(s3, "pm-instance")
+    keys = {"AccessKeyId": creds["AccessKeyId"],
+            "SecretAccessKey": creds["SecretAccessKey"],
+            "Token": creds["SessionToken"]}
+    with IMDS(keys) as imds:
+        inst = _no_keys(driver, AWS_EC2_METADATA_DISABLED=None,
+                        AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.endpoint + "/")
+        assert inst.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        headers = proxy.stats()["recent"][-1]["headers"]
+        assert headers["x-amz-security-token"] == creds["SessionToken"]
+        listed = inst.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
+        assert len(listed) == len(MANY)
+        role = "GET /latest/meta-data/iam/security-credentials/pm-instance-role"
+        assert imds.calls[role] == 2  # once per process, not per request
+        assert imds.calls["PUT /latest/api/token"] == 2
+        # Disabled: not asked, and the request goes out anonymous.
+        off = inst.with_env(AWS_EC2_METADATA_DISABLED="true")
+        assert off.error("stat", uri("data/blob.bin")).error == "PM_EACCES"
+        assert imds.calls[role] == 2
+        # An instance without a role: anonymous as well.
+        imds.role = None
+        assert inst.error("stat", uri("data/blob.bin")).error == "PM_EACCES"
+    # No metadata service where one was named: the reason is given.
+    res = inst.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_EACCES" and "instance role" in res.detail
 
 
 def test_concurrent_reads_share_connections(driver, proxy):

@@ -30,9 +30,12 @@ static void clear_env(void) {
                                      "AWS_SHARED_CREDENTIALS_FILE",
                                      "AWS_CONFIG_FILE",
                                      "AWS_S3_ADDRESSING_STYLE",
+                                     "AWS_EC2_METADATA_SERVICE_ENDPOINT",
                                      "PAGEMESH_S3_MAX_KEYS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
+  /* This machine may be an EC2 instance: no instance role here. */
+  setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
   cr_assert_not_null(mkdtemp(tmpdir));
   setenv("HOME", tmpdir, 1); /* no real ~/.aws */
 }
@@ -249,6 +252,65 @@ Test(s3_config, default_file_under_home_and_config_file) {
   cr_assert_eq(pm__s3_config_load(&cfg), 0);
   cr_assert_str_eq(cfg.region, "us-west-2");
   pm__s3_config_free(&cfg);
+}
+
+Test(s3_config, profiles_that_name_a_credential_source) {
+  write_file("config", "[profile proc]\nregion = eu-west-1\n"
+                       "credential_process = /opt/bin/get-keys --role x\n"
+                       "[profile keys]\naws_access_key_id = K\n"
+                       "aws_secret_access_key = S\n"
+                       "credential_process = never-run\n"
+                       "[profile sso]\nsso_session = corp\n"
+                       "sso_account_id = 1\n"
+                       "[profile role]\nrole_arn = arn:aws:iam::1:role/r\n"
+                       "source_profile = keys\n");
+  char path[300];
+  snprintf(path, sizeof path, "%s/config", tmpdir);
+  setenv("AWS_CONFIG_FILE", path, 1);
+  setenv("AWS_PROFILE", "proc", 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_PROCESS);
+  cr_assert_str_eq(cfg.cred_process, "/opt/bin/get-keys --role x");
+  cr_assert_null(cfg.access_key, "fetched by the first request, not here");
+  cr_assert(strstr(cfg.cred_source, "credential_process of profile proc"));
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "keys", 1); /* keys in the profile win */
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  cr_assert_str_eq(cfg.access_key, "K");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "sso", 1);
+  load_fails("AWS SSO");
+  load_fails("credential_process = aws configure export-credentials "
+             "--profile sso --format process");
+  setenv("AWS_PROFILE", "role", 1);
+  load_fails("role_arn");
+}
+
+Test(s3_config, the_instance_role_is_asked_only_where_there_is_one) {
+  pm_s3_config cfg;
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1/", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED, "disabled");
+  cr_assert_str_eq(cfg.cred_source, "anonymous");
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_EC2_METADATA_DISABLED");
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_IMDS);
+  cr_assert_str_eq(cfg.imds_endpoint, "http://127.0.0.1:1");
+  cr_assert(strstr(cfg.cred_source, "instance role"));
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ACCESS_KEY_ID", "E", 1); /* keys given: no instance role */
+  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "ftp://127.0.0.1", 1);
+  load_fails("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+  setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
 }
 
 Test(s3_config, tilde_paths_and_profile_default_section) {

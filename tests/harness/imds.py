@@ -1,0 +1,102 @@
+"""A stand-in for the EC2 instance metadata service (IMDSv2) on 127.0.0.1,
+for the S3 connector's instance-role credentials: what an instance with a
+role answers, and nothing more.
+
+    PUT /latest/api/token          (X-aws-ec2-metadata-token-ttl-seconds)
+    GET /latest/meta-data/iam/security-credentials/        -> role name
+    GET /latest/meta-data/iam/security-credentials/<role>  -> JSON keys
+
+The GETs need the token from the PUT in X-aws-ec2-metadata-token (401
+without it, as IMDSv2 answers); the role list is 404 when the instance
+has no role. ``imds.keys`` is what the role hands out (set it to change
+the keys), ``imds.calls`` the requests by path. Runs in a thread of the
+test process; a context manager.
+"""
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_TOKEN = "imds-token-for-tests"
+_CREDS = "/latest/meta-data/iam/security-credentials/"
+
+
+class IMDS:
+    def __init__(self, keys, role="pm-instance-role", lifetime_s=6 * 3600):
+        self.keys = keys          # AccessKeyId, SecretAccessKey, Token
+        self.role = role          # None: an instance without a role
+        self.lifetime_s = lifetime_s
+        self.calls = {}
+        self.server = None
+
+    @property
+    def endpoint(self):
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def __enter__(self):
+        imds = self
+
+        class Handler(_Handler):
+            pass
+        Handler.imds = imds
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    imds = None
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body=b"", kind="text/plain"):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _count(self):
+        key = "%s %s" % (self.command, self.path)
+        self.imds.calls[key] = self.imds.calls.get(key, 0) + 1
+
+    def do_PUT(self):
+        self._count()
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if (self.path != "/latest/api/token" or
+                not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")):
+            self._send(400)
+            return
+        self._send(200, _TOKEN.encode())
+
+    def do_GET(self):
+        self._count()
+        if self.headers.get("X-aws-ec2-metadata-token") != _TOKEN:
+            self._send(401)
+            return
+        imds = self.imds
+        if self.path == _CREDS:
+            if imds.role is None:
+                self._send(404)
+            else:
+                self._send(200, imds.role.encode())
+            return
+        if imds.role is None or self.path != _CREDS + imds.role:
+            self._send(404)
+            return
+        now = datetime.now(timezone.utc)
+        expiry = now + timedelta(seconds=imds.lifetime_s)
+        body = dict(imds.keys, Code="Success", Type="AWS-HMAC",
+                    LastUpdated=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    Expiration=expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._send(200, json.dumps(body).encode(), "application/json")

@@ -1,0 +1,373 @@
+/*
+ * ufs/s3_creds.c - S3 keys as each request gets them (pm__s3_keys_get),
+ * including keys that come from elsewhere and expire: the
+ * credential_process of an AWS profile (a command that prints JSON, run
+ * as the AWS CLI runs it, through the shell) and the role of an EC2
+ * instance through IMDSv2. Those are fetched by the first request that
+ * needs them and fetched again once they are within REFRESH_NS of their
+ * expiry; one thread fetches while the others wait for it. A failed fetch
+ * while the old keys are still valid keeps them (and is logged); once they
+ * have expired, requests fail with PM_EACCES and the fetch's reason.
+ */
+#define _GNU_SOURCE /* pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ufs/curl_int.h"
+#include "ufs/s3_int.h"
+
+extern char **environ;
+
+/* Fetch again this long before the keys expire (the AWS SDKs use 5 to 15
+ * minutes: a request signed now may be retried for a while). */
+#define REFRESH_NS (5ll * 60 * 1000000000ll)
+/* An instance without a role is asked again this long after (less
+ * REFRESH_NS: ten minutes after, five minutes before "expiry"). */
+#define NO_ROLE_RETRY_NS (2 * REFRESH_NS)
+/* What a credential source may print or answer. */
+#define OUTPUT_MAX (64u * 1024u)
+/* How long a credential_process may run. */
+#define PROCESS_TIMEOUT_MS 60000
+#define IMDS_CONNECT_TIMEOUT_MS 1000
+#define IMDS_TIMEOUT_MS 5000
+#define IMDS_TOKEN_TTL "21600"
+
+struct pm_s3_fetched {
+  pthread_mutex_t lock;
+  bool have;          /* a fetch succeeded (keys may still be NULL: no role) */
+  int64_t expires_ns; /* wall clock; 0: never */
+};
+
+int pm__s3_fetched_new(pm_s3_config *cfg) {
+  cfg->fetched = calloc(1, sizeof *cfg->fetched);
+  if (!cfg->fetched)
+    return pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  pthread_mutex_init(&cfg->fetched->lock, NULL);
+  return 0;
+}
+
+void pm__s3_fetched_free(pm_s3_config *cfg) {
+  if (!cfg->fetched)
+    return;
+  pthread_mutex_destroy(&cfg->fetched->lock);
+  free(cfg->fetched);
+  cfg->fetched = NULL;
+}
+
+void pm__s3_keys_free(pm_s3_keys *keys) {
+  pm__ufs_free_secret(&keys->access_key);
+  pm__ufs_free_secret(&keys->secret_key);
+  pm__ufs_free_secret(&keys->session_token);
+}
+
+/* ---- what a source says ------------------------------------------------- */
+
+static const char *json_text(json_t *obj, const char *name) {
+  const char *s = json_string_value(json_object_get(obj, name));
+  return s && *s ? s : NULL;
+}
+
+int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
+                       pm_s3_keys *keys, int64_t *expires_ns) {
+  json_error_t jerr;
+  json_t *root = json_loadb(text, length, 0, &jerr);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return pm__errf(PM_EPROTO, "not a JSON object (%s)", jerr.text);
+  }
+  int rc = 0;
+  const char *code = json_text(root, "Code");
+  json_t *version = json_object_get(root, "Version");
+  const char *key = json_text(root, "AccessKeyId");
+  const char *secret = json_text(root, "SecretAccessKey");
+  const char *token = json_text(root, from_imds ? "Token" : "SessionToken");
+  const char *expiry = json_text(root, "Expiration");
+  *expires_ns = 0;
+  if (from_imds && (!code || strcmp(code, "Success") != 0))
+    rc = pm__errf(PM_EPROTO, "Code is \"%s\", not \"Success\"",
+                  code ? code : "");
+  else if (!from_imds &&
+           (!json_is_integer(version) || json_integer_value(version) != 1))
+    rc = pm__errf(PM_EPROTO, "Version must be 1");
+  else if (!key || !secret)
+    rc = pm__errf(PM_EPROTO, "AccessKeyId or SecretAccessKey missing");
+  else if (strlen(key) >= 256 || strlen(secret) >= 256 ||
+           (token && strlen(token) >= PM_S3_VALUE_MAX))
+    rc = pm__errf(PM_EPROTO, "a key or token is too long");
+  else if (expiry && pm__s3_parse_time(expiry, expires_ns) != 0)
+    rc = pm__errf(PM_EPROTO, "Expiration \"%.40s\" is not an ISO 8601 time",
+                  expiry);
+  else if (from_imds && !expiry)
+    rc = pm__errf(PM_EPROTO, "Expiration missing");
+  if (!rc && (pm__s3_config_set(&keys->access_key, key) ||
+              pm__s3_config_set(&keys->secret_key, secret) ||
+              (token && pm__s3_config_set(&keys->session_token, token))))
+    rc = pm__errf(PM_ENOMEM, "out of memory");
+  if (rc)
+    pm__s3_keys_free(keys);
+  json_decref(root);
+  return rc;
+}
+
+/* ---- credential_process ------------------------------------------------ */
+
+/* Read the child's output until EOF, the cap or the deadline. */
+static int read_output(int fd, pid_t pid, pm_sbuf *out) {
+  uint64_t deadline = pm__now_ns() + PROCESS_TIMEOUT_MS * 1000000ull;
+  char chunk[4096];
+  for (;;) {
+    uint64_t now = pm__now_ns();
+    if (now >= deadline) {
+      kill(pid, SIGKILL);
+      return pm__errf(PM_ETIMEDOUT, "still running after %d s",
+                      PROCESS_TIMEOUT_MS / 1000);
+    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, (int)((deadline - now) / 1000000u) + 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return pm__errf(PM_EIO, "poll: %s", strerror(errno));
+    if (n == 0)
+      continue;
+    ssize_t got = read(fd, chunk, sizeof chunk);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0)
+      return pm__errf(PM_EIO, "read: %s", strerror(errno));
+    if (got == 0)
+      return 0;
+    if (pm__sbuf_append(out, chunk, (size_t)got)) {
+      kill(pid, SIGKILL);
+      return pm__errf(PM_ETOOBIG, "printed more than %u bytes", OUTPUT_MAX);
+    }
+  }
+}
+
+static int run_process(const char *command, pm_sbuf *out) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return pm__errf(PM_EIO, "pipe: %s", strerror(errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  char *argv[] = {"sh", "-c", (char *)command, NULL};
+  pid_t pid;
+  int err = posix_spawn(&pid, "/bin/sh", &actions, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  if (err) {
+    close(fds[0]);
+    return pm__errf(PM_EIO, "cannot start /bin/sh: %s", strerror(err));
+  }
+  int rc = read_output(fds[0], pid, out);
+  close(fds[0]);
+  int status = 0;
+  pid_t waited;
+  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+    ;
+  if (rc)
+    return rc;
+  if (waited < 0) /* SIGCHLD ignored by the application: no status */
+    return 0;
+  if (WIFSIGNALED(status))
+    return pm__errf(PM_EIO, "killed by signal %d", WTERMSIG(status));
+  if (WEXITSTATUS(status) != 0)
+    return pm__errf(PM_EIO, "exit status %d", WEXITSTATUS(status));
+  return 0;
+}
+
+static int fetch_process(const char *command, pm_s3_keys *keys,
+                         int64_t *expires_ns) {
+  pm_sbuf out;
+  pm__sbuf_init(&out, OUTPUT_MAX);
+  int rc = run_process(command, &out);
+  if (!rc)
+    rc = pm__s3_parse_creds(out.data ? out.data : "", out.len, false, keys,
+                            expires_ns);
+  if (out.data)
+    explicit_bzero(out.data, out.len);
+  pm__sbuf_free(&out);
+  return rc;
+}
+
+/* ---- IMDSv2 ----------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg) {
+  return pm__sbuf_append(arg, data, size * count) ? 0 : size * count;
+}
+
+/* One call to the metadata service; *status is its HTTP status. */
+static int imds_call(const char *base, const char *path, const char *token,
+                     pm_sbuf *body, long *status) {
+  CURL *c = curl_easy_init();
+  if (!c)
+    return pm__errf(PM_ENOMEM, "out of memory");
+  pm_sbuf url;
+  pm__sbuf_init(&url, 4096);
+  pm__sbuf_printf(&url, "%s%s", base, path);
+  struct curl_slist *headers = NULL;
+  int rc = url.err;
+  if (!rc && token)
+    rc = pm__http_add_header(&headers, "X-aws-ec2-metadata-token", token);
+  else if (!rc)
+    rc = pm__http_add_header(&headers, "X-aws-ec2-metadata-token-ttl-seconds",
+                             IMDS_TOKEN_TTL);
+  if (rc) {
+    rc = pm__errf(rc, "cannot build the request");
+    goto out;
+  }
+  curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*"); /* never through a proxy */
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)IMDS_CONNECT_TIMEOUT_MS);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)IMDS_TIMEOUT_MS);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+  if (!token) {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+  }
+  CURLcode cc = curl_easy_perform(c);
+  if (cc != CURLE_OK) {
+    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s%s: %s", base,
+                  path, body->err ? "answer too long" : curl_easy_strerror(cc));
+    goto out;
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+out:
+  curl_slist_free_all(headers);
+  pm__sbuf_free(&url);
+  curl_easy_cleanup(c);
+  return rc;
+}
+
+/* Keys of the instance's role; none (and 0) if it has no role. */
+static int fetch_imds(const char *base, pm_s3_keys *keys,
+                      int64_t *expires_ns) {
+  static const char creds_path[] = "/latest/meta-data/iam/security-credentials/";
+  pm_sbuf token, role, body;
+  pm__sbuf_init(&token, OUTPUT_MAX);
+  pm__sbuf_init(&role, OUTPUT_MAX);
+  pm__sbuf_init(&body, OUTPUT_MAX);
+  long status = 0;
+  int rc = imds_call(base, "/latest/api/token", NULL, &token, &status);
+  if (!rc && status != 200)
+    rc = pm__errf(PM_EACCES, "token request: HTTP %ld", status);
+  if (!rc)
+    rc = imds_call(base, creds_path, pm__sbuf_str(&token), &role, &status);
+  if (!rc && status == 404) {
+    *expires_ns = pm__wall_ns() + NO_ROLE_RETRY_NS;
+    goto out; /* no role: anonymous for a while */
+  }
+  if (!rc && status != 200)
+    rc = pm__errf(PM_EACCES, "role name: HTTP %ld", status);
+  char name[256] = "";
+  if (!rc) {
+    const char *r = pm__sbuf_str(&role);
+    size_t n = strcspn(r, "\r\n");
+    if (n == 0 || n >= sizeof name || strcspn(r, "/?#% ") < n)
+      rc = pm__errf(PM_EPROTO, "no usable role name in the answer");
+    else
+      memcpy(name, r, n), name[n] = 0;
+  }
+  if (!rc) {
+    char path[sizeof creds_path + sizeof name];
+    snprintf(path, sizeof path, "%s%s", creds_path, name);
+    rc = imds_call(base, path, pm__sbuf_str(&token), &body, &status);
+    if (!rc && status != 200)
+      rc = pm__errf(PM_EACCES, "credentials of role %s: HTTP %ld", name,
+                    status);
+  }
+  if (!rc)
+    rc = pm__s3_parse_creds(body.data ? body.data : "", body.len, true, keys,
+                            expires_ns);
+out:
+  if (body.data)
+    explicit_bzero(body.data, body.len);
+  if (token.data)
+    explicit_bzero(token.data, token.len);
+  pm__sbuf_free(&token);
+  pm__sbuf_free(&role);
+  pm__sbuf_free(&body);
+  return rc;
+}
+
+/* ---- keys for a request ---------------------------------------------- */
+
+static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
+  int rc = cfg->cred_kind == PM_S3_CREDS_PROCESS
+               ? fetch_process(cfg->cred_process, keys, expires_ns)
+               : fetch_imds(cfg->imds_endpoint, keys, expires_ns);
+  if (!rc)
+    return 0;
+  char why[PM_ERRMSG_MAX];
+  snprintf(why, sizeof why, "%s", pm__errmsg());
+  return pm__errf(PM_EACCES, "S3 credentials from %s: %s", cfg->cred_source,
+                  why);
+}
+
+/* Fetch if there is nothing yet or the keys expire soon (lock held). */
+static int refresh_locked(pm_s3_config *cfg) {
+  pm_s3_fetched *f = cfg->fetched;
+  int64_t now = pm__wall_ns();
+  if (f->have && (f->expires_ns == 0 || now + REFRESH_NS < f->expires_ns))
+    return 0;
+  pm_s3_keys fresh = {0};
+  int64_t expires = 0;
+  int rc = fetch(cfg, &fresh, &expires);
+  if (rc) {
+    pm__s3_keys_free(&fresh);
+    if (f->have && now < f->expires_ns) {
+      PM_LOG_RATELIMITED(PM_LOG_WARN, "s3", 10000,
+                         "%s; using the keys fetched before until they "
+                         "expire", pm__errmsg());
+      return 0;
+    }
+    return rc;
+  }
+  pm__ufs_free_secret(&cfg->access_key);
+  pm__ufs_free_secret(&cfg->secret_key);
+  pm__ufs_free_secret(&cfg->session_token);
+  cfg->access_key = fresh.access_key;
+  cfg->secret_key = fresh.secret_key;
+  cfg->session_token = fresh.session_token;
+  f->have = true;
+  f->expires_ns = expires;
+  PM_LOG(PM_LOG_INFO, "s3", "credentials from %s: %s", cfg->cred_source,
+         cfg->access_key ? "fetched" : "none (the instance has no role): "
+                                       "requests are anonymous");
+  return 0;
+}
+
+int pm__s3_keys_get(pm_s3_config *cfg, pm_s3_keys *out) {
+  *out = (pm_s3_keys){0};
+  int rc = 0;
+  if (cfg->fetched) {
+    pthread_mutex_lock(&cfg->fetched->lock);
+    rc = refresh_locked(cfg);
+  }
+  if (!rc && cfg->access_key &&
+      (pm__s3_config_set(&out->access_key, cfg->access_key) ||
+       pm__s3_config_set(&out->secret_key, cfg->secret_key) ||
+       (cfg->session_token &&
+        pm__s3_config_set(&out->session_token, cfg->session_token))))
+    rc = pm__errf(PM_ENOMEM, "out of memory for the S3 keys");
+  if (cfg->fetched)
+    pthread_mutex_unlock(&cfg->fetched->lock);
+  if (rc)
+    pm__s3_keys_free(out);
+  return rc;
+}
