@@ -70,6 +70,7 @@ class OriginProxy:
         self.thread = None
         self._faults_left = 0
         self._fault_status = 503
+        self._retry_after = None
         self.reset_stats()
 
     # ---- life ---------------------------------------------------------------
@@ -131,11 +132,13 @@ class OriginProxy:
                 "recent": list(self._recent),
             }
 
-    def fail_next(self, count, status=503):
-        """Answer the next `count` requests with `status`."""
+    def fail_next(self, count, status=503, retry_after=None):
+        """Answer the next `count` requests with `status` (and a
+        Retry-After header of that many seconds, if given)."""
         with self.lock:
             self._faults_left = int(count)
             self._fault_status = int(status)
+            self._retry_after = retry_after
 
     def configure(self, ttfb_ms=None, bandwidth=None):
         if ttfb_ms is not None:
@@ -345,10 +348,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s"
                 "</Code><Message>injected by origin_proxy</Message></Error>"
                 % code).encode()
-        self._reply(status, body, "application/xml")
+        extra = {}
+        if self.proxy._retry_after is not None:
+            extra["Retry-After"] = str(self.proxy._retry_after)
+        self._reply(status, body, "application/xml", extra)
 
-    def _reply(self, status, body, content_type):
+    def _reply(self, status, body, content_type, extra=None):
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length",
                          "0" if self.command == "HEAD" else str(len(body)))

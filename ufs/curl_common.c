@@ -272,6 +272,7 @@ static bool status_retryable(long status) {
 /* Reset what one attempt fills in. */
 static void resp_restart(pm_http_resp *resp) {
   pm__http_resp_clear_headers(resp);
+  resp->retry_after_ms = 0;
   pm__sbuf_reset(&resp->error_body);
   resp->window_got = 0;
   resp->body_bytes = 0;
@@ -312,6 +313,10 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   resp->status = status;
   *retry = status_retryable(status);
+  curl_off_t after = 0; /* seconds, from a delay or an HTTP date */
+  if (*retry && curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &after) ==
+                    CURLE_OK && after > 0)
+    resp->retry_after_ms = (uint64_t)PM_MIN(after, (curl_off_t)3600) * 1000u;
   return 0;
 }
 
@@ -326,10 +331,15 @@ static uint64_t jitter_random(void) {
   return state;
 }
 
-static void backoff_sleep(const pm_ufs_config *config, unsigned attempt) {
+/* Sleep before another attempt: full jitter under an exponential ceiling,
+ * but at least what the origin asked for in Retry-After (a 429 or a 503
+ * SlowDown saying when to come back); never over BACKOFF_MAX_MS. */
+static void backoff_sleep(const pm_ufs_config *config, unsigned attempt,
+                          uint64_t at_least_ms) {
   uint64_t ceiling = (uint64_t)config->retry_base_ms << PM_MIN(attempt, 16u);
   ceiling = PM_MIN(ceiling, (uint64_t)BACKOFF_MAX_MS);
   uint64_t ms = jitter_random() % (ceiling + 1); /* full jitter */
+  ms = PM_MIN(PM_MAX(ms, at_least_ms), (uint64_t)BACKOFF_MAX_MS);
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0)
     ;
@@ -352,7 +362,8 @@ int pm__http_perform(pm_curl_pool *pool, const pm_ufs *ufs,
     PM_LOG(PM_LOG_DEBUG, "ufs", "%s: attempt %u failed (%s), retrying",
            req->uri, resp->attempts,
            rc ? pm__errmsg() : "retryable HTTP status");
-    backoff_sleep(&ufs->config, resp->attempts - 1);
+    backoff_sleep(&ufs->config, resp->attempts - 1,
+                  rc ? 0 : resp->retry_after_ms);
   }
   curl_easy_reset(h); /* drop pointers into this request */
   pool_put(pool, h);

@@ -84,6 +84,7 @@ typedef struct pm_http_resp {
   /* private to the runner */
   uint64_t stream_pos;
   int sink_err;
+  uint64_t retry_after_ms; /* the last answer's Retry-After, or 0 */
 } pm_http_resp;
 
 void pm__http_resp_init(pm_http_resp *resp);

@@ -6,6 +6,7 @@ requests and injects faults."""
 import json
 import os
 import random
+import time
 
 import pytest
 
@@ -201,6 +202,21 @@ def test_retries_on_503_then_success(driver, proxy):
     assert driver.read(uri("data/blob.bin"), 4000, 3000, st["version"],
                        st["size"]) == BLOB[4000:7000]
     assert proxy.stats()["requests"] == {"GET": 2}
+
+
+def test_retry_after_is_honoured(driver, proxy):
+    """A 503 SlowDown (or a 429) saying Retry-After: 1 is retried after a
+    second, not after the few milliseconds of the driver's backoff."""
+    proxy.fail_next(1, status=503, retry_after=1)
+    start = time.monotonic()
+    assert driver.stat(uri("data/blob.bin"))["size"] == len(BLOB)
+    assert time.monotonic() - start >= 0.95
+    assert proxy.stats()["faults"] == 1
+    proxy.fail_next(1, status=429, retry_after=1)
+    start = time.monotonic()
+    assert driver.read(uri("data/blob.bin"), 0, 4) == BLOB[:4]
+    assert time.monotonic() - start >= 0.95
+    proxy.fail_next(0)
 
 
 def test_retries_exhausted_is_eorigin(driver, proxy):
