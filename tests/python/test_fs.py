@@ -401,3 +401,41 @@ def test_pickled_and_forked_filesystems_attach(fs, method):
     child.join(60)
     assert answer == (hashlib.sha256(BIG).hexdigest(), "attached",
                       os.getpid())
+
+
+def test_local_paths_relative_home_and_directories(tmp_path, monkeypatch):
+    """Over local files: a relative path or one under "~" names the same
+    file as its absolute path (names come back absolute, as from fsspec's
+    local filesystem); find(withdirs) has the directories that hold no
+    file; a directory's modified() is its mtime."""
+    data = tmp_path / "data"
+    (data / "empty" / "deeper").mkdir(parents=True)
+    (data / "sub").mkdir()
+    (data / "sub" / "f.txt").write_bytes(b"sub file")
+    (data / "top.txt").write_bytes(b"top file")
+    fs = fsspec.filesystem("pagemesh", target_protocol="file",
+                           cache_dir=str(tmp_path / "cache"),
+                           skip_instance_cache=True)
+    root = str(data)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert fs.cat_file("data/top.txt") == b"top file"
+    assert fs.cat_file("~/data/sub/f.txt") == b"sub file"
+    assert fs.info("data/top.txt")["name"] == root + "/top.txt"
+    assert fs.ls("data", detail=False) == fs.ls(root, detail=False)
+    assert fs.find("~/data") == [root + "/sub/f.txt", root + "/top.txt"]
+    # With the directory itself, as fsspec's find(withdirs) has it.
+    assert fs.find("data", withdirs=True) == [
+        root, root + "/empty", root + "/empty/deeper", root + "/sub",
+        root + "/sub/f.txt", root + "/top.txt"]
+    assert fs.find(root, withdirs=True, maxdepth=1) == [
+        root, root + "/empty", root + "/sub", root + "/top.txt"]
+    os.utime(data / "empty", (1_600_000_000, 1_600_000_000))
+    assert fs.modified(root + "/empty").timestamp() == 1_600_000_000
+    assert fs.modified("data/top.txt").timestamp() == pytest.approx(
+        os.stat(data / "top.txt").st_mtime, abs=1)
+
+
+def test_a_prefix_has_no_modified_time(fs):
+    with pytest.raises(IsADirectoryError):
+        fs.modified(path("basics/sub"))

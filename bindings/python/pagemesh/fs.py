@@ -44,6 +44,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import fsspec
+from fsspec.implementations.local import make_path_posix
 from fsspec.utils import stringify_path
 
 from . import _lib
@@ -193,6 +194,10 @@ class PagemeshFileSystem(_Base):
         self._peer: Optional[Peer] = None
         self._peer_pid = 0
         self._target: Optional[fsspec.AbstractFileSystem] = None
+        if self.target_protocol in _LOCAL:
+            # Local paths are made absolute, "~" expanded, as fsspec's
+            # local filesystem does: the names listings give back are.
+            self._strip_protocol = self._strip_local  # type: ignore
 
     # ---- the peer and the target ------------------------------------------
 
@@ -239,6 +244,15 @@ class PagemeshFileSystem(_Base):
         if not stripped and path.startswith("/"):
             return "/"
         return stripped
+
+    def _strip_local(self, path: Any) -> Any:
+        """_strip_protocol of a filesystem over local files."""
+        if isinstance(path, (list, tuple)):
+            return [self._strip_local(p) for p in path]
+        path = type(self)._strip_protocol(path)
+        if not path:
+            return path
+        return make_path_posix(path).rstrip("/") or "/"
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> Dict[str, Any]:
@@ -359,12 +373,29 @@ class PagemeshFileSystem(_Base):
                                            "type": "directory"})
             if maxdepth is None or len(parts) <= maxdepth:
                 out[name] = dict(info)
+        if withdirs and self.target_protocol in _LOCAL:
+            # Directories without files below them are on disk too.
+            for d in self._local_dirs(path, maxdepth):
+                out.setdefault(d, {"name": d, "size": 0,
+                                   "type": "directory"})
         if withdirs and files and path not in out:
             out[path] = {"name": path, "size": 0, "type": "directory"}
         names = sorted(out)
         if detail:
             return {name: out[name] for name in names}
         return names
+
+    @staticmethod
+    def _local_dirs(path: str, maxdepth: Optional[int]) -> List[str]:
+        """Directories below a local directory, to maxdepth."""
+        found = []
+        top = path.rstrip("/").count("/")
+        for root, dirs, _ in os.walk(path):
+            depth = root.rstrip("/").count("/") - top + 1
+            found += [os.path.join(root, d) for d in dirs]
+            if maxdepth is not None and depth >= maxdepth:
+                dirs[:] = []
+        return found
 
     def ukey(self, path: str) -> str:
         """A key that changes whenever the object does (its version)."""
@@ -377,7 +408,14 @@ class PagemeshFileSystem(_Base):
         return int(self.ukey(path)[:16], 16)
 
     def modified(self, path: str) -> datetime.datetime:
-        mtime = self.info(path).get("mtime")
+        info = self.info(path)
+        if info["type"] == "directory":
+            # A local directory has one; a prefix of an object store has
+            # not (s3fs raises the same).
+            if self.target_protocol in _LOCAL:
+                return self.target.modified(info["name"])
+            raise IsADirectoryError(path)
+        mtime = info.get("mtime")
         if not mtime:
             raise NotImplementedError("the origin gives no mtime for %s"
                                       % path)
