@@ -71,6 +71,9 @@ class OriginProxy:
         self._faults_left = 0
         self._fault_status = 503
         self._retry_after = None
+        # As S3 for a bucket in another region: requests signed for any
+        # other region are refused (301 with x-amz-bucket-region).
+        self.bucket_region = None
         self.reset_stats()
 
     # ---- life ---------------------------------------------------------------
@@ -228,6 +231,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault:
             self._send_fault(fault)
             return
+        if self._wrong_region():
+            return
         if self.proxy.ttfb_ms:
             time.sleep(self.proxy.ttfb_ms / 1000.0)
         try:
@@ -342,6 +347,27 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+
+    def _wrong_region(self):
+        """Refuse a request signed for another region than bucket_region,
+        as S3 does; True if refused."""
+        want = self.proxy.bucket_region
+        auth = self.headers.get("Authorization", "")
+        if not want or "Credential=" not in auth:
+            return False
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        if len(scope) > 2 and scope[2] == want:
+            return False
+        with self.proxy.lock:
+            self.proxy._faults += 1
+        body = b"" if self.command == "HEAD" else (
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+            b"PermanentRedirect</Code><Message>The bucket you are attempting "
+            b"to access must be addressed using the specified endpoint."
+            b"</Message></Error>")
+        self._reply(301, body, "application/xml",
+                    {"x-amz-bucket-region": want})
+        return True
 
     def _send_fault(self, status):
         code = FAULT_CODES.get(status, "InjectedFault")

@@ -32,7 +32,7 @@ int pm__s3_engine_start(pm_s3_ufs *s3, const char *name) {
   int rc = pm__curl_pool_init(&s3->pool);
   if (rc)
     return rc;
-  snprintf(s3->sigv4, sizeof s3->sigv4, "aws:amz:%s:s3", s3->cfg.region);
+  pm__s3_regions_init(&s3->regions);
   PM_LOG(PM_LOG_INFO, name,
          "endpoint %s://%s%s, region %s, %s addressing, "
          "credentials: %s",
@@ -52,6 +52,7 @@ static int s3_init(pm_ufs *self, const pm_ufs_config *config) {
 void pm__s3_fini(pm_ufs *self) {
   s3_ufs *s3 = (s3_ufs *)self;
   pm__curl_pool_fini(&s3->pool);
+  pm__s3_regions_fini(&s3->regions);
   pm__s3_config_free(&s3->cfg);
 }
 
@@ -87,12 +88,30 @@ static int build_headers(const s3_ufs *s3, const pm_s3_keys *keys,
   return rc ? pm__errf(rc, "%s: cannot build request headers", call->uri) : 0;
 }
 
-static int s3_send(s3_ufs *s3, const s3_call *call, pm_http_resp *resp) {
+/* x-amz-bucket-region of the last answer, "" if none. */
+static void on_header(void *arg, const char *line, size_t length) {
+  char *region = arg;
+  const char *v;
+  size_t n;
+  if (pm__http_is_status_line(line, length))
+    region[0] = '\0';
+  else if (pm__http_header_is(line, length, "x-amz-bucket-region", &v, &n) &&
+           pm__s3_region_valid(v, n))
+    snprintf(region, PM_S3_REGION_MAX, "%.*s", (int)n, v);
+}
+
+/* One request signed for `region`; *named is the region the answer names. */
+static int send_in(s3_ufs *s3, const s3_call *call, const char *region,
+                   pm_http_resp *resp, char named[PM_S3_REGION_MAX]) {
   pm_sbuf url;
   struct curl_slist *headers = NULL;
   pm_s3_keys keys = {0};
+  char sigv4[PM_S3_REGION_MAX + 16];
+  snprintf(sigv4, sizeof sigv4, "aws:amz:%s:s3", region);
+  named[0] = '\0';
   pm__sbuf_init(&url, 4 * PM_UFS_URI_MAX);
-  int rc = pm__s3_url(&s3->cfg, call->bucket, call->key, call->query, &url);
+  int rc = pm__s3_url(&s3->cfg, call->bucket, call->key, call->query, region,
+                      &url);
   if (rc) {
     rc = pm__errf(rc, "%s: cannot build the request URL", call->uri);
     goto out;
@@ -107,19 +126,39 @@ static int s3_send(s3_ufs *s3, const s3_call *call, pm_http_resp *resp) {
                      .url = pm__sbuf_str(&url),
                      .method = call->method,
                      .headers = headers,
-                     .sigv4 = sign ? s3->sigv4 : NULL,
+                     .sigv4 = sign ? sigv4 : NULL,
                      .username = keys.access_key,
                      .password = keys.secret_key,
                      .window = call->window,
                      .window_len = call->window_len,
                      .window_offset = call->window_offset,
-                     .body = call->body};
+                     .body = call->body,
+                     .on_header = on_header,
+                     .header_arg = named};
   rc = pm__http_perform(&s3->pool, &s3->base, &req, resp);
 out:
   pm__s3_keys_free(&keys);
   curl_slist_free_all(headers);
   pm__sbuf_free(&url);
   return rc;
+}
+
+/* Send the request signed for the bucket's region. When S3 refuses it as
+ * signed for the wrong one and names the right one (ufs/s3_region.c),
+ * learn that and send it once more. */
+static int s3_send(s3_ufs *s3, const s3_call *call, pm_http_resp *resp) {
+  char region[PM_S3_REGION_MAX], named[PM_S3_REGION_MAX];
+  pm__s3_region_of(&s3->regions, call->bucket, s3->cfg.region, region);
+  int rc = send_in(s3, call, region, resp, named);
+  bool refused = resp->status == 301 || resp->status == 307 ||
+                 resp->status == 400;
+  if (rc || !refused || !named[0] || !strcmp(named, region))
+    return rc;
+  PM_LOG(PM_LOG_INFO, "s3", "bucket %s is in region %s, not %s", call->bucket,
+         named, region);
+  pm__s3_region_learn(&s3->regions, call->bucket, named);
+  memcpy(region, named, sizeof region);
+  return send_in(s3, call, region, resp, named);
 }
 
 /* S3 codes that a 400 carries when the credentials are the trouble. */

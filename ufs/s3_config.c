@@ -531,14 +531,17 @@ static bool bucket_dns_ok(const char *b) {
 }
 
 int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
-               const char *query, pm_sbuf *out) {
+               const char *query, const char *region, pm_sbuf *out) {
   bool https = !strcmp(cfg->scheme, "https");
   bool virtual_host = !cfg->path_style && bucket_dns_ok(bucket) &&
                       !(https && strchr(bucket, '.'));
   pm__sbuf_printf(out, "%s://", cfg->scheme);
   if (virtual_host)
     pm__sbuf_printf(out, "%s.", bucket);
-  pm__sbuf_printf(out, "%s%s", cfg->host, cfg->base_path);
+  if (region && !cfg->custom_endpoint && strcmp(region, cfg->region) != 0)
+    pm__sbuf_printf(out, "s3.%s.amazonaws.com", region);
+  else
+    pm__sbuf_printf(out, "%s%s", cfg->host, cfg->base_path);
   if (!virtual_host)
     pm__sbuf_printf(out, "/%s", bucket);
   if (virtual_host || *key)

@@ -8,6 +8,7 @@
 #ifndef PM_UFS_S3_INT_H
 #define PM_UFS_S3_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "ufs/curl_int.h"
@@ -93,11 +94,13 @@ int pm__ini_get(const char *text, size_t length, const char *section,
 
 /* Append the URL of bucket/key (key "" for the bucket itself) to out, the
  * key percent-encoded with '/' kept, then "?query" if query is not empty.
+ * region: the bucket's, when S3 named another than cfg->region (on AWS's
+ * endpoints the host is then that region's), or NULL.
  * Virtual-host addressing falls back to path-style for a bucket name that
  * is not a valid DNS label set (uppercase, '_') or that holds a '.' under
  * https (the wildcard certificate would not match). */
 int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
-               const char *query, pm_sbuf *out);
+               const char *query, const char *region, pm_sbuf *out);
 
 /* ---- keys (ufs/s3_creds.c) ------------------------------------------------
  */
@@ -179,11 +182,36 @@ int pm__s3_parse_time(const char *text, int64_t *out_ns);
 
 /* The object of the S3 backend and of the GCS backend (ufs/gcs.c): the
  * same requests against another endpoint with other credentials. */
+/* ---- bucket regions (ufs/s3_region.c) -------------------------------------
+ */
+
+#define PM_S3_REGION_MAX 32
+#define PM_S3_REGIONS_MAX 64
+
+/* The regions S3 named for buckets, under lock. */
+typedef struct pm_s3_regions {
+  pthread_mutex_t lock;
+  size_t count, next; /* next: the slot a new bucket takes */
+  char bucket[PM_S3_REGIONS_MAX][PM_BUCKET_MAX + 1];
+  char region[PM_S3_REGIONS_MAX][PM_S3_REGION_MAX];
+} pm_s3_regions;
+
+void pm__s3_regions_init(pm_s3_regions *r);
+void pm__s3_regions_fini(pm_s3_regions *r);
+/* Is this a region name ([a-z0-9-], under PM_S3_REGION_MAX)? */
+bool pm__s3_region_valid(const char *region, size_t length);
+/* The region learnt for bucket, else fallback, into out. */
+void pm__s3_region_of(pm_s3_regions *r, const char *bucket,
+                      const char *fallback, char out[PM_S3_REGION_MAX]);
+/* Remember bucket's region (an invalid name is ignored). */
+void pm__s3_region_learn(pm_s3_regions *r, const char *bucket,
+                         const char *region);
+
 typedef struct pm_s3_ufs {
   pm_ufs base;
   pm_s3_config cfg;
   pm_curl_pool pool;
-  char sigv4[96]; /* "aws:amz:REGION:s3" */
+  pm_s3_regions regions;
 } pm_s3_ufs;
 
 /* Once cfg is loaded: set up the handle pool and the signer, and log

@@ -219,6 +219,23 @@ def test_retry_after_is_honoured(driver, proxy):
     proxy.fail_next(0)
 
 
+def test_a_bucket_in_another_region_is_found(driver, proxy):
+    """The bucket answers, as S3 does, that requests signed for us-east-1
+    belong to eu-west-3: the connector learns the region from the refusal
+    and signs every later request of the process for it."""
+    proxy.bucket_region = "eu-west-3"
+    try:
+        listed = driver.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
+        assert len(listed) == len(MANY)
+        assert proxy.stats()["faults"] == 1  # one refusal, then 3 pages
+        auth = proxy.stats()["recent"][-1]["headers"]["authorization"]
+        assert "/eu-west-3/s3/aws4_request" in auth
+        assert driver.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        assert proxy.stats()["faults"] == 2  # a new process learns again
+    finally:
+        proxy.bucket_region = None
+
+
 def test_retries_exhausted_is_eorigin(driver, proxy):
     proxy.fail_next(100, status=500)
     res = driver.with_env(PAGEMESH_ORIGIN_RETRIES=2).error(

@@ -27,7 +27,7 @@ static void url_is(const pm_s3_config *cfg, const char *bucket, const char *key,
                    const char *want) {
   pm_sbuf sb;
   pm__sbuf_init(&sb, 0);
-  cr_assert_eq(pm__s3_url(cfg, bucket, key, "", &sb), 0);
+  cr_assert_eq(pm__s3_url(cfg, bucket, key, "", NULL, &sb), 0);
   cr_assert_str_eq(pm__sbuf_str(&sb), want);
   pm__sbuf_free(&sb);
 }

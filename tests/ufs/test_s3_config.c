@@ -343,7 +343,7 @@ static const char *url(pm_s3_config *cfg, const char *bucket, const char *key,
   static pm_sbuf sb;
   pm__sbuf_free(&sb);
   pm__sbuf_init(&sb, 0);
-  cr_assert_eq(pm__s3_url(cfg, bucket, key, query, &sb), 0);
+  cr_assert_eq(pm__s3_url(cfg, bucket, key, query, NULL, &sb), 0);
   return pm__sbuf_str(&sb);
 }
 
@@ -369,5 +369,46 @@ Test(s3_config, urls) {
                    "http://localhost:9000/pre/bkt/dir//x?a=1");
   cr_assert_str_eq(url(&cfg, "bkt", "", "list-type=2"),
                    "http://localhost:9000/pre/bkt?list-type=2");
+  pm__s3_config_free(&cfg);
+}
+
+Test(s3_config, bucket_regions_learnt_and_their_hosts) {
+  pm_s3_regions r;
+  pm__s3_regions_init(&r);
+  char out[PM_S3_REGION_MAX];
+  pm__s3_region_of(&r, "b", "us-east-1", out);
+  cr_assert_str_eq(out, "us-east-1");
+  pm__s3_region_learn(&r, "b", "eu-west-3");
+  pm__s3_region_learn(&r, "c", "Not A Region");
+  pm__s3_region_of(&r, "b", "us-east-1", out);
+  cr_assert_str_eq(out, "eu-west-3");
+  pm__s3_region_of(&r, "c", "us-east-1", out);
+  cr_assert_str_eq(out, "us-east-1", "an invalid name is not learnt");
+  char bucket[32];
+  for (int i = 0; i < PM_S3_REGIONS_MAX; i++) { /* "b" is the oldest */
+    snprintf(bucket, sizeof bucket, "bucket-%d", i);
+    pm__s3_region_learn(&r, bucket, "ap-south-1");
+  }
+  pm__s3_region_of(&r, "b", "us-east-1", out);
+  cr_assert_str_eq(out, "us-east-1", "the oldest was forgotten");
+  pm__s3_region_of(&r, "bucket-0", "us-east-1", out);
+  cr_assert_str_eq(out, "ap-south-1");
+  pm__s3_regions_fini(&r);
+
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  pm_sbuf sb;
+  pm__sbuf_init(&sb, 4096);
+  cr_assert_eq(pm__s3_url(&cfg, "data", "k", "", "eu-west-3", &sb), 0);
+  cr_assert_str_eq(pm__sbuf_str(&sb), "https://data.s3.eu-west-3.amazonaws.com/k");
+  pm__sbuf_free(&sb);
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  pm__sbuf_init(&sb, 4096);
+  cr_assert_eq(pm__s3_url(&cfg, "data", "k", "", "eu-west-3", &sb), 0);
+  cr_assert_str_eq(pm__sbuf_str(&sb), "http://127.0.0.1:9000/data/k",
+                   "a custom endpoint serves every region");
+  pm__sbuf_free(&sb);
   pm__s3_config_free(&cfg);
 }
