@@ -21,12 +21,22 @@ static uint64_t deadline_of(const pm_mesh *mesh) {
                             1000000u;
 }
 
+/* Does a fabric address speak the protocol of ours: the same scheme, the
+ * part up to its first '-' (transport/fabric_int.h)? */
+static bool same_fabric_scheme(const pm_mesh *mesh, const char *theirs) {
+  const char *ours = (const char *)mesh->meta.fabric_addr;
+  size_t n = 0;
+  while (n < mesh->meta.fabric_len && ours[n] != '-')
+    n++;
+  return n < mesh->meta.fabric_len && strncmp(theirs, ours, n + 1) == 0;
+}
+
 /* The transport and address to reach member i of the view: fabric when
- * both ends speak it, tcp otherwise. */
+ * both ends speak it (the same version of it), tcp otherwise. */
 pm_transport *pm__mesh_route(pm_mesh *mesh, const pm_view *v, size_t i,
                             const char **addr) {
   const pm_view_peer *p = &v->peers[i];
-  if (mesh->fabric && p->fabric[0]) {
+  if (mesh->fabric && p->fabric[0] && same_fabric_scheme(mesh, p->fabric)) {
     *addr = p->fabric;
     return mesh->fabric;
   }

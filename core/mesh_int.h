@@ -56,7 +56,8 @@ pm_view *pm__mesh_view(pm_mesh *mesh);
 void pm__mesh_view_release(pm_view *view);
 
 /* The transport and address to reach member i of the view: fabric when
- * both ends speak it, tcp otherwise; NULL if it advertises neither. */
+ * both ends speak the same version of it (the scheme of the address),
+ * tcp otherwise; NULL if it advertises neither. */
 pm_transport *pm__mesh_route(pm_mesh *mesh, const pm_view *v, size_t i,
                              const char **addr);
 

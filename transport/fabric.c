@@ -147,11 +147,11 @@ static void fabric_fini(pm_transport *self) {
 
 static int fabric_address(pm_transport *self, char *out, size_t out_size) {
   pm_fabric *f = from(self);
-  size_t len = strlen(f->self_hex);
+  size_t len = strlen(PM_FABRIC_ADDR_SCHEME) + strlen(f->self_hex);
   if (len + 1 > out_size)
     return pm__errf(PM_ETOOBIG, "fabric: address needs %zu bytes, have %zu",
                     len + 1, out_size);
-  memcpy(out, f->self_hex, len + 1);
+  snprintf(out, out_size, "%s%s", PM_FABRIC_ADDR_SCHEME, f->self_hex);
   return 0;
 }
 

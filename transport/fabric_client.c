@@ -138,12 +138,15 @@ ssize_t pm_fabric_get_page(pm_transport *self, const char *addr,
   pm_fabric *f = from(self);
   if (!addr || !req || !dst)
     return pm__errf(PM_EINVAL, "fabric get_page: NULL argument");
+  const char *hex = NULL;
   int rc = check_request(req, "get_page");
+  if (!rc)
+    rc = pm_fabric_advertised(addr, &hex);
   if (!rc)
     rc = enter(f);
   if (rc)
     return rc;
-  ssize_t result = pm_fabric_fetch(f, addr, req, dst, dst_len, deadline_ns);
+  ssize_t result = pm_fabric_fetch(f, hex, req, dst, dst_len, deadline_ns);
   if (result == PM_ETIMEDOUT)
     atomic_fetch_add(&f->stats.timeouts, 1);
   leave(f);
@@ -200,10 +203,13 @@ int pm_fabric_put_page(pm_transport *self, const char *addr,
   if (rc)
     return rc;
   fi_addr_t peer;
-  rc = pm_fabric_peer_resolve(f, addr, &peer);
+  const char *hex = NULL;
+  rc = pm_fabric_advertised(addr, &hex);
+  if (!rc)
+    rc = pm_fabric_peer_resolve(f, hex, &peer);
   if (!rc) {
     atomic_fetch_add(&f->stats.puts_sent, 1);
-    rc = push(f, addr, peer, req, data, length, deadline_ns);
+    rc = push(f, hex, peer, req, data, length, deadline_ns);
   }
   if (rc == PM_ETIMEDOUT)
     atomic_fetch_add(&f->stats.timeouts, 1);

@@ -380,6 +380,23 @@ static int insert_peer(pm_fabric *f, const char *hex, unsigned bucket,
   return 0;
 }
 
+int pm_fabric_advertised(const char *addr, const char **hex) {
+  size_t n = strlen(PM_FABRIC_ADDR_SCHEME);
+  if (strncmp(addr, PM_FABRIC_ADDR_SCHEME, n) == 0) {
+    *hex = addr + n;
+    return 0;
+  }
+  size_t scheme = strcspn(addr, "-");
+  if (addr[scheme] == '-' && scheme < 16 && !strncmp(addr, "pmf", 3))
+    return pm__errf(PM_EPROTO,
+                    "fabric: the peer speaks protocol %.*s, this peer %.*s",
+                    (int)scheme, addr, (int)n - 1, PM_FABRIC_ADDR_SCHEME);
+  return pm__errf(PM_EPROTO,
+                  "fabric: \"%.24s\" is not a fabric address of protocol "
+                  "%.*s",
+                  addr, (int)n - 1, PM_FABRIC_ADDR_SCHEME);
+}
+
 int pm_fabric_peer_resolve(pm_fabric *f, const char *hex, fi_addr_t *out) {
   unsigned bucket = bucket_of(hex);
   int rc = 0;

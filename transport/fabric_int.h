@@ -381,9 +381,20 @@ int pm_fabric_buf_register(pm_fabric *f, pm_fabric_buf *buf, void *data,
 int pm_fabric_buf_rekey(pm_fabric *f, pm_fabric_buf *buf);
 void pm_fabric_buf_unregister(pm_fabric_buf *buf);
 void pm_fabric_buf_free(pm_fabric_buf *buf);
-/* The fi_addr of a peer by its advertised (hex) address, inserting it into
- * the address vector the first time. */
+/* The fi_addr of a peer by its (hex) address, inserting it into the
+ * address vector the first time. */
 int pm_fabric_peer_resolve(pm_fabric *f, const char *hex, fi_addr_t *out);
+
+/* The advertised address of a transport is PM_FABRIC_ADDR_SCHEME followed
+ * by the hex of its raw address. The scheme names the version of the
+ * protocol (the messages, the trailer and their rules): a peer of another
+ * version is refused at once, as is an address of another form, instead
+ * of waiting for answers that would never come. Bump the number with any
+ * change of the wire format. */
+#define PM_FABRIC_ADDR_SCHEME "pmf1-"
+/* The hex part of an advertised address; PM_EPROTO with detail if it is
+ * not of this version. */
+int pm_fabric_advertised(const char *addr, const char **hex);
 void pm_fabric_peers_clear(pm_fabric *f);
 
 /* ---- fabric_progress.c ---------------------------------------------------- */
@@ -468,7 +479,8 @@ int pm_fabric_put_page(pm_transport *self, const char *addr,
                        const pm_page_request *req, const void *data,
                        size_t length, uint64_t deadline_ns);
 /* The GET exchange shared by get_page and the PUT pull: fetch into dst and
- * verify against the server's checksum. */
+ * verify against the server's checksum. addr: the peer's hex address
+ * (without PM_FABRIC_ADDR_SCHEME). */
 ssize_t pm_fabric_fetch(pm_fabric *f, const char *addr,
                         const pm_page_request *req, void *dst,
                         size_t dst_len, uint64_t deadline_ns);

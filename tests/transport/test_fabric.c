@@ -175,6 +175,25 @@ Test(fabric, bad_addresses_fail_cleanly) {
   char small[8];
   cr_assert_eq(p.client->methods->address(p.client, small, sizeof small),
                PM_ETOOBIG);
+  /* A peer of another protocol version (or one from before versions were
+   * advertised) is refused at once, not after the deadline. */
+  cr_assert(strncmp(p.server_addr, PM_FABRIC_ADDR_SCHEME,
+                    strlen(PM_FABRIC_ADDR_SCHEME)) == 0);
+  char other[PM_ADDR_MAX];
+  snprintf(other, sizeof other, "pmf9-%s",
+           p.server_addr + strlen(PM_FABRIC_ADDR_SCHEME));
+  const char *versions[] = {other, p.server_addr +
+                                       strlen(PM_FABRIC_ADDR_SCHEME)};
+  for (unsigned i = 0; i < PM_ARRAY_SIZE(versions); i++) {
+    ssize_t n = p.client->methods->get_page(p.client, versions[i], &req, buf,
+                                            sizeof buf,
+                                            pm__now_ns() + 60 * SEC_NS);
+    cr_assert_eq(n, PM_EPROTO, "%s: %s", versions[i], pm__errmsg());
+    n = p.client->methods->put_page(p.client, versions[i], &req, buf, 64,
+                                    pm__now_ns() + 60 * SEC_NS);
+    cr_assert_eq(n, PM_EPROTO, "%s: %s", versions[i], pm__errmsg());
+  }
+  cr_assert(strstr(pm__errmsg(), "pmf1"), "%s", pm__errmsg());
   pair_close(&p);
 }
 

@@ -261,7 +261,10 @@ static inline void raw_open(raw_peer *p) {
   cr_assert_eq(fi_enable(p->ep), 0);
 }
 
-static inline fi_addr_t raw_insert(raw_peer *p, const char *hex) {
+/* Insert a transport's advertised address (see PM_FABRIC_ADDR_SCHEME). */
+static inline fi_addr_t raw_insert(raw_peer *p, const char *advertised) {
+  const char *hex;
+  cr_assert_eq(pm_fabric_advertised(advertised, &hex), 0);
   uint8_t raw[PM_FABRIC_RAWADDR_MAX];
   ssize_t len = pm_fabric_hex_decode(hex, raw, sizeof raw);
   cr_assert_gt(len, 0);
