@@ -19,6 +19,7 @@ from harness import util  # noqa: E402
 # tests only use 127.0.0.0/8; a CI machine may be an EC2 instance). The
 # tests of that path set AWS_EC2_METADATA_SERVICE_ENDPOINT and clear this.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("NO_GCE_CHECK", "true")  # and no GCE metadata server
 
 
 @pytest.fixture(scope="session")

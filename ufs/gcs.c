@@ -11,12 +11,16 @@
  * signed AWS4-HMAC-SHA256 as GCS's interoperability mode accepts them
  * (region "auto", service "s3"); an OAuth 2.0 access token
  * (GOOGLE_OAUTH_ACCESS_TOKEN, else CLOUDSDK_AUTH_ACCESS_TOKEN, as gcloud
- * names it) sent as a bearer token; else anonymous requests, which public
- * buckets answer. Tokens expire (about an hour): whoever starts the peer
- * refreshes the variable and restarts it.
+ * names it) sent as a bearer token (such a token expires in about an
+ * hour: whoever starts the peer refreshes the variable and restarts it);
+ * else, on a GCE instance (or with GCE_METADATA_HOST), the token of the
+ * instance's service account from the metadata server, renewed before it
+ * expires; else anonymous requests, which public buckets answer.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ufs/s3_int.h"
 
@@ -57,6 +61,50 @@ static int load_hmac(pm_s3_config *cfg, bool *found) {
   return pm__s3_config_set(&cfg->cred_source, "HMAC key from GCS_HMAC_*");
 }
 
+/* Is this a Google Compute Engine instance (GKE nodes are)? */
+static bool on_gce(void) {
+  static const char *const files[] = {"/sys/class/dmi/id/product_name",
+                                      "/sys/class/dmi/id/sys_vendor"};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(files); i++) {
+    char text[64] = "";
+    FILE *f = fopen(files[i], "re");
+    if (!f)
+      continue;
+    bool gce = fgets(text, sizeof text, f) &&
+               (!strncmp(text, "Google Compute Engine", 21) ||
+                !strncmp(text, "Google", 6));
+    fclose(f);
+    if (gce)
+      return true;
+  }
+  return false;
+}
+
+/* No key and no token given: the instance's service account, whose
+ * tokens the metadata server hands out (fetched and renewed by requests,
+ * ufs/s3_creds.c), where there is one: GCE_METADATA_HOST ("host[:port]",
+ * as the Google libraries read it), or on GCE, unless NO_GCE_CHECK=true.
+ * Else anonymous. */
+static int load_metadata_server(pm_s3_config *cfg) {
+  const char *off = pm__ufs_env("NO_GCE_CHECK");
+  const char *host = pm__ufs_env("GCE_METADATA_HOST");
+  if ((off && !strcasecmp(off, "true")) || (!host && !on_gce()))
+    return pm__s3_config_set(&cfg->cred_source, "anonymous");
+  if (!host)
+    host = "metadata.google.internal";
+  if (strlen(host) > 255 || strpbrk(host, "/?#@ "))
+    return pm__errf(PM_ECONFIG, "GCE_METADATA_HOST: \"%.64s\" is not "
+                                "host[:port]", host);
+  char base[300], source[340];
+  snprintf(base, sizeof base, "http://%s", host);
+  snprintf(source, sizeof source, "the service account (%s)", base);
+  cfg->cred_kind = PM_S3_CREDS_GCE;
+  if (pm__s3_config_set(&cfg->imds_endpoint, base) ||
+      pm__s3_config_set(&cfg->cred_source, source) || pm__s3_fetched_new(cfg))
+    return pm__errf(PM_ENOMEM, "gcs config: out of memory");
+  return 0;
+}
+
 static int load_credentials(pm_s3_config *cfg) {
   bool hmac;
   int rc = load_hmac(cfg, &hmac);
@@ -72,7 +120,7 @@ static int load_credentials(pm_s3_config *cfg) {
       return PM_ENOMEM;
     return pm__s3_config_set(&cfg->cred_source, token_vars[i]);
   }
-  return pm__s3_config_set(&cfg->cred_source, "anonymous");
+  return load_metadata_server(cfg);
 }
 
 int pm__gcs_config_load(pm_s3_config *cfg) {

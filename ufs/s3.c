@@ -79,8 +79,8 @@ static int build_headers(const s3_ufs *s3, const pm_s3_keys *keys,
   if (!rc && keys->access_key && keys->session_token)
     rc = pm__http_add_header(list, "x-amz-security-token",
                              keys->session_token);
-  if (!rc && !keys->access_key && s3->cfg.bearer_token)
-    rc = pm__http_add_bearer(list, s3->cfg.bearer_token);
+  if (!rc && !keys->access_key && keys->bearer)
+    rc = pm__http_add_bearer(list, keys->bearer);
   if (!rc && call->range)
     rc = pm__http_add_header(list, "Range", call->range);
   if (!rc && call->if_match)

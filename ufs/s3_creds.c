@@ -2,8 +2,9 @@
  * ufs/s3_creds.c - S3 keys as each request gets them (pm__s3_keys_get),
  * including keys that come from elsewhere and expire: the
  * credential_process of an AWS profile (a command that prints JSON, run
- * as the AWS CLI runs it, through the shell) and the role of an EC2
- * instance through IMDSv2. Those are fetched by the first request that
+ * as the AWS CLI runs it, through the shell), the role of an EC2
+ * instance through IMDSv2, and (GCS) the access token of a GCE instance's
+ * service account from its metadata server. Those are fetched by the first request that
  * needs them and fetched again once they are within REFRESH_NS of their
  * expiry; one thread fetches while the others wait for it. A failed fetch
  * while the old keys are still valid keeps them (and is logged); once they
@@ -69,6 +70,7 @@ void pm__s3_keys_free(pm_s3_keys *keys) {
   pm__ufs_free_secret(&keys->access_key);
   pm__ufs_free_secret(&keys->secret_key);
   pm__ufs_free_secret(&keys->session_token);
+  pm__ufs_free_secret(&keys->bearer);
 }
 
 /* ---- what a source says ------------------------------------------------- */
@@ -202,15 +204,17 @@ static int fetch_process(const char *command, pm_s3_keys *keys,
   return rc;
 }
 
-/* ---- IMDSv2 ----------------------------------------------------------- */
+/* ---- instance metadata services ----------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t count, void *arg) {
   return pm__sbuf_append(arg, data, size * count) ? 0 : size * count;
 }
 
-/* One call to the metadata service; *status is its HTTP status. */
-static int imds_call(const char *base, const char *path, const char *token,
-                     pm_sbuf *body, long *status) {
+/* One call to a metadata service (a GET, or a PUT with put set) with one
+ * header; *status is its HTTP status. Never through a proxy. */
+static int metadata_call(const char *base, const char *path, bool put,
+                         const char *header, const char *value,
+                         pm_sbuf *body, long *status) {
   CURL *c = curl_easy_init();
   if (!c)
     return pm__errf(PM_ENOMEM, "out of memory");
@@ -219,11 +223,8 @@ static int imds_call(const char *base, const char *path, const char *token,
   pm__sbuf_printf(&url, "%s%s", base, path);
   struct curl_slist *headers = NULL;
   int rc = url.err;
-  if (!rc && token)
-    rc = pm__http_add_header(&headers, "X-aws-ec2-metadata-token", token);
-  else if (!rc)
-    rc = pm__http_add_header(&headers, "X-aws-ec2-metadata-token-ttl-seconds",
-                             IMDS_TOKEN_TTL);
+  if (!rc)
+    rc = pm__http_add_header(&headers, header, value);
   if (rc) {
     rc = pm__errf(rc, "cannot build the request");
     goto out;
@@ -236,7 +237,7 @@ static int imds_call(const char *base, const char *path, const char *token,
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)IMDS_TIMEOUT_MS);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-  if (!token) {
+  if (put) {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
   }
@@ -252,6 +253,16 @@ out:
   pm__sbuf_free(&url);
   curl_easy_cleanup(c);
   return rc;
+}
+
+/* IMDSv2: a session token first, then calls that carry it. */
+static int imds_call(const char *base, const char *path, const char *token,
+                     pm_sbuf *body, long *status) {
+  return token ? metadata_call(base, path, false, "X-aws-ec2-metadata-token",
+                               token, body, status)
+               : metadata_call(base, path, true,
+                               "X-aws-ec2-metadata-token-ttl-seconds",
+                               IMDS_TOKEN_TTL, body, status);
 }
 
 /* Keys of the instance's role; none (and 0) if it has no role. */
@@ -305,12 +316,66 @@ out:
   return rc;
 }
 
+int pm__gce_parse_token(const char *text, size_t length, pm_s3_keys *keys,
+                        int64_t *expires_in_s) {
+  json_error_t jerr;
+  json_t *root = json_loadb(text, length, 0, &jerr);
+  int rc = 0;
+  const char *token = json_is_object(root)
+                          ? json_text(root, "access_token") : NULL;
+  json_t *expires = json_is_object(root)
+                        ? json_object_get(root, "expires_in") : NULL;
+  if (!json_is_object(root))
+    rc = pm__errf(PM_EPROTO, "not a JSON object (%s)", jerr.text);
+  else if (!token || strlen(token) >= PM_S3_VALUE_MAX ||
+           strcspn(token, "\r\n") != strlen(token))
+    rc = pm__errf(PM_EPROTO, "no usable access_token");
+  else if (!json_is_integer(expires) || json_integer_value(expires) <= 0)
+    rc = pm__errf(PM_EPROTO, "expires_in must be a positive integer");
+  else if (pm__s3_config_set(&keys->bearer, token))
+    rc = pm__errf(PM_ENOMEM, "out of memory");
+  else
+    *expires_in_s = (int64_t)PM_MIN(json_integer_value(expires),
+                                    (json_int_t)(24 * 3600));
+  json_decref(root);
+  return rc;
+}
+
+/* The access token of the instance's default service account (GCE, GKE
+ * metadata server); none (and 0) without a service account. */
+static int fetch_gce(const char *base, pm_s3_keys *keys,
+                     int64_t *expires_ns) {
+  pm_sbuf body;
+  pm__sbuf_init(&body, OUTPUT_MAX);
+  long status = 0;
+  int rc = metadata_call(base,
+                         "/computeMetadata/v1/instance/service-accounts/"
+                         "default/token",
+                         false, "Metadata-Flavor", "Google", &body, &status);
+  int64_t expires_in = 0;
+  if (!rc && status == 404)
+    *expires_ns = pm__wall_ns() + NO_ROLE_RETRY_NS;
+  else if (!rc && status != 200)
+    rc = pm__errf(PM_EACCES, "token: HTTP %ld", status);
+  else if (!rc)
+    rc = pm__gce_parse_token(body.data ? body.data : "", body.len, keys,
+                             &expires_in);
+  if (!rc && status == 200)
+    *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
+  if (body.data)
+    explicit_bzero(body.data, body.len);
+  pm__sbuf_free(&body);
+  return rc;
+}
+
 /* ---- keys for a request ---------------------------------------------- */
 
 static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
   int rc = cfg->cred_kind == PM_S3_CREDS_PROCESS
                ? fetch_process(cfg->cred_process, keys, expires_ns)
-               : fetch_imds(cfg->imds_endpoint, keys, expires_ns);
+           : cfg->cred_kind == PM_S3_CREDS_IMDS
+               ? fetch_imds(cfg->imds_endpoint, keys, expires_ns)
+               : fetch_gce(cfg->imds_endpoint, keys, expires_ns);
   if (!rc)
     return 0;
   char why[PM_ERRMSG_MAX];
@@ -341,14 +406,18 @@ static int refresh_locked(pm_s3_config *cfg) {
   pm__ufs_free_secret(&cfg->access_key);
   pm__ufs_free_secret(&cfg->secret_key);
   pm__ufs_free_secret(&cfg->session_token);
+  pm__ufs_free_secret(&cfg->bearer_token);
   cfg->access_key = fresh.access_key;
   cfg->secret_key = fresh.secret_key;
   cfg->session_token = fresh.session_token;
+  cfg->bearer_token = fresh.bearer;
   f->have = true;
   f->expires_ns = expires;
   PM_LOG(PM_LOG_INFO, "s3", "credentials from %s: %s", cfg->cred_source,
-         cfg->access_key ? "fetched" : "none (the instance has no role): "
-                                       "requests are anonymous");
+         cfg->access_key || cfg->bearer_token
+             ? "fetched"
+             : "none (the instance has no role or service account): "
+               "requests are anonymous");
   return 0;
 }
 
@@ -365,6 +434,9 @@ int pm__s3_keys_get(pm_s3_config *cfg, pm_s3_keys *out) {
        (cfg->session_token &&
         pm__s3_config_set(&out->session_token, cfg->session_token))))
     rc = pm__errf(PM_ENOMEM, "out of memory for the S3 keys");
+  if (!rc && !cfg->access_key && cfg->bearer_token &&
+      pm__s3_config_set(&out->bearer, cfg->bearer_token))
+    rc = pm__errf(PM_ENOMEM, "out of memory for the token");
   if (cfg->fetched)
     pthread_mutex_unlock(&cfg->fetched->lock);
   if (rc)

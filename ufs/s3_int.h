@@ -26,6 +26,7 @@ typedef enum pm_s3_cred_kind {
   PM_S3_CREDS_FIXED = 0, /* environment, files, or none (anonymous) */
   PM_S3_CREDS_PROCESS,   /* credential_process of the profile */
   PM_S3_CREDS_IMDS,      /* the EC2 instance's role (IMDSv2) */
+  PM_S3_CREDS_GCE,       /* a GCE service account's token (GCS) */
 } pm_s3_cred_kind;
 
 typedef struct pm_s3_fetched pm_s3_fetched;
@@ -48,7 +49,8 @@ typedef struct pm_s3_config {
    * are then set and replaced under fetched->lock. */
   pm_s3_cred_kind cred_kind;
   char *cred_process;  /* PM_S3_CREDS_PROCESS: the command */
-  char *imds_endpoint; /* PM_S3_CREDS_IMDS: "http://169.254.169.254" */
+  char *imds_endpoint; /* IMDS: "http://169.254.169.254"; GCE:
+                          "http://metadata.google.internal" */
   pm_s3_fetched *fetched; /* NULL for keys that never change */
 } pm_s3_config;
 
@@ -109,6 +111,7 @@ int pm__s3_url(const pm_s3_config *cfg, const char *bucket, const char *key,
  * NULL: send it unsigned. */
 typedef struct pm_s3_keys {
   char *access_key, *secret_key, *session_token;
+  char *bearer; /* an OAuth token sent instead of signing (GCS), or NULL */
 } pm_s3_keys;
 
 /* The keys for a request now: fixed ones, or fetched ones (fetched first,
@@ -128,6 +131,11 @@ void pm__s3_fetched_free(pm_s3_config *cfg);
  * detail for anything else, PM_ENOMEM. */
 int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
                        pm_s3_keys *keys, int64_t *expires_ns);
+/* Decode a GCE metadata server's token answer ({"access_token": ...,
+ * "expires_in": seconds, ...}) into keys->bearer and *expires_in_s
+ * (capped at a day). Network input: PM_EPROTO with detail, PM_ENOMEM. */
+int pm__gce_parse_token(const char *text, size_t length, pm_s3_keys *keys,
+                        int64_t *expires_in_s);
 
 /* ---- XML answers (ufs/s3_xml.c) --------------------------------------------
  */

@@ -6,7 +6,7 @@ developer's shell may hold, so that only what a test sets is seen."""
 from . import util
 
 PREFIXES = ("AZURE_", "HF_", "HUGGING_FACE_", "GCS_", "GOOGLE_", "CLOUDSDK_",
-            "STORAGE_EMULATOR_HOST")
+            "STORAGE_EMULATOR_HOST", "GCE_")
 
 
 def clean_env(home, **extra):

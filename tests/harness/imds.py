@@ -1,6 +1,7 @@
-"""A stand-in for the EC2 instance metadata service (IMDSv2) on 127.0.0.1,
-for the S3 connector's instance-role credentials: what an instance with a
-role answers, and nothing more.
+"""Stand-ins for instance metadata services on 127.0.0.1: EC2's (IMDSv2),
+for the S3 connector's instance-role credentials, and GCE's, for a GCS
+service account's token (GCEMetadata, below): what an instance answers,
+and nothing more.
 
     PUT /latest/api/token          (X-aws-ec2-metadata-token-ttl-seconds)
     GET /latest/meta-data/iam/security-credentials/        -> role name
@@ -99,4 +100,61 @@ class _Handler(BaseHTTPRequestHandler):
         body = dict(imds.keys, Code="Success", Type="AWS-HMAC",
                     LastUpdated=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     Expiration=expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+
+class GCEMetadata:
+    """A stand-in for a GCE instance's metadata server on 127.0.0.1: the
+    access token of the default service account, at
+    GET /computeMetadata/v1/instance/service-accounts/default/token, only
+    with "Metadata-Flavor: Google" (403 without, as GCE answers). ``token``
+    None: an instance without a service account (404). ``host`` is what
+    GCE_METADATA_HOST takes; ``calls`` counts token requests."""
+
+    PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+
+    def __init__(self, token, expires_in=3599):
+        self.token = token
+        self.expires_in = expires_in
+        self.calls = 0
+        self.server = None
+
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.server.server_address[1]
+
+    def __enter__(self):
+        md = self
+
+        class Handler(_GCEHandler):
+            pass
+        Handler.md = md
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _GCEHandler(_Handler):
+    md = None
+
+    def do_GET(self):
+        md = self.md
+        if self.path != GCEMetadata.PATH:
+            self._send(404)
+            return
+        md.calls += 1
+        if self.headers.get("Metadata-Flavor") != "Google":
+            self._send(403)
+            return
+        if md.token is None:
+            self._send(404)
+            return
+        body = {"access_token": md.token, "expires_in": md.expires_in,
+                "token_type": "Bearer"}
         self._send(200, json.dumps(body).encode(), "application/json")

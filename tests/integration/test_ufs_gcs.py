@@ -13,6 +13,7 @@ import random
 import pytest
 
 from harness.cloud_env import blank, clean_env
+from harness.imds import GCEMetadata
 from harness.keepalive_proxy import OriginProxy
 from harness.pagemesh_cli import PagemeshCLI
 from harness.s3server import S3Server
@@ -120,6 +121,30 @@ def test_bearer_token_is_sent_instead_of_signing(driver, proxy):
     gcloud.error("stat", gs("data/blob.bin"))
     assert proxy.stats()["recent"][-1]["headers"]["authorization"] == \
         "Bearer ya29.gcloud"
+
+
+def test_service_account_token_from_the_metadata_server(driver, proxy):
+    """No key and no token given, on a GCE instance: the token of its
+    service account comes from the metadata server, once per process (it
+    lives an hour), and is sent as the bearer token."""
+    # moto knows no OAuth (it answers 500): only what is sent is checked.
+    with GCEMetadata("ya29.from-metadata") as md:
+        sa = driver.with_env(GCS_HMAC_ACCESS_ID=None, GCS_HMAC_SECRET=None,
+                             NO_GCE_CHECK=None, GCE_METADATA_HOST=md.host,
+                             PAGEMESH_ORIGIN_RETRIES=0)
+        sa.error("list", gs("many/"))
+        headers = proxy.stats()["recent"][-1]["headers"]
+        assert headers["authorization"] == "Bearer ya29.from-metadata"
+        assert "x-amz-content-sha256" not in headers
+        assert md.calls == 1
+        # An instance without a service account: anonymous requests.
+        md.token = None
+        sa.error("stat", gs("data/blob.bin"))
+        assert "authorization" not in proxy.stats()["recent"][-1]["headers"]
+        # NO_GCE_CHECK=true: the metadata server is not asked.
+        calls = md.calls
+        sa.with_env(NO_GCE_CHECK="true").error("stat", gs("data/blob.bin"))
+        assert md.calls == calls
 
 
 def test_storage_emulator_host_without_scheme(driver, proxy):

@@ -16,9 +16,10 @@ static void clear_env(void) {
       "GCS_ENDPOINT_URL",          "STORAGE_EMULATOR_HOST",
       "GCS_HMAC_ACCESS_ID",        "GCS_HMAC_SECRET",
       "GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN",
-      "PAGEMESH_GCS_MAX_KEYS"};
+      "PAGEMESH_GCS_MAX_KEYS",     "GCE_METADATA_HOST"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
+  setenv("NO_GCE_CHECK", "true", 1); /* this machine may be on GCE */
 }
 
 TestSuite(gcs, .init = clear_env, .timeout = 10);
@@ -144,4 +145,29 @@ Test(gcs, the_registry_routes_gs_and_gcs_to_gcs) {
   cr_assert(strstr(pm__errmsg(), "gs://") && strstr(pm__errmsg(), "hf://"),
             "%s", pm__errmsg());
   pm__ufs_set_close(set);
+}
+
+Test(gcs, the_service_account_only_where_there_is_a_metadata_server) {
+  pm_s3_config cfg;
+  setenv("GCE_METADATA_HOST", "127.0.0.1:1", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.cred_source, "anonymous", "NO_GCE_CHECK=true");
+  pm__s3_config_free(&cfg);
+  unsetenv("NO_GCE_CHECK");
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_GCE);
+  cr_assert_str_eq(cfg.imds_endpoint, "http://127.0.0.1:1");
+  cr_assert(strstr(cfg.cred_source, "service account"));
+  cr_assert_null(cfg.bearer_token, "fetched by the first request");
+  pm__s3_config_free(&cfg);
+  setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.given", 1); /* a given one wins */
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  cr_assert_str_eq(cfg.bearer_token, "ya29.given");
+  pm__s3_config_free(&cfg);
+  unsetenv("GOOGLE_OAUTH_ACCESS_TOKEN");
+  setenv("GCE_METADATA_HOST", "http://127.0.0.1/x", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "GCE_METADATA_HOST"), "%s", pm__errmsg());
+  setenv("NO_GCE_CHECK", "true", 1);
 }
