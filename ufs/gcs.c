@@ -61,25 +61,6 @@ static int load_hmac(pm_s3_config *cfg, bool *found) {
   return pm__s3_config_set(&cfg->cred_source, "HMAC key from GCS_HMAC_*");
 }
 
-/* Is this a Google Compute Engine instance (GKE nodes are)? */
-static bool on_gce(void) {
-  static const char *const files[] = {"/sys/class/dmi/id/product_name",
-                                      "/sys/class/dmi/id/sys_vendor"};
-  for (size_t i = 0; i < PM_ARRAY_SIZE(files); i++) {
-    char text[64] = "";
-    FILE *f = fopen(files[i], "re");
-    if (!f)
-      continue;
-    bool gce = fgets(text, sizeof text, f) &&
-               (!strncmp(text, "Google Compute Engine", 21) ||
-                !strncmp(text, "Google", 6));
-    fclose(f);
-    if (gce)
-      return true;
-  }
-  return false;
-}
-
 /* No key and no token given: the instance's service account, whose
  * tokens the metadata server hands out (fetched and renewed by requests,
  * ufs/s3_creds.c), where there is one: GCE_METADATA_HOST ("host[:port]",
@@ -88,7 +69,8 @@ static bool on_gce(void) {
 static int load_metadata_server(pm_s3_config *cfg) {
   const char *off = pm__ufs_env("NO_GCE_CHECK");
   const char *host = pm__ufs_env("GCE_METADATA_HOST");
-  if ((off && !strcasecmp(off, "true")) || (!host && !on_gce()))
+  if ((off && !strcasecmp(off, "true")) ||
+      (!host && !pm__ufs_cloud_is("Google")))
     return pm__s3_config_set(&cfg->cred_source, "anonymous");
   if (!host)
     host = "metadata.google.internal";

@@ -451,25 +451,6 @@ out:
   return rc;
 }
 
-/* Is this an EC2 instance? (What the hypervisor tells the guest.) */
-static bool on_ec2(void) {
-  static const char *const files[] = {"/sys/class/dmi/id/sys_vendor",
-                                      "/sys/class/dmi/id/board_vendor",
-                                      "/sys/hypervisor/uuid"};
-  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-    char text[64] = "";
-    FILE *f = fopen(files[i], "re");
-    if (!f)
-      continue;
-    bool ec2 = fgets(text, sizeof text, f) &&
-               (!strncmp(text, "Amazon EC2", 10) || !strncmp(text, "ec2", 3));
-    fclose(f);
-    if (ec2)
-      return true;
-  }
-  return false;
-}
-
 /* No keys configured: the instance's role if there is a metadata service
  * to ask (AWS_EC2_METADATA_SERVICE_ENDPOINT, or on EC2, unless
  * AWS_EC2_METADATA_DISABLED=true), else anonymous. */
@@ -477,7 +458,8 @@ static int creds_from_instance(pm_s3_config *cfg) {
   const char *disabled = pm__ufs_env("AWS_EC2_METADATA_DISABLED");
   const char *endpoint = pm__ufs_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
   if ((disabled && !strcasecmp(disabled, "true")) ||
-      (!endpoint && !on_ec2()))
+      (!endpoint && !pm__ufs_cloud_is("Amazon EC2") &&
+       !pm__ufs_cloud_is("ec2")))
     return pm__s3_config_set(&cfg->cred_source, "anonymous");
   if (!endpoint)
     endpoint = "http://169.254.169.254";

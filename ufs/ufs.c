@@ -61,6 +61,24 @@ bool pm__ufs_home_path(char *out, size_t size, const char *path,
   return n > 0 && (size_t)n < size;
 }
 
+bool pm__ufs_cloud_is(const char *prefix) {
+  static const char *const files[] = {
+      "/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/board_vendor",
+      "/sys/class/dmi/id/product_name", "/sys/hypervisor/uuid"};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(files); i++) {
+    char text[64] = "";
+    FILE *f = fopen(files[i], "re");
+    if (!f)
+      continue;
+    bool match = fgets(text, sizeof text, f) &&
+                 !strncmp(text, prefix, strlen(prefix));
+    fclose(f);
+    if (match)
+      return true;
+  }
+  return false;
+}
+
 void pm__ufs_free_secret(char **s) {
   if (*s) {
     explicit_bzero(*s, strlen(*s));

@@ -23,25 +23,16 @@ _TOKEN = "imds-token-for-tests"
 _CREDS = "/latest/meta-data/iam/security-credentials/"
 
 
-class IMDS:
-    def __init__(self, keys, role="pm-instance-role", lifetime_s=6 * 3600):
-        self.keys = keys          # AccessKeyId, SecretAccessKey, Token
-        self.role = role          # None: an instance without a role
-        self.lifetime_s = lifetime_s
-        self.calls = {}
-        self.server = None
+class _Service:
+    """A metadata service on 127.0.0.1 in a thread of the test process; a
+    context manager. Subclasses name their request handler (whose
+    ``service`` is the instance)."""
 
-    @property
-    def endpoint(self):
-        return "http://127.0.0.1:%d" % self.server.server_address[1]
+    handler = None
 
     def __enter__(self):
-        imds = self
-
-        class Handler(_Handler):
-            pass
-        Handler.imds = imds
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        handler = type("Handler", (self.handler,), {"service": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever,
                          daemon=True).start()
@@ -51,10 +42,28 @@ class IMDS:
         self.server.shutdown()
         self.server.server_close()
 
+    @property
+    def host(self):
+        return "127.0.0.1:%d" % self.server.server_address[1]
+
+    @property
+    def endpoint(self):
+        return "http://" + self.host
+
+
+class IMDS(_Service):
+    def __init__(self, keys, role="pm-instance-role", lifetime_s=6 * 3600):
+        self.keys = keys          # AccessKeyId, SecretAccessKey, Token
+        self.role = role          # None: an instance without a role
+        self.lifetime_s = lifetime_s
+        self.calls = {}
+        self.server = None
+        self.handler = _Handler
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    imds = None
+    service = None
 
     def log_message(self, *args):
         pass
@@ -68,7 +77,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _count(self):
         key = "%s %s" % (self.command, self.path)
-        self.imds.calls[key] = self.imds.calls.get(key, 0) + 1
+        self.service.calls[key] = self.service.calls.get(key, 0) + 1
 
     def do_PUT(self):
         self._count()
@@ -85,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-aws-ec2-metadata-token") != _TOKEN:
             self._send(401)
             return
-        imds = self.imds
+        imds = self.service
         if self.path == _CREDS:
             if imds.role is None:
                 self._send(404)
@@ -103,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(body).encode(), "application/json")
 
 
-class GCEMetadata:
+class GCEMetadata(_Service):
     """A stand-in for a GCE instance's metadata server on 127.0.0.1: the
     access token of the default service account, at
     GET /computeMetadata/v1/instance/service-accounts/default/token, only
@@ -118,33 +127,12 @@ class GCEMetadata:
         self.expires_in = expires_in
         self.calls = 0
         self.server = None
-
-    @property
-    def host(self):
-        return "127.0.0.1:%d" % self.server.server_address[1]
-
-    def __enter__(self):
-        md = self
-
-        class Handler(_GCEHandler):
-            pass
-        Handler.md = md
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever,
-                         daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.handler = _GCEHandler
 
 
 class _GCEHandler(_Handler):
-    md = None
-
     def do_GET(self):
-        md = self.md
+        md = self.service
         if self.path != GCEMetadata.PATH:
             self._send(404)
             return
