@@ -3,10 +3,11 @@
  * including keys that come from elsewhere and expire: the
  * credential_process of an AWS profile (a command that prints JSON, run
  * as the AWS CLI runs it, through the shell), the role of an EC2
- * instance through IMDSv2, and (GCS) the access token of a GCE instance's
- * service account from its metadata server. Those are fetched by the first request that
- * needs them and fetched again once they are within REFRESH_NS of their
- * expiry; one thread fetches while the others wait for it. A failed fetch
+ * instance through IMDSv2, and (GCS) the access token of a GCE
+ * instance's service account from its metadata server. Those are fetched
+ * by the first request that needs them and fetched again once they are
+ * within REFRESH_NS of their expiry; one thread fetches while the others
+ * wait for it. A failed fetch
  * while the old keys are still valid keeps them (and is logged); once they
  * have expired, requests fail with PM_EACCES and the fetch's reason.
  */
@@ -268,7 +269,8 @@ static int imds_call(const char *base, const char *path, const char *token,
 /* Keys of the instance's role; none (and 0) if it has no role. */
 static int fetch_imds(const char *base, pm_s3_keys *keys,
                       int64_t *expires_ns) {
-  static const char creds_path[] = "/latest/meta-data/iam/security-credentials/";
+  static const char creds_path[] =
+      "/latest/meta-data/iam/security-credentials/";
   pm_sbuf token, role, body;
   pm__sbuf_init(&token, OUTPUT_MAX);
   pm__sbuf_init(&role, OUTPUT_MAX);
