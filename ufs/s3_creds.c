@@ -382,7 +382,7 @@ static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
     return 0;
   char why[PM_ERRMSG_MAX];
   snprintf(why, sizeof why, "%s", pm__errmsg());
-  return pm__errf(PM_EACCES, "S3 credentials from %s: %s", cfg->cred_source,
+  return pm__errf(PM_EACCES, "credentials from %s: %s", cfg->cred_source,
                   why);
 }
 
