@@ -184,4 +184,22 @@ int pm__etag_version(const char *raw, char out[PM_VERSION_MAX]);
  * quoted tag into out. */
 bool pm__etag_if_match(const char *version, char *out, size_t out_size);
 
+/* ---- instance metadata services (ufs/metadata.c) ---------------------- */
+
+/* One call to a metadata service at base (e.g. "http://169.254.169.254")
+ * + path: a GET, or a PUT with put set, carrying the header "name: value";
+ * *status is the HTTP status and body (capped) the answer. Never through
+ * a proxy; 1 s to connect, 5 s in all. Errors: PM_EUNREACHABLE (no
+ * answer, with curl's reason), PM_ETOOBIG (answer over body's cap),
+ * PM_ENOMEM. */
+int pm__metadata_call(const char *base, const char *path, bool put,
+                      const char *header, const char *value, pm_sbuf *body,
+                      long *status);
+/* Decode an OAuth access token answer ({"access_token": ..., "expires_in":
+ * seconds as a number, or as a string as Azure sends it, ...}) into a new
+ * *token (the caller frees it) and *expires_in_s (capped at a day).
+ * Network input: PM_EPROTO with detail for anything else, PM_ENOMEM. */
+int pm__oauth_token_parse(const char *text, size_t length, char **token,
+                          int64_t *expires_in_s);
+
 #endif /* PM_UFS_CURL_INT_H */

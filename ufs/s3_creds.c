@@ -41,8 +41,6 @@ extern char **environ;
 #define OUTPUT_MAX (64u * 1024u)
 /* How long a credential_process may run. */
 #define PROCESS_TIMEOUT_MS 60000
-#define IMDS_CONNECT_TIMEOUT_MS 1000
-#define IMDS_TIMEOUT_MS 5000
 #define IMDS_TOKEN_TTL "21600"
 
 struct pm_s3_fetched {
@@ -205,65 +203,17 @@ static int fetch_process(const char *command, pm_s3_keys *keys,
   return rc;
 }
 
-/* ---- instance metadata services ----------------------------------------- */
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg) {
-  return pm__sbuf_append(arg, data, size * count) ? 0 : size * count;
-}
-
-/* One call to a metadata service (a GET, or a PUT with put set) with one
- * header; *status is its HTTP status. Never through a proxy. */
-static int metadata_call(const char *base, const char *path, bool put,
-                         const char *header, const char *value,
-                         pm_sbuf *body, long *status) {
-  CURL *c = curl_easy_init();
-  if (!c)
-    return pm__errf(PM_ENOMEM, "out of memory");
-  pm_sbuf url;
-  pm__sbuf_init(&url, 4096);
-  pm__sbuf_printf(&url, "%s%s", base, path);
-  struct curl_slist *headers = NULL;
-  int rc = url.err;
-  if (!rc)
-    rc = pm__http_add_header(&headers, header, value);
-  if (rc) {
-    rc = pm__errf(rc, "cannot build the request");
-    goto out;
-  }
-  curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*"); /* never through a proxy */
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)IMDS_CONNECT_TIMEOUT_MS);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)IMDS_TIMEOUT_MS);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-  if (put) {
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-  }
-  CURLcode cc = curl_easy_perform(c);
-  if (cc != CURLE_OK) {
-    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s%s: %s", base,
-                  path, body->err ? "answer too long" : curl_easy_strerror(cc));
-    goto out;
-  }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-out:
-  curl_slist_free_all(headers);
-  pm__sbuf_free(&url);
-  curl_easy_cleanup(c);
-  return rc;
-}
+/* ---- IMDSv2 (calls through ufs/metadata.c) --------------------------------- */
 
 /* IMDSv2: a session token first, then calls that carry it. */
 static int imds_call(const char *base, const char *path, const char *token,
                      pm_sbuf *body, long *status) {
-  return token ? metadata_call(base, path, false, "X-aws-ec2-metadata-token",
-                               token, body, status)
-               : metadata_call(base, path, true,
-                               "X-aws-ec2-metadata-token-ttl-seconds",
-                               IMDS_TOKEN_TTL, body, status);
+  if (token)
+    return pm__metadata_call(base, path, false, "X-aws-ec2-metadata-token",
+                             token, body, status);
+  return pm__metadata_call(base, path, true,
+                           "X-aws-ec2-metadata-token-ttl-seconds",
+                           IMDS_TOKEN_TTL, body, status);
 }
 
 /* Keys of the instance's role; none (and 0) if it has no role. */
@@ -318,31 +268,6 @@ out:
   return rc;
 }
 
-int pm__gce_parse_token(const char *text, size_t length, pm_s3_keys *keys,
-                        int64_t *expires_in_s) {
-  json_error_t jerr;
-  json_t *root = json_loadb(text, length, 0, &jerr);
-  int rc = 0;
-  const char *token = json_is_object(root)
-                          ? json_text(root, "access_token") : NULL;
-  json_t *expires = json_is_object(root)
-                        ? json_object_get(root, "expires_in") : NULL;
-  if (!json_is_object(root))
-    rc = pm__errf(PM_EPROTO, "not a JSON object (%s)", jerr.text);
-  else if (!token || strlen(token) >= PM_S3_VALUE_MAX ||
-           strcspn(token, "\r\n") != strlen(token))
-    rc = pm__errf(PM_EPROTO, "no usable access_token");
-  else if (!json_is_integer(expires) || json_integer_value(expires) <= 0)
-    rc = pm__errf(PM_EPROTO, "expires_in must be a positive integer");
-  else if (pm__s3_config_set(&keys->bearer, token))
-    rc = pm__errf(PM_ENOMEM, "out of memory");
-  else
-    *expires_in_s = (int64_t)PM_MIN(json_integer_value(expires),
-                                    (json_int_t)(24 * 3600));
-  json_decref(root);
-  return rc;
-}
-
 /* The access token of the instance's default service account (GCE, GKE
  * metadata server); none (and 0) without a service account. */
 static int fetch_gce(const char *base, pm_s3_keys *keys,
@@ -350,7 +275,7 @@ static int fetch_gce(const char *base, pm_s3_keys *keys,
   pm_sbuf body;
   pm__sbuf_init(&body, OUTPUT_MAX);
   long status = 0;
-  int rc = metadata_call(base,
+  int rc = pm__metadata_call(base,
                          "/computeMetadata/v1/instance/service-accounts/"
                          "default/token",
                          false, "Metadata-Flavor", "Google", &body, &status);
@@ -360,8 +285,8 @@ static int fetch_gce(const char *base, pm_s3_keys *keys,
   else if (!rc && status != 200)
     rc = pm__errf(PM_EACCES, "token: HTTP %ld", status);
   else if (!rc)
-    rc = pm__gce_parse_token(body.data ? body.data : "", body.len, keys,
-                             &expires_in);
+    rc = pm__oauth_token_parse(body.data ? body.data : "", body.len,
+                               &keys->bearer, &expires_in);
   if (!rc && status == 200)
     *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
   if (body.data)

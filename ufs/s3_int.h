@@ -131,11 +131,6 @@ void pm__s3_fetched_free(pm_s3_config *cfg);
  * detail for anything else, PM_ENOMEM. */
 int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
                        pm_s3_keys *keys, int64_t *expires_ns);
-/* Decode a GCE metadata server's token answer ({"access_token": ...,
- * "expires_in": seconds, ...}) into keys->bearer and *expires_in_s
- * (capped at a day). Network input: PM_EPROTO with detail, PM_ENOMEM. */
-int pm__gce_parse_token(const char *text, size_t length, pm_s3_keys *keys,
-                        int64_t *expires_in_s);
 
 /* ---- XML answers (ufs/s3_xml.c) --------------------------------------------
  */

@@ -229,33 +229,3 @@ Test(s3_creds, a_process_printing_garbage_is_eacces) {
   pm__s3_config_free(&cfg);
 }
 
-Test(s3_creds, gce_token_answers_and_garbage) {
-  pm_s3_keys k = {0};
-  int64_t in;
-  const char *good = "{\"access_token\": \"ya29.abc\", \"expires_in\": 3599, "
-                     "\"token_type\": \"Bearer\"}";
-  cr_assert_eq(pm__gce_parse_token(good, strlen(good), &k, &in), 0,
-               "%s", pm__errmsg());
-  cr_assert_str_eq(k.bearer, "ya29.abc");
-  cr_assert_eq(in, 3599);
-  pm__s3_keys_free(&k);
-  cr_assert_null(k.bearer);
-  static const char *const bad[] = {
-      "", "[]", "{\"access_token\": \"t\"}",
-      "{\"access_token\": \"t\", \"expires_in\": 0}",
-      "{\"access_token\": \"t\", \"expires_in\": \"60\"}",
-      "{\"access_token\": \"\", \"expires_in\": 60}",
-      "{\"access_token\": \"a\\nb\", \"expires_in\": 60}",
-      "{\"expires_in\": 60}", "{\"access_token\": 5, \"expires_in\": 60}"};
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    k = (pm_s3_keys){0};
-    cr_assert_eq(pm__gce_parse_token(bad[i], strlen(bad[i]), &k, &in),
-                 PM_EPROTO, "case %zu", i);
-    cr_assert_null(k.bearer, "case %zu", i);
-  }
-  const char *long_lived = "{\"access_token\": \"t\", \"expires_in\": "
-                           "99999999}";
-  cr_assert_eq(pm__gce_parse_token(long_lived, strlen(long_lived), &k, &in), 0);
-  cr_assert_eq(in, 24 * 3600, "capped at a day");
-  pm__s3_keys_free(&k);
-}

@@ -1,0 +1,97 @@
+/*
+ * ufs/metadata.c - what the credential sources that live on the machine
+ * share: one call to an instance metadata service (EC2's IMDS, GCE's
+ * metadata server, Azure's IMDS), never through a proxy and with short
+ * timeouts, and the decoding of an OAuth access token answer as GCE and
+ * Azure give it.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ufs/curl_int.h"
+
+#define CONNECT_TIMEOUT_MS 1000
+#define TIMEOUT_MS 5000
+/* The longest token accepted (Azure's run to a few KiB). */
+#define TOKEN_MAX 16384
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg) {
+  return pm__sbuf_append(arg, data, size * count) ? 0 : size * count;
+}
+
+int pm__metadata_call(const char *base, const char *path, bool put,
+                         const char *header, const char *value,
+                         pm_sbuf *body, long *status) {
+  CURL *c = curl_easy_init();
+  if (!c)
+    return pm__errf(PM_ENOMEM, "out of memory");
+  pm_sbuf url;
+  pm__sbuf_init(&url, 4096);
+  pm__sbuf_printf(&url, "%s%s", base, path);
+  struct curl_slist *headers = NULL;
+  int rc = url.err;
+  if (!rc)
+    rc = pm__http_add_header(&headers, header, value);
+  if (rc) {
+    rc = pm__errf(rc, "cannot build the request");
+    goto out;
+  }
+  curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*"); /* never through a proxy */
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+  if (put) {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+  }
+  CURLcode cc = curl_easy_perform(c);
+  if (cc != CURLE_OK) {
+    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s%s: %s", base,
+                  path, body->err ? "answer too long" : curl_easy_strerror(cc));
+    goto out;
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+out:
+  curl_slist_free_all(headers);
+  pm__sbuf_free(&url);
+  curl_easy_cleanup(c);
+  return rc;
+}
+
+int pm__oauth_token_parse(const char *text, size_t length, char **token,
+                          int64_t *expires_in_s) {
+  json_error_t jerr;
+  json_t *root = json_loadb(text, length, 0, &jerr);
+  const char *value = json_string_value(json_object_get(root, "access_token"));
+  json_t *expires = json_object_get(root, "expires_in");
+  long long seconds = 0;
+  if (json_is_integer(expires)) {
+    seconds = json_integer_value(expires);
+  } else if (json_is_string(expires)) { /* Azure sends "3599" */
+    const char *s = json_string_value(expires);
+    char *end;
+    seconds = *s ? strtoll(s, &end, 10) : 0;
+    if (*s && *end)
+      seconds = 0;
+  }
+  int rc = 0;
+  if (!json_is_object(root))
+    rc = pm__errf(PM_EPROTO, "not a JSON object (%s)", jerr.text);
+  else if (!value || !*value || strlen(value) >= TOKEN_MAX ||
+           strcspn(value, "\r\n") != strlen(value))
+    rc = pm__errf(PM_EPROTO, "no usable access_token");
+  else if (seconds <= 0)
+    rc = pm__errf(PM_EPROTO, "expires_in must be a positive number");
+  else if (!(*token = strdup(value)))
+    rc = pm__errf(PM_ENOMEM, "out of memory");
+  else
+    *expires_in_s = PM_MIN(seconds, 24ll * 3600);
+  json_decref(root);
+  return rc;
+}
