@@ -20,6 +20,7 @@ from harness import util  # noqa: E402
 # tests of that path set AWS_EC2_METADATA_SERVICE_ENDPOINT and clear this.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("NO_GCE_CHECK", "true")  # and no GCE metadata server
+os.environ.setdefault("PAGEMESH_AZURE_MANAGED_IDENTITY", "off")  # nor Azure's
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@
  * after page (NextMarker), with delimiter '/' unless recursive.
  *
  * Requests to the configured account carry its Shared Key signature
- * (ufs/azure_auth.c) or its SAS token; an account named only in the URI,
+ * (ufs/azure_auth.c), its SAS token, or a bearer token of the machine's
+ * managed identity (ufs/azure_identity.c); an account named only in the URI,
  * or no credentials at all, gets anonymous requests (public containers).
  * Errors name the URI and the service's own code (x-ms-error-code, or
  * <Code> and <Message> of the error body). Listings skip names ending in
@@ -134,7 +135,22 @@ static int build_headers(const azure_ufs *az, const az_call *call,
     rc = pm__http_add_header(headers, "If-Match", call->if_match);
   if (!rc && target->own_account && az->cfg.key)
     rc = sign(az, call, url, target, date, headers);
-  return rc ? pm__errf(rc, "%s: cannot build request headers", call->uri) : 0;
+  if (rc)
+    return pm__errf(rc, "%s: cannot build request headers", call->uri);
+  if (target->own_account && az->cfg.identity) {
+    char *token;
+    rc = pm__azure_identity_token(az->cfg.identity, &token);
+    if (rc) {
+      char why[PM_ERRMSG_MAX];
+      snprintf(why, sizeof why, "%s", pm__errmsg());
+      return pm__errf(rc, "%s: %s", call->uri, why);
+    }
+    rc = pm__http_add_bearer(headers, token);
+    pm__ufs_free_secret(&token);
+    if (rc)
+      return pm__errf(rc, "%s: cannot build request headers", call->uri);
+  }
+  return 0;
 }
 
 static int az_send(azure_ufs *az, az_call *call, pm_http_resp *resp) {

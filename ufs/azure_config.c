@@ -41,6 +41,7 @@ void pm__azure_config_free(pm_azure_config *cfg) {
   free(cfg->protocol);
   free(cfg->suffix);
   free(cfg->cred_source);
+  pm__azure_identity_free(cfg->identity);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -244,6 +245,34 @@ static int load_max_results(pm_azure_config *cfg) {
   return 0;
 }
 
+/* No key and no SAS token for the account: its managed identity, where a
+ * metadata service can be asked for one (see azure_int.h). */
+static int load_identity(pm_azure_config *cfg) {
+  const char *off = pm__ufs_env("PAGEMESH_AZURE_MANAGED_IDENTITY");
+  const char *base = pm__ufs_env("AZURE_POD_IDENTITY_AUTHORITY_HOST");
+  if (cfg->key || cfg->sas || !cfg->account ||
+      (off && !strcasecmp(off, "off")))
+    return 0;
+  /* Azure's VMs carry this chassis asset tag (Hyper-V elsewhere not). */
+  if (!base && !pm__ufs_cloud_is("7783-7084-3265-9085"))
+    return 0;
+  if (!base)
+    base = "http://169.254.169.254";
+  size_t n = strlen(base);
+  while (n && base[n - 1] == '/')
+    n--;
+  if (strncmp(base, "http://", 7) != 0 || n <= 7 || n > 1024)
+    return pm__errf(PM_ECONFIG, "AZURE_POD_IDENTITY_AUTHORITY_HOST: "
+                                "\"%.64s\" is not an http:// URL", base);
+  char trimmed[1100], source[1200];
+  snprintf(trimmed, sizeof trimmed, "%.*s", (int)n, base);
+  const char *client = pm__ufs_env("AZURE_CLIENT_ID");
+  snprintf(source, sizeof source, "managed identity%s%s (%s)",
+           client ? " " : "", client ? client : "", trimmed);
+  int rc = pm__azure_identity_new(trimmed, client, &cfg->identity);
+  return rc ? rc : set_str(&cfg->cred_source, source);
+}
+
 int pm__azure_config_load(pm_azure_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   if (sodium_init() < 0)
@@ -258,6 +287,8 @@ int pm__azure_config_load(pm_azure_config *cfg) {
     rc = set_str(&cfg->cred_source, cfg->key   ? "shared key"
                                     : cfg->sas ? "SAS token"
                                                : "anonymous");
+  if (!rc)
+    rc = load_identity(cfg);
   if (rc)
     pm__azure_config_free(cfg);
   return rc;

@@ -23,6 +23,23 @@
 #define PM_AZURE_ACCOUNT_MAX 64
 #define PM_AZURE_SUFFIX_MAX 128
 
+/* ---- managed identity (ufs/azure_identity.c) --------------------------------
+ */
+
+typedef struct pm_azure_identity pm_azure_identity;
+
+/* A managed identity whose tokens come from the metadata service at base
+ * ("http://169.254.169.254"); client_id names a user-assigned one (NULL:
+ * the machine's own). Errors: PM_ENOMEM. */
+int pm__azure_identity_new(const char *base, const char *client_id,
+                           pm_azure_identity **out);
+void pm__azure_identity_free(pm_azure_identity *id);
+/* A token for Azure Storage now, as a new string (the caller frees it):
+ * the one held, or a new one when there is none or it expires within five
+ * minutes. Errors: PM_EACCES (the metadata service failed and no unexpired
+ * token is left; detail says why), PM_ENOMEM. */
+int pm__azure_identity_token(pm_azure_identity *id, char **out);
+
 /* ---- configuration (ufs/azure_config.c) ------------------------------------
  */
 
@@ -36,6 +53,7 @@ typedef struct pm_azure_config {
   char *protocol;       /* "https" unless DefaultEndpointsProtocol says */
   char *suffix;         /* "core.windows.net" unless EndpointSuffix says */
   char *cred_source;    /* where the credentials came from, for the log */
+  pm_azure_identity *identity; /* managed identity (bearer tokens), or NULL */
   uint32_t max_results; /* per List Blobs page (1..5000) */
 } pm_azure_config;
 
@@ -45,8 +63,12 @@ typedef struct pm_azure_config {
  * DefaultEndpointsProtocol, EndpointSuffix, UseDevelopmentStorage=true),
  * then what it left out from AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY,
  * AZURE_STORAGE_SAS_TOKEN and AZURE_STORAGE_BLOB_ENDPOINT.
- * PAGEMESH_AZURE_MAX_RESULTS sets the listing page size. No credentials
- * at all means anonymous requests (public containers). Errors (detail
+ * PAGEMESH_AZURE_MAX_RESULTS sets the listing page size. With an account
+ * but neither key nor SAS token: the managed identity, if there is a
+ * metadata service to ask (AZURE_POD_IDENTITY_AUTHORITY_HOST, or on an
+ * Azure VM; AZURE_CLIENT_ID picks a user-assigned identity;
+ * PAGEMESH_AZURE_MANAGED_IDENTITY=off turns it off). No credentials at
+ * all means anonymous requests (public containers). Errors (detail
  * names the variable): PM_ECONFIG (malformed connection string, a key
  * that is not base64, a bad endpoint), PM_ENOMEM. On failure cfg is freed.
  */

@@ -64,7 +64,8 @@ bool pm__ufs_home_path(char *out, size_t size, const char *path,
 bool pm__ufs_cloud_is(const char *prefix) {
   static const char *const files[] = {
       "/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/board_vendor",
-      "/sys/class/dmi/id/product_name", "/sys/hypervisor/uuid"};
+      "/sys/class/dmi/id/product_name", "/sys/class/dmi/id/chassis_asset_tag",
+      "/sys/hypervisor/uuid"};
   for (size_t i = 0; i < PM_ARRAY_SIZE(files); i++) {
     char text[64] = "";
     FILE *f = fopen(files[i], "re");

@@ -89,8 +89,9 @@ bool pm__ufs_home_path(char *out, size_t size, const char *path,
 /* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
 void pm__ufs_free_secret(char **s);
 /* Does the hypervisor say this machine is of a cloud: a DMI field
- * (vendor, board vendor, product name) or the Xen UUID that starts with
- * prefix ("Amazon EC2", "ec2", "Google")? Decides whether a metadata
+ * (vendor, board vendor, product name, chassis asset tag) or the Xen UUID
+ * that starts with prefix ("Amazon EC2", "ec2", "Google", Azure's asset
+ * tag)? Decides whether a metadata
  * service is worth asking for credentials. */
 bool pm__ufs_cloud_is(const char *prefix);
 

@@ -1,7 +1,8 @@
 """Stand-ins for instance metadata services on 127.0.0.1: EC2's (IMDSv2),
-for the S3 connector's instance-role credentials, and GCE's, for a GCS
-service account's token (GCEMetadata, below): what an instance answers,
-and nothing more.
+for the S3 connector's instance-role credentials, GCE's, for a GCS
+service account's token (GCEMetadata, below), and Azure's, for a managed
+identity's token (AzureIMDS): what an instance answers, and nothing
+more.
 
     PUT /latest/api/token          (X-aws-ec2-metadata-token-ttl-seconds)
     GET /latest/meta-data/iam/security-credentials/        -> role name
@@ -145,4 +146,40 @@ class _GCEHandler(_Handler):
             return
         body = {"access_token": md.token, "expires_in": md.expires_in,
                 "token_type": "Bearer"}
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+
+class AzureIMDS(_Service):
+    """A stand-in for Azure's IMDS token endpoint on 127.0.0.1 (what
+    AZURE_POD_IDENTITY_AUTHORITY_HOST names): GET
+    /metadata/identity/oauth2/token?api-version=...&resource=...
+    [&client_id=...] with "Metadata: true" (400 without) answers a token
+    for Azure Storage whose expires_in is a string, as Azure sends it.
+    ``queries`` keeps the query of each token request."""
+
+    def __init__(self, token, expires_in="86399"):
+        self.token = token
+        self.expires_in = expires_in
+        self.queries = []
+        self.server = None
+        self.handler = _AzureHandler
+
+
+class _AzureHandler(_Handler):
+    def do_GET(self):
+        from urllib.parse import parse_qs, urlsplit
+        az = self.service
+        parts = urlsplit(self.path)
+        if parts.path != "/metadata/identity/oauth2/token":
+            self._send(404)
+            return
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        az.queries.append(query)
+        if (self.headers.get("Metadata") != "true" or
+                query.get("resource") != "https://storage.azure.com/"):
+            self._send(400)
+            return
+        body = {"access_token": az.token, "expires_in": az.expires_in,
+                "token_type": "Bearer",
+                "resource": "https://storage.azure.com/"}
         self._send(200, json.dumps(body).encode(), "application/json")

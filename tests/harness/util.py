@@ -57,13 +57,15 @@ def clean_env(home, **extra):
     """os.environ without AWS_* and PAGEMESH_* variables, with HOME set to
     a test directory (so no real ~/.aws files leak in), plus extra. The EC2
     metadata service is off unless extra turns it on: a test machine that
-    is an EC2 instance would otherwise be asked for its role (so is GCE's
-    metadata server, for a GCE instance's service account)."""
+    is an EC2 instance would otherwise be asked for its role (so would
+    GCE's and Azure's metadata services, for a service account or a
+    managed identity)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "PAGEMESH_"))}
     env["HOME"] = str(home)
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     env["NO_GCE_CHECK"] = "true"
+    env["PAGEMESH_AZURE_MANAGED_IDENTITY"] = "off"
     env.update({k: str(v) for k, v in extra.items() if v is not None})
     return env
 

@@ -11,6 +11,7 @@ import pytest
 from harness import util
 from harness.azurite import ACCOUNT, KEY, Azurite
 from harness.cloud_env import blank, clean_env
+from harness.imds import AzureIMDS
 from harness.pagemesh_cli import PagemeshCLI
 from harness.ufs_driver import Driver
 from harness.keepalive_proxy import OriginProxy
@@ -126,6 +127,36 @@ def test_no_credentials_is_refused_by_a_private_container(driver, proxy):
     res = anon.error("stat", uri("data/blob.bin"))
     assert res.error in ("PM_EACCES", "PM_ENOENT")
     assert "authorization" not in recent(proxy)[-1]["headers"]
+
+
+def test_managed_identity_token_is_sent(driver, proxy):
+    """An account with neither key nor SAS token, on an Azure VM: requests
+    to it carry a bearer token of the machine's managed identity from the
+    metadata service, fetched once per process (it lives a day), for a
+    user-assigned identity when AZURE_CLIENT_ID names one."""
+    # Azurite accepts OAuth only over https: only what is sent is checked.
+    with AzureIMDS("eyJ0eXAi.managed") as md:
+        mi = driver.with_env(AZURE_STORAGE_CONNECTION_STRING=None,
+                             AZURE_STORAGE_ACCOUNT=ACCOUNT,
+                             AZURE_STORAGE_BLOB_ENDPOINT=endpoint(proxy),
+                             PAGEMESH_AZURE_MANAGED_IDENTITY=None,
+                             AZURE_POD_IDENTITY_AUTHORITY_HOST=md.endpoint,
+                             PAGEMESH_ORIGIN_RETRIES=0)
+        mi.error("list", uri("many/"))
+        mi.error("stat", uri("data/blob.bin"))
+        for req in recent(proxy)[-2:]:
+            assert req["headers"]["authorization"] == \
+                "Bearer eyJ0eXAi.managed"
+        assert len(md.queries) == 2  # one per process
+        assert "client_id" not in md.queries[-1]
+        mi.with_env(AZURE_CLIENT_ID="5f3b-user-assigned").error(
+            "stat", uri("data/blob.bin"))
+        assert md.queries[-1]["client_id"] == "5f3b-user-assigned"
+        # Turned off: no token is asked for, the request is anonymous.
+        mi.with_env(PAGEMESH_AZURE_MANAGED_IDENTITY="off").error(
+            "stat", uri("data/blob.bin"))
+        assert len(md.queries) == 3
+        assert "authorization" not in recent(proxy)[-1]["headers"]
 
 
 def test_no_account_at_all_is_a_config_error(driver):

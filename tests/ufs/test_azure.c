@@ -24,9 +24,13 @@ static void clear_env(void) {
                                      "AZURE_STORAGE_KEY",
                                      "AZURE_STORAGE_SAS_TOKEN",
                                      "AZURE_STORAGE_BLOB_ENDPOINT",
-                                     "PAGEMESH_AZURE_MAX_RESULTS"};
+                                     "PAGEMESH_AZURE_MAX_RESULTS",
+                                     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                                     "AZURE_CLIENT_ID"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
+  /* This machine may be an Azure VM: no managed identity here. */
+  setenv("PAGEMESH_AZURE_MANAGED_IDENTITY", "off", 1);
 }
 
 TestSuite(azure, .init = clear_env, .timeout = 30);
@@ -435,4 +439,30 @@ Test(azure, one_spelling_per_blob) {
   cr_assert_str_eq(out, "abfs://c0n@acct.dfs.core.windows.net/A/B");
   cr_assert_eq(pm__uri_normalize("Az://c0n/Blob Name", out, sizeof out), 0);
   cr_assert_str_eq(out, "az://c0n/Blob Name");
+}
+
+Test(azure, managed_identity_only_without_key_or_sas) {
+  pm_azure_config cfg;
+  setenv("AZURE_STORAGE_ACCOUNT", "acct", 1);
+  setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:1/", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0);
+  cr_assert_null(cfg.identity, "PAGEMESH_AZURE_MANAGED_IDENTITY=off");
+  cr_assert_str_eq(cfg.cred_source, "anonymous");
+  pm__azure_config_free(&cfg);
+  unsetenv("PAGEMESH_AZURE_MANAGED_IDENTITY");
+  setenv("AZURE_CLIENT_ID", "1234-abcd", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_not_null(cfg.identity);
+  cr_assert_str_eq(cfg.cred_source,
+                   "managed identity 1234-abcd (http://127.0.0.1:1)");
+  pm__azure_config_free(&cfg);
+  setenv("AZURE_STORAGE_SAS_TOKEN", "sv=2021&sig=x", 1); /* SAS wins */
+  cr_assert_eq(pm__azure_config_load(&cfg), 0);
+  cr_assert_null(cfg.identity);
+  pm__azure_config_free(&cfg);
+  unsetenv("AZURE_STORAGE_SAS_TOKEN");
+  setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "169.254.169.254", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "AZURE_POD_IDENTITY_AUTHORITY_HOST"));
+  setenv("PAGEMESH_AZURE_MANAGED_IDENTITY", "off", 1);
 }
