@@ -72,8 +72,11 @@ class OriginProxy:
         self._fault_status = 503
         self._retry_after = None
         # As S3 for a bucket in another region: requests signed for any
-        # other region are refused (301 with x-amz-bucket-region).
+        # other region are refused (301 with x-amz-bucket-region, or with
+        # region_refusal 400, a 400 AuthorizationHeaderMalformed naming the
+        # region in its body only, in a header for HEAD).
         self.bucket_region = None
+        self.region_refusal = 301
         self.reset_stats()
 
     # ---- life ---------------------------------------------------------------
@@ -360,6 +363,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return False
         with self.proxy.lock:
             self.proxy._faults += 1
+        if self.proxy.region_refusal == 400:
+            body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+                    "AuthorizationHeaderMalformed</Code><Message>The "
+                    "authorization header is malformed; the region '%s' is "
+                    "wrong; expecting '%s'</Message><Region>%s</Region>"
+                    "</Error>" % (scope[2] if len(scope) > 2 else "", want,
+                                  want)).encode()
+            # A HEAD answer has no body: S3 names the region in a header.
+            self._reply(400, body, "application/xml",
+                        {"x-amz-bucket-region": want}
+                        if self.command == "HEAD" else None)
+            return True
         body = b"" if self.command == "HEAD" else (
             b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
             b"PermanentRedirect</Code><Message>The bucket you are attempting "

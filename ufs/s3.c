@@ -144,14 +144,20 @@ out:
 }
 
 /* Send the request signed for the bucket's region. When S3 refuses it as
- * signed for the wrong one and names the right one (ufs/s3_region.c),
- * learn that and send it once more. */
+ * signed for the wrong one and names the right one (x-amz-bucket-region,
+ * or <Region> in the error: ufs/s3_region.c), learn that and send it once
+ * more. */
 static int s3_send(s3_ufs *s3, const s3_call *call, pm_http_resp *resp) {
   char region[PM_S3_REGION_MAX], named[PM_S3_REGION_MAX];
   pm__s3_region_of(&s3->regions, call->bucket, s3->cfg.region, region);
   int rc = send_in(s3, call, region, resp, named);
   bool refused = resp->status == 301 || resp->status == 307 ||
                  resp->status == 400;
+  if (!rc && refused && !named[0] &&
+      (pm__s3_error_region(resp->error_body.data, resp->error_body.len,
+                           named, PM_S3_REGION_MAX) != 0 ||
+       !pm__s3_region_valid(named, strlen(named))))
+    named[0] = '\0'; /* the region may be named in the body instead */
   if (rc || !refused || !named[0] || !strcmp(named, region))
     return rc;
   PM_LOG(PM_LOG_INFO, "s3", "bucket %s is in region %s, not %s", call->bucket,

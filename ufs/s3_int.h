@@ -175,6 +175,11 @@ int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
  * it is one (either may be "" if absent), PM_EPROTO otherwise. */
 int pm__s3_error_parse(const char *xml, size_t length, char *code,
                        size_t code_size, char *message, size_t message_size);
+/* The <Region> of an S3 <Error> document (what a 400
+ * AuthorizationHeaderMalformed names), "" if absent. Returns 0 if it is
+ * an error document, PM_EPROTO otherwise. */
+int pm__s3_error_region(const char *xml, size_t length, char *region,
+                        size_t region_size);
 
 /* "2009-10-12T17:50:30.000Z" (or with an offset, "...:30+01:00") to ns
  * since the epoch; 0 or PM_EPROTO. */

@@ -120,8 +120,8 @@ int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
  * ------------------------------------------------------------------- */
 
 typedef struct error_ctx {
-  char *code, *message;
-  size_t code_size, message_size;
+  char *code, *message, *region;
+  size_t code_size, message_size, region_size;
 } error_ctx;
 
 static int error_open(void *arg, int depth, const char *name, size_t n,
@@ -141,7 +141,18 @@ static int error_close(void *arg, int depth, const char *name, size_t n,
     snprintf(c->code, c->code_size, "%s", pm__sbuf_str(text));
   else if (depth == 2 && pm__xml_name_eq(name, n, "Message"))
     snprintf(c->message, c->message_size, "%s", pm__sbuf_str(text));
+  else if (depth == 2 && c->region && pm__xml_name_eq(name, n, "Region"))
+    snprintf(c->region, c->region_size, "%s", pm__sbuf_str(text));
   return 0;
+}
+
+static int error_run(const char *xml, size_t length, error_ctx *c) {
+  pm_xml_sax sax = {error_open, error_close, c};
+  char saved[PM_ERRMSG_MAX];
+  snprintf(saved, sizeof saved, "%s", pm__errmsg());
+  int rc = pm__xml_run(xml, length, &sax);
+  pm__errmsg_set(saved); /* a bad error body is not the error to report */
+  return rc ? PM_EPROTO : 0;
 }
 
 int pm__s3_error_parse(const char *xml, size_t length, char *code,
@@ -152,13 +163,20 @@ int pm__s3_error_parse(const char *xml, size_t length, char *code,
     message[0] = '\0';
   if (!xml || length == 0 || code_size == 0 || message_size == 0)
     return PM_EPROTO;
-  error_ctx c = {code, message, code_size, message_size};
-  pm_xml_sax sax = {error_open, error_close, &c};
-  char saved[PM_ERRMSG_MAX];
-  snprintf(saved, sizeof saved, "%s", pm__errmsg());
-  int rc = pm__xml_run(xml, length, &sax);
-  pm__errmsg_set(saved); /* a bad error body is not the error to report */
-  return rc ? PM_EPROTO : 0;
+  error_ctx c = {code, message, NULL, code_size, message_size, 0};
+  return error_run(xml, length, &c);
+}
+
+int pm__s3_error_region(const char *xml, size_t length, char *region,
+                        size_t region_size) {
+  char code[8], message[8];
+  if (region_size)
+    region[0] = '\0';
+  if (!xml || length == 0 || region_size == 0)
+    return PM_EPROTO;
+  error_ctx c = {code, message, region, sizeof code, sizeof message,
+                 region_size};
+  return error_run(xml, length, &c);
 }
 
 /* ---- timestamps

@@ -34,5 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                           sizeof message);
   if (rc != 0 && rc != PM_EPROTO)
     abort();
+  char region[32];
+  rc = pm__s3_error_region((const char *)data, size, region, sizeof region);
+  if ((rc != 0 && rc != PM_EPROTO) || strlen(region) >= sizeof region)
+    abort();
   return 0;
 }

@@ -219,11 +219,15 @@ def test_retry_after_is_honoured(driver, proxy):
     proxy.fail_next(0)
 
 
-def test_a_bucket_in_another_region_is_found(driver, proxy):
+@pytest.mark.parametrize("refusal", [301, 400])
+def test_a_bucket_in_another_region_is_found(driver, proxy, refusal):
     """The bucket answers, as S3 does, that requests signed for us-east-1
-    belong to eu-west-3: the connector learns the region from the refusal
-    and signs every later request of the process for it."""
+    belong to eu-west-3 (a 301 with x-amz-bucket-region, or a 400
+    AuthorizationHeaderMalformed naming it in its body): the connector
+    learns the region from the refusal and signs every later request of
+    the process for it."""
     proxy.bucket_region = "eu-west-3"
+    proxy.region_refusal = refusal
     try:
         listed = driver.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
         assert len(listed) == len(MANY)
@@ -234,6 +238,7 @@ def test_a_bucket_in_another_region_is_found(driver, proxy):
         assert proxy.stats()["faults"] == 2  # a new process learns again
     finally:
         proxy.bucket_region = None
+        proxy.region_refusal = 301
 
 
 def test_retries_exhausted_is_eorigin(driver, proxy):

@@ -281,3 +281,27 @@ Test(s3_xml, timestamps) {
   cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08+24:00", &ns), PM_EPROTO);
   cr_assert_eq(pm__s3_parse_time("", &ns), PM_EPROTO);
 }
+
+Test(s3_xml, the_region_an_error_names) {
+  char region[32];
+  const char *xml =
+      "<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region "
+      "'us-east-1' is wrong; expecting 'eu-west-3'</Message>"
+      "<Region>eu-west-3</Region><RequestId>X</RequestId></Error>";
+  cr_assert_eq(pm__s3_error_region(xml, strlen(xml), region, sizeof region),
+               0);
+  cr_assert_str_eq(region, "eu-west-3");
+  const char *none = "<Error><Code>AccessDenied</Code></Error>";
+  cr_assert_eq(pm__s3_error_region(none, strlen(none), region, sizeof region),
+               0);
+  cr_assert_str_eq(region, "");
+  const char *deep = "<Error><Details><Region>x</Region></Details></Error>";
+  cr_assert_eq(pm__s3_error_region(deep, strlen(deep), region, sizeof region),
+               0);
+  cr_assert_str_eq(region, "", "only <Error>'s own <Region>");
+  cr_assert_eq(pm__s3_error_region("<Region>x</Region>", 18, region,
+                                   sizeof region),
+               PM_EPROTO);
+  cr_assert_eq(pm__s3_error_region(NULL, 0, region, sizeof region),
+               PM_EPROTO);
+}
