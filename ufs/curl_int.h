@@ -195,6 +195,12 @@ bool pm__etag_if_match(const char *version, char *out, size_t out_size);
 int pm__metadata_call(const char *base, const char *path, bool put,
                       const char *header, const char *value, pm_sbuf *body,
                       long *status);
+/* The same for a service elsewhere on the network (via_proxy: through the
+ * proxy the environment names, as the SDKs would). Errors name base only:
+ * path may carry a secret, and the URL is wiped after the call. */
+int pm__short_call(const char *base, const char *path, bool put,
+                   bool via_proxy, const char *header, const char *value,
+                   pm_sbuf *body, long *status);
 /* Decode an OAuth access token answer ({"access_token": ..., "expires_in":
  * seconds as a number, or as a string as Azure sends it, ...}) into a new
  * *token (the caller frees it) and *expires_in_s (capped at a day).

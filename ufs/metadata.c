@@ -22,13 +22,19 @@ static size_t on_body(char *data, size_t size, size_t count, void *arg) {
 }
 
 int pm__metadata_call(const char *base, const char *path, bool put,
-                         const char *header, const char *value,
-                         pm_sbuf *body, long *status) {
+                      const char *header, const char *value, pm_sbuf *body,
+                      long *status) {
+  return pm__short_call(base, path, put, false, header, value, body, status);
+}
+
+int pm__short_call(const char *base, const char *path, bool put,
+                   bool via_proxy, const char *header, const char *value,
+                   pm_sbuf *body, long *status) {
   CURL *c = curl_easy_init();
   if (!c)
     return pm__errf(PM_ENOMEM, "out of memory");
   pm_sbuf url;
-  pm__sbuf_init(&url, 4096);
+  pm__sbuf_init(&url, 32 * 1024); /* a web identity token is a few KiB */
   pm__sbuf_printf(&url, "%s%s", base, path);
   struct curl_slist *headers = NULL;
   int rc = url.err;
@@ -41,7 +47,8 @@ int pm__metadata_call(const char *base, const char *path, bool put,
   curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*"); /* never through a proxy */
+  if (!via_proxy) /* a service of this host: never through a proxy */
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -52,13 +59,16 @@ int pm__metadata_call(const char *base, const char *path, bool put,
   }
   CURLcode cc = curl_easy_perform(c);
   if (cc != CURLE_OK) {
-    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s%s: %s", base,
-                  path, body->err ? "answer too long" : curl_easy_strerror(cc));
+    /* base only: the path may carry a secret (STS's WebIdentityToken) */
+    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s: %s", base,
+                  body->err ? "answer too long" : curl_easy_strerror(cc));
     goto out;
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 out:
   curl_slist_free_all(headers);
+  if (url.data)
+    explicit_bzero(url.data, url.len);
   pm__sbuf_free(&url);
   curl_easy_cleanup(c);
   return rc;

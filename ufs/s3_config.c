@@ -34,6 +34,10 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   pm__ufs_free_secret(&cfg->bearer_token);
   free(cfg->cred_process);
   free(cfg->imds_endpoint);
+  free(cfg->role_arn);
+  free(cfg->web_token_file);
+  free(cfg->role_session);
+  free(cfg->sts_endpoint);
   pm__s3_fetched_free(cfg);
   memset(cfg, 0, sizeof *cfg);
 }
@@ -451,6 +455,50 @@ out:
   return rc;
 }
 
+/* AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (what EKS sets for a pod's
+ * service account, IRSA): keys from STS AssumeRoleWithWebIdentity, fetched
+ * by requests (ufs/s3_creds.c). STS is AWS_ENDPOINT_URL_STS, else
+ * AWS_ENDPOINT_URL, else the region's. *used says whether they are set. */
+static int creds_from_web_identity(pm_s3_config *cfg, bool *used) {
+  const char *file = pm__ufs_env("AWS_WEB_IDENTITY_TOKEN_FILE");
+  const char *role = pm__ufs_env("AWS_ROLE_ARN");
+  *used = file && role;
+  if (!file && !role)
+    return 0;
+  if (!*used)
+    return pm__errf(PM_ECONFIG, "AWS_WEB_IDENTITY_TOKEN_FILE and "
+                                "AWS_ROLE_ARN must be set together");
+  const char *session = pm__ufs_env("AWS_ROLE_SESSION_NAME");
+  const char *sts = pm__ufs_env("AWS_ENDPOINT_URL_STS");
+  if (!sts)
+    sts = pm__ufs_env("AWS_ENDPOINT_URL");
+  char session_buf[64], sts_buf[128], source[600];
+  if (!session) {
+    snprintf(session_buf, sizeof session_buf, "pagemesh-%ld", (long)getpid());
+    session = session_buf;
+  }
+  if (!sts) {
+    snprintf(sts_buf, sizeof sts_buf, "https://sts.%s.amazonaws.com",
+             cfg->region);
+    sts = sts_buf;
+  }
+  size_t n = strlen(sts);
+  while (n && sts[n - 1] == '/')
+    n--;
+  if ((strncmp(sts, "http://", 7) && strncmp(sts, "https://", 8)) || n > 1024)
+    return pm__errf(PM_ECONFIG, "STS endpoint \"%.64s\": not an http(s):// "
+                                "URL", sts);
+  snprintf(source, sizeof source, "web identity of role %.500s", role);
+  cfg->cred_kind = PM_S3_CREDS_WEB_IDENTITY;
+  if (pm__s3_config_set(&cfg->role_arn, role) ||
+      pm__s3_config_set(&cfg->web_token_file, file) ||
+      pm__s3_config_set(&cfg->role_session, session) ||
+      !(cfg->sts_endpoint = strndup(sts, n)) ||
+      pm__s3_config_set(&cfg->cred_source, source) || pm__s3_fetched_new(cfg))
+    return pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  return 0;
+}
+
 /* No keys configured: the instance's role if there is a metadata service
  * to ask (AWS_EC2_METADATA_SERVICE_ENDPOINT, or on EC2, unless
  * AWS_EC2_METADATA_DISABLED=true), else anonymous. */
@@ -491,7 +539,11 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
     rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
     rc = creds_from_profile_source(cfg, profile, config, config_section);
+  bool web = false;
   if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
+    rc = creds_from_web_identity(cfg, &web);
+  if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED &&
+      !web)
     rc = creds_from_instance(cfg);
   return rc;
 }

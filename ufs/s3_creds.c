@@ -295,6 +295,79 @@ static int fetch_gce(const char *base, pm_s3_keys *keys,
   return rc;
 }
 
+/* ---- STS AssumeRoleWithWebIdentity -------------------------------------- */
+
+#define WEB_TOKEN_MAX (16u * 1024u)
+
+/* The token file, read anew each time (the kubelet rotates it). */
+static int read_web_token(const char *path, pm_sbuf *out) {
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return pm__errf(PM_EACCES, "%s: %s", path, strerror(errno));
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 &&
+         !pm__sbuf_append(out, chunk, n))
+    ;
+  explicit_bzero(chunk, sizeof chunk);
+  bool failed = ferror(f);
+  fclose(f);
+  while (out->len && (out->data[out->len - 1] == '\n' ||
+                      out->data[out->len - 1] == '\r' ||
+                      out->data[out->len - 1] == ' '))
+    out->data[--out->len] = '\0';
+  if (failed || out->err || !out->len)
+    return pm__errf(PM_EACCES, "%s: %s", path,
+                    out->err ? "over 16 KiB" : failed ? "read error"
+                                                      : "empty");
+  return 0;
+}
+
+static int fetch_web_identity(const pm_s3_config *cfg, pm_s3_keys *keys,
+                              int64_t *expires_ns) {
+  pm_sbuf token, query, body;
+  pm__sbuf_init(&token, WEB_TOKEN_MAX);
+  pm__sbuf_init(&query, 3 * WEB_TOKEN_MAX + 4096);
+  pm__sbuf_init(&body, OUTPUT_MAX);
+  int rc = read_web_token(cfg->web_token_file, &token);
+  if (!rc) {
+    pm__sbuf_puts(&query, "/?Action=AssumeRoleWithWebIdentity"
+                          "&Version=2011-06-15&DurationSeconds=3600"
+                          "&RoleArn=");
+    pm__uri_encode(&query, cfg->role_arn, strlen(cfg->role_arn), false);
+    pm__sbuf_puts(&query, "&RoleSessionName=");
+    pm__uri_encode(&query, cfg->role_session, strlen(cfg->role_session),
+                   false);
+    pm__sbuf_puts(&query, "&WebIdentityToken=");
+    pm__uri_encode(&query, token.data, token.len, false);
+    if (query.err)
+      rc = pm__errf(PM_ETOOBIG, "request too long");
+  }
+  long status = 0;
+  if (!rc)
+    rc = pm__short_call(cfg->sts_endpoint, pm__sbuf_str(&query), false, true,
+                        "Accept", "application/xml", &body, &status);
+  if (!rc && status != 200) {
+    char code[128] = "", message[256] = "";
+    pm__s3_error_parse(body.data, body.len, code, sizeof code, message,
+                       sizeof message);
+    rc = pm__errf(PM_EACCES, "STS AssumeRoleWithWebIdentity: HTTP %ld%s%s",
+                  status, code[0] ? " " : "", code);
+  }
+  if (!rc)
+    rc = pm__sts_parse_credentials(body.data, body.len, keys, expires_ns);
+  if (token.data)
+    explicit_bzero(token.data, token.len);
+  if (query.data)
+    explicit_bzero(query.data, query.len);
+  if (body.data)
+    explicit_bzero(body.data, body.len);
+  pm__sbuf_free(&token);
+  pm__sbuf_free(&query);
+  pm__sbuf_free(&body);
+  return rc;
+}
+
 /* ---- keys for a request ---------------------------------------------- */
 
 static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
@@ -302,6 +375,8 @@ static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
                ? fetch_process(cfg->cred_process, keys, expires_ns)
            : cfg->cred_kind == PM_S3_CREDS_IMDS
                ? fetch_imds(cfg->imds_endpoint, keys, expires_ns)
+           : cfg->cred_kind == PM_S3_CREDS_WEB_IDENTITY
+               ? fetch_web_identity(cfg, keys, expires_ns)
                : fetch_gce(cfg->imds_endpoint, keys, expires_ns);
   if (!rc)
     return 0;

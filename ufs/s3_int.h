@@ -27,6 +27,7 @@ typedef enum pm_s3_cred_kind {
   PM_S3_CREDS_PROCESS,   /* credential_process of the profile */
   PM_S3_CREDS_IMDS,      /* the EC2 instance's role (IMDSv2) */
   PM_S3_CREDS_GCE,       /* a GCE service account's token (GCS) */
+  PM_S3_CREDS_WEB_IDENTITY, /* STS AssumeRoleWithWebIdentity (EKS IRSA) */
 } pm_s3_cred_kind;
 
 typedef struct pm_s3_fetched pm_s3_fetched;
@@ -52,6 +53,9 @@ typedef struct pm_s3_config {
   char *imds_endpoint; /* IMDS: "http://169.254.169.254"; GCE:
                           "http://metadata.google.internal" */
   pm_s3_fetched *fetched; /* NULL for keys that never change */
+  /* PM_S3_CREDS_WEB_IDENTITY: the role, its token file, the session name
+   * and STS's endpoint ("https://sts.REGION.amazonaws.com"). */
+  char *role_arn, *web_token_file, *role_session, *sts_endpoint;
 } pm_s3_config;
 
 /*
@@ -180,6 +184,14 @@ int pm__s3_error_parse(const char *xml, size_t length, char *code,
  * an error document, PM_EPROTO otherwise. */
 int pm__s3_error_region(const char *xml, size_t length, char *region,
                         size_t region_size);
+
+/* Decode STS's answer to AssumeRoleWithWebIdentity: the AccessKeyId,
+ * SecretAccessKey, SessionToken (into keys, allocated: free them) and
+ * Expiration (*expires_ns, wall clock) of its <Credentials>, all four
+ * required. Network input: PM_EPROTO with detail (nothing handed out),
+ * PM_ENOMEM. */
+int pm__sts_parse_credentials(const char *xml, size_t length,
+                              pm_s3_keys *keys, int64_t *expires_ns);
 
 /* "2009-10-12T17:50:30.000Z" (or with an offset, "...:30+01:00") to ns
  * since the epoch; 0 or PM_EPROTO. */

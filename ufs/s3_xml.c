@@ -225,3 +225,71 @@ int pm__s3_parse_time(const char *s, int64_t *out_ns) {
   *out_ns = ((int64_t)t - offset_s) * 1000000000 + frac_ns;
   return 0;
 }
+
+/* ---- STS AssumeRoleWithWebIdentity ------------------------------------------ */
+
+typedef struct sts_ctx {
+  pm_s3_keys *keys;
+  int64_t *expires_ns;
+  bool in_credentials, has_expiry;
+} sts_ctx;
+
+static int sts_open(void *arg, int depth, const char *name, size_t n,
+                    const char *attrs, size_t attrs_length) {
+  sts_ctx *c = arg;
+  (void)attrs;
+  (void)attrs_length;
+  if (depth == 1 &&
+      !pm__xml_name_eq(name, n, "AssumeRoleWithWebIdentityResponse"))
+    return pm__errf(PM_EPROTO, "not an AssumeRoleWithWebIdentityResponse");
+  if (depth == 3 && pm__xml_name_eq(name, n, "Credentials"))
+    c->in_credentials = true;
+  return 0;
+}
+
+static int sts_field(char **dst, const pm_sbuf *text, size_t max) {
+  const char *s = pm__sbuf_str(text);
+  if (!*s || strlen(s) >= max)
+    return pm__errf(PM_EPROTO, "an empty or over-long credential");
+  free(*dst);
+  *dst = strdup(s);
+  return *dst ? 0 : pm__errf(PM_ENOMEM, "out of memory");
+}
+
+static int sts_close(void *arg, int depth, const char *name, size_t n,
+                     const pm_sbuf *text) {
+  sts_ctx *c = arg;
+  if (depth == 3 && pm__xml_name_eq(name, n, "Credentials"))
+    c->in_credentials = false;
+  if (depth != 4 || !c->in_credentials)
+    return 0;
+  if (pm__xml_name_eq(name, n, "AccessKeyId"))
+    return sts_field(&c->keys->access_key, text, 256);
+  if (pm__xml_name_eq(name, n, "SecretAccessKey"))
+    return sts_field(&c->keys->secret_key, text, 256);
+  if (pm__xml_name_eq(name, n, "SessionToken"))
+    return sts_field(&c->keys->session_token, text, PM_S3_VALUE_MAX);
+  if (pm__xml_name_eq(name, n, "Expiration")) {
+    if (pm__s3_parse_time(pm__sbuf_str(text), c->expires_ns) != 0)
+      return pm__errf(PM_EPROTO, "Expiration is not an ISO 8601 time");
+    c->has_expiry = true;
+  }
+  return 0;
+}
+
+int pm__sts_parse_credentials(const char *xml, size_t length,
+                              pm_s3_keys *keys, int64_t *expires_ns) {
+  sts_ctx c = {.keys = keys, .expires_ns = expires_ns};
+  pm_xml_sax sax = {sts_open, sts_close, &c};
+  int rc = xml && length ? pm__xml_run(xml, length, &sax)
+                         : pm__errf(PM_EPROTO, "an empty answer");
+  if (!rc && (!keys->access_key || !keys->secret_key ||
+              !keys->session_token || !c.has_expiry))
+    rc = pm__errf(PM_EPROTO, "Credentials without AccessKeyId, "
+                             "SecretAccessKey, SessionToken or Expiration");
+  if (rc) {
+    pm__s3_keys_free(keys);
+    return rc == PM_ENOMEM ? rc : PM_EPROTO;
+  }
+  return 0;
+}

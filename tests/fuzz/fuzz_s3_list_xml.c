@@ -1,7 +1,8 @@
 /*
  * tests/fuzz/fuzz_s3_list_xml.c - libFuzzer target for the decoders of S3's
- * XML answers (ufs/s3_xml.c): a ListObjectsV2 page and an <Error>
- * document, fed the same bytes. They must never crash, hang or read past
+ * XML answers (ufs/s3_xml.c): a ListObjectsV2 page, an <Error> document
+ * (and its <Region>), and STS's AssumeRoleWithWebIdentity answer, fed the
+ * same bytes. They must never crash, hang or read past
  * the buffer; they return 0 or PM_EPROTO. Seeds: corpus/s3_list_xml/.
  *
  *   cmake -S . -B build-fuzz -G Ninja -DPM_FUZZ=ON -DCMAKE_C_COMPILER=clang
@@ -38,5 +39,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rc = pm__s3_error_region((const char *)data, size, region, sizeof region);
   if ((rc != 0 && rc != PM_EPROTO) || strlen(region) >= sizeof region)
     abort();
+  pm_s3_keys keys = {0};
+  int64_t expires;
+  rc = pm__sts_parse_credentials((const char *)data, size, &keys, &expires);
+  if ((rc != 0 && rc != PM_EPROTO) || (rc == 0) != (keys.access_key != NULL))
+    abort(); /* keys on success only */
+  pm__s3_keys_free(&keys);
   return 0;
 }

@@ -183,3 +183,52 @@ class _AzureHandler(_Handler):
                 "token_type": "Bearer",
                 "resource": "https://storage.azure.com/"}
         self._send(200, json.dumps(body).encode(), "application/json")
+
+
+class WebIdentitySTS(_Service):
+    """A stand-in for STS's AssumeRoleWithWebIdentity (moto's STS cannot
+    answer it with authentication on): GET or POST
+    /?Action=AssumeRoleWithWebIdentity&RoleArn=...&RoleSessionName=...
+    &WebIdentityToken=... answers ``keys`` (AccessKeyId, SecretAccessKey,
+    SessionToken: temporary keys moto honours) in STS's XML, expiring in
+    ``lifetime_s``; a request without the three parameters gets STS's 400.
+    ``queries`` keeps the parameters of each call."""
+
+    def __init__(self, keys, lifetime_s=3600):
+        self.keys = keys
+        self.lifetime_s = lifetime_s
+        self.queries = []
+        self.server = None
+        self.handler = _STSHandler
+
+
+class _STSHandler(_Handler):
+    def do_GET(self):
+        from urllib.parse import parse_qs, urlsplit
+        sts = self.service
+        query = {k: v[-1] for k, v in
+                 parse_qs(urlsplit(self.path).query).items()}
+        sts.queries.append(query)
+        if (query.get("Action") != "AssumeRoleWithWebIdentity" or
+                not all(query.get(k) for k in ("RoleArn", "RoleSessionName",
+                                               "WebIdentityToken"))):
+            body = (b"<ErrorResponse><Error><Type>Sender</Type><Code>"
+                    b"ValidationError</Code></Error></ErrorResponse>")
+            self._send(400, body, "text/xml")
+            return
+        expiry = (datetime.now(timezone.utc) +
+                  timedelta(seconds=sts.lifetime_s))
+        body = (
+            '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws'
+            '.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>'
+            '<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s'
+            '</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s'
+            '</Expiration></Credentials><SubjectFromWebIdentityToken>system:'
+            'serviceaccount:ml:reader</SubjectFromWebIdentityToken>'
+            '</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>'
+            'pm</RequestId></ResponseMetadata>'
+            '</AssumeRoleWithWebIdentityResponse>' % (
+                sts.keys["AccessKeyId"], sts.keys["SecretAccessKey"],
+                sts.keys["SessionToken"],
+                expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))).encode()
+        self._send(200, body, "text/xml")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import util
-from harness.imds import IMDS
+from harness.imds import IMDS, WebIdentitySTS
 from harness.s3server import S3Server
 from harness.ufs_driver import Driver
 from origin_proxy import OriginProxy
@@ -392,6 +392,37 @@ def test_credential_process_of_a_profile(s3, driver, proxy, tmp_path):
     assert "credential_process" in res.detail and "exit status 2" in \
         res.detail, res.detail
     assert "token expired" in res.stderr  # the process's own stderr
+
+
+def test_web_identity_of_a_pod(s3, driver, proxy, tmp_path):
+    """AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as EKS sets them for a
+    pod's service account: the keys come from STS AssumeRoleWithWebIdentity
+    (a stand-in at AWS_ENDPOINT_URL_STS handing out keys moto honours),
+    once per process, with the token read from the file."""
+    creds = _temporary_keys(s3, "pm-irsa")
+    token = _write(tmp_path / "token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n")
+    arn = "arn:aws:iam::123456789012:role/pm-irsa"
+    with WebIdentitySTS(creds) as sts:
+        irsa = _no_keys(driver, AWS_WEB_IDENTITY_TOKEN_FILE=token,
+                        AWS_ROLE_ARN=arn, AWS_ROLE_SESSION_NAME="pm-pod",
+                        AWS_ENDPOINT_URL_STS=sts.endpoint)
+        listed = irsa.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
+        assert len(listed) == len(MANY)
+        assert sts.queries == [{
+            "Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+            "DurationSeconds": "3600", "RoleArn": arn,
+            "RoleSessionName": "pm-pod",
+            "WebIdentityToken": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"}]
+        headers = proxy.stats()["recent"][-1]["headers"]
+        assert headers["x-amz-security-token"] == creds["SessionToken"]
+        missing = irsa.with_env(
+            AWS_WEB_IDENTITY_TOKEN_FILE=str(tmp_path / "no"))
+        res = missing.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "web identity" in res.detail
+    res = _no_keys(driver, AWS_ROLE_ARN=arn).error("stat",
+                                                   uri("data/blob.bin"))
+    assert res.error == "PM_ECONFIG" and \
+        "AWS_WEB_IDENTITY_TOKEN_FILE" in res.detail
 
 
 def test_profiles_pagemesh_cannot_sign_in_with_are_refused(driver,

@@ -31,6 +31,10 @@ static void clear_env(void) {
                                      "AWS_CONFIG_FILE",
                                      "AWS_S3_ADDRESSING_STYLE",
                                      "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                     "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                     "AWS_ROLE_ARN",
+                                     "AWS_ROLE_SESSION_NAME",
+                                     "AWS_ENDPOINT_URL_STS",
                                      "PAGEMESH_S3_MAX_KEYS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
@@ -411,4 +415,37 @@ Test(s3_config, bucket_regions_learnt_and_their_hosts) {
                    "a custom endpoint serves every region");
   pm__sbuf_free(&sb);
   pm__s3_config_free(&cfg);
+}
+
+Test(s3_config, web_identity_of_a_pod) {
+  pm_s3_config cfg;
+  setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token", 1);
+  setenv("AWS_ROLE_ARN", "arn:aws:iam::1:role/r", 1);
+  setenv("AWS_REGION", "eu-west-1", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_WEB_IDENTITY);
+  cr_assert_str_eq(cfg.sts_endpoint, "https://sts.eu-west-1.amazonaws.com");
+  cr_assert(!strncmp(cfg.role_session, "pagemesh-", 9));
+  cr_assert(strstr(cfg.cred_source, "arn:aws:iam::1:role/r"));
+  cr_assert_null(cfg.access_key, "fetched by the first request");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000/", 1);
+  setenv("AWS_ROLE_SESSION_NAME", "job-7", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.sts_endpoint, "http://127.0.0.1:9000");
+  cr_assert_str_eq(cfg.role_session, "job-7");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9001", 1); /* wins */
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.sts_endpoint, "http://127.0.0.1:9001");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ACCESS_KEY_ID", "E", 1); /* keys given: they are used */
+  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
+  load_fails("AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN");
 }

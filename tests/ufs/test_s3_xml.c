@@ -305,3 +305,45 @@ Test(s3_xml, the_region_an_error_names) {
   cr_assert_eq(pm__s3_error_region(NULL, 0, region, sizeof region),
                PM_EPROTO);
 }
+
+Test(s3_xml, sts_web_identity_answers) {
+  pm_s3_keys k = {0};
+  int64_t exp;
+  const char *xml =
+      "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/"
+      "doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials>"
+      "<AccessKeyId>ASIA1</AccessKeyId><SecretAccessKey>s</SecretAccessKey>"
+      "<SessionToken>tok</SessionToken><Expiration>2026-11-27T10:00:00Z"
+      "</Expiration></Credentials><Provider>x</Provider>"
+      "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+  cr_assert_eq(pm__sts_parse_credentials(xml, strlen(xml), &k, &exp), 0,
+               "%s", pm__errmsg());
+  cr_assert_str_eq(k.access_key, "ASIA1");
+  cr_assert_str_eq(k.secret_key, "s");
+  cr_assert_str_eq(k.session_token, "tok");
+  cr_assert_eq(exp, 1795773600ll * 1000000000ll);
+  pm__s3_keys_free(&k);
+  static const char *const bad[] = {
+      "",
+      "<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>",
+      "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
+      "<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>s"
+      "</SecretAccessKey><SessionToken>t</SessionToken></Credentials>"
+      "</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+      "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
+      "<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>s"
+      "</SecretAccessKey><SessionToken>t</SessionToken><Expiration>soon"
+      "</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+      "</AssumeRoleWithWebIdentityResponse>",
+      "<AssumeRoleWithWebIdentityResponse><AccessKeyId>A</AccessKeyId>"
+      "</AssumeRoleWithWebIdentityResponse>",
+      "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>"
+      "<Credentials><AccessKeyId>A</AccessKeyId>"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    k = (pm_s3_keys){0};
+    cr_assert_eq(pm__sts_parse_credentials(bad[i], strlen(bad[i]), &k, &exp),
+                 PM_EPROTO, "case %zu", i);
+    cr_assert_null(k.access_key, "case %zu", i);
+    cr_assert_null(k.session_token, "case %zu", i);
+  }
+}
