@@ -292,6 +292,20 @@ Test(s3_config, profiles_that_name_a_credential_source) {
   load_fails("role_arn");
 }
 
+/* With AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set, those keys are
+ * used, whatever else would be asked (then both are unset again). */
+static void keys_in_the_environment_win(void) {
+  pm_s3_config cfg;
+  setenv("AWS_ACCESS_KEY_ID", "E", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  cr_assert_str_eq(cfg.access_key, "E");
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+}
+
 Test(s3_config, the_instance_role_is_asked_only_where_there_is_one) {
   pm_s3_config cfg;
   setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1/", 1);
@@ -305,13 +319,7 @@ Test(s3_config, the_instance_role_is_asked_only_where_there_is_one) {
   cr_assert_str_eq(cfg.imds_endpoint, "http://127.0.0.1:1");
   cr_assert(strstr(cfg.cred_source, "instance role"));
   pm__s3_config_free(&cfg);
-  setenv("AWS_ACCESS_KEY_ID", "E", 1); /* keys given: no instance role */
-  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
-  cr_assert_eq(pm__s3_config_load(&cfg), 0);
-  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
-  pm__s3_config_free(&cfg);
-  unsetenv("AWS_ACCESS_KEY_ID");
-  unsetenv("AWS_SECRET_ACCESS_KEY");
+  keys_in_the_environment_win(); /* no instance role then */
   setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "ftp://127.0.0.1", 1);
   load_fails("AWS_EC2_METADATA_SERVICE_ENDPOINT");
   setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
@@ -439,13 +447,7 @@ Test(s3_config, web_identity_of_a_pod) {
   cr_assert_eq(pm__s3_config_load(&cfg), 0);
   cr_assert_str_eq(cfg.sts_endpoint, "http://127.0.0.1:9001");
   pm__s3_config_free(&cfg);
-  setenv("AWS_ACCESS_KEY_ID", "E", 1); /* keys given: they are used */
-  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
-  cr_assert_eq(pm__s3_config_load(&cfg), 0);
-  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
-  pm__s3_config_free(&cfg);
-  unsetenv("AWS_ACCESS_KEY_ID");
-  unsetenv("AWS_SECRET_ACCESS_KEY");
+  keys_in_the_environment_win();
   unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
   load_fails("AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN");
 }
