@@ -203,7 +203,12 @@ static int load_token(pm_hf_config *cfg) {
   const char *xdg = pm__ufs_env("XDG_CACHE_HOME");
   const char *base = given ? given : hf_home ? hf_home : xdg ? xdg : "~/.cache";
   const char *leaf = given ? "" : hf_home ? "/token" : "/huggingface/token";
-  if (!cfg->token && pm__ufs_home_path(path, sizeof path, base, leaf) &&
+  const char *named_by = given     ? "HF_TOKEN_PATH"
+                         : hf_home ? "HF_HOME"
+                         : xdg     ? "XDG_CACHE_HOME"
+                                   : NULL;
+  if (!cfg->token &&
+      pm__ufs_home_path(path, sizeof path, named_by, base, leaf) &&
       (cfg->token = read_token_file(path)))
     cfg->token_source = strdup(path);
   if (!cfg->token)

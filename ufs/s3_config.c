@@ -144,8 +144,8 @@ out:
 static bool aws_file_path(const char *var, const char *leaf, char *out,
                           size_t size) {
   const char *path = pm__ufs_env(var);
-  return path ? pm__ufs_home_path(out, size, path, "")
-              : pm__ufs_home_path(out, size, "~/.aws/", leaf);
+  return path ? pm__ufs_home_path(out, size, var, path, "")
+              : pm__ufs_home_path(out, size, NULL, "~/.aws/", leaf);
 }
 
 /* One AWS file, read: its path and text. */

@@ -50,12 +50,17 @@ const char *pm__ufs_env(const char *name) {
   return v && *v ? v : NULL;
 }
 
-bool pm__ufs_home_path(char *out, size_t size, const char *path,
-                       const char *suffix) {
+bool pm__ufs_home_path(char *out, size_t size, const char *named_by,
+                       const char *path, const char *suffix) {
   const char *home = pm__ufs_env("HOME");
   bool tilde = !strncmp(path, "~/", 2);
-  if (tilde && !home)
+  if (tilde && !home) {
+    if (named_by)
+      PM_LOG(PM_LOG_WARN, "ufs",
+             "%s=%s: HOME is not set, so \"~/\" names no file; it is not "
+             "read", named_by, path);
     return false;
+  }
   int n = tilde ? snprintf(out, size, "%s/%s%s", home, path + 2, suffix)
                 : snprintf(out, size, "%s%s", path, suffix);
   return n > 0 && (size_t)n < size;

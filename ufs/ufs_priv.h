@@ -83,8 +83,11 @@ int pm__parse_u63(const char *text, size_t length, int64_t *out);
 const char *pm__ufs_env(const char *name);
 /* PATH followed by SUFFIX into out, a leading "~/" read as $HOME (as shells
  * and the AWS and Hugging Face tools do). False if it cannot be formed (no
- * HOME for a "~/" path, or longer than size). */
-bool pm__ufs_home_path(char *out, size_t size, const char *path,
+ * HOME for a "~/" path, or longer than size). named_by: the variable the
+ * path came from, or NULL for a default; a "~/" path a variable names
+ * with HOME unset is logged as a warning (the file is then not read). */
+bool pm__ufs_home_path(char *out, size_t size, const char *named_by,
+                       const char *path,
                        const char *suffix);
 /* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
 void pm__ufs_free_secret(char **s);

@@ -328,6 +328,17 @@ def test_credentials_file_profile(s3, driver, tmp_path):
     assert res.error == "PM_ECONFIG" and "nope" in res.detail
 
 
+def test_a_tilde_path_without_home_is_said(driver):
+    """AWS_SHARED_CREDENTIALS_FILE=~/... with HOME unset names no file: the
+    connector says so instead of going on silently without it."""
+    res = _no_keys(driver, HOME=None,
+                   AWS_SHARED_CREDENTIALS_FILE="~/.aws/creds").error(
+        "stat", uri("data/blob.bin"))
+    assert res.error == "PM_EACCES"  # anonymous, so refused
+    assert "AWS_SHARED_CREDENTIALS_FILE=~/.aws/creds: HOME is not set" in \
+        res.stderr
+
+
 def test_config_file_profile_region_and_keys(s3, driver, proxy, tmp_path):
     config = _write(tmp_path / "config", (
         "[profile cfg]\nregion = eu-west-3\ns3 =\n  addressing_style = path\n"
