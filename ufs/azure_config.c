@@ -258,18 +258,15 @@ static int load_identity(pm_azure_config *cfg) {
     return 0;
   if (!base)
     base = "http://169.254.169.254";
-  size_t n = strlen(base);
-  while (n && base[n - 1] == '/')
-    n--;
-  if (strncmp(base, "http://", 7) != 0 || n <= 7 || n > 1024)
-    return pm__errf(PM_ECONFIG, "AZURE_POD_IDENTITY_AUTHORITY_HOST: "
-                                "\"%.64s\" is not an http:// URL", base);
   char trimmed[1100], source[1200];
-  snprintf(trimmed, sizeof trimmed, "%.*s", (int)n, base);
+  int rc = pm__ufs_base_url("AZURE_POD_IDENTITY_AUTHORITY_HOST", base, false,
+                            trimmed, sizeof trimmed);
+  if (rc)
+    return rc;
   const char *client = pm__ufs_env("AZURE_CLIENT_ID");
   snprintf(source, sizeof source, "managed identity%s%s (%s)",
            client ? " " : "", client ? client : "", trimmed);
-  int rc = pm__azure_identity_new(trimmed, client, &cfg->identity);
+  rc = pm__azure_identity_new(trimmed, client, &cfg->identity);
   return rc ? rc : set_str(&cfg->cred_source, source);
 }
 

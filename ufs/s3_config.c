@@ -482,18 +482,16 @@ static int creds_from_web_identity(pm_s3_config *cfg, bool *used) {
              cfg->region);
     sts = sts_buf;
   }
-  size_t n = strlen(sts);
-  while (n && sts[n - 1] == '/')
-    n--;
-  if ((strncmp(sts, "http://", 7) && strncmp(sts, "https://", 8)) || n > 1024)
-    return pm__errf(PM_ECONFIG, "STS endpoint \"%.64s\": not an http(s):// "
-                                "URL", sts);
+  char base[1100];
+  int rc = pm__ufs_base_url("STS endpoint", sts, true, base, sizeof base);
+  if (rc)
+    return rc;
   snprintf(source, sizeof source, "web identity of role %.500s", role);
   cfg->cred_kind = PM_S3_CREDS_WEB_IDENTITY;
   if (pm__s3_config_set(&cfg->role_arn, role) ||
       pm__s3_config_set(&cfg->web_token_file, file) ||
       pm__s3_config_set(&cfg->role_session, session) ||
-      !(cfg->sts_endpoint = strndup(sts, n)) ||
+      pm__s3_config_set(&cfg->sts_endpoint, base) ||
       pm__s3_config_set(&cfg->cred_source, source) || pm__s3_fetched_new(cfg))
     return pm__errf(PM_ENOMEM, "s3 config: out of memory");
   return 0;
@@ -511,19 +509,14 @@ static int creds_from_instance(pm_s3_config *cfg) {
     return pm__s3_config_set(&cfg->cred_source, "anonymous");
   if (!endpoint)
     endpoint = "http://169.254.169.254";
-  size_t n = strlen(endpoint);
-  while (n && endpoint[n - 1] == '/')
-    n--;
-  if (strncmp(endpoint, "http://", 7) != 0 || n <= 7 || n > 1024)
-    return pm__errf(PM_ECONFIG,
-                    "AWS_EC2_METADATA_SERVICE_ENDPOINT: \"%.64s\" is not "
-                    "an http:// URL",
-                    endpoint);
+  char base[1100], source[1200];
+  int rc = pm__ufs_base_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint,
+                            false, base, sizeof base);
+  if (rc)
+    return rc;
   cfg->cred_kind = PM_S3_CREDS_IMDS;
-  char source[1100];
-  snprintf(source, sizeof source, "the instance role (%.*s)", (int)n,
-           endpoint);
-  if (!(cfg->imds_endpoint = strndup(endpoint, n)) ||
+  snprintf(source, sizeof source, "the instance role (%s)", base);
+  if (pm__s3_config_set(&cfg->imds_endpoint, base) ||
       pm__s3_config_set(&cfg->cred_source, source) || pm__s3_fetched_new(cfg))
     return pm__errf(PM_ENOMEM, "s3 config: out of memory");
   return 0;

@@ -85,6 +85,21 @@ bool pm__ufs_cloud_is(const char *prefix) {
   return false;
 }
 
+int pm__ufs_base_url(const char *what, const char *url, bool https_too,
+                     char *out, size_t size) {
+  size_t n = strlen(url), scheme = !strncmp(url, "http://", 7) ? 7
+                                   : https_too && !strncmp(url, "https://", 8)
+                                       ? 8
+                                       : 0;
+  while (n && url[n - 1] == '/')
+    n--;
+  if (!scheme || n <= scheme || n > 1024 || n >= size)
+    return pm__errf(PM_ECONFIG, "%s: \"%.64s\" is not an %s URL", what, url,
+                    https_too ? "http(s)://" : "http://");
+  snprintf(out, size, "%.*s", (int)n, url);
+  return 0;
+}
+
 void pm__ufs_free_secret(char **s) {
   if (*s) {
     explicit_bzero(*s, strlen(*s));

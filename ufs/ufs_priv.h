@@ -97,6 +97,11 @@ void pm__ufs_free_secret(char **s);
  * tag)? Decides whether a metadata
  * service is worth asking for credentials. */
 bool pm__ufs_cloud_is(const char *prefix);
+/* A service's base URL from configuration (`what` names where it came
+ * from): http:// (or https:// with https_too), a host, at most 1024 bytes;
+ * copied into out without trailing '/'. Errors: PM_ECONFIG naming what. */
+int pm__ufs_base_url(const char *what, const char *url, bool https_too,
+                     char *out, size_t size);
 
 /* ---- counting (ufs/ufs.c) ----------------------------------------------- */
 
