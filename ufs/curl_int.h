@@ -201,6 +201,24 @@ int pm__metadata_call(const char *base, const char *path, bool put,
 int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status);
+/* POST form (application/x-www-form-urlencoded) to url, a token endpoint
+ * elsewhere on the network (through the environment's proxy); *status
+ * and body (capped) are the answer. 5 s to connect, 20 s in all. Errors
+ * name the URL, never the form (it carries secrets): PM_EUNREACHABLE,
+ * PM_ETOOBIG (answer over body's cap), PM_ENOMEM. */
+int pm__form_post(const char *url, const char *form, pm_sbuf *body,
+                  long *status);
+/* The OAuth error of a token endpoint's refusal ({"error": "invalid_grant",
+ * "error_description": "..."}) as ": invalid_grant: ..." in out (cut to
+ * size, control characters made spaces), or "" when text is not that.
+ * Network input: never fails. */
+void pm__oauth_error(const char *text, size_t length, char *out,
+                     size_t size);
+/* Append to out the JSON Web Token header_json.claims_json signed RS256
+ * with pem_key (ufs/jwt.c). Errors: PM_ECONFIG (pem_key is not a PEM RSA
+ * private key, or cannot sign), PM_ETOOBIG (over out's cap), PM_ENOMEM. */
+int pm__jwt_rs256(const char *pem_key, const char *header_json,
+                  const char *claims_json, pm_sbuf *out);
 /* Decode an OAuth access token answer ({"access_token": ..., "expires_in":
  * seconds as a number, or as a string as Azure sends it, ...}) into a new
  * *token (the caller frees it) and *expires_in_s (capped at a day).

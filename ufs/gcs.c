@@ -13,7 +13,10 @@
  * (GOOGLE_OAUTH_ACCESS_TOKEN, else CLOUDSDK_AUTH_ACCESS_TOKEN, as gcloud
  * names it) sent as a bearer token (such a token expires in about an
  * hour: whoever starts the peer refreshes the variable and restarts it);
- * else, on a GCE instance (or with GCE_METADATA_HOST), the token of the
+ * else application default credentials, a user's or a service account's
+ * (ufs/gcs_adc.c: GOOGLE_APPLICATION_CREDENTIALS, or gcloud's file),
+ * traded for tokens that are renewed before they expire; else, on a GCE
+ * instance (or with GCE_METADATA_HOST), the token of the
  * instance's service account from the metadata server, renewed before it
  * expires; else anonymous requests, which public buckets answer.
  */
@@ -102,6 +105,10 @@ static int load_credentials(pm_s3_config *cfg) {
       return PM_ENOMEM;
     return pm__s3_config_set(&cfg->cred_source, token_vars[i]);
   }
+  bool adc;
+  rc = pm__gcs_adc_load(cfg, &adc);
+  if (rc || adc)
+    return rc;
   return load_metadata_server(cfg);
 }
 

@@ -1,9 +1,10 @@
 /*
- * ufs/metadata.c - what the credential sources that live on the machine
- * share: one call to an instance metadata service (EC2's IMDS, GCE's
+ * ufs/metadata.c - what the credential sources that fetch OAuth tokens or
+ * keys share: one call to an instance metadata service (EC2's IMDS, GCE's
  * metadata server, Azure's IMDS), never through a proxy and with short
- * timeouts, and the decoding of an OAuth access token answer as GCE and
- * Azure give it.
+ * timeouts; one form POST to a token endpoint elsewhere (Google's and
+ * Microsoft Entra's); and the decoding of their answers: an access token,
+ * or the OAuth error that refused one.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -14,6 +15,9 @@
 
 #define CONNECT_TIMEOUT_MS 1000
 #define TIMEOUT_MS 5000
+/* A token endpoint is across the network: more room. */
+#define POST_CONNECT_TIMEOUT_MS 5000
+#define POST_TIMEOUT_MS 20000
 /* The longest token accepted (Azure's run to a few KiB). */
 #define TOKEN_MAX 16384
 
@@ -27,19 +31,33 @@ int pm__metadata_call(const char *base, const char *path, bool put,
   return pm__short_call(base, path, put, false, header, value, body, status);
 }
 
-int pm__short_call(const char *base, const char *path, bool put,
-                   bool via_proxy, const char *header, const char *value,
-                   pm_sbuf *body, long *status) {
+/* What one call sends: a GET, a PUT with an empty body, or a POST of a
+ * form; one extra header or none. */
+typedef struct call {
+  const char *base, *path;
+  const char *method; /* "GET", "PUT" or "POST" */
+  const char *form;   /* POST: the urlencoded body */
+  bool via_proxy;
+  const char *header, *value;
+  long connect_ms, total_ms;
+} call;
+
+static int perform(const call *o, pm_sbuf *body, long *status) {
   CURL *c = curl_easy_init();
   if (!c)
     return pm__errf(PM_ENOMEM, "out of memory");
   pm_sbuf url;
   pm__sbuf_init(&url, 32 * 1024); /* a web identity token is a few KiB */
-  pm__sbuf_printf(&url, "%s%s", base, path);
+  pm__sbuf_printf(&url, "%s%s", o->base, o->path);
   struct curl_slist *headers = NULL;
   int rc = url.err;
-  if (!rc)
-    rc = pm__http_add_header(&headers, header, value);
+  if (!rc && o->header)
+    rc = pm__http_add_header(&headers, o->header, o->value);
+  if (!rc && o->form)
+    rc = pm__http_add_header(&headers, "Content-Type",
+                             "application/x-www-form-urlencoded");
+  if (!rc && o->form)
+    rc = pm__http_add_header(&headers, "Accept", "application/json");
   if (rc) {
     rc = pm__errf(rc, "cannot build the request");
     goto out;
@@ -47,20 +65,21 @@ int pm__short_call(const char *base, const char *path, bool put,
   curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  if (!via_proxy) /* a service of this host: never through a proxy */
+  if (!o->via_proxy) /* a service of this host: never through a proxy */
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_ms);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->total_ms);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-  if (put) {
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+  if (strcmp(o->method, "GET") != 0) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->form ? o->form : "");
+    if (strcmp(o->method, "POST") != 0)
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, o->method);
   }
   CURLcode cc = curl_easy_perform(c);
   if (cc != CURLE_OK) {
     /* base only: the path may carry a secret (STS's WebIdentityToken) */
-    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s: %s", base,
+    rc = pm__errf(body->err ? body->err : PM_EUNREACHABLE, "%s: %s", o->base,
                   body->err ? "answer too long" : curl_easy_strerror(cc));
     goto out;
   }
@@ -72,6 +91,23 @@ out:
   pm__sbuf_free(&url);
   curl_easy_cleanup(c);
   return rc;
+}
+
+int pm__short_call(const char *base, const char *path, bool put,
+                   bool via_proxy, const char *header, const char *value,
+                   pm_sbuf *body, long *status) {
+  call o = {.base = base, .path = path, .method = put ? "PUT" : "GET",
+            .via_proxy = via_proxy, .header = header, .value = value,
+            .connect_ms = CONNECT_TIMEOUT_MS, .total_ms = TIMEOUT_MS};
+  return perform(&o, body, status);
+}
+
+int pm__form_post(const char *url, const char *form, pm_sbuf *body,
+                  long *status) {
+  call o = {.base = url, .path = "", .method = "POST", .form = form,
+            .via_proxy = true, .connect_ms = POST_CONNECT_TIMEOUT_MS,
+            .total_ms = POST_TIMEOUT_MS};
+  return perform(&o, body, status);
 }
 
 int pm__oauth_token_parse(const char *text, size_t length, char **token,
@@ -104,4 +140,20 @@ int pm__oauth_token_parse(const char *text, size_t length, char **token,
     *expires_in_s = PM_MIN(seconds, 24ll * 3600);
   json_decref(root);
   return rc;
+}
+
+void pm__oauth_error(const char *text, size_t length, char *out,
+                     size_t size) {
+  out[0] = '\0';
+  json_t *root = json_loadb(text, length, 0, NULL);
+  const char *code = json_string_value(json_object_get(root, "error"));
+  const char *why =
+      json_string_value(json_object_get(root, "error_description"));
+  if (code && *code)
+    snprintf(out, size, ": %.64s%s%.160s", code, why && *why ? ": " : "",
+             why && *why ? why : "");
+  for (char *p = out; *p; p++) /* one line, printable */
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      *p = ' ';
+  json_decref(root);
 }

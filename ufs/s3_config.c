@@ -38,6 +38,7 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free(cfg->web_token_file);
   free(cfg->role_session);
   free(cfg->sts_endpoint);
+  free(cfg->adc_file);
   pm__s3_fetched_free(cfg);
   memset(cfg, 0, sizeof *cfg);
 }
@@ -102,42 +103,6 @@ int pm__ini_get(const char *text, size_t length, const char *section,
   return 0;
 }
 
-/* Read a whole small file. A missing file is not an error (*text NULL). */
-static int read_small_file(const char *path, char **text, size_t *length) {
-  *text = NULL;
-  *length = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno != ENOENT && errno != ENOTDIR)
-      PM_LOG(PM_LOG_WARN, "s3", "%s: cannot read: %s", path, strerror(errno));
-    return 0;
-  }
-  struct stat st;
-  int rc = 0;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-      st.st_size > PM_S3_INI_MAX) {
-    rc = pm__errf(PM_ECONFIG, "%s: not a regular file of at most %d bytes",
-                  path, PM_S3_INI_MAX);
-    goto out;
-  }
-  *text = malloc((size_t)st.st_size + 1);
-  if (!*text) {
-    rc = pm__errf(PM_ENOMEM, "%s: out of memory", path);
-    goto out;
-  }
-  ssize_t n = pm__pread_full(fd, *text, (size_t)st.st_size, 0);
-  if (n < 0) {
-    rc = pm__errf(PM_ECONFIG, "%s: read failed", path);
-    free(*text);
-    *text = NULL;
-    goto out;
-  }
-  (*text)[n] = '\0';
-  *length = (size_t)n;
-out:
-  close(fd);
-  return rc;
-}
 
 /* $NAME (a leading "~/" is $HOME, as the AWS tools read it), else
  * ~/.aws/LEAF, into out. False if neither can be formed. */
@@ -162,7 +127,7 @@ static int aws_file_load(aws_file *f, const char *var, const char *leaf) {
     snprintf(f->path, sizeof f->path, "~/.aws/%s", leaf);
     return 0;
   }
-  return read_small_file(f->path, &f->text, &f->length);
+  return pm__ufs_read_small(f->path, PM_S3_INI_MAX, &f->text, &f->length);
 }
 
 /* The config file's section of the default profile: [default], or

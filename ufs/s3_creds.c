@@ -377,6 +377,8 @@ static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
                ? fetch_imds(cfg->imds_endpoint, keys, expires_ns)
            : cfg->cred_kind == PM_S3_CREDS_WEB_IDENTITY
                ? fetch_web_identity(cfg, keys, expires_ns)
+           : cfg->cred_kind == PM_S3_CREDS_GOOGLE_ADC
+               ? pm__gcs_adc_fetch(cfg->adc_file, keys, expires_ns)
                : fetch_gce(cfg->imds_endpoint, keys, expires_ns);
   if (!rc)
     return 0;

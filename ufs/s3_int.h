@@ -28,6 +28,7 @@ typedef enum pm_s3_cred_kind {
   PM_S3_CREDS_IMDS,      /* the EC2 instance's role (IMDSv2) */
   PM_S3_CREDS_GCE,       /* a GCE service account's token (GCS) */
   PM_S3_CREDS_WEB_IDENTITY, /* STS AssumeRoleWithWebIdentity (EKS IRSA) */
+  PM_S3_CREDS_GOOGLE_ADC,   /* Google application default credentials */
 } pm_s3_cred_kind;
 
 typedef struct pm_s3_fetched pm_s3_fetched;
@@ -56,6 +57,7 @@ typedef struct pm_s3_config {
   /* PM_S3_CREDS_WEB_IDENTITY: the role, its token file, the session name
    * and STS's endpoint ("https://sts.REGION.amazonaws.com"). */
   char *role_arn, *web_token_file, *role_session, *sts_endpoint;
+  char *adc_file; /* PM_S3_CREDS_GOOGLE_ADC: the credentials file */
 } pm_s3_config;
 
 /*
@@ -262,5 +264,35 @@ int pm__s3_list(pm_ufs *self, const char *uri, unsigned flags,
  * (half an HMAC pair, a bad endpoint or page size), PM_ENOMEM.
  */
 int pm__gcs_config_load(pm_s3_config *cfg);
+
+/* ---- Google application default credentials (ufs/gcs_adc.c) ------------ */
+
+typedef struct pm_gcs_adc {
+  bool service_account; /* else an authorized user */
+  char *client_id, *client_secret, *refresh_token; /* authorized_user */
+  char *client_email, *private_key, *private_key_id; /* service_account */
+  char *token_uri; /* https://, or http:// to this host */
+} pm_gcs_adc;
+
+/* Decode a credentials file (JSON of type authorized_user or
+ * service_account) into out (free it with pm__gcs_adc_free). Errors:
+ * PM_ECONFIG (detail: what is wrong or missing, or the unsupported type),
+ * PM_ENOMEM; out is then empty. */
+int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out);
+void pm__gcs_adc_free(pm_gcs_adc *a);
+/* Find the credentials file (GOOGLE_APPLICATION_CREDENTIALS, else
+ * $CLOUDSDK_CONFIG or ~/.config/gcloud/application_default_credentials
+ * .json) and, if there is one, check it and set cfg up to fetch tokens
+ * with it (*found true). Errors: PM_ECONFIG (the file named cannot be
+ * read, or is not one pm__gcs_adc_parse takes; detail names it),
+ * PM_ENOMEM. */
+int pm__gcs_adc_load(pm_s3_config *cfg, bool *found);
+/* Read the file at path again and trade it at its token endpoint for an
+ * access token (keys->bearer) and its expiry. Errors: PM_ECONFIG (the
+ * file), PM_EACCES (the endpoint refused: detail has its HTTP status and
+ * OAuth error), PM_EUNREACHABLE, PM_EPROTO (an answer that is not a
+ * token), PM_ENOMEM. */
+int pm__gcs_adc_fetch(const char *path, pm_s3_keys *keys,
+                      int64_t *expires_ns);
 
 #endif /* PM_UFS_S3_INT_H */

@@ -12,9 +12,13 @@
  * many requests a call cost. The wrappers time each stat and read call
  * and count the calls that fail (pm__ufs_set_latency/_errors).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ufs/ufs_priv.h"
 
@@ -64,6 +68,43 @@ bool pm__ufs_home_path(char *out, size_t size, const char *named_by,
   int n = tilde ? snprintf(out, size, "%s/%s%s", home, path + 2, suffix)
                 : snprintf(out, size, "%s%s", path, suffix);
   return n > 0 && (size_t)n < size;
+}
+
+int pm__ufs_read_small(const char *path, size_t max, char **text,
+                       size_t *length) {
+  *text = NULL;
+  *length = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT && errno != ENOTDIR)
+      PM_LOG(PM_LOG_WARN, "ufs", "%s: cannot read: %s", path, strerror(errno));
+    return 0;
+  }
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      (uint64_t)st.st_size > max) {
+    rc = pm__errf(PM_ECONFIG, "%s: not a regular file of at most %zu bytes",
+                  path, max);
+    goto out;
+  }
+  *text = malloc((size_t)st.st_size + 1);
+  if (!*text) {
+    rc = pm__errf(PM_ENOMEM, "%s: out of memory", path);
+    goto out;
+  }
+  ssize_t n = pm__pread_full(fd, *text, (size_t)st.st_size, 0);
+  if (n < 0) {
+    rc = pm__errf(PM_ECONFIG, "%s: read failed", path);
+    free(*text);
+    *text = NULL;
+    goto out;
+  }
+  (*text)[n] = '\0';
+  *length = (size_t)n;
+out:
+  close(fd);
+  return rc;
 }
 
 bool pm__ufs_cloud_is(const char *prefix) {

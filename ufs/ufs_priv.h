@@ -89,6 +89,13 @@ const char *pm__ufs_env(const char *name);
 bool pm__ufs_home_path(char *out, size_t size, const char *named_by,
                        const char *path,
                        const char *suffix);
+/* Read the whole file at path (a regular file of at most max bytes) into a
+ * new NUL-terminated *text (the caller frees it) and *length. A missing
+ * file is not an error: 0 with *text NULL (another unreadable one is
+ * logged as a warning and treated the same). Errors: PM_ECONFIG (not a
+ * regular file, over max, a read error), PM_ENOMEM. */
+int pm__ufs_read_small(const char *path, size_t max, char **text,
+                       size_t *length);
 /* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
 void pm__ufs_free_secret(char **s);
 /* Does the hypervisor say this machine is of a cloud: a DMI field

@@ -3,9 +3,11 @@
  * credentials as the EC2 metadata service answers them and as a
  * credential_process prints them (pm__s3_parse_creds in ufs/s3_creds.c,
  * over jansson), and of the OAuth token answers of GCE's and Azure's
- * metadata services (pm__oauth_token_parse in ufs/metadata.c). It must never crash or read past the buffer; it
- * returns 0 (with the keys or token set) or PM_EPROTO, and hands nothing
- * out on failure. The first byte picks the format.
+ * metadata services (pm__oauth_token_parse in ufs/metadata.c) and of the
+ * OAuth errors of token endpoints (pm__oauth_error). It must never crash
+ * or read past the buffer; it returns 0 (with the keys or token set) or
+ * PM_EPROTO, and hands nothing out on failure; an error is one printable
+ * line within its buffer. The first byte picks the format.
  * Seeds: corpus/s3_creds/.
  */
 #include <stdint.h>
@@ -13,13 +15,26 @@
 #include <string.h>
 
 #include "ufs/s3_int.h"
+#include "ufs/curl_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0)
     return 0;
   pm_s3_keys keys = {0};
   int64_t expires;
-  if (data[0] % 3 == 2) { /* a GCE or Azure metadata server's token */
+  if (data[0] % 4 == 3) { /* a token endpoint's refusal */
+    char why[64];
+    memset(why, 'x', sizeof why);
+    pm__oauth_error((const char *)data + 1, size - 1, why, sizeof why - 8);
+    size_t n = strnlen(why, sizeof why);
+    if (n >= sizeof why - 8 || why[sizeof why - 1] != 'x')
+      abort();
+    for (size_t i = 0; i < n; i++)
+      if ((unsigned char)why[i] < 0x20 || why[i] == 0x7f)
+        abort();
+    return 0;
+  }
+  if (data[0] % 4 == 2) { /* a GCE or Azure metadata server's token */
     int rc = pm__oauth_token_parse((const char *)data + 1, size - 1,
                                    &keys.bearer, &expires);
     if ((rc != 0 && rc != PM_EPROTO) || (rc == 0) != (keys.bearer != NULL) ||

@@ -2,7 +2,8 @@
 for the S3 connector's instance-role credentials, GCE's, for a GCS
 service account's token (GCEMetadata, below), and Azure's, for a managed
 identity's token (AzureIMDS): what an instance answers, and nothing
-more.
+more; and for the services elsewhere that hand out keys and tokens, STS
+(WebIdentitySTS) and an OAuth token endpoint (TokenEndpoint).
 
     PUT /latest/api/token          (X-aws-ec2-metadata-token-ttl-seconds)
     GET /latest/meta-data/iam/security-credentials/        -> role name
@@ -232,3 +233,49 @@ class _STSHandler(_Handler):
                 sts.keys["SessionToken"],
                 expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))).encode()
         self._send(200, body, "text/xml")
+
+
+class TokenEndpoint(_Service):
+    """A stand-in for an OAuth 2.0 token endpoint on 127.0.0.1 (Google's
+    https://oauth2.googleapis.com/token, Microsoft Entra's
+    /TENANT/oauth2/v2.0/token): a POST of a urlencoded form to ``path``.
+    ``check(form)`` (form: dict of the fields) returns None to grant it,
+    then the answer is ``token`` with ``expires_in``; else the OAuth error
+    code it returned, answered 400 as {"error", "error_description"}.
+    ``forms`` keeps each form posted; ``url`` is the endpoint's URL."""
+
+    def __init__(self, token, check, path="/token", expires_in=3599):
+        self.token = token
+        self.check = check
+        self.path = path
+        self.expires_in = expires_in
+        self.forms = []
+        self.server = None
+        self.handler = _TokenHandler
+
+    @property
+    def url(self):
+        return self.endpoint + self.path
+
+
+class _TokenHandler(_Handler):
+    def do_POST(self):
+        from urllib.parse import parse_qs
+        ep = self.service
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        if (self.path != ep.path or self.headers.get("Content-Type") !=
+                "application/x-www-form-urlencoded"):
+            self._send(404)
+            return
+        form = {k: v[-1] for k, v in parse_qs(raw).items()}
+        ep.forms.append(form)
+        error = ep.check(form)
+        if error:
+            body = {"error": error,
+                    "error_description": "refused by the stand-in"}
+            self._send(400, json.dumps(body).encode(), "application/json")
+            return
+        body = {"access_token": ep.token, "expires_in": ep.expires_in,
+                "token_type": "Bearer"}
+        self._send(200, json.dumps(body).encode(), "application/json")

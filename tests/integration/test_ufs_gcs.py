@@ -2,18 +2,23 @@
 GCS's S3-interoperable form against moto's S3 server (which checks the
 AWS4-HMAC-SHA256 signatures that GCS's interoperability mode accepts):
 gs:// URIs, a custom endpoint (GCS_ENDPOINT_URL, STORAGE_EMULATOR_HOST),
-GCS_HMAC_* keys, and a bearer token from the environment. fake-gcs-server
+GCS_HMAC_* keys, a bearer token from the environment, from the metadata
+server or traded for application default credentials at a token
+endpoint. fake-gcs-server
 is not used: it serves objects over the XML API but not XML listings
 (ListBucketResult), so it could not test list. Driven through
 pm_ufs_driver and the `pagemesh` command, behind a counting proxy."""
 
+import base64
 import hashlib
+import json
 import random
+import time
 
 import pytest
 
 from harness.cloud_env import blank, clean_env
-from harness.imds import GCEMetadata
+from harness.imds import GCEMetadata, TokenEndpoint
 from harness.keepalive_proxy import OriginProxy
 from harness.pagemesh_cli import PagemeshCLI
 from harness.s3server import S3Server
@@ -145,6 +150,116 @@ def test_service_account_token_from_the_metadata_server(driver, proxy):
         calls = md.calls
         sa.with_env(NO_GCE_CHECK="true").error("stat", gs("data/blob.bin"))
         assert md.calls == calls
+
+
+def _sent_token(proxy):
+    return proxy.stats()["recent"][-1]["headers"].get("authorization")
+
+
+def test_application_default_credentials_of_a_user(driver, proxy, tmp_path):
+    """gcloud's application_default_credentials.json in ~/.config/gcloud
+    (`gcloud auth application-default login`): its refresh token is traded
+    at the file's token endpoint for the token sent; a refresh token the
+    endpoint refuses is PM_EACCES with its reason, and nothing is sent to
+    the origin."""
+    def check(form):
+        if (form.get("grant_type") != "refresh_token" or
+                form.get("client_id") != "123.apps" or
+                form.get("client_secret") != "s3cret"):
+            return "invalid_client"
+        return None if form.get("refresh_token") == "1//good" \
+            else "invalid_grant"
+
+    gcloud = tmp_path / ".config" / "gcloud"
+    gcloud.mkdir(parents=True)
+    adc_file = gcloud / "application_default_credentials.json"
+    with TokenEndpoint("ya29.of-a-user", check) as ep:
+        adc = {"type": "authorized_user", "client_id": "123.apps",
+               "client_secret": "s3cret", "refresh_token": "1//good",
+               "quota_project_id": "p", "token_uri": ep.url}
+        adc_file.write_text(json.dumps(adc))
+        # moto knows no OAuth (it answers 500): only what is sent is checked.
+        user = driver.with_env(GCS_HMAC_ACCESS_ID=None, GCS_HMAC_SECRET=None,
+                               PAGEMESH_ORIGIN_RETRIES=0)
+        user.error("stat", gs("data/blob.bin"))
+        assert _sent_token(proxy) == "Bearer ya29.of-a-user"
+        assert len(ep.forms) == 1
+        adc["refresh_token"] = "1//revoked"
+        adc_file.write_text(json.dumps(adc))
+        sent = proxy.stats()["total_requests"]
+        res = user.error("stat", gs("data/blob.bin"))
+        assert res.error == "PM_EACCES"
+        assert "invalid_grant" in res.detail and str(adc_file) in res.detail
+        assert "1//revoked" not in res.detail and "s3cret" not in res.detail
+        assert proxy.stats()["total_requests"] == sent
+
+
+def _jwt(assertion):
+    def unb64(text):
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    header, claims, signature = assertion.split(".")
+    return (json.loads(unb64(header)), json.loads(unb64(claims)),
+            (header + "." + claims).encode(), unb64(signature))
+
+
+def test_application_default_credentials_of_a_service_account(
+        driver, proxy, tmp_path):
+    """A service account's key file in GOOGLE_APPLICATION_CREDENTIALS: a
+    JWT for the read-only storage scope, signed RS256 with its private
+    key, is traded for the token sent. The stand-in verifies the signature
+    with the public key; signed with another key, the grant is refused."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    account = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    seen = []
+
+    def check(form):
+        if form.get("grant_type") != \
+                "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return "unsupported_grant_type"
+        header, claims, signed, signature = _jwt(form["assertion"])
+        try:
+            account.public_key().verify(signature, signed,
+                                        padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return "invalid_grant"
+        seen.append((header, claims))
+        return None
+
+    def key_file(key):
+        pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        path = tmp_path / "reader.json"
+        path.write_text(json.dumps({
+            "type": "service_account", "project_id": "p",
+            "private_key_id": "k1", "private_key": pem,
+            "client_email": "reader@p.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": ep.url}))
+        return path
+
+    with TokenEndpoint("ya29.of-a-service-account", check) as ep:
+        sa = driver.with_env(GCS_HMAC_ACCESS_ID=None, GCS_HMAC_SECRET=None,
+                             GOOGLE_APPLICATION_CREDENTIALS=key_file(account),
+                             PAGEMESH_ORIGIN_RETRIES=0)
+        sa.error("list", gs("many/"))
+        assert _sent_token(proxy) == "Bearer ya29.of-a-service-account"
+        assert len(seen) == 1
+        header, claims = seen[0]
+        assert header == {"alg": "RS256", "typ": "JWT", "kid": "k1"}
+        assert claims["iss"] == "reader@p.iam.gserviceaccount.com"
+        assert claims["aud"] == ep.url
+        assert claims["scope"] == \
+            "https://www.googleapis.com/auth/devstorage.read_only"
+        assert claims["exp"] - claims["iat"] == 3600
+        assert abs(claims["iat"] - time.time()) < 120
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_file(other)
+        res = sa.error("stat", gs("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "invalid_grant" in res.detail
+        assert len(seen) == 1
 
 
 def test_storage_emulator_host_without_scheme(driver, proxy):

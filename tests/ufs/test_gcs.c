@@ -1,13 +1,15 @@
 /*
  * tests/ufs/test_gcs.c - the GCS origin's configuration (endpoints from
  * GCS_ENDPOINT_URL and STORAGE_EMULATOR_HOST, HMAC keys, OAuth tokens,
- * anonymous), gs:// and gcs:// URIs (one spelling), the URLs the S3
+ * application default credentials files, anonymous), gs:// and gcs:// URIs (one spelling), the URLs the S3
  * engine builds for them, and that the registry routes both schemes to
  * the gcs backend. Each test runs in its own process (criterion forks).
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ufs/s3_int.h"
 
@@ -16,10 +18,13 @@ static void clear_env(void) {
       "GCS_ENDPOINT_URL",          "STORAGE_EMULATOR_HOST",
       "GCS_HMAC_ACCESS_ID",        "GCS_HMAC_SECRET",
       "GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN",
-      "PAGEMESH_GCS_MAX_KEYS",     "GCE_METADATA_HOST"};
+      "PAGEMESH_GCS_MAX_KEYS",     "GCE_METADATA_HOST",
+      "GOOGLE_APPLICATION_CREDENTIALS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
   setenv("NO_GCE_CHECK", "true", 1); /* this machine may be on GCE */
+  /* and may hold gcloud's own credentials */
+  setenv("CLOUDSDK_CONFIG", "/nonexistent/gcloud", 1);
 }
 
 TestSuite(gcs, .init = clear_env, .timeout = 10);
@@ -170,4 +175,125 @@ Test(gcs, the_service_account_only_where_there_is_a_metadata_server) {
   cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG);
   cr_assert(strstr(pm__errmsg(), "GCE_METADATA_HOST"), "%s", pm__errmsg());
   setenv("NO_GCE_CHECK", "true", 1);
+}
+
+/* ---- application default credentials ------------------------------------ */
+
+static const char *const user_json =
+    "{\"type\": \"authorized_user\", \"client_id\": \"123.apps\", "
+    "\"client_secret\": \"s3cret\", \"refresh_token\": \"1//rt\", "
+    "\"quota_project_id\": \"p\"}";
+
+static int parse(const char *json, pm_gcs_adc *adc) {
+  return pm__gcs_adc_parse(json, strlen(json), adc);
+}
+
+Test(gcs, adc_files_of_a_user_and_of_a_service_account) {
+  pm_gcs_adc adc;
+  cr_assert_eq(parse(user_json, &adc), 0, "%s", pm__errmsg());
+  cr_assert_not(adc.service_account);
+  cr_assert_str_eq(adc.client_id, "123.apps");
+  cr_assert_str_eq(adc.client_secret, "s3cret");
+  cr_assert_str_eq(adc.refresh_token, "1//rt");
+  cr_assert_str_eq(adc.token_uri, "https://oauth2.googleapis.com/token");
+  pm__gcs_adc_free(&adc);
+  cr_assert_eq(parse("{\"type\": \"service_account\", \"client_email\": "
+                     "\"sa@p.iam.gserviceaccount.com\", \"private_key\": "
+                     "\"-----BEGIN PRIVATE KEY-----\\n...\", "
+                     "\"private_key_id\": \"k1\", \"token_uri\": "
+                     "\"http://127.0.0.1:9/token\"}", &adc), 0,
+               "%s", pm__errmsg());
+  cr_assert(adc.service_account);
+  cr_assert_str_eq(adc.client_email, "sa@p.iam.gserviceaccount.com");
+  cr_assert_str_eq(adc.private_key_id, "k1");
+  cr_assert_str_eq(adc.token_uri, "http://127.0.0.1:9/token");
+  pm__gcs_adc_free(&adc);
+}
+
+Test(gcs, adc_files_that_cannot_be_used_say_why) {
+  static const struct {
+    const char *json, *says;
+  } bad[] = {
+      {"not json", "not a JSON object"},
+      {"[1]", "not a JSON object"},
+      {"{}", "type"},
+      {"{\"type\": \"external_account\", \"audience\": \"x\"}",
+       "\"external_account\" are not supported"},
+      {"{\"type\": \"authorized_user\", \"client_id\": \"c\", "
+       "\"client_secret\": \"s\"}", "refresh_token"},
+      {"{\"type\": \"service_account\", \"client_email\": \"e\"}",
+       "private_key"},
+      {"{\"type\": \"authorized_user\", \"client_id\": \"c\", "
+       "\"client_secret\": \"s\", \"refresh_token\": \"r\", "
+       "\"token_uri\": \"http://oauth.example/token\"}", "not https://"},
+      {"{\"type\": \"authorized_user\", \"client_id\": 7, "
+       "\"client_secret\": \"s\", \"refresh_token\": \"r\"}", "client_id"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    pm_gcs_adc adc;
+    cr_assert_eq(parse(bad[i].json, &adc), PM_ECONFIG, "%s", bad[i].json);
+    cr_assert(strstr(pm__errmsg(), bad[i].says), "%s: %s", bad[i].json,
+              pm__errmsg());
+    cr_assert_null(adc.client_id);
+    cr_assert_null(adc.token_uri);
+  }
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(gcs, adc_found_where_google_looks_and_in_order) {
+  char dir[] = "/tmp/pm-adc-XXXXXX", named[64], gcloud[64], well_known[128];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(named, sizeof named, "%s/key.json", dir);
+  snprintf(gcloud, sizeof gcloud, "%s/gcloud", dir);
+  snprintf(well_known, sizeof well_known,
+           "%s/application_default_credentials.json", gcloud);
+  cr_assert_eq(mkdir(gcloud, 0700), 0);
+  write_file(well_known, user_json);
+  pm_s3_config cfg;
+  /* gcloud's file, in CLOUDSDK_CONFIG */
+  setenv("CLOUDSDK_CONFIG", gcloud, 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_GOOGLE_ADC);
+  cr_assert_str_eq(cfg.adc_file, well_known);
+  cr_assert(strstr(cfg.cred_source, well_known), "%s", cfg.cred_source);
+  cr_assert_null(cfg.bearer_token, "fetched by the first request");
+  pm__s3_config_free(&cfg);
+  /* ... or in ~/.config/gcloud */
+  unsetenv("CLOUDSDK_CONFIG");
+  char home[64], config[80];
+  snprintf(home, sizeof home, "%s/home", dir);
+  snprintf(config, sizeof config, "%s/.config", home);
+  cr_assert_eq(mkdir(home, 0700) || mkdir(config, 0700), 0);
+  snprintf(well_known, sizeof well_known, "%s/gcloud", config);
+  cr_assert_eq(rename(gcloud, well_known), 0);
+  setenv("HOME", home, 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_GOOGLE_ADC);
+  cr_assert(strstr(cfg.adc_file, "/home/.config/gcloud/application_default"),
+            "%s", cfg.adc_file);
+  pm__s3_config_free(&cfg);
+  /* GOOGLE_APPLICATION_CREDENTIALS wins; a file it names must do */
+  setenv("GOOGLE_APPLICATION_CREDENTIALS", named, 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), named), "%s", pm__errmsg());
+  write_file(named, "{\"type\": \"impersonated_service_account\"}");
+  cr_assert_eq(pm__gcs_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "impersonated_service_account"), "%s",
+            pm__errmsg());
+  write_file(named, user_json);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.adc_file, named);
+  cr_assert(strstr(cfg.cred_source, "user"), "%s", cfg.cred_source);
+  pm__s3_config_free(&cfg);
+  /* a token given outright comes first, and HMAC keys before it */
+  setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.given", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  pm__s3_config_free(&cfg);
 }

@@ -55,3 +55,24 @@ Test(metadata, garbage_is_refused_with_nothing_handed_out) {
     cr_assert_null(token, "case %zu", i);
   }
 }
+
+Test(metadata, oauth_errors_are_named_on_one_line) {
+  char why[96];
+  const char *refusal = "{\"error\": \"invalid_grant\", \"error_description\": "
+                        "\"Token has been\\nexpired or revoked.\"}";
+  pm__oauth_error(refusal, strlen(refusal), why, sizeof why);
+  cr_assert_str_eq(why, ": invalid_grant: Token has been expired or revoked.");
+  const char *bare = "{\"error\": \"unauthorized_client\"}";
+  pm__oauth_error(bare, strlen(bare), why, sizeof why);
+  cr_assert_str_eq(why, ": unauthorized_client");
+  static const char *const not_errors[] = {
+      "", "<html>502</html>", "{\"error\": 5}", "{\"error\": \"\"}",
+      "[\"error\"]", "{\"error\": {\"code\": 400}}"};
+  for (size_t i = 0; i < sizeof not_errors / sizeof not_errors[0]; i++) {
+    pm__oauth_error(not_errors[i], strlen(not_errors[i]), why, sizeof why);
+    cr_assert_str_eq(why, "", "%s", not_errors[i]);
+  }
+  char tiny[8];
+  pm__oauth_error(refusal, strlen(refusal), tiny, sizeof tiny);
+  cr_assert_str_eq(tiny, ": inval", "cut to the buffer");
+}

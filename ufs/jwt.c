@@ -1,0 +1,77 @@
+/*
+ * ufs/jwt.c - a JSON Web Token signed with RS256 (RSASSA-PKCS1-v1_5 over
+ * SHA-256, RFC 7515/7518), as a Google service account signs the
+ * assertion it trades for an access token: base64url(header) "."
+ * base64url(claims) "." base64url(signature), without padding. The key is
+ * the PEM private key of the account's JSON key file; OpenSSL's libcrypto
+ * (already linked for curl's TLS) signs.
+ */
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ufs/curl_int.h"
+
+/* RSA keys up to 8192 bits: signatures up to 1 KiB. */
+#define SIG_MAX 1024
+
+static void put_b64url(pm_sbuf *out, const unsigned char *bytes, size_t n) {
+  size_t room = sodium_base64_ENCODED_LEN(
+      n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  char *text = malloc(room);
+  if (!text) {
+    out->err = PM_ENOMEM;
+    return;
+  }
+  sodium_bin2base64(text, room, bytes, n,
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  pm__sbuf_puts(out, text);
+  free(text);
+}
+
+static EVP_PKEY *load_key(const char *pem) {
+  BIO *bio = BIO_new_mem_buf(pem, -1);
+  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  BIO_free(bio);
+  if (key && EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+    EVP_PKEY_free(key);
+    key = NULL;
+  }
+  return key;
+}
+
+static int sign(EVP_PKEY *key, const pm_sbuf *input, unsigned char *sig,
+                size_t *sig_len) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+           EVP_DigestSign(md, sig, sig_len, (const unsigned char *)input->data,
+                          input->len) == 1;
+  EVP_MD_CTX_free(md);
+  return ok ? 0
+            : pm__errf(PM_ECONFIG, "cannot sign with the private key (an RSA "
+                                   "key over 8192 bits?)");
+}
+
+int pm__jwt_rs256(const char *pem_key, const char *header_json,
+                  const char *claims_json, pm_sbuf *out) {
+  EVP_PKEY *key = load_key(pem_key);
+  if (!key)
+    return pm__errf(PM_ECONFIG, "the private key is not a PEM RSA key");
+  put_b64url(out, (const unsigned char *)header_json, strlen(header_json));
+  pm__sbuf_puts(out, ".");
+  put_b64url(out, (const unsigned char *)claims_json, strlen(claims_json));
+  unsigned char sig[SIG_MAX];
+  size_t sig_len = sizeof sig;
+  int rc = out->err ? 0 : sign(key, out, sig, &sig_len);
+  if (!rc && !out->err) {
+    pm__sbuf_puts(out, ".");
+    put_b64url(out, sig, sig_len);
+  }
+  if (!rc && out->err)
+    rc = pm__errf(out->err, "the token is too long");
+  EVP_PKEY_free(key);
+  return rc;
+}
