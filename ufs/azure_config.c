@@ -245,22 +245,69 @@ static int load_max_results(pm_azure_config *cfg) {
   return 0;
 }
 
-/* No key and no SAS token for the account: its managed identity, where a
- * metadata service can be asked for one (see azure_int.h). */
+/* A tenant is a GUID or a domain name: it goes into the token URL. */
+static bool tenant_ok(const char *t) {
+  size_t n = strlen(t);
+  return n && n <= 128 && strspn(t, "abcdefghijklmnopqrstuvwxyz"
+                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789.-") == n;
+}
+
+/* An application of Microsoft Entra ID, as the Azure SDKs' environment
+ * and workload identity credentials read it: AZURE_TENANT_ID and
+ * AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, or with
+ * AZURE_FEDERATED_TOKEN_FILE; AZURE_AUTHORITY_HOST (default
+ * https://login.microsoftonline.com). *found: one was configured. */
+static int load_app(pm_azure_config *cfg, bool *found) {
+  const char *tenant = pm__ufs_env("AZURE_TENANT_ID");
+  const char *client = pm__ufs_env("AZURE_CLIENT_ID");
+  const char *secret = pm__ufs_env("AZURE_CLIENT_SECRET");
+  const char *file = pm__ufs_env("AZURE_FEDERATED_TOKEN_FILE");
+  const char *authority = pm__ufs_env("AZURE_AUTHORITY_HOST");
+  *found = tenant && client && (secret || file);
+  if (!*found)
+    return 0;
+  if (!tenant_ok(tenant))
+    return pm__errf(PM_ECONFIG, "AZURE_TENANT_ID=%.64s: not a tenant ID or "
+                                "domain", tenant);
+  char base[1100], url[1400], source[1600];
+  int rc = pm__ufs_base_url("AZURE_AUTHORITY_HOST",
+                            authority ? authority
+                                      : "https://login.microsoftonline.com",
+                            true, base, sizeof base);
+  if (rc)
+    return rc;
+  if (!pm__ufs_url_for_secrets(base))
+    return pm__errf(PM_ECONFIG, "AZURE_AUTHORITY_HOST=%.64s: not https:// "
+                                "(http:// only to this host)", base);
+  snprintf(url, sizeof url, "%s/%s/oauth2/v2.0/token", base, tenant);
+  snprintf(source, sizeof source, "Entra application %.64s with %s", client,
+           secret ? "a client secret" : "a federated token (workload "
+                                        "identity)");
+  rc = pm__azure_app_new(url, client, secret, file, &cfg->identity);
+  return rc ? rc : set_str(&cfg->cred_source, source);
+}
+
+/* No key and no SAS token for the account: an Entra application's, else
+ * its managed identity, where a metadata service can be asked for one
+ * (see azure_int.h). */
 static int load_identity(pm_azure_config *cfg) {
   const char *off = pm__ufs_env("PAGEMESH_AZURE_MANAGED_IDENTITY");
   const char *base = pm__ufs_env("AZURE_POD_IDENTITY_AUTHORITY_HOST");
-  if (cfg->key || cfg->sas || !cfg->account ||
-      (off && !strcasecmp(off, "off")))
+  if (cfg->key || cfg->sas || !cfg->account)
     return 0;
+  bool app;
+  int rc = load_app(cfg, &app);
+  if (rc || app || (off && !strcasecmp(off, "off")))
+    return rc;
   /* Azure's VMs carry this chassis asset tag (Hyper-V elsewhere not). */
   if (!base && !pm__ufs_cloud_is("7783-7084-3265-9085"))
     return 0;
   if (!base)
     base = "http://169.254.169.254";
   char trimmed[1100], source[1200];
-  int rc = pm__ufs_base_url("AZURE_POD_IDENTITY_AUTHORITY_HOST", base, false,
-                            trimmed, sizeof trimmed);
+  rc = pm__ufs_base_url("AZURE_POD_IDENTITY_AUTHORITY_HOST", base, false,
+                        trimmed, sizeof trimmed);
   if (rc)
     return rc;
   const char *client = pm__ufs_env("AZURE_CLIENT_ID");

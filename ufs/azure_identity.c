@@ -1,15 +1,21 @@
 /*
- * ufs/azure_identity.c - the managed identity of an Azure VM (or of an AKS
- * node or pod through the same endpoint): an OAuth token for Azure
- * Storage from the Instance Metadata Service, sent as a bearer token to
- * the configured account when it has no key and no SAS token. The token
- * is fetched by the first request that needs it and again within
- * REFRESH_NS of its expiry (one thread fetches; the others wait); a
- * failed refetch keeps a token that has not expired yet.
+ * ufs/azure_identity.c - OAuth tokens for Azure Storage, sent as bearer
+ * tokens to the configured account when it has no key and no SAS token,
+ * from one of two places:
  *
- * The call: GET {base}/metadata/identity/oauth2/token?api-version=
- * 2018-02-01&resource=https://storage.azure.com/ (&client_id= for a
- * user-assigned identity) with "Metadata: true".
+ *   - the managed identity of an Azure VM (or of an AKS node or pod
+ *     through the same endpoint): GET {base}/metadata/identity/oauth2/
+ *     token?api-version=2018-02-01&resource=https://storage.azure.com/
+ *     (&client_id= for a user-assigned identity) with "Metadata: true";
+ *   - an application registered in Microsoft Entra ID, with a client
+ *     secret or with a federated token (AKS workload identity: the
+ *     projected service account token in a file, read anew each time):
+ *     POST {authority}/{tenant}/oauth2/v2.0/token, grant_type=
+ *     client_credentials, scope=https://storage.azure.com/.default.
+ *
+ * The token is fetched by the first request that needs it and again
+ * within REFRESH_NS of its expiry (one thread fetches; the others wait);
+ * a failed refetch keeps a token that has not expired yet.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -25,10 +31,19 @@
   "/metadata/identity/oauth2/token?api-version=2018-02-01"                     \
   "&resource=https%3A%2F%2Fstorage.azure.com%2F"
 
+#define APP_SCOPE "https://storage.azure.com/.default"
+#define ASSERTION_TYPE "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#define ASSERTION_MAX (16u * 1024u)
+#define FORM_MAX (64u * 1024u)
+
 struct pm_azure_identity {
   pthread_mutex_t lock;
-  char *base;      /* "http://169.254.169.254" */
-  char *client_id; /* a user-assigned identity's, or NULL */
+  char *base;      /* managed: "http://169.254.169.254"; an application:
+                      its token URL */
+  char *client_id; /* a user-assigned identity's (or NULL); an app's */
+  bool app;        /* an Entra application, else a managed identity */
+  char *secret;    /* the app's client secret, or NULL */
+  char *assertion_file; /* else the file of its federated token */
   char *token;     /* NULL until fetched */
   int64_t expires_ns;
 };
@@ -55,32 +70,104 @@ void pm__azure_identity_free(pm_azure_identity *id) {
   if (id->base) /* initialised once base was set */
     pthread_mutex_destroy(&id->lock);
   pm__ufs_free_secret(&id->token);
+  pm__ufs_free_secret(&id->secret);
+  free(id->assertion_file);
   free(id->base);
   free(id->client_id);
   free(id);
 }
 
-/* A token from the metadata service into *token, and its expiry. */
-static int fetch(const pm_azure_identity *id, char **token,
-                 int64_t *expires_ns) {
-  pm_sbuf path, body;
+int pm__azure_app_new(const char *token_url, const char *client_id,
+                      const char *secret, const char *assertion_file,
+                      pm_azure_identity **out) {
+  int rc = pm__azure_identity_new(token_url, client_id, out);
+  if (rc)
+    return rc;
+  pm_azure_identity *id = *out;
+  id->app = true;
+  if ((secret && !(id->secret = strdup(secret))) ||
+      (!secret && !(id->assertion_file = strdup(assertion_file)))) {
+    pm__azure_identity_free(id);
+    *out = NULL;
+    return pm__errf(PM_ENOMEM, "azure config: out of memory");
+  }
+  return 0;
+}
+
+static void form_field(pm_sbuf *form, const char *name, const char *value,
+                       size_t length) {
+  pm__sbuf_printf(form, "%s%s=", form->len ? "&" : "", name);
+  pm__uri_encode(form, value, length, false);
+}
+
+/* A token of the application's from Entra ID's token endpoint. */
+static int fetch_app(const pm_azure_identity *id, pm_sbuf *body,
+                     long *status) {
+  pm_sbuf form, assertion;
+  pm__sbuf_init(&form, FORM_MAX);
+  pm__sbuf_init(&assertion, ASSERTION_MAX);
+  int rc = 0;
+  form_field(&form, "grant_type", "client_credentials", 18);
+  form_field(&form, "client_id", id->client_id, strlen(id->client_id));
+  form_field(&form, "scope", APP_SCOPE, strlen(APP_SCOPE));
+  if (id->secret) {
+    form_field(&form, "client_secret", id->secret, strlen(id->secret));
+  } else {
+    rc = pm__ufs_read_token_file(id->assertion_file, &assertion);
+    form_field(&form, "client_assertion_type", ASSERTION_TYPE,
+               strlen(ASSERTION_TYPE));
+    if (!rc)
+      form_field(&form, "client_assertion", assertion.data, assertion.len);
+  }
+  if (!rc && form.err)
+    rc = pm__errf(PM_ETOOBIG, "token request too long");
+  if (!rc)
+    rc = pm__form_post(id->base, pm__sbuf_str(&form), body, status);
+  if (form.data)
+    explicit_bzero(form.data, form.len);
+  if (assertion.data)
+    explicit_bzero(assertion.data, assertion.len);
+  pm__sbuf_free(&form);
+  pm__sbuf_free(&assertion);
+  return rc;
+}
+
+/* A token from the metadata service. */
+static int fetch_managed(const pm_azure_identity *id, pm_sbuf *body,
+                         long *status) {
+  pm_sbuf path;
   pm__sbuf_init(&path, 4096);
-  pm__sbuf_init(&body, ANSWER_MAX);
   pm__sbuf_puts(&path, TOKEN_PATH);
   if (id->client_id) {
     pm__sbuf_puts(&path, "&client_id=");
     pm__uri_encode(&path, id->client_id, strlen(id->client_id), false);
   }
-  long status = 0;
-  int64_t expires_in = 0;
   int rc = path.err ? pm__errf(PM_ETOOBIG, "AZURE_CLIENT_ID too long")
                     : pm__metadata_call(id->base, pm__sbuf_str(&path), false,
-                                        "Metadata", "true", &body, &status);
-  if (!rc && status != 200)
-    rc = pm__errf(PM_EACCES, "token: HTTP %ld%s", status,
-                  status == 400 ? " (no managed identity on this machine, "
-                                  "or not the one AZURE_CLIENT_ID names?)"
-                                : "");
+                                        "Metadata", "true", body, status);
+  if (!rc && *status != 200)
+    rc = pm__errf(PM_EACCES, "token: HTTP %ld%s", *status,
+                  *status == 400 ? " (no managed identity on this machine, "
+                                   "or not the one AZURE_CLIENT_ID names?)"
+                                 : "");
+  pm__sbuf_free(&path);
+  return rc;
+}
+
+/* A token into *token, and its expiry. */
+static int fetch(const pm_azure_identity *id, char **token,
+                 int64_t *expires_ns) {
+  pm_sbuf body;
+  pm__sbuf_init(&body, ANSWER_MAX);
+  long status = 0;
+  int rc = id->app ? fetch_app(id, &body, &status)
+                   : fetch_managed(id, &body, &status);
+  if (!rc && status != 200) { /* an application refused */
+    char why[256];
+    pm__oauth_error(body.data ? body.data : "", body.len, why, sizeof why);
+    rc = pm__errf(PM_EACCES, "%s: HTTP %ld%s", id->base, status, why);
+  }
+  int64_t expires_in = 0;
   if (!rc)
     rc = pm__oauth_token_parse(body.data ? body.data : "", body.len, token,
                                &expires_in);
@@ -89,7 +176,6 @@ static int fetch(const pm_azure_identity *id, char **token,
   if (body.data)
     explicit_bzero(body.data, body.len);
   pm__sbuf_free(&body);
-  pm__sbuf_free(&path);
   return rc;
 }
 
@@ -108,13 +194,16 @@ int pm__azure_identity_token(pm_azure_identity *id, char **out) {
       id->expires_ns = expires;
     } else if (id->token && now < id->expires_ns) {
       PM_LOG_RATELIMITED(PM_LOG_WARN, "azure", 10000,
-                         "managed identity: %s; using the token fetched "
-                         "before until it expires", pm__errmsg());
+                         "%s: %s; using the token fetched before until it "
+                         "expires", id->app ? "application" : "managed identity",
+                         pm__errmsg());
       rc = 0;
     } else {
       char why[PM_ERRMSG_MAX];
       snprintf(why, sizeof why, "%s", pm__errmsg());
-      rc = pm__errf(PM_EACCES, "managed identity (%s): %s", id->base, why);
+      rc = pm__errf(PM_EACCES, "%s (%s): %s",
+                    id->app ? "Entra application" : "managed identity",
+                    id->app ? id->client_id : id->base, why);
     }
   }
   if (!rc && !(*out = strdup(id->token)))

@@ -33,10 +33,19 @@ typedef struct pm_azure_identity pm_azure_identity;
  * the machine's own). Errors: PM_ENOMEM. */
 int pm__azure_identity_new(const char *base, const char *client_id,
                            pm_azure_identity **out);
+/* An application registered in Microsoft Entra ID whose tokens come from
+ * token_url ("https://login.microsoftonline.com/TENANT/oauth2/v2.0/
+ * token"), with its client secret, or (secret NULL) with the federated
+ * token in assertion_file (AKS workload identity), read anew for each
+ * token. Errors: PM_ENOMEM. */
+int pm__azure_app_new(const char *token_url, const char *client_id,
+                      const char *secret, const char *assertion_file,
+                      pm_azure_identity **out);
 void pm__azure_identity_free(pm_azure_identity *id);
 /* A token for Azure Storage now, as a new string (the caller frees it):
  * the one held, or a new one when there is none or it expires within five
- * minutes. Errors: PM_EACCES (the metadata service failed and no unexpired
+ * minutes. Errors: PM_EACCES (the metadata service or the token endpoint
+ * failed, or the federated token file cannot be read, and no unexpired
  * token is left; detail says why), PM_ENOMEM. */
 int pm__azure_identity_token(pm_azure_identity *id, char **out);
 
@@ -64,13 +73,16 @@ typedef struct pm_azure_config {
  * then what it left out from AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY,
  * AZURE_STORAGE_SAS_TOKEN and AZURE_STORAGE_BLOB_ENDPOINT.
  * PAGEMESH_AZURE_MAX_RESULTS sets the listing page size. With an account
- * but neither key nor SAS token: the managed identity, if there is a
- * metadata service to ask (AZURE_POD_IDENTITY_AUTHORITY_HOST, or on an
- * Azure VM; AZURE_CLIENT_ID picks a user-assigned identity;
- * PAGEMESH_AZURE_MANAGED_IDENTITY=off turns it off). No credentials at
- * all means anonymous requests (public containers). Errors (detail
- * names the variable): PM_ECONFIG (malformed connection string, a key
- * that is not base64, a bad endpoint), PM_ENOMEM. On failure cfg is freed.
+ * but neither key nor SAS token: an application of Microsoft Entra ID
+ * (AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or
+ * AZURE_FEDERATED_TOKEN_FILE; AZURE_AUTHORITY_HOST), else the managed
+ * identity, if there is a metadata service to ask
+ * (AZURE_POD_IDENTITY_AUTHORITY_HOST, or on an Azure VM; AZURE_CLIENT_ID
+ * picks a user-assigned identity; PAGEMESH_AZURE_MANAGED_IDENTITY=off
+ * turns it off). No credentials at all means anonymous requests (public
+ * containers). Errors (detail names the variable): PM_ECONFIG (malformed
+ * connection string, a key that is not base64, a bad endpoint, tenant or
+ * authority), PM_ENOMEM. On failure cfg is freed.
  */
 int pm__azure_config_load(pm_azure_config *cfg);
 /* Apply one connection string to cfg (fields it names replace those set).

@@ -44,19 +44,6 @@ void pm__gcs_adc_free(pm_gcs_adc *a) {
   memset(a, 0, sizeof *a);
 }
 
-/* Plain https, or http to this host only (a token endpoint stand-in):
- * never a secret in clear across the network. */
-static bool token_uri_ok(const char *uri) {
-  static const char *const loopback[] = {"http://127.", "http://localhost:",
-                                         "http://localhost/", "http://[::1]"};
-  if (!strncmp(uri, "https://", 8))
-    return uri[8] != '\0';
-  for (size_t i = 0; i < PM_ARRAY_SIZE(loopback); i++)
-    if (!strncmp(uri, loopback[i], strlen(loopback[i])))
-      return true;
-  return false;
-}
-
 /* A string member, copied; missing or empty is PM_ECONFIG when required. */
 static int member(json_t *root, const char *name, bool required,
                   char **out) {
@@ -104,7 +91,7 @@ int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out) {
     rc = member(root, "token_uri", false, &out->token_uri);
   if (!rc && !out->token_uri && !(out->token_uri = strdup(DEFAULT_TOKEN_URI)))
     rc = pm__errf(PM_ENOMEM, "out of memory");
-  if (!rc && !token_uri_ok(out->token_uri))
+  if (!rc && !pm__ufs_url_for_secrets(out->token_uri))
     rc = pm__errf(PM_ECONFIG, "token_uri \"%.64s\" is not https:// (http:// "
                               "only to this host)", out->token_uri);
   json_decref(root);

@@ -299,37 +299,14 @@ static int fetch_gce(const char *base, pm_s3_keys *keys,
 
 #define WEB_TOKEN_MAX (16u * 1024u)
 
-/* The token file, read anew each time (the kubelet rotates it). */
-static int read_web_token(const char *path, pm_sbuf *out) {
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return pm__errf(PM_EACCES, "%s: %s", path, strerror(errno));
-  char chunk[4096];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 &&
-         !pm__sbuf_append(out, chunk, n))
-    ;
-  explicit_bzero(chunk, sizeof chunk);
-  bool failed = ferror(f);
-  fclose(f);
-  while (out->len && (out->data[out->len - 1] == '\n' ||
-                      out->data[out->len - 1] == '\r' ||
-                      out->data[out->len - 1] == ' '))
-    out->data[--out->len] = '\0';
-  if (failed || out->err || !out->len)
-    return pm__errf(PM_EACCES, "%s: %s", path,
-                    out->err ? "over 16 KiB" : failed ? "read error"
-                                                      : "empty");
-  return 0;
-}
-
 static int fetch_web_identity(const pm_s3_config *cfg, pm_s3_keys *keys,
                               int64_t *expires_ns) {
   pm_sbuf token, query, body;
   pm__sbuf_init(&token, WEB_TOKEN_MAX);
   pm__sbuf_init(&query, 3 * WEB_TOKEN_MAX + 4096);
   pm__sbuf_init(&body, OUTPUT_MAX);
-  int rc = read_web_token(cfg->web_token_file, &token);
+  /* read anew each time: the kubelet rotates it */
+  int rc = pm__ufs_read_token_file(cfg->web_token_file, &token);
   if (!rc) {
     pm__sbuf_puts(&query, "/?Action=AssumeRoleWithWebIdentity"
                           "&Version=2011-06-15&DurationSeconds=3600"

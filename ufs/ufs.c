@@ -107,6 +107,39 @@ out:
   return rc;
 }
 
+int pm__ufs_read_token_file(const char *path, pm_sbuf *out) {
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return pm__errf(PM_EACCES, "%s: %s", path, strerror(errno));
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 &&
+         !pm__sbuf_append(out, chunk, n))
+    ;
+  explicit_bzero(chunk, sizeof chunk);
+  bool failed = ferror(f);
+  fclose(f);
+  while (out->len && (out->data[out->len - 1] == '\n' ||
+                      out->data[out->len - 1] == '\r' ||
+                      out->data[out->len - 1] == ' '))
+    out->data[--out->len] = '\0';
+  if (failed || out->err || !out->len)
+    return pm__errf(PM_EACCES, "%s: %s", path,
+                    out->err ? "too long" : failed ? "read error" : "empty");
+  return 0;
+}
+
+bool pm__ufs_url_for_secrets(const char *url) {
+  static const char *const loopback[] = {"http://127.", "http://localhost:",
+                                         "http://localhost/", "http://[::1]"};
+  if (!strncmp(url, "https://", 8))
+    return url[8] != '\0';
+  for (size_t i = 0; i < PM_ARRAY_SIZE(loopback); i++)
+    if (!strncmp(url, loopback[i], strlen(loopback[i])))
+      return true;
+  return false;
+}
+
 bool pm__ufs_cloud_is(const char *prefix) {
   static const char *const files[] = {
       "/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/board_vendor",

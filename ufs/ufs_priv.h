@@ -96,6 +96,14 @@ bool pm__ufs_home_path(char *out, size_t size, const char *named_by,
  * regular file, over max, a read error), PM_ENOMEM. */
 int pm__ufs_read_small(const char *path, size_t max, char **text,
                        size_t *length);
+/* A token file (a Kubernetes service account's projected token, read anew
+ * each time since the kubelet rotates it) into out, trailing newlines and
+ * spaces cut; its cap is out's. Errors: PM_EACCES (detail: the path and
+ * why: cannot open, read error, empty, over the cap). */
+int pm__ufs_read_token_file(const char *path, pm_sbuf *out);
+/* Whether a secret may be sent to url: https://, or http:// to this host
+ * only (127.x, localhost, [::1]: a stand-in, a proxy on the node). */
+bool pm__ufs_url_for_secrets(const char *url);
 /* Wipe and free a secret string, and set *s to NULL. Accepts NULL. */
 void pm__ufs_free_secret(char **s);
 /* Does the hypervisor say this machine is of a cloud: a DMI field

@@ -11,7 +11,7 @@ import pytest
 from harness import util
 from harness.azurite import ACCOUNT, KEY, Azurite
 from harness.cloud_env import blank, clean_env
-from harness.imds import AzureIMDS
+from harness.imds import AzureIMDS, TokenEndpoint
 from harness.pagemesh_cli import PagemeshCLI
 from harness.ufs_driver import Driver
 from harness.keepalive_proxy import OriginProxy
@@ -157,6 +157,58 @@ def test_managed_identity_token_is_sent(driver, proxy):
             "stat", uri("data/blob.bin"))
         assert len(md.queries) == 3
         assert "authorization" not in recent(proxy)[-1]["headers"]
+
+
+def test_entra_application_tokens_are_sent(driver, proxy, tmp_path):
+    """An account with neither key nor SAS token, and an application of
+    Microsoft Entra ID: with AKS workload identity's federated token
+    (AZURE_FEDERATED_TOKEN_FILE, read anew for each token) or with a
+    client secret, a client-credentials grant for Azure Storage at
+    AZURE_AUTHORITY_HOST/TENANT gets the token sent; a grant Entra refuses
+    is PM_EACCES with its reason, and nothing reaches the account."""
+    tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+    def check(form):
+        if (form.get("grant_type") != "client_credentials" or
+                form.get("client_id") != "app-1" or
+                form.get("scope") != "https://storage.azure.com/.default"):
+            return "invalid_request"
+        if "client_secret" in form:
+            return None if form["client_secret"] == "s3cret~" \
+                else "invalid_client"
+        if form.get("client_assertion_type") != \
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            return "invalid_request"
+        return None if form.get("client_assertion") == \
+            "eyJhbGciOi.projected" else "invalid_client"
+
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("eyJhbGciOi.projected\n")
+    path = "/%s/oauth2/v2.0/token" % tenant
+    # Azurite accepts OAuth only over https: only what is sent is checked.
+    with TokenEndpoint("eyJ0eXAi.of-the-app", check, path=path) as ep:
+        app = driver.with_env(AZURE_STORAGE_CONNECTION_STRING=None,
+                              AZURE_STORAGE_ACCOUNT=ACCOUNT,
+                              AZURE_STORAGE_BLOB_ENDPOINT=endpoint(proxy),
+                              AZURE_TENANT_ID=tenant, AZURE_CLIENT_ID="app-1",
+                              AZURE_AUTHORITY_HOST=ep.endpoint,
+                              PAGEMESH_ORIGIN_RETRIES=0)
+        app.with_env(AZURE_FEDERATED_TOKEN_FILE=token_file).error(
+            "stat", uri("data/blob.bin"))
+        assert recent(proxy)[-1]["headers"]["authorization"] == \
+            "Bearer eyJ0eXAi.of-the-app"
+        assert ep.forms[-1]["client_assertion"] == "eyJhbGciOi.projected"
+        app.with_env(AZURE_CLIENT_SECRET="s3cret~").error("list",
+                                                          uri("many/"))
+        assert recent(proxy)[-1]["headers"]["authorization"] == \
+            "Bearer eyJ0eXAi.of-the-app"
+        assert len(ep.forms) == 2
+        sent = proxy.stats()["total_requests"]
+        res = app.with_env(AZURE_CLIENT_SECRET="s3cret-rotated-out").error(
+            "stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "invalid_client" in res.detail
+        assert "app-1" in res.detail and "rotated-out" not in res.detail
+        assert proxy.stats()["total_requests"] == sent
 
 
 def test_no_account_at_all_is_a_config_error(driver):

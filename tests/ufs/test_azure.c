@@ -26,7 +26,11 @@ static void clear_env(void) {
                                      "AZURE_STORAGE_BLOB_ENDPOINT",
                                      "PAGEMESH_AZURE_MAX_RESULTS",
                                      "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-                                     "AZURE_CLIENT_ID"};
+                                     "AZURE_CLIENT_ID",
+                                     "AZURE_TENANT_ID",
+                                     "AZURE_CLIENT_SECRET",
+                                     "AZURE_FEDERATED_TOKEN_FILE",
+                                     "AZURE_AUTHORITY_HOST"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
   /* This machine may be an Azure VM: no managed identity here. */
@@ -464,5 +468,49 @@ Test(azure, managed_identity_only_without_key_or_sas) {
   setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "169.254.169.254", 1);
   cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
   cr_assert(strstr(pm__errmsg(), "AZURE_POD_IDENTITY_AUTHORITY_HOST"));
+  setenv("PAGEMESH_AZURE_MANAGED_IDENTITY", "off", 1);
+}
+
+Test(azure, entra_application_before_the_managed_identity) {
+  pm_azure_config cfg;
+  setenv("AZURE_STORAGE_ACCOUNT", "acct", 1);
+  setenv("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47", 1);
+  setenv("AZURE_CLIENT_ID", "app-1", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0);
+  cr_assert_null(cfg.identity, "no secret, no federated token: not an app");
+  pm__azure_config_free(&cfg);
+  /* workload identity: a federated token file (read by each fetch) */
+  setenv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/token", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_not_null(cfg.identity);
+  cr_assert_str_eq(cfg.cred_source, "Entra application app-1 with a "
+                                    "federated token (workload identity)");
+  pm__azure_config_free(&cfg);
+  /* a client secret comes first, as in the Azure SDKs; even with the
+   * managed identity on, an application is used */
+  unsetenv("PAGEMESH_AZURE_MANAGED_IDENTITY");
+  setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:1", 1);
+  setenv("AZURE_CLIENT_SECRET", "s3cret~", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.cred_source, "Entra application app-1 with a client "
+                                    "secret");
+  pm__azure_config_free(&cfg);
+  /* a key or a SAS token wins over both */
+  setenv("AZURE_STORAGE_KEY", DEV_KEY, 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0);
+  cr_assert_null(cfg.identity);
+  pm__azure_config_free(&cfg);
+  unsetenv("AZURE_STORAGE_KEY");
+  /* what goes into the token URL is checked */
+  setenv("AZURE_TENANT_ID", "../evil?x=", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "AZURE_TENANT_ID"), "%s", pm__errmsg());
+  setenv("AZURE_TENANT_ID", "contoso.onmicrosoft.com", 1);
+  setenv("AZURE_AUTHORITY_HOST", "http://login.example/", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "not https://"), "%s", pm__errmsg());
+  setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
+  pm__azure_config_free(&cfg);
   setenv("PAGEMESH_AZURE_MANAGED_IDENTITY", "off", 1);
 }
