@@ -487,21 +487,22 @@ static int creds_from_instance(pm_s3_config *cfg) {
   return 0;
 }
 
+/* In botocore's order: keys in the environment, then a web identity
+ * (IRSA), then the profile (keys in the credentials file or the config
+ * file, its credential_process), then the instance's role. */
 static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
-  int rc;
   if (pm__ufs_env("AWS_ACCESS_KEY_ID") || pm__ufs_env("AWS_SECRET_ACCESS_KEY"))
-    rc = creds_from_env(cfg);
-  else
-    rc = creds_from_files(cfg, profile, named, config, config_section);
+    return creds_from_env(cfg);
+  bool web = false;
+  int rc = creds_from_web_identity(cfg, &web);
+  if (rc || web)
+    return rc;
+  rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
     rc = creds_from_profile_source(cfg, profile, config, config_section);
-  bool web = false;
   if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
-    rc = creds_from_web_identity(cfg, &web);
-  if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED &&
-      !web)
     rc = creds_from_instance(cfg);
   return rc;
 }

@@ -447,6 +447,14 @@ Test(s3_config, web_identity_of_a_pod) {
   cr_assert_eq(pm__s3_config_load(&cfg), 0);
   cr_assert_str_eq(cfg.sts_endpoint, "http://127.0.0.1:9001");
   pm__s3_config_free(&cfg);
+  /* before the profile's keys, as botocore has it */
+  setenv("AWS_SHARED_CREDENTIALS_FILE",
+         write_file("credentials", "[default]\naws_access_key_id=D\n"
+                                   "aws_secret_access_key=DS\n"), 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_WEB_IDENTITY);
+  cr_assert_null(cfg.access_key);
+  pm__s3_config_free(&cfg);
   keys_in_the_environment_win();
   unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
   load_fails("AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN");
