@@ -21,6 +21,8 @@ APT_PACKAGES=(
 PIP_PACKAGES=(
   "moto[server]" "boto3==1.43.117" pytest xxhash "setuptools>=70.1"
   azure-storage-blob
+  # test certificates and the signatures the token endpoint stand-ins check
+  cryptography
   prometheus-client pyyaml jsonschema kubernetes-validate
   pyarrow fsspec "s3fs==2026.9.0" "ray[data]" pillow numpy pandas
   # the epoch benchmark's plots and its JuiceFS contender (perf/epoch_bench.py)

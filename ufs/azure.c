@@ -37,7 +37,7 @@ static int azure_init(pm_ufs *self, const pm_ufs_config *config) {
   (void)config;
   int rc = pm__azure_config_load(&az->cfg);
   if (!rc)
-    rc = pm__curl_pool_init(&az->pool);
+    rc = pm__curl_pool_init(&az->pool, NULL);
   if (!rc)
     PM_LOG(PM_LOG_INFO, "azure", "account %s, endpoint %s, credentials: %s",
            az->cfg.account ? az->cfg.account : "(from the URI)",

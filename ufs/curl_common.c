@@ -46,12 +46,15 @@ static void share_unlock(CURL *handle, curl_lock_data data, void *userp) {
     pthread_mutex_unlock(&pool->share_locks[data]);
 }
 
-int pm__curl_pool_init(pm_curl_pool *pool) {
+int pm__curl_pool_init(pm_curl_pool *pool, const char *ca_var) {
   memset(pool, 0, sizeof *pool);
   pthread_once(&global_once, global_init);
   if (global_rc != CURLE_OK)
     return pm__errf(PM_EIO, "libcurl failed to initialise: %s",
                     curl_easy_strerror(global_rc));
+  int rc = pm__curl_ca_find(ca_var, &pool->ca);
+  if (rc)
+    return rc;
   pthread_mutex_init(&pool->lock, NULL);
   for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
     pthread_mutex_init(&pool->share_locks[i], NULL);
@@ -214,6 +217,9 @@ static int setup(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
   SET(CURLOPT_USERAGENT, "pagemesh/"
                          "0.1");
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  int rc = pm__curl_ca_apply(h, &pool->ca);
+  if (rc)
+    return rc;
   if (req->method == PM_HTTP_HEAD)
     SET(CURLOPT_NOBODY, 1L);
   if (req->sigv4) {
@@ -257,11 +263,14 @@ static int curl_err(const pm_http_req *req, CURLcode cc, const char *errbuf,
                   curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s");
 }
 
+/* A TLS handshake cut short (CURLE_SSL_CONNECT_ERROR: a reset, a load
+ * balancer dropping the connection) is retried, as the AWS SDKs retry it;
+ * a certificate that does not verify is not. */
 static bool curl_retryable(CURLcode cc) {
   return cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_RECV_ERROR ||
          cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING ||
          cc == CURLE_PARTIAL_FILE || cc == CURLE_HTTP2 ||
-         cc == CURLE_HTTP2_STREAM;
+         cc == CURLE_HTTP2_STREAM || cc == CURLE_SSL_CONNECT_ERROR;
 }
 
 static bool status_retryable(long status) {

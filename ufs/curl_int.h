@@ -25,8 +25,24 @@
 /* How much of an error body is kept for the detail message. */
 #define PM_HTTP_ERROR_BODY_MAX (64 * 1024)
 
+/* The certificate authorities to trust beyond (or instead of) the
+ * system's (ufs/curl_ca.c): a bundle file and a directory; "" for none. */
+typedef struct pm_curl_ca {
+  char file[4096];
+  char dir[4096];
+} pm_curl_ca;
+
+/* Find them in the environment: first_var (or NULL), else CURL_CA_BUNDLE,
+ * else REQUESTS_CA_BUNDLE, else SSL_CERT_FILE for the bundle; SSL_CERT_DIR
+ * for the directory ("~/" is $HOME). Errors: PM_ECONFIG (a variable names
+ * a file or directory that cannot be read; detail names it). */
+int pm__curl_ca_find(const char *first_var, pm_curl_ca *out);
+/* Make handle h trust them. Errors: PM_ECONFIG (libcurl refused). */
+int pm__curl_ca_apply(CURL *h, const pm_curl_ca *ca);
+
 typedef struct pm_curl_pool {
   pthread_mutex_t lock;
+  pm_curl_ca ca; /* what requests of this pool trust */
   CURL *idle[PM_CURL_POOL_MAX];
   size_t idle_count;
   CURLSH *share;
@@ -34,9 +50,11 @@ typedef struct pm_curl_pool {
   bool ready;
 } pm_curl_pool;
 
-/* Set up a pool (and libcurl, once per process). Errors: PM_ENOMEM,
- * PM_EIO (libcurl failed to initialise). */
-int pm__curl_pool_init(pm_curl_pool *pool);
+/* Set up a pool (and libcurl, once per process), trusting the CAs the
+ * environment names (pm__curl_ca_find, with ca_var first, or NULL).
+ * Errors: PM_ENOMEM, PM_EIO (libcurl failed to initialise), PM_ECONFIG (a
+ * CA variable names what cannot be read). */
+int pm__curl_pool_init(pm_curl_pool *pool, const char *ca_var);
 /* Free every handle. Accepts a zeroed or failed pool. */
 void pm__curl_pool_fini(pm_curl_pool *pool);
 
@@ -196,16 +214,20 @@ int pm__metadata_call(const char *base, const char *path, bool put,
                       const char *header, const char *value, pm_sbuf *body,
                       long *status);
 /* The same for a service elsewhere on the network (via_proxy: through the
- * proxy the environment names, as the SDKs would). Errors name base only:
- * path may carry a secret, and the URL is wiped after the call. */
+ * proxy the environment names, trusting the CAs it names with
+ * AWS_CA_BUNDLE first, as botocore would for STS). Errors name base only:
+ * path may carry a secret, and the URL is wiped after the call; also
+ * PM_ECONFIG (a CA variable names what cannot be read). */
 int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status);
 /* POST form (application/x-www-form-urlencoded) to url, a token endpoint
  * elsewhere on the network (through the environment's proxy); *status
- * and body (capped) are the answer. 5 s to connect, 20 s in all. Errors
- * name the URL, never the form (it carries secrets): PM_EUNREACHABLE,
- * PM_ETOOBIG (answer over body's cap), PM_ENOMEM. */
+ * and body (capped) are the answer, trusting the CAs the environment
+ * names (pm__curl_ca_find). 5 s to connect, 20 s in all. Errors name the
+ * URL, never the form (it carries secrets): PM_EUNREACHABLE, PM_ETOOBIG
+ * (answer over body's cap), PM_ECONFIG (a CA variable names what cannot
+ * be read), PM_ENOMEM. */
 int pm__form_post(const char *url, const char *form, pm_sbuf *body,
                   long *status);
 /* The OAuth error of a token endpoint's refusal ({"error": "invalid_grant",

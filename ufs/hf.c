@@ -39,7 +39,7 @@ static int hf_init(pm_ufs *self, const pm_ufs_config *config) {
   (void)config;
   int rc = pm__hf_config_load(&hf->cfg);
   if (!rc)
-    rc = pm__curl_pool_init(&hf->pool);
+    rc = pm__curl_pool_init(&hf->pool, NULL);
   if (!rc)
     PM_LOG(PM_LOG_INFO, "hf", "endpoint %s, token: %s", hf->cfg.endpoint,
            hf->cfg.token_source);

@@ -31,7 +31,7 @@ typedef struct http_ufs {
 
 static int http_init(pm_ufs *self, const pm_ufs_config *config) {
   (void)config;
-  return pm__curl_pool_init(&((http_ufs *)self)->pool);
+  return pm__curl_pool_init(&((http_ufs *)self)->pool, NULL);
 }
 
 static void http_fini(pm_ufs *self) {

@@ -37,7 +37,8 @@ typedef struct call {
   const char *base, *path;
   const char *method; /* "GET", "PUT" or "POST" */
   const char *form;   /* POST: the urlencoded body */
-  bool via_proxy;
+  bool via_proxy;   /* a service elsewhere: proxy and CAs as configured */
+  const char *ca_var; /* the CA bundle variable tried first, or NULL */
   const char *header, *value;
   long connect_ms, total_ms;
 } call;
@@ -65,8 +66,16 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
   curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  if (!o->via_proxy) /* a service of this host: never through a proxy */
+  if (!o->via_proxy) { /* a service of this host: never through a proxy */
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+  } else {
+    pm_curl_ca ca;
+    rc = pm__curl_ca_find(o->ca_var, &ca);
+    if (!rc)
+      rc = pm__curl_ca_apply(c, &ca);
+    if (rc)
+      goto out;
+  }
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_ms);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->total_ms);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -97,7 +106,8 @@ int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status) {
   call o = {.base = base, .path = path, .method = put ? "PUT" : "GET",
-            .via_proxy = via_proxy, .header = header, .value = value,
+            .via_proxy = via_proxy, .ca_var = "AWS_CA_BUNDLE",
+            .header = header, .value = value,
             .connect_ms = CONNECT_TIMEOUT_MS, .total_ms = TIMEOUT_MS};
   return perform(&o, body, status);
 }
