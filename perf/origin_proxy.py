@@ -152,12 +152,14 @@ class OriginProxy:
         if bandwidth is not None:
             self.bandwidth = float(bandwidth)
 
-    def _note_request(self, method, path, headers):
+    def _note_request(self, method, path, headers, body=None):
+        entry = {"method": method, "path": path,
+                 "headers": {k.lower(): v for k, v in headers.items()}}
+        if method == "POST" and body and len(body) <= 4096:
+            entry["body"] = body.decode("utf-8", "replace")  # e.g. STS forms
         with self.lock:
             self._requests[method] += 1
-            self._recent.append({"method": method, "path": path,
-                                 "headers": {k.lower(): v
-                                             for k, v in headers.items()}})
+            self._recent.append(entry)
 
     def _note_connection(self):
         with self.lock:
@@ -229,7 +231,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._reply(status, json.dumps(body).encode(), "application/json")
             return
         body = self._read_body()
-        self.proxy._note_request(self.command, self.path, self.headers)
+        self.proxy._note_request(self.command, self.path, self.headers, body)
         fault = self.proxy._take_fault()
         if fault:
             self._send_fault(fault)

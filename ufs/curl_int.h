@@ -230,6 +230,13 @@ int pm__short_call(const char *base, const char *path, bool put,
  * be read), PM_ENOMEM. */
 int pm__form_post(const char *url, const char *form, pm_sbuf *body,
                   long *status);
+/* POST form to STS at base (an AWS query API call, "Action=...&Version=
+ * 2011-06-15&..."), signed SigV4 for region with the given keys (and
+ * session token, or NULL); as pm__form_post otherwise, with AWS_CA_BUNDLE
+ * trusted first. Errors: as pm__form_post. */
+int pm__sts_post(const char *base, const char *region, const char *form,
+                 const char *access_key, const char *secret_key,
+                 const char *session_token, pm_sbuf *body, long *status);
 /* The OAuth error of a token endpoint's refusal ({"error": "invalid_grant",
  * "error_description": "..."}) as ": invalid_grant: ..." in out (cut to
  * size, control characters made spaces), or "" when text is not that.

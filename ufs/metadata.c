@@ -40,6 +40,9 @@ typedef struct call {
   bool via_proxy;   /* a service elsewhere: proxy and CAs as configured */
   const char *ca_var; /* the CA bundle variable tried first, or NULL */
   const char *header, *value;
+  const char *sigv4;  /* "aws:amz:REGION:SERVICE": signed with user and
+                         password (libcurl signs), or NULL */
+  const char *user, *password;
   long connect_ms, total_ms;
 } call;
 
@@ -57,7 +60,7 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
   if (!rc && o->form)
     rc = pm__http_add_header(&headers, "Content-Type",
                              "application/x-www-form-urlencoded");
-  if (!rc && o->form)
+  if (!rc && o->form && !o->sigv4) /* an OAuth endpoint; STS answers XML */
     rc = pm__http_add_header(&headers, "Accept", "application/json");
   if (rc) {
     rc = pm__errf(rc, "cannot build the request");
@@ -80,6 +83,11 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->total_ms);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+  if (o->sigv4) {
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, o->sigv4);
+    curl_easy_setopt(c, CURLOPT_USERNAME, o->user);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, o->password);
+  }
   if (strcmp(o->method, "GET") != 0) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->form ? o->form : "");
     if (strcmp(o->method, "POST") != 0)
@@ -150,6 +158,20 @@ int pm__oauth_token_parse(const char *text, size_t length, char **token,
     *expires_in_s = PM_MIN(seconds, 24ll * 3600);
   json_decref(root);
   return rc;
+}
+
+int pm__sts_post(const char *base, const char *region, const char *form,
+                 const char *access_key, const char *secret_key,
+                 const char *session_token, pm_sbuf *body, long *status) {
+  char scope[128];
+  snprintf(scope, sizeof scope, "aws:amz:%.64s:sts", region);
+  call o = {.base = base, .path = "/", .method = "POST", .form = form,
+            .via_proxy = true, .ca_var = "AWS_CA_BUNDLE",
+            .header = session_token ? "X-Amz-Security-Token" : NULL,
+            .value = session_token, .sigv4 = scope, .user = access_key,
+            .password = secret_key, .connect_ms = POST_CONNECT_TIMEOUT_MS,
+            .total_ms = POST_TIMEOUT_MS};
+  return perform(&o, body, status);
 }
 
 void pm__oauth_error(const char *text, size_t length, char *out,

@@ -39,6 +39,11 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free(cfg->role_session);
   free(cfg->sts_endpoint);
   free(cfg->adc_file);
+  free(cfg->external_id);
+  if (cfg->source) {
+    pm__s3_config_free(cfg->source);
+    free(cfg->source);
+  }
   pm__s3_fetched_free(cfg);
   memset(cfg, 0, sizeof *cfg);
 }
@@ -364,9 +369,9 @@ static int profile_value(const aws_file *cred, const aws_file *config,
 }
 
 /* Sources of keys that the profile names instead of keys: its
- * credential_process is run by requests (ufs/s3_creds.c); an SSO login or
- * a role to assume is refused with the way out (requests would otherwise
- * go out anonymous and fail with 403). */
+ * credential_process is run by requests (ufs/s3_creds.c); an SSO login is
+ * refused with the way out (requests would otherwise go out anonymous and
+ * fail with 403). */
 static int creds_from_profile_source(pm_s3_config *cfg, const char *profile,
                                      const aws_file *config,
                                      const char *config_section) {
@@ -383,7 +388,6 @@ static int creds_from_profile_source(pm_s3_config *cfg, const char *profile,
   static const char *const unsupported[][2] = {
       {"sso_session", "AWS SSO (IAM Identity Center)"},
       {"sso_start_url", "AWS SSO (IAM Identity Center)"},
-      {"role_arn", "a role to assume (role_arn)"},
   };
   rc = profile_value(&cred, config, profile, config_section,
                      "credential_process", value, PM_S3_VALUE_MAX, &from);
@@ -420,24 +424,16 @@ out:
   return rc;
 }
 
-/* AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (what EKS sets for a pod's
- * service account, IRSA): keys from STS AssumeRoleWithWebIdentity, fetched
- * by requests (ufs/s3_creds.c). STS is AWS_ENDPOINT_URL_STS, else
- * AWS_ENDPOINT_URL, else the region's. *used says whether they are set. */
-static int creds_from_web_identity(pm_s3_config *cfg, bool *used) {
-  const char *file = pm__ufs_env("AWS_WEB_IDENTITY_TOKEN_FILE");
-  const char *role = pm__ufs_env("AWS_ROLE_ARN");
-  *used = file && role;
-  if (!file && !role)
-    return 0;
-  if (!*used)
-    return pm__errf(PM_ECONFIG, "AWS_WEB_IDENTITY_TOKEN_FILE and "
-                                "AWS_ROLE_ARN must be set together");
-  const char *session = pm__ufs_env("AWS_ROLE_SESSION_NAME");
+/* Keys from STS for role: cfg's role_arn, role_session (session, else
+ * "pagemesh-PID") and sts_endpoint (AWS_ENDPOINT_URL_STS, else
+ * AWS_ENDPOINT_URL, else the region's), fetched by requests
+ * (ufs/s3_creds.c) as kind says. */
+static int set_role(pm_s3_config *cfg, pm_s3_cred_kind kind, const char *role,
+                    const char *session, const char *source) {
   const char *sts = pm__ufs_env("AWS_ENDPOINT_URL_STS");
   if (!sts)
     sts = pm__ufs_env("AWS_ENDPOINT_URL");
-  char session_buf[64], sts_buf[128], source[600];
+  char session_buf[64], sts_buf[128];
   if (!session) {
     snprintf(session_buf, sizeof session_buf, "pagemesh-%ld", (long)getpid());
     session = session_buf;
@@ -451,15 +447,38 @@ static int creds_from_web_identity(pm_s3_config *cfg, bool *used) {
   int rc = pm__ufs_base_url("STS endpoint", sts, true, base, sizeof base);
   if (rc)
     return rc;
-  snprintf(source, sizeof source, "web identity of role %.500s", role);
-  cfg->cred_kind = PM_S3_CREDS_WEB_IDENTITY;
+  cfg->cred_kind = kind;
   if (pm__s3_config_set(&cfg->role_arn, role) ||
-      pm__s3_config_set(&cfg->web_token_file, file) ||
       pm__s3_config_set(&cfg->role_session, session) ||
       pm__s3_config_set(&cfg->sts_endpoint, base) ||
       pm__s3_config_set(&cfg->cred_source, source) || pm__s3_fetched_new(cfg))
     return pm__errf(PM_ENOMEM, "s3 config: out of memory");
   return 0;
+}
+
+static int web_identity(pm_s3_config *cfg, const char *file, const char *role,
+                        const char *session) {
+  char source[600];
+  snprintf(source, sizeof source, "web identity of role %.500s", role);
+  int rc = set_role(cfg, PM_S3_CREDS_WEB_IDENTITY, role, session, source);
+  if (!rc && pm__s3_config_set(&cfg->web_token_file, file))
+    rc = PM_ENOMEM;
+  return rc;
+}
+
+/* AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (what EKS sets for a pod's
+ * service account, IRSA): keys from STS AssumeRoleWithWebIdentity.
+ * *used says whether they are set. */
+static int creds_from_web_identity(pm_s3_config *cfg, bool *used) {
+  const char *file = pm__ufs_env("AWS_WEB_IDENTITY_TOKEN_FILE");
+  const char *role = pm__ufs_env("AWS_ROLE_ARN");
+  *used = file && role;
+  if (!file && !role)
+    return 0;
+  if (!*used)
+    return pm__errf(PM_ECONFIG, "AWS_WEB_IDENTITY_TOKEN_FILE and "
+                                "AWS_ROLE_ARN must be set together");
+  return web_identity(cfg, file, role, pm__ufs_env("AWS_ROLE_SESSION_NAME"));
 }
 
 /* No keys configured: the instance's role if there is a metadata service
@@ -487,9 +506,159 @@ static int creds_from_instance(pm_s3_config *cfg) {
   return 0;
 }
 
+/* ---- profiles that assume a role ------------------------------------------ */
+
+#define ROLE_CHAIN_MAX 4
+
+static int creds_from_profile(pm_s3_config *cfg, const char *profile,
+                              bool named, const aws_file *config,
+                              const char *section, int depth);
+
+/* What a role profile says, each "" when absent. */
+typedef struct role_profile {
+  char role_arn[2048], source_profile[256], credential_source[64];
+  char web_token_file[4096], external_id[1300], session[128];
+} role_profile;
+
+static int read_role_profile(const aws_file *cred, const aws_file *config,
+                             const char *profile, const char *section,
+                             role_profile *r) {
+  struct {
+    const char *key;
+    char *out;
+    size_t size;
+  } fields[] = {
+      {"role_arn", r->role_arn, sizeof r->role_arn},
+      {"source_profile", r->source_profile, sizeof r->source_profile},
+      {"credential_source", r->credential_source,
+       sizeof r->credential_source},
+      {"web_identity_token_file", r->web_token_file,
+       sizeof r->web_token_file},
+      {"external_id", r->external_id, sizeof r->external_id},
+      {"role_session_name", r->session, sizeof r->session},
+  };
+  const char *from;
+  for (size_t i = 0; i < PM_ARRAY_SIZE(fields); i++) {
+    fields[i].out[0] = '\0';
+    int rc = profile_value(cred, config, profile, section, fields[i].key,
+                           fields[i].out, fields[i].size, &from);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* The keys that ask STS for the role: source_profile's (its own keys when
+ * it names itself; else whatever that profile resolves to, a role in
+ * turn), or credential_source's (Environment, Ec2InstanceMetadata). */
+static int load_role_source(pm_s3_config *src, const char *profile,
+                            const role_profile *r, const aws_file *config,
+                            int depth) {
+  if (r->source_profile[0]) {
+    char section[300];
+    snprintf(section, sizeof section, "%s%s",
+             strcmp(r->source_profile, "default") ? "profile " : "",
+             r->source_profile);
+    if (!strcmp(r->source_profile, "default"))
+      snprintf(section, sizeof section, "%s", default_section(config));
+    int rc = strcmp(r->source_profile, profile)
+                 ? creds_from_profile(src, r->source_profile, true, config,
+                                      section, depth + 1)
+                 : creds_from_files(src, profile, true, config, section);
+    if (!rc && !src->access_key && src->cred_kind == PM_S3_CREDS_FIXED)
+      rc = pm__errf(PM_ECONFIG, "AWS profile \"%s\": its source_profile "
+                                "\"%s\" has no credentials", profile,
+                    r->source_profile);
+    return rc;
+  }
+  if (!strcmp(r->credential_source, "Environment"))
+    return creds_from_env(src);
+  if (!strcmp(r->credential_source, "Ec2InstanceMetadata"))
+    return creds_from_instance(src);
+  if (r->credential_source[0])
+    return pm__errf(PM_ECONFIG, "AWS profile \"%s\": credential_source = "
+                                "%s is not supported (Environment and "
+                                "Ec2InstanceMetadata are)",
+                    profile, r->credential_source);
+  return pm__errf(PM_ECONFIG, "AWS profile \"%s\" has role_arn without "
+                              "source_profile, credential_source or "
+                              "web_identity_token_file", profile);
+}
+
+/* A profile with role_arn (*used): keys from STS AssumeRole, asked with
+ * the source's keys (ufs/s3_creds.c), or AssumeRoleWithWebIdentity with
+ * its web_identity_token_file, as botocore does. */
+static int creds_from_role(pm_s3_config *cfg, const char *profile,
+                           const aws_file *config, const char *section,
+                           int depth, bool *used) {
+  aws_file cred;
+  role_profile *r = calloc(1, sizeof *r);
+  int rc = r ? aws_file_load(&cred, "AWS_SHARED_CREDENTIALS_FILE",
+                             "credentials")
+             : pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  if (!r || rc) {
+    free(r);
+    return rc;
+  }
+  rc = read_role_profile(&cred, config, profile, section, r);
+  if (cred.text) {
+    explicit_bzero(cred.text, cred.length);
+    free(cred.text);
+  }
+  *used = !rc && r->role_arn[0];
+  const char *session = r->session[0] ? r->session : NULL;
+  if (!*used) {
+  } else if (depth >= ROLE_CHAIN_MAX) {
+    rc = pm__errf(PM_ECONFIG, "AWS profile \"%s\": roles chained over %d "
+                              "profiles deep (a loop of source_profile?)",
+                  profile, ROLE_CHAIN_MAX);
+  } else if (r->web_token_file[0]) {
+    char path[4096];
+    rc = pm__ufs_home_path(path, sizeof path, "web_identity_token_file",
+                           r->web_token_file, "")
+             ? web_identity(cfg, path, r->role_arn, session)
+             : pm__errf(PM_ECONFIG, "AWS profile \"%s\": "
+                                    "web_identity_token_file names no file",
+                        profile);
+  } else if (!(cfg->source = calloc(1, sizeof *cfg->source)) ||
+             pm__s3_config_set(&cfg->source->region, cfg->region)) {
+    rc = pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  } else if (!(rc = load_role_source(cfg->source, profile, r, config,
+                                     depth))) {
+    char source[2600];
+    snprintf(source, sizeof source, "role %s of profile %s (asked with %s)",
+             r->role_arn, profile, cfg->source->cred_source);
+    rc = set_role(cfg, PM_S3_CREDS_ASSUME_ROLE, r->role_arn, session,
+                  source);
+    if (!rc && r->external_id[0] &&
+        pm__s3_config_set(&cfg->external_id, r->external_id))
+      rc = PM_ENOMEM;
+  }
+  explicit_bzero(r, sizeof *r);
+  free(r);
+  return rc;
+}
+
+/* A profile's keys, as botocore resolves them: a role it assumes, else its
+ * keys (credentials file, then config file), else its credential_process.
+ * depth counts the source profiles followed. */
+static int creds_from_profile(pm_s3_config *cfg, const char *profile,
+                              bool named, const aws_file *config,
+                              const char *section, int depth) {
+  bool role = false;
+  int rc = creds_from_role(cfg, profile, config, section, depth, &role);
+  if (rc || role)
+    return rc;
+  rc = creds_from_files(cfg, profile, named, config, section);
+  if (rc == 0 && !cfg->access_key)
+    rc = creds_from_profile_source(cfg, profile, config, section);
+  return rc;
+}
+
 /* In botocore's order: keys in the environment, then a web identity
- * (IRSA), then the profile (keys in the credentials file or the config
- * file, its credential_process), then the instance's role. */
+ * (IRSA), then the profile (a role it assumes, keys in the credentials
+ * file or the config file, its credential_process), then the instance's
+ * role. */
 static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
@@ -499,9 +668,7 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
   int rc = creds_from_web_identity(cfg, &web);
   if (rc || web)
     return rc;
-  rc = creds_from_files(cfg, profile, named, config, config_section);
-  if (rc == 0 && !cfg->access_key)
-    rc = creds_from_profile_source(cfg, profile, config, config_section);
+  rc = creds_from_profile(cfg, profile, named, config, config_section, 0);
   if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
     rc = creds_from_instance(cfg);
   return rc;

@@ -345,6 +345,56 @@ static int fetch_web_identity(const pm_s3_config *cfg, pm_s3_keys *keys,
   return rc;
 }
 
+/* ---- STS AssumeRole ------------------------------------------------------ */
+
+static void form_field(pm_sbuf *form, const char *name, const char *value) {
+  pm__sbuf_printf(form, "&%s=", name);
+  pm__uri_encode(form, value, strlen(value), false);
+}
+
+/* The role's keys, asked for with the source's (fetched or renewed first,
+ * when they are fetched keys themselves). */
+static int fetch_assume_role(pm_s3_config *cfg, pm_s3_keys *keys,
+                             int64_t *expires_ns) {
+  pm_s3_keys src = {0};
+  int rc = pm__s3_keys_get(cfg->source, &src);
+  if (!rc && !src.access_key)
+    rc = pm__errf(PM_EACCES, "no keys to ask STS with (%s)",
+                  cfg->source->cred_source);
+  pm_sbuf form, body;
+  pm__sbuf_init(&form, 16384);
+  pm__sbuf_init(&body, OUTPUT_MAX);
+  pm__sbuf_puts(&form, "Action=AssumeRole&Version=2011-06-15"
+                       "&DurationSeconds=3600");
+  form_field(&form, "RoleArn", cfg->role_arn);
+  form_field(&form, "RoleSessionName", cfg->role_session);
+  if (cfg->external_id)
+    form_field(&form, "ExternalId", cfg->external_id);
+  if (!rc && form.err)
+    rc = pm__errf(PM_ETOOBIG, "request too long");
+  long status = 0;
+  if (!rc)
+    rc = pm__sts_post(cfg->sts_endpoint, cfg->region, pm__sbuf_str(&form),
+                      src.access_key, src.secret_key, src.session_token,
+                      &body, &status);
+  if (!rc && status != 200) {
+    char code[128] = "", message[256] = "";
+    pm__s3_error_parse(body.data, body.len, code, sizeof code, message,
+                       sizeof message);
+    rc = pm__errf(PM_EACCES, "STS AssumeRole %s: HTTP %ld%s%s%s%s",
+                  cfg->role_arn, status, code[0] ? " " : "", code,
+                  message[0] ? ": " : "", message);
+  }
+  if (!rc)
+    rc = pm__sts_parse_credentials(body.data, body.len, keys, expires_ns);
+  pm__s3_keys_free(&src);
+  if (body.data)
+    explicit_bzero(body.data, body.len);
+  pm__sbuf_free(&form);
+  pm__sbuf_free(&body);
+  return rc;
+}
+
 /* ---- keys for a request ---------------------------------------------- */
 
 static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
@@ -356,6 +406,8 @@ static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
                ? fetch_web_identity(cfg, keys, expires_ns)
            : cfg->cred_kind == PM_S3_CREDS_GOOGLE_ADC
                ? pm__gcs_adc_fetch(cfg->adc_file, keys, expires_ns)
+           : cfg->cred_kind == PM_S3_CREDS_ASSUME_ROLE
+               ? fetch_assume_role(cfg, keys, expires_ns)
                : fetch_gce(cfg->imds_endpoint, keys, expires_ns);
   if (!rc)
     return 0;

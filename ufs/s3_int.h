@@ -29,6 +29,7 @@ typedef enum pm_s3_cred_kind {
   PM_S3_CREDS_GCE,       /* a GCE service account's token (GCS) */
   PM_S3_CREDS_WEB_IDENTITY, /* STS AssumeRoleWithWebIdentity (EKS IRSA) */
   PM_S3_CREDS_GOOGLE_ADC,   /* Google application default credentials */
+  PM_S3_CREDS_ASSUME_ROLE,  /* STS AssumeRole with a source's keys */
 } pm_s3_cred_kind;
 
 typedef struct pm_s3_fetched pm_s3_fetched;
@@ -58,6 +59,12 @@ typedef struct pm_s3_config {
    * and STS's endpoint ("https://sts.REGION.amazonaws.com"). */
   char *role_arn, *web_token_file, *role_session, *sts_endpoint;
   char *adc_file; /* PM_S3_CREDS_GOOGLE_ADC: the credentials file */
+  /* PM_S3_CREDS_ASSUME_ROLE: role_arn, role_session and sts_endpoint as
+   * above, the profile's external_id (or NULL), and the configuration
+   * whose keys ask STS (a source profile, the environment, the instance
+   * role; itself perhaps a role: a chain). */
+  char *external_id;
+  struct pm_s3_config *source;
 } pm_s3_config;
 
 /*
@@ -177,8 +184,9 @@ typedef struct pm_s3_list_page {
 int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
                       void *arg, pm_s3_list_page *page);
 
-/* Pull <Code> and <Message> out of an S3 <Error> document. Returns 0 if
- * it is one (either may be "" if absent), PM_EPROTO otherwise. */
+/* Pull <Code> and <Message> out of an S3 <Error> document, or out of the
+ * <ErrorResponse><Error> of the query APIs (STS). Returns 0 if it is one
+ * (either may be "" if absent), PM_EPROTO otherwise. */
 int pm__s3_error_parse(const char *xml, size_t length, char *code,
                        size_t code_size, char *message, size_t message_size);
 /* The <Region> of an S3 <Error> document (what a 400
@@ -187,7 +195,8 @@ int pm__s3_error_parse(const char *xml, size_t length, char *code,
 int pm__s3_error_region(const char *xml, size_t length, char *region,
                         size_t region_size);
 
-/* Decode STS's answer to AssumeRoleWithWebIdentity: the AccessKeyId,
+/* Decode STS's answer to AssumeRoleWithWebIdentity or AssumeRole: the
+ * AccessKeyId,
  * SecretAccessKey, SessionToken (into keys, allocated: free them) and
  * Expiration (*expires_ns, wall clock) of its <Credentials>, all four
  * required. Network input: PM_EPROTO with detail (nothing handed out),

@@ -122,14 +122,20 @@ int pm__s3_list_parse(const char *xml, size_t length, pm_s3_item_cb cb,
 typedef struct error_ctx {
   char *code, *message, *region;
   size_t code_size, message_size, region_size;
+  int fields; /* depth of Code and Message: 2 in S3's <Error>, 3 in the
+                 query APIs' <ErrorResponse><Error> (STS) */
 } error_ctx;
 
 static int error_open(void *arg, int depth, const char *name, size_t n,
                       const char *attrs, size_t attrs_length) {
-  (void)arg;
+  error_ctx *c = arg;
   (void)attrs;
   (void)attrs_length;
-  if (depth == 1 && !pm__xml_name_eq(name, n, "Error"))
+  if (depth == 1 && pm__xml_name_eq(name, n, "Error"))
+    c->fields = 2;
+  else if (depth == 1 && pm__xml_name_eq(name, n, "ErrorResponse"))
+    c->fields = 3;
+  else if (depth == 1)
     return PM_EPROTO;
   return 0;
 }
@@ -137,11 +143,13 @@ static int error_open(void *arg, int depth, const char *name, size_t n,
 static int error_close(void *arg, int depth, const char *name, size_t n,
                        const pm_sbuf *text) {
   error_ctx *c = arg;
-  if (depth == 2 && pm__xml_name_eq(name, n, "Code"))
+  if (depth != c->fields)
+    return 0;
+  if (pm__xml_name_eq(name, n, "Code"))
     snprintf(c->code, c->code_size, "%s", pm__sbuf_str(text));
-  else if (depth == 2 && pm__xml_name_eq(name, n, "Message"))
+  else if (pm__xml_name_eq(name, n, "Message"))
     snprintf(c->message, c->message_size, "%s", pm__sbuf_str(text));
-  else if (depth == 2 && c->region && pm__xml_name_eq(name, n, "Region"))
+  else if (c->fields == 2 && c->region && pm__xml_name_eq(name, n, "Region"))
     snprintf(c->region, c->region_size, "%s", pm__sbuf_str(text));
   return 0;
 }
@@ -163,7 +171,7 @@ int pm__s3_error_parse(const char *xml, size_t length, char *code,
     message[0] = '\0';
   if (!xml || length == 0 || code_size == 0 || message_size == 0)
     return PM_EPROTO;
-  error_ctx c = {code, message, NULL, code_size, message_size, 0};
+  error_ctx c = {code, message, NULL, code_size, message_size, 0, 0};
   return error_run(xml, length, &c);
 }
 
@@ -175,7 +183,7 @@ int pm__s3_error_region(const char *xml, size_t length, char *region,
   if (!xml || length == 0 || region_size == 0)
     return PM_EPROTO;
   error_ctx c = {code, message, region, sizeof code, sizeof message,
-                 region_size};
+                 region_size, 0};
   return error_run(xml, length, &c);
 }
 
@@ -240,8 +248,9 @@ static int sts_open(void *arg, int depth, const char *name, size_t n,
   (void)attrs;
   (void)attrs_length;
   if (depth == 1 &&
-      !pm__xml_name_eq(name, n, "AssumeRoleWithWebIdentityResponse"))
-    return pm__errf(PM_EPROTO, "not an AssumeRoleWithWebIdentityResponse");
+      !pm__xml_name_eq(name, n, "AssumeRoleWithWebIdentityResponse") &&
+      !pm__xml_name_eq(name, n, "AssumeRoleResponse"))
+    return pm__errf(PM_EPROTO, "not an AssumeRole[WithWebIdentity]Response");
   if (depth == 3 && pm__xml_name_eq(name, n, "Credentials"))
     c->in_credentials = true;
   return 0;

@@ -1,8 +1,8 @@
 /*
  * tests/fuzz/fuzz_s3_list_xml.c - libFuzzer target for the decoders of S3's
  * XML answers (ufs/s3_xml.c): a ListObjectsV2 page, an <Error> document
- * (and its <Region>), and STS's AssumeRoleWithWebIdentity answer, fed the
- * same bytes. They must never crash, hang or read past
+ * (and its <Region>; or STS's <ErrorResponse>), and STS's AssumeRole and
+ * AssumeRoleWithWebIdentity answers, fed the same bytes. They must never crash, hang or read past
  * the buffer; they return 0 or PM_EPROTO. Seeds: corpus/s3_list_xml/.
  *
  *   cmake -S . -B build-fuzz -G Ninja -DPM_FUZZ=ON -DCMAKE_C_COMPILER=clang

@@ -353,8 +353,9 @@ def test_config_file_profile_region_and_keys(s3, driver, proxy, tmp_path):
     assert "/eu-west-3/s3/aws4_request" in auth
 
 
-def _temporary_keys(s3, name):
-    """Keys of an assumed role (with a session token) that moto honours."""
+def _role(s3, name):
+    """A role in moto's IAM that anyone may assume and that may do all;
+    its ARN."""
     iam = s3.client("iam")
     trust = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": "*"},
@@ -366,8 +367,13 @@ def _temporary_keys(s3, name):
                             "Version": "2012-10-17", "Statement": [{
                                 "Effect": "Allow", "Action": "*",
                                 "Resource": "*"}]}))
+    return role["Role"]["Arn"]
+
+
+def _temporary_keys(s3, name):
+    """Keys of an assumed role (with a session token) that moto honours."""
     return s3.client("sts").assume_role(
-        RoleArn=role["Role"]["Arn"], RoleSessionName=name)["Credentials"]
+        RoleArn=_role(s3, name), RoleSessionName=name)["Credentials"]
 
 
 def _no_keys(driver, **env):
@@ -434,6 +440,58 @@ def test_web_identity_of_a_pod(s3, driver, proxy, tmp_path):
                                                    uri("data/blob.bin"))
     assert res.error == "PM_ECONFIG" and \
         "AWS_WEB_IDENTITY_TOKEN_FILE" in res.detail
+
+
+def test_profile_that_assumes_a_role(s3, driver, proxy, tmp_path):
+    """A profile with role_arn and source_profile (cross-account access, as
+    the AWS CLI reads it): the role's keys come from STS AssumeRole (moto's,
+    with authentication on), asked once per process with the source
+    profile's keys and the profile's external_id and session name; objects
+    are then read with the role's keys. A role whose source is a role
+    itself takes two AssumeRole calls. STS refusing is PM_EACCES with its
+    reason."""
+    from urllib.parse import parse_qs
+    reader, data = _role(s3, "pm-xacct-reader"), _role(s3, "pm-xacct-data")
+    creds = _write(tmp_path / "credentials", (
+        "[base]\naws_access_key_id = %s\naws_secret_access_key = %s\n" % (
+            s3.access_key, s3.secret_key)))
+    config = _write(tmp_path / "config", (
+        "[profile reader]\nrole_arn = %s\nsource_profile = base\n"
+        "external_id = ext-42\nrole_session_name = pm-job\n"
+        "[profile chained]\nrole_arn = %s\nsource_profile = reader\n"
+        "[profile badbase]\nrole_arn = %s\nsource_profile = wrong\n"
+        "[profile wrong]\naws_access_key_id = AKIAWRONG\n"
+        "aws_secret_access_key = nope\n" % (reader, data, reader)))
+    role = _no_keys(driver, AWS_PROFILE="reader", AWS_CONFIG_FILE=config,
+                    AWS_SHARED_CREDENTIALS_FILE=creds)
+
+    def sts_forms():
+        return [{k: v[-1] for k, v in parse_qs(r["body"]).items()}
+                for r in proxy.stats()["recent"]
+                if r["method"] == "POST" and "Action=AssumeRole" in
+                r.get("body", "")]
+
+    listed = role.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
+    assert len(listed) == len(MANY)
+    forms = sts_forms()
+    assert forms == [{"Action": "AssumeRole", "Version": "2011-06-15",
+                      "DurationSeconds": "3600", "RoleArn": reader,
+                      "RoleSessionName": "pm-job", "ExternalId": "ext-42"}]
+    sts_call = [r for r in proxy.stats()["recent"]
+                if r["method"] == "POST"][-1]
+    assert "Credential=%s/" % s3.access_key in \
+        sts_call["headers"]["authorization"]
+    last = proxy.stats()["recent"][-1]["headers"]
+    assert last["x-amz-security-token"]
+    assert s3.access_key not in last["authorization"]
+    proxy.reset_stats()
+    chained = role.with_env(AWS_PROFILE="chained")
+    assert chained.read(uri("data/blob.bin"), 5, 10) == BLOB[5:15]
+    assert [f["RoleArn"] for f in sts_forms()] == [reader, data]
+    res = role.with_env(AWS_PROFILE="badbase").error("stat",
+                                                     uri("data/blob.bin"))
+    assert res.error == "PM_EACCES" and "AssumeRole" in res.detail
+    assert "nope" not in res.detail
 
 
 def test_profiles_pagemesh_cannot_sign_in_with_are_refused(driver,

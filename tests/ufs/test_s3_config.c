@@ -288,8 +288,81 @@ Test(s3_config, profiles_that_name_a_credential_source) {
   load_fails("AWS SSO");
   load_fails("credential_process = aws configure export-credentials "
              "--profile sso --format process");
-  setenv("AWS_PROFILE", "role", 1);
-  load_fails("role_arn");
+}
+
+Test(s3_config, profiles_that_assume_a_role) {
+  write_file("credentials", "[base]\naws_access_key_id = B\n"
+                            "aws_secret_access_key = BS\n"
+                            "[self]\naws_access_key_id = SELF\n"
+                            "aws_secret_access_key = SS\n");
+  write_file("config",
+             "[profile reader]\nrole_arn = arn:aws:iam::1:role/reader\n"
+             "source_profile = base\nexternal_id = ext-7\n"
+             "role_session_name = job-3\n"
+             "[profile chained]\nrole_arn = arn:aws:iam::2:role/data\n"
+             "source_profile = reader\n"
+             "[profile self]\nrole_arn = arn:aws:iam::1:role/self\n"
+             "source_profile = self\n"
+             "[profile env]\nrole_arn = arn:aws:iam::1:role/e\n"
+             "credential_source = Environment\n"
+             "[profile ecs]\nrole_arn = arn:aws:iam::1:role/e\n"
+             "credential_source = EcsContainer\n"
+             "[profile orphan]\nrole_arn = arn:aws:iam::1:role/o\n"
+             "[profile nokeys]\nrole_arn = arn:aws:iam::1:role/o\n"
+             "source_profile = empty\n[profile empty]\nregion = x\n"
+             "[profile loop1]\nrole_arn = arn:aws:iam::1:role/a\n"
+             "source_profile = loop2\n"
+             "[profile loop2]\nrole_arn = arn:aws:iam::1:role/b\n"
+             "source_profile = loop1\n"
+             "[profile web]\nrole_arn = arn:aws:iam::1:role/w\n"
+             "web_identity_token_file = /var/run/token\n");
+  char path[300];
+  snprintf(path, sizeof path, "%s/config", tmpdir);
+  setenv("AWS_CONFIG_FILE", path, 1);
+  snprintf(path, sizeof path, "%s/credentials", tmpdir);
+  setenv("AWS_SHARED_CREDENTIALS_FILE", path, 1);
+  pm_s3_config cfg;
+  setenv("AWS_PROFILE", "reader", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_ASSUME_ROLE);
+  cr_assert_str_eq(cfg.role_arn, "arn:aws:iam::1:role/reader");
+  cr_assert_str_eq(cfg.role_session, "job-3");
+  cr_assert_str_eq(cfg.external_id, "ext-7");
+  cr_assert_str_eq(cfg.sts_endpoint, "https://sts.us-east-1.amazonaws.com");
+  cr_assert_null(cfg.access_key, "fetched by the first request");
+  cr_assert_str_eq(cfg.source->access_key, "B");
+  cr_assert(strstr(cfg.cred_source, "profile reader"), "%s", cfg.cred_source);
+  pm__s3_config_free(&cfg);
+  /* a chain: the source is a role itself */
+  setenv("AWS_PROFILE", "chained", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.role_arn, "arn:aws:iam::2:role/data");
+  cr_assert_eq(cfg.source->cred_kind, PM_S3_CREDS_ASSUME_ROLE);
+  cr_assert_str_eq(cfg.source->role_arn, "arn:aws:iam::1:role/reader");
+  cr_assert_str_eq(cfg.source->source->access_key, "B");
+  pm__s3_config_free(&cfg);
+  /* a profile that is its own source: its keys ask for the role */
+  setenv("AWS_PROFILE", "self", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_ASSUME_ROLE);
+  cr_assert_str_eq(cfg.source->access_key, "SELF");
+  pm__s3_config_free(&cfg);
+  /* a role's web identity token file */
+  setenv("AWS_PROFILE", "web", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_WEB_IDENTITY);
+  cr_assert_str_eq(cfg.web_token_file, "/var/run/token");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "env", 1);
+  load_fails("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+  setenv("AWS_PROFILE", "ecs", 1);
+  load_fails("EcsContainer is not supported");
+  setenv("AWS_PROFILE", "orphan", 1);
+  load_fails("without source_profile");
+  setenv("AWS_PROFILE", "nokeys", 1);
+  load_fails("\"empty\" has no credentials");
+  setenv("AWS_PROFILE", "loop1", 1);
+  load_fails("a loop of source_profile");
 }
 
 /* With AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set, those keys are

@@ -323,6 +323,30 @@ Test(s3_xml, sts_web_identity_answers) {
   cr_assert_str_eq(k.session_token, "tok");
   cr_assert_eq(exp, 1795773600ll * 1000000000ll);
   pm__s3_keys_free(&k);
+  const char *assumed =
+      "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/"
+      "\"><AssumeRoleResult><AssumedRoleUser><Arn>arn:aws:sts::1:assumed-"
+      "role/r/s</Arn></AssumedRoleUser><Credentials><AccessKeyId>ASIA2"
+      "</AccessKeyId><SecretAccessKey>s2</SecretAccessKey><SessionToken>t2"
+      "</SessionToken><Expiration>2026-11-27T10:00:00Z</Expiration>"
+      "</Credentials></AssumeRoleResult></AssumeRoleResponse>";
+  cr_assert_eq(pm__sts_parse_credentials(assumed, strlen(assumed), &k, &exp),
+               0, "%s", pm__errmsg());
+  cr_assert_str_eq(k.access_key, "ASIA2");
+  cr_assert_str_eq(k.session_token, "t2");
+  pm__s3_keys_free(&k);
+  /* STS's refusals: the query APIs' error shape */
+  char code[64], message[128];
+  const char *refusal =
+      "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+      "<Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not "
+      "authorized to perform sts:AssumeRole</Message></Error><RequestId>x"
+      "</RequestId></ErrorResponse>";
+  cr_assert_eq(pm__s3_error_parse(refusal, strlen(refusal), code, sizeof code,
+                                  message, sizeof message),
+               0);
+  cr_assert_str_eq(code, "AccessDenied");
+  cr_assert_str_eq(message, "not authorized to perform sts:AssumeRole");
   static const char *const bad[] = {
       "",
       "<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>",
