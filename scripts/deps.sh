@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libssl-dev libsodium-dev
   libcriterion-dev libfuse3-dev fuse3 libxxhash-dev libjansson-dev
   libinih-dev python3-venv
-  libmicrohttpd-dev slurm-wlm munge shellcheck
+  libmicrohttpd-dev slurm-wlm munge shellcheck openssl
 )
 # The Python binding tests use real PyArrow, Ray Data, PyTorch and s3fs
 # for writes. boto3 and s3fs are pinned as a pair: s3fs's aiobotocore

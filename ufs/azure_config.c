@@ -265,16 +265,24 @@ static int load_app(pm_azure_config *cfg, bool *found) {
   const char *file = pm__ufs_env("AZURE_FEDERATED_TOKEN_FILE");
   const char *authority = pm__ufs_env("AZURE_AUTHORITY_HOST");
   *found = tenant && client && (secret || file);
+  if (!*found && tenant && client &&
+      pm__ufs_env("AZURE_CLIENT_CERTIFICATE_PATH"))
+    return pm__errf(PM_ECONFIG, "AZURE_CLIENT_CERTIFICATE_PATH: certificate "
+                                "credentials are not supported (give "
+                                "AZURE_CLIENT_SECRET, a federated token, or "
+                                "a SAS token)");
   if (!*found)
     return 0;
   if (!tenant_ok(tenant))
     return pm__errf(PM_ECONFIG, "AZURE_TENANT_ID=%.64s: not a tenant ID or "
                                 "domain", tenant);
-  char base[1100], url[1400], source[1600];
-  int rc = pm__ufs_base_url("AZURE_AUTHORITY_HOST",
-                            authority ? authority
-                                      : "https://login.microsoftonline.com",
-                            true, base, sizeof base);
+  char given[1100], base[1100], url[1400], source[1600];
+  /* the SDKs take a bare host ("login.microsoftonline.us") as https */
+  snprintf(given, sizeof given, "%s%s",
+           authority && !strstr(authority, "://") ? "https://" : "",
+           authority ? authority : "https://login.microsoftonline.com");
+  int rc = pm__ufs_base_url("AZURE_AUTHORITY_HOST", given, true, base,
+                            sizeof base);
   if (rc)
     return rc;
   if (!pm__ufs_url_for_secrets(base))

@@ -32,10 +32,12 @@ typedef struct pm_curl_ca {
   char dir[4096];
 } pm_curl_ca;
 
-/* Find them in the environment: first_var (or NULL), else CURL_CA_BUNDLE,
- * else REQUESTS_CA_BUNDLE, else SSL_CERT_FILE for the bundle; SSL_CERT_DIR
- * for the directory ("~/" is $HOME). Errors: PM_ECONFIG (a variable names
- * a file or directory that cannot be read; detail names it). */
+/* Find them in the environment: first_var (or NULL), else
+ * REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else SSL_CERT_FILE for the
+ * bundle (a directory named there is taken as the directory);
+ * SSL_CERT_DIR for the directory ("~/" is $HOME). Errors: PM_ECONFIG (a
+ * variable names what cannot be read, or SSL_CERT_DIR a file; detail
+ * names it). */
 int pm__curl_ca_find(const char *first_var, pm_curl_ca *out);
 /* Make handle h trust them. Errors: PM_ECONFIG (libcurl refused). */
 int pm__curl_ca_apply(CURL *h, const pm_curl_ca *ca);
@@ -222,12 +224,13 @@ int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status);
 /* POST form (application/x-www-form-urlencoded) to url, a token endpoint
- * elsewhere on the network (through the environment's proxy); *status
- * and body (capped) are the answer, trusting the CAs the environment
- * names (pm__curl_ca_find). 5 s to connect, 20 s in all. Errors name the
- * URL, never the form (it carries secrets): PM_EUNREACHABLE, PM_ETOOBIG
- * (answer over body's cap), PM_ECONFIG (a CA variable names what cannot
- * be read), PM_ENOMEM. */
+ * elsewhere on the network (through the environment's proxy), trusting
+ * the CAs the environment names (pm__curl_ca_find); *status and body
+ * (capped) are the answer, after up to three attempts while the
+ * connection fails or the answer is 429 or 5xx. 5 s to connect, 20 s in
+ * all per attempt. Errors name the URL, never the form (it carries
+ * secrets): PM_EUNREACHABLE, PM_ETOOBIG (answer over body's cap),
+ * PM_ECONFIG (a CA variable names what cannot be read), PM_ENOMEM. */
 int pm__form_post(const char *url, const char *form, pm_sbuf *body,
                   long *status);
 /* POST form to STS at base (an AWS query API call, "Action=...&Version=
@@ -244,10 +247,13 @@ int pm__sts_post(const char *base, const char *region, const char *form,
 void pm__oauth_error(const char *text, size_t length, char *out,
                      size_t size);
 /* Append to out the JSON Web Token header_json.claims_json signed RS256
- * with pem_key (ufs/jwt.c). Errors: PM_ECONFIG (pem_key is not a PEM RSA
- * private key, or cannot sign), PM_ETOOBIG (over out's cap), PM_ENOMEM. */
+ * with pem_key (ufs/jwt.c; the signature covers what is appended only).
+ * Errors: PM_ECONFIG (pem_key is not a PEM RSA private key without a
+ * passphrase, or cannot sign), PM_ETOOBIG (over out's cap), PM_ENOMEM. */
 int pm__jwt_rs256(const char *pem_key, const char *header_json,
                   const char *claims_json, pm_sbuf *out);
+/* Whether pm__jwt_rs256 can sign with pem_key. */
+bool pm__jwt_key_ok(const char *pem_key);
 /* Decode an OAuth access token answer ({"access_token": ..., "expires_in":
  * seconds as a number, or as a string as Azure sends it, ...}) into a new
  * *token (the caller frees it) and *expires_in_s (capped at a day).

@@ -15,8 +15,8 @@
  * hour: whoever starts the peer refreshes the variable and restarts it);
  * else application default credentials, a user's or a service account's
  * (ufs/gcs_adc.c: GOOGLE_APPLICATION_CREDENTIALS, or gcloud's file),
- * traded for tokens that are renewed before they expire; else, on a GCE
- * instance (or with GCE_METADATA_HOST), the token of the
+ * traded for tokens that are renewed before they expire (neither for an
+ * emulator, STORAGE_EMULATOR_HOST); else, on a GCE instance (or with GCE_METADATA_HOST), the token of the
  * instance's service account from the metadata server, renewed before it
  * expires; else anonymous requests, which public buckets answer.
  */
@@ -105,6 +105,10 @@ static int load_credentials(pm_s3_config *cfg) {
       return PM_ENOMEM;
     return pm__s3_config_set(&cfg->cred_source, token_vars[i]);
   }
+  /* An emulator gets no cloud identity (as google-cloud-storage gives it
+   * anonymous credentials): a real token must not go to it in clear. */
+  if (pm__ufs_env("STORAGE_EMULATOR_HOST") && !pm__ufs_env("GCS_ENDPOINT_URL"))
+    return pm__s3_config_set(&cfg->cred_source, "anonymous (an emulator)");
   bool adc;
   rc = pm__gcs_adc_load(cfg, &adc);
   if (rc || adc)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ufs/s3_int.h"
 
@@ -80,6 +81,9 @@ int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out) {
       rc = member(root, "private_key", true, &out->private_key);
     if (!rc)
       rc = member(root, "private_key_id", false, &out->private_key_id);
+    if (!rc && !pm__jwt_key_ok(out->private_key))
+      rc = pm__errf(PM_ECONFIG, "private_key is not a PEM RSA key (without "
+                                "a passphrase)");
   } else {
     rc = pm__errf(PM_ECONFIG, "credentials of type \"%.40s\" are not "
                               "supported (authorized_user and "
@@ -138,10 +142,8 @@ static int find(char *path, size_t size, bool *found) {
   if (!pm__ufs_home_path(path, size, dir ? "CLOUDSDK_CONFIG" : NULL,
                          dir ? dir : "~/.config/gcloud", "/" WELL_KNOWN))
     return 0;
-  FILE *f = fopen(path, "re");
-  *found = f != NULL;
-  if (f)
-    fclose(f);
+  struct stat st; /* there (then it must be readable: load says why) */
+  *found = stat(path, &st) == 0;
   return 0;
 }
 
@@ -201,6 +203,8 @@ static int assertion(const pm_gcs_adc *adc, pm_sbuf *form) {
   }
   free(h);
   free(c);
+  if (jwt.data) /* a bearer assertion for an hour */
+    explicit_bzero(jwt.data, jwt.len);
   pm__sbuf_free(&jwt);
   return rc;
 }

@@ -7,6 +7,7 @@
  * (already linked for curl's TLS) signs.
  */
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <sodium.h>
@@ -29,13 +30,25 @@ static void put_b64url(pm_sbuf *out, const unsigned char *bytes, size_t n) {
   sodium_bin2base64(text, room, bytes, n,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   pm__sbuf_puts(out, text);
+  explicit_bzero(text, room);
   free(text);
+}
+
+/* An encrypted key is refused, never prompted for on the terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)u;
+  return -1;
 }
 
 static EVP_PKEY *load_key(const char *pem) {
   BIO *bio = BIO_new_mem_buf(pem, -1);
-  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  EVP_PKEY *key =
+      bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
   BIO_free(bio);
+  ERR_clear_error(); /* leave nothing for curl's OpenSSL to trip on */
   if (key && EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
     EVP_PKEY_free(key);
     key = NULL;
@@ -43,35 +56,48 @@ static EVP_PKEY *load_key(const char *pem) {
   return key;
 }
 
-static int sign(EVP_PKEY *key, const pm_sbuf *input, unsigned char *sig,
-                size_t *sig_len) {
+/* Sign input (start..end of out) into sig. */
+static int sign(EVP_PKEY *key, const pm_sbuf *out, size_t start,
+                unsigned char *sig, size_t *sig_len) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
-           EVP_DigestSign(md, sig, sig_len, (const unsigned char *)input->data,
-                          input->len) == 1;
+           EVP_DigestSign(md, sig, sig_len,
+                          (const unsigned char *)out->data + start,
+                          out->len - start) == 1;
   EVP_MD_CTX_free(md);
+  ERR_clear_error();
   return ok ? 0
             : pm__errf(PM_ECONFIG, "cannot sign with the private key (an RSA "
                                    "key over 8192 bits?)");
+}
+
+bool pm__jwt_key_ok(const char *pem_key) {
+  EVP_PKEY *key = load_key(pem_key);
+  EVP_PKEY_free(key);
+  return key != NULL;
 }
 
 int pm__jwt_rs256(const char *pem_key, const char *header_json,
                   const char *claims_json, pm_sbuf *out) {
   EVP_PKEY *key = load_key(pem_key);
   if (!key)
-    return pm__errf(PM_ECONFIG, "the private key is not a PEM RSA key");
+    return pm__errf(PM_ECONFIG, "the private key is not a PEM RSA key "
+                                "(without a passphrase)");
+  size_t start = out->len;
   put_b64url(out, (const unsigned char *)header_json, strlen(header_json));
   pm__sbuf_puts(out, ".");
   put_b64url(out, (const unsigned char *)claims_json, strlen(claims_json));
   unsigned char sig[SIG_MAX];
   size_t sig_len = sizeof sig;
-  int rc = out->err ? 0 : sign(key, out, sig, &sig_len);
+  int rc = out->err ? 0 : sign(key, out, start, sig, &sig_len);
   if (!rc && !out->err) {
     pm__sbuf_puts(out, ".");
     put_b64url(out, sig, sig_len);
   }
   if (!rc && out->err)
-    rc = pm__errf(out->err, "the token is too long");
+    rc = out->err == PM_ENOMEM
+             ? pm__errf(PM_ENOMEM, "out of memory for the token")
+             : pm__errf(PM_ETOOBIG, "the token is too long");
   EVP_PKEY_free(key);
   return rc;
 }

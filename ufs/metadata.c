@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ufs/curl_int.h"
 
@@ -110,6 +111,31 @@ out:
   return rc;
 }
 
+/* A token endpoint or STS across the network: a connection that fails,
+ * 429 and 5xx are tried again (three attempts, 0.25 s then 0.5 s apart),
+ * as the cloud SDKs do; anything else is the answer. */
+#define POST_ATTEMPTS 3
+
+static int perform_retrying(const call *o, pm_sbuf *body, long *status) {
+  int rc = 0;
+  for (unsigned i = 0; i < POST_ATTEMPTS; i++) {
+    if (i) {
+      struct timespec pause = {0, 250000000l << (i - 1)};
+      nanosleep(&pause, NULL);
+      if (body->data)
+        explicit_bzero(body->data, body->len);
+      pm__sbuf_reset(body);
+    }
+    *status = 0;
+    rc = perform(o, body, status);
+    bool transient = rc == PM_EUNREACHABLE ||
+                     (!rc && (*status == 429 || *status >= 500));
+    if (!transient)
+      break;
+  }
+  return rc;
+}
+
 int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status) {
@@ -125,7 +151,7 @@ int pm__form_post(const char *url, const char *form, pm_sbuf *body,
   call o = {.base = url, .path = "", .method = "POST", .form = form,
             .via_proxy = true, .connect_ms = POST_CONNECT_TIMEOUT_MS,
             .total_ms = POST_TIMEOUT_MS};
-  return perform(&o, body, status);
+  return perform_retrying(&o, body, status);
 }
 
 int pm__oauth_token_parse(const char *text, size_t length, char **token,
@@ -171,7 +197,7 @@ int pm__sts_post(const char *base, const char *region, const char *form,
             .value = session_token, .sigv4 = scope, .user = access_key,
             .password = secret_key, .connect_ms = POST_CONNECT_TIMEOUT_MS,
             .total_ms = POST_TIMEOUT_MS};
-  return perform(&o, body, status);
+  return perform_retrying(&o, body, status);
 }
 
 void pm__oauth_error(const char *text, size_t length, char *out,

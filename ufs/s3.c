@@ -29,7 +29,8 @@
 typedef pm_s3_ufs s3_ufs;
 
 int pm__s3_engine_start(pm_s3_ufs *s3, const char *name) {
-  int rc = pm__curl_pool_init(&s3->pool, "AWS_CA_BUNDLE");
+  int rc = pm__curl_pool_init(&s3->pool,
+                               strcmp(name, "s3") ? NULL : "AWS_CA_BUNDLE");
   if (rc)
     return rc;
   pm__s3_regions_init(&s3->regions);

@@ -655,20 +655,50 @@ static int creds_from_profile(pm_s3_config *cfg, const char *profile,
   return rc;
 }
 
-/* In botocore's order: keys in the environment, then a web identity
- * (IRSA), then the profile (a role it assumes, keys in the credentials
- * file or the config file, its credential_process), then the instance's
- * role. */
+/* AWS_PROFILE names a profile that is in neither file: PM_ECONFIG, as
+ * botocore's ProfileNotFound, whatever else would give keys. */
+static int profile_exists(const char *profile, const aws_file *config,
+                          const char *section) {
+  aws_file cred;
+  int rc = aws_file_load(&cred, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+  bool seen = false;
+  char ignored[8];
+  if (!rc && cred.text)
+    pm__ini_get(cred.text, cred.length, profile, "region", ignored,
+                sizeof ignored, &seen);
+  if (!rc && !seen && config->text)
+    pm__ini_get(config->text, config->length, section, "region", ignored,
+                sizeof ignored, &seen);
+  if (!rc && !seen)
+    rc = pm__errf(PM_ECONFIG, "AWS profile \"%s\" not found in %s or %s",
+                  profile, cred.path, config->path);
+  if (cred.text) {
+    explicit_bzero(cred.text, cred.length);
+    free(cred.text);
+  }
+  return rc;
+}
+
+/* In botocore's order: keys in the environment, then a role the profile
+ * assumes, then a web identity (IRSA), then the profile's keys (the
+ * credentials file, the config file) or its credential_process, then the
+ * instance's role. */
 static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
   if (pm__ufs_env("AWS_ACCESS_KEY_ID") || pm__ufs_env("AWS_SECRET_ACCESS_KEY"))
     return creds_from_env(cfg);
-  bool web = false;
-  int rc = creds_from_web_identity(cfg, &web);
-  if (rc || web)
+  int rc = named ? profile_exists(profile, config, config_section) : 0;
+  bool role = false, web = false;
+  if (!rc)
+    rc = creds_from_role(cfg, profile, config, config_section, 0, &role);
+  if (!rc && !role)
+    rc = creds_from_web_identity(cfg, &web);
+  if (rc || role || web)
     return rc;
-  rc = creds_from_profile(cfg, profile, named, config, config_section, 0);
+  rc = creds_from_files(cfg, profile, named, config, config_section);
+  if (rc == 0 && !cfg->access_key)
+    rc = creds_from_profile_source(cfg, profile, config, config_section);
   if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
     rc = creds_from_instance(cfg);
   return rc;

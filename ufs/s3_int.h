@@ -246,7 +246,8 @@ typedef struct pm_s3_ufs {
 } pm_s3_ufs;
 
 /* Once cfg is loaded: set up the handle pool and the signer, and log
- * where requests go (as subsystem `name`). Errors: as pm__curl_pool_init. */
+ * where requests go (as subsystem `name`: "s3" also trusts AWS_CA_BUNDLE).
+ * Errors: as pm__curl_pool_init. */
 int pm__s3_engine_start(pm_s3_ufs *s3, const char *name);
 /* The methods, for a backend whose object is a pm_s3_ufs. */
 void pm__s3_fini(pm_ufs *self);

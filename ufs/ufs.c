@@ -129,15 +129,39 @@ int pm__ufs_read_token_file(const char *path, pm_sbuf *out) {
   return 0;
 }
 
+/* "127.a.b.c" with four numbers of 0..255. */
+static bool loopback_v4(const char *host, size_t n) {
+  unsigned parts = 0, value = 0, digits = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i == n || host[i] == '.') {
+      if (!digits || value > 255 || (parts == 0 && value != 127))
+        return false;
+      parts++;
+      value = digits = 0;
+    } else if (host[i] >= '0' && host[i] <= '9' && digits < 3) {
+      value = value * 10 + (unsigned)(host[i] - '0');
+      digits++;
+    } else {
+      return false;
+    }
+  }
+  return parts == 4;
+}
+
 bool pm__ufs_url_for_secrets(const char *url) {
-  static const char *const loopback[] = {"http://127.", "http://localhost:",
-                                         "http://localhost/", "http://[::1]"};
   if (!strncmp(url, "https://", 8))
     return url[8] != '\0';
-  for (size_t i = 0; i < PM_ARRAY_SIZE(loopback); i++)
-    if (!strncmp(url, loopback[i], strlen(loopback[i])))
-      return true;
-  return false;
+  if (strncmp(url, "http://", 7) != 0)
+    return false;
+  const char *host = url + 7;
+  size_t n = strcspn(host, "/?#");
+  if (memchr(host, '@', n)) /* user info: the host is what follows */
+    return false;
+  if (n >= 5 && !strncmp(host, "[::1]", 5))
+    return n == 5 || host[5] == ':';
+  const char *colon = memchr(host, ':', n);
+  size_t h = colon ? (size_t)(colon - host) : n;
+  return (h == 9 && !strncmp(host, "localhost", 9)) || loopback_v4(host, h);
 }
 
 bool pm__ufs_cloud_is(const char *prefix) {

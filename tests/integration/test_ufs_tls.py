@@ -1,18 +1,25 @@
 """Origins over TLS with a private certificate authority (ufs/curl_ca.c):
-moto and a plain HTTP origin behind a TLS front on 127.0.0.1 whose
-certificate is signed by a CA made for the run. Without a CA variable the
-certificate does not verify (and that is not retried); with AWS_CA_BUNDLE
-(S3), CURL_CA_BUNDLE, REQUESTS_CA_BUNDLE or SSL_CERT_FILE naming the CA it
-is trusted; a variable naming no file is PM_ECONFIG. A handshake reset
+moto, a plain HTTP origin and a token endpoint behind a TLS front on
+127.0.0.1 whose certificate is signed by a CA made for the run. Without a
+CA variable the certificate does not verify (and that is not retried);
+with AWS_CA_BUNDLE (S3), REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE or
+SSL_CERT_FILE naming the CA it is trusted, in that order, and so is a
+hashed directory (SSL_CERT_DIR, or a directory in REQUESTS_CA_BUNDLE); a
+variable naming no file is PM_ECONFIG. A handshake reset
 before it starts (CURLE_SSL_CONNECT_ERROR) is retried. Driven through
 pm_ufs_driver and the `pagemesh` command."""
 
+import json
+import os
 import random
+import shutil
+import subprocess
 
 import pytest
 
 from harness import util
 from harness.httpserver import HTTPOrigin
+from harness.imds import TokenEndpoint
 from harness.pagemesh_cli import PagemeshCLI
 from harness.s3server import S3Server
 from harness.tls_front import TLSFront
@@ -98,3 +105,63 @@ def test_https_origin_and_the_command(build_dir, tmp_path):
         cli_env["REQUESTS_CA_BUNDLE"] = front.ca_file
         cli = PagemeshCLI(build_dir, str(tmp_path / "cache"), cli_env)
         assert cli.cat(url) == BLOB
+
+
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # not our CA
+
+
+def test_the_first_ca_variable_wins(driver, front):
+    if not os.path.exists(SYSTEM_BUNDLE):
+        pytest.skip("no system CA bundle at " + SYSTEM_BUNDLE)
+    # S3 reads AWS_CA_BUNDLE first, as botocore
+    good_first = driver.with_env(AWS_CA_BUNDLE=front.ca_file,
+                                 REQUESTS_CA_BUNDLE=SYSTEM_BUNDLE)
+    assert good_first.stat(URI)["size"] == len(BLOB)
+    bad_first = driver.with_env(AWS_CA_BUNDLE=SYSTEM_BUNDLE,
+                                REQUESTS_CA_BUNDLE=front.ca_file)
+    assert "certificate" in bad_first.error("stat", URI).detail
+    # then REQUESTS_CA_BUNDLE before CURL_CA_BUNDLE, as requests reads them
+    assert driver.with_env(REQUESTS_CA_BUNDLE=front.ca_file,
+                           CURL_CA_BUNDLE=SYSTEM_BUNDLE).stat(URI)["size"] \
+        == len(BLOB)
+    assert driver.with_env(CURL_CA_BUNDLE=front.ca_file,
+                           SSL_CERT_FILE=SYSTEM_BUNDLE).stat(URI)["size"] \
+        == len(BLOB)
+
+
+def test_a_hashed_directory_of_cas(driver, front, tmp_path):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl (c_rehash) is not installed")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(front.ca_file, certs / "pm-test-ca.pem")
+    subprocess.run(["openssl", "rehash", str(certs)], check=True)
+    for var in ("SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"):
+        assert driver.with_env(**{var: certs}).stat(URI)["size"] == \
+            len(BLOB), var
+    res = driver.with_env(SSL_CERT_DIR=front.ca_file).error("stat", URI)
+    assert res.error == "PM_ECONFIG" and "not a directory" in res.detail
+
+
+def test_a_token_endpoint_over_tls(s3, tmp_path):
+    """The token trade (here a GCS user's refresh token) goes over https
+    with the same CAs as the origin; without them it fails, naming the
+    certificate, and no token is sent anywhere."""
+    with TokenEndpoint("ya29.over-tls", lambda form: None) as ep, \
+            TLSFront(ep.server.server_address[1]) as front:
+        adc = tmp_path / "adc.json"
+        adc.write_text(json.dumps({
+            "type": "authorized_user", "client_id": "c",
+            "client_secret": "s", "refresh_token": "r",
+            "token_uri": front.url + "/token"}))
+        env = env_without_ca(tmp_path, GCS_ENDPOINT_URL=s3.endpoint,
+                             GOOGLE_APPLICATION_CREDENTIALS=adc,
+                             PAGEMESH_ORIGIN_RETRIES=0)
+        uri = "gs://%s/data/blob.bin" % BUCKET
+        # moto knows no OAuth: the token was traded if the error is moto's
+        trusting = Driver(dict(env, REQUESTS_CA_BUNDLE=front.ca_file))
+        res = trusting.error("stat", uri)
+        assert len(ep.forms) == 1 and "certificate" not in res.detail
+        res = Driver(env).error("stat", uri)
+        assert res.error == "PM_EACCES" and "certificate" in res.detail
+        assert len(ep.forms) == 1

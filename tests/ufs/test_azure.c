@@ -30,7 +30,8 @@ static void clear_env(void) {
                                      "AZURE_TENANT_ID",
                                      "AZURE_CLIENT_SECRET",
                                      "AZURE_FEDERATED_TOKEN_FILE",
-                                     "AZURE_AUTHORITY_HOST"};
+                                     "AZURE_AUTHORITY_HOST",
+                                     "AZURE_CLIENT_CERTIFICATE_PATH"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
   /* This machine may be an Azure VM: no managed identity here. */
@@ -512,5 +513,15 @@ Test(azure, entra_application_before_the_managed_identity) {
   setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us/", 1);
   cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
   pm__azure_config_free(&cfg);
+  setenv("AZURE_AUTHORITY_HOST", "login.microsoftonline.us", 1); /* https */
+  cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
+  pm__azure_config_free(&cfg);
+  /* a certificate instead of a secret: said, not ignored */
+  unsetenv("AZURE_CLIENT_SECRET");
+  unsetenv("AZURE_FEDERATED_TOKEN_FILE");
+  setenv("AZURE_CLIENT_CERTIFICATE_PATH", "/etc/app.pem", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "not supported"), "%s", pm__errmsg());
+  unsetenv("AZURE_CLIENT_CERTIFICATE_PATH");
   setenv("PAGEMESH_AZURE_MANAGED_IDENTITY", "off", 1);
 }

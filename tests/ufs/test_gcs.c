@@ -6,6 +6,9 @@
  * the gcs backend. Each test runs in its own process (criterion forks).
  */
 #include <criterion/criterion.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +191,37 @@ static int parse(const char *json, pm_gcs_adc *adc) {
   return pm__gcs_adc_parse(json, strlen(json), adc);
 }
 
+/* A service account's key file, with a fresh RSA key (good) or a key
+ * that is no key. */
+static void service_account_json(char *out, size_t size, bool good) {
+  char pem[4096] = "-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE "
+                   "KEY-----\\n";
+  if (good) {
+    EVP_PKEY *key = EVP_RSA_gen(2048);
+    BIO *bio = BIO_new(BIO_s_mem());
+    cr_assert(PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL));
+    char *data;
+    long n = BIO_get_mem_data(bio, &data);
+    size_t j = 0;
+    for (long i = 0; i < n && j + 3 < sizeof pem; i++) {
+      if (data[i] == '\n') {
+        pem[j++] = '\\';
+        pem[j++] = 'n';
+      } else {
+        pem[j++] = data[i];
+      }
+    }
+    pem[j] = '\0';
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+  }
+  snprintf(out, size,
+           "{\"type\": \"service_account\", \"client_email\": "
+           "\"sa@p.iam.gserviceaccount.com\", \"private_key\": \"%s\", "
+           "\"private_key_id\": \"k1\", \"token_uri\": "
+           "\"http://127.0.0.1:9/token\"}", pem);
+}
+
 Test(gcs, adc_files_of_a_user_and_of_a_service_account) {
   pm_gcs_adc adc;
   cr_assert_eq(parse(user_json, &adc), 0, "%s", pm__errmsg());
@@ -197,12 +231,9 @@ Test(gcs, adc_files_of_a_user_and_of_a_service_account) {
   cr_assert_str_eq(adc.refresh_token, "1//rt");
   cr_assert_str_eq(adc.token_uri, "https://oauth2.googleapis.com/token");
   pm__gcs_adc_free(&adc);
-  cr_assert_eq(parse("{\"type\": \"service_account\", \"client_email\": "
-                     "\"sa@p.iam.gserviceaccount.com\", \"private_key\": "
-                     "\"-----BEGIN PRIVATE KEY-----\\n...\", "
-                     "\"private_key_id\": \"k1\", \"token_uri\": "
-                     "\"http://127.0.0.1:9/token\"}", &adc), 0,
-               "%s", pm__errmsg());
+  char json[8192];
+  service_account_json(json, sizeof json, true);
+  cr_assert_eq(parse(json, &adc), 0, "%s", pm__errmsg());
   cr_assert(adc.service_account);
   cr_assert_str_eq(adc.client_email, "sa@p.iam.gserviceaccount.com");
   cr_assert_str_eq(adc.private_key_id, "k1");
@@ -229,8 +260,12 @@ Test(gcs, adc_files_that_cannot_be_used_say_why) {
       {"{\"type\": \"authorized_user\", \"client_id\": 7, "
        "\"client_secret\": \"s\", \"refresh_token\": \"r\"}", "client_id"},
   };
+  pm_gcs_adc adc;
+  char json[8192];
+  service_account_json(json, sizeof json, false); /* checked at load */
+  cr_assert_eq(parse(json, &adc), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "not a PEM RSA key"), "%s", pm__errmsg());
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    pm_gcs_adc adc;
     cr_assert_eq(parse(bad[i].json, &adc), PM_ECONFIG, "%s", bad[i].json);
     cr_assert(strstr(pm__errmsg(), bad[i].says), "%s: %s", bad[i].json,
               pm__errmsg());
@@ -291,9 +326,39 @@ Test(gcs, adc_found_where_google_looks_and_in_order) {
   cr_assert_str_eq(cfg.adc_file, named);
   cr_assert(strstr(cfg.cred_source, "user"), "%s", cfg.cred_source);
   pm__s3_config_free(&cfg);
+  /* an emulator gets no cloud identity: the token would go in clear */
+  setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  cr_assert_null(cfg.bearer_token);
+  cr_assert_str_eq(cfg.cred_source, "anonymous (an emulator)");
+  pm__s3_config_free(&cfg);
+  unsetenv("STORAGE_EMULATOR_HOST");
   /* a token given outright comes first, and HMAC keys before it */
   setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.given", 1);
   cr_assert_eq(pm__gcs_config_load(&cfg), 0);
   cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  cr_assert_str_eq(cfg.bearer_token, "ya29.given");
   pm__s3_config_free(&cfg);
+  setenv("GCS_HMAC_ACCESS_ID", "GOOG1", 1);
+  setenv("GCS_HMAC_SECRET", "s", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "GOOG1");
+  cr_assert_null(cfg.bearer_token);
+  pm__s3_config_free(&cfg);
+  /* and the metadata server only after the file */
+  unsetenv("GOOGLE_OAUTH_ACCESS_TOKEN");
+  unsetenv("GCS_HMAC_ACCESS_ID");
+  unsetenv("GCS_HMAC_SECRET");
+  unsetenv("NO_GCE_CHECK");
+  setenv("GCE_METADATA_HOST", "127.0.0.1:1", 1);
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_GOOGLE_ADC);
+  pm__s3_config_free(&cfg);
+  unsetenv("GOOGLE_APPLICATION_CREDENTIALS");
+  unsetenv("HOME");
+  cr_assert_eq(pm__gcs_config_load(&cfg), 0);
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_GCE);
+  pm__s3_config_free(&cfg);
+  setenv("NO_GCE_CHECK", "true", 1);
 }

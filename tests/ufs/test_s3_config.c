@@ -528,6 +528,32 @@ Test(s3_config, web_identity_of_a_pod) {
   cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_WEB_IDENTITY);
   cr_assert_null(cfg.access_key);
   pm__s3_config_free(&cfg);
+  /* but after a role the named profile assumes; and a named profile that
+   * does not exist is an error, as botocore's ProfileNotFound */
+  char path[300];
+  snprintf(path, sizeof path, "%s/config", tmpdir);
+  write_file("config", "[profile xacct]\nrole_arn = arn:aws:iam::9:role/x\n"
+                       "credential_source = Environment\n");
+  setenv("AWS_CONFIG_FILE", path, 1);
+  setenv("AWS_PROFILE", "xacct", 1);
+  setenv("AWS_ACCESS_KEY_ID", "E", 1); /* env keys win over everything */
+  setenv("AWS_SECRET_ACCESS_KEY", "ES", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  write_file("config", "[profile xacct]\nrole_arn = arn:aws:iam::9:role/x\n"
+                       "source_profile = default\n");
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_ASSUME_ROLE);
+  cr_assert_str_eq(cfg.role_arn, "arn:aws:iam::9:role/x");
+  cr_assert_str_eq(cfg.source->access_key, "D");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "missing", 1);
+  load_fails("\"missing\" not found");
+  unsetenv("AWS_PROFILE");
+  unsetenv("AWS_CONFIG_FILE");
   keys_in_the_environment_win();
   unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
   load_fails("AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN");

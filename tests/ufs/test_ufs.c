@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ufs/ufs_int.h"
+#include "ufs/ufs_priv.h"
 
 static void clean_env(void) {
   unsetenv("AWS_PROFILE");
@@ -102,4 +103,21 @@ Test(ufs, failed_backend_is_kept_out_with_its_reason) {
   /* The others still work. */
   cr_assert_eq(pm__ufs_stat(set, "/nonexistent-file", &st), PM_ENOENT);
   pm__ufs_set_close(set);
+}
+
+Test(ufs, secrets_go_to_https_or_to_this_host_only) {
+  static const char *const ok[] = {
+      "https://oauth2.googleapis.com/token", "http://127.0.0.1:8080/token",
+      "http://127.1.2.3/t", "http://localhost:9/x", "http://localhost",
+      "http://[::1]:80/t", "http://[::1]"};
+  static const char *const refused[] = {
+      "http://oauth.example/token", "http://127.evil.example/",
+      "http://127.0.0.1@evil.example/", "http://localhost:1@evil.example/",
+      "http://localhost.evil.example/", "http://127.0.0.1.evil/",
+      "http://128.0.0.1/", "http://127.0.0.256/", "http://[::1].evil/",
+      "https://", "ftp://127.0.0.1/", "http://1270.0.0.1/"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+    cr_assert(pm__ufs_url_for_secrets(ok[i]), "%s", ok[i]);
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+    cr_assert_not(pm__ufs_url_for_secrets(refused[i]), "%s", refused[i]);
 }
