@@ -47,9 +47,16 @@ static int sbuf_reserve(pm_sbuf *sb, size_t extra) {
   size_t grown = sb->alloc ? sb->alloc : 64;
   while (grown < need)
     grown = grown > SIZE_MAX / 2 ? need : grown * 2;
-  char *p = realloc(sb->data, grown);
+  /* Not realloc: the old block is wiped, so a buffer that held a key or a
+   * token while it grew leaves no copy behind for its owner to miss. */
+  char *p = malloc(grown);
   if (!p)
     return sb->err = PM_ENOMEM;
+  if (sb->data) {
+    memcpy(p, sb->data, sb->len + 1);
+    explicit_bzero(sb->data, sb->alloc);
+    free(sb->data);
+  }
   sb->data = p;
   sb->alloc = grown;
   return 0;
