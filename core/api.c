@@ -93,6 +93,17 @@ ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
   return r;
 }
 
+ssize_t pm_read_version(pm_peer *peer, const char *uri, const char *version,
+                        uint64_t offset, void *buf, size_t length) {
+  CHECK_PEER(peer, "pm_read_version");
+  if (!version)
+    return pm__errf(PM_EINVAL, "pm_read_version: NULL version");
+  ssize_t r;
+  RUN_TIMED(peer, r,
+            pm__read_version(peer, uri, version, offset, buf, length));
+  return r;
+}
+
 int pm_read_batch(pm_peer *peer, pm_range *ranges, size_t count) {
   CHECK_PEER(peer, "pm_read_batch");
   int r;

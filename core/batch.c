@@ -1,6 +1,6 @@
 /*
- * core/batch.c - reads of ranges: pm_read (one range) and pm_read_batch
- * (many), and pm_prefetch. A batch looks up the metadata of its objects
+ * core/batch.c - reads of ranges: pm_read (one range), pm_read_version (one
+ * range of one version), pm_read_batch (many), and pm_prefetch. A batch looks up the metadata of its objects
  * (cold ones in parallel), splits every range into page jobs, serves what
  * the store holds on the calling thread, and fetches the missing pages in
  * parallel on the worker pool. A range whose object changed under it is
@@ -18,6 +18,7 @@ typedef struct range_work {
   pm_peer *peer;
   pm_range *range;
   char *uri; /* normalised */
+  const char *pin; /* only this version (pm_read_version), or NULL */
   pm_object_stat st;
   int err;
   char *errmsg; /* detail of err, from whichever thread failed */
@@ -48,6 +49,19 @@ static void stat_task(void *arg) {
   w->err = pm__peer_stat(w->peer, w->uri, &w->st);
   if (w->err)
     set_failure(&w->errmsg, NULL, w->err);
+}
+
+/* A pinned range whose object is now another version fails at once: its
+ * bytes could only come from the new one. */
+static void check_pins(range_work *works, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    range_work *w = &works[i];
+    if (!w->pending || w->err || !w->pin || !strcmp(w->st.version, w->pin))
+      continue;
+    w->err = pm__errf(PM_ECHANGED, "%s: changed since version %.64s was "
+                      "read (now %.64s)", w->uri, w->pin, w->st.version);
+    set_failure(&w->errmsg, NULL, w->err);
+  }
 }
 
 static void stat_phase(pm_peer *peer, range_work *works, size_t n) {
@@ -170,7 +184,8 @@ static void finish_range(pm_peer *peer, range_work *w) {
   pm_range *r = w->range;
   if (w->err == PM_ECHANGED) {
     pm__meta_retract(peer->meta, w->uri);
-    return; /* stays pending for another attempt */
+    if (!w->pin)
+      return; /* stays pending for another attempt */
   }
   w->pending = false;
   if (w->err == PM_ENOENT) /* gone since its stat (or the node's) */
@@ -194,6 +209,7 @@ static void finish_range(pm_peer *peer, range_work *w) {
 
 static int attempt(pm_peer *peer, range_work *works, size_t n) {
   stat_phase(peer, works, n);
+  check_pins(works, n);
   size_t total = count_pages(peer, works, n);
   page_job *jobs = total ? calloc(total, sizeof *jobs) : NULL;
   if (total && !jobs)
@@ -229,12 +245,16 @@ static int prepare(pm_peer *peer, pm_range *ranges, size_t n,
   return 0;
 }
 
-/* Returns the first failing range's error (with its detail), else 0. */
-static int read_ranges(pm_peer *peer, pm_range *ranges, size_t n) {
+/* Returns the first failing range's error (with its detail), else 0.
+ * pin: the version every range must be read from, or NULL. */
+static int read_ranges(pm_peer *peer, pm_range *ranges, size_t n,
+                       const char *pin) {
   range_work *works = calloc(n, sizeof *works);
   if (!works)
     return pm__errf(PM_ENOMEM, "batch of %zu ranges: out of memory", n);
   prepare(peer, ranges, n, works);
+  for (size_t i = 0; i < n; i++)
+    works[i].pin = pin;
   int err = 0;
   for (int i = 0; i < CHANGED_RETRIES && !err; i++) {
     bool pending = false;
@@ -267,13 +287,21 @@ static int read_ranges(pm_peer *peer, pm_range *ranges, size_t n) {
 }
 
 ssize_t pm__read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
-                size_t length) {
+                 size_t length) {
+  return pm__read_version(peer, uri, NULL, offset, buf, length);
+}
+
+ssize_t pm__read_version(pm_peer *peer, const char *uri, const char *version,
+                         uint64_t offset, void *buf, size_t length) {
   pm__errmsg_clear();
   if (!peer || !uri || (!buf && length))
     return pm__errf(PM_EINVAL, "pm_read: NULL argument");
+  if (version && (!*version || strlen(version) >= PM_VERSION_MAX))
+    return pm__errf(PM_EINVAL, "pm_read_version: empty or over-long "
+                               "version");
   pm_range range = {.uri = uri, .offset = offset, .length = length,
                     .buf = buf};
-  int err = read_ranges(peer, &range, 1);
+  int err = read_ranges(peer, &range, 1, version);
   if (err)
     return err;
   return range.result;
@@ -283,5 +311,5 @@ int pm__read_batch(pm_peer *peer, pm_range *ranges, size_t count) {
   pm__errmsg_clear();
   if (!peer || (!ranges && count))
     return pm__errf(PM_EINVAL, "pm_read_batch: NULL argument");
-  return count ? read_ranges(peer, ranges, count) : 0;
+  return count ? read_ranges(peer, ranges, count, NULL) : 0;
 }

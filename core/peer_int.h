@@ -110,6 +110,8 @@ void pm__peer_stats(pm_peer *peer, pm_stats *out);
  * lock and retries after a takeover). */
 ssize_t pm__read(pm_peer *peer, const char *uri, uint64_t offset, void *buf,
                  size_t length);
+ssize_t pm__read_version(pm_peer *peer, const char *uri, const char *version,
+                         uint64_t offset, void *buf, size_t length);
 int pm__read_batch(pm_peer *peer, pm_range *ranges, size_t count);
 int pm__prefetch(pm_peer *peer, const char *uri, uint64_t offset,
                  uint64_t length);

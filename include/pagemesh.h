@@ -243,6 +243,19 @@ PM_EXTERN const char *pm_peer_errmsg(const pm_peer *peer);
 PM_EXTERN ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset,
                           void *buf, size_t length);
 
+/*
+ * pm_read, but only from `version` (pm_object_stat.version, from pm_stat or
+ * pm_list): what an open file needs so that all its reads come from the
+ * version it was opened at. If the object is now another version (as the
+ * peer's metadata says, or the origin when a page is fetched from it), the
+ * read fails with PM_ECHANGED at once, naming both versions; pm_invalidate
+ * and a new pm_stat then see the new one.
+ * Errors: as pm_read, and PM_EINVAL for a NULL, empty or over-long version.
+ */
+PM_EXTERN ssize_t pm_read_version(pm_peer *peer, const char *uri,
+                                  const char *version, uint64_t offset,
+                                  void *buf, size_t length);
+
 /* One range of a batched read. */
 typedef struct pm_range {
   const char *uri;   /* in: object */

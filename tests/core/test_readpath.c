@@ -300,6 +300,42 @@ Test(readpath, changed_object_is_never_served_old_bytes) {
   free(buf);
 }
 
+Test(readpath, a_pinned_read_never_mixes_versions) {
+  setup_dirs();
+  size_t size = 2 * PS;
+  const char *path = make_object("v.bin", size, 0);
+  unsigned char *buf = malloc(size + PS);
+  pm_peer *p = open_peer(64 << 20, 8 << 20, PM_EVICT_STABLE, 60000);
+  pm_object_stat st;
+  cr_assert_eq(pm_stat(p, path, &st), 0);
+  cr_assert_eq(pm_read_version(p, path, st.version, 0, buf, 100), 100);
+  check_bytes(buf, 0, 100, 0);
+  /* Rewritten: cached page 0 is still the pinned version's and is served;
+   * page 1 meets the change at the origin: PM_ECHANGED, where pm_read
+   * would go on with the new version. */
+  usleep(10000);
+  make_object("v.bin", size + 999, 1);
+  cr_assert_eq(pm_read_version(p, path, st.version, 0, buf, 100), 100);
+  check_bytes(buf, 0, 100, 0);
+  cr_assert_eq(pm_read_version(p, path, st.version, PS, buf, 100),
+               PM_ECHANGED);
+  cr_assert(strstr(pm_peer_errmsg(p), st.version), "%s", pm_peer_errmsg(p));
+  /* The metadata now says the new version: every pinned read fails at
+   * once, cached pages or not; the new version reads. */
+  cr_assert_eq(pm_read_version(p, path, st.version, 0, buf, 100),
+               PM_ECHANGED);
+  pm_object_stat now;
+  cr_assert_eq(pm_stat(p, path, &now), 0);
+  cr_assert_str_neq(now.version, st.version);
+  cr_assert_eq(pm_read_version(p, path, now.version, PS, buf, size),
+               (ssize_t)(size + 999 - PS));
+  check_bytes(buf, PS, size + 999 - PS, 1);
+  cr_assert_eq(pm_read_version(p, path, NULL, 0, buf, 1), PM_EINVAL);
+  cr_assert_eq(pm_read_version(p, path, "", 0, buf, 1), PM_EINVAL);
+  pm_peer_close(p);
+  free(buf);
+}
+
 Test(readpath, batch_reads_many_ranges_of_many_objects) {
   setup_dirs();
   char paths[4][400];

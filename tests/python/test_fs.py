@@ -326,6 +326,54 @@ def test_refresh_and_invalidate_cache_ask_the_origin_again(fs, s3):
     fs.rm(path("refresh"), recursive=True)
 
 
+def test_a_changed_object_is_never_cut_or_mixed(fs, s3):
+    """An object rewritten behind the filesystem's back after its size was
+    known, before its bytes were cached: whole-object, to-the-end and
+    from-the-end reads give the new version whole (not its bytes cut at
+    the old size or counted from the old end); a file opened before the
+    change refuses to mix versions (FileExpired, as s3fs), and opened
+    again it reads the new one."""
+    client = s3.client()
+
+    def rewrite(key, first, then, look):
+        client.put_object(Bucket=BUCKET, Key=key, Body=first)
+        look(path(key))  # the size is known, no byte is cached
+        client.put_object(Bucket=BUCKET, Key=key, Body=then)
+        return path(key)
+
+    new = b"new and longer"
+    p = rewrite("changing/whole", b"old", new, fs.info)
+    assert fs.cat_file(p) == new
+    p = rewrite("changing/peer", b"old", new, fs.info)
+    assert fs.peer.read("s3://" + p) == new
+    p = rewrite("changing/tail", b"0123456789", b"abcdefghijklmnopqrstuvwxyz",
+                fs.info)
+    assert fs.cat_file(p, start=-4) == b"wxyz"
+    p = rewrite("changing/ranges", b"old", new,
+                lambda p: fs.ls(path("changing")))
+    q = rewrite("changing/ranges-tail", b"0123456789", b"abcdefghijkl",
+                fs.info)
+    assert fs.cat_ranges([p, q], [0, -3], [None, None]) == [new, b"jkl"]
+    r = rewrite("changing/cat", b"old", new, fs.info)
+    assert fs.cat([r, p]) == {r: new, p: new}
+    # fsspec's cat passes start and end on to every path
+    assert fs.cat([r, p], start=4, end=7) == {r: b"and", p: b"and"}
+    size = 3 * MiB
+    client.put_object(Bucket=BUCKET, Key="changing/open", Body=b"A" * size)
+    p = path("changing/open")
+    f = fs.open(p, cache_type="none")
+    assert f.read(4) == b"AAAA"
+    client.put_object(Bucket=BUCKET, Key="changing/open", Body=b"B" * size)
+    f.seek(int(2.5 * MiB))
+    with pytest.raises(pagemesh.FileExpired) as e:
+        f.read(4)
+    assert e.value.errno == 16 and "changed since" in str(e.value)
+    with fs.open(p) as g:
+        g.seek(int(2.5 * MiB))
+        assert g.read(4) == b"BBBB"
+    fs.rm(path("changing"), recursive=True)
+
+
 def test_ukey_and_checksum_follow_the_version(fs):
     p = path("versions/obj.bin")
     fs.pipe_file(p, b"one")

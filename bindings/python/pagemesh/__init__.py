@@ -13,14 +13,14 @@
 
 from ._lib import library_path
 from ._lib import version as library_version
-from .errors import PagemeshError
+from .errors import FileExpired, PagemeshError
 from .fs import PagemeshFileSystem
 from .peer import ListEntry, Mapping, ObjectStat, Peer, parse_size, shared_peer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ListEntry", "Mapping", "ObjectStat", "PagemeshError",
+    "FileExpired", "ListEntry", "Mapping", "ObjectStat", "PagemeshError",
     "PagemeshFileSystem", "Peer", "library_path", "library_version",
     "parse_size", "shared_peer",
 ]

@@ -166,6 +166,8 @@ _SIGNATURES = {
     "pm_peer_close": (None, [_PEER]),
     "pm_peer_errmsg": (c_char_p, [_PEER]),
     "pm_read": (c_ssize_t, [_PEER, c_char_p, c_uint64, c_void_p, c_size_t]),
+    "pm_read_version": (c_ssize_t, [_PEER, c_char_p, c_char_p, c_uint64,
+                                    c_void_p, c_size_t]),
     "pm_read_batch": (c_int, [_PEER, POINTER(Range), c_size_t]),
     "pm_prefetch": (c_int, [_PEER, c_char_p, c_uint64, c_uint64]),
     "pm_map": (c_int, [_PEER, c_char_p, c_uint64, c_size_t,

@@ -3,7 +3,8 @@ PyArrow and training code expect.
 
 ``PM_ENOENT`` becomes :class:`FileNotFoundError`, ``PM_EACCES`` and
 ``PM_EAUTH`` :class:`PermissionError`, ``PM_ETIMEDOUT``
-:class:`TimeoutError`; everything else a :class:`PagemeshError` (an
+:class:`TimeoutError`, ``PM_ECHANGED`` on a read of one version
+:class:`FileExpired`; everything else a :class:`PagemeshError` (an
 :class:`OSError`). Each carries the library's detail message, which names
 the object and the cause ("s3://b/k: HTTP 403 AccessDenied").
 """
@@ -40,6 +41,13 @@ _ERRNO = {
 }
 
 
+class FileExpired(OSError):
+    """The object changed since the file was opened (``PM_ECHANGED`` on a
+    read pinned to the version it was opened at): reading on would mix two
+    versions. Open it again (after ``invalidate_cache``) to read the new
+    one. As s3fs's ``FileExpired``, errno is EBUSY."""
+
+
 class PagemeshError(OSError):
     """A libpagemesh failure that has no more specific Python exception.
 
@@ -72,8 +80,12 @@ def error_from_code(code: int, detail: str = "",
     return exc
 
 
-def raise_for(code: int, filename: Optional[str] = None) -> None:
+def raise_for(code: int, filename: Optional[str] = None,
+              pinned: bool = False) -> None:
     """Raise the exception for a negative result of the last call on this
-    thread; return if `code` is not negative."""
+    thread; return if `code` is not negative. `pinned`: the call read one
+    version, so PM_ECHANGED is FileExpired."""
     if code < 0:
+        if pinned and code == _lib.PM_ECHANGED:
+            raise FileExpired(errno.EBUSY, _lib.errmsg(), filename)
         raise error_from_code(code, _lib.errmsg(), filename)

@@ -1,7 +1,10 @@
 """Files opened through :class:`pagemesh.PagemeshFileSystem`.
 
 :class:`PagemeshFile` is a seekable, random-access read-only file whose
-reads are served by ``pm_read`` (cached pages, origin only on a miss). Its
+reads are served by ``pm_read_version`` (cached pages, origin only on a
+miss), all from the version the file was opened at: if the object changes
+under it, a read raises :class:`pagemesh.FileExpired` (as s3fs's does)
+rather than mix two versions. Its
 buffering suits Parquet: a small read-ahead block (64 KiB by default) turns
 the many small reads of a footer or a page header into one call, while a
 column chunk is read in one call of its own size, so no more of the object
@@ -35,16 +38,25 @@ class PagemeshFile(AbstractBufferedFile):
         if mode != "rb":
             raise ValueError("PagemeshFile is read-only (mode 'rb')")
         self.uri = fs._uri(path)
+        # The version every read is pinned to, and its size, from the
+        # peer's metadata (not a listing cached by the filesystem).
+        st = fs.peer.stat(self.uri)
+        self.version = st.version
+        if size is None:
+            size = st.size
         super().__init__(fs, path, mode=mode,
                          block_size=block_size or DEFAULT_BLOCK_SIZE,
                          cache_type=cache_type, cache_options=cache_options,
                          size=size, **kwargs)
+        self.details = {"name": path, "size": size, "type": "file",
+                        "version": st.version, "ETag": st.version}
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         end = min(end, self.size)
         if end <= start:
             return b""
-        return self.fs.peer.read(self.uri, start, end - start)
+        return self.fs.peer.read(self.uri, start, end - start,
+                                 version=self.version)
 
     def read(self, length: int = -1) -> bytes:
         """Read up to `length` bytes (to the end if negative). Reads of a
@@ -66,7 +78,8 @@ class PagemeshFile(AbstractBufferedFile):
         view = memoryview(b).cast("B")
         if self.cache.name == "none" or len(view) >= self.blocksize:
             n = self.fs.peer.readinto(self.uri, self.loc,
-                                      view[:max(0, self.size - self.loc)])
+                                      view[:max(0, self.size - self.loc)],
+                                      version=self.version)
             self.loc += n
             return n
         data = self.read(len(view))

@@ -48,7 +48,7 @@ from fsspec.implementations.local import make_path_posix
 from fsspec.utils import stringify_path
 
 from . import _lib
-from .errors import PagemeshError
+from .errors import FileExpired, PagemeshError
 from .file import DEFAULT_BLOCK_SIZE, InvalidatingWriter, PagemeshFile
 from .peer import PEER_OPTIONS, ObjectStat, Peer, shared_peer
 
@@ -423,28 +423,56 @@ class PagemeshFileSystem(_Base):
 
     # ---- reading ---------------------------------------------------------------
 
+    def _sized(self, start: Optional[int], end: Optional[int]) -> bool:
+        """Whether [start, end) in fsspec's terms depends on the size."""
+        start = start or 0
+        return (end is None or start < 0 or end < 0
+                or end - start > _CLAMP_RANGES_OVER)
+
     def _resolve_range(self, path: str, start: Optional[int],
-                       end: Optional[int], sizes: Dict[str, int]
+                       end: Optional[int], stats: Dict[str, ObjectStat]
                        ) -> Tuple[int, int]:
         """Absolute [start, end) of a range given fsspec-style (None,
-        negative from the end)."""
+        negative from the end), with stats[path] the stat whose size it
+        used (when _sized)."""
         start = start or 0
         # A range much larger than a read's usual size is clamped to the
         # object (a buffer of `end - start` bytes is allocated for it).
-        if (end is None or start < 0 or end < 0
-                or end - start > _CLAMP_RANGES_OVER):
-            if path not in sizes:
-                sizes[path] = self.peer.stat(self._uri(path)).size
-            size = sizes[path]
+        if self._sized(start, end):
+            if path not in stats:
+                stats[path] = self.peer.stat(self._uri(path))
+            size = stats[path].size
             if start < 0:
                 start = max(0, size + start)
             end = size if end is None else (size + end if end < 0 else end)
             end = min(end, size)
         return start, max(start, end)
 
+    def _read_sized(self, path: str, start: Optional[int],
+                    end: Optional[int]) -> bytes:
+        """A range that depends on the object's size, read pinned to the
+        version that size is of: an object that changed meanwhile is read
+        again (its new size, its new bytes), never cut or shifted."""
+        uri = self._uri(path)
+        for attempt in range(3):
+            stats: Dict[str, ObjectStat] = {}
+            lo, hi = self._resolve_range(path, start, end, stats)
+            if hi == lo:
+                return b""
+            try:
+                return self.peer.read(uri, lo, hi - lo,
+                                      version=stats[path].version)
+            except FileExpired:
+                if attempt == 2:
+                    raise
+                self.peer.invalidate(uri)
+        raise AssertionError("unreachable")
+
     def cat_file(self, path: str, start: Optional[int] = None,
                  end: Optional[int] = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
+        if self._sized(start, end):
+            return self._read_sized(path, start, end)
         start, end = self._resolve_range(path, start, end, {})
         if end == start:
             return b""
@@ -453,7 +481,11 @@ class PagemeshFileSystem(_Base):
     def cat_ranges(self, paths: List[str], starts: Any, ends: Any,
                    max_gap: Optional[int] = None, on_error: str = "return",
                    **kwargs: Any) -> List[Union[bytes, BaseException]]:
-        """Many ranges of many objects in one pm_read_batch."""
+        """Many ranges of many objects in one pm_read_batch. A range that
+        runs to the end is asked one byte longer than its object's stat
+        says, so that an object that grew since shows (the byte comes
+        back) and is read again pinned to one version; a range counted
+        from the end is read pinned to the version of its size."""
         if max_gap is not None:
             raise NotImplementedError("max_gap: pm_read_batch already "
                                       "fetches each page once")
@@ -465,34 +497,56 @@ class PagemeshFileSystem(_Base):
             ends = [ends] * len(paths)
         if len(starts) != len(paths) or len(ends) != len(paths):
             raise ValueError("paths, starts and ends differ in length")
-        sizes: Dict[str, int] = {}
+        stats: Dict[str, ObjectStat] = {}
         ranges: List[Tuple[str, int, int]] = []
         failed: Dict[int, BaseException] = {}
+        again: Dict[int, Tuple[str, Optional[int], Optional[int]]] = {}
         for i, (path, start, end) in enumerate(zip(paths, starts, ends)):
             path = self._strip_protocol(path)
+            lo = hi = 0
             try:
-                start, end = self._resolve_range(path, start, end, sizes)
+                if self._sized(start, end) and not (
+                        end is None and (start or 0) >= 0):
+                    again[i] = (path, start, end)  # from the end: pinned
+                else:
+                    lo, hi = self._resolve_range(path, start, end, stats)
+                    if end is None and hi > lo:
+                        hi += 1  # to the end: one byte to see growth
             except OSError as e:
                 if on_error != "return":
                     raise
                 failed[i] = e
-                start = end = 0
-            ranges.append((self._uri(path), start, end - start))
+            ranges.append((self._uri(path), lo, hi - lo))
         results = self.peer.read_batch(ranges,
                                        return_exceptions=on_error == "return")
+        for i, (uri, lo, length) in enumerate(ranges):
+            data = results[i]
+            if ends[i] is None and length and isinstance(data, bytes):
+                if len(data) == length:  # grew since its stat
+                    again[i] = (self._strip_protocol(paths[i]), starts[i],
+                                None)
+        for i, (path, start, end) in again.items():
+            try:
+                results[i] = self._read_sized(path, start, end)
+            except OSError as e:
+                if on_error != "return":
+                    raise
+                results[i] = e
         for i, exc in failed.items():
             results[i] = exc
         return results
 
     def cat(self, path: Any, recursive: bool = False, on_error: str = "raise",
             **kwargs: Any) -> Any:
-        """Whole objects; several at once are read in one batch."""
+        """Whole objects (or the same range of each: start, end); several
+        at once are read in one batch."""
         paths = self.expand_path(path, recursive=recursive)
         single = (len(paths) == 1 and not isinstance(path, list)
                   and paths[0] == self._strip_protocol(path))
         if single:
             return self.cat_file(paths[0], **kwargs)
-        results = self.cat_ranges(list(paths), 0, None, on_error="return")
+        results = self.cat_ranges(list(paths), kwargs.get("start"),
+                                  kwargs.get("end"), on_error="return")
         out = {}
         for p, r in zip(paths, results):
             if isinstance(r, BaseException):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import json
 import os
 import re
@@ -31,9 +32,12 @@ from typing import (Any, Dict, Iterable, List, Optional, Sequence, Tuple,
                     Union)
 
 from . import _lib
-from .errors import error_from_code, raise_for
+from .errors import FileExpired, error_from_code, raise_for
 
 Size = Union[int, str]
+
+# Reads of "the rest" of an object that met a change, tried again.
+_CHANGED_RETRIES = 3
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
@@ -274,39 +278,70 @@ class Peer:
     # ---- reading --------------------------------------------------------
 
     def read(self, uri: str, offset: int = 0,
-             length: Optional[int] = None) -> bytes:
+             length: Optional[int] = None,
+             version: Optional[str] = None) -> bytes:
         """Up to `length` bytes of `uri` from `offset` (to the end if
-        length is None); fewer only at the end of the object."""
+        length is None); fewer only at the end of the object. All bytes
+        come from one version: `version` (else FileExpired if the object
+        is now another), or whichever the read meets."""
         if length is None:
-            length = max(0, self.stat(uri).size - offset)
+            return self._read_to_end(uri, offset, version)
         data, address = _lib.new_bytes(length)
         if length == 0:
             return data
-        handle = self._enter()
-        try:
-            n = _lib.lib.pm_read(handle, _encode(uri), offset, address,
-                                 length)
-            raise_for(n, uri)
-        finally:
-            self._leave()
+        n = self._read_into(uri, offset, address, length, version)
         return data if n == length else data[:n]
 
-    def readinto(self, uri: str, offset: int, buffer: Any) -> int:
+    def _read_into(self, uri: str, offset: int, address: int, length: int,
+                   version: Optional[str]) -> int:
+        handle = self._enter()
+        try:
+            if version is None:
+                n = _lib.lib.pm_read(handle, _encode(uri), offset, address,
+                                     length)
+            else:
+                n = _lib.lib.pm_read_version(handle, _encode(uri),
+                                             _encode(version), offset,
+                                             address, length)
+            raise_for(n, uri, pinned=version is not None)
+        finally:
+            self._leave()
+        return n
+
+    def _read_to_end(self, uri: str, offset: int,
+                     version: Optional[str]) -> bytes:
+        """The rest of the object, from one version: the one whose size is
+        used (its stat), read pinned to it, so that a change meanwhile is
+        read again rather than cut at the old size."""
+        for attempt in range(_CHANGED_RETRIES):
+            st = self.stat(uri)
+            if version is not None and st.version != version:
+                raise FileExpired(errno.EBUSY, "%s: changed since version "
+                                  "%s (now %s)" % (uri, version, st.version),
+                                  uri)
+            try:
+                return self.read(uri, offset, max(0, st.size - offset),
+                                 version=st.version)
+            except FileExpired:
+                if version is not None or attempt + 1 == _CHANGED_RETRIES:
+                    raise
+                self.invalidate(uri)
+        raise AssertionError("unreachable")
+
+    def readinto(self, uri: str, offset: int, buffer: Any,
+                 version: Optional[str] = None) -> int:
         """Read into a writable buffer (bytearray, numpy array, mmap...);
-        returns the number of bytes read."""
+        returns the number of bytes read (of `version` only, if given)."""
         view = memoryview(buffer).cast("B")
         if view.readonly:
             raise TypeError("readinto needs a writable buffer")
         if len(view) == 0:
             return 0
         holder = (ctypes.c_char * len(view)).from_buffer(view)
-        handle = self._enter()
         try:
-            n = _lib.lib.pm_read(handle, _encode(uri), offset,
-                                 ctypes.addressof(holder), len(view))
-            raise_for(n, uri)
+            n = self._read_into(uri, offset, ctypes.addressof(holder),
+                                len(view), version)
         finally:
-            self._leave()
             del holder
             view.release()
         return n
