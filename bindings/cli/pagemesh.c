@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,29 +108,52 @@ static int apply_option(cli *c, int opt, const char *arg) {
 
 /* ---- commands ------------------------------------------------------------ */
 
-static int copy_out(cli *c, const char *uri, FILE *out) {
-  char *buf = malloc(CHUNK);
-  if (!buf)
-    return cli_fail(c, uri, PM_ENOMEM);
+/* The bytes asked for of one version of uri into out: 0, 1 (out failed,
+ * said), or a pm_err not said yet. */
+static int copy_version(cli *c, const char *uri, const char *version,
+                        char *buf, FILE *out) {
   uint64_t pos = c->offset, left = c->length;
-  int rc = 0;
   while (left > 0) {
     size_t want = (size_t)(left < CHUNK ? left : CHUNK);
-    ssize_t n = pm_read(c->peer, uri, pos, buf, want);
-    if (n < 0) {
-      rc = cli_fail(c, uri, (int)n);
-      break;
-    }
-    if (n == 0)
-      break;
+    ssize_t n = pm_read_version(c->peer, uri, version, pos, buf, want);
+    if (n <= 0)
+      return (int)n;
     if (fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
       fprintf(stderr, "pagemesh: write: %s\n", strerror(errno));
-      rc = 1;
-      break;
+      return 1;
     }
     pos += (uint64_t)n;
     left -= (uint64_t)n;
   }
+  return 0;
+}
+
+/* Copy the range asked for, every chunk from the version the object had
+ * when the copy began. An object that changes meanwhile fails the copy
+ * (PM_ECHANGED), rather than mix versions; into a file (restartable) it
+ * starts over with the new version, twice at most. */
+static int copy_out(cli *c, const char *uri, FILE *out, bool restartable) {
+  char *buf = malloc(CHUNK);
+  if (!buf)
+    return cli_fail(c, uri, PM_ENOMEM);
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    pm_object_stat st;
+    rc = pm_stat(c->peer, uri, &st);
+    if (rc == 0)
+      rc = copy_version(c, uri, st.version, buf, out);
+    if (rc != PM_ECHANGED || !restartable || attempt == 2)
+      break;
+    pm_invalidate(c->peer, uri);
+    if (fflush(out) != 0 || fseek(out, 0, SEEK_SET) != 0 ||
+        ftruncate(fileno(out), 0) != 0) {
+      fprintf(stderr, "pagemesh: %s: %s\n", uri, strerror(errno));
+      rc = 1;
+      break;
+    }
+  }
+  if (rc < 0)
+    rc = cli_fail(c, uri, rc);
   free(buf);
   return rc;
 }
@@ -140,7 +164,7 @@ static int cmd_cat(cli *c, int argc, char **argv) {
                  stderr), 2;
   int rc = 0;
   for (int i = 0; i < argc && rc == 0; i++)
-    rc = copy_out(c, argv[i], stdout);
+    rc = copy_out(c, argv[i], stdout, false);
   if (fflush(stdout) != 0)
     rc = 1;
   return rc;
@@ -154,7 +178,7 @@ static int cmd_get(cli *c, int argc, char **argv) {
   FILE *out = fopen(tmp, "wb");
   if (!out)
     return fprintf(stderr, "pagemesh: %s: %s\n", tmp, strerror(errno)), 1;
-  int rc = copy_out(c, argv[0], out);
+  int rc = copy_out(c, argv[0], out, true);
   if (fclose(out) != 0 && rc == 0)
     rc = fprintf(stderr, "pagemesh: %s: %s\n", tmp, strerror(errno)) > 0;
   if (rc == 0 && rename(tmp, argv[1]) != 0)

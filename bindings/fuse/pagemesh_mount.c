@@ -225,6 +225,12 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
   return 0;
 }
 
+/* An open file: its object and the version it was opened at. */
+typedef struct open_file {
+  char *uri;
+  char version[PM_VERSION_MAX];
+} open_file;
+
 static int fs_open(const char *path, struct fuse_file_info *fi) {
   if ((fi->flags & O_ACCMODE) != O_RDONLY)
     return -EROFS;
@@ -233,20 +239,28 @@ static int fs_open(const char *path, struct fuse_file_info *fi) {
     return -ENOMEM;
   pm_object_stat os;
   int err = pm_stat(state()->peer, uri, &os);
+  open_file *f = err ? NULL : malloc(sizeof *f);
+  if (!err && !f)
+    err = PM_ENOMEM;
   if (err) {
     free(uri);
     return fail(err, path);
   }
-  fi->fh = (uint64_t)(uintptr_t)uri;
+  f->uri = uri;
+  snprintf(f->version, sizeof f->version, "%s", os.version);
+  fi->fh = (uint64_t)(uintptr_t)f;
   return 0;
 }
 
+/* Every read of an open file comes from the version it was opened at:
+ * an object changed (or deleted) since is ESTALE, never a mix. */
 static int fs_read(const char *path, char *buf, size_t size, off_t offset,
                    struct fuse_file_info *fi) {
-  const char *uri = (const char *)(uintptr_t)fi->fh;
-  ssize_t n = pm_read(state()->peer, uri, (uint64_t)offset, buf, size);
-  if (n == PM_ENOENT) { /* gone from the origin since it was opened */
-    report(PM_ENOENT, path);
+  const open_file *f = (const open_file *)(uintptr_t)fi->fh;
+  ssize_t n = pm_read_version(state()->peer, f->uri, f->version,
+                              (uint64_t)offset, buf, size);
+  if (n == PM_ENOENT || n == PM_ECHANGED) {
+    report((int)n, path);
     return -ESTALE;
   }
   return n < 0 ? fail((int)n, path) : (int)n;
@@ -254,7 +268,9 @@ static int fs_read(const char *path, char *buf, size_t size, off_t offset,
 
 static int fs_release(const char *path, struct fuse_file_info *fi) {
   (void)path;
-  free((void *)(uintptr_t)fi->fh);
+  open_file *f = (open_file *)(uintptr_t)fi->fh;
+  free(f->uri);
+  free(f);
   return 0;
 }
 

@@ -219,6 +219,31 @@ def test_an_object_deleted_while_open_is_estale(mount, s3):
     assert "/gone.bin" in log and "PM_ENOENT" in log, log
 
 
+def test_an_object_changed_while_open_is_estale_not_mixed(mount, s3):
+    """A file's reads all come from the version it was opened at: a part
+    read after the object was rewritten at the origin (not cached yet) is
+    ESTALE, never the new version's bytes after the old one's; opened
+    again, it reads the new version."""
+    size = 3 * 1024 * 1024
+    s3.put_object(BUCKET, "ds/changing.bin", b"A" * size)
+    try:
+        with open(mount.path("changing.bin"), "rb", buffering=0) as f:
+            assert f.read(4) == b"AAAA"
+            s3.put_object(BUCKET, "ds/changing.bin", b"B" * size)
+            f.seek(size - 4096)
+            with pytest.raises(OSError) as e:
+                f.read(4)
+        assert e.value.errno == errno.ESTALE, e.value
+        with open(mount.path("changing.bin"), "rb", buffering=0) as f:
+            f.seek(size - 4096)
+            assert f.read(4) == b"BBBB"
+    finally:
+        s3.delete_object(BUCKET, "ds/changing.bin")
+    rc, log = mount.unmount()
+    assert rc == 0, log
+    assert "PM_ECHANGED" in log, log
+
+
 def test_mount_attaches_to_the_node_peer_and_unmounts(cli, tmp_path, proxy):
     daemon = cli.start_daemon()
     try:
