@@ -257,6 +257,10 @@ def test_wrong_credentials_raise_permission_error(s3, proxy, tmp_path):
     assert "small.txt" in str(raised.value)
     with pytest.raises(PermissionError):
         bad.ls(path("basics"))
+    # not taken for missing data, as s3fs has it
+    for check in (bad.exists, bad.isdir, bad.isfile):
+        with pytest.raises(PermissionError):
+            check(path("basics/small.txt"))
 
 
 def test_chained_url(s3, proxy, tmp_path):

@@ -312,6 +312,30 @@ class PagemeshFileSystem(_Base):
             self._listings.put(path, recursive, infos)
         return infos
 
+    # fsspec's own exists/isdir/isfile take any failure for "not there";
+    # a refusal (PermissionError) or an unreachable origin is raised, as
+    # s3fs does, so that bad credentials do not pass for missing data.
+    def _kind(self, path: str) -> Optional[str]:
+        """"file", "directory", or None if there is nothing (or the path
+        names nothing an origin has)."""
+        try:
+            return self.info(path)["type"]
+        except FileNotFoundError:
+            return None
+        except PagemeshError as e:
+            if e.code == _lib.PM_EBADURI:
+                return None
+            raise
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        return self._kind(path) is not None
+
+    def isdir(self, path: str) -> bool:
+        return self._kind(path) == "directory"
+
+    def isfile(self, path: str) -> bool:
+        return self._kind(path) == "file"
+
     def info(self, path: str, **kwargs: Any) -> Info:
         path = self._strip_protocol(path)
         known = self._listings.lookup(path)
