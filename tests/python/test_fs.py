@@ -263,6 +263,27 @@ def test_wrong_credentials_raise_permission_error(s3, proxy, tmp_path):
             check(path("basics/small.txt"))
 
 
+def test_other_credentials_for_the_same_peer_are_warned_about(s3, proxy,
+                                                              tmp_path):
+    """Two filesystems of one process on one cache share its peer, which
+    keeps the credentials it opened with: the second's are not silently
+    ignored."""
+    cache = str(tmp_path / "shared-cache")
+    first = fsspec.filesystem(
+        "pagemesh", target_protocol="s3", cache_dir=cache,
+        target_options=target_options(s3, proxy.url, secret="typo"),
+        skip_instance_cache=True)
+    with pytest.raises(PermissionError):
+        first.cat_file(path("basics/small.txt"))
+    second = fsspec.filesystem(
+        "pagemesh", target_protocol="s3", cache_dir=cache,
+        target_options=target_options(s3, proxy.url),
+        skip_instance_cache=True)
+    with pytest.warns(RuntimeWarning, match="AWS_SECRET_ACCESS_KEY"):
+        second.peer
+    assert second.peer is first.peer
+
+
 def test_chained_url(s3, proxy, tmp_path):
     url = "pagemesh::s3://%s" % path("basics/big.bin")
     options = target_options(s3, proxy.url)

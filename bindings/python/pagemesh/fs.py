@@ -26,7 +26,9 @@ Credentials: the origin is read by the node peer, with the credentials of
 exports the S3 credentials, endpoint and region found in ``target_options``
 to ``AWS_*`` variables of its own process, so that whichever process
 becomes the node peer uses them; a node peer already running elsewhere
-(``pagemeshd``, another job) keeps the credentials it was started with.
+(``pagemeshd``, another job) keeps the credentials it was started with,
+and so does this process's own peer once open: a later filesystem on the
+same cache with other credentials gets a RuntimeWarning saying so.
 
 A filesystem pickles to its constructor arguments: unpickled in another
 process (a Ray task, a DataLoader worker) it attaches to that machine's
@@ -41,6 +43,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import fsspec
@@ -99,6 +102,28 @@ def _s3_environment(options: Dict[str, Any]) -> Dict[str, str]:
         "AWS_PROFILE": options.get("profile"),
     }
     return {k: str(v) for k, v in values.items() if v}
+
+
+# What each shared peer was opened with: the AWS_* values the filesystem
+# that opened it exported (by id of the peer).
+_opened_with: Dict[int, Dict[str, str]] = {}
+
+
+def _check_credentials(peer: Peer, exported: Dict[str, str]) -> None:
+    """Warn when a filesystem brings other credentials than those its
+    process's peer opened with: the peer keeps its own (its origin
+    connectors read them once), so reads would still use the old ones."""
+    first = _opened_with.setdefault(id(peer), dict(exported))
+    if exported and exported != first:
+        changed = sorted(k for k in set(first) | set(exported)
+                         if first.get(k) != exported.get(k))
+        warnings.warn(
+            "pagemesh: the peer of %s opened with other %s; it keeps "
+            "those for its reads (writes use the new ones). Read with "
+            "these in a new process, or with another cache_dir."
+            % (peer.options.get("cache_dir") or "the default cache",
+               ", ".join(changed)), RuntimeWarning, stacklevel=3)
+        _opened_with[id(peer)] = dict(exported)  # warn once per change
 
 
 class _Listings:
@@ -206,10 +231,13 @@ class PagemeshFileSystem(_Base):
         """This process's peer (opened on first use, after a fork again)."""
         peer = self._peer
         if peer is None or peer.closed or self._peer_pid != os.getpid():
+            exported: Dict[str, str] = {}
             if self.target_protocol in ("s3", "s3a"):
-                os.environ.update(_s3_environment(self.target_options))
+                exported = _s3_environment(self.target_options)
+                os.environ.update(exported)
             peer = shared_peer(**self.peer_options)
             self._peer, self._peer_pid = peer, os.getpid()
+            _check_credentials(peer, exported)
         return peer
 
     @property
