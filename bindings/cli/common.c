@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include "common.h"
 
 int cli_parse_size(const char *what, const char *text, uint64_t *out) {
@@ -104,4 +106,18 @@ int cli_apply_common_key(pm_options *o, const char *key, const char *value) {
     if (strcmp(keys[i].name, name) == 0)
       return cli_apply_common(o, keys[i].val, value) == 0 ? 1 : -1;
   return 0;
+}
+
+void cli_guard_std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+      continue;
+    /* read-only: a write to a closed stdout or stderr still fails (EBADF,
+     * reported), but no file the process opens later takes its number */
+    int got = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (got >= 0 && got != fd) {
+      dup2(got, fd);
+      close(got);
+    }
+  }
 }

@@ -72,4 +72,10 @@ int cli_apply_common(pm_options *opts, int opt, const char *arg);
  * value (after printing an error). `value` must outlive opts. */
 int cli_apply_common_key(pm_options *opts, const char *key, const char *value);
 
+/* Give closed standard descriptors (0, 1, 2) to /dev/null, read-only, so
+ * that a file the process opens (the cache's lock) cannot take one of
+ * their numbers and receive its output; writes to a closed stdout still
+ * fail. Call first thing in main. */
+void cli_guard_std_fds(void);
+
 #endif /* PM_CLI_COMMON_H */

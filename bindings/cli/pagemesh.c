@@ -7,10 +7,12 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,8 +59,12 @@ static const char usage[] =
 
 int cli_fail(cli *c, const char *what, int err) {
   const char *detail = pm_peer_errmsg(c->peer);
-  fprintf(stderr, "pagemesh: %s: %s (%s)\n", what,
-          *detail ? detail : pm_strerror(err), pm_err_name(err));
+  size_t n = strlen(what);
+  if (*detail && !strncmp(detail, what, n) && detail[n] == ':')
+    fprintf(stderr, "pagemesh: %s (%s)\n", detail, pm_err_name(err));
+  else /* the detail does not name the object itself */
+    fprintf(stderr, "pagemesh: %s: %s (%s)\n", what,
+            *detail ? detail : pm_strerror(err), pm_err_name(err));
   return 1;
 }
 
@@ -97,7 +103,7 @@ static int apply_option(cli *c, int opt, const char *arg) {
   case OPT_STATS: c->print_stats = 1; return 0;
   case OPT_JSON: c->json = 1; return 0;
   case 'r': c->recursive = 1; return 0;
-  case 'h': fputs(usage, stdout); exit(0);
+  case 'h': fputs(usage, stdout); exit(fflush(stdout) != 0);
   default:
     if (opt >= OPT_CACHE_DIR && opt < OPT_COMMON_LAST)
       return cli_apply_common(&c->opts, opt, arg);
@@ -163,28 +169,77 @@ static int cmd_cat(cli *c, int argc, char **argv) {
     return fputs("usage: pagemesh cat URI... [--offset N] [--length N]\n",
                  stderr), 2;
   int rc = 0;
-  for (int i = 0; i < argc && rc == 0; i++)
-    rc = copy_out(c, argv[i], stdout, false);
+  for (int i = 0; i < argc; i++) /* each is said; the rest go on, as cat */
+    if (copy_out(c, argv[i], stdout, false))
+      rc = 1;
   if (fflush(stdout) != 0)
     rc = 1;
   return rc;
 }
 
+/* The file being written aside by get, removed if a signal ends the run
+ * (a half-written copy must not stay behind). */
+static char part_path[4200];
+
+static void on_stop_signal(int sig) {
+  if (part_path[0])
+    unlink(part_path);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* get into something that is not a plain file of one name: a device, a
+ * FIFO, a symlink, a file with other links. Written in place, as cp does
+ * (a rename would replace it). */
+static int get_in_place(cli *c, const char *uri, const char *dest) {
+  FILE *out = fopen(dest, "wb");
+  if (!out)
+    return fprintf(stderr, "pagemesh: %s: %s\n", dest, strerror(errno)), 1;
+  struct stat st;
+  bool restartable = fstat(fileno(out), &st) == 0 && S_ISREG(st.st_mode);
+  int rc = copy_out(c, uri, out, restartable);
+  if (fclose(out) != 0 && rc == 0)
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", dest, strerror(errno)) > 0;
+  return rc;
+}
+
 static int cmd_get(cli *c, int argc, char **argv) {
   if (argc != 2)
-    return fputs("usage: pagemesh get URI FILE\n", stderr), 2;
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.pagemesh-%d.part", argv[1], (int)getpid());
-  FILE *out = fopen(tmp, "wb");
+    return fputs("usage: pagemesh get URI FILE (- for stdout)\n", stderr), 2;
+  const char *dest = argv[1];
+  if (strcmp(dest, "-") == 0)
+    return copy_out(c, argv[0], stdout, false);
+  struct stat st;
+  bool exists = lstat(dest, &st) == 0;
+  if (exists && !(S_ISREG(st.st_mode) && st.st_nlink == 1))
+    return get_in_place(c, argv[0], dest);
+  /* A plain file (or none yet): written aside, then renamed over it, so
+   * that it is never seen half-written; it keeps its mode. */
+  snprintf(part_path, sizeof part_path, "%s.pagemesh-%d.part", dest,
+           (int)getpid());
+  struct sigaction stop = {.sa_handler = on_stop_signal}, old_int, old_term;
+  sigaction(SIGINT, &stop, &old_int);
+  sigaction(SIGTERM, &stop, &old_term);
+  FILE *out = fopen(part_path, "wb");
+  int rc = 0;
   if (!out)
-    return fprintf(stderr, "pagemesh: %s: %s\n", tmp, strerror(errno)), 1;
-  int rc = copy_out(c, argv[0], out, true);
-  if (fclose(out) != 0 && rc == 0)
-    rc = fprintf(stderr, "pagemesh: %s: %s\n", tmp, strerror(errno)) > 0;
-  if (rc == 0 && rename(tmp, argv[1]) != 0)
-    rc = fprintf(stderr, "pagemesh: %s: %s\n", argv[1], strerror(errno)) > 0;
-  if (rc)
-    unlink(tmp);
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", part_path,
+                 strerror(errno)) > 0;
+  if (!rc && exists && fchmod(fileno(out), st.st_mode & 07777) != 0)
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", part_path,
+                 strerror(errno)) > 0;
+  if (!rc)
+    rc = copy_out(c, argv[0], out, true);
+  if (out && fclose(out) != 0 && rc == 0)
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", part_path,
+                 strerror(errno)) > 0;
+  if (rc == 0 && rename(part_path, dest) != 0)
+    rc = fprintf(stderr, "pagemesh: %s: %s\n", dest, strerror(errno)) > 0;
+  if (rc && out)
+    unlink(part_path);
+  part_path[0] = '\0';
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
   return rc;
 }
 
@@ -420,7 +475,18 @@ static void print_run_stats(cli *c) {
   json_decref(o);
 }
 
+/* Output that could not be written is an error (exit 1, said), as in
+ * coreutils: a full disk or a closed stdout must not pass for success. */
+static int flush_stdout(int rc) {
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "pagemesh: write error: %s\n", strerror(errno));
+    return rc ? rc : 1;
+  }
+  return rc;
+}
+
 int main(int argc, char **argv) {
+  cli_guard_std_fds();
   cli c = {.length = UINT64_MAX, .parallel = 8};
   pm_options_init(&c.opts);
   if (pm_options_load_env(&c.opts) != 0)
@@ -432,8 +498,10 @@ int main(int argc, char **argv) {
   if (optind >= argc)
     return fputs(usage, stderr), 2;
   const char *name = argv[optind];
-  if (strcmp(name, "version") == 0)
-    return printf("pagemesh %s\n", pm_version()) < 0;
+  if (strcmp(name, "version") == 0) {
+    printf("pagemesh %s\n", pm_version());
+    return flush_stdout(0);
+  }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(name, commands[i].name) != 0)
       continue;
@@ -447,7 +515,7 @@ int main(int argc, char **argv) {
     if (c.print_stats)
       print_run_stats(&c);
     pm_peer_close(c.peer);
-    return rc;
+    return flush_stdout(rc);
   }
   fprintf(stderr, "pagemesh: unknown command '%s'\n%s", name, usage);
   return 2;

@@ -222,6 +222,7 @@ static int setup_logging(daemon_config *d) {
 }
 
 int main(int argc, char **argv) {
+  cli_guard_std_fds();
   static daemon_config d;
   pm_options_init(&d.opts);
   if (parse_args(&d, argc, argv) != 0 || load_environment(&d) != 0)

@@ -352,6 +352,7 @@ static const struct option long_options[] = {
 };
 
 int main(int argc, char **argv) {
+  cli_guard_std_fds();
   pm_options opts;
   pm_options_init(&opts);
   if (pm_options_load_env(&opts) != 0)

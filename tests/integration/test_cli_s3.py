@@ -178,6 +178,12 @@ def test_errors_name_the_object(cli, build_dir, tmp_path):
     r = cli.run("cat", "s3://%s/no/such/key" % BUCKET)
     assert r.returncode == 1
     assert b"PM_ENOENT" in r.stderr and b"no/such/key" in r.stderr
+    assert r.stderr.count(b"no/such/key") == 1, r.stderr  # named once
+    # as cat(1): each failing object is said, the others still printed
+    one, two = ("s3://%s/small/0%d.bin" % (BUCKET, i) for i in (1, 2))
+    r = cli.run("cat", one, "s3://%s/no/such/key" % BUCKET, two)
+    assert r.returncode == 1 and b"no/such/key" in r.stderr
+    assert r.stdout == SMALL["small/01.bin"] + SMALL["small/02.bin"]
     r = cli.run("cat", "s3://no-such-bucket-pm/key")
     assert r.returncode == 1 and b"PM_ENOENT" in r.stderr
     r = cli.run("cat", "gopher://x/y")
@@ -189,6 +195,60 @@ def test_errors_name_the_object(cli, build_dir, tmp_path):
                        {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     r = dead.run("cat", "s3://%s/big.bin" % BUCKET)
     assert r.returncode == 1 and b"PM_EUNREACHABLE" in r.stderr
+
+
+def test_output_that_cannot_be_written_is_an_error(cli):
+    """A closed stdout or a full device is exit 1 with "write error", as in
+    coreutils; a closed stdout is never taken over by a file the command
+    opens (the cache's lock file once received the object)."""
+    uri = "s3://%s/small/03.bin" % BUCKET
+    for command in (["cat", uri], ["ls", "s3://%s/small/" % BUCKET],
+                    ["stat", uri], ["version"]):
+        closed = subprocess.run(cli.command(*command),
+                                stderr=subprocess.PIPE, env=cli.env,
+                                timeout=60, preexec_fn=lambda: os.close(1))
+        assert closed.returncode == 1, (command, closed.stderr)
+        assert b"write error" in closed.stderr, (command, closed.stderr)
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run(cli.command(*command), stdout=full,
+                               stderr=subprocess.PIPE, env=cli.env,
+                               timeout=60)
+        assert r.returncode == 1 and b"write error" in r.stderr, command
+    lock = os.path.join(cli.cache_dir, "node.lock")
+    assert not os.path.exists(lock) or os.path.getsize(lock) < 4096
+
+
+def test_get_writes_into_what_it_is_given(cli, tmp_path):
+    """get writes a plain file aside and renames it over (keeping the mode
+    of the file it replaces); into a symlink, a FIFO or a file with other
+    links it writes in place, as cp does; "-" is stdout."""
+    uri = "s3://%s/small/04.bin" % BUCKET
+    data = SMALL["small/04.bin"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"old")
+    plain.chmod(0o600)
+    cli.run("get", uri, str(plain), check=True)
+    assert plain.read_bytes() == data
+    assert plain.stat().st_mode & 0o777 == 0o600
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    cli.run("get", uri, str(link), check=True)
+    assert link.is_symlink() and real.read_bytes() == data
+    other = tmp_path / "other-name"
+    os.link(real, other)
+    cli.run("get", uri.replace("04", "05"), str(real), check=True)
+    assert other.read_bytes() == SMALL["small/05.bin"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    cli.run("get", uri, str(fifo), check=True)
+    reader.join(30)
+    assert got == [data] and fifo.is_fifo()
+    assert cli.run("get", uri, "-", check=True).stdout == data
+    assert not list(tmp_path.glob("*.part"))
 
 
 def test_unwritable_cache_directory_is_a_clear_error(build_dir, tmp_path, s3,
