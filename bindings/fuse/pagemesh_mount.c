@@ -12,9 +12,11 @@
  *
  * The kernel keeps attributes and directory entries for the metadata TTL
  * (--meta-ttl, default 60 s: as long as pagemesh itself trusts them) and
- * keeps a file's pages in its page cache while the object's size and
- * mtime stay the same (auto_cache), so a second epoch over a mount can be
- * served by the kernel without a call into pagemesh at all.
+ * keeps a file's pages in its page cache while the object's version (its
+ * ETag) stays the one they were read from (keep_cache, decided at each
+ * open), so a second epoch over a mount can be served by the kernel
+ * without a call into pagemesh at all. An object and a prefix of the same
+ * name: the object is shown.
  *
  * It runs in the foreground until unmounted (fusermount3 -u MOUNTPOINT)
  * or stopped with SIGINT / SIGTERM (it then unmounts itself).
@@ -49,11 +51,24 @@ static const char usage[] =
     "  -o OPTIONS            more FUSE mount options (e.g. allow_other)\n"
     "  -d                    FUSE debug output\n";
 
+/* The version of each file whose pages the kernel may hold: what a later
+ * open compares with (a bounded table, emptied when full; a file not in
+ * it only costs the kernel its cached pages). */
+#define SEEN_SLOTS 16384
+
+typedef struct seen_file {
+  uint64_t hash; /* of the path; 0: free */
+  char version[PM_VERSION_MAX];
+} seen_file;
+
 typedef struct mount_state {
   pm_peer *peer;
   char *root;   /* the origin prefix, ending in '/' */
   double ttl_s; /* attribute and entry timeout */
   uint32_t page_size;
+  pthread_mutex_t seen_lock;
+  seen_file *seen; /* SEEN_SLOTS, open addressing */
+  size_t seen_count;
 } mount_state;
 
 static mount_state *state(void) {
@@ -208,11 +223,17 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
     return fail(err, path);
   fill(buf, ".", NULL, 0, 0);
   fill(buf, "..", NULL, 0, 0);
+  char last[1024] = "";
   for (size_t i = 0; i < count; i++) {
     const pm_list_entry *e = &entries[i];
     char name[1024];
-    if (!entry_name(e->uri, name, sizeof name))
+    /* keys "p/./x" or "p/../x" name nothing a path can reach; an object
+     * "a" and a prefix "a/" come one after the other: the object shows,
+     * as getattr finds it first */
+    if (!entry_name(e->uri, name, sizeof name) || !strcmp(name, ".") ||
+        !strcmp(name, "..") || !strcmp(name, last))
       continue;
+    snprintf(last, sizeof last, "%s", name);
     struct stat st;
     if (e->is_dir)
       dir_stat(&st);
@@ -223,6 +244,37 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
   }
   pm_list_free(entries, count);
   return 0;
+}
+
+static uint64_t path_hash(const char *path) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const char *p = path; *p; p++)
+    h = (h ^ (uint8_t)*p) * 1099511628211ull;
+  return h ? h : 1;
+}
+
+/* Whether the kernel's cached pages of path (if any) are of version, and
+ * note version as the one they will be of from now on. A path whose
+ * hash collides only loses its cached pages. */
+static bool same_version(mount_state *s, const char *path,
+                         const char *version) {
+  uint64_t h = path_hash(path);
+  pthread_mutex_lock(&s->seen_lock);
+  size_t i = h % SEEN_SLOTS;
+  while (s->seen[i].hash && s->seen[i].hash != h)
+    i = (i + 1) % SEEN_SLOTS;
+  bool same = s->seen[i].hash == h && !strcmp(s->seen[i].version, version);
+  if (!s->seen[i].hash && s->seen_count + 1 >= SEEN_SLOTS * 3 / 4) {
+    memset(s->seen, 0, SEEN_SLOTS * sizeof *s->seen); /* full: start over */
+    s->seen_count = 0;
+    i = h % SEEN_SLOTS;
+  }
+  if (!s->seen[i].hash)
+    s->seen_count++;
+  s->seen[i].hash = h;
+  snprintf(s->seen[i].version, sizeof s->seen[i].version, "%s", version);
+  pthread_mutex_unlock(&s->seen_lock);
+  return same;
 }
 
 /* An open file: its object and the version it was opened at. */
@@ -249,6 +301,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi) {
   f->uri = uri;
   snprintf(f->version, sizeof f->version, "%s", os.version);
   fi->fh = (uint64_t)(uintptr_t)f;
+  fi->keep_cache = same_version(state(), path, os.version);
   return 0;
 }
 
@@ -297,7 +350,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
   mount_state *s = fuse_get_context()->private_data;
   cfg->attr_timeout = cfg->entry_timeout = s->ttl_s;
   cfg->negative_timeout = s->ttl_s < 1.0 ? s->ttl_s : 1.0;
-  cfg->auto_cache = 1; /* keep a file's pages while size and mtime hold */
+  cfg->auto_cache = 0; /* fs_open decides, by version (same_version) */
   cfg->kernel_cache = 0;
   return s;
 }
@@ -343,6 +396,38 @@ static int serve(struct fuse_args *args, const char *mountpoint, mount_state *s,
   }
   fuse_destroy(f);
   return rc;
+}
+
+/* Refuse at once what would mount only to fail every call: a mount point
+ * that is not a directory, an origin that cannot be listed (a bad URI, a
+ * missing bucket, wrong keys). An origin with nothing under it is refused
+ * too: a mistyped prefix must not look like an empty dataset. */
+static int check_start(mount_state *s, const char *mountpoint) {
+  struct stat st;
+  errno = 0;
+  if (stat(mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "pagemesh-mount: %s: %s\n", mountpoint,
+            errno ? strerror(errno) : "not a directory");
+    return 1;
+  }
+  pm_list_entry *entries = NULL;
+  size_t count = 0;
+  int err = pm_list(s->peer, s->root, PM_LIST_FIRST, &entries, &count);
+  pm_list_free(entries, count);
+  if (err) {
+    fprintf(stderr, "pagemesh-mount: %s: %s (%s)%s\n", s->root,
+            pm_peer_errmsg(s->peer), pm_err_name(err),
+            err == PM_ENOENT ? ": nothing there (a missing bucket or an "
+                               "empty prefix?)"
+                             : "");
+    return 1;
+  }
+  s->seen = calloc(SEEN_SLOTS, sizeof *s->seen);
+  if (!s->seen || pthread_mutex_init(&s->seen_lock, NULL) != 0) {
+    fputs("pagemesh-mount: out of memory\n", stderr);
+    return 1;
+  }
+  return 0;
 }
 
 static const struct option long_options[] = {
@@ -405,8 +490,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   s.page_size = opts.page_size; /* st_blksize only: a node's may differ */
-  int rc = serve(&args, mountpoint, &s, &stop_signals);
+  int rc = check_start(&s, mountpoint);
+  if (rc == 0)
+    rc = serve(&args, mountpoint, &s, &stop_signals);
   pm_peer_close(s.peer);
+  free(s.seen);
   fuse_opt_free_args(&args);
   free(s.root);
   return rc;

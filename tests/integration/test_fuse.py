@@ -44,14 +44,15 @@ def page_gets(proxy):
 class Mount:
     """pagemesh-mount of s3://BUCKET/ds at a fresh directory."""
 
-    def __init__(self, cli, tmp_path):
+    def __init__(self, cli, tmp_path, prefix="ds", *flags):
         self.cli = cli
         self.point = str(tmp_path / "mnt")
         os.makedirs(self.point, exist_ok=True)
         self.log = open(str(tmp_path / "mount.log"), "w+")
         self.proc = cli.popen(
             [os.path.join(cli.build_dir, "pagemesh-mount"), "--cache-dir",
-             cli.cache_dir, "s3://%s/ds" % BUCKET, self.point],
+             cli.cache_dir] + list(flags) + [
+                "s3://%s/%s" % (BUCKET, prefix), self.point],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not os.path.ismount(self.point):
@@ -242,6 +243,76 @@ def test_an_object_changed_while_open_is_estale_not_mixed(mount, s3):
     rc, log = mount.unmount()
     assert rc == 0, log
     assert "PM_ECHANGED" in log, log
+
+
+def test_a_same_size_rewrite_in_the_same_second_is_seen(cli, tmp_path, s3):
+    """The kernel keeps a file's pages only while its version is the one
+    they came from: an object rewritten with the same size within the
+    same second (S3's mtime does not move) is read whole in its new
+    version once the metadata expires, never the old cached pages
+    followed by new ones."""
+    size = 3 * MiB
+    s3.put_object(BUCKET, "same/other", b"keeps the prefix")
+    m = Mount(cli, tmp_path, "same", "--meta-ttl", "500")
+    try:
+        time.sleep(1.02 - time.time() % 1)  # both writes in one second
+        s3.put_object(BUCKET, "same/f.bin", b"A" * size)
+        with open(m.path("f.bin"), "rb") as f:
+            assert f.read(100) == b"A" * 100
+        s3.put_object(BUCKET, "same/f.bin", b"B" * size)
+        time.sleep(1.5)
+        with open(m.path("f.bin"), "rb") as f:
+            data = f.read()
+        assert data == b"B" * size, data.count(b"A")
+    finally:
+        s3.delete_object(BUCKET, "same/f.bin")
+        s3.delete_object(BUCKET, "same/other")
+        rc, log = m.unmount()
+    assert rc == 0, log
+
+
+def test_names_a_path_cannot_hold(cli, tmp_path, s3):
+    """An object "dup" next to the prefix "dup/" is listed once (the
+    object, as stat finds it); keys with "." or ".." components are not
+    listed as the directory's own entries."""
+    for key in ("names/dup", "names/dup/inner", "names/dots/./x",
+                "names/dots/../y", "names/dots/z"):
+        s3.put_object(BUCKET, key, b"x")
+    m = Mount(cli, tmp_path, "names")
+    try:
+        assert sorted(os.listdir(m.point)) == ["dots", "dup"]
+        assert os.path.isfile(m.path("dup"))
+        names = os.listdir(m.path("dots"))
+        assert names.count(".") == 0 and names.count("..") == 0
+        assert "z" in names
+    finally:
+        for key in ("names/dup", "names/dup/inner", "names/dots/./x",
+                    "names/dots/../y", "names/dots/z"):
+            s3.delete_object(BUCKET, key)
+        rc, log = m.unmount()
+    assert rc == 0, log
+
+
+def test_a_mount_that_could_serve_nothing_is_refused(cli, tmp_path):
+    """A mistyped bucket or prefix, a bad URI, a mount point that is not a
+    directory: refused at start (exit 1, the reason said), not mounted to
+    fail every call or to look like an empty dataset."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    tool = os.path.join(cli.build_dir, "pagemesh-mount")
+    for origin, where, says in (
+            ("s3://pm-no-such-bucket/x", point, "nothing there"),
+            ("s3://%s/no-such-prefix" % BUCKET, point, "nothing there"),
+            ("gopher://x/y", point, "PM_EBADURI"),
+            ("s3://%s/ds" % BUCKET, a_file, "not a directory")):
+        r = subprocess.run([tool, "--cache-dir", cli.cache_dir, origin,
+                            str(where)], env=cli.env, capture_output=True,
+                           timeout=60)
+        assert r.returncode == 1, (origin, r.stderr)
+        assert says.encode() in r.stderr, (origin, r.stderr)
+        assert not os.path.ismount(point)
 
 
 def test_mount_attaches_to_the_node_peer_and_unmounts(cli, tmp_path, proxy):
