@@ -224,10 +224,32 @@ static char **split_seeds(const char *text, size_t *count) {
   return out;
 }
 
+/* A seed is HOST:PORT (a name, an IPv4 address or [IPv6]) with a port
+ * of 1..65535: anything else is a typo to say at once, not a member that
+ * never answers. */
+static bool seed_ok(const char *seed) {
+  const char *colon = strrchr(seed, ':');
+  if (!colon || colon == seed || (seed[0] == '[' && colon[-1] != ']'))
+    return false;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  return colon[1] && !*end && port >= 1 && port <= 65535;
+}
+
 static int start_membership(pm_mesh *mesh, const pm__member_meta *meta) {
   pm_peer *peer = mesh->peer;
   size_t seed_count;
   char **seeds = split_seeds(peer->opts.seeds, &seed_count);
+  if (peer->opts.seeds && *peer->opts.seeds && !seeds)
+    return pm__errf(PM_ENOMEM, "mesh: out of memory");
+  for (size_t i = 0; i < seed_count; i++) {
+    if (!seed_ok(seeds[i])) {
+      int err = pm__errf(PM_ECONFIG, "seed \"%.200s\" is not HOST:PORT",
+                         seeds[i]);
+      free(seeds);
+      return err;
+    }
+  }
   pm__swim_driver_config dc = {
       .listen = peer->opts.listen,
       .seeds = (const char *const *)seeds,

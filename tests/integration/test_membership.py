@@ -4,6 +4,7 @@ bound, see it come back as a new boot epoch, and never see a peer that
 lacks the cluster key."""
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -64,3 +65,18 @@ def test_five_peers_kill_restart_and_a_stranger(mesh, tmp_path):
         assert set(seen) <= {stranger.addr(0)}, seen
     finally:
         stranger.stop_all()
+
+
+def test_a_seed_that_is_not_host_port_is_refused(build_dir, tmp_path):
+    """A typo in --seeds stops pagemeshd at start, naming the seed, rather
+    than leaving it waiting for a member that cannot answer."""
+    key = write_key(str(tmp_path / "cluster.key"))
+    for seeds in ("foo:bar,127.0.0.1:1", "127.0.0.1", "host:70000",
+                  "[::1:7946"):
+        r = subprocess.run(
+            [os.path.join(build_dir, "pagemeshd"), "--cache-dir",
+             str(tmp_path / "cache"), "--listen", "127.0.0.1:0",
+             "--cluster-key-file", key, "--seeds", seeds],
+            capture_output=True, timeout=60)
+        assert r.returncode != 0, (seeds, r.stderr)
+        assert b"is not HOST:PORT" in r.stderr + r.stdout, (seeds, r.stderr)
