@@ -94,12 +94,6 @@ int pm__azure_app_new(const char *token_url, const char *client_id,
   return 0;
 }
 
-static void form_field(pm_sbuf *form, const char *name, const char *value,
-                       size_t length) {
-  pm__sbuf_printf(form, "%s%s=", form->len ? "&" : "", name);
-  pm__uri_encode(form, value, length, false);
-}
-
 /* A token of the application's from Entra ID's token endpoint. */
 static int fetch_app(const pm_azure_identity *id, pm_sbuf *body,
                      long *status) {
@@ -107,28 +101,23 @@ static int fetch_app(const pm_azure_identity *id, pm_sbuf *body,
   pm__sbuf_init(&form, FORM_MAX);
   pm__sbuf_init(&assertion, ASSERTION_MAX);
   int rc = 0;
-  form_field(&form, "grant_type", "client_credentials", 18);
-  form_field(&form, "client_id", id->client_id, strlen(id->client_id));
-  form_field(&form, "scope", APP_SCOPE, strlen(APP_SCOPE));
+  pm__form_field(&form, "grant_type", "client_credentials");
+  pm__form_field(&form, "client_id", id->client_id);
+  pm__form_field(&form, "scope", APP_SCOPE);
   if (id->secret) {
-    form_field(&form, "client_secret", id->secret, strlen(id->secret));
+    pm__form_field(&form, "client_secret", id->secret);
   } else {
     rc = pm__ufs_read_token_file(id->assertion_file, &assertion);
-    form_field(&form, "client_assertion_type", ASSERTION_TYPE,
-               strlen(ASSERTION_TYPE));
+    pm__form_field(&form, "client_assertion_type", ASSERTION_TYPE);
     if (!rc)
-      form_field(&form, "client_assertion", assertion.data, assertion.len);
+      pm__form_field(&form, "client_assertion", pm__sbuf_str(&assertion));
   }
   if (!rc && form.err)
     rc = pm__errf(PM_ETOOBIG, "token request too long");
   if (!rc)
     rc = pm__form_post(id->base, pm__sbuf_str(&form), body, status);
-  if (form.data)
-    explicit_bzero(form.data, form.len);
-  if (assertion.data)
-    explicit_bzero(assertion.data, assertion.len);
-  pm__sbuf_free(&form);
-  pm__sbuf_free(&assertion);
+  pm__sbuf_free_secret(&form);
+  pm__sbuf_free_secret(&assertion);
   return rc;
 }
 
@@ -173,9 +162,7 @@ static int fetch(const pm_azure_identity *id, char **token,
                                &expires_in);
   if (!rc)
     *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
-  if (body.data)
-    explicit_bzero(body.data, body.len);
-  pm__sbuf_free(&body);
+  pm__sbuf_free_secret(&body);
   return rc;
 }
 

@@ -223,6 +223,9 @@ int pm__metadata_call(const char *base, const char *path, bool put,
 int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status);
+/* Append "name=value" (value percent-encoded) to a form, after a '&'
+ * unless it is the first field. Errors: in form->err. */
+void pm__form_field(pm_sbuf *form, const char *name, const char *value);
 /* POST form (application/x-www-form-urlencoded) to url, a token endpoint
  * elsewhere on the network (through the environment's proxy), trusting
  * the CAs the environment names (pm__curl_ca_find); *status and body

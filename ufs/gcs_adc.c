@@ -33,6 +33,7 @@
 #define SCOPE "https://www.googleapis.com/auth/devstorage.read_only"
 #define ASSERTION_LIFETIME_S 3600
 #define WELL_KNOWN "application_default_credentials.json"
+#define JWT_BEARER "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 void pm__gcs_adc_free(pm_gcs_adc *a) {
   pm__ufs_free_secret(&a->client_secret);
@@ -170,14 +171,6 @@ int pm__gcs_adc_load(pm_s3_config *cfg, bool *found) {
 
 /* ---- a token ----------------------------------------------------------- */
 
-static void form_field(pm_sbuf *form, const char *name, const char *value) {
-  if (form->len)
-    pm__sbuf_puts(form, "&");
-  pm__sbuf_puts(form, name);
-  pm__sbuf_puts(form, "=");
-  pm__uri_encode(form, value, strlen(value), false);
-}
-
 /* The signed assertion of a service account, into form. */
 static int assertion(const pm_gcs_adc *adc, pm_sbuf *form) {
   int64_t now = pm__wall_ns() / 1000000000ll;
@@ -197,15 +190,12 @@ static int assertion(const pm_gcs_adc *adc, pm_sbuf *form) {
   int rc = !h || !c ? pm__errf(PM_ENOMEM, "out of memory")
                     : pm__jwt_rs256(adc->private_key, h, c, &jwt);
   if (!rc) {
-    form_field(form, "grant_type",
-               "urn:ietf:params:oauth:grant-type:jwt-bearer");
-    form_field(form, "assertion", pm__sbuf_str(&jwt));
+    pm__form_field(form, "grant_type", JWT_BEARER);
+    pm__form_field(form, "assertion", pm__sbuf_str(&jwt));
   }
   free(h);
   free(c);
-  if (jwt.data) /* a bearer assertion for an hour */
-    explicit_bzero(jwt.data, jwt.len);
-  pm__sbuf_free(&jwt);
+  pm__sbuf_free_secret(&jwt);
   return rc;
 }
 
@@ -218,10 +208,10 @@ static int trade(const pm_gcs_adc *adc, pm_s3_keys *keys,
   if (adc->service_account) {
     rc = assertion(adc, &form);
   } else {
-    form_field(&form, "grant_type", "refresh_token");
-    form_field(&form, "client_id", adc->client_id);
-    form_field(&form, "client_secret", adc->client_secret);
-    form_field(&form, "refresh_token", adc->refresh_token);
+    pm__form_field(&form, "grant_type", "refresh_token");
+    pm__form_field(&form, "client_id", adc->client_id);
+    pm__form_field(&form, "client_secret", adc->client_secret);
+    pm__form_field(&form, "refresh_token", adc->refresh_token);
   }
   if (!rc && form.err)
     rc = pm__errf(PM_ETOOBIG, "token request too long");
@@ -239,12 +229,8 @@ static int trade(const pm_gcs_adc *adc, pm_s3_keys *keys,
                                &keys->bearer, &expires_in);
   if (!rc)
     *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
-  if (form.data)
-    explicit_bzero(form.data, form.len);
-  if (body.data)
-    explicit_bzero(body.data, body.len);
-  pm__sbuf_free(&form);
-  pm__sbuf_free(&body);
+  pm__sbuf_free_secret(&form);
+  pm__sbuf_free_secret(&body);
   return rc;
 }
 

@@ -104,9 +104,7 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 out:
   curl_slist_free_all(headers);
-  if (url.data)
-    explicit_bzero(url.data, url.len);
-  pm__sbuf_free(&url);
+  pm__sbuf_free_secret(&url);
   curl_easy_cleanup(c);
   return rc;
 }
@@ -144,6 +142,13 @@ int pm__short_call(const char *base, const char *path, bool put,
             .header = header, .value = value,
             .connect_ms = CONNECT_TIMEOUT_MS, .total_ms = TIMEOUT_MS};
   return perform(&o, body, status);
+}
+
+void pm__form_field(pm_sbuf *form, const char *name, const char *value) {
+  if (form->len)
+    pm__sbuf_puts(form, "&");
+  pm__sbuf_printf(form, "%s=", name);
+  pm__uri_encode(form, value, strlen(value), false);
 }
 
 int pm__form_post(const char *url, const char *form, pm_sbuf *body,

@@ -197,9 +197,7 @@ static int fetch_process(const char *command, pm_s3_keys *keys,
   if (!rc)
     rc = pm__s3_parse_creds(out.data ? out.data : "", out.len, false, keys,
                             expires_ns);
-  if (out.data)
-    explicit_bzero(out.data, out.len);
-  pm__sbuf_free(&out);
+  pm__sbuf_free_secret(&out);
   return rc;
 }
 
@@ -258,13 +256,9 @@ static int fetch_imds(const char *base, pm_s3_keys *keys,
     rc = pm__s3_parse_creds(body.data ? body.data : "", body.len, true, keys,
                             expires_ns);
 out:
-  if (body.data)
-    explicit_bzero(body.data, body.len);
-  if (token.data)
-    explicit_bzero(token.data, token.len);
-  pm__sbuf_free(&token);
+  pm__sbuf_free_secret(&token);
   pm__sbuf_free(&role);
-  pm__sbuf_free(&body);
+  pm__sbuf_free_secret(&body);
   return rc;
 }
 
@@ -289,9 +283,7 @@ static int fetch_gce(const char *base, pm_s3_keys *keys,
                                &keys->bearer, &expires_in);
   if (!rc && status == 200)
     *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
-  if (body.data)
-    explicit_bzero(body.data, body.len);
-  pm__sbuf_free(&body);
+  pm__sbuf_free_secret(&body);
   return rc;
 }
 
@@ -333,24 +325,13 @@ static int fetch_web_identity(const pm_s3_config *cfg, pm_s3_keys *keys,
   }
   if (!rc)
     rc = pm__sts_parse_credentials(body.data, body.len, keys, expires_ns);
-  if (token.data)
-    explicit_bzero(token.data, token.len);
-  if (query.data)
-    explicit_bzero(query.data, query.len);
-  if (body.data)
-    explicit_bzero(body.data, body.len);
-  pm__sbuf_free(&token);
-  pm__sbuf_free(&query);
-  pm__sbuf_free(&body);
+  pm__sbuf_free_secret(&token);
+  pm__sbuf_free_secret(&query);
+  pm__sbuf_free_secret(&body);
   return rc;
 }
 
 /* ---- STS AssumeRole ------------------------------------------------------ */
-
-static void form_field(pm_sbuf *form, const char *name, const char *value) {
-  pm__sbuf_printf(form, "&%s=", name);
-  pm__uri_encode(form, value, strlen(value), false);
-}
 
 /* The role's keys, asked for with the source's (fetched or renewed first,
  * when they are fetched keys themselves). */
@@ -366,10 +347,10 @@ static int fetch_assume_role(pm_s3_config *cfg, pm_s3_keys *keys,
   pm__sbuf_init(&body, OUTPUT_MAX);
   pm__sbuf_puts(&form, "Action=AssumeRole&Version=2011-06-15"
                        "&DurationSeconds=3600");
-  form_field(&form, "RoleArn", cfg->role_arn);
-  form_field(&form, "RoleSessionName", cfg->role_session);
+  pm__form_field(&form, "RoleArn", cfg->role_arn);
+  pm__form_field(&form, "RoleSessionName", cfg->role_session);
   if (cfg->external_id)
-    form_field(&form, "ExternalId", cfg->external_id);
+    pm__form_field(&form, "ExternalId", cfg->external_id);
   if (!rc && form.err)
     rc = pm__errf(PM_ETOOBIG, "request too long");
   long status = 0;
@@ -388,10 +369,8 @@ static int fetch_assume_role(pm_s3_config *cfg, pm_s3_keys *keys,
   if (!rc)
     rc = pm__sts_parse_credentials(body.data, body.len, keys, expires_ns);
   pm__s3_keys_free(&src);
-  if (body.data)
-    explicit_bzero(body.data, body.len);
   pm__sbuf_free(&form);
-  pm__sbuf_free(&body);
+  pm__sbuf_free_secret(&body);
   return rc;
 }
 

@@ -28,6 +28,12 @@ void pm__sbuf_free(pm_sbuf *sb) {
   sb->err = 0;
 }
 
+void pm__sbuf_free_secret(pm_sbuf *sb) {
+  if (sb && sb->data)
+    explicit_bzero(sb->data, sb->alloc);
+  pm__sbuf_free(sb);
+}
+
 void pm__sbuf_reset(pm_sbuf *sb) {
   sb->len = 0;
   sb->err = 0;

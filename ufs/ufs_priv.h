@@ -29,6 +29,8 @@ typedef struct pm_sbuf {
 void pm__sbuf_init(pm_sbuf *sb, size_t cap);
 void pm__sbuf_free(pm_sbuf *sb);
 /* Empty the buffer and clear its error, keeping the memory. */
+/* pm__sbuf_free of a buffer that held a secret: wiped first. */
+void pm__sbuf_free_secret(pm_sbuf *sb);
 void pm__sbuf_reset(pm_sbuf *sb);
 int pm__sbuf_append(pm_sbuf *sb, const void *bytes, size_t length);
 int pm__sbuf_puts(pm_sbuf *sb, const char *s);
