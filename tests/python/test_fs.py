@@ -62,6 +62,14 @@ def test_info_size_exists_isdir_isfile(fs):
     # Through the protocol-prefixed spellings too.
     assert fs.size("pagemesh://" + path("basics/big.bin")) == len(BIG)
     assert fs.size("s3://" + path("basics/big.bin")) == len(BIG)
+    assert fs.size("s3a://" + path("basics/big.bin")) == len(BIG)
+    # A URL of another origin is not read as a path of this one.
+    for other in ("gs://", "az://", "hf://", "pagemesh://gs://"):
+        with pytest.raises(ValueError, match="target_protocol"):
+            fs.cat_file(other + path("basics/small.txt"))
+    with pytest.raises(ValueError, match="target_protocol='s3'"):
+        fsspec.filesystem("pagemesh", skip_instance_cache=True).cat_file(
+            "s3://" + path("basics/small.txt"))
 
 
 def test_a_directory_is_known_from_one_listing_request(s3, proxy, tmp_path,

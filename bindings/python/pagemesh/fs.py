@@ -223,6 +223,8 @@ class PagemeshFileSystem(_Base):
             # Local paths are made absolute, "~" expanded, as fsspec's
             # local filesystem does: the names listings give back are.
             self._strip_protocol = self._strip_local  # type: ignore
+        elif self.target_protocol not in _HTTP:
+            self._strip_protocol = self._strip_target  # type: ignore
 
     # ---- the peer and the target ------------------------------------------
 
@@ -273,10 +275,35 @@ class PagemeshFileSystem(_Base):
             return "/"
         return stripped
 
+    def _check_scheme(self, path: Any, allowed: Sequence[str]) -> None:
+        """A URL of another origin than the target is refused: it would
+        otherwise be read as a path of the target (gs://b/k as s3://b/k,
+        s3://b/k as the local file ./b/k)."""
+        link = _last_chain_link(stringify_path(path))
+        if link.startswith("pagemesh://"):
+            link = link[len("pagemesh://"):]
+        match = _SCHEME_RE.match(link)
+        if match and match.group(1).lower() not in allowed:
+            raise ValueError("%s is not a path of this pagemesh filesystem "
+                             "(its target is %s://): make one with "
+                             "target_protocol=%r"
+                             % (link, self.target_protocol,
+                                match.group(1).lower()))
+
+    def _strip_target(self, path: Any) -> Any:
+        """_strip_protocol of a filesystem over an object store."""
+        if isinstance(path, (list, tuple)):
+            return [self._strip_target(p) for p in path]
+        scheme = _URI_SCHEMES.get(self.target_protocol, self.target_protocol)
+        self._check_scheme(path, [k for k, v in _URI_SCHEMES.items()
+                                  if v == scheme] + [self.target_protocol])
+        return type(self)._strip_protocol(path)
+
     def _strip_local(self, path: Any) -> Any:
         """_strip_protocol of a filesystem over local files."""
         if isinstance(path, (list, tuple)):
             return [self._strip_local(p) for p in path]
+        self._check_scheme(path, _LOCAL)
         path = type(self)._strip_protocol(path)
         if not path:
             return path
