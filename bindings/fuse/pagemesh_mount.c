@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 #include "../cli/common.h"
 #include "pagemesh.h"
@@ -148,10 +149,15 @@ static void file_stat(struct stat *st, uint64_t size, int64_t mtime_ns) {
   st->st_ctim = st->st_atim = st->st_mtim;
 }
 
+/* When the mount started: the times of its directories (prefixes have
+ * none of their own; 1970 made `ls -l` and make(1) misread them). */
+static time_t mounted_at;
+
 static void dir_stat(struct stat *st) {
   memset(st, 0, sizeof *st);
   st->st_mode = S_IFDIR | 0555;
   st->st_nlink = 2;
+  st->st_mtime = st->st_ctime = st->st_atime = mounted_at;
 }
 
 /* A file if an object has that name, else a directory if anything lies
@@ -438,6 +444,7 @@ static const struct option long_options[] = {
 
 int main(int argc, char **argv) {
   cli_guard_std_fds();
+  mounted_at = time(NULL);
   pm_options opts;
   pm_options_init(&opts);
   if (pm_options_load_env(&opts) != 0)

@@ -91,6 +91,8 @@ def test_directories_files_and_bytes(mount, proxy):
     assert os.listdir(mount.path("ckpt")) == ["ckpt"]
     assert os.path.isdir(mount.path("folder"))
     assert os.listdir(mount.path("folder")) == []
+    # a directory's times are the mount's start, not 1970
+    assert abs(os.stat(mount.path("sub")).st_mtime - time.time()) < 600
     for key, data in OBJECTS.items():
         if not key.startswith("ds/") or key.endswith("/"):
             continue
