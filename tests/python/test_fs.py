@@ -63,6 +63,8 @@ def test_info_size_exists_isdir_isfile(fs):
     assert fs.size("pagemesh://" + path("basics/big.bin")) == len(BIG)
     assert fs.size("s3://" + path("basics/big.bin")) == len(BIG)
     assert fs.size("s3a://" + path("basics/big.bin")) == len(BIG)
+    assert fs.cat_file("/" + path("basics/small.txt")) == \
+        FILES["basics/small.txt"]  # a leading "/", as s3fs takes it
     # A URL of another origin is not read as a path of this one.
     for other in ("gs://", "az://", "hf://", "pagemesh://gs://"):
         with pytest.raises(ValueError, match="target_protocol"):

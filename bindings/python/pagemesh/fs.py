@@ -329,7 +329,9 @@ class PagemeshFileSystem(_Base):
             return path
         if protocol in _LOCAL:
             return os.path.abspath(path) if path else "/"
-        return "%s://%s" % (_URI_SCHEMES.get(protocol, protocol), path)
+        # "/bucket/key" is "bucket/key", as s3fs takes it
+        return "%s://%s" % (_URI_SCHEMES.get(protocol, protocol),
+                            path.lstrip("/"))
 
     def _path(self, uri: str) -> str:
         """The path of this filesystem for a libpagemesh URI."""
