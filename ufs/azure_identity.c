@@ -151,17 +151,8 @@ static int fetch(const pm_azure_identity *id, char **token,
   long status = 0;
   int rc = id->app ? fetch_app(id, &body, &status)
                    : fetch_managed(id, &body, &status);
-  if (!rc && status != 200) { /* an application refused */
-    char why[256];
-    pm__oauth_error(body.data ? body.data : "", body.len, why, sizeof why);
-    rc = pm__errf(PM_EACCES, "%s: HTTP %ld%s", id->base, status, why);
-  }
-  int64_t expires_in = 0;
-  if (!rc)
-    rc = pm__oauth_token_parse(body.data ? body.data : "", body.len, token,
-                               &expires_in);
-  if (!rc)
-    *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
+  if (!rc) /* (a managed identity's refusal was said by fetch_managed) */
+    rc = pm__oauth_answer(id->base, status, &body, token, expires_ns);
   pm__sbuf_free_secret(&body);
   return rc;
 }

@@ -257,6 +257,12 @@ int pm__jwt_rs256(const char *pem_key, const char *header_json,
                   const char *claims_json, pm_sbuf *out);
 /* Whether pm__jwt_rs256 can sign with pem_key. */
 bool pm__jwt_key_ok(const char *pem_key);
+/* A token endpoint's answer (status and body) from url: 200 with a token
+ * into a new *token and its expiry (wall clock ns) into *expires_ns; else
+ * PM_EACCES naming url, the status and the OAuth error. Errors also as
+ * pm__oauth_token_parse. */
+int pm__oauth_answer(const char *url, long status, const pm_sbuf *body,
+                     char **token, int64_t *expires_ns);
 /* Decode an OAuth access token answer ({"access_token": ..., "expires_in":
  * seconds as a number, or as a string as Azure sends it, ...}) into a new
  * *token (the caller frees it) and *expires_in_s (capped at a day).

@@ -218,17 +218,9 @@ static int trade(const pm_gcs_adc *adc, pm_s3_keys *keys,
   long status = 0;
   if (!rc)
     rc = pm__form_post(adc->token_uri, pm__sbuf_str(&form), &body, &status);
-  if (!rc && status != 200) {
-    char why[256];
-    pm__oauth_error(body.data ? body.data : "", body.len, why, sizeof why);
-    rc = pm__errf(PM_EACCES, "%s: HTTP %ld%s", adc->token_uri, status, why);
-  }
-  int64_t expires_in = 0;
   if (!rc)
-    rc = pm__oauth_token_parse(body.data ? body.data : "", body.len,
-                               &keys->bearer, &expires_in);
-  if (!rc)
-    *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
+    rc = pm__oauth_answer(adc->token_uri, status, &body, &keys->bearer,
+                          expires_ns);
   pm__sbuf_free_secret(&form);
   pm__sbuf_free_secret(&body);
   return rc;

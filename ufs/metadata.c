@@ -220,3 +220,18 @@ void pm__oauth_error(const char *text, size_t length, char *out,
       *p = ' ';
   json_decref(root);
 }
+
+int pm__oauth_answer(const char *url, long status, const pm_sbuf *body,
+                     char **token, int64_t *expires_ns) {
+  const char *text = body->data ? body->data : "";
+  if (status != 200) {
+    char why[256];
+    pm__oauth_error(text, body->len, why, sizeof why);
+    return pm__errf(PM_EACCES, "%s: HTTP %ld%s", url, status, why);
+  }
+  int64_t expires_in = 0;
+  int rc = pm__oauth_token_parse(text, body->len, token, &expires_in);
+  if (!rc)
+    *expires_ns = pm__wall_ns() + expires_in * 1000000000ll;
+  return rc;
+}
