@@ -54,9 +54,11 @@ static int init_sync(pm_fabric *f) {
   pthread_mutex_init(&f->queue_lock, NULL);
   pthread_mutex_init(&f->sbuf_lock, NULL);
   pthread_mutex_init(&f->poll_lock, NULL);
+  pthread_mutex_init(&f->handoff_lock, NULL);
   pthread_cond_init(&f->queue_cond, NULL);
   if (pm_fabric_cond_init(&f->send_cond) || pm_fabric_cond_init(&f->slot_cond) ||
-      pm_fabric_cond_init(&f->sbuf_cond))
+      pm_fabric_cond_init(&f->sbuf_cond) ||
+      pm_fabric_cond_init(&f->handoff_cond))
     return pm__errf(PM_ENOMEM, "fabric: cannot create conditions");
   return 0;
 }
@@ -68,10 +70,12 @@ static void destroy_sync(pm_fabric *f) {
   pthread_mutex_destroy(&f->queue_lock);
   pthread_mutex_destroy(&f->sbuf_lock);
   pthread_mutex_destroy(&f->poll_lock);
+  pthread_mutex_destroy(&f->handoff_lock);
   pthread_cond_destroy(&f->queue_cond);
   pthread_cond_destroy(&f->send_cond);
   pthread_cond_destroy(&f->slot_cond);
   pthread_cond_destroy(&f->sbuf_cond);
+  pthread_cond_destroy(&f->handoff_cond);
 }
 
 static void fabric_fini(pm_transport *self);

@@ -354,6 +354,10 @@ typedef struct pm_fabric {
    * 2 one holds it. */
   pthread_mutex_t poll_lock;
   atomic_int caller_poll;
+  /* While a caller polls, the progress thread waits on handoff_cond
+   * (under handoff_lock), not on poll_lock (fabric_progress.c). */
+  pthread_mutex_t handoff_lock;
+  pthread_cond_t handoff_cond;
 
   pm_fabric_stats stats;
 } pm_fabric;
