@@ -43,6 +43,7 @@
 #include "core/core_int.h"
 #include "pagemesh/transport.h"
 #include "transport/fabric_int.h"
+#include "bench_env.h"
 #include "bench_page_file.h"
 
 #define GOAL 0.7
@@ -394,21 +395,12 @@ static void measure_row(raw_ep *a, raw_ep *b, fi_addr_t peer,
     r->ours = ours;
 }
 
-static void print_load(void) {
-  char line[128] = "";
-  FILE *fp = fopen("/proc/loadavg", "r");
-  if (fp && fgets(line, sizeof line, fp))
-    printf("load average at start: %s", line);
-  if (fp)
-    fclose(fp);
-}
-
 int main(int argc, char **argv) {
   double seconds = argc > 1 ? atof(argv[1]) : 1.0;
   int rounds = argc > 2 ? atoi(argv[2]) : 3;
   size_t only_kib = argc > 3 ? (size_t)atoi(argv[3]) : 0;
   int only_qd = argc > 4 ? atoi(argv[4]) : 0;
-  print_load();
+  bench_env_print();
   setenv("FI_PROVIDER", "tcp", 0);
   pm__log_level = PM_LOG_ERROR;
   source_page = malloc(1 << 20);

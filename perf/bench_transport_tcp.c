@@ -31,6 +31,7 @@
 
 #include "core/core_int.h"
 #include "transport/transport_int.h"
+#include "bench_env.h"
 #include "bench_page_file.h"
 
 #define PAGES 32
@@ -254,6 +255,7 @@ int main(int argc, char **argv) {
   unsigned only_kib = argc > 2 ? (unsigned)atoi(argv[2]) : 0;
   unsigned only_qd = argc > 3 ? (unsigned)atoi(argv[3]) : 0;
   int rounds = argc > 4 && atoi(argv[4]) > 0 ? atoi(argv[4]) : 3;
+  bench_env_print();
   for (int i = 0; i < PAGES; i++) {
     pages[i] = malloc(MAX_PAGE);
     pm__random(pages[i], MAX_PAGE);
