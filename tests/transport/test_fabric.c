@@ -252,6 +252,30 @@ Test(fabric, concurrent_gets_from_several_threads) {
   pair_close(&p);
 }
 
+/* One thread on each side reads from the other at once: each transport's
+ * lone caller polls the CQ for its own GETs while its progress thread
+ * waits aside, so the other side's requests are served by that caller's
+ * dispatch or by the progress thread once it is back. */
+Test(fabric, each_side_reads_from_the_other_at_once) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  char client_addr[PM_ADDR_MAX];
+  address_of(p.client, client_addr);
+  reader readers[2] = {{p.client, p.server_addr, 0, 0, ""},
+                       {p.server, client_addr, 1, 0, ""}};
+  pthread_t threads[2];
+  for (int i = 0; i < 2; i++)
+    pthread_create(&threads[i], NULL, read_many, &readers[i]);
+  for (int i = 0; i < 2; i++) {
+    pthread_join(threads[i], NULL);
+    cr_assert_eq(readers[i].failures, 0, "side %d failed %d reads: %s", i,
+                 readers[i].failures, readers[i].first_failure);
+  }
+  cr_assert_eq(stats_of(p.server).gets_served, 40);
+  cr_assert_eq(stats_of(p.client).gets_served, 40);
+  pair_close(&p);
+}
+
 /* A provider whose CQ has no wait object: the progress threads poll and
  * sleep, and never call fi_cq_sread (which crashed in the provider when
  * more operations were in flight than the threads poll for). */
