@@ -40,6 +40,9 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free(cfg->sts_endpoint);
   free(cfg->adc_file);
   free(cfg->external_id);
+  free(cfg->container_url);
+  free(cfg->container_token_file);
+  pm__ufs_free_secret(&cfg->container_token);
   if (cfg->source) {
     pm__s3_config_free(cfg->source);
     free(cfg->source);
@@ -575,10 +578,21 @@ static int load_role_source(pm_s3_config *src, const char *profile,
     return creds_from_env(src);
   if (!strcmp(r->credential_source, "Ec2InstanceMetadata"))
     return creds_from_instance(src);
+  if (!strcmp(r->credential_source, "EcsContainer")) {
+    bool used = false;
+    int rc = pm__s3_creds_from_container(src, &used);
+    if (!rc && !used)
+      rc = pm__errf(PM_ECONFIG, "AWS profile \"%s\": credential_source = "
+                                "EcsContainer, but neither "
+                                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor "
+                                "AWS_CONTAINER_CREDENTIALS_FULL_URI is set",
+                    profile);
+    return rc;
+  }
   if (r->credential_source[0])
     return pm__errf(PM_ECONFIG, "AWS profile \"%s\": credential_source = "
-                                "%s is not supported (Environment and "
-                                "Ec2InstanceMetadata are)",
+                                "%s is not supported (Environment, "
+                                "Ec2InstanceMetadata and EcsContainer are)",
                     profile, r->credential_source);
   return pm__errf(PM_ECONFIG, "AWS profile \"%s\" has role_arn without "
                               "source_profile, credential_source or "
@@ -681,8 +695,8 @@ static int profile_exists(const char *profile, const aws_file *config,
 
 /* In botocore's order: keys in the environment, then a role the profile
  * assumes, then a web identity (IRSA), then the profile's keys (the
- * credentials file, the config file) or its credential_process, then the
- * instance's role. */
+ * credentials file, the config file) or its credential_process, then a
+ * container's role (ECS, EKS Pod Identity), then the instance's role. */
 static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
@@ -699,7 +713,11 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
   rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
     rc = creds_from_profile_source(cfg, profile, config, config_section);
+  bool container = false;
   if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
+    rc = pm__s3_creds_from_container(cfg, &container);
+  if (rc == 0 && !container && !cfg->access_key &&
+      cfg->cred_kind == PM_S3_CREDS_FIXED)
     rc = creds_from_instance(cfg);
   return rc;
 }

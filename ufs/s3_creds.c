@@ -3,7 +3,8 @@
  * including keys that come from elsewhere and expire: the
  * credential_process of an AWS profile (a command that prints JSON, run
  * as the AWS CLI runs it, through the shell), the role of an EC2
- * instance through IMDSv2, and (GCS) the access token of a GCE
+ * instance through IMDSv2, a container's role (ufs/s3_container.c), and
+ * (GCS) the access token of a GCE
  * instance's service account from its metadata server. Those are fetched
  * by the first request that needs them and fetched again once they are
  * within REFRESH_NS of their expiry; one thread fetches while the others
@@ -79,7 +80,7 @@ static const char *json_text(json_t *obj, const char *name) {
   return s && *s ? s : NULL;
 }
 
-int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
+int pm__s3_parse_creds(const char *text, size_t length, pm_s3_creds_form form,
                        pm_s3_keys *keys, int64_t *expires_ns) {
   json_error_t jerr;
   json_t *root = json_loadb(text, length, 0, &jerr);
@@ -92,13 +93,14 @@ int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
   json_t *version = json_object_get(root, "Version");
   const char *key = json_text(root, "AccessKeyId");
   const char *secret = json_text(root, "SecretAccessKey");
-  const char *token = json_text(root, from_imds ? "Token" : "SessionToken");
+  bool process = form == PM_S3_FORM_PROCESS;
+  const char *token = json_text(root, process ? "SessionToken" : "Token");
   const char *expiry = json_text(root, "Expiration");
   *expires_ns = 0;
-  if (from_imds && (!code || strcmp(code, "Success") != 0))
+  if (form == PM_S3_FORM_IMDS && (!code || strcmp(code, "Success") != 0))
     rc = pm__errf(PM_EPROTO, "Code is \"%s\", not \"Success\"",
                   code ? code : "");
-  else if (!from_imds &&
+  else if (process &&
            (!json_is_integer(version) || json_integer_value(version) != 1))
     rc = pm__errf(PM_EPROTO, "Version must be 1");
   else if (!key || !secret)
@@ -109,7 +111,7 @@ int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
   else if (expiry && pm__s3_parse_time(expiry, expires_ns) != 0)
     rc = pm__errf(PM_EPROTO, "Expiration \"%.40s\" is not an ISO 8601 time",
                   expiry);
-  else if (from_imds && !expiry)
+  else if (!process && !expiry)
     rc = pm__errf(PM_EPROTO, "Expiration missing");
   if (!rc && (pm__s3_config_set(&keys->access_key, key) ||
               pm__s3_config_set(&keys->secret_key, secret) ||
@@ -195,8 +197,8 @@ static int fetch_process(const char *command, pm_s3_keys *keys,
   pm__sbuf_init(&out, OUTPUT_MAX);
   int rc = run_process(command, &out);
   if (!rc)
-    rc = pm__s3_parse_creds(out.data ? out.data : "", out.len, false, keys,
-                            expires_ns);
+    rc = pm__s3_parse_creds(out.data ? out.data : "", out.len,
+                            PM_S3_FORM_PROCESS, keys, expires_ns);
   pm__sbuf_free_secret(&out);
   return rc;
 }
@@ -253,8 +255,8 @@ static int fetch_imds(const char *base, pm_s3_keys *keys,
                     status);
   }
   if (!rc)
-    rc = pm__s3_parse_creds(body.data ? body.data : "", body.len, true, keys,
-                            expires_ns);
+    rc = pm__s3_parse_creds(body.data ? body.data : "", body.len,
+                            PM_S3_FORM_IMDS, keys, expires_ns);
 out:
   pm__sbuf_free_secret(&token);
   pm__sbuf_free(&role);
@@ -387,6 +389,8 @@ static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
                ? pm__gcs_adc_fetch(cfg->adc_file, keys, expires_ns)
            : cfg->cred_kind == PM_S3_CREDS_ASSUME_ROLE
                ? fetch_assume_role(cfg, keys, expires_ns)
+           : cfg->cred_kind == PM_S3_CREDS_CONTAINER
+               ? pm__s3_container_fetch(cfg, keys, expires_ns)
                : fetch_gce(cfg->imds_endpoint, keys, expires_ns);
   if (!rc)
     return 0;

@@ -30,6 +30,7 @@ typedef enum pm_s3_cred_kind {
   PM_S3_CREDS_WEB_IDENTITY, /* STS AssumeRoleWithWebIdentity (EKS IRSA) */
   PM_S3_CREDS_GOOGLE_ADC,   /* Google application default credentials */
   PM_S3_CREDS_ASSUME_ROLE,  /* STS AssumeRole with a source's keys */
+  PM_S3_CREDS_CONTAINER,    /* ECS task role, EKS Pod Identity */
 } pm_s3_cred_kind;
 
 typedef struct pm_s3_fetched pm_s3_fetched;
@@ -65,6 +66,10 @@ typedef struct pm_s3_config {
    * role; itself perhaps a role: a chain). */
   char *external_id;
   struct pm_s3_config *source;
+  /* PM_S3_CREDS_CONTAINER: the credentials URL, and what authorizes the
+   * call: a token file read for each fetch, or a token (a secret), or
+   * neither (ufs/s3_container.c). */
+  char *container_url, *container_token_file, *container_token;
 } pm_s3_config;
 
 /*
@@ -136,14 +141,40 @@ void pm__s3_keys_free(pm_s3_keys *keys);
 /* Set up / free cfg->fetched. Errors: PM_ENOMEM. */
 int pm__s3_fetched_new(pm_s3_config *cfg);
 void pm__s3_fetched_free(pm_s3_config *cfg);
-/* Decode what a credential_process prints (from_imds false: Version 1,
- * AccessKeyId, SecretAccessKey, optional SessionToken and Expiration) or
- * what IMDS answers for a role (Code "Success", AccessKeyId,
- * SecretAccessKey, Token, Expiration) into keys (allocated; free them)
- * and *expires_ns (wall clock ns, 0: never). Network input: PM_EPROTO with
- * detail for anything else, PM_ENOMEM. */
-int pm__s3_parse_creds(const char *text, size_t length, bool from_imds,
+/* Who answered with keys, in what form. */
+typedef enum pm_s3_creds_form {
+  PM_S3_FORM_PROCESS = 0, /* a credential_process: Version 1, AccessKeyId,
+                             SecretAccessKey, optional SessionToken and
+                             Expiration */
+  PM_S3_FORM_IMDS,        /* IMDS for a role: Code "Success", AccessKeyId,
+                             SecretAccessKey, Token, Expiration */
+  PM_S3_FORM_CONTAINER,   /* the container endpoint: AccessKeyId,
+                             SecretAccessKey, Token, Expiration */
+} pm_s3_creds_form;
+
+/* Decode keys in `form` into keys (allocated; free them) and *expires_ns
+ * (wall clock ns, 0: never). Network input: PM_EPROTO with detail for
+ * anything else, PM_ENOMEM. */
+int pm__s3_parse_creds(const char *text, size_t length, pm_s3_creds_form form,
                        pm_s3_keys *keys, int64_t *expires_ns);
+
+/* ---- the container credentials endpoint (ufs/s3_container.c) ----------- */
+
+/* The container provider, as botocore's: AWS_CONTAINER_CREDENTIALS_-
+ * RELATIVE_URI (an ECS task role: http://169.254.170.2 followed by it),
+ * else AWS_CONTAINER_CREDENTIALS_FULL_URI (EKS Pod Identity, a sidecar:
+ * https, or http to a loopback address or to ECS's or EKS's link-local
+ * one), its call authorized by AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
+ * (read for each fetch) or AWS_CONTAINER_AUTHORIZATION_TOKEN. Sets cfg up
+ * to fetch from it and *used, or leaves it alone when neither variable is
+ * set. Errors: PM_ECONFIG (a relative URI without its leading '/', a full
+ * URI of another host or scheme), PM_ENOMEM. */
+int pm__s3_creds_from_container(pm_s3_config *cfg, bool *used);
+/* Fetch the keys from cfg's container endpoint. Errors: PM_EACCES (the
+ * token file, the call, the HTTP status), PM_EPROTO (the answer),
+ * PM_EUNREACHABLE, PM_ENOMEM. */
+int pm__s3_container_fetch(const pm_s3_config *cfg, pm_s3_keys *keys,
+                           int64_t *expires_ns);
 
 /* ---- XML answers (ufs/s3_xml.c) --------------------------------------------
  */

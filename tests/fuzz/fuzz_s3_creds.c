@@ -1,13 +1,16 @@
 /*
  * tests/fuzz/fuzz_s3_creds.c - libFuzzer target for the decoder of S3
- * credentials as the EC2 metadata service answers them and as a
- * credential_process prints them (pm__s3_parse_creds in ufs/s3_creds.c,
+ * credentials as the EC2 metadata service and the container endpoint
+ * (ECS, EKS Pod Identity) answer them and as a credential_process prints
+ * them (pm__s3_parse_creds in ufs/s3_creds.c,
  * over jansson), and of the OAuth token answers of GCE's and Azure's
  * metadata services (pm__oauth_token_parse in ufs/metadata.c) and of the
  * OAuth errors of token endpoints (pm__oauth_error). It must never crash
  * or read past the buffer; it returns 0 (with the keys or token set) or
  * PM_EPROTO, and hands nothing out on failure; an error is one printable
- * line within its buffer. The first byte picks the format.
+ * line within its buffer. The first byte picks the format (modulo 8: 3 an
+ * OAuth error, 2 an OAuth token, 4 the container's keys, else its low bit
+ * a credential_process's or IMDS's keys).
  * Seeds: corpus/s3_creds/.
  */
 #include <stdint.h>
@@ -22,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   pm_s3_keys keys = {0};
   int64_t expires;
-  if (data[0] % 4 == 3) { /* a token endpoint's refusal */
+  if (data[0] % 8 == 3) { /* a token endpoint's refusal */
     char why[64];
     memset(why, 'x', sizeof why);
     pm__oauth_error((const char *)data + 1, size - 1, why, sizeof why - 8);
@@ -34,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     return 0;
   }
-  if (data[0] % 4 == 2) { /* a GCE or Azure metadata server's token */
+  if (data[0] % 8 == 2) { /* a GCE or Azure metadata server's token */
     int rc = pm__oauth_token_parse((const char *)data + 1, size - 1,
                                    &keys.bearer, &expires);
     if ((rc != 0 && rc != PM_EPROTO) || (rc == 0) != (keys.bearer != NULL) ||
@@ -43,8 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pm__s3_keys_free(&keys);
     return 0;
   }
-  int rc = pm__s3_parse_creds((const char *)data + 1, size - 1, data[0] & 1,
-                              &keys, &expires);
+  pm_s3_creds_form form = data[0] % 8 == 4 ? PM_S3_FORM_CONTAINER
+                          : data[0] & 1        ? PM_S3_FORM_IMDS
+                                               : PM_S3_FORM_PROCESS;
+  int rc = pm__s3_parse_creds((const char *)data + 1, size - 1, form, &keys,
+                              &expires);
   if (rc != 0 && rc != PM_EPROTO)
     abort();
   if (rc == 0 && (!keys.access_key || !keys.secret_key ||

@@ -1,5 +1,7 @@
 """Stand-ins for instance metadata services on 127.0.0.1: EC2's (IMDSv2),
-for the S3 connector's instance-role credentials, GCE's, for a GCS
+for the S3 connector's instance-role credentials, the container
+credentials endpoint of ECS and EKS Pod Identity (ContainerCredentials,
+below), GCE's, for a GCS
 service account's token (GCEMetadata, below), and Azure's, for a managed
 identity's token (AzureIMDS): what an instance answers, and nothing
 more; and for the services elsewhere that hand out keys and tokens, STS
@@ -110,6 +112,49 @@ class _Handler(BaseHTTPRequestHandler):
         expiry = now + timedelta(seconds=imds.lifetime_s)
         body = dict(imds.keys, Code="Success", Type="AWS-HMAC",
                     LastUpdated=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    Expiration=expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+
+class ContainerCredentials(_Service):
+    """The container credentials endpoint (the ECS agent, the EKS Pod
+    Identity agent): ``GET path`` answers the role's keys as JSON
+    (AccessKeyId, SecretAccessKey, Token, AccountId, Expiration), 401
+    when ``token`` is set and the Authorization header is not it, 404 on
+    another path. ``calls`` counts the GETs, ``authorizations`` lists the
+    headers received."""
+
+    def __init__(self, keys, path="/v1/credentials", token=None,
+                 lifetime_s=6 * 3600):
+        self.keys = keys          # AccessKeyId, SecretAccessKey, Token
+        self.path = path
+        self.token = token
+        self.lifetime_s = lifetime_s
+        self.calls = 0
+        self.authorizations = []
+        self.server = None
+        self.handler = _ContainerHandler
+
+    @property
+    def url(self):
+        return self.endpoint + self.path
+
+
+class _ContainerHandler(_Handler):
+    def do_GET(self):
+        svc = self.service
+        svc.calls += 1
+        svc.authorizations.append(self.headers.get("Authorization"))
+        if self.path != svc.path:
+            self._send(404)
+            return
+        if svc.token is not None and \
+                self.headers.get("Authorization") != svc.token:
+            self._send(401, b'{"code":"AccessDenied"}', "application/json")
+            return
+        expiry = datetime.now(timezone.utc) + timedelta(
+            seconds=svc.lifetime_s)
+        body = dict(svc.keys, AccountId="123456789012",
                     Expiration=expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))
         self._send(200, json.dumps(body).encode(), "application/json")
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import util
-from harness.imds import IMDS, WebIdentitySTS
+from harness.imds import IMDS, ContainerCredentials, WebIdentitySTS
 from harness.s3server import S3Server
 from harness.ufs_driver import Driver
 from origin_proxy import OriginProxy
@@ -530,6 +530,59 @@ def test_instance_role_from_the_metadata_service(s3, driver, proxy):
     # No metadata service where one was named: the reason is given.
     res = inst.error("stat", uri("data/blob.bin"))
     assert res.error == "PM_EACCES" and "instance role" in res.detail
+
+
+def test_role_of_a_container(s3, driver, proxy, tmp_path):
+    """EKS Pod Identity (and ECS): keys from the container credentials
+    endpoint, the call authorized by the projected token, read anew for
+    each fetch; ahead of the instance role, behind a profile's keys."""
+    creds = _temporary_keys(s3, "pm-container")
+    keys = {"AccessKeyId": creds["AccessKeyId"],
+            "SecretAccessKey": creds["SecretAccessKey"],
+            "Token": creds["SessionToken"]}
+    token = tmp_path / "eks-pod-identity-token"
+    token.write_text("pod-token-1\n")
+    with ContainerCredentials(keys, token="pod-token-1") as agent, \
+            IMDS({"AccessKeyId": "X", "SecretAccessKey": "Y",
+                  "Token": "Z"}) as imds:
+        pod = _no_keys(driver, AWS_EC2_METADATA_DISABLED=None,
+                       AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.endpoint,
+                       AWS_CONTAINER_CREDENTIALS_FULL_URI=agent.url,
+                       AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token))
+        listed = pod.with_env(PAGEMESH_S3_MAX_KEYS=10).list(uri("many/"))
+        assert len(listed) == len(MANY)
+        headers = proxy.stats()["recent"][-1]["headers"]
+        assert headers["x-amz-security-token"] == creds["SessionToken"]
+        assert agent.calls == 1 and agent.authorizations == ["pod-token-1"]
+        assert imds.calls == {}  # the instance role is not asked
+        # The token file is read for each fetch: a rotated token is sent.
+        token.write_text("pod-token-2\n")
+        agent.token = "pod-token-2"
+        assert pod.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        assert agent.authorizations[-1] == "pod-token-2"
+        # A token the agent refuses: the reason names the source.
+        agent.token = "another"
+        res = pod.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "container role" in res.detail
+        assert "HTTP 401" in res.detail
+        # A token given in the environment instead of a file.
+        agent.token = "env-token"
+        env = pod.with_env(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=None,
+                           AWS_CONTAINER_AUTHORIZATION_TOKEN="env-token")
+        assert env.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        # A profile's keys come first.
+        wrong = _write(tmp_path / "credentials", (
+            "[default]\naws_access_key_id = AKIAWRONG\n"
+            "aws_secret_access_key = wrong\n"))
+        calls = agent.calls
+        res = pod.with_env(AWS_SHARED_CREDENTIALS_FILE=wrong).error(
+            "stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and agent.calls == calls
+    # A full URI to another host over http is refused before any call.
+    res = _no_keys(driver, AWS_CONTAINER_CREDENTIALS_FULL_URI=(
+        "http://example.com/creds")).error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_ECONFIG"
+    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in res.detail
 
 
 def test_concurrent_reads_share_connections(driver, proxy):

@@ -35,6 +35,10 @@ static void clear_env(void) {
                                      "AWS_ROLE_ARN",
                                      "AWS_ROLE_SESSION_NAME",
                                      "AWS_ENDPOINT_URL_STS",
+                                     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                                     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
                                      "PAGEMESH_S3_MAX_KEYS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
@@ -307,6 +311,8 @@ Test(s3_config, profiles_that_assume_a_role) {
              "credential_source = Environment\n"
              "[profile ecs]\nrole_arn = arn:aws:iam::1:role/e\n"
              "credential_source = EcsContainer\n"
+             "[profile lambda]\nrole_arn = arn:aws:iam::1:role/e\n"
+             "credential_source = Lambda\n"
              "[profile orphan]\nrole_arn = arn:aws:iam::1:role/o\n"
              "[profile nokeys]\nrole_arn = arn:aws:iam::1:role/o\n"
              "source_profile = empty\n[profile empty]\nregion = x\n"
@@ -356,7 +362,9 @@ Test(s3_config, profiles_that_assume_a_role) {
   setenv("AWS_PROFILE", "env", 1);
   load_fails("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
   setenv("AWS_PROFILE", "ecs", 1);
-  load_fails("EcsContainer is not supported");
+  load_fails("EcsContainer, but neither"); /* see a_role_asked_with_... */
+  setenv("AWS_PROFILE", "lambda", 1);
+  load_fails("Lambda is not supported");
   setenv("AWS_PROFILE", "orphan", 1);
   load_fails("without source_profile");
   setenv("AWS_PROFILE", "nokeys", 1);
@@ -396,6 +404,87 @@ Test(s3_config, the_instance_role_is_asked_only_where_there_is_one) {
   setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "ftp://127.0.0.1", 1);
   load_fails("AWS_EC2_METADATA_SERVICE_ENDPOINT");
   setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+}
+
+/* The container provider: after a profile's keys, before the instance
+ * role; the URL botocore would ask, and only such URLs. */
+Test(s3_config, the_role_of_a_container) {
+  pm_s3_config cfg;
+  unsetenv("AWS_EC2_METADATA_DISABLED");
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1", 1);
+  setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/x", 1);
+  setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/c", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_CONTAINER, "before the instance");
+  cr_assert_str_eq(cfg.container_url,
+                   "http://169.254.170.2/v2/credentials/x");
+  cr_assert_null(cfg.container_token);
+  cr_assert(strstr(cfg.cred_source, "container role"));
+  pm__s3_config_free(&cfg);
+  keys_in_the_environment_win();
+  const char *creds = write_file("c", "[default]\naws_access_key_id = P\n"
+                                      "aws_secret_access_key = PS\n");
+  setenv("AWS_SHARED_CREDENTIALS_FILE", creds, 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0);
+  cr_assert_str_eq(cfg.access_key, "P", "a profile's keys come first");
+  pm__s3_config_free(&cfg);
+  unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+  /* EKS Pod Identity: the full URI, and what authorizes the call. */
+  unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI",
+         "http://169.254.170.23/v1/credentials", 1);
+  setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.container_url, "http://169.254.170.23/v1/credentials");
+  cr_assert_str_eq(cfg.container_token, "tok");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/t", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.container_token_file, "/var/run/t");
+  cr_assert_null(cfg.container_token, "the file wins");
+  pm__s3_config_free(&cfg);
+  static const char *const allowed[] = {
+      "https://creds.example.com/x", "http://localhost:8080/c",
+      "http://127.0.0.9/c", "http://[::1]:7/c", "http://169.254.170.2",
+      "http://[fd00:ec2::23]/v1/credentials"};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(allowed); i++) {
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", allowed[i], 1);
+    cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s: %s", allowed[i],
+                 pm__errmsg());
+    pm__s3_config_free(&cfg);
+  }
+  static const char *const refused[] = {
+      "http://example.com/c", "http://169.254.170.22/c",
+      "http://169.254.170.234/c", "http://127.0.0.1@evil.com/c",
+      "ftp://127.0.0.1/c", "http://127.0.0.1/a b"};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(refused); i++) {
+    setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", refused[i], 1);
+    load_fails("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  }
+  setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "v2/credentials", 1);
+  load_fails("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+}
+
+/* credential_source = EcsContainer: the container's keys ask STS. */
+Test(s3_config, a_role_asked_with_a_container_role) {
+  const char *config =
+      write_file("config", "[profile r]\n"
+                           "role_arn = arn:aws:iam::1:role/R\n"
+                           "credential_source = EcsContainer\n");
+  setenv("AWS_CONFIG_FILE", config, 1);
+  setenv("AWS_PROFILE", "r", 1);
+  load_fails("neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/y", 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_ASSUME_ROLE);
+  cr_assert_eq(cfg.source->cred_kind, PM_S3_CREDS_CONTAINER);
+  cr_assert_str_eq(cfg.source->container_url,
+                   "http://169.254.170.2/v2/credentials/y");
+  pm__s3_config_free(&cfg);
 }
 
 Test(s3_config, tilde_paths_and_profile_default_section) {

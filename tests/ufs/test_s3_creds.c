@@ -26,10 +26,10 @@ static void teardown(void) {
 
 TestSuite(s3_creds, .init = setup, .fini = teardown, .timeout = 30);
 
-static int parse(const char *text, bool imds, pm_s3_keys *keys,
+static int parse(const char *text, pm_s3_creds_form form, pm_s3_keys *keys,
                  int64_t *expires) {
   *keys = (pm_s3_keys){0};
-  return pm__s3_parse_creds(text, strlen(text), imds, keys, expires);
+  return pm__s3_parse_creds(text, strlen(text), form, keys, expires);
 }
 
 Test(s3_creds, process_output) {
@@ -38,7 +38,7 @@ Test(s3_creds, process_output) {
   cr_assert_eq(parse("{\"Version\": 1, \"AccessKeyId\": \"AK\", "
                      "\"SecretAccessKey\": \"SK\", \"SessionToken\": \"T\", "
                      "\"Expiration\": \"2030-01-01T00:00:00+00:00\"}",
-                     false, &k, &exp),
+                     PM_S3_FORM_PROCESS, &k, &exp),
                0, "%s", pm__errmsg());
   cr_assert_str_eq(k.access_key, "AK");
   cr_assert_str_eq(k.secret_key, "SK");
@@ -47,7 +47,9 @@ Test(s3_creds, process_output) {
   pm__s3_keys_free(&k);
   cr_assert_null(k.access_key);
   cr_assert_eq(parse("{\"Version\": 1, \"AccessKeyId\": \"AK\", "
-                     "\"SecretAccessKey\": \"SK\"}", false, &k, &exp), 0);
+                     "\"SecretAccessKey\": \"SK\"}",
+                     PM_S3_FORM_PROCESS, &k, &exp),
+               0);
   cr_assert_null(k.session_token);
   cr_assert_eq(exp, 0, "no Expiration: the keys never expire");
   pm__s3_keys_free(&k);
@@ -60,45 +62,76 @@ Test(s3_creds, imds_answer) {
                      "\"AccessKeyId\": \"ASIA\", \"SecretAccessKey\": \"S\", "
                      "\"Token\": \"TOK\", "
                      "\"Expiration\": \"2026-11-27T10:00:00Z\"}",
-                     true, &k, &exp),
+                     PM_S3_FORM_IMDS, &k, &exp),
                0, "%s", pm__errmsg());
   cr_assert_str_eq(k.session_token, "TOK");
   cr_assert_gt(exp, 0);
   pm__s3_keys_free(&k);
 }
 
+/* What the ECS agent and the EKS Pod Identity agent answer: no Code, no
+ * Version; Token and Expiration as IMDS has them. */
+Test(s3_creds, container_answer) {
+  pm_s3_keys k;
+  int64_t exp;
+  cr_assert_eq(parse("{\"AccessKeyId\": \"ASIA\", \"SecretAccessKey\": "
+                     "\"S\", \"Token\": \"TOK\", \"AccountId\": "
+                     "\"123456789012\", "
+                     "\"Expiration\": \"2030-01-01T00:00:00Z\"}",
+                     PM_S3_FORM_CONTAINER, &k, &exp),
+               0, "%s", pm__errmsg());
+  cr_assert_str_eq(k.access_key, "ASIA");
+  cr_assert_str_eq(k.session_token, "TOK");
+  cr_assert_eq(exp, 1893456000ll * 1000000000ll);
+  pm__s3_keys_free(&k);
+  cr_assert_eq(parse("{\"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\", "
+                     "\"Token\": \"T\"}",
+                     PM_S3_FORM_CONTAINER, &k, &exp),
+               PM_EPROTO, "keys that never expire are not a role's");
+  cr_assert(strstr(pm__errmsg(), "Expiration"), "%s", pm__errmsg());
+  cr_assert_null(k.access_key);
+  cr_assert_eq(parse("{\"Code\": \"Success\", \"AccessKeyId\": \"A\", "
+                     "\"SecretAccessKey\": \"S\", "
+                     "\"Expiration\": \"2030-01-01T00:00:00Z\"}",
+                     PM_S3_FORM_CONTAINER, &k, &exp),
+               0, "%s", pm__errmsg());
+  cr_assert_null(k.session_token);
+  pm__s3_keys_free(&k);
+}
+
 Test(s3_creds, garbage_is_refused_with_nothing_handed_out) {
   static const struct {
     const char *text;
-    bool imds;
+    pm_s3_creds_form form;
     const char *why;
   } bad[] = {
-      {"", false, "JSON"},
-      {"not json", false, "JSON"},
-      {"[1, 2]", false, "JSON"},
+      {"", PM_S3_FORM_PROCESS, "JSON"},
+      {"not json", PM_S3_FORM_PROCESS, "JSON"},
+      {"[1, 2]", PM_S3_FORM_PROCESS, "JSON"},
       {"{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"}",
-       false, "Version"},
+       PM_S3_FORM_PROCESS, "Version"},
       {"{\"Version\": \"1\", \"AccessKeyId\": \"A\", "
-       "\"SecretAccessKey\": \"S\"}", false, "Version"},
-      {"{\"Version\": 1, \"AccessKeyId\": \"A\"}", false, "SecretAccessKey"},
+       "\"SecretAccessKey\": \"S\"}", PM_S3_FORM_PROCESS, "Version"},
+      {"{\"Version\": 1, \"AccessKeyId\": \"A\"}", PM_S3_FORM_PROCESS,
+       "SecretAccessKey"},
       {"{\"Version\": 1, \"AccessKeyId\": \"\", \"SecretAccessKey\": \"S\"}",
-       false, "AccessKeyId"},
+       PM_S3_FORM_PROCESS, "AccessKeyId"},
       {"{\"Version\": 1, \"AccessKeyId\": 5, \"SecretAccessKey\": \"S\"}",
-       false, "AccessKeyId"},
+       PM_S3_FORM_PROCESS, "AccessKeyId"},
       {"{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\", "
-       "\"Expiration\": \"tomorrow\"}", false, "Expiration"},
+       "\"Expiration\": \"tomorrow\"}", PM_S3_FORM_PROCESS, "Expiration"},
       {"{\"Code\": \"Failure\", \"AccessKeyId\": \"A\", "
        "\"SecretAccessKey\": \"S\", \"Expiration\": \"2026-11-27T10:00:00Z\"}",
-       true, "Success"},
+       PM_S3_FORM_IMDS, "Success"},
       {"{\"Code\": \"Success\", \"AccessKeyId\": \"A\", "
-       "\"SecretAccessKey\": \"S\"}", true, "Expiration"},
+       "\"SecretAccessKey\": \"S\"}", PM_S3_FORM_IMDS, "Expiration"},
       {"{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"S\"",
-       false, "JSON"},
+       PM_S3_FORM_PROCESS, "JSON"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     pm_s3_keys k;
     int64_t exp;
-    cr_assert_eq(parse(bad[i].text, bad[i].imds, &k, &exp), PM_EPROTO,
+    cr_assert_eq(parse(bad[i].text, bad[i].form, &k, &exp), PM_EPROTO,
                  "case %zu", i);
     cr_assert(strstr(pm__errmsg(), bad[i].why), "case %zu: %s", i,
               pm__errmsg());

@@ -1,0 +1,106 @@
+/*
+ * ufs/s3_container.c - S3 keys from the container credentials endpoint,
+ * as the AWS SDKs' container provider gets them: an ECS task's role
+ * (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, served by the ECS agent at
+ * 169.254.170.2) or an EKS pod's (EKS Pod Identity: the agent at
+ * AWS_CONTAINER_CREDENTIALS_FULL_URI, the call authorized by the
+ * projected token in AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE). The keys
+ * expire; ufs/s3_creds.c fetches them again before they do.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ufs/curl_int.h"
+#include "ufs/s3_int.h"
+
+#define ECS_HOST "http://169.254.170.2"
+#define URL_MAX 2048
+/* What the endpoint may answer, and the longest authorization token. */
+#define OUTPUT_MAX (64u * 1024u)
+#define TOKEN_MAX (16u * 1024u)
+
+/* botocore's rule for a full URI: https to anywhere; http only to this
+ * host or to the link-local addresses of ECS and EKS Pod Identity. */
+static bool full_uri_allowed(const char *url) {
+  static const char *const agents[] = {ECS_HOST, "http://169.254.170.23",
+                                       "http://[fd00:ec2::23]"};
+  if (pm__ufs_url_for_secrets(url))
+    return true;
+  for (size_t i = 0; i < PM_ARRAY_SIZE(agents); i++) {
+    size_t n = strlen(agents[i]);
+    if (!strncmp(url, agents[i], n) &&
+        (url[n] == '\0' || strchr(":/?#", url[n])))
+      return true;
+  }
+  return false;
+}
+
+static bool printable(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s <= ' ' || *s == 0x7f)
+      return false;
+  return true;
+}
+
+int pm__s3_creds_from_container(pm_s3_config *cfg, bool *used) {
+  *used = false;
+  const char *rel = pm__ufs_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  const char *full = pm__ufs_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  if (!rel && !full)
+    return 0;
+  char url[URL_MAX + sizeof ECS_HOST];
+  if (rel && (rel[0] != '/' || strlen(rel) > URL_MAX || !printable(rel)))
+    return pm__errf(PM_ECONFIG, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI "
+                                "\"%.100s\" is not a path that starts with "
+                                "'/'", rel);
+  if (!rel && (strlen(full) > URL_MAX || !printable(full) ||
+               !full_uri_allowed(full)))
+    return pm__errf(PM_ECONFIG, "AWS_CONTAINER_CREDENTIALS_FULL_URI "
+                                "\"%.100s\": credentials are fetched over "
+                                "https, or over http from this host, "
+                                "169.254.170.2, 169.254.170.23 or "
+                                "[fd00:ec2::23] only", full);
+  snprintf(url, sizeof url, "%s%s", rel ? ECS_HOST : "", rel ? rel : full);
+  const char *file = pm__ufs_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+  const char *token =
+      file ? NULL : pm__ufs_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+  char source[sizeof url + 32];
+  snprintf(source, sizeof source, "the container role (%s)", url);
+  cfg->cred_kind = PM_S3_CREDS_CONTAINER;
+  if (pm__s3_config_set(&cfg->container_url, url) ||
+      (file && pm__s3_config_set(&cfg->container_token_file, file)) ||
+      (token && pm__s3_config_set(&cfg->container_token, token)) ||
+      pm__s3_config_set(&cfg->cred_source, source) ||
+      pm__s3_fetched_new(cfg))
+    return pm__errf(PM_ENOMEM, "s3 config: out of memory");
+  *used = true;
+  return 0;
+}
+
+int pm__s3_container_fetch(const pm_s3_config *cfg, pm_s3_keys *keys,
+                           int64_t *expires_ns) {
+  pm_sbuf token, body;
+  pm__sbuf_init(&token, TOKEN_MAX);
+  pm__sbuf_init(&body, OUTPUT_MAX);
+  int rc = 0;
+  const char *auth = cfg->container_token;
+  if (cfg->container_token_file) { /* read anew: the kubelet rotates it */
+    rc = pm__ufs_read_token_file(cfg->container_token_file, &token);
+    auth = pm__sbuf_str(&token);
+  }
+  if (!rc && auth && strpbrk(auth, "\r\n"))
+    rc = pm__errf(PM_EACCES, "the authorization token holds a line break");
+  long status = 0;
+  if (!rc)
+    rc = pm__short_call(cfg->container_url, "", false,
+                        !strncmp(cfg->container_url, "https://", 8),
+                        auth ? "Authorization" : NULL, auth, &body, &status);
+  if (!rc && status != 200)
+    rc = pm__errf(PM_EACCES, "HTTP %ld", status);
+  if (!rc)
+    rc = pm__s3_parse_creds(body.data ? body.data : "", body.len,
+                            PM_S3_FORM_CONTAINER, keys, expires_ns);
+  pm__sbuf_free_secret(&token);
+  pm__sbuf_free_secret(&body);
+  return rc;
+}
