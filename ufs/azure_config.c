@@ -255,24 +255,35 @@ static bool tenant_ok(const char *t) {
 
 /* An application of Microsoft Entra ID, as the Azure SDKs' environment
  * and workload identity credentials read it: AZURE_TENANT_ID and
- * AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, or with
- * AZURE_FEDERATED_TOKEN_FILE; AZURE_AUTHORITY_HOST (default
- * https://login.microsoftonline.com). *found: one was configured. */
+ * AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, else with
+ * AZURE_CLIENT_CERTIFICATE_PATH, else with AZURE_FEDERATED_TOKEN_FILE;
+ * AZURE_AUTHORITY_HOST (default https://login.microsoftonline.com).
+ * *found: one was configured. */
 static int load_app(pm_azure_config *cfg, bool *found) {
   const char *tenant = pm__ufs_env("AZURE_TENANT_ID");
   const char *client = pm__ufs_env("AZURE_CLIENT_ID");
   const char *secret = pm__ufs_env("AZURE_CLIENT_SECRET");
+  const char *cert = pm__ufs_env("AZURE_CLIENT_CERTIFICATE_PATH");
   const char *file = pm__ufs_env("AZURE_FEDERATED_TOKEN_FILE");
   const char *authority = pm__ufs_env("AZURE_AUTHORITY_HOST");
-  *found = tenant && client && (secret || file);
-  if (!*found && tenant && client &&
-      pm__ufs_env("AZURE_CLIENT_CERTIFICATE_PATH"))
-    return pm__errf(PM_ECONFIG, "AZURE_CLIENT_CERTIFICATE_PATH: certificate "
-                                "credentials are not supported (give "
-                                "AZURE_CLIENT_SECRET, a federated token, or "
-                                "a SAS token)");
+  *found = tenant && client && (secret || cert || file);
   if (!*found)
     return 0;
+  pm_azure_app_proof kind = secret ? PM_AZURE_APP_SECRET
+                            : cert ? PM_AZURE_APP_CERTIFICATE
+                                   : PM_AZURE_APP_FEDERATED;
+  if (kind == PM_AZURE_APP_CERTIFICATE &&
+      pm__ufs_env("AZURE_CLIENT_CERTIFICATE_PASSWORD"))
+    return pm__errf(PM_ECONFIG, "AZURE_CLIENT_CERTIFICATE_PASSWORD: a "
+                                "certificate with a password is not "
+                                "supported (give the PEM with an "
+                                "unencrypted key)");
+  int rc = kind == PM_AZURE_APP_CERTIFICATE ? pm__azure_cert_check(cert) : 0;
+  if (rc) {
+    char why[PM_ERRMSG_MAX];
+    snprintf(why, sizeof why, "%s", pm__errmsg());
+    return pm__errf(rc, "AZURE_CLIENT_CERTIFICATE_PATH: %s", why);
+  }
   if (!tenant_ok(tenant))
     return pm__errf(PM_ECONFIG, "AZURE_TENANT_ID=%.64s: not a tenant ID or "
                                 "domain", tenant);
@@ -281,8 +292,8 @@ static int load_app(pm_azure_config *cfg, bool *found) {
   snprintf(given, sizeof given, "%s%s",
            authority && !strstr(authority, "://") ? "https://" : "",
            authority ? authority : "https://login.microsoftonline.com");
-  int rc = pm__ufs_base_url("AZURE_AUTHORITY_HOST", given, true, base,
-                            sizeof base);
+  rc = pm__ufs_base_url("AZURE_AUTHORITY_HOST", given, true, base,
+                        sizeof base);
   if (rc)
     return rc;
   if (!pm__ufs_url_for_secrets(base))
@@ -290,9 +301,15 @@ static int load_app(pm_azure_config *cfg, bool *found) {
                                 "(http:// only to this host)", base);
   snprintf(url, sizeof url, "%s/%s/oauth2/v2.0/token", base, tenant);
   snprintf(source, sizeof source, "Entra application %.64s with %s", client,
-           secret ? "a client secret" : "a federated token (workload "
-                                        "identity)");
-  rc = pm__azure_app_new(url, client, secret, file, &cfg->identity);
+           kind == PM_AZURE_APP_SECRET        ? "a client secret"
+           : kind == PM_AZURE_APP_CERTIFICATE ? "a certificate"
+                                              : "a federated token "
+                                                "(workload identity)");
+  rc = pm__azure_app_new(url, client, kind,
+                         kind == PM_AZURE_APP_SECRET        ? secret
+                         : kind == PM_AZURE_APP_CERTIFICATE ? cert
+                                                            : file,
+                         &cfg->identity);
   return rc ? rc : set_str(&cfg->cred_source, source);
 }
 

@@ -8,8 +8,9 @@
  *     token?api-version=2018-02-01&resource=https://storage.azure.com/
  *     (&client_id= for a user-assigned identity) with "Metadata: true";
  *   - an application registered in Microsoft Entra ID, with a client
- *     secret or with a federated token (AKS workload identity: the
- *     projected service account token in a file, read anew each time):
+ *     secret, a certificate (ufs/azure_cert.c), or a federated token (AKS
+ *     workload identity: the projected service account token in a file,
+ *     read anew each time):
  *     POST {authority}/{tenant}/oauth2/v2.0/token, grant_type=
  *     client_credentials, scope=https://storage.azure.com/.default.
  *
@@ -42,8 +43,9 @@ struct pm_azure_identity {
                       its token URL */
   char *client_id; /* a user-assigned identity's (or NULL); an app's */
   bool app;        /* an Entra application, else a managed identity */
+  pm_azure_app_proof proof;
   char *secret;    /* the app's client secret, or NULL */
-  char *assertion_file; /* else the file of its federated token */
+  char *proof_file; /* else its certificate's or federated token's file */
   char *token;     /* NULL until fetched */
   int64_t expires_ns;
 };
@@ -71,22 +73,23 @@ void pm__azure_identity_free(pm_azure_identity *id) {
     pthread_mutex_destroy(&id->lock);
   pm__ufs_free_secret(&id->token);
   pm__ufs_free_secret(&id->secret);
-  free(id->assertion_file);
+  free(id->proof_file);
   free(id->base);
   free(id->client_id);
   free(id);
 }
 
 int pm__azure_app_new(const char *token_url, const char *client_id,
-                      const char *secret, const char *assertion_file,
+                      pm_azure_app_proof kind, const char *proof,
                       pm_azure_identity **out) {
   int rc = pm__azure_identity_new(token_url, client_id, out);
   if (rc)
     return rc;
   pm_azure_identity *id = *out;
   id->app = true;
-  if ((secret && !(id->secret = strdup(secret))) ||
-      (!secret && !(id->assertion_file = strdup(assertion_file)))) {
+  id->proof = kind;
+  char **slot = kind == PM_AZURE_APP_SECRET ? &id->secret : &id->proof_file;
+  if (!(*slot = strdup(proof))) {
     pm__azure_identity_free(id);
     *out = NULL;
     return pm__errf(PM_ENOMEM, "azure config: out of memory");
@@ -104,10 +107,13 @@ static int fetch_app(const pm_azure_identity *id, pm_sbuf *body,
   pm__form_field(&form, "grant_type", "client_credentials");
   pm__form_field(&form, "client_id", id->client_id);
   pm__form_field(&form, "scope", APP_SCOPE);
-  if (id->secret) {
+  if (id->proof == PM_AZURE_APP_SECRET) {
     pm__form_field(&form, "client_secret", id->secret);
   } else {
-    rc = pm__ufs_read_token_file(id->assertion_file, &assertion);
+    rc = id->proof == PM_AZURE_APP_CERTIFICATE
+             ? pm__azure_cert_assertion(id->proof_file, id->client_id,
+                                        id->base, &assertion)
+             : pm__ufs_read_token_file(id->proof_file, &assertion);
     pm__form_field(&form, "client_assertion_type", ASSERTION_TYPE);
     if (!rc)
       pm__form_field(&form, "client_assertion", pm__sbuf_str(&assertion));

@@ -33,14 +33,35 @@ typedef struct pm_azure_identity pm_azure_identity;
  * the machine's own). Errors: PM_ENOMEM. */
 int pm__azure_identity_new(const char *base, const char *client_id,
                            pm_azure_identity **out);
+/* How an Entra application proves itself. */
+typedef enum pm_azure_app_proof {
+  PM_AZURE_APP_SECRET,      /* a client secret */
+  PM_AZURE_APP_CERTIFICATE, /* an assertion signed with the certificate in
+                               a PEM file (ufs/azure_cert.c) */
+  PM_AZURE_APP_FEDERATED,   /* the federated token in a file (AKS workload
+                               identity) */
+} pm_azure_app_proof;
+
 /* An application registered in Microsoft Entra ID whose tokens come from
  * token_url ("https://login.microsoftonline.com/TENANT/oauth2/v2.0/
- * token"), with its client secret, or (secret NULL) with the federated
- * token in assertion_file (AKS workload identity), read anew for each
- * token. Errors: PM_ENOMEM. */
+ * token"), proving itself with `proof`: the secret itself, or the path of
+ * the certificate or federated token file (read anew for each token).
+ * Errors: PM_ENOMEM. */
 int pm__azure_app_new(const char *token_url, const char *client_id,
-                      const char *secret, const char *assertion_file,
+                      pm_azure_app_proof kind, const char *proof,
                       pm_azure_identity **out);
+
+/* ---- certificates (ufs/azure_cert.c) ---------------------------------- */
+
+/* Whether path is a PEM file with a certificate and its unencrypted RSA
+ * private key. Errors: PM_ECONFIG (detail: the path and what is wrong),
+ * PM_ENOMEM. */
+int pm__azure_cert_check(const char *path);
+/* Append to out the client assertion for token_url of application
+ * client_id, signed with the certificate at path (read anew). Errors: as
+ * pm__azure_cert_check, PM_ETOOBIG. */
+int pm__azure_cert_assertion(const char *path, const char *client_id,
+                             const char *token_url, pm_sbuf *out);
 void pm__azure_identity_free(pm_azure_identity *id);
 /* A token for Azure Storage now, as a new string (the caller frees it):
  * the one held, or a new one when there is none or it expires within five

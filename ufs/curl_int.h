@@ -255,6 +255,10 @@ void pm__oauth_error(const char *text, size_t length, char *out,
  * passphrase, or cannot sign), PM_ETOOBIG (over out's cap), PM_ENOMEM. */
 int pm__jwt_rs256(const char *pem_key, const char *header_json,
                   const char *claims_json, pm_sbuf *out);
+/* The x5t of the first certificate in pem (base64url of the SHA-1 of its
+ * DER, 27 characters) into out. Errors: PM_ECONFIG (no PEM certificate),
+ * PM_ENOMEM. */
+int pm__jwt_x5t(const char *pem, char *out, size_t size);
 /* Whether pm__jwt_rs256 can sign with pem_key. */
 bool pm__jwt_key_ok(const char *pem_key);
 /* A token endpoint's answer (status and body) from url: 200 with a token

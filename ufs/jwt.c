@@ -3,13 +3,17 @@
  * SHA-256, RFC 7515/7518), as a Google service account signs the
  * assertion it trades for an access token: base64url(header) "."
  * base64url(claims) "." base64url(signature), without padding. The key is
- * the PEM private key of the account's JSON key file; OpenSSL's libcrypto
+ * the PEM private key of the account's JSON key file, or of a certificate
+ * an Entra application signs its client assertions with (whose header
+ * names the certificate by its x5t thumbprint); OpenSSL's libcrypto
  * (already linked for curl's TLS) signs.
  */
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +73,31 @@ static int sign(EVP_PKEY *key, const pm_sbuf *out, size_t start,
   return ok ? 0
             : pm__errf(PM_ECONFIG, "cannot sign with the private key (an RSA "
                                    "key over 8192 bits?)");
+}
+
+int pm__jwt_x5t(const char *pem, char *out, size_t size) {
+  BIO *bio = BIO_new_mem_buf(pem, -1);
+  X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+  BIO_free(bio);
+  unsigned char *der = NULL;
+  int der_len = cert ? i2d_X509(cert, &der) : -1;
+  X509_free(cert);
+  ERR_clear_error();
+  if (der_len <= 0)
+    return pm__errf(PM_ECONFIG, "no PEM certificate");
+  unsigned char sha1[SHA_DIGEST_LENGTH];
+  SHA1(der, (size_t)der_len, sha1);
+  OPENSSL_free(der);
+  pm_sbuf text;
+  pm__sbuf_init(&text, 64);
+  put_b64url(&text, sha1, sizeof sha1);
+  int rc = text.err || text.len >= size
+               ? pm__errf(PM_ENOMEM, "out of memory for a thumbprint")
+               : 0;
+  if (!rc)
+    memcpy(out, text.data, text.len + 1);
+  pm__sbuf_free(&text);
+  return rc;
 }
 
 bool pm__jwt_key_ok(const char *pem_key) {

@@ -211,6 +211,109 @@ def test_entra_application_tokens_are_sent(driver, proxy, tmp_path):
         assert proxy.stats()["total_requests"] == sent
 
 
+def _b64url(text):
+    import base64
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _certificate(name):
+    """A self-signed RSA certificate and its key, as PEM (certificate
+    first, as the Azure CLI writes them), and the certificate."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject)
+            .issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    return pem, cert
+
+
+def test_entra_application_with_a_certificate(driver, proxy, tmp_path):
+    """AZURE_CLIENT_CERTIFICATE_PATH: each token is asked for with a client
+    assertion, a JWT signed RS256 with the certificate's key that names
+    the certificate by thumbprint (x5t), the token endpoint (aud) and the
+    application (iss, sub), valid for minutes; Entra's stand-in verifies
+    it with the certificate as Entra does. The file is read for each
+    token: a rotated certificate is used at once."""
+    import base64
+    import json
+    import time
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    tenant = "contoso.onmicrosoft.com"
+    path = "/%s/oauth2/v2.0/token" % tenant
+    trusted = {}  # x5t -> certificate registered for app-1
+
+    def check(form):
+        if (form.get("grant_type") != "client_credentials" or
+                form.get("client_id") != "app-1" or
+                form.get("client_assertion_type") !=
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" or
+                "client_secret" in form):
+            return "invalid_request"
+        head, claims, sig = form.get("client_assertion", "..").split(".")
+        header = json.loads(_b64url(head))
+        cert = trusted.get(header.get("x5t"))
+        if header.get("alg") != "RS256" or cert is None:
+            return "invalid_client"
+        try:
+            cert.public_key().verify(_b64url(sig),
+                                     (head + "." + claims).encode(),
+                                     padding.PKCS1v15(), hashes.SHA256())
+        except Exception:
+            return "invalid_client"
+        body = json.loads(_b64url(claims))
+        now = time.time()
+        if (body.get("aud") != ep.endpoint + path or
+                body.get("iss") != "app-1" or body.get("sub") != "app-1" or
+                len(body.get("jti", "")) < 16 or
+                not body["nbf"] - 60 <= now < body["exp"] <= now + 3600):
+            return "invalid_client"
+        return None
+
+    pem, cert = _certificate("app-1")
+    x5t = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1()))
+    trusted[x5t.rstrip(b"=").decode()] = cert
+    cert_file = tmp_path / "app-1.pem"
+    cert_file.write_bytes(pem)
+    with TokenEndpoint("eyJ0eXAi.cert-app", check, path=path) as ep:
+        app = driver.with_env(AZURE_STORAGE_CONNECTION_STRING=None,
+                              AZURE_STORAGE_ACCOUNT=ACCOUNT,
+                              AZURE_STORAGE_BLOB_ENDPOINT=endpoint(proxy),
+                              AZURE_TENANT_ID=tenant, AZURE_CLIENT_ID="app-1",
+                              AZURE_AUTHORITY_HOST=ep.endpoint,
+                              AZURE_CLIENT_CERTIFICATE_PATH=str(cert_file),
+                              PAGEMESH_ORIGIN_RETRIES=0)
+        app.error("stat", uri("data/blob.bin"))
+        assert recent(proxy)[-1]["headers"]["authorization"] == \
+            "Bearer eyJ0eXAi.cert-app"
+        assert len(ep.forms) == 1
+        # Rotated in place, not yet registered: refused with the reason.
+        pem2, _ = _certificate("app-1")
+        cert_file.write_bytes(pem2)
+        sent = proxy.stats()["total_requests"]
+        res = app.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "invalid_client" in res.detail
+        assert proxy.stats()["total_requests"] == sent
+    # Not a PEM with a key (a .pfx, say): a configuration error at once.
+    cert_file.write_bytes(b"0\x82\x0a\x00 not PEM")
+    res = app.error("stat", uri("data/blob.bin"))
+    assert res.error == "PM_ECONFIG"
+    assert "AZURE_CLIENT_CERTIFICATE_PATH" in res.detail and \
+        "pkcs12" in res.detail
+
+
 def test_no_account_at_all_is_a_config_error(driver):
     res = driver.with_env(AZURE_STORAGE_CONNECTION_STRING=None).error(
         "stat", uri("data/blob.bin"))

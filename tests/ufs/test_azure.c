@@ -31,7 +31,8 @@ static void clear_env(void) {
                                      "AZURE_CLIENT_SECRET",
                                      "AZURE_FEDERATED_TOKEN_FILE",
                                      "AZURE_AUTHORITY_HOST",
-                                     "AZURE_CLIENT_CERTIFICATE_PATH"};
+                                     "AZURE_CLIENT_CERTIFICATE_PATH",
+                                     "AZURE_CLIENT_CERTIFICATE_PASSWORD"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
   /* This machine may be an Azure VM: no managed identity here. */
@@ -516,12 +517,20 @@ Test(azure, entra_application_before_the_managed_identity) {
   setenv("AZURE_AUTHORITY_HOST", "login.microsoftonline.us", 1); /* https */
   cr_assert_eq(pm__azure_config_load(&cfg), 0, "%s", pm__errmsg());
   pm__azure_config_free(&cfg);
-  /* a certificate instead of a secret: said, not ignored */
+  /* a certificate instead of a secret: checked when the config loads
+   * (test_ufs_azure.py signs with a real one) */
   unsetenv("AZURE_CLIENT_SECRET");
   unsetenv("AZURE_FEDERATED_TOKEN_FILE");
-  setenv("AZURE_CLIENT_CERTIFICATE_PATH", "/etc/app.pem", 1);
+  setenv("AZURE_CLIENT_CERTIFICATE_PATH", "/nonexistent/app.pem", 1);
   cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
-  cr_assert(strstr(pm__errmsg(), "not supported"), "%s", pm__errmsg());
+  cr_assert(strstr(pm__errmsg(), "AZURE_CLIENT_CERTIFICATE_PATH: "
+                                 "/nonexistent/app.pem: no such file"),
+            "%s", pm__errmsg());
+  setenv("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw", 1);
+  cr_assert_eq(pm__azure_config_load(&cfg), PM_ECONFIG);
+  cr_assert(strstr(pm__errmsg(), "with a password is not supported"), "%s",
+            pm__errmsg());
+  unsetenv("AZURE_CLIENT_CERTIFICATE_PASSWORD");
   unsetenv("AZURE_CLIENT_CERTIFICATE_PATH");
   setenv("PAGEMESH_AZURE_MANAGED_IDENTITY", "off", 1);
 }

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,5 +97,48 @@ Test(jwt, keys_that_cannot_sign_rs256_are_refused) {
   pm__sbuf_free(&small);
   pm__sbuf_free(&out);
   free(pem);
+  EVP_PKEY_free(key);
+}
+
+/* x5t: base64url of the SHA-1 of the certificate's DER, as Entra ID
+ * expects in a client assertion's header; found after the key in a PEM
+ * that holds both. */
+Test(jwt, x5t_is_the_certificate_thumbprint) {
+  EVP_PKEY *key = EVP_RSA_gen(2048);
+  X509 *cert = X509_new();
+  cr_assert(key && cert);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
+  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME *name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             (const unsigned char *)"app-1", -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  cr_assert(X509_sign(cert, key, EVP_sha256()) > 0);
+  char *pem_key = pem_of(key);
+  BIO *bio = BIO_new(BIO_s_mem());
+  BIO_puts(bio, pem_key);
+  cr_assert(PEM_write_bio_X509(bio, cert));
+  char *data;
+  long n = BIO_get_mem_data(bio, &data);
+  char *both = strndup(data, (size_t)n);
+  BIO_free(bio);
+  unsigned char want[20];
+  unsigned int want_len = 0;
+  cr_assert(X509_digest(cert, EVP_sha1(), want, &want_len));
+  char x5t[64];
+  cr_assert_eq(pm__jwt_x5t(both, x5t, sizeof x5t), 0, "%s", pm__errmsg());
+  cr_assert_eq(strlen(x5t), 27, "%s", x5t);
+  unsigned char got[32];
+  cr_assert_eq(unb64(x5t, strlen(x5t), got, sizeof got), 20);
+  cr_assert(!memcmp(got, want, 20), "the SHA-1 of the DER");
+  cr_assert(pm__jwt_key_ok(both), "the key is found past the certificate");
+  cr_assert_eq(pm__jwt_x5t(pem_key, x5t, sizeof x5t), PM_ECONFIG,
+               "a key alone has no thumbprint");
+  cr_assert_eq(pm__jwt_x5t("garbage", x5t, sizeof x5t), PM_ECONFIG);
+  free(both);
+  free(pem_key);
+  X509_free(cert);
   EVP_PKEY_free(key);
 }
