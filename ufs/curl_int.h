@@ -236,6 +236,11 @@ void pm__form_field(pm_sbuf *form, const char *name, const char *value);
  * PM_ECONFIG (a CA variable names what cannot be read), PM_ENOMEM. */
 int pm__form_post(const char *url, const char *form, pm_sbuf *body,
                   long *status);
+/* POST a JSON body to url with "Authorization: Bearer <bearer>" (Google's
+ * IAM Credentials API); otherwise as pm__form_post. Errors: as
+ * pm__form_post, PM_ETOOBIG (bearer over 64 KiB). */
+int pm__json_post(const char *url, const char *bearer, const char *json,
+                  pm_sbuf *body, long *status);
 /* POST form to STS at base (an AWS query API call, "Action=...&Version=
  * 2011-06-15&..."), signed SigV4 for region with the given keys (and
  * session token, or NULL); as pm__form_post otherwise, with AWS_CA_BUNDLE

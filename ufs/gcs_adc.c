@@ -12,8 +12,12 @@
  *     storage scope, signed RS256 with the account's private key,
  *     grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.
  *
- * Other kinds (external_account for workload identity federation,
- * impersonated_service_account) are refused at load with the way out.
+ *   - "external_account" (workload identity federation): a subject token
+ *     from a file or a URL traded at STS, then perhaps for a service
+ *     account's token (ufs/gcs_external.c).
+ *
+ * Other kinds (impersonated_service_account) are refused at load with
+ * the way out.
  * The file is read when the configuration loads (a bad one fails there)
  * and again for each token, so a rotated key is picked up. Tokens are
  * fetched and renewed by requests (ufs/s3_creds.c).
@@ -43,6 +47,14 @@ void pm__gcs_adc_free(pm_gcs_adc *a) {
   free(a->client_email);
   free(a->private_key_id);
   free(a->token_uri);
+  free(a->audience);
+  free(a->subject_token_type);
+  free(a->source_file);
+  free(a->source_url);
+  free(a->source_header);
+  pm__ufs_free_secret(&a->source_header_value);
+  free(a->source_field);
+  free(a->impersonation_url);
   memset(a, 0, sizeof *a);
 }
 
@@ -85,14 +97,16 @@ int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out) {
     if (!rc && !pm__jwt_key_ok(out->private_key))
       rc = pm__errf(PM_ECONFIG, "private_key is not a PEM RSA key (without "
                                 "a passphrase)");
+  } else if (!strcmp(type, "external_account")) {
+    rc = pm__gcs_external_parse(root, out);
   } else {
     rc = pm__errf(PM_ECONFIG, "credentials of type \"%.40s\" are not "
-                              "supported (authorized_user and "
-                              "service_account are; else give a token in "
-                              "GOOGLE_OAUTH_ACCESS_TOKEN, or HMAC keys)",
+                              "supported (authorized_user, service_account "
+                              "and external_account are; else give a token "
+                              "in GOOGLE_OAUTH_ACCESS_TOKEN, or HMAC keys)",
                   type);
   }
-  if (!rc)
+  if (!rc && !out->token_uri)
     rc = member(root, "token_uri", false, &out->token_uri);
   if (!rc && !out->token_uri && !(out->token_uri = strdup(DEFAULT_TOKEN_URI)))
     rc = pm__errf(PM_ENOMEM, "out of memory");
@@ -159,8 +173,13 @@ int pm__gcs_adc_load(pm_s3_config *cfg, bool *found) {
     return rc;
   char source[4096 + 256];
   snprintf(source, sizeof source, "application default credentials (%s, %s%s)",
-           path, adc.service_account ? "service account " : "user",
-           adc.service_account ? adc.client_email : "");
+           path,
+           adc.service_account ? "service account "
+           : adc.external      ? "external account "
+                               : "user",
+           adc.service_account ? adc.client_email
+           : adc.external      ? adc.audience
+                               : "");
   pm__gcs_adc_free(&adc);
   cfg->cred_kind = PM_S3_CREDS_GOOGLE_ADC;
   if (pm__s3_config_set(&cfg->adc_file, path) ||
@@ -232,7 +251,8 @@ int pm__gcs_adc_fetch(const char *path, pm_s3_keys *keys,
   int rc = load(path, &adc);
   if (rc)
     return rc;
-  rc = trade(&adc, keys, expires_ns);
+  rc = adc.external ? pm__gcs_external_trade(&adc, keys, expires_ns)
+                    : trade(&adc, keys, expires_ns);
   pm__gcs_adc_free(&adc);
   return rc;
 }

@@ -37,7 +37,8 @@ int pm__metadata_call(const char *base, const char *path, bool put,
 typedef struct call {
   const char *base, *path;
   const char *method; /* "GET", "PUT" or "POST" */
-  const char *form;   /* POST: the urlencoded body */
+  const char *form;   /* POST: the urlencoded body (or JSON, with json) */
+  bool json;
   bool via_proxy;   /* a service elsewhere: proxy and CAs as configured */
   const char *ca_var; /* the CA bundle variable tried first, or NULL */
   const char *header, *value;
@@ -60,7 +61,8 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
     rc = pm__http_add_header(&headers, o->header, o->value);
   if (!rc && o->form)
     rc = pm__http_add_header(&headers, "Content-Type",
-                             "application/x-www-form-urlencoded");
+                             o->json ? "application/json"
+                                     : "application/x-www-form-urlencoded");
   if (!rc && o->form && !o->sigv4) /* an OAuth endpoint; STS answers XML */
     rc = pm__http_add_header(&headers, "Accept", "application/json");
   if (rc) {
@@ -157,6 +159,22 @@ int pm__form_post(const char *url, const char *form, pm_sbuf *body,
             .via_proxy = true, .connect_ms = POST_CONNECT_TIMEOUT_MS,
             .total_ms = POST_TIMEOUT_MS};
   return perform_retrying(&o, body, status);
+}
+
+int pm__json_post(const char *url, const char *bearer, const char *json,
+                  pm_sbuf *body, long *status) {
+  pm_sbuf auth;
+  pm__sbuf_init(&auth, 64 * 1024);
+  pm__sbuf_printf(&auth, "Bearer %s", bearer);
+  call o = {.base = url, .path = "", .method = "POST", .form = json,
+            .json = true, .via_proxy = true, .header = "Authorization",
+            .value = pm__sbuf_str(&auth),
+            .connect_ms = POST_CONNECT_TIMEOUT_MS,
+            .total_ms = POST_TIMEOUT_MS};
+  int rc = auth.err ? pm__errf(PM_ETOOBIG, "token too long")
+                    : perform_retrying(&o, body, status);
+  pm__sbuf_free_secret(&auth);
+  return rc;
 }
 
 int pm__oauth_token_parse(const char *text, size_t length, char **token,

@@ -309,10 +309,18 @@ int pm__gcs_config_load(pm_s3_config *cfg);
 /* ---- Google application default credentials (ufs/gcs_adc.c) ------------ */
 
 typedef struct pm_gcs_adc {
-  bool service_account; /* else an authorized user */
+  bool service_account; /* else an authorized user, or: */
+  bool external;        /* an external account (ufs/gcs_external.c) */
   char *client_id, *client_secret, *refresh_token; /* authorized_user */
   char *client_email, *private_key, *private_key_id; /* service_account */
-  char *token_uri; /* https://, or http:// to this host */
+  char *token_uri; /* https://, or http:// to this host (external: STS) */
+  /* external_account: the pool provider, the subject token's type and
+   * where it is (a file, or a URL with at most one header), the member of
+   * its JSON that holds it (NULL: the text itself), and the service
+   * account to impersonate (generateAccessToken URL), or NULL. */
+  char *audience, *subject_token_type, *source_file, *source_url;
+  char *source_header, *source_header_value, *source_field;
+  char *impersonation_url;
 } pm_gcs_adc;
 
 /* Decode a credentials file (JSON of type authorized_user or
@@ -320,6 +328,24 @@ typedef struct pm_gcs_adc {
  * PM_ECONFIG (detail: what is wrong or missing, or the unsupported type),
  * PM_ENOMEM; out is then empty. */
 int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out);
+/* The external_account members of a credentials file (root: its JSON
+ * object) into out. Errors: PM_ECONFIG (what is missing or unsupported:
+ * AWS-sourced, executable-sourced, workforce pools), PM_ENOMEM. */
+int pm__gcs_external_parse(void *root, pm_gcs_adc *out);
+/* Trade an external account's subject token at STS for an access token,
+ * then, if it names one, for its service account's (keys->bearer,
+ * *expires_ns). Errors: PM_EACCES (the subject token cannot be read, or
+ * an endpoint refused: detail says which and why), PM_EUNREACHABLE,
+ * PM_EPROTO, PM_ENOMEM. */
+int pm__gcs_external_trade(const pm_gcs_adc *adc, pm_s3_keys *keys,
+                           int64_t *expires_ns);
+/* The IAM Credentials API's answer to generateAccessToken (status, body:
+ * {"accessToken", "expireTime"}, or {"error": {"message", ...}}) into a
+ * new *token and its expiry. Network input: PM_EACCES naming url, the
+ * status and the message (control characters blanked), PM_EPROTO,
+ * PM_ENOMEM. */
+int pm__gcs_iam_answer(const char *url, long status, const pm_sbuf *body,
+                       char **token, int64_t *expires_ns);
 void pm__gcs_adc_free(pm_gcs_adc *a);
 /* Find the credentials file (GOOGLE_APPLICATION_CREDENTIALS, else
  * $CLOUDSDK_CONFIG or ~/.config/gcloud/application_default_credentials

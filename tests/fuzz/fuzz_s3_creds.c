@@ -9,8 +9,9 @@
  * or read past the buffer; it returns 0 (with the keys or token set) or
  * PM_EPROTO, and hands nothing out on failure; an error is one printable
  * line within its buffer. The first byte picks the format (modulo 8: 3 an
- * OAuth error, 2 an OAuth token, 4 the container's keys, else its low bit
- * a credential_process's or IMDS's keys).
+ * OAuth error, 2 an OAuth token, 4 the container's keys, 6 and 7 Google
+ * IAM's generateAccessToken answer with status 200 and 403, else its low
+ * bit a credential_process's or IMDS's keys).
  * Seeds: corpus/s3_creds/.
  */
 #include <stdint.h>
@@ -43,6 +44,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if ((rc != 0 && rc != PM_EPROTO) || (rc == 0) != (keys.bearer != NULL) ||
         (rc == 0 && (expires <= 0 || !*keys.bearer)))
       abort();
+    pm__s3_keys_free(&keys);
+    return 0;
+  }
+  if (data[0] % 8 >= 6) { /* IAM's generateAccessToken */
+    pm_sbuf body = {.data = (char *)data + 1, .len = size - 1};
+    int rc = pm__gcs_iam_answer("http://iam", data[0] % 8 == 6 ? 200 : 403,
+                                &body, &keys.bearer, &expires);
+    if ((rc != 0 && rc != PM_EPROTO && rc != PM_EACCES) ||
+        (rc == 0) != (keys.bearer != NULL) || (rc == 0 && !*keys.bearer))
+      abort();
+    if (rc) {
+      const char *why = pm__errmsg();
+      for (size_t i = 0; why[i]; i++)
+        if ((unsigned char)why[i] < 0x20)
+          abort(); /* one printable line */
+    }
     pm__s3_keys_free(&keys);
     return 0;
   }

@@ -5,7 +5,8 @@ below), GCE's, for a GCS
 service account's token (GCEMetadata, below), and Azure's, for a managed
 identity's token (AzureIMDS): what an instance answers, and nothing
 more; and for the services elsewhere that hand out keys and tokens, STS
-(WebIdentitySTS) and an OAuth token endpoint (TokenEndpoint).
+(WebIdentitySTS), an OAuth token endpoint (TokenEndpoint) and Google's
+IAM Credentials API (GenerateAccessToken).
 
     PUT /latest/api/token          (X-aws-ec2-metadata-token-ttl-seconds)
     GET /latest/meta-data/iam/security-credentials/        -> role name
@@ -323,4 +324,49 @@ class _TokenHandler(_Handler):
             return
         body = {"access_token": ep.token, "expires_in": ep.expires_in,
                 "token_type": "Bearer"}
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+
+class GenerateAccessToken(_Service):
+    """A stand-in for Google's IAM Credentials API generateAccessToken at
+    ``path``: a JSON POST ({"scope": [...], "lifetime": "3600s"}) with
+    "Authorization: Bearer <bearer>" gets ``token`` for the service
+    account, expiring in an hour; another bearer gets 403 and Google's
+    error JSON. ``requests`` keeps (authorization, body) of each."""
+
+    def __init__(self, token, bearer,
+                 path="/v1/projects/-/serviceAccounts/"
+                      "reader@p.iam.gserviceaccount.com:generateAccessToken"):
+        self.token = token
+        self.bearer = bearer
+        self.path = path
+        self.requests = []
+        self.server = None
+        self.handler = _IAMHandler
+
+    @property
+    def url(self):
+        return self.endpoint + self.path
+
+
+class _IAMHandler(_Handler):
+    def do_POST(self):
+        iam = self.service
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        auth = self.headers.get("Authorization")
+        iam.requests.append((auth, json.loads(raw or b"null")))
+        if (self.path != iam.path or self.headers.get("Content-Type") !=
+                "application/json"):
+            self._send(404)
+            return
+        if auth != "Bearer " + iam.bearer:
+            body = {"error": {"code": 403, "status": "PERMISSION_DENIED",
+                              "message": "Permission 'iam.serviceAccounts."
+                                         "getAccessToken' denied"}}
+            self._send(403, json.dumps(body).encode(), "application/json")
+            return
+        expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+        body = {"accessToken": iam.token,
+                "expireTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}
         self._send(200, json.dumps(body).encode(), "application/json")

@@ -18,7 +18,8 @@ import time
 import pytest
 
 from harness.cloud_env import blank, clean_env
-from harness.imds import GCEMetadata, TokenEndpoint
+from harness.imds import (ContainerCredentials, GCEMetadata,
+                          GenerateAccessToken, TokenEndpoint)
 from harness.keepalive_proxy import OriginProxy
 from harness.pagemesh_cli import PagemeshCLI
 from harness.s3server import S3Server
@@ -260,6 +261,93 @@ def test_application_default_credentials_of_a_service_account(
         res = sa.error("stat", gs("data/blob.bin"))
         assert res.error == "PM_EACCES" and "invalid_grant" in res.detail
         assert len(seen) == 1
+
+
+def test_external_account_workload_identity_federation(driver, proxy,
+                                                        tmp_path):
+    """external_account (workload identity federation): the subject token
+    of the identity provider (a projected service account token in a
+    file, or the JSON answer of a URL with its header) is traded at
+    Google's STS for the storage scope, and, with an impersonation URL,
+    that token asks IAM for the service account's token, which is sent;
+    refusals are PM_EACCES with their reason; AWS-sourced files are
+    refused at load."""
+    audience = ("//iam.googleapis.com/projects/1/locations/global/"
+                "workloadIdentityPools/onprem/providers/k8s")
+    subject = tmp_path / "oidc-token"
+    subject.write_text("eyJhbGciOi.k8s-sa\n")
+    storage = "https://www.googleapis.com/auth/devstorage.read_only"
+
+    def check(form):
+        if (form.get("grant_type") !=
+                "urn:ietf:params:oauth:grant-type:token-exchange" or
+                form.get("audience") != audience or
+                form.get("requested_token_type") !=
+                "urn:ietf:params:oauth:token-type:access_token" or
+                form.get("subject_token_type") !=
+                "urn:ietf:params:oauth:token-type:jwt"):
+            return "invalid_request"
+        return None if form.get("subject_token") in (
+            "eyJhbGciOi.k8s-sa", "eyJ.from-a-url") else "invalid_grant"
+
+    cred_file = tmp_path / "external.json"
+    with TokenEndpoint("ya29.federated", check, path="/v1/token") as sts, \
+            GenerateAccessToken("ya29.impersonated", "ya29.federated") as iam:
+        cred = {"type": "external_account", "audience": audience,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "token_url": sts.url,
+                "credential_source": {"file": str(subject)}}
+        cred_file.write_text(json.dumps(cred))
+        ext = driver.with_env(GCS_HMAC_ACCESS_ID=None, GCS_HMAC_SECRET=None,
+                              GOOGLE_APPLICATION_CREDENTIALS=str(cred_file),
+                              PAGEMESH_ORIGIN_RETRIES=0)
+        ext.error("stat", gs("data/blob.bin"))
+        assert _sent_token(proxy) == "Bearer ya29.federated"
+        assert sts.forms[-1]["scope"] == storage
+        # Impersonating a service account: its token is the one sent.
+        cred["service_account_impersonation_url"] = iam.url
+        cred_file.write_text(json.dumps(cred))
+        ext.error("list", gs("many/"))
+        assert _sent_token(proxy) == "Bearer ya29.impersonated"
+        assert sts.forms[-1]["scope"] == \
+            "https://www.googleapis.com/auth/cloud-platform"
+        auth, body = iam.requests[-1]
+        assert auth == "Bearer ya29.federated"
+        assert body == {"scope": [storage], "lifetime": "3600s"}
+        # IAM refuses: its message is the reason, nothing reaches GCS.
+        iam.bearer = "another"
+        sent = proxy.stats()["total_requests"]
+        res = ext.error("stat", gs("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "HTTP 403" in res.detail
+        assert "getAccessToken" in res.detail
+        assert proxy.stats()["total_requests"] == sent
+        # The subject token as JSON from a URL with its one header.
+        with ContainerCredentials({"AccessKeyId": "-", "SecretAccessKey": "-",
+                                   "Token": "eyJ.from-a-url"},
+                                  token="Bearer idp") as idp:
+            del cred["service_account_impersonation_url"]
+            cred["credential_source"] = {
+                "url": idp.url, "headers": {"Authorization": "Bearer idp"},
+                "format": {"type": "json",
+                           "subject_token_field_name": "Token"}}
+            cred_file.write_text(json.dumps(cred))
+            ext.error("stat", gs("data/blob.bin"))
+            assert _sent_token(proxy) == "Bearer ya29.federated"
+            assert sts.forms[-1]["subject_token"] == "eyJ.from-a-url"
+            assert idp.authorizations == ["Bearer idp"]
+        # A subject token STS refuses.
+        cred["credential_source"] = {"file": str(subject)}
+        cred_file.write_text(json.dumps(cred))
+        subject.write_text("eyJ.expired")
+        res = ext.error("stat", gs("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "invalid_grant" in res.detail
+        assert "eyJ.expired" not in res.detail
+    # AWS-sourced: refused when the file is read.
+    cred["credential_source"] = {"environment_id": "aws1",
+                                 "region_url": "http://169.254.169.254"}
+    cred_file.write_text(json.dumps(cred))
+    res = ext.error("stat", gs("data/blob.bin"))
+    assert res.error == "PM_ECONFIG" and "AWS-sourced" in res.detail
 
 
 def test_storage_emulator_host_without_scheme(driver, proxy):

@@ -241,6 +241,43 @@ Test(gcs, adc_files_of_a_user_and_of_a_service_account) {
   pm__gcs_adc_free(&adc);
 }
 
+Test(gcs, adc_files_of_an_external_account) {
+  pm_gcs_adc adc;
+  cr_assert_eq(parse("{\"type\": \"external_account\", \"audience\": "
+                     "\"//iam.googleapis.com/projects/1/x\", "
+                     "\"subject_token_type\": \"urn:t:jwt\", "
+                     "\"credential_source\": {\"file\": \"/var/t\"}}",
+                     &adc),
+               0, "%s", pm__errmsg());
+  cr_assert(adc.external);
+  cr_assert_str_eq(adc.audience, "//iam.googleapis.com/projects/1/x");
+  cr_assert_str_eq(adc.source_file, "/var/t");
+  cr_assert_null(adc.source_field, "text by default");
+  cr_assert_null(adc.impersonation_url);
+  cr_assert_str_eq(adc.token_uri, "https://sts.googleapis.com/v1/token");
+  pm__gcs_adc_free(&adc);
+  cr_assert_eq(parse("{\"type\": \"external_account\", \"audience\": "
+                     "\"a\", \"subject_token_type\": \"urn:t:jwt\", "
+                     "\"token_url\": \"http://127.0.0.1:9/v1/token\", "
+                     "\"service_account_impersonation_url\": "
+                     "\"https://iamcredentials.googleapis.com/v1/x\", "
+                     "\"credential_source\": {\"url\": "
+                     "\"http://169.254.169.254/metadata/identity\", "
+                     "\"headers\": {\"Metadata\": \"True\"}, "
+                     "\"format\": {\"type\": \"json\", "
+                     "\"subject_token_field_name\": \"access_token\"}}}",
+                     &adc),
+               0, "%s", pm__errmsg());
+  cr_assert_str_eq(adc.source_url, "http://169.254.169.254/metadata/identity");
+  cr_assert_str_eq(adc.source_header, "Metadata");
+  cr_assert_str_eq(adc.source_header_value, "True");
+  cr_assert_str_eq(adc.source_field, "access_token");
+  cr_assert_str_eq(adc.token_uri, "http://127.0.0.1:9/v1/token");
+  cr_assert_str_eq(adc.impersonation_url,
+                   "https://iamcredentials.googleapis.com/v1/x");
+  pm__gcs_adc_free(&adc);
+}
+
 Test(gcs, adc_files_that_cannot_be_used_say_why) {
   static const struct {
     const char *json, *says;
@@ -248,8 +285,39 @@ Test(gcs, adc_files_that_cannot_be_used_say_why) {
       {"not json", "not a JSON object"},
       {"[1]", "not a JSON object"},
       {"{}", "type"},
-      {"{\"type\": \"external_account\", \"audience\": \"x\"}",
-       "\"external_account\" are not supported"},
+      {"{\"type\": \"impersonated_service_account\"}",
+       "\"impersonated_service_account\" are not supported"},
+#define EXT "{\"type\": \"external_account\", \"subject_token_type\": " \
+            "\"urn:ietf:params:oauth:token-type:jwt\", "
+      {EXT "\"credential_source\": {\"file\": \"/t\"}}", "audience"},
+      {EXT "\"audience\": \"//iam.googleapis.com/locations/global/"
+           "workforcePools/p/providers/x\", "
+           "\"credential_source\": {\"file\": \"/t\"}}",
+       "workforce pool"},
+      {EXT "\"audience\": \"a\"}", "credential_source"},
+      {EXT "\"audience\": \"a\", \"credential_source\": "
+           "{\"environment_id\": \"aws1\"}}", "AWS-sourced"},
+      {EXT "\"audience\": \"a\", \"credential_source\": "
+           "{\"executable\": {\"command\": \"x\"}}}", "executable"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {}}", "\"url\""},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"url\": "
+           "\"http://127.0.0.1/t\", \"headers\": {\"A\": \"1\", "
+           "\"B\": \"2\"}}}", "at most one header"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"url\": "
+           "\"http://127.0.0.1/t\", \"headers\": {\"A\": \"1\\r\\nX: y\"}}}",
+       "not a header"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"file\": "
+           "\"/t\", \"format\": {\"type\": \"json\"}}}",
+       "subject_token_field_name"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"file\": "
+           "\"/t\", \"format\": {\"type\": \"xml\"}}}", "text or json"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"file\": "
+           "\"/t\"}, \"service_account_impersonation_url\": "
+           "\"http://iam.example/x\"}", "not https://"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"file\": "
+           "\"/t\"}, \"token_url\": \"http://sts.example/v1/token\"}",
+       "not https://"},
+#undef EXT
       {"{\"type\": \"authorized_user\", \"client_id\": \"c\", "
        "\"client_secret\": \"s\"}", "refresh_token"},
       {"{\"type\": \"service_account\", \"client_email\": \"e\"}",
@@ -271,6 +339,8 @@ Test(gcs, adc_files_that_cannot_be_used_say_why) {
               pm__errmsg());
     cr_assert_null(adc.client_id);
     cr_assert_null(adc.token_uri);
+    cr_assert_null(adc.audience);
+    cr_assert_null(adc.source_file);
   }
 }
 
