@@ -19,19 +19,21 @@
 #define PEM_MAX (256u * 1024u)
 #define ASSERTION_LIFETIME_S 600
 
-/* The file's text (wipe and free it), or PM_ECONFIG naming the path. */
-static int read_pem(const char *path, char **text) {
-  size_t length = 0;
+/* The file's text and length (wipe and free it: free_pem), or
+ * PM_ECONFIG naming the path. */
+static int read_pem(const char *path, char **text, size_t *length) {
+  *length = 0;
   *text = NULL;
-  int rc = pm__ufs_read_small(path, PEM_MAX, text, &length);
+  int rc = pm__ufs_read_small(path, PEM_MAX, text, length);
   if (!rc && !*text)
     rc = pm__errf(PM_ECONFIG, "%s: no such file (or not readable)", path);
   return rc;
 }
 
-static void free_pem(char *text) {
+/* All of it: a .pfx given by mistake holds NULs. */
+static void free_pem(char *text, size_t length) {
   if (text) {
-    explicit_bzero(text, strlen(text));
+    explicit_bzero(text, length);
     free(text);
   }
 }
@@ -51,24 +53,26 @@ static int check_text(const char *path, const char *text, char *x5t,
 
 int pm__azure_cert_check(const char *path) {
   char *text;
+  size_t length;
   char x5t[64];
-  int rc = read_pem(path, &text);
+  int rc = read_pem(path, &text, &length);
   if (!rc)
     rc = check_text(path, text, x5t, sizeof x5t);
-  free_pem(text);
+  free_pem(text, length);
   return rc;
 }
 
 int pm__azure_cert_assertion(const char *path, const char *client_id,
                              const char *token_url, pm_sbuf *out) {
   char *text;
+  size_t length;
   char x5t[64], jti[33];
   unsigned char random[16];
-  int rc = read_pem(path, &text);
+  int rc = read_pem(path, &text, &length);
   if (!rc)
     rc = check_text(path, text, x5t, sizeof x5t);
   if (rc) {
-    free_pem(text);
+    free_pem(text, length);
     return rc;
   }
   pm__random(random, sizeof random);
@@ -89,6 +93,6 @@ int pm__azure_cert_assertion(const char *path, const char *client_id,
                 : pm__jwt_rs256(text, h, c, out);
   free(h);
   free(c);
-  free_pem(text);
+  free_pem(text, length);
   return rc;
 }

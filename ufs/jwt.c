@@ -76,7 +76,12 @@ static int sign(EVP_PKEY *key, const pm_sbuf *out, size_t start,
 }
 
 int pm__jwt_x5t(const char *pem, char *out, size_t size) {
-  BIO *bio = BIO_new_mem_buf(pem, -1);
+  /* From the certificate on: OpenSSL would decode a key before it while
+   * looking, and free its bytes unwiped. */
+  const char *begin = strstr(pem, "-----BEGIN CERTIFICATE-----");
+  if (!begin)
+    return pm__errf(PM_ECONFIG, "no PEM certificate");
+  BIO *bio = BIO_new_mem_buf(begin, -1);
   X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
   BIO_free(bio);
   unsigned char *der = NULL;
@@ -91,9 +96,9 @@ int pm__jwt_x5t(const char *pem, char *out, size_t size) {
   pm_sbuf text;
   pm__sbuf_init(&text, 64);
   put_b64url(&text, sha1, sizeof sha1);
-  int rc = text.err || text.len >= size
-               ? pm__errf(PM_ENOMEM, "out of memory for a thumbprint")
-               : 0;
+  int rc = text.err    ? pm__errf(PM_ENOMEM, "out of memory for a thumbprint")
+           : text.len >= size ? pm__errf(PM_ETOOBIG, "no room for a thumbprint")
+                              : 0;
   if (!rc)
     memcpy(out, text.data, text.len + 1);
   pm__sbuf_free(&text);

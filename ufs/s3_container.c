@@ -19,18 +19,31 @@
 #define OUTPUT_MAX (64u * 1024u)
 #define TOKEN_MAX (16u * 1024u)
 
-/* botocore's rule for a full URI: https to anywhere; http only to this
- * host or to the link-local addresses of ECS and EKS Pod Identity. */
+/* A full URI's rule, as the AWS SDKs for Java and JavaScript have it:
+ * https to anywhere; http only to this host or to the link-local
+ * addresses of ECS and EKS Pod Identity (botocore's list). No user info
+ * in either: "http://169.254.170.2:80@elsewhere/" names elsewhere. */
 static bool full_uri_allowed(const char *url) {
-  static const char *const agents[] = {ECS_HOST, "http://169.254.170.23",
-                                       "http://[fd00:ec2::23]"};
-  if (pm__ufs_url_for_secrets(url))
+  static const char *const agents[] = {"169.254.170.2", "169.254.170.23",
+                                       "[fd00:ec2::23]"};
+  bool https = !strncmp(url, "https://", 8);
+  const char *host = url + (https ? 8 : 7);
+  size_t n = strcspn(host, "/?#");
+  if ((!https && strncmp(url, "http://", 7) != 0) || n == 0 ||
+      memchr(host, '@', n))
+    return false;
+  if (https || pm__ufs_url_for_secrets(url))
     return true;
   for (size_t i = 0; i < PM_ARRAY_SIZE(agents); i++) {
-    size_t n = strlen(agents[i]);
-    if (!strncmp(url, agents[i], n) &&
-        (url[n] == '\0' || strchr(":/?#", url[n])))
+    size_t h = strlen(agents[i]);
+    if (n < h || strncmp(host, agents[i], h) != 0)
+      continue;
+    if (n == h)
       return true;
+    if (host[h] != ':') /* "169.254.170.234": another host */
+      continue;
+    size_t digits = strspn(host + h + 1, "0123456789");
+    return digits > 0 && h + 1 + digits == n;
   }
   return false;
 }
@@ -50,9 +63,9 @@ int pm__s3_creds_from_container(pm_s3_config *cfg, bool *used) {
     return 0;
   char url[URL_MAX + sizeof ECS_HOST];
   if (rel && (rel[0] != '/' || strlen(rel) > URL_MAX || !printable(rel)))
-    return pm__errf(PM_ECONFIG, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI "
-                                "\"%.100s\" is not a path that starts with "
-                                "'/'", rel);
+    return pm__errf(PM_ECONFIG, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: not "
+                                "a path that starts with '/', of printable "
+                                "characters, at most %d bytes", URL_MAX);
   if (!rel && (strlen(full) > URL_MAX || !printable(full) ||
                !full_uri_allowed(full)))
     return pm__errf(PM_ECONFIG, "AWS_CONTAINER_CREDENTIALS_FULL_URI "
@@ -95,8 +108,13 @@ int pm__s3_container_fetch(const pm_s3_config *cfg, pm_s3_keys *keys,
     rc = pm__short_call(cfg->container_url, "", false,
                         !strncmp(cfg->container_url, "https://", 8),
                         auth ? "Authorization" : NULL, auth, &body, &status);
-  if (!rc && status != 200)
-    rc = pm__errf(PM_EACCES, "HTTP %ld", status);
+  if (!rc && status != 200) {
+    char text[121] = ""; /* the agent's reason, on one line */
+    for (size_t i = 0; i < body.len && i + 1 < sizeof text; i++)
+      text[i] = (unsigned char)body.data[i] < 0x20 ? ' ' : body.data[i];
+    rc = pm__errf(PM_EACCES, "HTTP %ld%s%s", status, text[0] ? ": " : "",
+                  text);
+  }
   if (!rc)
     rc = pm__s3_parse_creds(body.data ? body.data : "", body.len,
                             PM_S3_FORM_CONTAINER, keys, expires_ns);

@@ -96,6 +96,7 @@ int pm__ufs_read_small(const char *path, size_t max, char **text,
   ssize_t n = pm__pread_full(fd, *text, (size_t)st.st_size, 0);
   if (n < 0) {
     rc = pm__errf(PM_ECONFIG, "%s: read failed", path);
+    explicit_bzero(*text, (size_t)st.st_size); /* a part of a key, perhaps */
     free(*text);
     *text = NULL;
     goto out;

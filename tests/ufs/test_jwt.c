@@ -133,7 +133,7 @@ Test(jwt, x5t_is_the_certificate_thumbprint) {
   unsigned char got[32];
   cr_assert_eq(unb64(x5t, strlen(x5t), got, sizeof got), 20);
   cr_assert(!memcmp(got, want, 20), "the SHA-1 of the DER");
-  cr_assert(pm__jwt_key_ok(both), "the key is found past the certificate");
+  cr_assert(pm__jwt_key_ok(both), "the certificate is found past the key");
   cr_assert_eq(pm__jwt_x5t(pem_key, x5t, sizeof x5t), PM_ECONFIG,
                "a key alone has no thumbprint");
   cr_assert_eq(pm__jwt_x5t("garbage", x5t, sizeof x5t), PM_ECONFIG);

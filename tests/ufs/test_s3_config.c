@@ -456,6 +456,10 @@ Test(s3_config, the_role_of_a_container) {
   static const char *const refused[] = {
       "http://example.com/c", "http://169.254.170.22/c",
       "http://169.254.170.234/c", "http://127.0.0.1@evil.com/c",
+      "http://169.254.170.2:80@evil.example/c",
+      "http://169.254.170.23:@evil.example/c",
+      "http://[fd00:ec2::23]:x@evil.example/", "https://u:p@creds.example/",
+      "http://169.254.170.2:/c", "http://169.254.170.2:8a/c",
       "ftp://127.0.0.1/c", "http://127.0.0.1/a b"};
   for (size_t i = 0; i < PM_ARRAY_SIZE(refused); i++) {
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", refused[i], 1);
