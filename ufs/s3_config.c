@@ -43,6 +43,11 @@ void pm__s3_config_free(pm_s3_config *cfg) {
   free(cfg->container_url);
   free(cfg->container_token_file);
   pm__ufs_free_secret(&cfg->container_token);
+  free(cfg->sso_portal);
+  free(cfg->sso_cache_file);
+  free(cfg->sso_account);
+  free(cfg->sso_role);
+  free(cfg->sso_profile);
   if (cfg->source) {
     pm__s3_config_free(cfg->source);
     free(cfg->source);
@@ -371,10 +376,8 @@ static int profile_value(const aws_file *cred, const aws_file *config,
   return rc;
 }
 
-/* Sources of keys that the profile names instead of keys: its
- * credential_process is run by requests (ufs/s3_creds.c); an SSO login is
- * refused with the way out (requests would otherwise go out anonymous and
- * fail with 403). */
+/* A source of keys that the profile names instead of keys: its
+ * credential_process, run by requests (ufs/s3_creds.c). */
 static int creds_from_profile_source(pm_s3_config *cfg, const char *profile,
                                      const aws_file *config,
                                      const char *config_section) {
@@ -388,10 +391,6 @@ static int creds_from_profile_source(pm_s3_config *cfg, const char *profile,
     rc = pm__errf(PM_ENOMEM, "s3 config: out of memory");
     goto out;
   }
-  static const char *const unsupported[][2] = {
-      {"sso_session", "AWS SSO (IAM Identity Center)"},
-      {"sso_start_url", "AWS SSO (IAM Identity Center)"},
-  };
   rc = profile_value(&cred, config, profile, config_section,
                      "credential_process", value, PM_S3_VALUE_MAX, &from);
   if (rc == 1) {
@@ -405,18 +404,6 @@ static int creds_from_profile_source(pm_s3_config *cfg, const char *profile,
              ? pm__errf(PM_ENOMEM, "s3 config: out of memory")
              : 0;
     goto out;
-  }
-  for (size_t i = 0; !rc && i < sizeof unsupported / sizeof *unsupported;
-       i++) {
-    rc = profile_value(&cred, config, profile, config_section,
-                       unsupported[i][0], value, PM_S3_VALUE_MAX, &from);
-    if (rc == 1)
-      rc = pm__errf(PM_ECONFIG,
-                    "AWS profile \"%s\" in %s uses %s, which pagemesh "
-                    "cannot sign in with; give the profile "
-                    "credential_process = aws configure export-credentials "
-                    "--profile %s --format process",
-                    profile, from, unsupported[i][1], profile);
   }
 out:
   free(value);
@@ -659,9 +646,12 @@ static int creds_from_role(pm_s3_config *cfg, const char *profile,
 static int creds_from_profile(pm_s3_config *cfg, const char *profile,
                               bool named, const aws_file *config,
                               const char *section, int depth) {
-  bool role = false;
+  bool role = false, sso = false;
   int rc = creds_from_role(cfg, profile, config, section, depth, &role);
-  if (rc || role)
+  if (!rc && !role)
+    rc = pm__s3_creds_from_sso(cfg, profile, config->text, config->length,
+                               config->path, section, &sso);
+  if (rc || role || sso)
     return rc;
   rc = creds_from_files(cfg, profile, named, config, section);
   if (rc == 0 && !cfg->access_key)
@@ -694,21 +684,25 @@ static int profile_exists(const char *profile, const aws_file *config,
 }
 
 /* In botocore's order: keys in the environment, then a role the profile
- * assumes, then a web identity (IRSA), then the profile's keys (the
- * credentials file, the config file) or its credential_process, then a
- * container's role (ECS, EKS Pod Identity), then the instance's role. */
+ * assumes, then a web identity (IRSA), then the profile's SSO role, then
+ * the profile's keys (the credentials file, the config file) or its
+ * credential_process, then a container's role (ECS, EKS Pod Identity),
+ * then the instance's role. */
 static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
                             const aws_file *config,
                             const char *config_section) {
   if (pm__ufs_env("AWS_ACCESS_KEY_ID") || pm__ufs_env("AWS_SECRET_ACCESS_KEY"))
     return creds_from_env(cfg);
   int rc = named ? profile_exists(profile, config, config_section) : 0;
-  bool role = false, web = false;
+  bool role = false, web = false, sso = false;
   if (!rc)
     rc = creds_from_role(cfg, profile, config, config_section, 0, &role);
   if (!rc && !role)
     rc = creds_from_web_identity(cfg, &web);
-  if (rc || role || web)
+  if (!rc && !role && !web)
+    rc = pm__s3_creds_from_sso(cfg, profile, config->text, config->length,
+                               config->path, config_section, &sso);
+  if (rc || role || web || sso)
     return rc;
   rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)

@@ -391,6 +391,8 @@ static int fetch(pm_s3_config *cfg, pm_s3_keys *keys, int64_t *expires_ns) {
                ? fetch_assume_role(cfg, keys, expires_ns)
            : cfg->cred_kind == PM_S3_CREDS_CONTAINER
                ? pm__s3_container_fetch(cfg, keys, expires_ns)
+           : cfg->cred_kind == PM_S3_CREDS_SSO
+               ? pm__s3_sso_fetch(cfg, keys, expires_ns)
                : fetch_gce(cfg->imds_endpoint, keys, expires_ns);
   if (!rc)
     return 0;

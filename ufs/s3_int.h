@@ -31,6 +31,7 @@ typedef enum pm_s3_cred_kind {
   PM_S3_CREDS_GOOGLE_ADC,   /* Google application default credentials */
   PM_S3_CREDS_ASSUME_ROLE,  /* STS AssumeRole with a source's keys */
   PM_S3_CREDS_CONTAINER,    /* ECS task role, EKS Pod Identity */
+  PM_S3_CREDS_SSO,          /* IAM Identity Center (aws sso login) */
 } pm_s3_cred_kind;
 
 typedef struct pm_s3_fetched pm_s3_fetched;
@@ -70,6 +71,9 @@ typedef struct pm_s3_config {
    * call: a token file read for each fetch, or a token (a secret), or
    * neither (ufs/s3_container.c). */
   char *container_url, *container_token_file, *container_token;
+  /* PM_S3_CREDS_SSO: the portal's base URL, the cached login's file, the
+   * account and role, and the profile (ufs/s3_sso.c). */
+  char *sso_portal, *sso_cache_file, *sso_account, *sso_role, *sso_profile;
 } pm_s3_config;
 
 /*
@@ -157,6 +161,30 @@ typedef enum pm_s3_creds_form {
  * anything else, PM_ENOMEM. */
 int pm__s3_parse_creds(const char *text, size_t length, pm_s3_creds_form form,
                        pm_s3_keys *keys, int64_t *expires_ns);
+
+/* ---- IAM Identity Center (ufs/s3_sso.c) ------------------------------- */
+
+/* The SSO settings of `profile` (its `section` in the config file's
+ * text, at path): sso_account_id and sso_role_name, with sso_session
+ * (whose [sso-session NAME] has sso_start_url and sso_region) or, the
+ * legacy form, sso_start_url and sso_region in the profile itself. Sets
+ * cfg up to fetch the role's keys with the login `aws sso login` cached
+ * and *used, or leaves it alone without SSO settings. Errors: PM_ECONFIG
+ * (settings missing or too long; detail names them), PM_ENOMEM. */
+int pm__s3_creds_from_sso(pm_s3_config *cfg, const char *profile,
+                          const char *text, size_t length, const char *path,
+                          const char *section, bool *used);
+/* The role's keys from the portal's GetRoleCredentials, asked with the
+ * cached login. Errors: PM_EACCES (no login cached, or expired, or
+ * refused: detail says to run `aws sso login`), PM_EUNREACHABLE,
+ * PM_EPROTO, PM_ENOMEM. */
+int pm__s3_sso_fetch(const pm_s3_config *cfg, pm_s3_keys *keys,
+                     int64_t *expires_ns);
+/* GetRoleCredentials' answer ({"roleCredentials": {"accessKeyId",
+ * "secretAccessKey", "sessionToken", "expiration": ms since the epoch}})
+ * into keys and *expires_ns. Network input: PM_EPROTO, PM_ENOMEM. */
+int pm__s3_sso_parse(const char *text, size_t length, pm_s3_keys *keys,
+                     int64_t *expires_ns);
 
 /* ---- the container credentials endpoint (ufs/s3_container.c) ----------- */
 

@@ -9,9 +9,10 @@
  * or read past the buffer; it returns 0 (with the keys or token set) or
  * PM_EPROTO, and hands nothing out on failure; an error is one printable
  * line within its buffer. The first byte picks the format (modulo 8: 3 an
- * OAuth error, 2 an OAuth token, 4 the container's keys, 6 and 7 Google
- * IAM's generateAccessToken answer with status 200 and 403, else its low
- * bit a credential_process's or IMDS's keys).
+ * OAuth error, 2 an OAuth token, 4 the container's keys, 5 the AWS SSO
+ * portal's keys, 6 and 7 Google IAM's generateAccessToken answer with
+ * status 200 and 403, else its low bit a credential_process's or IMDS's
+ * keys).
  * Seeds: corpus/s3_creds/.
  */
 #include <stdint.h>
@@ -66,8 +67,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pm_s3_creds_form form = data[0] % 8 == 4 ? PM_S3_FORM_CONTAINER
                           : data[0] & 1        ? PM_S3_FORM_IMDS
                                                : PM_S3_FORM_PROCESS;
-  int rc = pm__s3_parse_creds((const char *)data + 1, size - 1, form, &keys,
-                              &expires);
+  int rc = data[0] % 8 == 5 /* the AWS SSO portal's GetRoleCredentials */
+               ? pm__s3_sso_parse((const char *)data + 1, size - 1, &keys,
+                                  &expires)
+               : pm__s3_parse_creds((const char *)data + 1, size - 1, form,
+                                    &keys, &expires);
   if (rc != 0 && rc != PM_EPROTO)
     abort();
   if (rc == 0 && (!keys.access_key || !keys.secret_key ||

@@ -5,8 +5,9 @@ below), GCE's, for a GCS
 service account's token (GCEMetadata, below), and Azure's, for a managed
 identity's token (AzureIMDS): what an instance answers, and nothing
 more; and for the services elsewhere that hand out keys and tokens, STS
-(WebIdentitySTS), an OAuth token endpoint (TokenEndpoint) and Google's
-IAM Credentials API (GenerateAccessToken).
+(WebIdentitySTS), an OAuth token endpoint (TokenEndpoint), Google's
+IAM Credentials API (GenerateAccessToken) and the AWS SSO portal
+(SSOPortal).
 
     PUT /latest/api/token          (X-aws-ec2-metadata-token-ttl-seconds)
     GET /latest/meta-data/iam/security-credentials/        -> role name
@@ -369,4 +370,44 @@ class _IAMHandler(_Handler):
         expiry = datetime.now(timezone.utc) + timedelta(hours=1)
         body = {"accessToken": iam.token,
                 "expireTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+
+class SSOPortal(_Service):
+    """A stand-in for the AWS SSO portal's GetRoleCredentials: ``GET
+    /federation/credentials?role_name=R&account_id=A`` with the header
+    x-amz-sso_bearer_token equal to ``token`` answers ``keys``
+    (AccessKeyId, SecretAccessKey, SessionToken) as roleCredentials,
+    expiring in an hour (milliseconds since the epoch); another token gets
+    401. ``calls`` keeps (bearer, query) of each."""
+
+    def __init__(self, keys, token):
+        self.keys = keys
+        self.token = token
+        self.calls = []
+        self.server = None
+        self.handler = _SSOHandler
+
+
+class _SSOHandler(_Handler):
+    def do_GET(self):
+        from urllib.parse import parse_qs, urlsplit
+        portal = self.service
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        bearer = self.headers.get("x-amz-sso_bearer_token")
+        portal.calls.append((bearer, query))
+        if split.path != "/federation/credentials":
+            self._send(404)
+            return
+        if bearer != portal.token:
+            body = {"message": "Session token not found or invalid"}
+            self._send(401, json.dumps(body).encode(), "application/json")
+            return
+        expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+        body = {"roleCredentials": {
+            "accessKeyId": portal.keys["AccessKeyId"],
+            "secretAccessKey": portal.keys["SecretAccessKey"],
+            "sessionToken": portal.keys["SessionToken"],
+            "expiration": int(expiry.timestamp() * 1000)}}
         self._send(200, json.dumps(body).encode(), "application/json")

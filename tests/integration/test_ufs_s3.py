@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import util
-from harness.imds import IMDS, ContainerCredentials, WebIdentitySTS
+from harness.imds import IMDS, ContainerCredentials, SSOPortal, WebIdentitySTS
 from harness.s3server import S3Server
 from harness.ufs_driver import Driver
 from origin_proxy import OriginProxy
@@ -494,14 +494,52 @@ def test_profile_that_assumes_a_role(s3, driver, proxy, tmp_path):
     assert "nope" not in res.detail
 
 
-def test_profiles_pagemesh_cannot_sign_in_with_are_refused(driver,
-                                                           tmp_path):
+def test_profile_that_signs_in_with_sso(s3, driver, proxy, tmp_path):
+    """IAM Identity Center: the access token `aws sso login` cached for the
+    profile's session (~/.aws/sso/cache/SHA1(session).json) is traded at
+    the portal (AWS_ENDPOINT_URL_SSO) for the role's keys; an expired,
+    missing or refused login is PM_EACCES with the way out."""
+    import hashlib
+    from datetime import datetime, timedelta, timezone
+    creds = _temporary_keys(s3, "pm-sso")
     config = _write(tmp_path / "config", (
-        "[profile sso]\nsso_session = corp\nsso_role_name = reader\n"))
-    res = _no_keys(driver, AWS_PROFILE="sso",
-                   AWS_CONFIG_FILE=config).error("stat", uri("data/blob.bin"))
-    assert res.error == "PM_ECONFIG" and "AWS SSO" in res.detail
-    assert "export-credentials" in res.detail
+        "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\n"
+        "sso_role_name = reader\n"
+        "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start"
+        "\nsso_region = eu-west-1\n"))
+    cache = tmp_path / ".aws" / "sso" / "cache"
+    cache.mkdir(parents=True)
+    login = cache / (hashlib.sha1(b"corp").hexdigest() + ".json")
+
+    def cached(token, hours):
+        at = datetime.now(timezone.utc) + timedelta(hours=hours)
+        login.write_text(json.dumps({
+            "startUrl": "https://corp.awsapps.com/start",
+            "region": "eu-west-1", "accessToken": token,
+            "expiresAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+
+    with SSOPortal(creds, "sso-access-token") as portal:
+        dev = _no_keys(driver, AWS_PROFILE="dev", AWS_CONFIG_FILE=config,
+                       HOME=str(tmp_path),
+                       AWS_ENDPOINT_URL_SSO=portal.endpoint)
+        cached("sso-access-token", 8)
+        assert dev.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        headers = proxy.stats()["recent"][-1]["headers"]
+        assert headers["x-amz-security-token"] == creds["SessionToken"]
+        assert portal.calls == [("sso-access-token", {
+            "role_name": "reader", "account_id": "111122223333"})]
+        cached("sso-access-token", -1)  # expired: not even sent
+        res = dev.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "expired" in res.detail
+        assert "aws sso login --profile dev" in res.detail
+        assert len(portal.calls) == 1
+        cached("revoked-token", 8)
+        res = dev.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "HTTP 401" in res.detail
+        assert "revoked-token" not in res.detail
+        login.unlink()
+        res = dev.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "no SSO login cached" in res.detail
 
 
 def test_instance_role_from_the_metadata_service(s3, driver, proxy):

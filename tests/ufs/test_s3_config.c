@@ -39,6 +39,7 @@ static void clear_env(void) {
                                      "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                                      "AWS_CONTAINER_AUTHORIZATION_TOKEN",
                                      "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                                     "AWS_ENDPOINT_URL_SSO",
                                      "PAGEMESH_S3_MAX_KEYS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
     unsetenv(vars[i]);
@@ -288,10 +289,57 @@ Test(s3_config, profiles_that_name_a_credential_source) {
   cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
   cr_assert_str_eq(cfg.access_key, "K");
   pm__s3_config_free(&cfg);
-  setenv("AWS_PROFILE", "sso", 1);
-  load_fails("AWS SSO");
-  load_fails("credential_process = aws configure export-credentials "
-             "--profile sso --format process");
+  setenv("AWS_PROFILE", "sso", 1); /* its session has no section */
+  load_fails("[sso-session corp]: sso_start_url and sso_region are needed");
+}
+
+/* IAM Identity Center: the session (or the legacy settings in the
+ * profile), the role, the cached login's file and the portal. */
+Test(s3_config, profiles_that_sign_in_with_sso) {
+  write_file("config",
+             "[profile dev]\nsso_session = corp\nsso_account_id = 111\n"
+             "sso_role_name = reader\naws_access_key_id = NOT-USED\n"
+             "aws_secret_access_key = NOT-USED\n"
+             "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/"
+             "start\nsso_region = eu-west-1\n"
+             "[profile legacy]\n"
+             "sso_start_url = https://old.awsapps.com/start\n"
+             "sso_region = us-east-2\nsso_account_id = 222\n"
+             "sso_role_name = admin\n"
+             "[profile norole]\nsso_session = corp\nsso_account_id = 1\n"
+             "[profile badregion]\nsso_start_url = https://x/start\n"
+             "sso_region = eu west\nsso_account_id = 1\n"
+             "sso_role_name = r\n");
+  char path[300];
+  snprintf(path, sizeof path, "%s/config", tmpdir);
+  setenv("AWS_CONFIG_FILE", path, 1);
+  setenv("AWS_PROFILE", "dev", 1);
+  pm_s3_config cfg;
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_SSO, "SSO before the keys");
+  cr_assert_null(cfg.access_key);
+  cr_assert_str_eq(cfg.sso_account, "111");
+  cr_assert_str_eq(cfg.sso_role, "reader");
+  cr_assert_str_eq(cfg.sso_portal,
+                   "https://portal.sso.eu-west-1.amazonaws.com");
+  char cache[400]; /* the SHA-1 of "corp", as the AWS CLI names it */
+  snprintf(cache, sizeof cache, "%s/.aws/sso/cache/"
+           "ee0bfd2552fbd840c02cc48b6e823320543c450f.json", tmpdir);
+  cr_assert_str_eq(cfg.sso_cache_file, cache);
+  pm__s3_config_free(&cfg);
+  setenv("AWS_PROFILE", "legacy", 1);
+  setenv("AWS_ENDPOINT_URL_SSO", "http://127.0.0.1:9/", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_str_eq(cfg.sso_portal, "http://127.0.0.1:9");
+  cr_assert_str_eq(cfg.sso_role, "admin");
+  pm__s3_config_free(&cfg);
+  setenv("AWS_ENDPOINT_URL_SSO", "http://portal.example", 1);
+  load_fails("AWS_ENDPOINT_URL_SSO");
+  unsetenv("AWS_ENDPOINT_URL_SSO");
+  setenv("AWS_PROFILE", "norole", 1);
+  load_fails("sso_account_id and sso_role_name are needed");
+  setenv("AWS_PROFILE", "badregion", 1);
+  load_fails("is not a region");
 }
 
 Test(s3_config, profiles_that_assume_a_role) {

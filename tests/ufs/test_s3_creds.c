@@ -99,6 +99,36 @@ Test(s3_creds, container_answer) {
   pm__s3_keys_free(&k);
 }
 
+/* The AWS SSO portal's GetRoleCredentials: expiration in milliseconds. */
+Test(s3_creds, sso_portal_answer) {
+  pm_s3_keys k = {0};
+  int64_t exp;
+  const char *good = "{\"roleCredentials\": {\"accessKeyId\": \"ASIA\", "
+                     "\"secretAccessKey\": \"S\", \"sessionToken\": \"T\", "
+                     "\"expiration\": 1893456000000}}";
+  cr_assert_eq(pm__s3_sso_parse(good, strlen(good), &k, &exp), 0, "%s",
+               pm__errmsg());
+  cr_assert_str_eq(k.access_key, "ASIA");
+  cr_assert_str_eq(k.session_token, "T");
+  cr_assert_eq(exp, 1893456000ll * 1000000000ll);
+  pm__s3_keys_free(&k);
+  static const char *const bad[] = {
+      "", "[]", "{\"roleCredentials\": 1}",
+      "{\"roleCredentials\": {\"accessKeyId\": \"A\", "
+      "\"secretAccessKey\": \"S\", \"expiration\": 1}}",
+      "{\"roleCredentials\": {\"accessKeyId\": \"A\", "
+      "\"secretAccessKey\": \"S\", \"sessionToken\": \"T\", "
+      "\"expiration\": \"2030-01-01T00:00:00Z\"}}",
+      "{\"roleCredentials\": {\"accessKeyId\": \"A\", "
+      "\"secretAccessKey\": \"S\", \"sessionToken\": \"T\", "
+      "\"expiration\": -5}}"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_assert_eq(pm__s3_sso_parse(bad[i], strlen(bad[i]), &k, &exp),
+                 PM_EPROTO, "%s", bad[i]);
+    cr_assert_null(k.access_key);
+  }
+}
+
 Test(s3_creds, garbage_is_refused_with_nothing_handed_out) {
   static const struct {
     const char *text;
