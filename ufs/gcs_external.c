@@ -60,9 +60,19 @@ static int parse_source(json_t *src, pm_gcs_adc *out) {
     return pm__errf(PM_ECONFIG, "executable-sourced external credentials "
                                 "are not supported (a file or URL source "
                                 "is)");
+  if (json_object_get(src, "file") && json_object_get(src, "url"))
+    return pm__errf(PM_ECONFIG, "credential_source names both a file and a "
+                                "URL");
   int rc = text_of(src, "file", false, &out->source_file);
   if (!rc && !out->source_file)
     rc = text_of(src, "url", true, &out->source_url);
+  /* The request may carry a bearer in its header: https, or http to this
+   * host or to the link-local metadata address (Azure's IMDS). */
+  if (!rc && out->source_url && !pm__ufs_url_for_secrets(out->source_url) &&
+      strncmp(out->source_url, "http://169.254.169.254/", 23) != 0)
+    rc = pm__errf(PM_ECONFIG, "credential_source.url \"%.64s\" is not "
+                              "https:// (http:// only to this host or "
+                              "169.254.169.254)", out->source_url);
   json_t *headers = json_object_get(src, "headers");
   if (!rc && headers && out->source_url) {
     if (!json_is_object(headers) || json_object_size(headers) > 1)
@@ -207,12 +217,14 @@ int pm__gcs_iam_answer(const char *url, long status, const pm_sbuf *body,
   } else {
     const char *t = json_string_value(json_object_get(root, "accessToken"));
     const char *e = json_string_value(json_object_get(root, "expireTime"));
-    if (!t || !*t || strlen(t) >= SUBJECT_MAX || !e ||
-        pm__s3_parse_time(e, expires_ns) != 0)
-      rc = pm__errf(PM_EPROTO, "%s: no accessToken and expireTime in the "
-                               "answer", url);
+    if (!t || !*t || strlen(t) >= SUBJECT_MAX || strpbrk(t, "\r\n") ||
+        !e || pm__s3_parse_time(e, expires_ns) != 0)
+      rc = pm__errf(PM_EPROTO, "%s: no usable accessToken and expireTime in "
+                               "the answer", url);
     else if (!(*token = strdup(t)))
       rc = pm__errf(PM_ENOMEM, "out of memory");
+    else /* trusted for a day at most, as other tokens */
+      *expires_ns = PM_MIN(*expires_ns, pm__wall_ns() + 86400ll * 1000000000ll);
   }
   json_decref(root);
   return rc;

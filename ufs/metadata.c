@@ -72,6 +72,7 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
   curl_easy_setopt(c, CURLOPT_URL, pm__sbuf_str(&url));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   if (!o->via_proxy) { /* a service of this host: never through a proxy */
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
   } else {

@@ -55,33 +55,36 @@ int pm__s3_creds_from_sso(pm_s3_config *cfg, const char *profile,
   *used = false;
   if (!text)
     return 0;
-  char session[SETTING_MAX], start[SETTING_MAX], region[SETTING_MAX];
-  char account[SETTING_MAX], role[SETTING_MAX];
+  char session[SETTING_MAX] = "", start[SETTING_MAX] = "";
+  char region[SETTING_MAX] = "", account[SETTING_MAX] = "";
+  char role[SETTING_MAX] = "";
+  /* As botocore: an SSO profile is one that names an account or a role
+   * (a profile with only a session may hold keys of its own). */
+  int has_account = setting(text, length, path, section, "sso_account_id",
+                            account);
+  int has_role = has_account >= 0 ? setting(text, length, path, section,
+                                            "sso_role_name", role)
+                                  : 0;
+  if (has_account < 0 || has_role < 0)
+    return has_account < 0 ? has_account : has_role;
+  if (!has_account && !has_role)
+    return 0;
   int has_session = setting(text, length, path, section, "sso_session",
                             session);
-  int has_start = has_session == 0
-                      ? setting(text, length, path, section, "sso_start_url",
-                                start)
-                      : 0;
-  if (has_session < 0 || has_start < 0)
-    return has_session < 0 ? has_session : has_start;
-  if (!has_session && !has_start)
-    return 0;
+  if (has_session < 0)
+    return has_session;
   char session_section[SETTING_MAX + 16];
   snprintf(session_section, sizeof session_section, "sso-session %s",
            session);
   const char *where = has_session ? session_section : section;
   int rc = 0;
-  if ((has_session &&
-       setting(text, length, path, where, "sso_start_url", start) != 1) ||
-      setting(text, length, path, where, "sso_region", region) != 1)
-    rc = pm__errf(PM_ECONFIG, "%s [%s]: sso_start_url and sso_region are "
-                              "needed", path, where);
-  else if (setting(text, length, path, section, "sso_account_id", account) !=
-               1 ||
-           setting(text, length, path, section, "sso_role_name", role) != 1)
+  if (!has_account || !has_role)
     rc = pm__errf(PM_ECONFIG, "AWS profile \"%s\" in %s: sso_account_id and "
                               "sso_role_name are needed", profile, path);
+  else if (setting(text, length, path, where, "sso_start_url", start) != 1 ||
+           setting(text, length, path, where, "sso_region", region) != 1)
+    rc = pm__errf(PM_ECONFIG, "%s [%s]: sso_start_url and sso_region are "
+                              "needed", path, where);
   else if (!region_ok(region))
     rc = pm__errf(PM_ECONFIG, "%s [%s]: sso_region \"%.32s\" is not a "
                               "region", path, where, region);
@@ -138,7 +141,8 @@ static int cached_token(const pm_s3_config *cfg, char **token) {
   if (rc || !text)
     rc = pm__errf(PM_EACCES, "no SSO login cached (%s)",
                   cfg->sso_cache_file);
-  else if (!t || !*t || !e || pm__s3_parse_time(e, &expires) != 0)
+  else if (!t || !*t || strpbrk(t, "\r\n") || !e ||
+           pm__s3_parse_time(e, &expires) != 0)
     rc = pm__errf(PM_EACCES, "%s holds no accessToken and expiresAt",
                   cfg->sso_cache_file);
   else if (expires <= pm__wall_ns())
@@ -219,8 +223,10 @@ int pm__s3_sso_fetch(const pm_s3_config *cfg, pm_s3_keys *keys,
   if (rc == PM_EACCES) {
     char why[PM_ERRMSG_MAX];
     snprintf(why, sizeof why, "%s", pm__errmsg());
-    pm__errf(rc, "%s; run `aws sso login --profile %.64s`", why,
-             cfg->sso_profile);
+    pm__errf(rc, "%s; run `aws sso login --profile %.64s` (pagemesh does "
+                 "not refresh the login; credential_process = aws configure "
+                 "export-credentials --profile %.64s --format process does)",
+             why, cfg->sso_profile, cfg->sso_profile);
   }
   pm__ufs_free_secret(&token);
   pm__sbuf_free(&path);

@@ -300,6 +300,12 @@ Test(gcs, adc_files_that_cannot_be_used_say_why) {
       {EXT "\"audience\": \"a\", \"credential_source\": "
            "{\"executable\": {\"command\": \"x\"}}}", "executable"},
       {EXT "\"audience\": \"a\", \"credential_source\": {}}", "\"url\""},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"file\": "
+           "\"/t\", \"url\": \"http://127.0.0.1/t\"}}", "both a file and"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"url\": "
+           "\"http://idp.example/t\"}}", "credential_source.url"},
+      {EXT "\"audience\": \"a\", \"credential_source\": {\"url\": "
+           "\"file:///etc/shadow\"}}", "credential_source.url"},
       {EXT "\"audience\": \"a\", \"credential_source\": {\"url\": "
            "\"http://127.0.0.1/t\", \"headers\": {\"A\": \"1\", "
            "\"B\": \"2\"}}}", "at most one header"},

@@ -289,8 +289,8 @@ Test(s3_config, profiles_that_name_a_credential_source) {
   cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
   cr_assert_str_eq(cfg.access_key, "K");
   pm__s3_config_free(&cfg);
-  setenv("AWS_PROFILE", "sso", 1); /* its session has no section */
-  load_fails("[sso-session corp]: sso_start_url and sso_region are needed");
+  setenv("AWS_PROFILE", "sso", 1); /* an account, no role */
+  load_fails("sso_account_id and sso_role_name are needed");
 }
 
 /* IAM Identity Center: the session (or the legacy settings in the
@@ -309,7 +309,10 @@ Test(s3_config, profiles_that_sign_in_with_sso) {
              "[profile norole]\nsso_session = corp\nsso_account_id = 1\n"
              "[profile badregion]\nsso_start_url = https://x/start\n"
              "sso_region = eu west\nsso_account_id = 1\n"
-             "sso_role_name = r\n");
+             "sso_role_name = r\n"
+             "[profile nosession]\nsso_account_id = 1\nsso_role_name = r\n"
+             "[profile login-only]\nsso_session = corp\n"
+             "aws_access_key_id = LK\naws_secret_access_key = LS\n");
   char path[300];
   snprintf(path, sizeof path, "%s/config", tmpdir);
   setenv("AWS_CONFIG_FILE", path, 1);
@@ -340,6 +343,14 @@ Test(s3_config, profiles_that_sign_in_with_sso) {
   load_fails("sso_account_id and sso_role_name are needed");
   setenv("AWS_PROFILE", "badregion", 1);
   load_fails("is not a region");
+  setenv("AWS_PROFILE", "nosession", 1);
+  load_fails("[profile nosession]: sso_start_url and sso_region are needed");
+  /* only a session (for `aws sso login`): not an SSO role, its keys */
+  setenv("AWS_PROFILE", "login-only", 1);
+  cr_assert_eq(pm__s3_config_load(&cfg), 0, "%s", pm__errmsg());
+  cr_assert_eq(cfg.cred_kind, PM_S3_CREDS_FIXED);
+  cr_assert_str_eq(cfg.access_key, "LK");
+  pm__s3_config_free(&cfg);
 }
 
 Test(s3_config, profiles_that_assume_a_role) {
