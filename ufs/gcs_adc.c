@@ -58,9 +58,8 @@ void pm__gcs_adc_free(pm_gcs_adc *a) {
   memset(a, 0, sizeof *a);
 }
 
-/* A string member, copied; missing or empty is PM_ECONFIG when required. */
-static int member(json_t *root, const char *name, bool required,
-                  char **out) {
+int pm__gcs_member(void *obj, const char *name, bool required, char **out) {
+  json_t *root = obj;
   const char *v = json_string_value(json_object_get(root, name));
   if (!v || !*v)
     return required ? pm__errf(PM_ECONFIG, "no \"%s\"", name) : 0;
@@ -82,18 +81,18 @@ int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out) {
   else if (!type)
     rc = pm__errf(PM_ECONFIG, "no \"type\"");
   else if (!strcmp(type, "authorized_user")) {
-    rc = member(root, "client_id", true, &out->client_id);
+    rc = pm__gcs_member(root, "client_id", true, &out->client_id);
     if (!rc)
-      rc = member(root, "client_secret", true, &out->client_secret);
+      rc = pm__gcs_member(root, "client_secret", true, &out->client_secret);
     if (!rc)
-      rc = member(root, "refresh_token", true, &out->refresh_token);
+      rc = pm__gcs_member(root, "refresh_token", true, &out->refresh_token);
   } else if (!strcmp(type, "service_account")) {
     out->service_account = true;
-    rc = member(root, "client_email", true, &out->client_email);
+    rc = pm__gcs_member(root, "client_email", true, &out->client_email);
     if (!rc)
-      rc = member(root, "private_key", true, &out->private_key);
+      rc = pm__gcs_member(root, "private_key", true, &out->private_key);
     if (!rc)
-      rc = member(root, "private_key_id", false, &out->private_key_id);
+      rc = pm__gcs_member(root, "private_key_id", false, &out->private_key_id);
     if (!rc && !pm__jwt_key_ok(out->private_key))
       rc = pm__errf(PM_ECONFIG, "private_key is not a PEM RSA key (without "
                                 "a passphrase)");
@@ -107,7 +106,7 @@ int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out) {
                   type);
   }
   if (!rc && !out->token_uri)
-    rc = member(root, "token_uri", false, &out->token_uri);
+    rc = pm__gcs_member(root, "token_uri", false, &out->token_uri);
   if (!rc && !out->token_uri && !(out->token_uri = strdup(DEFAULT_TOKEN_URI)))
     rc = pm__errf(PM_ENOMEM, "out of memory");
   if (!rc && !pm__ufs_url_for_secrets(out->token_uri))

@@ -34,20 +34,6 @@
 #define TOKEN_EXCHANGE "urn:ietf:params:oauth:grant-type:token-exchange"
 #define ACCESS_TOKEN_TYPE "urn:ietf:params:oauth:token-type:access_token"
 
-/* A string member of obj, copied into *out; missing is PM_ECONFIG when
- * required. */
-static int text_of(json_t *obj, const char *name, bool required,
-                   char **out) {
-  const char *v = json_string_value(json_object_get(obj, name));
-  if (!v || !*v)
-    return required ? pm__errf(PM_ECONFIG, "no \"%s\"", name) : 0;
-  if (strlen(v) >= SUBJECT_MAX)
-    return pm__errf(PM_ECONFIG, "\"%s\" too long", name);
-  if (!(*out = strdup(v)))
-    return pm__errf(PM_ENOMEM, "out of memory");
-  return 0;
-}
-
 /* credential_source: a file or a URL, and the format of what is there. */
 static int parse_source(json_t *src, pm_gcs_adc *out) {
   if (!json_is_object(src))
@@ -63,9 +49,9 @@ static int parse_source(json_t *src, pm_gcs_adc *out) {
   if (json_object_get(src, "file") && json_object_get(src, "url"))
     return pm__errf(PM_ECONFIG, "credential_source names both a file and a "
                                 "URL");
-  int rc = text_of(src, "file", false, &out->source_file);
+  int rc = pm__gcs_member(src, "file", false, &out->source_file);
   if (!rc && !out->source_file)
-    rc = text_of(src, "url", true, &out->source_url);
+    rc = pm__gcs_member(src, "url", true, &out->source_url);
   /* The request may carry a bearer in its header: https, or http to this
    * host or to the link-local metadata address (Azure's IMDS). */
   if (!rc && out->source_url && !pm__ufs_url_for_secrets(out->source_url) &&
@@ -93,7 +79,7 @@ static int parse_source(json_t *src, pm_gcs_adc *out) {
   json_t *format = json_object_get(src, "format");
   const char *kind = json_string_value(json_object_get(format, "type"));
   if (!rc && kind && !strcmp(kind, "json"))
-    rc = text_of(format, "subject_token_field_name", true,
+    rc = pm__gcs_member(format, "subject_token_field_name", true,
                  &out->source_field);
   else if (!rc && kind && strcmp(kind, "text") != 0)
     rc = pm__errf(PM_ECONFIG, "credential_source.format.type \"%.20s\": "
@@ -104,18 +90,19 @@ static int parse_source(json_t *src, pm_gcs_adc *out) {
 int pm__gcs_external_parse(void *root_json, pm_gcs_adc *out) {
   json_t *root = root_json;
   out->external = true;
-  int rc = text_of(root, "audience", true, &out->audience);
+  int rc = pm__gcs_member(root, "audience", true, &out->audience);
   if (!rc && strstr(out->audience, "/workforcePools/"))
     rc = pm__errf(PM_ECONFIG, "workforce pool credentials (users) are not "
                               "supported (workload pools are)");
   if (!rc)
-    rc = text_of(root, "subject_token_type", true, &out->subject_token_type);
+    rc = pm__gcs_member(root, "subject_token_type", true,
+                        &out->subject_token_type);
   if (!rc)
-    rc = text_of(root, "token_url", false, &out->token_uri);
+    rc = pm__gcs_member(root, "token_url", false, &out->token_uri);
   if (!rc && !out->token_uri && !(out->token_uri = strdup(DEFAULT_STS)))
     rc = pm__errf(PM_ENOMEM, "out of memory");
   if (!rc)
-    rc = text_of(root, "service_account_impersonation_url", false,
+    rc = pm__gcs_member(root, "service_account_impersonation_url", false,
                  &out->impersonation_url);
   if (!rc && out->impersonation_url &&
       !pm__ufs_url_for_secrets(out->impersonation_url))
@@ -127,7 +114,7 @@ int pm__gcs_external_parse(void *root_json, pm_gcs_adc *out) {
   return rc;
 }
 
-/* ---- the subject token ---------------------------------------------------- */
+/* ---- the subject token ------------------------------------------------ */
 
 /* The token in raw: the text itself, or a member of its JSON. */
 static int pick(const pm_gcs_adc *adc, const pm_sbuf *raw, pm_sbuf *out) {
@@ -175,7 +162,7 @@ static int subject_token(const pm_gcs_adc *adc, pm_sbuf *out) {
   return rc;
 }
 
-/* ---- the trades ------------------------------------------------------------ */
+/* ---- the trades -------------------------------------------------------- */
 
 static int exchange(const pm_gcs_adc *adc, const char *subject, char **token,
                     int64_t *expires_ns) {
@@ -224,7 +211,8 @@ int pm__gcs_iam_answer(const char *url, long status, const pm_sbuf *body,
     else if (!(*token = strdup(t)))
       rc = pm__errf(PM_ENOMEM, "out of memory");
     else /* trusted for a day at most, as other tokens */
-      *expires_ns = PM_MIN(*expires_ns, pm__wall_ns() + 86400ll * 1000000000ll);
+      *expires_ns =
+          PM_MIN(*expires_ns, pm__wall_ns() + 86400ll * 1000000000ll);
   }
   json_decref(root);
   return rc;

@@ -356,6 +356,10 @@ typedef struct pm_gcs_adc {
  * PM_ECONFIG (detail: what is wrong or missing, or the unsupported type),
  * PM_ENOMEM; out is then empty. */
 int pm__gcs_adc_parse(const char *text, size_t length, pm_gcs_adc *out);
+/* A string member of a credentials file's JSON object obj, copied into
+ * *out; missing or empty is PM_ECONFIG when required, as is one over
+ * 64 KiB. Errors: PM_ECONFIG, PM_ENOMEM. */
+int pm__gcs_member(void *obj, const char *name, bool required, char **out);
 /* The external_account members of a credentials file (root: its JSON
  * object) into out. Errors: PM_ECONFIG (what is missing or unsupported:
  * AWS-sourced, executable-sourced, workforce pools), PM_ENOMEM. */
