@@ -48,6 +48,10 @@ static int check_text(const char *path, const char *text, char *x5t,
   if (pm__jwt_x5t(text, x5t, size) != 0)
     return pm__errf(PM_ECONFIG, "%s: no PEM certificate beside the key",
                     path);
+  if (!pm__jwt_cert_matches_key(text))
+    return pm__errf(PM_ECONFIG, "%s: the first certificate is not the "
+                                "key's (put the application's certificate "
+                                "first, before any chain)", path);
   return 0;
 }
 

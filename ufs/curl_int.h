@@ -264,6 +264,8 @@ int pm__jwt_rs256(const char *pem_key, const char *header_json,
  * DER, 27 characters) into out. Errors: PM_ECONFIG (no PEM certificate),
  * PM_ENOMEM. */
 int pm__jwt_x5t(const char *pem, char *out, size_t size);
+/* Whether the first certificate in pem is the one of pem's private key. */
+bool pm__jwt_cert_matches_key(const char *pem);
 /* Whether pm__jwt_rs256 can sign with pem_key. */
 bool pm__jwt_key_ok(const char *pem_key);
 /* A token endpoint's answer (status and body) from url: 200 with a token

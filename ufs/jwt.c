@@ -105,6 +105,19 @@ int pm__jwt_x5t(const char *pem, char *out, size_t size) {
   return rc;
 }
 
+bool pm__jwt_cert_matches_key(const char *pem) {
+  const char *begin = strstr(pem, "-----BEGIN CERTIFICATE-----");
+  BIO *bio = begin ? BIO_new_mem_buf(begin, -1) : NULL;
+  X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+  BIO_free(bio);
+  EVP_PKEY *key = cert ? load_key(pem) : NULL;
+  bool match = key && X509_check_private_key(cert, key) == 1;
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  ERR_clear_error();
+  return match;
+}
+
 bool pm__jwt_key_ok(const char *pem_key) {
   EVP_PKEY *key = load_key(pem_key);
   EVP_PKEY_free(key);

@@ -123,8 +123,9 @@ class ContainerCredentials(_Service):
     Identity agent): ``GET path`` answers the role's keys as JSON
     (AccessKeyId, SecretAccessKey, Token, AccountId, Expiration), 401
     when ``token`` is set and the Authorization header is not it, 404 on
-    another path. ``calls`` counts the GETs, ``authorizations`` lists the
-    headers received."""
+    another path, 503 for the next ``fail_next`` GETs (an agent starting).
+    ``calls`` counts the GETs, ``authorizations`` lists the headers
+    received."""
 
     def __init__(self, keys, path="/v1/credentials", token=None,
                  lifetime_s=6 * 3600):
@@ -134,6 +135,7 @@ class ContainerCredentials(_Service):
         self.lifetime_s = lifetime_s
         self.calls = 0
         self.authorizations = []
+        self.fail_next = 0        # answer that many GETs 503 first
         self.server = None
         self.handler = _ContainerHandler
 
@@ -147,6 +149,10 @@ class _ContainerHandler(_Handler):
         svc = self.service
         svc.calls += 1
         svc.authorizations.append(self.headers.get("Authorization"))
+        if svc.fail_next > 0:
+            svc.fail_next -= 1
+            self._send(503, b'{"message":"starting"}', "application/json")
+            return
         if self.path != svc.path:
             self._send(404)
             return

@@ -603,6 +603,16 @@ def test_role_of_a_container(s3, driver, proxy, tmp_path):
         res = pod.error("stat", uri("data/blob.bin"))
         assert res.error == "PM_EACCES" and "container role" in res.detail
         assert "HTTP 401" in res.detail
+        # An agent still starting (503) is asked again: three attempts.
+        agent.token = "pod-token-2"
+        agent.fail_next = 2
+        calls = agent.calls
+        assert pod.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        assert agent.calls == calls + 3
+        agent.fail_next = 3
+        res = pod.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES" and "HTTP 503" in res.detail
+        assert "starting" in res.detail
         # A token given in the environment instead of a file.
         agent.token = "env-token"
         env = pod.with_env(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=None,

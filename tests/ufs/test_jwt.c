@@ -137,6 +137,20 @@ Test(jwt, x5t_is_the_certificate_thumbprint) {
   cr_assert_eq(pm__jwt_x5t(pem_key, x5t, sizeof x5t), PM_ECONFIG,
                "a key alone has no thumbprint");
   cr_assert_eq(pm__jwt_x5t("garbage", x5t, sizeof x5t), PM_ECONFIG);
+  cr_assert(pm__jwt_cert_matches_key(both));
+  /* the certificate of another key: said at load, not by Entra later */
+  EVP_PKEY *other = EVP_RSA_gen(2048);
+  char *other_pem = pem_of(other);
+  size_t cert_at = strstr(both, "-----BEGIN CERTIFICATE") - both;
+  char *mixed = malloc(strlen(other_pem) + strlen(both + cert_at) + 1);
+  strcpy(mixed, other_pem);
+  strcat(mixed, both + cert_at);
+  cr_assert(pm__jwt_key_ok(mixed));
+  cr_assert_not(pm__jwt_cert_matches_key(mixed));
+  cr_assert_not(pm__jwt_cert_matches_key(pem_key), "no certificate");
+  free(mixed);
+  free(other_pem);
+  EVP_PKEY_free(other);
   free(both);
   free(pem_key);
   X509_free(cert);
