@@ -272,6 +272,7 @@ static int load_app(pm_azure_config *cfg, bool *found) {
   pm_azure_app_proof kind = secret ? PM_AZURE_APP_SECRET
                             : cert ? PM_AZURE_APP_CERTIFICATE
                                    : PM_AZURE_APP_FEDERATED;
+  const char *proof = secret ? secret : cert ? cert : file;
   if (kind == PM_AZURE_APP_CERTIFICATE &&
       pm__ufs_env("AZURE_CLIENT_CERTIFICATE_PASSWORD"))
     return pm__errf(PM_ECONFIG, "AZURE_CLIENT_CERTIFICATE_PASSWORD: a "
@@ -305,11 +306,7 @@ static int load_app(pm_azure_config *cfg, bool *found) {
            : kind == PM_AZURE_APP_CERTIFICATE ? "a certificate"
                                               : "a federated token "
                                                 "(workload identity)");
-  rc = pm__azure_app_new(url, client, kind,
-                         kind == PM_AZURE_APP_SECRET        ? secret
-                         : kind == PM_AZURE_APP_CERTIFICATE ? cert
-                                                            : file,
-                         &cfg->identity);
+  rc = pm__azure_app_new(url, client, kind, proof, &cfg->identity);
   return rc ? rc : set_str(&cfg->cred_source, source);
 }
 

@@ -223,6 +223,13 @@ int pm__metadata_call(const char *base, const char *path, bool put,
 int pm__short_call(const char *base, const char *path, bool put,
                    bool via_proxy, const char *header, const char *value,
                    pm_sbuf *body, long *status);
+/* A GET of url as pm__short_call, tried again as pm__form_post is (three
+ * attempts, 0.25 s then 0.5 s apart, on a failed connection, 429 or
+ * 5xx): an agent of this node that may still be starting. Errors: as
+ * pm__short_call. */
+int pm__short_get_retrying(const char *url, bool via_proxy,
+                           const char *header, const char *value,
+                           pm_sbuf *body, long *status);
 /* Append "name=value" (value percent-encoded) to a form, after a '&'
  * unless it is the first field. Errors: in form->err. */
 void pm__form_field(pm_sbuf *form, const char *name, const char *value);

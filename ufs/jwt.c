@@ -75,15 +75,19 @@ static int sign(EVP_PKEY *key, const pm_sbuf *out, size_t start,
                                    "key over 8192 bits?)");
 }
 
-int pm__jwt_x5t(const char *pem, char *out, size_t size) {
-  /* From the certificate on: OpenSSL would decode a key before it while
-   * looking, and free its bytes unwiped. */
+/* The first certificate in pem, or NULL. Read from its own header on:
+ * OpenSSL would decode a key before it while looking, and free its bytes
+ * unwiped. */
+static X509 *load_cert(const char *pem) {
   const char *begin = strstr(pem, "-----BEGIN CERTIFICATE-----");
-  if (!begin)
-    return pm__errf(PM_ECONFIG, "no PEM certificate");
-  BIO *bio = BIO_new_mem_buf(begin, -1);
+  BIO *bio = begin ? BIO_new_mem_buf(begin, -1) : NULL;
   X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
   BIO_free(bio);
+  return cert;
+}
+
+int pm__jwt_x5t(const char *pem, char *out, size_t size) {
+  X509 *cert = load_cert(pem);
   unsigned char *der = NULL;
   int der_len = cert ? i2d_X509(cert, &der) : -1;
   X509_free(cert);
@@ -106,10 +110,7 @@ int pm__jwt_x5t(const char *pem, char *out, size_t size) {
 }
 
 bool pm__jwt_cert_matches_key(const char *pem) {
-  const char *begin = strstr(pem, "-----BEGIN CERTIFICATE-----");
-  BIO *bio = begin ? BIO_new_mem_buf(begin, -1) : NULL;
-  X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
-  BIO_free(bio);
+  X509 *cert = load_cert(pem);
   EVP_PKEY *key = cert ? load_key(pem) : NULL;
   bool match = key && X509_check_private_key(cert, key) == 1;
   EVP_PKEY_free(key);

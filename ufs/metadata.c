@@ -147,6 +147,16 @@ int pm__short_call(const char *base, const char *path, bool put,
   return perform(&o, body, status);
 }
 
+int pm__short_get_retrying(const char *url, bool via_proxy,
+                           const char *header, const char *value,
+                           pm_sbuf *body, long *status) {
+  call o = {.base = url, .path = "", .method = "GET",
+            .via_proxy = via_proxy, .ca_var = "AWS_CA_BUNDLE",
+            .header = header, .value = value,
+            .connect_ms = CONNECT_TIMEOUT_MS, .total_ms = TIMEOUT_MS};
+  return perform_retrying(&o, body, status);
+}
+
 void pm__form_field(pm_sbuf *form, const char *name, const char *value) {
   if (form->len)
     pm__sbuf_puts(form, "&");

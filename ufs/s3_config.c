@@ -707,11 +707,10 @@ static int load_credentials(pm_s3_config *cfg, const char *profile, bool named,
   rc = creds_from_files(cfg, profile, named, config, config_section);
   if (rc == 0 && !cfg->access_key)
     rc = creds_from_profile_source(cfg, profile, config, config_section);
-  bool container = false;
+  bool container; /* then cred_kind says so too */
   if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
     rc = pm__s3_creds_from_container(cfg, &container);
-  if (rc == 0 && !container && !cfg->access_key &&
-      cfg->cred_kind == PM_S3_CREDS_FIXED)
+  if (rc == 0 && !cfg->access_key && cfg->cred_kind == PM_S3_CREDS_FIXED)
     rc = creds_from_instance(cfg);
   return rc;
 }

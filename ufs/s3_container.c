@@ -9,7 +9,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "ufs/curl_int.h"
 #include "ufs/s3_int.h"
@@ -19,7 +18,6 @@
 /* What the endpoint may answer, and the longest authorization token. */
 #define OUTPUT_MAX (64u * 1024u)
 #define TOKEN_MAX (16u * 1024u)
-#define ATTEMPTS 3
 
 /* A full URI's rule, as the AWS SDKs for Java and JavaScript have it:
  * https to anywhere; http only to this host or to the link-local
@@ -107,23 +105,12 @@ int pm__s3_container_fetch(const pm_s3_config *cfg, pm_s3_keys *keys,
     rc = pm__errf(PM_EACCES, "the authorization token holds a line break");
   long status = 0;
   /* An agent that is starting (a pod's first seconds) is asked again, as
-   * the SDKs do: three attempts, 0.25 s then 0.5 s apart. */
-  for (unsigned attempt = 0; !rc && attempt < ATTEMPTS; attempt++) {
-    if (attempt) {
-      struct timespec pause = {0, 250000000l << (attempt - 1)};
-      nanosleep(&pause, NULL);
-      pm__sbuf_free_secret(&body);
-      pm__sbuf_init(&body, OUTPUT_MAX);
-    }
-    rc = pm__short_call(cfg->container_url, "", false,
-                        !strncmp(cfg->container_url, "https://", 8),
-                        auth ? "Authorization" : NULL, auth, &body, &status);
-    bool transient = rc == PM_EUNREACHABLE ||
-                     (!rc && (status == 429 || status >= 500));
-    if (!transient || attempt + 1 == ATTEMPTS)
-      break;
-    rc = 0;
-  }
+   * the SDKs do. */
+  if (!rc)
+    rc = pm__short_get_retrying(cfg->container_url,
+                                !strncmp(cfg->container_url, "https://", 8),
+                                auth ? "Authorization" : NULL, auth, &body,
+                                &status);
   if (!rc && status != 200) {
     char text[121] = ""; /* the agent's reason, on one line */
     for (size_t i = 0; i < body.len && i + 1 < sizeof text; i++)
