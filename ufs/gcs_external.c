@@ -116,19 +116,19 @@ int pm__gcs_external_parse(void *root_json, pm_gcs_adc *out) {
 
 /* ---- the subject token ------------------------------------------------ */
 
-/* The token in raw: the text itself, or a member of its JSON. */
-static int pick(const pm_gcs_adc *adc, const pm_sbuf *raw, pm_sbuf *out) {
-  if (!adc->source_field) {
+int pm__gcs_subject_pick(const char *field, const pm_sbuf *raw,
+                         pm_sbuf *out) {
+  if (!field) {
     pm__sbuf_append(out, raw->data ? raw->data : "", raw->len);
     return out->err ? pm__errf(PM_EACCES, "subject token too long") : 0;
   }
   json_error_t jerr;
   json_t *root = json_loadb(raw->data ? raw->data : "", raw->len, 0, &jerr);
-  const char *v = json_string_value(json_object_get(root, adc->source_field));
+  const char *v = json_string_value(json_object_get(root, field));
   if (v && *v)
     pm__sbuf_puts(out, v);
   int rc = !v || !*v ? pm__errf(PM_EACCES, "no \"%s\" in the subject token's "
-                                           "JSON", adc->source_field)
+                                           "JSON", field)
            : out->err ? pm__errf(PM_EACCES, "subject token too long")
                       : 0;
   json_decref(root);
@@ -151,7 +151,7 @@ static int subject_token(const pm_gcs_adc *adc, pm_sbuf *out) {
       rc = pm__errf(PM_EACCES, "%s: HTTP %ld", adc->source_url, status);
   }
   if (!rc)
-    rc = pick(adc, &raw, out);
+    rc = pm__gcs_subject_pick(adc->source_field, &raw, out);
   pm__sbuf_free_secret(&raw);
   if (rc) {
     char why[PM_ERRMSG_MAX];

@@ -371,6 +371,12 @@ int pm__gcs_external_parse(void *root, pm_gcs_adc *out);
  * PM_EPROTO, PM_ENOMEM. */
 int pm__gcs_external_trade(const pm_gcs_adc *adc, pm_s3_keys *keys,
                            int64_t *expires_ns);
+/* The subject token in raw (what a credential_source file or URL gave):
+ * the text itself (field NULL), or the string member `field` of its JSON,
+ * appended to out (whose cap bounds it). Network input: PM_EACCES (no
+ * such member, over out's cap), PM_ENOMEM. */
+int pm__gcs_subject_pick(const char *field, const pm_sbuf *raw,
+                         pm_sbuf *out);
 /* The IAM Credentials API's answer to generateAccessToken (status, body:
  * {"accessToken", "expireTime"}, or {"error": {"message", ...}}) into a
  * new *token and its expiry. Network input: PM_EACCES naming url, the

@@ -12,7 +12,7 @@
  * OAuth error, 2 an OAuth token, 4 the container's keys, 5 the AWS SSO
  * portal's keys, 6 and 7 Google IAM's generateAccessToken answer with
  * status 200 and 403, else its low bit a credential_process's or IMDS's
- * keys).
+ * keys; modulo 16, 8 is a GCS external account's subject token in JSON).
  * Seeds: corpus/s3_creds/.
  */
 #include <stdint.h>
@@ -46,6 +46,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         (rc == 0 && (expires <= 0 || !*keys.bearer)))
       abort();
     pm__s3_keys_free(&keys);
+    return 0;
+  }
+  if (data[0] % 16 == 8) { /* a subject token's JSON (external_account) */
+    pm_sbuf raw = {.data = (char *)data + 1, .len = size - 1}, out;
+    pm__sbuf_init(&out, 32 * 1024);
+    int rc = pm__gcs_subject_pick("access_token", &raw, &out);
+    if ((rc != 0 && rc != PM_EACCES) || (rc == 0 && (!out.len ||
+                                                     out.len > 32 * 1024)))
+      abort();
+    pm__sbuf_free(&out);
     return 0;
   }
   if (data[0] % 8 >= 6) { /* IAM's generateAccessToken */

@@ -438,3 +438,33 @@ Test(gcs, adc_found_where_google_looks_and_in_order) {
   pm__s3_config_free(&cfg);
   setenv("NO_GCE_CHECK", "true", 1);
 }
+
+/* An external account's subject token: the text, or a member of the JSON
+ * a URL answered; garbage says what is missing. */
+Test(gcs, subject_tokens_from_text_or_json) {
+  static const char json[] = "{\"access_token\": \"eyJ.t\", \"n\": 1}";
+  pm_sbuf raw = {.data = (char *)json, .len = sizeof json - 1}, out;
+  pm__sbuf_init(&out, 1024);
+  cr_assert_eq(pm__gcs_subject_pick("access_token", &raw, &out), 0);
+  cr_assert_str_eq(pm__sbuf_str(&out), "eyJ.t");
+  pm__sbuf_reset(&out);
+  cr_assert_eq(pm__gcs_subject_pick(NULL, &raw, &out), 0, "text as is");
+  cr_assert_str_eq(pm__sbuf_str(&out), json);
+  static const char *const bad[] = {"", "not json", "[1]",
+                                    "{\"access_token\": 5}",
+                                    "{\"access_token\": \"\"}"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    pm_sbuf g = {.data = (char *)bad[i], .len = strlen(bad[i])};
+    pm__sbuf_reset(&out);
+    cr_assert_eq(pm__gcs_subject_pick("access_token", &g, &out), PM_EACCES,
+                 "%s", bad[i]);
+    cr_assert(strstr(pm__errmsg(), "no \"access_token\""), "%s",
+              pm__errmsg());
+  }
+  pm_sbuf small;
+  pm__sbuf_init(&small, 3);
+  cr_assert_eq(pm__gcs_subject_pick("access_token", &raw, &small), PM_EACCES);
+  cr_assert(strstr(pm__errmsg(), "too long"), "%s", pm__errmsg());
+  pm__sbuf_free(&small);
+  pm__sbuf_free(&out);
+}
