@@ -258,19 +258,40 @@ static int curl_err(const pm_http_req *req, CURLcode cc, const char *errbuf,
   default:
     err = PM_EIO;
   }
-  return pm__errf(err, "%s: %s (curl: %s; %u attempt%s)", req->uri,
+  /* OpenSSL's words for TLS spoken to a port that answers in the clear */
+  const char *hint = cc == CURLE_SSL_CONNECT_ERROR &&
+                             strstr(errbuf, "wrong version number")
+                         ? "; the server does not answer TLS: is its "
+                           "endpoint http://?"
+                         : "";
+  return pm__errf(err, "%s: %s (curl: %s; %u attempt%s%s)", req->uri,
                   errbuf[0] ? errbuf : curl_easy_strerror(cc),
-                  curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s");
+                  curl_easy_strerror(cc), attempts, attempts == 1 ? "" : "s",
+                  hint);
 }
 
-/* A TLS handshake cut short (CURLE_SSL_CONNECT_ERROR: a reset, a load
- * balancer dropping the connection) is retried, as the AWS SDKs retry it;
- * a certificate that does not verify is not. */
-static bool curl_retryable(CURLcode cc) {
+/* Whether a failed TLS handshake (CURLE_SSL_CONNECT_ERROR) was the
+ * protocol's own verdict, which another attempt gets again: OpenSSL names
+ * its reason ("error:0A00010B:SSL routines::wrong version number" for an
+ * https:// URL on a plain HTTP port, an alert for a version or cipher the
+ * server refuses, a client certificate it requires). A connection cut
+ * short (a reset, SSL_ERROR_SYSCALL, an unexpected EOF from a load
+ * balancer draining a node) is not. */
+static bool tls_refused(const char *errbuf) {
+  return strstr(errbuf, "SSL routines") &&
+         !strstr(errbuf, "unexpected eof");
+}
+
+/* A TLS handshake cut short is retried, as the AWS SDKs retry it; a
+ * handshake the server refused, or a certificate that does not verify,
+ * is not. */
+static bool curl_retryable(CURLcode cc, const char *errbuf) {
+  if (cc == CURLE_SSL_CONNECT_ERROR)
+    return !tls_refused(errbuf);
   return cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_RECV_ERROR ||
          cc == CURLE_SEND_ERROR || cc == CURLE_GOT_NOTHING ||
          cc == CURLE_PARTIAL_FILE || cc == CURLE_HTTP2 ||
-         cc == CURLE_HTTP2_STREAM || cc == CURLE_SSL_CONNECT_ERROR;
+         cc == CURLE_HTTP2_STREAM;
 }
 
 static bool status_retryable(long status) {
@@ -315,7 +336,7 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
   if (cc == CURLE_WRITE_ERROR && t.cut)
     cc = CURLE_OK;
   if (cc != CURLE_OK) {
-    *retry = curl_retryable(cc);
+    *retry = curl_retryable(cc, errbuf);
     return curl_err(req, cc, errbuf, resp->attempts + 1);
   }
   long status = 0;

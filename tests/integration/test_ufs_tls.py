@@ -6,7 +6,8 @@ with AWS_CA_BUNDLE (S3), REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE or
 SSL_CERT_FILE naming the CA it is trusted, in that order, and so is a
 hashed directory (SSL_CERT_DIR, or a directory in REQUESTS_CA_BUNDLE); a
 variable naming no file is PM_ECONFIG. A handshake reset
-before it starts (CURLE_SSL_CONNECT_ERROR) is retried. Driven through
+before it starts (CURLE_SSL_CONNECT_ERROR) is retried; one the server
+refuses (https:// to a plain HTTP port) is not. Driven through
 pm_ufs_driver and the `pagemesh` command."""
 
 import json
@@ -92,6 +93,21 @@ def test_a_reset_handshake_is_retried(driver, front):
     front.drop_handshakes(100)
     res = trusting.with_env(PAGEMESH_ORIGIN_RETRIES=1).error("stat", URI)
     assert res.error == "PM_EUNREACHABLE" and "2 attempts" in res.detail
+
+
+def test_tls_to_a_port_that_answers_in_the_clear_is_not_retried(s3,
+                                                                 tmp_path):
+    # https:// on moto's plain HTTP port: OpenSSL's "wrong version number"
+    # comes back on every attempt, so there is only one, and the error
+    # says what is wrong
+    endpoint = "https://127.0.0.1:%d" % s3.port
+    driver = Driver(env_without_ca(tmp_path, **s3.env(endpoint=endpoint)))
+    res = driver.with_env(PAGEMESH_ORIGIN_RETRIES=3,
+                          PAGEMESH_ORIGIN_RETRY_BASE_MS=2000).error("stat",
+                                                                    URI)
+    assert res.error == "PM_EUNREACHABLE"
+    assert "wrong version number" in res.detail
+    assert "1 attempt;" in res.detail and "http://" in res.detail
 
 
 def test_https_origin_and_the_command(build_dir, tmp_path):
