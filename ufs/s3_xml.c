@@ -216,12 +216,14 @@ int pm__s3_parse_time(const char *s, int64_t *out_ns) {
   if (*p == '.')
     for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
       frac_ns += scale ? (*p - '0') * scale : 0;
-  int64_t offset_s = 0; /* "Z", or an ISO 8601 offset "+hh:mm" */
+  /* "Z", or an ISO 8601 offset "+hh:mm"; "UTC" as early AWS CLI v2
+   * versions wrote the expiresAt of their SSO cache */
+  int64_t offset_s = 0;
   int oh, om;
   if ((*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2, &oh) &&
       p[3] == ':' && digits(p + 4, 2, &om) && oh <= 23 && om <= 59)
     offset_s = (*p == '+' ? 1 : -1) * (oh * 3600 + om * 60);
-  else if (strcmp(p, "Z") != 0)
+  else if (strcmp(p, "Z") != 0 && strcmp(p, "UTC") != 0)
     return PM_EPROTO;
   struct tm tm = {.tm_year = year - 1900,
                   .tm_mon = mon - 1,

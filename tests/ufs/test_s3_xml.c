@@ -277,6 +277,10 @@ Test(s3_xml, timestamps) {
   cr_assert_eq(ns, 1680674828000000000LL - 3600000000000LL);
   cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08-00:30", &ns), 0);
   cr_assert_eq(ns, 1680674828000000000LL + 1800000000000LL);
+  /* The SSO cache of early AWS CLI v2 versions */
+  cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08UTC", &ns), 0);
+  cr_assert_eq(ns, 1680674828000000000LL);
+  cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08UT", &ns), PM_EPROTO);
   cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08+0100", &ns), PM_EPROTO);
   cr_assert_eq(pm__s3_parse_time("2023-04-05T06:07:08+24:00", &ns), PM_EPROTO);
   cr_assert_eq(pm__s3_parse_time("", &ns), PM_EPROTO);
