@@ -57,8 +57,13 @@ static int perform(const call *o, pm_sbuf *body, long *status) {
   pm__sbuf_printf(&url, "%s%s", o->base, o->path);
   struct curl_slist *headers = NULL;
   int rc = url.err;
-  if (!rc && o->header)
-    rc = pm__http_add_header(&headers, o->header, o->value);
+  if (!rc && o->header &&
+      (rc = pm__http_add_header(&headers, o->header, o->value)) ==
+          PM_ETOOBIG) {
+    rc = pm__errf(rc, "cannot build the request: its %s header would be "
+                  "over %u bytes", o->header, PM_HTTP_HEADER_LINE_MAX);
+    goto out;
+  }
   if (!rc && o->form)
     rc = pm__http_add_header(&headers, "Content-Type",
                              o->json ? "application/json"

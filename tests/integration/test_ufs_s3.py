@@ -618,6 +618,14 @@ def test_role_of_a_container(s3, driver, proxy, tmp_path):
         env = pod.with_env(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=None,
                            AWS_CONTAINER_AUTHORIZATION_TOKEN="env-token")
         assert env.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+        # A token too long for a header line says so, with no call made.
+        calls = agent.calls
+        token.write_text("x" * 9000)
+        res = pod.error("stat", uri("data/blob.bin"))
+        assert res.error == "PM_EACCES", res.detail
+        assert "Authorization header would be over 8192 bytes" in res.detail
+        assert agent.calls == calls
+        token.write_text("pod-token-2\n")
         # A profile's keys come first.
         wrong = _write(tmp_path / "credentials", (
             "[default]\naws_access_key_id = AKIAWRONG\n"
