@@ -522,3 +522,95 @@ def test_local_paths_relative_home_and_directories(tmp_path, monkeypatch):
 def test_a_prefix_has_no_modified_time(fs):
     with pytest.raises(IsADirectoryError):
         fs.modified(path("basics/sub"))
+
+
+def test_paths_with_a_leading_slash_or_dots_list_what_exists(fs, tmp_path):
+    """find and glob name only what exists, whatever the spelling of the
+    path: "/bucket/key" as s3fs takes it; a local path with "." and ".."
+    as the peer resolves it."""
+    sub = path("basics/sub")
+    assert fs.find("/" + sub, withdirs=True) == fs.find(sub, withdirs=True)
+    assert fs.glob("/" + path("basics/*")) == fs.glob(path("basics/*"))
+    assert fs.info("/" + path("basics/small.txt"))["name"] == \
+        path("basics/small.txt")
+    d = tmp_path / "local"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "x.txt").write_bytes(b"x")
+    local = fsspec.filesystem("pagemesh", target_protocol="file",
+                              cache_dir=str(tmp_path / "cache"),
+                              skip_instance_cache=True)
+    real = str(d / "sub" / "x.txt")
+    assert local.find(str(d) + "/./sub") == [real]
+    assert local.glob(str(d) + "/sub/../sub/*") == [real]
+    assert local.find(str(d) + "//sub", withdirs=True) == [
+        str(d / "sub"), real]
+
+
+def test_a_local_directory_read_as_a_file_is_a_directory_error(tmp_path):
+    (tmp_path / "d").mkdir()
+    local = fsspec.filesystem("pagemesh", target_protocol="file",
+                              cache_dir=str(tmp_path / "cache"),
+                              skip_instance_cache=True)
+    with pytest.raises(IsADirectoryError):
+        local.open(str(tmp_path / "d"))
+    with pytest.raises(IsADirectoryError):
+        local.cat_file(str(tmp_path / "d"))
+    with pytest.raises(FileNotFoundError):
+        local.cat_file(str(tmp_path / "missing"))
+
+
+def test_the_instances_of_every_thread_share_listings(fs):
+    """fsspec makes an instance per thread: a write through one is not
+    hidden from another by a listing it kept."""
+    d = path("threads")
+    fs.pipe_file(d + "/a", b"a")
+    options = dict(target_protocol="s3", target_options=fs.target_options,
+                   **fs.peer_options)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        other = pool.submit(fsspec.filesystem, "pagemesh", **options).result()
+        assert other is not fs
+        assert pool.submit(other.ls, d, False).result() == [d + "/a"]
+        fs.pipe_file(d + "/b", b"bb")
+        assert pool.submit(other.ls, d, False).result() == [d + "/a",
+                                                             d + "/b"]
+        assert pool.submit(other.info, d + "/b").result()["size"] == 2
+    fs.rm(d, recursive=True)
+
+
+def test_writes_committed_later_or_dropped_unclosed_are_seen(fs, s3):
+    p = path("later/obj.bin")
+    fs.pipe_file(p, b"old")
+    assert fs.cat_file(p) == b"old"
+    # In a transaction the bytes reach the origin at commit, after close:
+    # a read in between caches the old version's metadata again.
+    with fs.transaction:
+        with fs.open(p, "wb") as f:
+            f.write(b"newer")
+        assert fs.cat_file(p) == b"old"
+    assert fs.cat_file(p) == b"newer"
+
+    def write_and_drop():
+        fs.open(p, "wb").write(b"newest!")  # never closed: s3fs commits
+
+    write_and_drop()
+    import gc
+    gc.collect()
+    assert s3.client().get_object(Bucket=BUCKET, Key="later/obj.bin")[
+        "Body"].read() == b"newest!"
+    assert fs.cat_file(p) == b"newest!"
+    fs.rm(p)
+
+
+def test_a_pickled_file_reads_the_version_it_was_opened_at(fs):
+    p = path("pinned/obj.bin")
+    fs.pipe_file(p, b"A" * 100)
+    f = fs.open(p, block_size=16)
+    assert f.read(10) == b"A" * 10
+    blob = pickle.dumps(f)
+    clone = pickle.loads(blob)
+    assert clone.tell() == 10 and clone.read(5) == b"A" * 5
+    fs.pipe_file(p, b"B" * 200)
+    later = pickle.loads(blob)
+    with pytest.raises(pagemesh.FileExpired):
+        later.read()
+    fs.rm(p)

@@ -64,3 +64,23 @@ def test_gcs_through_the_filesystem(origins):
     fs = fsspec.filesystem("pagemesh", target_protocol="gs")
     assert fs.cat_file("pm-gcs/gs/obj.bin") == BLOB[:500_000]
     assert fs.info("pm-gcs/gs/obj.bin")["size"] == 500_000
+
+
+def test_a_missing_url_is_not_found(tmp_path):
+    """An HTTP origin cannot list: a URL that is not there is missing
+    (exists False, FileNotFoundError, PyArrow's NotFound), not an error
+    about listing."""
+    import pyarrow.fs as pafs
+    from harness.httpserver import HTTPOrigin
+    with HTTPOrigin() as web:
+        web.put("/there.bin", b"here")
+        fs = fsspec.filesystem("pagemesh", target_protocol="http",
+                               skip_instance_cache=True)
+        assert fs.exists(web.url("/there.bin"))
+        missing = web.url("/not-there.bin")
+        assert not fs.exists(missing) and not fs.isfile(missing)
+        with pytest.raises(FileNotFoundError):
+            fs.info(missing)
+        handler = pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+        assert handler.get_file_info([missing])[0].type == \
+            pafs.FileType.NotFound

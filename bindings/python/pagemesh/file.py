@@ -17,6 +17,7 @@ that the next read sees the new bytes.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from fsspec.spec import AbstractBufferedFile
@@ -34,22 +35,35 @@ class PagemeshFile(AbstractBufferedFile):
                  block_size: Optional[int] = None,
                  cache_type: str = "readahead",
                  cache_options: Optional[dict] = None,
-                 size: Optional[int] = None, **kwargs: Any):
+                 size: Optional[int] = None, version: Optional[str] = None,
+                 **kwargs: Any):
         if mode != "rb":
             raise ValueError("PagemeshFile is read-only (mode 'rb')")
         self.uri = fs._uri(path)
         # The version every read is pinned to, and its size, from the
-        # peer's metadata (not a listing cached by the filesystem).
-        st = fs.peer.stat(self.uri)
-        self.version = st.version
-        if size is None:
-            size = st.size
+        # peer's metadata (not a listing cached by the filesystem); given
+        # when a pickled file is opened again elsewhere.
+        if version is None or size is None:
+            try:
+                st = fs.peer.stat(self.uri)
+            except FileNotFoundError as e:
+                raise fs._not_found(path, e) from None
+            version, size = st.version, st.size if size is None else size
+        self.version = version
         super().__init__(fs, path, mode=mode,
                          block_size=block_size or DEFAULT_BLOCK_SIZE,
                          cache_type=cache_type, cache_options=cache_options,
                          size=size, **kwargs)
         self.details = {"name": path, "size": size, "type": "file",
-                        "version": st.version, "ETag": st.version}
+                        "version": version, "ETag": version}
+
+    def __reduce__(self) -> Any:
+        """Unpickled (in a Ray worker, a DataLoader worker), the file
+        reads the same version at the same position: an object that
+        changed since raises FileExpired, as here."""
+        return _reopen, (self.fs, self.path, self.version, self.size,
+                         self.blocksize, self.loc,
+                         self.cache.name if self.cache else "none")
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         end = min(end, self.size)
@@ -87,22 +101,48 @@ class PagemeshFile(AbstractBufferedFile):
         return len(data)
 
 
+def _reopen(fs: "PagemeshFileSystem", path: str, version: str, size: int,
+            block_size: int, loc: int, cache_type: str) -> PagemeshFile:
+    file = PagemeshFile(fs, path, block_size=block_size,
+                        cache_type=cache_type, size=size, version=version)
+    if loc:
+        file.seek(loc)
+    return file
+
+
 class InvalidatingWriter:
     """A writable file of the target filesystem that calls `on_close` once
-    it is closed (committed): the filesystem then invalidates the object's
-    cached metadata. Every other attribute is the wrapped file's."""
+    its bytes may be at the origin: when it is closed (committed, outside
+    a transaction), committed or discarded (in one), or, if it was never
+    closed, when the wrapped file is collected (after its own __del__,
+    which commits, as s3fs's does). The filesystem then invalidates the
+    object's cached metadata. Every other attribute is the wrapped
+    file's."""
 
     def __init__(self, file: Any, on_close: Callable[[], None]):
         self._file = file
-        self._on_close: Optional[Callable[[], None]] = on_close
+        self._on_close = on_close
+        # Not a __del__ of this wrapper: a bound method of the wrapped file
+        # (fs.open(p, "wb").write) outlives it.
+        self._collected = weakref.finalize(file, on_close)
+
+    def _then_invalidate(self, method: str, done: bool) -> None:
+        try:
+            getattr(self._file, method)()
+        finally:
+            if done:
+                self._collected.detach()
+            self._on_close()
 
     def close(self) -> None:
-        try:
-            self._file.close()
-        finally:
-            if self._on_close is not None:
-                on_close, self._on_close = self._on_close, None
-                on_close()
+        self._then_invalidate("close",
+                              getattr(self._file, "autocommit", True))
+
+    def commit(self) -> None:
+        self._then_invalidate("commit", True)
+
+    def discard(self) -> None:
+        self._then_invalidate("discard", True)
 
     def __enter__(self) -> "InvalidatingWriter":
         return self

@@ -38,17 +38,19 @@ node peer on first use.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import os
 import re
 import threading
 import time
 import warnings
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import fsspec
 from fsspec.implementations.local import make_path_posix
-from fsspec.utils import stringify_path
+from fsspec.utils import stringify_path, tokenize
 
 from . import _lib
 from .errors import FileExpired, PagemeshError
@@ -171,6 +173,24 @@ class _Listings:
             self._data.clear()
 
 
+# fsspec makes one instance per thread (its instance token holds the
+# thread's id): the instances of one filesystem share their listings, so
+# that a write in one thread is not hidden from another by a listing it
+# kept. Keyed by what the filesystem reads (target and peer options).
+_listings_of: "weakref.WeakValueDictionary[str, _Listings]" = \
+    weakref.WeakValueDictionary()
+_listings_lock = threading.Lock()
+
+
+def _shared_listings(identity: Any, ttl: float) -> _Listings:
+    key = tokenize(identity, ttl)
+    with _listings_lock:
+        listings = _listings_of.get(key)
+        if listings is None:
+            listings = _listings_of[key] = _Listings(ttl)
+        return listings
+
+
 class PagemeshFileSystem(_Base):
     """fsspec filesystem reading through the pagemesh node peer.
 
@@ -213,9 +233,10 @@ class PagemeshFileSystem(_Base):
         self.target_options = dict(target_options or {})
         self.block_size = block_size or DEFAULT_BLOCK_SIZE
         self.cache_type = cache_type
-        self._listings = _Listings(DEFAULT_LISTINGS_EXPIRY
-                                   if listings_expiry_time is None
-                                   else listings_expiry_time)
+        self._listings = _shared_listings(
+            (self.target_protocol, self.target_options, self.peer_options),
+            DEFAULT_LISTINGS_EXPIRY if listings_expiry_time is None
+            else listings_expiry_time)
         self._peer: Optional[Peer] = None
         self._peer_pid = 0
         self._target: Optional[fsspec.AbstractFileSystem] = None
@@ -297,7 +318,9 @@ class PagemeshFileSystem(_Base):
         scheme = _URI_SCHEMES.get(self.target_protocol, self.target_protocol)
         self._check_scheme(path, [k for k, v in _URI_SCHEMES.items()
                                   if v == scheme] + [self.target_protocol])
-        return type(self)._strip_protocol(path)
+        # "/bucket/key" is "bucket/key", as s3fs takes it: the names that
+        # listings give back have no leading "/"
+        return type(self)._strip_protocol(path).lstrip("/")
 
     def _strip_local(self, path: Any) -> Any:
         """_strip_protocol of a filesystem over local files."""
@@ -307,7 +330,9 @@ class PagemeshFileSystem(_Base):
         path = type(self)._strip_protocol(path)
         if not path:
             return path
-        return make_path_posix(path).rstrip("/") or "/"
+        # "." and ".." resolved, as the peer resolves them: the names that
+        # listings give back are of that form
+        return os.path.normpath(make_path_posix(path))
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> Dict[str, Any]:
@@ -401,7 +426,8 @@ class PagemeshFileSystem(_Base):
         try:
             return self._file_info(path, self.peer.stat(self._uri(path)))
         except FileNotFoundError:
-            pass
+            if self.target_protocol in _HTTP:
+                raise  # a URL is an object or nothing: no listing to ask
         except PagemeshError as e:
             if e.code not in (_lib.PM_EBADURI, _lib.PM_EINVAL):
                 raise
@@ -549,15 +575,26 @@ class PagemeshFileSystem(_Base):
                 self.peer.invalidate(uri)
         raise AssertionError("unreachable")
 
+    def _not_found(self, path: str, error: FileNotFoundError) -> OSError:
+        """What a read of `path` that found no object raises: a local
+        directory is IsADirectoryError (as the local filesystem's open
+        raises), anything else `error`."""
+        if self.target_protocol in _LOCAL and os.path.isdir(path):
+            return IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        return error
+
     def cat_file(self, path: str, start: Optional[int] = None,
                  end: Optional[int] = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
-        if self._sized(start, end):
-            return self._read_sized(path, start, end)
-        start, end = self._resolve_range(path, start, end, {})
-        if end == start:
-            return b""
-        return self.peer.read(self._uri(path), start, end - start)
+        try:
+            if self._sized(start, end):
+                return self._read_sized(path, start, end)
+            start, end = self._resolve_range(path, start, end, {})
+            if end == start:
+                return b""
+            return self.peer.read(self._uri(path), start, end - start)
+        except FileNotFoundError as e:
+            raise self._not_found(path, e) from None
 
     def cat_ranges(self, paths: List[str], starts: Any, ends: Any,
                    max_gap: Optional[int] = None, on_error: str = "return",
