@@ -250,6 +250,12 @@ typedef struct pm_tcp_worker {
   struct pm_tcp *tcp;
   pthread_t thread;
   uint8_t *page;        /* max_page_size bytes, allocated on first use */
+  /* The strings of the request being served, copied out of the thread's
+   * scratch arena: the core may make tcp requests of its own on this
+   * thread while it serves (an owner asking a replica), and each answer
+   * is decoded into that arena. */
+  char uri[PM_FRAME_URI_MAX + 1];
+  char version[PM_FRAME_VERSION_MAX + 1];
 } pm_tcp_worker;
 
 typedef struct pm_tcp {

@@ -7,6 +7,7 @@
  * and, for a GET, the page bytes. A malformed request closes the
  * connection; a failed one is answered and the connection kept.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,6 +196,11 @@ int pm__tcp_serve_one(pm_tcp_worker *worker, pm_tcp_conn *conn) {
                        pm__errmsg());
     return rc;
   }
+  /* Lengths checked by pm__frame_validate. */
+  snprintf(worker->uri, sizeof worker->uri, "%s", req.uri);
+  snprintf(worker->version, sizeof worker->version, "%s", req.version);
+  req.uri = worker->uri;
+  req.version = worker->version;
   if (is_put)
     return handle_put(worker, conn, &req, request_id, length, checksum,
                       deadline_ns);

@@ -415,3 +415,58 @@ Test(tcp, open_errors_and_wrappers) {
   pm__transport_close(NULL);
   fixture_close(&peer);
 }
+
+/* An owner that asks another peer while it serves (the core's owner path
+ * asks a replica for a cached copy on the worker's own thread): the
+ * answer it gets is decoded into that thread's scratch, and must not
+ * overwrite the strings of the request being served. */
+static pm_transport *nested_via;
+static char nested_target[PM_ADDR_MAX];
+static char nested_seen[256];
+
+static ssize_t nested_serve_get(void *arg, const pm_page_request *req,
+                                void *dst, size_t dst_len) {
+  (void)arg;
+  /* "missing..." answers an error with a detail longer than the uri */
+  char asked[300];
+  snprintf(asked, sizeof asked, "missing-%0250d", 0);
+  pm_page_request other = *req;
+  other.uri = asked;
+  other.version = "another-version";
+  uint8_t tmp[4096];
+  pm__transport_get_page(nested_via, nested_target, &other, tmp, sizeof tmp,
+                         pm__now_ns() + FIX_SECOND);
+  snprintf(nested_seen, sizeof nested_seen, "%s|%s", req->uri,
+           req->version);
+  size_t length = fixture_page_length(req);
+  if (length > dst_len)
+    return PM_ETOOBIG;
+  fixture_fill(req->uri, req->page_index, dst, length);
+  return (ssize_t)length;
+}
+
+Test(tcp, a_request_outlives_a_nested_request_on_its_thread) {
+  fixture_peer target, client;
+  fixture_open(&target);
+  fixture_open(&client);
+  pm_transport_config config = {
+      .size = sizeof config, .listen = "127.0.0.1:0",
+      .cluster_key = fixture_key, .cluster_id = "test-cluster",
+      .max_page_size = FIX_MAX_PAGE, .server_threads = 1,
+      .server = {.serve_get = nested_serve_get}};
+  pm_transport *owner = NULL;
+  cr_assert_eq(pm__transport_open("tcp", &config, &owner), 0, "%s",
+               pm__errmsg());
+  char owner_addr[PM_ADDR_MAX];
+  pm__transport_address(owner, owner_addr, sizeof owner_addr);
+  nested_via = owner;
+  snprintf(nested_target, sizeof nested_target, "%s", target.addr);
+  fixture_get_check(client.transport, owner_addr,
+                    "s3://bucket/datasets/train/shard-000123.tar", 2, 65536);
+  cr_assert_str_eq(nested_seen,
+                   "s3://bucket/datasets/train/shard-000123.tar|v1");
+  cr_assert_eq(atomic_load(&target.server.gets), 1);
+  pm__transport_close(owner);
+  fixture_close(&client);
+  fixture_close(&target);
+}
