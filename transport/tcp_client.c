@@ -218,8 +218,13 @@ static int send_request(pm_tcp_conn *conn, const request *r,
 }
 
 /* One exchange on one connection: the page length (GET), 0 (PUT), or a
- * pm_err. conn->broken tells whether the stream is still usable. */
-static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r) {
+ * pm_err. conn->broken tells whether the stream is still usable;
+ * *answered whether the pm_err is the server's own answer (its origin
+ * unreachable, a timeout of its own...): then the connection is sound and
+ * the request is not to be sent again. */
+static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r,
+                        bool *answered) {
+  *answered = false;
   uint64_t request_id = conn->next_request_id++;
   bool sealed = false;
   int rc = send_request(conn, r, request_id, &sealed);
@@ -236,7 +241,12 @@ static ssize_t exchange(pm_tcp *tcp, pm_tcp_conn *conn, const request *r) {
                                   r->is_put ? 0 : r->capacity,
                                   tcp->max_page_size, &length, checksum,
                                   conn->peer);
-  if (rc == PM_EPROTO || rc == PM_ETOOBIG)
+  /* A status the server answered is followed by nothing */
+  *answered = rc < 0 && frame &&
+              frame->body_case == PM__PAGE_FRAME__BODY_RESPONSE &&
+              frame->response->request_id == request_id &&
+              frame->response->status == rc;
+  if ((rc == PM_EPROTO || rc == PM_ETOOBIG) && !*answered)
     conn->broken = true;
   if (!rc && r->is_put)
     pm__tcp_count_page(tcp, r->length, sealed);
@@ -281,10 +291,12 @@ static ssize_t run(pm_tcp *tcp, const char *addr, const request *r) {
     bool reused = conn != NULL;
     if (!conn && (rc = open_conn(tcp, addr, r->deadline_ns, &conn)) != 0)
       break;
-    rc = exchange(tcp, conn, r);
-    if (rc != PM_ETIMEDOUT && rc != PM_EUNREACHABLE && rc != PM_ESHUTDOWN) {
+    bool answered;
+    rc = exchange(tcp, conn, r, &answered);
+    if (answered || (rc != PM_ETIMEDOUT && rc != PM_EUNREACHABLE &&
+                     rc != PM_ESHUTDOWN)) {
       checkin(tcp, conn);
-      break;
+      return rc;
     }
     conn->broken = true;
     drop(tcp, conn);

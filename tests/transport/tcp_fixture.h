@@ -1,6 +1,7 @@
 /* A real pm_page_server for the tcp transport tests: it serves generated
  * pages (bytes derived from the uri and page index), fails on "missing"
- * uris with a detail, stalls on "stall" uris until released, and keeps
+ * uris with a detail (and as an unreachable or slow origin would on
+ * "unreachable" and "slow" ones), stalls on "stall" uris until released, and keeps
  * what is pushed to it. Plus helpers to open transports on 127.0.0.1 with
  * ports chosen by the OS. Header-only: included by one test file each. */
 #ifndef PM_TEST_TCP_FIXTURE_H
@@ -68,6 +69,10 @@ static inline ssize_t fixture_serve_get(void *arg, const pm_page_request *req,
   atomic_fetch_add(&s->gets, 1);
   if (strncmp(req->uri, "missing", 7) == 0)
     return pm__errf(PM_ENOENT, "%s: no such object (fixture)", req->uri);
+  if (strncmp(req->uri, "unreachable", 11) == 0)
+    return pm__errf(PM_EUNREACHABLE, "origin down (fixture)");
+  if (strncmp(req->uri, "slow", 4) == 0)
+    return pm__errf(PM_ETIMEDOUT, "origin timed out (fixture)");
   if (strncmp(req->uri, "stall", 5) == 0) {
     atomic_fetch_add(&s->stalls_entered, 1);
     uint64_t end = pm__now_ns() + 5 * FIX_SECOND;

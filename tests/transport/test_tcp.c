@@ -135,6 +135,38 @@ Test(tcp, server_error_propagated_with_detail) {
   fixture_close(&server);
 }
 
+/* A server that answers its origin is unreachable, or timed out, has
+ * answered: the request is not sent again, and the connection is kept. */
+Test(tcp, errors_the_server_answers_keep_the_connection) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  fixture_get_check(client.transport, server.addr, "s3://b/first", 0, 4096);
+  static const struct {
+    const char *uri;
+    int code;
+  } cases[] = {{"unreachable://obj", PM_EUNREACHABLE},
+               {"slow://obj", PM_ETIMEDOUT}};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(cases); i++) {
+    int gets = atomic_load(&server.server.gets);
+    pm_page_request req = fixture_request(cases[i].uri, 0, 4096, 4096);
+    uint8_t dst[4096];
+    ssize_t n = pm__transport_get_page(client.transport, server.addr, &req,
+                                       dst, sizeof dst,
+                                       pm__now_ns() + FIX_SECOND);
+    cr_assert_eq(n, cases[i].code, "%zd %s", n, pm__errmsg());
+    cr_assert(strstr(pm__errmsg(), "(fixture)"), "%s", pm__errmsg());
+    cr_assert_eq(atomic_load(&server.server.gets), gets + 1);
+  }
+  fixture_get_check(client.transport, server.addr, "s3://b/after", 0, 4096);
+  pm_tcp_counters counters;
+  pm__tcp_counters(client.transport, &counters);
+  cr_assert_eq(counters.connects, 1);
+  cr_assert_eq(counters.retries, 0);
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
 Test(tcp, buffer_too_small) {
   fixture_peer server, client;
   fixture_open(&server);
