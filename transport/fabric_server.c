@@ -393,21 +393,37 @@ static bool read_cached(pm_fabric *f, const pm_page_file *file,
   return n >= 0 && (size_t)n == file->length;
 }
 
+/* A PUT's pull, written from the staged page at once; false if the
+ * provider does not take the write now or it does not fit (a worker then
+ * writes it, or answers the error). Never left to a worker when it can
+ * be helped: the puller's worker waits for it, and two peers pushing to
+ * each other with all their workers pulling would wait for each other
+ * until the deadline. */
+static bool serve_staged_inline(pm_fabric *f, fi_addr_t peer,
+                                const Pm__PageGet *get, int32_t put_slot) {
+  pm_fabric_slot *slot = &f->slots[put_slot];
+  if (slot->put_length <= get->rma_length &&
+      post_write(f, peer, &slot->write_op, &slot->buf, slot->put_length,
+                 slot->put_checksum, get, 0) == 0)
+    return true;
+  pm_fabric_slot_on_write_done(f, put_slot);
+  return false;
+}
+
 bool pm_fabric_serve_inline(pm_fabric *f, pm_fabric_item *item) {
   const Pm__PageGet *get = item->msg.frame->get;
   char hex[PM_ADDR_MAX];
   fi_addr_t peer;
-  if (!f->server.serve_file || atomic_load(&f->stopping) ||
-      atomic_load(&f->no_inline) ||
+  if (atomic_load(&f->stopping) ||
       pm_fabric_hex_encode(item->msg.sender, item->msg.sender_len, hex,
                            sizeof hex) ||
       pm_fabric_peer_resolve(f, hex, &peer))
     return false;
   int32_t put_slot = pm_fabric_slot_find_put(f, hex, get->page->page_id.data);
-  if (put_slot >= 0) { /* a PUT's pull: a worker writes it from staging */
-    pm_fabric_slot_on_write_done(f, put_slot);
+  if (put_slot >= 0)
+    return serve_staged_inline(f, peer, get, put_slot);
+  if (!f->server.serve_file || atomic_load(&f->no_inline))
     return false;
-  }
   int rc;
   pm_fabric_sbuf *sb = take_sbuf(f, 0, &rc);
   if (!sb)

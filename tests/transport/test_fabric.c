@@ -604,3 +604,55 @@ Test(fabric, put_delivers_the_page) {
   free(data);
   pair_close(&p);
 }
+
+/* Two peers pushing pages to each other at once, more pushes than either
+ * has workers (an owner re-creating replicas on a peer that does the same
+ * to it): a worker taking a PUT pulls the page back from the pusher, and
+ * the pusher writes it from staging at once, not from a worker that may
+ * itself be waiting on a pull. */
+typedef struct pusher {
+  pm_transport *from;
+  const char *to;
+  int id, failures;
+  char first_failure[200];
+} pusher;
+
+static void *push_many(void *arg) {
+  pusher *p = arg;
+  static uint8_t data[64 * KiB];
+  for (int i = 0; i < 10; i++) {
+    pm_page_request req = make_request("s3://bucket/crossed",
+                                       (uint64_t)p->id * 100 + (uint64_t)i,
+                                       1 * MiB);
+    int rc = p->from->methods->put_page(p->from, p->to, &req, data,
+                                        sizeof data,
+                                        pm__now_ns() + 3 * SEC_NS);
+    if (rc && p->failures++ == 0)
+      snprintf(p->first_failure, sizeof p->first_failure, "%s: %s",
+               pm_err_name(rc), pm__errmsg());
+  }
+  return NULL;
+}
+
+Test(fabric, peers_pushing_to_each_other_do_not_wait_for_each_other) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  char client_addr[PM_ADDR_MAX];
+  address_of(p.client, client_addr);
+  enum { PER_SIDE = 3 }; /* more than the 2 workers of each side */
+  pusher pushers[2 * PER_SIDE];
+  pthread_t threads[2 * PER_SIDE];
+  for (int i = 0; i < 2 * PER_SIDE; i++) {
+    pushers[i] = (pusher){i % 2 ? p.client : p.server,
+                          i % 2 ? p.server_addr : client_addr, i, 0, ""};
+    pthread_create(&threads[i], NULL, push_many, &pushers[i]);
+  }
+  for (int i = 0; i < 2 * PER_SIDE; i++) {
+    pthread_join(threads[i], NULL);
+    cr_assert_eq(pushers[i].failures, 0, "pusher %d failed %d pushes: %s", i,
+                 pushers[i].failures, pushers[i].first_failure);
+  }
+  cr_assert_eq(atomic_load(&p.server_state.puts), 10 * PER_SIDE);
+  cr_assert_eq(atomic_load(&p.client_state.puts), 10 * PER_SIDE);
+  pair_close(&p);
+}
