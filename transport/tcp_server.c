@@ -81,10 +81,28 @@ static void accept_one(pm_tcp *tcp, int fd, const char *peer) {
 
 static bool server_full(pm_tcp *tcp) {
   pthread_mutex_lock(&tcp->server_lock);
-  bool full = tcp->server_conn_count >= PM_TCP_SERVER_CONNS_MAX ||
-              tcp->handshaking >= PM_TCP_HANDSHAKING_MAX;
+  bool full = tcp->server_conn_count >= PM_TCP_SERVER_CONNS_MAX;
   pthread_mutex_unlock(&tcp->server_lock);
   return full;
+}
+
+/* With PM_TCP_HANDSHAKING_MAX handshakes under way, the one that has
+ * waited longest, to make room; else NULL. Sockets that connect and say
+ * nothing (anyone can open them, no key needed) would otherwise keep
+ * every peer out until their handshake deadline, again and again; a
+ * peer's own handshake takes a round trip, so only a flood much faster
+ * than that can push one out. Handshaking connections belong to the loop
+ * thread, which calls this. */
+static pm_tcp_conn *oldest_handshake(pm_tcp *tcp) {
+  pm_tcp_conn *oldest = NULL;
+  pthread_mutex_lock(&tcp->server_lock);
+  if (tcp->handshaking >= PM_TCP_HANDSHAKING_MAX)
+    for (pm_tcp_conn *c = tcp->server_conns; c; c = c->next)
+      if (c->hs_stage < 2 &&
+          (!oldest || c->hs_deadline_ns <= oldest->hs_deadline_ns))
+        oldest = c;
+  pthread_mutex_unlock(&tcp->server_lock);
+  return oldest;
 }
 
 static void accept_all(pm_tcp *tcp) {
@@ -102,6 +120,13 @@ static void accept_all(pm_tcp *tcp) {
                          "%s: refused: too many connections", peer);
       close(fd);
       continue;
+    }
+    pm_tcp_conn *oldest = oldest_handshake(tcp);
+    if (oldest) {
+      PM_LOG_RATELIMITED(PM_LOG_WARN, "tcp", 1000,
+                         "%s: dropped: %u handshakes under way, it waited "
+                         "longest", oldest->peer, PM_TCP_HANDSHAKING_MAX);
+      conn_close(tcp, oldest);
     }
     pm__tcp_sockopts(fd);
     accept_one(tcp, fd, peer);

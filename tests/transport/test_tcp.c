@@ -5,7 +5,12 @@
  * concurrent requests, deadlines, a server that goes away mid-request, and
  * closing a transport with requests in flight. Authentication, the clear
  * mode and hostile clients are in test_tcp_handshake.c. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "tcp_fixture.h"
+#include "transport/tcp_int.h"
 
 TestSuite(tcp, .timeout = 60);
 
@@ -501,4 +506,29 @@ Test(tcp, a_request_outlives_a_nested_request_on_its_thread) {
   pm__transport_close(owner);
   fixture_close(&client);
   fixture_close(&target);
+}
+
+/* Strangers that connect and say nothing (no key needed) fill the
+ * handshakes a server runs at once: the one that waited longest makes
+ * room for a new connection, so a peer still gets in. */
+Test(tcp, silent_strangers_do_not_keep_peers_out) {
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_port = htons((uint16_t)atoi(strrchr(server.addr, ':') + 1));
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  int silent[PM_TCP_HANDSHAKING_MAX + 8];
+  for (size_t i = 0; i < PM_ARRAY_SIZE(silent); i++) {
+    silent[i] = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(silent[i], 0);
+    cr_assert_eq(connect(silent[i], (struct sockaddr *)&sa, sizeof sa), 0);
+  }
+  usleep(200 * 1000);
+  for (int k = 0; k < 3; k++)
+    fixture_get_check(client.transport, server.addr, "s3://b/in", k, 4096);
+  for (size_t i = 0; i < PM_ARRAY_SIZE(silent); i++)
+    close(silent[i]);
+  fixture_close(&client);
+  fixture_close(&server);
 }
