@@ -95,6 +95,11 @@ static uint64_t rebalance(pm_mesh *mesh, const pm_view *old,
   for (size_t i = 0; buf && i < count; i++) {
     if (atomic_load(&mesh->peer->closing))
       break;
+    /* A page of another page size (the cache directory kept pages from
+     * before the size changed) is nobody's page here: not pushed, and
+     * it does not fit the buffer. */
+    if (entries[i].length > mesh->peer->opts.page_size)
+      continue;
     pages += rebalance_page(mesh, old, now, &entries[i], buf, drain);
   }
   free(buf);
