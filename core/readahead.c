@@ -109,7 +109,9 @@ int pm__prefetch(pm_peer *peer, const char *uri, uint64_t offset,
     err = pm__peer_stat(peer, norm, &st);
   if (err || offset >= st.size || !peer->store)
     return err;
-  uint64_t end = length ? PM_MIN(st.size, offset + length) : st.size;
+  /* (offset + length may wrap: a length of "all", UINT64_MAX) */
+  uint64_t end = length && length < st.size - offset ? offset + length
+                                                     : st.size;
   uint64_t first = offset / peer->opts.page_size;
   uint64_t last = (end - 1) / peer->opts.page_size;
   /* One task per page while the queue has room keeps them parallel; a

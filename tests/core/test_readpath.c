@@ -474,3 +474,28 @@ Test(readpath, stable_policy_keeps_hitting_where_lru_does_not) {
   cr_assert_geq(stable, 0.2);
   cr_assert_lt(lru, stable - 0.1);
 }
+
+/* pm_prefetch of "everything from here" (a length of UINT64_MAX, as
+ * Python's peer.prefetch(uri, 1, -1) gives) stops at the object's end:
+ * the end did not wrap around to fetch ~2^44 empty pages past it. */
+Test(readpath, a_prefetch_to_the_end_fetches_the_object_once) {
+  setup_dirs();
+  const char *path = make_object("p.bin", 3 * PS + 10, 0);
+  pm_peer *p = open_peer(64 * PS, 0, PM_EVICT_LRU, 60000);
+  cr_assert_eq(pm_prefetch(p, path, 1, UINT64_MAX), 0, "%s",
+               pm_peer_errmsg(p));
+  uint64_t deadline = pm__now_ns() + 10000000000ull;
+  while (stats_of(p).pages_disk < 4 && pm__now_ns() < deadline)
+    usleep(1000);
+  usleep(200 * 1000); /* anything more would be queued by now */
+  pm_stats s = stats_of(p);
+  cr_assert_eq(s.pages_disk, 4, "disk %llu ram %llu misses %llu",
+               (unsigned long long)s.pages_disk,
+               (unsigned long long)s.pages_ram,
+               (unsigned long long)s.misses);
+  cr_assert_eq(s.misses, 4);
+  unsigned char buf[PS];
+  cr_assert_eq(pm_read(p, path, 3 * PS, buf, PS), 10);
+  check_bytes(buf, 3 * PS, 10, 0);
+  pm_peer_close(p);
+}
