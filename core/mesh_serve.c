@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@ ssize_t pm__meta_encode(const pm_object_stat *st, char *out, size_t size) {
 }
 
 /* "<size> <mtime_ns> <version>": size a decimal without sign, mtime a
- * signed decimal, version 1..127 characters without spaces. */
+ * signed decimal, version the rest, 1..127 characters, spaces allowed
+ * (the HTTP origin's versions of objects without an ETag have them:
+ * "lm:<time> size:<n>"), control characters not. */
 int pm__meta_decode(const char *text, size_t length, pm_object_stat *out) {
   char buf[PM_VERSION_MAX + 64];
   if (length == 0 || length >= sizeof buf)
@@ -47,8 +50,11 @@ int pm__meta_decode(const char *text, size_t length, pm_object_stat *out) {
   if (errno || end == mtime_text || *end != ' ')
     return pm__errf(PM_EPROTO, "malformed metadata answer (mtime)");
   const char *version = end + 1;
-  size_t vlen = strlen(version);
-  if (vlen == 0 || vlen >= PM_VERSION_MAX || strchr(version, ' '))
+  size_t vlen = length - (size_t)(version - buf);
+  bool printable = vlen > 0 && vlen < PM_VERSION_MAX;
+  for (size_t i = 0; printable && i < vlen; i++)
+    printable = (unsigned char)version[i] >= 0x20 && version[i] != 0x7f;
+  if (!printable)
     return pm__errf(PM_EPROTO, "malformed metadata answer (version)");
   memset(out, 0, sizeof *out);
   out->size = size;
