@@ -146,6 +146,15 @@ void pm__disk_bury(pm_disk_tier *tier, pm_disk_page *doomed) {
   if (!doomed)
     return;
   for (pm_disk_page *page = doomed; page; page = page->next) {
+    /* A new copy of the page entered the index since it was dropped: its
+     * file (renamed over the old one, or about to be) is not ours to
+     * remove. One that enters after this look needs a fetch first, far
+     * longer than the unlink that follows it. */
+    pthread_mutex_lock(&tier->lock);
+    bool replaced = pm__pagemap_get(&tier->map, &page->node.id) != NULL;
+    pthread_mutex_unlock(&tier->lock);
+    if (replaced)
+      continue;
     pm__page_path(&page->node.id, path);
     if (unlinkat(tier->pages_fd, path, 0) != 0 && errno != ENOENT)
       PM_LOG(PM_LOG_WARN, "store", "%s/pages/%s: cannot remove: %s",

@@ -417,3 +417,36 @@ Test(disk_tier, read_only_mount_is_eacces) {
   cr_assert_eq(rc, PM_EACCES, "rc %d: %s", rc, pm__errmsg());
   cr_assert(strstr(pm__errmsg(), path), "detail: %s", pm__errmsg());
 }
+
+/* A page dropped from the index (evicted, condemned) whose new copy was
+ * written before the drop's file removal ran: the removal leaves the new
+ * copy's file alone (it removed it by path before, and the index then
+ * held a page without a file). */
+Test(disk_tier, a_new_copy_outlives_the_removal_of_the_old_one) {
+  pm_disk_tier *tier = tier_open(1 << 20);
+  tier_put(tier, 7, TEST_PAGE);
+  pm_page_id id = test_page_id(7);
+  pm_disk_page *doomed = NULL;
+  pthread_mutex_lock(&tier->lock);
+  pm_disk_page *old = pm__pagemap_get(&tier->map, &id);
+  cr_assert_not_null(old);
+  pm__disk_drop_locked(tier, old, &doomed);
+  pthread_mutex_unlock(&tier->lock);
+  tier_put(tier, 7, TEST_PAGE);
+  pm__disk_bury(tier, doomed);
+  uint8_t buf[TEST_PAGE], want[TEST_PAGE];
+  test_fill(want, TEST_PAGE, 7);
+  cr_assert_eq(tier_read(tier, 7, buf), TEST_PAGE);
+  cr_assert_eq(memcmp(buf, want, TEST_PAGE), 0);
+  /* With no new copy, the old file goes. */
+  pthread_mutex_lock(&tier->lock);
+  doomed = NULL;
+  pm__disk_drop_locked(tier, pm__pagemap_get(&tier->map, &id), &doomed);
+  pthread_mutex_unlock(&tier->lock);
+  pm__disk_bury(tier, doomed);
+  char path[PM_PAGE_PATH_MAX], full[800];
+  pm__page_path(&id, path);
+  snprintf(full, sizeof full, "%s/pages/%s", dir, path);
+  cr_assert_neq(access(full, F_OK), 0, "%s is still there", full);
+  pm__disk_tier_close(tier);
+}
