@@ -273,8 +273,8 @@ static int read_ranges(pm_peer *peer, pm_range *ranges, size_t n,
   int first = err;
   for (size_t j = 0; j < n; j++) {
     range_work *w = &works[j];
-    if (w->pending) /* still changing after every retry */
-      ranges[j].result = PM_ECHANGED;
+    if (w->pending) /* still changing after every retry, or not read */
+      ranges[j].result = err ? err : PM_ECHANGED;
     if (ranges[j].result < 0 && !first) {
       first = (int)ranges[j].result;
       pm__errmsg_set(w->errmsg ? w->errmsg : pm_strerror(first));
