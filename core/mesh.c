@@ -316,10 +316,29 @@ void pm__mesh_leave(pm_mesh *mesh) {
   pm__swim_driver_leave(driver, 2000000000ull);
 }
 
+int pm__mesh_task_submit(pm_mesh *mesh, void (*fn)(void *), void *arg,
+                         size_t max_queued) {
+  atomic_fetch_add(&mesh->tasks, 1);
+  int rc = pm__pool_submit_background(mesh->peer->pool, fn, arg, max_queued);
+  if (rc)
+    atomic_fetch_sub(&mesh->tasks, 1);
+  return rc;
+}
+
+void pm__mesh_task_done(pm_mesh *mesh) {
+  atomic_fetch_sub(&mesh->tasks, 1);
+}
+
 void pm__mesh_stop(pm_mesh *mesh) {
   if (!mesh)
     return;
   pm__mesh_leave(mesh);
+  /* No membership events from here on. A peer that closes has run its
+   * pool dry already; a node that failed to start still runs it: what it
+   * queued meanwhile finishes before the mesh goes (the pool runs every
+   * queued task, even when stopping). */
+  while (atomic_load(&mesh->tasks) > 0)
+    usleep(1000);
   pm__transport_close(mesh->fabric);
   pm__transport_close(mesh->tcp);
   view_release(mesh->view);

@@ -195,6 +195,7 @@ static void push_run(void *arg) {
   }
   free(t->uri);
   free(t);
+  pm__mesh_task_done(mesh);
 }
 
 void pm__mesh_replicate(pm_mesh *mesh, const char *uri,
@@ -214,7 +215,7 @@ void pm__mesh_replicate(pm_mesh *mesh, const char *uri,
   t->id = *id;
   t->length = length;
   memcpy(t->data, data, length);
-  if (pm__pool_submit_background(mesh->peer->pool, push_run, t, 256) != 0) {
+  if (pm__mesh_task_submit(mesh, push_run, t, 256) != 0) {
     free(t->uri);
     free(t);
   }

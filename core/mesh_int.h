@@ -46,7 +46,18 @@ struct pm_mesh {
   atomic_bool rebalance_pending;
   uint64_t started_ns;
   pm_view *rebalance_view;
+  /* Background tasks of the mesh queued or running on the peer's pool
+   * (rebalance, replica pushes): pm__mesh_stop waits for them, since a
+   * node that fails to start frees its mesh while the pool lives on. */
+  atomic_uint tasks;
 };
+
+/* Queue a background task of the mesh on the peer's pool (counted in
+ * mesh->tasks); the task calls pm__mesh_task_done last. Errors: those of
+ * pm__pool_submit_background (then nothing is counted). */
+int pm__mesh_task_submit(pm_mesh *mesh, void (*fn)(void *), void *arg,
+                         size_t max_queued);
+void pm__mesh_task_done(pm_mesh *mesh);
 
 /* Members changed: re-create replicas in the background. */
 void pm__mesh_members_changed(pm_mesh *mesh);

@@ -129,13 +129,13 @@ static void rebalance_run(void *arg) {
     pm__mesh_view_release(old);
   }
   pthread_mutex_unlock(&mesh->rebalance_lock);
+  pm__mesh_task_done(mesh);
 }
 
 void pm__mesh_members_changed(pm_mesh *mesh) {
   if (atomic_exchange(&mesh->rebalance_pending, true))
     return;
-  if (pm__pool_submit_background(mesh->peer->pool, rebalance_run, mesh,
-                                 1024) != 0)
+  if (pm__mesh_task_submit(mesh, rebalance_run, mesh, 1024) != 0)
     atomic_store(&mesh->rebalance_pending, false);
 }
 
