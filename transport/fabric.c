@@ -49,6 +49,8 @@ static int check_config(const pm_transport_config *config) {
 
 static int init_sync(pm_fabric *f) {
   pthread_mutex_init(&f->peer_lock, NULL);
+  f->peers_max = PM_FABRIC_PEERS_MAX;
+  f->peer_idle_ns = PM_FABRIC_PEER_IDLE_NS;
   pthread_mutex_init(&f->send_lock, NULL);
   pthread_mutex_init(&f->slot_lock, NULL);
   pthread_mutex_init(&f->queue_lock, NULL);

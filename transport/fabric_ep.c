@@ -352,15 +352,35 @@ static unsigned bucket_of(const char *hex) {
   return h % PM_FABRIC_PEER_BUCKETS;
 }
 
+/* Forget the peer unused longest, if it has been unused for
+ * peer_idle_ns; false if none has (under peer_lock). */
+static bool forget_idle_peer(pm_fabric *f, uint64_t now) {
+  pm_fabric_peer **oldest = NULL;
+  for (unsigned b = 0; b < PM_FABRIC_PEER_BUCKETS; b++)
+    for (pm_fabric_peer **p = &f->peers[b]; *p; p = &(*p)->next)
+      if (!oldest || (*p)->used_ns < (*oldest)->used_ns)
+        oldest = p;
+  if (!oldest || now - (*oldest)->used_ns < f->peer_idle_ns)
+    return false;
+  pm_fabric_peer *gone = *oldest;
+  *oldest = gone->next;
+  fi_av_remove(f->av, &gone->fi_addr, 1, 0);
+  free(gone);
+  f->peer_count--;
+  return true;
+}
+
 static int insert_peer(pm_fabric *f, const char *hex, unsigned bucket,
                        fi_addr_t *out) {
   uint8_t raw[PM_FABRIC_RAWADDR_MAX];
   ssize_t len = pm_fabric_hex_decode(hex, raw, sizeof raw);
   if (len < 0)
     return (int)len;
-  if (f->peer_count >= PM_FABRIC_PEERS_MAX)
-    return pm__errf(PM_EBUSY, "fabric: %u peers already known",
-                    f->peer_count);
+  uint64_t now = pm__now_ns();
+  if (f->peer_count >= f->peers_max && !forget_idle_peer(f, now))
+    return pm__errf(PM_EBUSY, "fabric: %u peers already known, all used in "
+                    "the last %llu s", f->peer_count,
+                    (unsigned long long)(f->peer_idle_ns / 1000000000ull));
   size_t hex_len = strlen(hex);
   pm_fabric_peer *peer = malloc(sizeof *peer + hex_len + 1);
   if (!peer)
@@ -373,6 +393,7 @@ static int insert_peer(pm_fabric *f, const char *hex, unsigned bucket,
     return pm_fabric_err(rc < 0 ? rc : -FI_EADDRNOTAVAIL, what);
   }
   memcpy(peer->hex, hex, hex_len + 1);
+  peer->used_ns = now;
   peer->next = f->peers[bucket];
   f->peers[bucket] = peer;
   f->peer_count++;
@@ -404,9 +425,10 @@ int pm_fabric_peer_resolve(pm_fabric *f, const char *hex, fi_addr_t *out) {
   pm_fabric_peer *peer = f->peers[bucket];
   while (peer && strcmp(peer->hex, hex) != 0)
     peer = peer->next;
-  if (peer)
+  if (peer) {
     *out = peer->fi_addr;
-  else
+    peer->used_ns = pm__now_ns();
+  } else
     rc = insert_peer(f, hex, bucket, out);
   pthread_mutex_unlock(&f->peer_lock);
   return rc;

@@ -67,6 +67,10 @@
 #define PM_FABRIC_QUEUE_MAX 64u
 /* Distinct peer addresses kept in the address vector. */
 #define PM_FABRIC_PEERS_MAX 4096u
+/* With that many known, the one unused longest makes room for a new one
+ * if it has been unused this long (far beyond any request's deadline):
+ * restarted peers come back with new addresses. */
+#define PM_FABRIC_PEER_IDLE_NS (120ull * 1000000000ull)
 /* The decode arena of one control message. */
 #define PM_FABRIC_ARENA_SIZE (2 * PM_FABRIC_MSG_MAX + 4096)
 /* The progress thread's blocking wait when nothing is in flight (ms). */
@@ -263,7 +267,8 @@ typedef struct pm_fabric_sbuf {
 typedef struct pm_fabric_peer {
   struct pm_fabric_peer *next;
   fi_addr_t fi_addr;
-  char hex[]; /* the address as advertised */
+  uint64_t used_ns; /* last resolved */
+  char hex[];       /* the address as advertised */
 } pm_fabric_peer;
 
 #define PM_FABRIC_PEER_BUCKETS 256u
@@ -306,6 +311,8 @@ typedef struct pm_fabric {
   pthread_mutex_t peer_lock;
   pm_fabric_peer *peers[PM_FABRIC_PEER_BUCKETS];
   unsigned peer_count;
+  unsigned peers_max;    /* PM_FABRIC_PEERS_MAX (tests lower it) */
+  uint64_t peer_idle_ns; /* PM_FABRIC_PEER_IDLE_NS (tests lower it) */
 
   /* Control message buffers (fabric_progress.c): one registered region,
    * receives first, then sends. */

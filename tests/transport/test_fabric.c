@@ -656,3 +656,33 @@ Test(fabric, peers_pushing_to_each_other_do_not_wait_for_each_other) {
   cr_assert_eq(atomic_load(&p.client_state.puts), 10 * PER_SIDE);
   pair_close(&p);
 }
+
+/* A peer that has met its most peers forgets the one unused longest to
+ * meet a new one, once that one has been unused for a while (restarted
+ * peers come back with new addresses); before, the new one was refused. */
+Test(fabric, the_peer_unused_longest_makes_room_for_a_new_one) {
+  pair p;
+  pair_open(&p, 1 * MiB);
+  test_server third_state;
+  test_server_init(&third_state);
+  pm_transport *third = open_fabric(&third_state, test_key, 1 * MiB);
+  char third_addr[PM_ADDR_MAX];
+  address_of(third, third_addr);
+  pm_fabric *client = (pm_fabric *)p.client;
+  client->peers_max = 1;
+  get_exact(p.client, p.server_addr, "s3://bucket/a", 0, 64 * KiB);
+  pm_page_request req = make_request("s3://bucket/b", 0, 64 * KiB);
+  uint8_t *buf = malloc(64 * KiB);
+  ssize_t n = p.client->methods->get_page(p.client, third_addr, &req, buf,
+                                          64 * KiB, pm__now_ns() + SEC_NS);
+  cr_assert_eq(n, PM_EBUSY, "%s: %s", pm_err_name((int)n), pm__errmsg());
+  client->peer_idle_ns = 0; /* every peer counts as unused for long */
+  get_exact(p.client, third_addr, "s3://bucket/b", 0, 64 * KiB);
+  get_exact(p.client, p.server_addr, "s3://bucket/c", 1, 64 * KiB);
+  get_exact(p.client, third_addr, "s3://bucket/d", 2, 64 * KiB);
+  cr_assert_eq(client->peer_count, 1);
+  free(buf);
+  close_fabric(third);
+  test_server_fini(&third_state);
+  pair_close(&p);
+}
