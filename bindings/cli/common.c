@@ -3,9 +3,11 @@
  * `pagemeshd` (see common.h).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -83,12 +85,28 @@ int cli_apply_common(pm_options *o, int opt, const char *arg) {
   case OPT_REPLICAS: return parse_u32("--replicas", arg, &o->replicas);
   case OPT_REQUEST_TIMEOUT:
     return parse_u32("--request-timeout", arg, &o->request_timeout_ms);
-  case OPT_INSECURE_DATA:
-    if (arg && (strcmp(arg, "0") == 0 || strcmp(arg, "false") == 0))
-      o->flags &= ~(uint32_t)PM_OPEN_INSECURE_DATA;
-    else
+  case OPT_INSECURE_DATA: {
+    /* The flag alone is "on"; a configuration file's value is a boolean
+     * ("no" turned page encryption off before: anything but 0 was on). */
+    static const char *const on[] = {"1", "true", "yes", "on"};
+    static const char *const off[] = {"0", "false", "no", "off"};
+    bool value = arg == NULL, known = arg == NULL;
+    for (size_t i = 0; !known && i < 4; i++) {
+      if (strcasecmp(arg, on[i]) == 0)
+        value = known = true;
+      else if (strcasecmp(arg, off[i]) == 0)
+        known = true;
+    }
+    if (!known) {
+      fprintf(stderr, "insecure-data: '%s': use yes or no\n", arg);
+      return -1;
+    }
+    if (value)
       o->flags |= PM_OPEN_INSECURE_DATA;
+    else
+      o->flags &= ~(uint32_t)PM_OPEN_INSECURE_DATA;
     return 0;
+  }
   default:
     return -1;
   }

@@ -478,8 +478,13 @@ static void print_run_stats(cli *c) {
 /* Output that could not be written is an error (exit 1, said), as in
  * coreutils: a full disk or a closed stdout must not pass for success. */
 static int flush_stdout(int rc) {
+  errno = 0;
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "pagemesh: write error: %s\n", strerror(errno));
+    /* A failed write a command reported already (rc) is not said twice;
+     * errno is only the flush's own (it said "Success" before). */
+    if (!rc)
+      fprintf(stderr, "pagemesh: write error: %s\n",
+              errno ? strerror(errno) : "output not written");
     return rc ? rc : 1;
   }
   return rc;

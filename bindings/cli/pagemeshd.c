@@ -51,7 +51,9 @@ typedef struct daemon_config {
   pm_options opts;
   const char *config_file;
   const char *log_file;
-  const char *log_level;
+  const char *log_level;     /* --log-level */
+  const char *ini_log_level; /* the configuration file's, below the
+                                environment's PAGEMESH_LOG_LEVEL */
   const char *metrics_listen;
   /* Flags seen on the command line, which the config file must not
    * override: indexed by option value. */
@@ -112,8 +114,7 @@ static int config_key(void *arg, const char *section, const char *key,
     return 1;
   }
   if (strcmp(key, "log-level") == 0 || strcmp(key, "log_level") == 0) {
-    if (!d->log_level)
-      d->log_level = copy;
+    d->ini_log_level = copy;
     return 1;
   }
   if (strcmp(key, "metrics-listen") == 0 ||
@@ -209,8 +210,10 @@ static int load_environment(daemon_config *d) {
 static int setup_logging(daemon_config *d) {
   pm_log_level level = PM_LOG_INFO;
   const char *env_level = getenv("PAGEMESH_LOG_LEVEL");
-  if (!d->log_level && env_level)
+  if (!d->log_level && env_level && *env_level)
     d->log_level = env_level;
+  if (!d->log_level)
+    d->log_level = d->ini_log_level;
   if (d->log_level && level_from(d->log_level, &level) != 0)
     return -1;
   log_out = stderr;

@@ -398,3 +398,60 @@ def test_daemon_config_file_env_and_sigterm(cli, tmp_path):
                         "--config", str(bad)], capture_output=True,
                        timeout=30, env=cli.env)
     assert r.returncode == 2 and b"no-such-key" in r.stderr
+
+
+def test_config_file_booleans_and_the_log_level_order(cli, tmp_path):
+    """A configuration file's insecure-data is a boolean ("no" is no: it
+    turned page encryption off before), and an unknown word is refused;
+    PAGEMESH_LOG_LEVEL beats the file's log-level, --log-level both."""
+    from harness.mesh import write_key
+    from harness.util import free_port
+    key = write_key(str(tmp_path / "cluster.key"))
+    conf = tmp_path / "pagemesh.ini"
+    conf.write_text("[pagemesh]\nlisten = 127.0.0.1:%d\ncluster-key-file = "
+                    "%s\ninsecure-data = no\nlog-level = error\n"
+                    % (free_port(), key))
+    log = tmp_path / "daemon.log"
+    daemon = cli.start_daemon("--config", str(conf), "--log-file", str(log),
+                              env={"PAGEMESH_LOG_LEVEL": "info"})
+    assert stop(daemon, signal.SIGTERM) == 0
+    text = log.read_text()
+    assert "page bytes encrypted" in text, text  # info: the env's level
+    assert "in the clear" not in text
+    log.write_text("")
+    daemon = cli.start_daemon("--config", str(conf), "--log-file", str(log),
+                              "--log-level", "error",
+                              env={"PAGEMESH_LOG_LEVEL": "info"})
+    assert stop(daemon, signal.SIGTERM) == 0
+    assert "listening" not in log.read_text()
+    conf.write_text(conf.read_text().replace("insecure-data = no",
+                                             "insecure-data = maybe"))
+    r = subprocess.run([cli.pagemeshd, "--cache-dir", cli.cache_dir,
+                        "--config", str(conf)], capture_output=True,
+                       timeout=30, env=cli.env)
+    assert r.returncode == 2 and b"insecure-data: 'maybe'" in r.stderr, \
+        r.stderr
+
+
+def test_a_write_error_is_said_once_with_its_cause(cli, tmp_path):
+    """Output that cannot be written fails the command, said once with its
+    cause (a closed pipe said "write error: Success" after the real one)."""
+    data = tmp_path / "obj.bin"
+    data.write_bytes(os.urandom(3_000_000))
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([cli.pagemesh, "--cache-dir", cli.cache_dir,
+                            "stat", str(data)], stdout=full,
+                           stderr=subprocess.PIPE, timeout=60, env=cli.env)
+    assert r.returncode == 1
+    assert r.stderr.count(b"write error") == 1, r.stderr
+    assert b"No space left on device" in r.stderr, r.stderr
+    # SIGPIPE ignored (as Python's children inherit it): EPIPE instead
+    proc = subprocess.Popen([cli.pagemesh, "--cache-dir", cli.cache_dir,
+                             "cat", str(data)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=cli.env,
+                            restore_signals=False)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert b"Broken pipe" in err and b"Success" not in err, err
+    assert err.count(b"pagemesh: write") == 1, err
