@@ -149,9 +149,12 @@ static int parse_args(daemon_config *d, int argc, char **argv) {
     case OPT_METRICS_LISTEN: d->metrics_listen = optarg; break;
     case 'h': fputs(usage, stdout); exit(0);
     default:
+      /* The option's own error was said: then a pointer to the usage,
+       * not all of it (a launcher showing the log's last lines showed
+       * only usage, never the error). */
       if (opt < OPT_CACHE_DIR || opt >= OPT_COMMON_LAST ||
           cli_apply_common(&d->opts, opt, optarg) != 0)
-        return fputs(usage, stderr), -1;
+        return fputs("pagemeshd: see pagemeshd --help\n", stderr), -1;
       d->from_flags[opt] = 1;
     }
   }

@@ -124,3 +124,26 @@ def test_plugin_validation():
                        "--insecure-data", "--replicas", "3"]
     validate_config({"listen": "10.0.0.5:7946", "seeds": "10.0.0.1:7946",
                      "cluster_key_file": "/etc/pagemesh/cluster.key"})
+    # What pagemeshd would refuse is refused here, with the option named
+    # (the job saw only the tail of pagemeshd's usage text before).
+    for bad, word in (({"eviction": "bogus"}, "eviction"),
+                      ({"disk_capacity": "1 G"}, "not a size"),
+                      ({"ram_capacity": "8G "}, "not a size"),
+                      ({"meta_ttl_ms": -5}, "meta_ttl_ms"),
+                      ({"io_threads": "8"}, "io_threads"),
+                      ({"start_timeout_s": 0}, "start_timeout_s"),
+                      ({"insecure_data": "maybe"}, "insecure_data")):
+        with pytest.raises(ValueError, match=word):
+            validate_config(bad)
+    validate_config({"eviction": "lru", "meta_ttl_ms": 0,
+                     "insecure_data": "false", "disk_capacity": "8GiB"})
+    # "false" is false: the flag is not passed (it was: a non-empty string)
+    assert daemon.daemon_args({"insecure_data": "false"}, pagemeshd) == []
+    assert daemon.daemon_args({"insecure_data": "yes"}, pagemeshd) == [
+        "--insecure-data"]
+    r = subprocess.run([pagemeshd, "--eviction", "bogus"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0].startswith("--eviction: 'bogus'"), \
+        r.stderr
+    assert len(r.stderr.splitlines()) == 2, r.stderr

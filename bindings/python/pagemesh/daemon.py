@@ -62,6 +62,22 @@ DAEMON_ENV = {
 SIZE_OPTIONS = ("disk_capacity", "ram_capacity", "page_size")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    """A boolean option: a bool, 0/1, or one of the words pagemeshd's
+    configuration file takes ("false" is False, not a non-empty string)."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError("%s: %r is not a boolean (use true or false)"
+                     % (key, value))
+
+
 def default_cache_dir() -> str:
     """The cache directory libpagemesh picks when none is given."""
     explicit = os.environ.get("PAGEMESH_CACHE_DIR")
@@ -133,7 +149,7 @@ def daemon_args(options: Mapping[str, Any], pagemeshd: str) -> List[str]:
                 "pagemesh: option %r needs a pagemeshd with %s; %s does not "
                 "support the mesh yet" % (key, flag, pagemeshd))
         if key in BOOLEAN_FLAGS:
-            args += [flag] if value else []
+            args += [flag] if parse_bool(key, value) else []
             continue
         if isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)

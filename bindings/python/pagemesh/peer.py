@@ -39,7 +39,8 @@ Size = Union[int, str]
 # Reads of "the rest" of an object that met a change, tried again.
 _CHANGED_RETRIES = 3
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+# As pagemeshd reads one: no spaces, "B"/"iB" only after a unit.
+_SIZE_RE = re.compile(r"^(\d+)(?:([kmgt])(i?b?))?$", re.IGNORECASE)
 _SIZE_SHIFT = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
 
 
@@ -52,7 +53,7 @@ def parse_size(value: Size) -> int:
     match = _SIZE_RE.match(str(value))
     if not match:
         raise ValueError("%r is not a size (use 123, 64K, 8G...)" % value)
-    return int(match.group(1)) << _SIZE_SHIFT[match.group(2).lower()]
+    return int(match.group(1)) << _SIZE_SHIFT[(match.group(2) or "").lower()]
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,24 @@ def validate_config(config: Mapping[str, Any]) -> None:
     for key in daemon.SIZE_OPTIONS:
         if config.get(key) is not None:
             parse_size(config[key])
+    if config.get("eviction") not in (None, "stable", "lru"):
+        raise ValueError("runtime_env['pagemesh']['eviction']: %r: use "
+                         "'stable' or 'lru'" % (config["eviction"],))
+    for key in ("meta_ttl_ms", "readahead_pages", "io_threads", "replicas",
+                "request_timeout_ms"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, int) or value < 0):
+            raise ValueError("runtime_env['pagemesh'][%r]: %r is not a "
+                             "count (a non-negative integer)" % (key, value))
+    timeout = config.get("start_timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or timeout <= 0):
+        raise ValueError("runtime_env['pagemesh']['start_timeout_s']: %r is "
+                         "not a positive number of seconds" % (timeout,))
+    for key in daemon.BOOLEAN_FLAGS:
+        if config.get(key) is not None:
+            daemon.parse_bool(key, config[key])
     env = config.get("env") or {}
     if not isinstance(env, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str)
