@@ -7,7 +7,10 @@
  * looks for them); every start is a new boot epoch. Membership events mark
  * the view stale; the next page lookup rebuilds it from a snapshot.
  */
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,19 +239,71 @@ static bool seed_ok(const char *seed) {
   return colon[1] && !*end && port >= 1 && port <= 65535;
 }
 
+/* A seed's address as the membership layer takes it ("IP:PORT",
+ * "[IPv6]:PORT"): a host name is resolved now (its first address), since
+ * the membership layer only reads numbers; a name that does not resolve
+ * is PM_ECONFIG, said at once rather than a mesh that never forms. */
+#define SEED_ADDR_MAX 64
+static int resolve_seed(const char *seed, char out[SEED_ADDR_MAX]) {
+  const char *colon = strrchr(seed, ':');
+  char host[256];
+  size_t hlen = (size_t)(colon - seed);
+  if (seed[0] == '[' || hlen >= sizeof host) {
+    if (strlen(seed) >= SEED_ADDR_MAX)
+      return pm__errf(PM_ECONFIG, "seed \"%.200s\" is too long", seed);
+    snprintf(out, SEED_ADDR_MAX, "%s", seed);
+    return 0;
+  }
+  memcpy(host, seed, hlen);
+  host[hlen] = '\0';
+  struct in_addr v4;
+  if (inet_pton(AF_INET, host, &v4) == 1) {
+    snprintf(out, SEED_ADDR_MAX, "%s", seed);
+    return 0;
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM}, *found = NULL;
+  int rc = getaddrinfo(host, NULL, &hints, &found);
+  if (rc != 0 || !found)
+    return pm__errf(PM_ECONFIG, "seed \"%.200s\": cannot resolve %s: %s",
+                    seed, host, gai_strerror(rc));
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (found->ai_family == AF_INET)
+    inet_ntop(AF_INET, &((struct sockaddr_in *)found->ai_addr)->sin_addr,
+              ip, sizeof ip);
+  else
+    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)found->ai_addr)->sin6_addr,
+              ip, sizeof ip);
+  bool v6 = found->ai_family == AF_INET6;
+  freeaddrinfo(found);
+  snprintf(out, SEED_ADDR_MAX, v6 ? "[%s]%s" : "%s%s", ip, colon);
+  PM_LOG(PM_LOG_INFO, "mesh", "seed %s is %s", seed, out);
+  return 0;
+}
+
 static int start_membership(pm_mesh *mesh, const pm__member_meta *meta) {
   pm_peer *peer = mesh->peer;
   size_t seed_count;
   char **seeds = split_seeds(peer->opts.seeds, &seed_count);
   if (peer->opts.seeds && *peer->opts.seeds && !seeds)
     return pm__errf(PM_ENOMEM, "mesh: out of memory");
+  char (*resolved)[SEED_ADDR_MAX] =
+      seed_count ? calloc(seed_count, SEED_ADDR_MAX) : NULL;
+  if (seed_count && !resolved) {
+    free(seeds);
+    return pm__errf(PM_ENOMEM, "mesh: out of memory");
+  }
   for (size_t i = 0; i < seed_count; i++) {
-    if (!seed_ok(seeds[i])) {
-      int err = pm__errf(PM_ECONFIG, "seed \"%.200s\" is not HOST:PORT",
-                         seeds[i]);
+    int err = seed_ok(seeds[i])
+                  ? resolve_seed(seeds[i], resolved[i])
+                  : pm__errf(PM_ECONFIG, "seed \"%.200s\" is not HOST:PORT",
+                             seeds[i]);
+    if (err) {
+      free(resolved);
       free(seeds);
       return err;
     }
+    seeds[i] = resolved[i];
   }
   pm__swim_driver_config dc = {
       .listen = peer->opts.listen,
@@ -262,6 +317,7 @@ static int start_membership(pm_mesh *mesh, const pm__member_meta *meta) {
       .event_arg = mesh,
   };
   int err = pm__swim_driver_start(&dc, &mesh->driver);
+  free(resolved);
   free(seeds);
   return err;
 }

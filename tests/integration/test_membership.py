@@ -80,3 +80,24 @@ def test_a_seed_that_is_not_host_port_is_refused(build_dir, tmp_path):
             capture_output=True, timeout=60)
         assert r.returncode != 0, (seeds, r.stderr)
         assert b"is not HOST:PORT" in r.stderr + r.stdout, (seeds, r.stderr)
+
+
+def test_a_seed_named_by_host_name_is_joined(build_dir, tmp_path):
+    """--seeds localhost:PORT joins (the name is resolved at start; the
+    node ran alone before, saying nothing), and a name that does not
+    resolve stops pagemeshd, naming it."""
+    with Mesh(build_dir, tmp_path, count=2) as m:
+        m.start(0, extra=())
+        m.procs[1] = m.cli(1).start_daemon(
+            "--listen", m.addr(1), "--cluster-key-file", m.key,
+            "--log-file", m.logs[1], "--log-level", "info",
+            "--seeds", "localhost:%d" % m.ports[0])
+        m.wait_members(2, timeout=30)
+    key = write_key(str(tmp_path / "cluster2.key"))
+    r = subprocess.run(
+        [os.path.join(build_dir, "pagemeshd"), "--cache-dir",
+         str(tmp_path / "cache"), "--listen", "127.0.0.1:0",
+         "--cluster-key-file", key, "--seeds", "no-such-host.invalid:7946"],
+        capture_output=True, timeout=60)
+    assert r.returncode != 0
+    assert b"cannot resolve no-such-host.invalid" in r.stderr, r.stderr
