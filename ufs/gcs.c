@@ -136,6 +136,7 @@ static int gcs_init(pm_ufs *self, const pm_ufs_config *config) {
   pm_s3_ufs *gcs = (pm_s3_ufs *)self;
   (void)config;
   int rc = pm__gcs_config_load(&gcs->cfg);
+  gcs->stored_bytes = true;
   return rc ? rc : pm__s3_engine_start(gcs, "gcs");
 }
 

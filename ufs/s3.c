@@ -86,6 +86,8 @@ static int build_headers(const s3_ufs *s3, const pm_s3_keys *keys,
     rc = pm__http_add_header(list, "Range", call->range);
   if (!rc && call->if_match)
     rc = pm__http_add_header(list, "If-Match", call->if_match);
+  if (!rc && s3->stored_bytes)
+    rc = pm__http_add_header(list, "Accept-Encoding", "gzip");
   return rc ? pm__errf(rc, "%s: cannot build request headers", call->uri) : 0;
 }
 

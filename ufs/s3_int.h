@@ -302,6 +302,10 @@ typedef struct pm_s3_ufs {
   pm_s3_config cfg;
   pm_curl_pool pool;
   pm_s3_regions regions;
+  /* GCS: ask for the stored bytes (Accept-Encoding: gzip). An object
+   * stored gzip-compressed is otherwise served decompressed, whole, with
+   * Range ignored: other bytes than its stat's size and ETag say. */
+  bool stored_bytes;
 } pm_s3_ufs;
 
 /* Once cfg is loaded: set up the handle pool and the signer, and log

@@ -80,6 +80,11 @@ def test_stat_and_ranged_reads_signed_with_hmac_keys(driver, proxy):
         assert auth.startswith("AWS4-HMAC-SHA256 Credential=")
         assert "/auto/s3/aws4_request" in auth
         assert req["path"].startswith("/%s/" % BUCKET)  # path-style
+        # The stored bytes, always: GCS serves an object stored with
+        # Content-Encoding gzip decompressed, whole and Range ignored, to
+        # a request that does not accept gzip (other bytes than its size
+        # and ETag are of)
+        assert req["headers"].get("accept-encoding") == "gzip", req
 
 
 def test_gcs_scheme_is_the_same_object(driver):
