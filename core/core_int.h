@@ -125,6 +125,12 @@ int pm__parse_size(const char *text, uint64_t *out);
 char *pm__strdup(const char *s);
 /* mkdir -p with mode; 0 or a pm_err with detail. */
 int pm__mkdirs(const char *path, unsigned mode);
+/* mkdirs for a subdirectory of a cache (pages/, tmp/, meta/) that holds
+ * object bytes or names: 0700, or 0770 when the cache directory is
+ * group-writable (a cache shared by a group), never for others: the page
+ * files of private datasets were world-readable. An existing one of ours
+ * that others could read is narrowed. Errors: as pm__mkdirs. */
+int pm__private_subdir(const char *cache_dir, const char *path);
 /* Write the whole buffer to fd (retrying short writes and EINTR). */
 int pm__write_all(int fd, const void *buf, size_t length);
 /* Write the whole buffer at offset (retrying short writes and EINTR); 0 or

@@ -45,7 +45,7 @@ static int not_writable(const char *dir, const char *cause) {
 static int open_subdir(pm_disk_tier *tier, const char *name, int *fd) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", tier->dir, name);
-  int rc = pm__mkdirs(path, 0755);
+  int rc = pm__private_subdir(tier->dir, path);
   if (rc == PM_ENOENT || rc == PM_EACCES || rc == PM_EEXIST)
     return not_writable(tier->dir, pm__errmsg());
   if (rc < 0)

@@ -84,7 +84,7 @@ int pm__meta_open(const char *dir, uint32_t ttl_ms, pm_meta **out) {
     if (!(m->dir = malloc(n)))
       goto nomem;
     snprintf(m->dir, n, "%s/meta", dir);
-    int err = pm__mkdirs(m->dir, 0755);
+    int err = pm__private_subdir(dir, m->dir);
     if (err) {
       pm__meta_close(m);
       return err;

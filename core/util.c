@@ -90,6 +90,20 @@ int pm__mkdirs(const char *path, unsigned mode) {
   return 0;
 }
 
+int pm__private_subdir(const char *cache_dir, const char *path) {
+  struct stat st;
+  unsigned mode = stat(cache_dir, &st) == 0 && (st.st_mode & S_IWGRP)
+                      ? 0770u
+                      : 0700u;
+  int rc = pm__mkdirs(path, mode);
+  /* A cache made before its subdirectories were private: narrow them
+   * (if ours; another's stay as they are, as they were). */
+  if (rc == 0 && stat(path, &st) == 0 && st.st_uid == geteuid() &&
+      (st.st_mode & 0777u & ~mode))
+    chmod(path, st.st_mode & mode & 0777u);
+  return rc;
+}
+
 int pm__write_all(int fd, const void *buf, size_t length) {
   const char *p = buf;
   while (length > 0) {

@@ -450,3 +450,29 @@ Test(disk_tier, a_new_copy_outlives_the_removal_of_the_old_one) {
   cr_assert_neq(access(full, F_OK), 0, "%s is still there", full);
   pm__disk_tier_close(tier);
 }
+
+static unsigned mode_of(const char *sub) {
+  char path[800];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", dir, sub);
+  cr_assert_eq(stat(path, &st), 0, "%s", path);
+  return st.st_mode & 0777u;
+}
+
+/* The subdirectories that hold page bytes are not for others (pages of
+ * private datasets were world-readable: 0755 directories, 0644 files);
+ * a group-writable cache directory shares them with its group, and an
+ * existing cache is narrowed at open. */
+Test(disk_tier, page_directories_are_private) {
+  chmod(dir, 0700);
+  pm__disk_tier_close(tier_open(1 << 20));
+  cr_assert_eq(mode_of("pages"), 0700u);
+  cr_assert_eq(mode_of("tmp"), 0700u);
+  char path[800];
+  snprintf(path, sizeof path, "%s/pages", dir);
+  chmod(path, 0755);
+  chmod(dir, 0775);
+  pm__disk_tier_close(tier_open(1 << 20));
+  cr_assert_eq(mode_of("pages"), 0750u & 0770u);
+  chmod(dir, 0700);
+}
