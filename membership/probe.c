@@ -192,7 +192,13 @@ void pm__probe_on_ping_req(pm__swim *core, uint64_t now, const char *from,
   r->local_seq = core->next_seq++;
   r->orig_seq = p->seq;
   r->want_nack = p->want_nack;
-  r->deadline = now + core->cfg.probe_timeout_ns;
+  /* A nack must reach the prober before its probe ends: it sent this
+   * request one (scaled) probe timeout into an interval of at least two,
+   * so a relay waiting a whole timeout nacked at the very end, too late to
+   * count, and every failed probe then counted all its nacks missing: a
+   * healthy prober raised its own awareness (Lifeguard's nack waits 80%
+   * of the timeout). */
+  r->deadline = now + core->cfg.probe_timeout_ns / 5 * 4;
   memcpy(r->addr, from, from_len + 1);
   Pmswim__Packet hdr = PMSWIM__PACKET__INIT;
   hdr.kind = PM_WIRE_KIND_PING;

@@ -236,3 +236,32 @@ Test(sim, restarted_member_is_alive_not_shadowed) {
   pm__sim_destroy(sim);
   watch_free(&w);
 }
+
+/* A crash is a failed probe for whoever probes the dead member, and its
+ * relays nack in time: a healthy prober does not count its own health
+ * down (the relays' nacks came at the very end of the probe, too late to
+ * count, and probers of the dead member rose to awareness 2-3). */
+Test(sim, probers_of_a_crashed_member_stay_healthy) {
+  uint32_t n = 50;
+  watch w;
+  watch_init(&w, n);
+  pm__sim *sim = sim_new(n, 0.0, &w, 21);
+  pm__sim_run_until(sim, 20 * SEC);
+  pm__sim_kill(sim, 7);
+  uint64_t t0 = pm__sim_now(sim), worst = 0;
+  for (uint64_t t = t0; t < t0 + 20 * SEC; t += SEC / 10) {
+    pm__sim_run_until(sim, t);
+    for (uint32_t i = 0; i < n; i++) {
+      pm__swim *core = pm__sim_core(sim, i);
+      if (!core)
+        continue;
+      pm__swim_stats st;
+      pm__swim_get_stats(core, &st);
+      worst = st.awareness > worst ? st.awareness : worst;
+    }
+  }
+  cr_assert_eq(worst, 0, "a healthy member rose to awareness %llu",
+               (unsigned long long)worst);
+  pm__sim_destroy(sim);
+  watch_free(&w);
+}
