@@ -43,6 +43,35 @@ static void load_or_make_id(pm_peer *peer, pm__member_id *id) {
   }
 }
 
+/* The boot epoch of this start: the wall clock, but always above the
+ * last start's (kept in member.epoch next to member.id). Other members
+ * tell a restarted member from its past by a higher epoch; a clock that
+ * stepped back (NTP after a start with the clock ahead) gave a lower one,
+ * and the new life's records were ignored while it acked pings meant for
+ * the old one, which then never died. */
+static uint64_t next_boot_epoch(pm_peer *peer) {
+  char path[PM_URI_MAX], tmp[PM_URI_MAX + 16], text[32] = "";
+  snprintf(path, sizeof path, "%s/member.epoch", peer->cache_dir);
+  uint64_t last = 0, epoch = (uint64_t)pm__wall_ns();
+  FILE *f = fopen(path, "re");
+  if (f) {
+    if (fgets(text, sizeof text, f))
+      last = strtoull(text, NULL, 10);
+    fclose(f);
+  }
+  if (epoch <= last)
+    epoch = last + 1;
+  snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+  f = fopen(tmp, "we");
+  if (f) {
+    bool ok = fprintf(f, "%llu\n", (unsigned long long)epoch) > 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0)
+      unlink(tmp);
+  }
+  return epoch;
+}
+
 /* ---- the view --------------------------------------------------------------- */
 
 static void view_release(pm_view *v) {
@@ -312,6 +341,7 @@ static int start_membership(pm_mesh *mesh, const pm__member_meta *meta) {
       .cluster_key = mesh->key,
       .cluster_id = peer->opts.cluster_id ? peer->opts.cluster_id : "pagemesh",
       .id = &mesh->self_id,
+      .boot_epoch = next_boot_epoch(peer),
       .meta = meta,
       .event_fn = on_member_event,
       .event_arg = mesh,

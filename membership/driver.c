@@ -493,7 +493,7 @@ static int make_core(pm__swim_driver *d, const pm__swim_driver_config *cfg) {
   else
     randombytes_buf(d->id.bytes, PM_SWIM_ID_LEN);
   self.id = d->id;
-  self.boot_epoch = (uint64_t)pm__wall_ns();
+  self.boot_epoch = cfg->boot_epoch ? cfg->boot_epoch : (uint64_t)pm__wall_ns();
   memcpy(self.addr, d->addr, sizeof self.addr);
   if (cfg->meta)
     self.meta = *cfg->meta;

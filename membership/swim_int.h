@@ -274,6 +274,9 @@ typedef struct pm__swim_driver_config {
   const uint8_t *cluster_key;  /* PM_SWIM_KEY_LEN bytes; copied */
   const char *cluster_id;      /* e.g. "default" */
   const pm__member_id *id;     /* NULL: a random one */
+  uint64_t boot_epoch;         /* of this start, higher than any earlier
+                                  start's of the same id; 0: the wall
+                                  clock (which may step back) */
   const pm__member_meta *meta; /* NULL: empty */
   pm__swim_event_fn event_fn;  /* called on the driver's thread */
   void *event_arg;

@@ -86,13 +86,16 @@ def test_a_seed_named_by_host_name_is_joined(build_dir, tmp_path):
     """--seeds localhost:PORT joins (the name is resolved at start; the
     node ran alone before, saying nothing), and a name that does not
     resolve stops pagemeshd, naming it."""
-    with Mesh(build_dir, tmp_path, count=2) as m:
-        m.start(0, extra=())
+    m = Mesh(build_dir, tmp_path, count=2)  # not started: not `with`
+    try:
+        m.procs[0] = m.cli(0).start_daemon(
+            "--listen", m.addr(0), "--cluster-key-file", m.key)
         m.procs[1] = m.cli(1).start_daemon(
             "--listen", m.addr(1), "--cluster-key-file", m.key,
-            "--log-file", m.logs[1], "--log-level", "info",
             "--seeds", "localhost:%d" % m.ports[0])
         m.wait_members(2, timeout=30)
+    finally:
+        m.stop_all()
     key = write_key(str(tmp_path / "cluster2.key"))
     r = subprocess.run(
         [os.path.join(build_dir, "pagemeshd"), "--cache-dir",
@@ -101,3 +104,19 @@ def test_a_seed_named_by_host_name_is_joined(build_dir, tmp_path):
         capture_output=True, timeout=60)
     assert r.returncode != 0
     assert b"cannot resolve no-such-host.invalid" in r.stderr, r.stderr
+
+
+def test_a_restart_has_a_higher_epoch_even_if_the_clock_went_back(
+        build_dir, tmp_path):
+    """Other members tell a restarted node from its past by a higher boot
+    epoch; one taken from a clock that stepped back (NTP correcting a
+    clock that was ahead at the last start) was lower, and the new life
+    was ignored for the old one. The epoch is kept past restarts."""
+    with Mesh(build_dir, tmp_path, count=1) as m:  # started
+        first = m.members(0)[0]["boot_epoch"]
+        m.stop_all()
+        ahead = first + 3600 * 10**9  # as if the last start's clock was
+        with open(os.path.join(m.cache_dir(0), "member.epoch"), "w") as f:
+            f.write("%d\n" % ahead)
+        m.start(0)
+        assert m.members(0)[0]["boot_epoch"] > ahead
