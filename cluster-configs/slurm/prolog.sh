@@ -25,12 +25,41 @@ resolve() {
   getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 { print $1 }'
 }
 
+# This node's address for the mesh: its name's, unless that is a loopback
+# address (Debian maps the host name to 127.0.1.1), which other nodes
+# cannot reach: then its first non-loopback address. NODE_ADDR overrides.
+self_address() {
+  local addr other
+  addr=$(resolve "$1")
+  case "$addr" in
+    127.*)
+      other=$(hostname -I 2>/dev/null | tr ' ' '\n' |
+              grep -E '^[0-9]+(\.[0-9]+){3}$' | grep -v '^127\.' | head -n 1)
+      if [ -n "$other" ]; then
+        pm_log "node name $1 resolves to $addr (loopback): using $other" \
+          "(set NODE_ADDR to choose)"
+        addr=$other
+      fi ;;
+  esac
+  printf '%s' "$addr"
+}
+
+# Whether the daemon's account can read the cluster key (root can read
+# anything: the check is the daemon user's).
+key_readable() {
+  if [ -n "$DAEMON_USER" ]; then
+    runuser -u "$DAEMON_USER" -- test -r "$CLUSTER_KEY_FILE" 2>/dev/null
+  else
+    [ -r "$CLUSTER_KEY_FILE" ]
+  fi
+}
+
 # This node's membership address and the seeds: up to MAX_SEEDS other
 # nodes of the job, as IP:PORT, comma-separated.
 mesh_addresses() {
   local self_name host addr seeds="" count=0
   self_name=$(pm_node_name)
-  SELF_ADDR=${NODE_ADDR:-$(resolve "$self_name")}
+  SELF_ADDR=${NODE_ADDR:-$(self_address "$self_name")}
   [ -n "$SELF_ADDR" ] || return 1
   for host in $(scontrol show hostnames "${SLURM_NODELIST:-$self_name}" \
                 2>/dev/null); do
@@ -60,9 +89,10 @@ daemon_args() {
   [ -n "$NODE_GROUP" ] && DAEMON_ARGS+=(--node-group "$NODE_GROUP")
   if [ -z "$LISTEN_PORT" ]; then
     pm_log "LISTEN_PORT is empty: pagemeshd runs without the mesh"
-  elif [ ! -r "$CLUSTER_KEY_FILE" ]; then
-    pm_log "cluster key $CLUSTER_KEY_FILE is not readable: pagemeshd runs" \
-      "without the mesh (local cache only)"
+  elif ! key_readable; then
+    pm_log "cluster key $CLUSTER_KEY_FILE is not readable" \
+      "${DAEMON_USER:+by $DAEMON_USER }(pagemeshd runs without the mesh:" \
+      "local cache only)"
   elif ! mesh_addresses; then
     pm_log "no address for node $(pm_node_name) (set NODE_ADDR): pagemeshd" \
       "runs without the mesh"
@@ -96,6 +126,15 @@ prepare_dirs() {
   done
   if [ -z "$DAEMON_USER" ] && [ ! -w "$CACHE_DIR" ]; then
     REASON="$CACHE_DIR is not writable"
+    return 1
+  fi
+  # The log exists before pagemeshd opens it, and is the daemon user's:
+  # the launch's redirection (as root) would otherwise create it root's,
+  # and pagemeshd could not open it.
+  if ! touch "$DAEMON_LOG" 2>/dev/null ||
+     { [ -n "$DAEMON_USER" ] && ! chown "$DAEMON_USER" "$DAEMON_LOG" \
+         2>/dev/null; }; then
+    REASON="cannot prepare $DAEMON_LOG${DAEMON_USER:+ for $DAEMON_USER}"
     return 1
   fi
   return 0

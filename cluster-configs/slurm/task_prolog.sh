@@ -4,7 +4,8 @@
 # Slurm reads from a TaskProlog's output, where the node's cache is:
 #   PAGEMESH_CACHE_DIR  the node peer's cache directory (when it runs)
 #   PAGEMESH_SLURM      "ok", or "unavailable" when the prolog could not
-#                       start the cache: read the origin directly then
+#                       start the cache, or the job's user may not attach
+#                       to it (NODE_GROUP): read the origin directly then
 #                       (pagemesh --no-cache, or your loader's fallback).
 # It prints nothing else, and always exits 0.
 set -u
@@ -29,7 +30,12 @@ main() {
       esac
     done <"$file"
   fi
-  if [ "$state" = ok ] && [ -n "$cache_dir" ]; then
+  # The node peer answers root; this job's user may still be refused
+  # (a daemon without NODE_GROUP lets only its own user attach): "ok" only
+  # if this user gets an answer.
+  if [ "$state" = ok ] && [ -n "$cache_dir" ] &&
+     timeout 10 "$PAGEMESH_BIN/pagemesh" --cache-dir "$cache_dir" status \
+       >/dev/null 2>&1; then
     printf 'export PAGEMESH_CACHE_DIR=%s\n' "$cache_dir"
     printf 'export PAGEMESH_SLURM=ok\n'
   else

@@ -102,7 +102,8 @@ class Cluster:
             CLUSTER_KEY_FILE=self.path("cluster.key"),
             ORIGIN_ENV_FILE=self.origin_env_file,
             DAEMON_LOG=self.daemon_log, SLURM_LOG=self.slurm_log,
-            STATE_DIR=self.state_dir, STOP_ON_EPILOG="no", START_TIMEOUT="20")
+            STATE_DIR=self.state_dir, STOP_ON_EPILOG="no", START_TIMEOUT="20",
+            NODE_ADDR="127.0.0.1")  # tests stay on loopback
         values.update(override)
         with open(self.site_conf, "w") as f:
             f.writelines("%s=%s\n" % kv for kv in values.items())
@@ -429,7 +430,7 @@ def test_prolog_by_hand(cluster, tmp_path):
     conf.write_text("\n".join([
         "PAGEMESH_BIN=%s" % cluster.build_dir,
         "CACHE_DIR=%s" % (tmp_path / "cache"),
-        "LISTEN_PORT=%d" % port,
+        "LISTEN_PORT=%d" % port, "NODE_ADDR=127.0.0.1",
         "CLUSTER_KEY_FILE=%s" % cluster.path("cluster.key"),
         "DAEMON_LOG=%s" % (tmp_path / "pagemeshd.log"),
         "SLURM_LOG=%s" % log, "STATE_DIR=%s" % (tmp_path / "run"),
@@ -463,3 +464,88 @@ def test_prolog_by_hand(cluster, tmp_path):
     assert r.stdout.splitlines() == ["export PAGEMESH_SLURM=unavailable"]
     r = run_script(cluster, "epilog.sh", missing)
     assert r.returncode == 0
+
+
+def test_prolog_as_a_daemon_user_and_for_other_users(cluster):
+    """DAEMON_USER: the daemon's log is that user's before it starts (the
+    launch, as root, created it root's and pagemeshd could not open it:
+    every job 'unavailable'), and the key is checked as that user. A
+    daemon without NODE_GROUP answers only its own user: another job
+    user is told 'unavailable', not 'ok' for a cache it cannot attach to.
+    A node name that resolves to loopback is not what the mesh is told."""
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    root = tempfile.mkdtemp(prefix="pm-slurm-user-", dir="/tmp")
+    os.chmod(root, 0o755)
+    try:
+        key = os.path.join(root, "cluster.key")
+        with open(key, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(key, 0o400)  # root's: not readable by the daemon user
+        conf = os.path.join(root, "site.conf")
+        log = os.path.join(root, "slurm.log")
+        with open(conf, "w") as f:
+            f.write("\n".join([
+                "PAGEMESH_BIN=%s" % cluster.build_dir,
+                "CACHE_DIR=%s/cache" % root, "DAEMON_USER=nobody",
+                "LISTEN_PORT=%d" % free_port(), "NODE_ADDR=127.0.0.1",
+                "CLUSTER_KEY_FILE=%s" % key,
+                "DAEMON_LOG=%s/log/pagemeshd.log" % root,
+                "SLURM_LOG=%s" % log, "STATE_DIR=%s/run" % root,
+                "START_TIMEOUT=20", ""]))
+        r = run_script(cluster, "prolog.sh", conf)
+        assert r.returncode == 0, r.stderr
+        text = open(log).read()
+        assert "pagemeshd answers" in text, text
+        assert "not readable by nobody" in text, text
+        st = os.stat(os.path.join(root, "log", "pagemeshd.log"))
+        assert st.st_uid == nobody.pw_uid
+        status = cluster.node_status(os.path.join(root, "cache"))
+        pid = status["node_pid"]
+        assert os.stat("/proc/%d" % pid).st_uid == nobody.pw_uid
+        def task_prolog_as_nobody(conf):
+            return subprocess.run(
+                ["runuser", "-u", "nobody", "--",
+                 os.path.join(SLURM_DIR, "task_prolog.sh")],
+                env=dict(cluster.env, PAGEMESH_SLURM_CONF=conf,
+                         SLURM_JOB_ID="9001"),
+                capture_output=True, text=True, timeout=60)
+
+        r = task_prolog_as_nobody(conf)
+        assert "export PAGEMESH_SLURM=ok" in r.stdout.splitlines(), r
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists("/proc/%d" % pid), 20,
+                   "pagemeshd to stop")
+        # A daemon of root without NODE_GROUP answers root only: a job of
+        # another user is told "unavailable", not "ok" for a cache it
+        # cannot attach to.
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace("DAEMON_USER=nobody", "DAEMON_USER=")
+                    .replace("cache\n", "cache-root\n"))
+        r = run_script(cluster, "prolog.sh", conf)
+        assert r.returncode == 0, r.stderr
+        pid = cluster.node_status(os.path.join(root, "cache-root"))[
+            "node_pid"]
+        r = task_prolog_as_nobody(conf)
+        assert r.stdout.splitlines() == [
+            "export PAGEMESH_SLURM=unavailable"], r
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not os.path.exists("/proc/%d" % pid), 20,
+                   "pagemeshd to stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    # The node's own address: not a loopback one its name may resolve to
+    # (only the function: a test may not listen elsewhere than loopback).
+    script = ('pm_log() { :; }; eval "$(sed -n \'/^resolve()/,/^}/p;'
+              '/^self_address()/,/^}/p\' %s)"; self_address localhost'
+              % os.path.join(SLURM_DIR, "prolog.sh"))
+    r = subprocess.run(["bash", "-c", script], capture_output=True,
+                       text=True, timeout=30)
+    others = [a for a in subprocess.run(
+        ["hostname", "-I"], capture_output=True, text=True).stdout.split()
+        if "." in a and not a.startswith("127.")]
+    assert r.stdout == (others[0] if others else "127.0.0.1"), r
