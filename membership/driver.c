@@ -36,9 +36,14 @@ typedef struct conn {
   uint8_t head[4];
   size_t head_done;
   uint8_t *buf;
-  size_t length, done;
+  size_t length, done, cap; /* cap: bytes of buf allocated so far */
   char peer[PM_SWIM_ADDR_MAX];
 } conn;
+
+/* What an incoming frame gets allocated before its bytes arrive; it grows
+ * (doubling) as they do, so an unauthenticated sender that announces a
+ * large frame and sends nothing holds no more than this. */
+#define FRAME_FIRST_CAP (64u * 1024u)
 
 typedef struct queued_event {
   pm__swim_event_kind kind;
@@ -288,6 +293,23 @@ fail:
   free(c);
 }
 
+/* With CONN_MAX incoming connections open, the one accepted first makes
+ * room: connections anyone can open (no key needed to connect) and keep
+ * silent would otherwise refuse every member's join and push-pull, again
+ * after each deadline. A member's own exchange takes a round trip, so
+ * only a flood much faster than that can push one out. */
+static void drop_oldest_incoming(pm__swim_driver *d) {
+  conn *oldest = NULL;
+  for (conn *c = d->conns; c; c = c->next)
+    if (!c->outgoing && c->fd >= 0 &&
+        (!oldest || c->deadline <= oldest->deadline))
+      oldest = c;
+  if (oldest) {
+    count(d, &d->stats.streams_refused);
+    conn_close(d, oldest); /* freed by the next sweep */
+  }
+}
+
 static void accept_all(pm__swim_driver *d, uint64_t now) {
   for (;;) {
     struct sockaddr_storage ss;
@@ -296,6 +318,8 @@ static void accept_all(pm__swim_driver *d, uint64_t now) {
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
       return;
+    if (d->incoming_count >= CONN_MAX)
+      drop_oldest_incoming(d);
     conn *c = d->incoming_count < CONN_MAX ? calloc(1, sizeof *c) : NULL;
     if (!c || epoll_add(d, fd, EPOLLIN, c) != 0) {
       count(d, &d->stats.streams_refused);
@@ -354,14 +378,25 @@ static bool conn_read(pm__swim_driver *d, conn *c) {
       continue;
     c->length = (size_t)c->head[0] << 24 | (size_t)c->head[1] << 16 |
                 (size_t)c->head[2] << 8 | c->head[3];
+    c->cap = PM_MIN(c->length, (size_t)FRAME_FIRST_CAP);
     if (c->length == 0 || c->length > PM_SWIM_STREAM_MAX ||
-        !(c->buf = malloc(c->length))) {
+        !(c->buf = malloc(c->cap))) {
       count(d, &d->stats.streams_refused);
       return true;
     }
   }
   while (c->done < c->length) {
-    ssize_t n = recv(c->fd, c->buf + c->done, c->length - c->done, 0);
+    if (c->done == c->cap) {
+      size_t cap = PM_MIN(c->length, 2 * c->cap);
+      uint8_t *grown = realloc(c->buf, cap);
+      if (!grown) {
+        count(d, &d->stats.streams_refused);
+        return true;
+      }
+      c->buf = grown;
+      c->cap = cap;
+    }
+    ssize_t n = recv(c->fd, c->buf + c->done, c->cap - c->done, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
       return false;
     if (n <= 0)

@@ -274,3 +274,29 @@ Test(driver, bad_addresses_are_refused) {
   cr_assert_eq(pm__swim_driver_start(&cfg, &d), PM_EINVAL);
   cr_assert_null(d);
 }
+
+/* Connections anyone can open (no key needed) and keep silent fill a
+ * member's incoming streams: the one accepted first makes room, so a
+ * joining member's push-pull still gets in (it was refused until the
+ * silent ones timed out, and again when they were opened again). */
+Test(driver, silent_connections_do_not_keep_members_out) {
+  pm__swim_driver *ds[2];
+  ds[0] = start("127.0.0.1:0", NULL, key_good, NULL, 1);
+  const char *seed = pm__swim_driver_addr(ds[0]);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_port = htons((uint16_t)atoi(strrchr(seed, ':') + 1));
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  int silent[80];
+  for (int i = 0; i < 80; i++) {
+    silent[i] = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(connect(silent[i], (struct sockaddr *)&sa, sizeof sa), 0);
+  }
+  struct timespec settle = {0, 200 * MS};
+  nanosleep(&settle, NULL);
+  ds[1] = start("127.0.0.1:0", seed, key_good, NULL, 1);
+  cr_assert(wait_alive(ds, 2, 2, 3 * SEC), "the joiner was kept out");
+  for (int i = 0; i < 80; i++)
+    close(silent[i]);
+  for (int i = 0; i < 2; i++)
+    pm__swim_driver_stop(ds[i]);
+}
