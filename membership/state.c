@@ -132,6 +132,8 @@ void pm__state_expire(pm__swim *core, uint64_t now) {
 
 /* ---- Alive --------------------------------------------------------------- */
 
+static bool buried(const pm__swim *core, const pm__update *u);
+
 static void alive_about_self(pm__swim *core, const pm__update *u) {
   pm__member *self = core->self;
   if (core->leaving || u->boot_epoch != self->boot_epoch)
@@ -187,7 +189,8 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
     return;
   }
   if (!m) {
-    alive_new(core, now, u, quiet);
+    if (!core->graves || !buried(core, u))
+      alive_new(core, now, u, quiet);
     return;
   }
   if (!pm__member_precedes(m->boot_epoch, m->incarnation, m->state,
@@ -302,7 +305,33 @@ void pm__state_merge_remote(pm__swim *core, uint64_t now, const pm__update *u,
 
 /* ---- tombstones ---------------------------------------------------------- */
 
+static void bury(pm__swim *core, const pm__member *m) {
+  if (!core->graves &&
+      !(core->graves = calloc(PM_SWIM_GRAVES, sizeof *core->graves)))
+    return;
+  pm__grave *g = &core->graves[core->grave_next];
+  memcpy(g->id, m->id.bytes, sizeof g->id);
+  g->boot_epoch = m->boot_epoch;
+  g->incarnation = m->incarnation;
+  core->grave_next = (core->grave_next + 1) % PM_SWIM_GRAVES;
+  core->grave_count = PM_MIN(core->grave_count + 1, PM_SWIM_GRAVES);
+}
+
+/* Is u about a life we have buried (no newer than it was)? */
+static bool buried(const pm__swim *core, const pm__update *u) {
+  for (uint32_t i = 0; i < core->grave_count; i++) {
+    const pm__grave *g = &core->graves[i];
+    if (memcmp(g->id, u->id, sizeof g->id) == 0 &&
+        (u->boot_epoch < g->boot_epoch ||
+         (u->boot_epoch == g->boot_epoch &&
+          u->incarnation <= g->incarnation)))
+      return true;
+  }
+  return false;
+}
+
 static void reap_one(pm__swim *core, pm__member *m) {
+  bury(core, m);
   pm__core_event(core, PM_SWIM_EV_REAP, m);
   pm__table_remove(&core->table, m);
   pm__bq_remove(&core->bq, m->bcast);

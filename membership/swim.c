@@ -178,6 +178,7 @@ void pm__swim_destroy(pm__swim *core) {
   pm__bq_free(&core->bq);
   pm__table_free(&core->table);
   free(core->suspects);
+  free(core->graves);
   for (size_t i = 0; i < core->seed_count; i++)
     free(core->seeds[i]);
   free(core->seeds);

@@ -274,6 +274,17 @@ typedef struct pm__relay {
 
 #define PM_RELAY_MAX 64
 
+/* A member forgotten after its tombstone: the last life and incarnation
+ * it was known by. Records that are not newer are news of that past (a
+ * replayed packet, a member that still gossips it) and do not bring it
+ * back. */
+#define PM_SWIM_GRAVES 1024u
+typedef struct pm__grave {
+  uint8_t id[PM_SWIM_ID_LEN];
+  uint64_t boot_epoch;
+  uint64_t incarnation;
+} pm__grave;
+
 struct pm__swim {
   pm__swim_config cfg;
   pm__member *self;
@@ -293,6 +304,8 @@ struct pm__swim {
   uint32_t relay_count;
   pm__member **suspects;
   uint32_t suspect_count, suspect_cap;
+  pm__grave *graves; /* PM_SWIM_GRAVES, a ring; NULL until the first */
+  uint32_t grave_next, grave_count;
   uint64_t suspect_deadline; /* earliest of theirs, valid unless dirty */
   bool suspect_dirty;
   char **seeds;

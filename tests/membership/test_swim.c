@@ -581,6 +581,31 @@ Test(swim, tombstones_are_reaped) {
   net_free(&n);
 }
 
+/* A reaped member's past life does not come back: an Alive record of it
+ * (a replayed packet, a push-pull frame captured before it left) is no
+ * news once its tombstone is gone; a new life (a restart) still is. */
+Test(swim, a_reaped_life_is_not_brought_back) {
+  net n;
+  net_init(&n, 3, 12);
+  n.cfg.tombstone_ns = 20 * SEC;
+  net_start(&n);
+  net_join_all(&n);
+  net_run(&n, 2 * SEC);
+  pm__member_info past;
+  pm__swim_self(n.nodes[2].core, &past);
+  net_crash(&n, 2);
+  net_run(&n, 40 * SEC);
+  cr_assert_eq((int)view(&n, 0, 2), -1, "reaped");
+  int joins = n.nodes[0].events[PM_SWIM_EV_JOIN];
+  pm__swim_merge(n.nodes[0].core, n.now, &past, 1, false);
+  cr_assert_eq((int)view(&n, 0, 2), -1, "the past life came back");
+  cr_assert_eq(n.nodes[0].events[PM_SWIM_EV_JOIN], joins);
+  past.boot_epoch++; /* a restart */
+  pm__swim_merge(n.nodes[0].core, n.now, &past, 1, false);
+  cr_assert_eq(view(&n, 0, 2), PM_MEMBER_ALIVE);
+  net_free(&n);
+}
+
 /* ---- properties ---------------------------------------------------------- */
 
 static void scenario(uint64_t seed, pm__swim_stats *out) {
