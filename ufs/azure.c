@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ufs/azure_int.h"
 #include "ufs/curl_int.h"
@@ -67,17 +68,29 @@ typedef struct az_call {
   uint64_t window_offset;
   pm_sbuf *body;
   char error_code[ERROR_CODE_MAX]; /* x-ms-error-code of the answer */
+  bool directory; /* a hierarchical-namespace directory (not a blob) */
 } az_call;
 
 static void on_header(void *arg, const char *line, size_t length) {
   az_call *call = arg;
   const char *v;
   size_t n;
-  if (pm__http_is_status_line(line, length))
+  if (pm__http_is_status_line(line, length)) {
     call->error_code[0] = '\0';
-  else if (pm__http_header_is(line, length, "x-ms-error-code", &v, &n))
+    call->directory = false;
+  } else if (pm__http_header_is(line, length, "x-ms-error-code", &v, &n)) {
     snprintf(call->error_code, sizeof call->error_code, "%.*s",
              (int)PM_MIN(n, (size_t)ERROR_CODE_MAX - 1), v);
+  } else if ((pm__http_header_is(line, length, "x-ms-resource-type", &v,
+                                 &n) &&
+              n == 9 && !strncasecmp(v, "directory", 9)) ||
+             (pm__http_header_is(line, length, "x-ms-meta-hdi_isfolder", &v,
+                                 &n) &&
+              n == 4 && !strncasecmp(v, "true", 4))) {
+    /* An account with a hierarchical namespace (abfs) shows its
+     * directories as empty blobs marked so */
+    call->directory = true;
+  }
 }
 
 /* The URL, with the SAS token when it is the one that authorises. */
@@ -218,6 +231,8 @@ static int azure_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
   rc = az_send((azure_ufs *)self, &call, &resp);
   if (!rc && resp.status != 200)
     rc = az_status_err(&call, &resp);
+  else if (!rc && call.directory)
+    rc = pm__errf(PM_ENOENT, "%s: a directory, not a blob", uri);
   else if (!rc && (resp.content_length < 0 || !resp.etag[0] ||
                    pm__etag_version(resp.etag, out->version)))
     rc = pm__errf(PM_EPROTO, "%s: answer without Content-Length or ETag", uri);

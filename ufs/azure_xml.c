@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ufs/azure_int.h"
 #include "ufs/xml_int.h"
@@ -31,6 +32,7 @@ typedef struct list_ctx {
   pm_azure_list_page *page;
   bool in_blobs, in_blob, in_prefix, in_properties;
   bool has_name, has_size, name_encoded;
+  bool directory; /* <ResourceType>directory: hierarchical namespace */
   pm_sbuf name;
   uint64_t size;
   int64_t mtime_ns;
@@ -40,7 +42,7 @@ typedef struct list_ctx {
 static void item_start(list_ctx *c, const char *name, size_t n) {
   c->in_blob = pm__xml_name_eq(name, n, "Blob");
   c->in_prefix = pm__xml_name_eq(name, n, "BlobPrefix");
-  c->has_name = c->has_size = false;
+  c->has_name = c->has_size = c->directory = false;
   c->size = 0;
   c->mtime_ns = 0;
   c->etag[0] = '\0';
@@ -89,6 +91,9 @@ static int take_property(list_ctx *c, const char *name, size_t n,
   } else if (pm__xml_name_eq(name, n, "Last-Modified")) {
     time_t t = curl_getdate(pm__sbuf_str(text), NULL);
     c->mtime_ns = t > 0 ? (int64_t)t * 1000000000 : 0;
+  } else if (pm__xml_name_eq(name, n, "ResourceType")) {
+    c->directory = text->len == 9 &&
+                   !strncasecmp(pm__sbuf_str(text), "directory", 9);
   } else if (pm__xml_name_eq(name, n, "Etag")) {
     if (!pm__xml_copy_text(text, c->etag, sizeof c->etag))
       return pm__errf(PM_EPROTO, "<Etag> too long");
@@ -101,6 +106,11 @@ static int item_emit(list_ctx *c) {
     return pm__errf(PM_EPROTO, "<%s> without <%s>",
                     c->in_blob ? "Blob" : "BlobPrefix",
                     !c->has_name ? "Name" : "Content-Length");
+  /* An account with a hierarchical namespace (abfs) lists each of its
+   * directories as an empty blob too: not an object (its contents come
+   * as a BlobPrefix, or as their own blobs when recursive). */
+  if (c->in_blob && c->directory)
+    return 0;
   pm_azure_item item = {.name = pm__sbuf_str(&c->name),
                         .is_prefix = c->in_prefix,
                         .size = c->size,

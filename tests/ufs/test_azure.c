@@ -385,6 +385,27 @@ Test(azure, list_page_decodes) {
   cr_assert_str_eq(pg.next_marker, "2!16!MDAw");
 }
 
+/* An account with a hierarchical namespace (abfs) lists its directories
+ * as empty blobs too, marked <ResourceType>directory: not objects (they
+ * were listed as 0-byte files beside their own contents). */
+Test(azure, directories_of_a_hierarchical_namespace_are_not_blobs) {
+  static const char hns[] =
+      "<EnumerationResults><Blobs>"
+      "<Blob><Name>dir1</Name><Properties><Content-Length>0</Content-Length>"
+      "<ResourceType>directory</ResourceType></Properties></Blob>"
+      "<Blob><Name>dir1/file1</Name><Properties>"
+      "<Content-Length>42</Content-Length>"
+      "<ResourceType>file</ResourceType></Properties></Blob>"
+      "</Blobs><NextMarker/></EnumerationResults>";
+  seen s = {0};
+  pm_azure_list_page pg;
+  cr_assert_eq(pm__azure_list_parse(hns, sizeof hns - 1, on_item, &s, &pg), 0,
+               "%s", pm__errmsg());
+  cr_assert_eq(s.count, 1);
+  cr_assert_str_eq(s.names[0], "dir1/file1");
+  cr_assert_eq(s.size[0], 42);
+}
+
 Test(azure, last_page_has_an_empty_marker) {
   static const char last[] = "<EnumerationResults><Blobs/><NextMarker/>"
                              "</EnumerationResults>";
