@@ -144,8 +144,14 @@ static void file_stat(struct stat *st, uint64_t size, int64_t mtime_ns) {
   st->st_size = (off_t)size;
   st->st_blksize = state()->page_size;
   st->st_blocks = (blkcnt_t)((size + 511) / 512);
-  st->st_mtim.tv_sec = (time_t)(mtime_ns / 1000000000);
-  st->st_mtim.tv_nsec = (long)(mtime_ns % 1000000000);
+  /* floored: a time before 1970 keeps tv_nsec in [0, 1e9) */
+  int64_t sec = mtime_ns / 1000000000, nsec = mtime_ns % 1000000000;
+  if (nsec < 0) {
+    sec -= 1;
+    nsec += 1000000000;
+  }
+  st->st_mtim.tv_sec = (time_t)sec;
+  st->st_mtim.tv_nsec = (long)nsec;
   st->st_ctim = st->st_atim = st->st_mtim;
 }
 
@@ -214,6 +220,29 @@ static bool entry_name(const char *uri, char *name, size_t size) {
   return true;
 }
 
+/* Whether the listing (sorted by URI, as pm_list gives it) has an object
+ * of the prefix's name ("s3://b/p/a" for "s3://b/p/a/"). They need not
+ * be next to each other: "a-1" and "a.txt" sort between them. */
+static bool object_of_prefix(const pm_list_entry *entries, size_t count,
+                             const char *prefix_uri) {
+  size_t n = strlen(prefix_uri);
+  char *key = n > 1 ? strndup(prefix_uri, n - 1) : NULL;
+  size_t lo = 0, hi = count;
+  bool found = false;
+  while (key && lo < hi && !found) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(entries[mid].uri, key);
+    if (c == 0)
+      found = !entries[mid].is_dir;
+    else if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  free(key);
+  return found;
+}
+
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
                       off_t offset, struct fuse_file_info *fi,
                       enum fuse_readdir_flags flags) {
@@ -229,17 +258,16 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t fill,
     return fail(err, path);
   fill(buf, ".", NULL, 0, 0);
   fill(buf, "..", NULL, 0, 0);
-  char last[1024] = "";
   for (size_t i = 0; i < count; i++) {
     const pm_list_entry *e = &entries[i];
     char name[1024];
-    /* keys "p/./x" or "p/../x" name nothing a path can reach; an object
-     * "a" and a prefix "a/" come one after the other: the object shows,
-     * as getattr finds it first */
+    /* keys "p/./x" or "p/../x" name nothing a path can reach; of an
+     * object "a" and a prefix "a/" the object shows, as getattr finds it
+     * first */
     if (!entry_name(e->uri, name, sizeof name) || !strcmp(name, ".") ||
-        !strcmp(name, "..") || !strcmp(name, last))
+        !strcmp(name, "..") ||
+        (e->is_dir && object_of_prefix(entries, count, e->uri)))
       continue;
-    snprintf(last, sizeof last, "%s", name);
     struct stat st;
     if (e->is_dir)
       dir_stat(&st);

@@ -277,19 +277,22 @@ def test_names_a_path_cannot_hold(cli, tmp_path, s3):
     """An object "dup" next to the prefix "dup/" is listed once (the
     object, as stat finds it); keys with "." or ".." components are not
     listed as the directory's own entries."""
-    for key in ("names/dup", "names/dup/inner", "names/dots/./x",
-                "names/dots/../y", "names/dots/z"):
+    keys = ("names/dup", "names/dup/inner", "names/dots/./x",
+            "names/dots/../y", "names/dots/z",
+            # sorted between "dup" and "dup/": "-" and "." come before "/"
+            "names/dup-1", "names/dup.txt")
+    for key in keys:
         s3.put_object(BUCKET, key, b"x")
     m = Mount(cli, tmp_path, "names")
     try:
-        assert sorted(os.listdir(m.point)) == ["dots", "dup"]
+        assert sorted(os.listdir(m.point)) == ["dots", "dup", "dup-1",
+                                               "dup.txt"]
         assert os.path.isfile(m.path("dup"))
         names = os.listdir(m.path("dots"))
         assert names.count(".") == 0 and names.count("..") == 0
         assert "z" in names
     finally:
-        for key in ("names/dup", "names/dup/inner", "names/dots/./x",
-                    "names/dots/../y", "names/dots/z"):
+        for key in keys:
             s3.delete_object(BUCKET, key)
         rc, log = m.unmount()
     assert rc == 0, log

@@ -446,6 +446,71 @@ def test_peer_api(fs):
     assert stats["bytes_served"] > 0 and stats["origin_bytes"] > 0
 
 
+def test_peer_refuses_what_ctypes_would_wrap(tmp_path):
+    """Offsets, lengths and 32-bit options out of range are errors, not
+    numbers ctypes wraps around (read(uri, -1, 10) gave b"", a page size
+    of 2**32 + 65536 opened with 64 KiB)."""
+    data = tmp_path / "obj.bin"
+    data.write_bytes(os.urandom(100_000))
+    with pytest.raises(ValueError, match="too large"):
+        pagemesh.Peer(cache_dir=str(tmp_path / "c0"), standalone=True,
+                      page_size=2**32 + 65536)
+    with pytest.raises(ValueError, match="not a boolean"):
+        pagemesh.Peer(cache_dir=str(tmp_path / "c0"), standalone=True,
+                      insecure_data="maybe")
+    with pagemesh.Peer(cache_dir=str(tmp_path / "c1"),
+                       standalone=True) as peer:
+        for call in (lambda: peer.read(str(data), -1, 10),
+                     lambda: peer.read(str(data), 0, -5),
+                     lambda: peer.prefetch(str(data), -5, 0),
+                     lambda: peer.read_batch([(str(data), 0, -1)]),
+                     lambda: peer.map(str(data), -1, 10)):
+            with pytest.raises(ValueError, match="negative"):
+                call()
+    # list options make a shared peer's key too (seeds as a list)
+    from pagemesh.peer import _key
+    hash(_key({"cache_dir": "x", "seeds": ["127.0.0.1:1", "127.0.0.1:2"]}))
+
+
+def test_a_mapping_held_by_a_consumer_closes_later(tmp_path):
+    """A mapping whose bytes a consumer holds (pyarrow.py_buffer exports
+    the view) closes without raising, and is unmapped once let go; the
+    peer closes then."""
+    pa = pytest.importorskip("pyarrow")
+    data = tmp_path / "obj.bin"
+    data.write_bytes(os.urandom(100_000))
+    peer = pagemesh.Peer(cache_dir=str(tmp_path / "c"), standalone=True)
+    m = peer.map(str(data), 0, 4096)
+    held = pa.py_buffer(m.data)
+    m.close()  # raised BufferError
+    assert held.to_pybytes() == data.read_bytes()[:4096]
+    assert peer.close() is True and peer._handle is not None  # deferred
+    del held
+    peer._reap()
+    assert peer._handle is None  # unmapped, then closed
+
+
+def test_a_peer_used_after_fork_says_so(tmp_path):
+    """A Peer opened before a fork has no threads in the child: a read
+    there waited for ever; it is an error naming the way out."""
+    data = tmp_path / "obj.bin"
+    data.write_bytes(os.urandom(3_000_000))
+    with pagemesh.Peer(cache_dir=str(tmp_path / "c"),
+                       standalone=True) as peer:
+        peer.read(str(data), 0, 10)
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 if told, 1 otherwise
+            try:
+                peer.read(str(data), 5, 2_900_000)
+                os._exit(1)
+            except RuntimeError as e:
+                os._exit(0 if "shared_peer" in str(e) else 1)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def test_private_peer_closes_cleanly(tmp_path):
     cache = str(tmp_path / "own")
     local = tmp_path / "f.bin"

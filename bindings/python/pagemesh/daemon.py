@@ -24,7 +24,7 @@ import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from . import _lib
-from .peer import Peer, parse_size
+from .peer import Peer, parse_bool, parse_size
 
 EXIT_NODE_RUNNING = 3
 
@@ -60,22 +60,6 @@ DAEMON_ENV = {
     "io_threads": "PAGEMESH_IO_THREADS",
 }
 SIZE_OPTIONS = ("disk_capacity", "ram_capacity", "page_size")
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-def parse_bool(key: str, value: Any) -> bool:
-    """A boolean option: a bool, 0/1, or one of the words pagemeshd's
-    configuration file takes ("false" is False, not a non-empty string)."""
-    if isinstance(value, bool) or value in (0, 1):
-        return bool(value)
-    word = str(value).strip().lower()
-    if word in _TRUE or word in _FALSE:
-        return word in _TRUE
-    raise ValueError("%s: %r is not a boolean (use true or false)"
-                     % (key, value))
 
 
 def default_cache_dir() -> str:

@@ -56,6 +56,22 @@ def parse_size(value: Size) -> int:
     return int(match.group(1)) << _SIZE_SHIFT[(match.group(2) or "").lower()]
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(key: str, value: Any) -> bool:
+    """A boolean option: a bool, 0/1, or one of the words pagemeshd's
+    configuration file takes ("false" is False, not a non-empty string)."""
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError("%s: %r is not a boolean (use true or false)"
+                     % (key, value))
+
+
 @dataclass(frozen=True)
 class ObjectStat:
     """An object's metadata: size in bytes, modification time (ns since
@@ -82,7 +98,9 @@ _INT_OPTIONS = ("meta_ttl_ms", "readahead_pages", "io_threads",
                 "request_timeout_ms")
 # the mesh (used by the node peer only)
 _STRING_OPTIONS = ("listen", "seeds", "cluster_key_file", "cluster_id",
-                   "transport", "transport_listen", "zone")
+                   "transport", "transport_listen", "zone", "node_group")
+# pm_options fields of 32 bits (the others are 64)
+_U32_OPTIONS = ("page_size",) + _INT_OPTIONS
 _FLAG_OPTIONS = {
     "verify_always": _lib.PM_OPEN_VERIFY_ALWAYS,
     "passthrough": _lib.PM_OPEN_PASSTHROUGH,
@@ -97,6 +115,14 @@ PEER_OPTIONS = (("cache_dir", "eviction") + _SIZE_OPTIONS + _INT_OPTIONS
 
 def _encode(uri: str) -> bytes:
     return os.fsencode(uri)
+
+
+def _check_range(offset: int, length: Optional[int]) -> None:
+    """Offsets and lengths are unsigned in C: ctypes would wrap a
+    negative one (read(uri, -1, 10) gave b"" with no error)."""
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError("negative offset or length: %d, %s"
+                         % (offset, length))
 
 
 class Mapping:
@@ -127,7 +153,10 @@ class Mapping:
         """Release the mapping (pm_unmap), once no view of it is left."""
         if self.data is None:
             return
-        self.data.release()
+        try:
+            self.data.release()
+        except BufferError:
+            pass  # a consumer holds it (pyarrow.py_buffer): unmapped later
         self.data = None
         self._peer._release_mapping(self)
 
@@ -205,7 +234,12 @@ class Peer:
             opts.cache_dir = cache_dir
         for name in _SIZE_OPTIONS + _INT_OPTIONS:
             if options.get(name) is not None:
-                setattr(opts, name, parse_size(options[name]))
+                value = parse_size(options[name])
+                # (ctypes would wrap it: 2**32 + 65536 was a 64 KiB page)
+                if value >= 1 << (32 if name in _U32_OPTIONS else 64):
+                    raise ValueError("%s: %r is too large" % (
+                        name, options[name]))
+                setattr(opts, name, value)
         for name in _STRING_OPTIONS:
             value = options.get(name)
             if isinstance(value, (list, tuple)):  # seeds
@@ -220,13 +254,21 @@ class Peer:
                     _lib.EVICTION))
             opts.eviction = _lib.EVICTION[options["eviction"]]
         for name, flag in _FLAG_OPTIONS.items():
-            if options.get(name):
+            if options.get(name) is not None and parse_bool(name,
+                                                            options[name]):
                 opts.flags |= flag
         return opts
 
     # ---- life -----------------------------------------------------------
 
     def _enter(self) -> int:
+        if os.getpid() != self.pid:
+            # Its threads are the parent's: a read needing them would
+            # wait for ever.
+            raise RuntimeError(
+                "this pagemesh Peer was opened by process %d, before a "
+                "fork: open one in this process (pagemesh.shared_peer() "
+                "does)" % self.pid)
         with self._cond:
             if self._closed or self._handle is None:
                 raise ValueError("the pagemesh peer is closed")
@@ -285,6 +327,7 @@ class Peer:
         length is None); fewer only at the end of the object. All bytes
         come from one version: `version` (else FileExpired if the object
         is now another), or whichever the read meets."""
+        _check_range(offset, length)
         if length is None:
             return self._read_to_end(uri, offset, version)
         data, address = _lib.new_bytes(length)
@@ -333,6 +376,7 @@ class Peer:
                  version: Optional[str] = None) -> int:
         """Read into a writable buffer (bytearray, numpy array, mmap...);
         returns the number of bytes read (of `version` only, if given)."""
+        _check_range(offset, 0)
         view = memoryview(buffer).cast("B")
         if view.readonly:
             raise TypeError("readinto needs a writable buffer")
@@ -361,6 +405,7 @@ class Peer:
         keep: List[Any] = []
         outputs = []
         for i, (uri, offset, length) in enumerate(ranges):
+            _check_range(offset, length)
             uri_b = _encode(uri)
             data, address = _lib.new_bytes(length)
             keep.append(uri_b)
@@ -375,6 +420,9 @@ class Peer:
             detail = _lib.errmsg() if rc < 0 else ""
         finally:
             self._leave()
+        if rc < 0 and all(array[i].result >= 0 for i in range(count)):
+            # the batch failed as a whole (out of memory): no range says so
+            raise error_from_code(rc, detail)
         results: "List[Union[bytes, BaseException]]" = []
         for i, data in enumerate(outputs):
             n = array[i].result
@@ -391,17 +439,26 @@ class Peer:
     def prefetch(self, uri: str, offset: int = 0, length: int = 0) -> None:
         """Fetch [offset, offset+length) (to the end if length is 0) into
         the cache in the background."""
+        _check_range(offset, length)
         self._call(_lib.lib.pm_prefetch, uri, _encode(uri), offset, length)
 
     def map(self, uri: str, offset: int, length: int) -> Mapping:
         """Map a range lying within one page without copying it; see
         :class:`Mapping`."""
+        _check_range(offset, length)
         self._reap()
         mapping = _lib.Mapping()
-        self._call(_lib.lib.pm_map, uri, _encode(uri), offset, length,
-                   ctypes.byref(mapping))
-        with self._cond:
-            self._mapped += 1
+        handle = self._enter()
+        try:
+            rc = _lib.lib.pm_map(handle, _encode(uri), offset, length,
+                                 ctypes.byref(mapping))
+            raise_for(rc, uri)
+            # counted before the call ends: a close() waiting for calls in
+            # flight then sees it, and does not close under it
+            with self._cond:
+                self._mapped += 1
+        finally:
+            self._leave()
         return Mapping(self, uri, mapping)
 
     def _release_mapping(self, mapping: Mapping) -> None:
@@ -535,7 +592,8 @@ _registry_pid = os.getpid()
 
 
 def _key(options: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
-    return tuple(sorted((k, v) for k, v in options.items() if v is not None))
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                        for k, v in options.items() if v is not None))
 
 
 def _reset_registry() -> None:
