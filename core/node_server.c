@@ -463,11 +463,20 @@ static void *accept_main(void *arg) {
   while (!atomic_load(&s->stopping)) {
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
+      int e = errno;
+      if (e == EINTR || e == ECONNABORTED)
         continue;
-      if (!atomic_load(&s->stopping))
-        PM_LOG(PM_LOG_ERROR, "node", "accept: %s", strerror(errno));
-      break;
+      if (atomic_load(&s->stopping))
+        break;
+      /* Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+       * a passing state, not the end of the node. The loop stopped here
+       * before, and the node never took a connection again. */
+      PM_LOG_RATELIMITED(PM_LOG_ERROR, "node", 10000,
+                         "accept: %s (trying again)", strerror(e));
+      if (e == EBADF || e == EINVAL || e == ENOTSOCK)
+        break; /* the socket itself is gone */
+      usleep(50 * 1000);
+      continue;
     }
     conn *c = calloc(1, sizeof *c);
     if (!c) {

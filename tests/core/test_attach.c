@@ -209,3 +209,43 @@ Test(attach, node_closes_while_attached_reads_are_answered, .init = setup) {
   cr_assert_gt(reads, RACE_READERS);
   pm_peer_close(client);
 }
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* A node that ran out of descriptors once (EMFILE on accept) takes
+ * connections again when it has some: its accept loop stopped for good
+ * before, and every later attach timed out. */
+Test(attach, a_node_out_of_descriptors_accepts_again, .init = setup) {
+  pm_peer *node = open_peer(0);
+  struct rlimit saved, low;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  int fillers[4096], count = 0;
+  low = saved;
+  low.rlim_cur = (rlim_t)dup(2) + 16; /* a little above what is open */
+  fillers[count++] = (int)low.rlim_cur - 16;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int fd;
+  while (count < 4096 && (fd = dup(2)) >= 0)
+    fillers[count++] = fd;
+  close(fillers[--count]); /* room for one socket: the accept has none */
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/node.sock", cache);
+  int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  cr_assert_geq(s, 0);
+  cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+  usleep(300 * 1000); /* the node's accept meets EMFILE */
+  close(s);
+  while (count > 0)
+    close(fillers[--count]);
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  usleep(200 * 1000);
+  pm_peer *client = open_peer(0);
+  json_t *st = status_of(client);
+  cr_assert_str_eq(json_string_value(json_object_get(st, "role")),
+                   "attached");
+  json_decref(st);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
