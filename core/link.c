@@ -7,6 +7,7 @@
  * fails marks the link broken: the caller then takes over or re-attaches.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,7 @@ static int connect_node(const char *path, int *out) {
   set_timeouts(fd, HELLO_TIMEOUT_S, 0);
   int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
   int e = errno;
-  set_timeouts(fd, 0, 0);
+  set_timeouts(fd, 0, 1); /* replies are waited for in slices (wait_reply) */
   if (rc != 0) {
     close(fd);
     if (e == EAGAIN || e == ETIMEDOUT)
@@ -110,20 +111,71 @@ static int broken(pm_link *l, int fd) {
  * of the pool. *reply is freed by the caller with
  * pm__local_reply__free_unpacked. A passed fd is returned in *fd_out (or
  * closed if fd_out is NULL). */
+/* The node's state as /proc shows it: 'R', 'S', 'T' (stopped), ...; 'X'
+ * if it is gone; 0 if it cannot be told (another pid namespace). */
+static char node_state(pid_t pid) {
+  char path[64], text[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 'X' : 0;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  text[n] = '\0';
+  const char *paren = strrchr(text, ')'); /* "pid (comm) S ..." */
+  return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* Wait for the reply to a call. A read may wait on an origin for as long
+ * as that takes, so there is no deadline while the node works; but a node
+ * that is gone, or stopped (SIGSTOP, a debugger) for STOPPED_LIMIT_S, is
+ * not waited for: the call hung for ever before. */
+#define STOPPED_LIMIT_S 5
+static ssize_t wait_reply(pm_link *l, int fd, uint8_t *buf, int *passed) {
+  int stopped = 0;
+  for (;;) {
+    ssize_t n = pm__local_recv(fd, buf, passed);
+    if (n != PM_ETIMEDOUT)
+      return n;
+    if (l->node_pid <= 0) /* the hello: its own deadline */
+      return pm__errf(PM_ETIMEDOUT, "the node peer did not answer");
+    char state = l->node_pid > 0 ? node_state(l->node_pid) : 0;
+    if (state == 'X' || state == 'Z')
+      return pm__errf(PM_EUNREACHABLE, "the node peer (pid %d) went away",
+                      (int)l->node_pid);
+    stopped = state == 'T' || state == 't' ? stopped + 1 : 0;
+    if (stopped >= STOPPED_LIMIT_S)
+      return pm__errf(PM_ETIMEDOUT, "the node peer (pid %d) is stopped "
+                      "and did not answer", (int)l->node_pid);
+  }
+}
+
+/* Send req and wait for its reply; *replied tells whether a reply came
+ * (then the connection is in step, even if the call failed). */
 static int call_on(pm_link *l, int fd, Pm__LocalRequest *req, int pass_fd,
-                   Pm__LocalReply **reply, int *fd_out) {
+                   Pm__LocalReply **reply, int *fd_out, bool *replied) {
   *reply = NULL;
+  *replied = false;
   uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
   if (!buf)
     return pm__errf(PM_ENOMEM, "out of memory");
   int passed = -1, err = pm__local_send(fd, &req->base, pass_fd);
-  ssize_t n = err ? err : pm__local_recv(fd, buf, &passed);
+  ssize_t n = err ? err : wait_reply(l, fd, buf, &passed);
   if (n > 0) {
     *reply = pm__local_reply__unpack(NULL, (size_t)n, buf);
     if (!*reply || (*reply)->id != req->id)
       n = pm__errf(PM_EPROTO, "undecodable reply from the node peer");
+    else
+      *replied = true;
   }
   free(buf);
+  if (n > 0 && passed == PM_LOCAL_FD_LOST) {
+    passed = -1;
+    n = pm__errf(PM_ENOMEM, "the node peer's answer came with a descriptor "
+                 "this process could not take (too many open files)");
+  }
   if (n > 0 && fd_out)
     *fd_out = passed;
   else if (passed >= 0)
@@ -144,7 +196,15 @@ static int call_fd(pm_link *l, Pm__LocalRequest *req, int pass_fd,
   if (err)
     return err == PM_EACCES ? err : broken(l, -1);
   req->id = atomic_fetch_add(&l->next_id, 1);
-  err = call_on(l, fd, req, pass_fd, reply, fd_out);
+  bool replied;
+  err = call_on(l, fd, req, pass_fd, reply, fd_out, &replied);
+  if (err && replied) { /* answered, but its descriptor was lost */
+    pm__local_reply__free_unpacked(*reply, NULL);
+    *reply = NULL;
+    checkin(l, fd);
+    *answered = true;
+    return err;
+  }
   if (err == PM_EUNREACHABLE || err == PM_EPROTO) {
     if (*reply)
       pm__local_reply__free_unpacked(*reply, NULL);
@@ -197,12 +257,14 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
     set_timeouts(fd, HELLO_TIMEOUT_S, HELLO_TIMEOUT_S);
     req.id = atomic_fetch_add(&l->next_id, 1);
     uint64_t start = pm__now_ns();
-    err = call_on(l, fd, &req, -1, &reply, NULL);
+    bool replied;
+    err = call_on(l, fd, &req, -1, &reply, NULL, &replied);
     if (err && pm__now_ns() - start >= HELLO_TIMEOUT_S * 1000000000ull -
                                            100000000ull) /* timer slack */
       err = pm__errf(PM_ETIMEDOUT, "the node peer at %s accepted but did "
                      "not answer within %d s", path, HELLO_TIMEOUT_S);
-    set_timeouts(fd, 0, 0);
+    /* Calls wait in slices of a second, looking at the node between */
+    set_timeouts(fd, 0, 1);
     if (!err && reply->status < 0)
       err = pm__errf(reply->status, "%s", reply->detail ? reply->detail : "");
     if (!err) {
@@ -318,7 +380,7 @@ int pm__link_list(pm_link *l, const char *uri, unsigned flags,
   bool more = err == 0;
   while (more && !err) {
     int passed;
-    ssize_t n = pm__local_recv(fd, buf, &passed);
+    ssize_t n = wait_reply(l, fd, buf, &passed);
     if (passed >= 0)
       close(passed);
     Pm__LocalReply *r = n > 0 ? pm__local_reply__unpack(NULL, (size_t)n, buf)

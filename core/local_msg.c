@@ -79,9 +79,19 @@ ssize_t pm__local_recv(int sock, uint8_t *buf, int *fd) {
     n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
   *fd = n >= 0 ? take_fd(&mh) : -1;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return PM_ETIMEDOUT; /* a receive timeout: the caller says more */
   if (n < 0)
     return pm__errf(PM_EUNREACHABLE, "node peer connection: %s",
                     strerror(errno));
+  if ((mh.msg_flags & MSG_CTRUNC) && !(mh.msg_flags & MSG_TRUNC)) {
+    /* The message is whole; the descriptor passed with it could not be
+     * taken (this process has no descriptor to spare) */
+    if (*fd >= 0)
+      close(*fd);
+    *fd = PM_LOCAL_FD_LOST;
+    return n;
+  }
   if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
     if (*fd >= 0)
       close(*fd);

@@ -19,9 +19,15 @@
  * (PM_EUNREACHABLE if the other side is gone). */
 int pm__local_send(int sock, const ProtobufCMessage *msg, int fd);
 
+/* *fd of a whole message whose passed descriptor this process could not
+ * take (out of descriptors: MSG_CTRUNC). */
+#define PM_LOCAL_FD_LOST (-2)
+
 /* Receive one packet into buf (PM_LOCAL_MSG_MAX bytes); *fd receives a
- * passed descriptor or -1. Returns the packet length, 0 if the other side
- * closed, or a pm_err. */
+ * passed descriptor, -1, or PM_LOCAL_FD_LOST. Returns the packet length, 0
+ * if the other side closed, or a pm_err: PM_ETIMEDOUT (no message within
+ * the socket's receive timeout; no detail set), PM_EUNREACHABLE,
+ * PM_ETOOBIG (over PM_LOCAL_MSG_MAX). */
 ssize_t pm__local_recv(int sock, uint8_t *buf, int *fd);
 
 #endif /* PM_CORE_LOCAL_MSG_H */

@@ -19,6 +19,7 @@ import pytest
 import xxhash
 
 from harness.pagemesh_cli import PagemeshCLI, stop
+from harness.util import repo_root
 
 BUCKET = "pm-node"
 MiB = 1024 * 1024
@@ -455,3 +456,46 @@ def test_a_write_error_is_said_once_with_its_cause(cli, tmp_path):
     assert proc.wait(timeout=60) == 1
     assert b"Broken pipe" in err and b"Success" not in err, err
     assert err.count(b"pagemesh: write") == 1, err
+
+
+READER = r"""
+import sys, time
+import pagemesh
+peer = pagemesh.Peer(cache_dir=sys.argv[1], attach_only=True)
+peer.stat(sys.argv[2])  # attached
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.monotonic()
+try:
+    peer.read(sys.argv[2], 0, 1 << 20)
+    print("read", flush=True)
+except Exception as e:
+    print("%s %.1f %s" % (type(e).__name__, time.monotonic() - start, e),
+          flush=True)
+"""
+
+
+def test_a_node_stopped_during_a_call_fails_it_in_time(cli, build_dir):
+    """An attached process's call has no deadline while the node works
+    (an origin may be slow), but a node that is stopped (SIGSTOP, a
+    debugger) fails it within seconds: it hung for ever before."""
+    daemon = cli.start_daemon()
+    env = dict(cli.env, PYTHONPATH=os.path.join(repo_root(), "bindings",
+                                                 "python"),
+               PAGEMESH_LIBRARY=os.path.join(build_dir, "libpagemesh.so.0"))
+    reader = subprocess.Popen([sys.executable, "-c", READER, cli.cache_dir,
+                               URIS[1]], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        daemon.send_signal(signal.SIGSTOP)
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+        daemon.send_signal(signal.SIGCONT)
+        stop(daemon)
+    assert out.startswith("TimeoutError") or "PM_ETIMEDOUT" in out, out
+    assert "stopped" in out, out
+    assert float(out.split()[1]) < 15, out
