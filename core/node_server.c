@@ -31,6 +31,7 @@ typedef struct conn {
   pm_node_server *server;
   int fd;
   pid_t pid;
+  uid_t uid; /* of the process at the other end (SO_PEERCRED) */
   pthread_t thread;
   bool done;
   pm_node_landing *landing; /* the landing area its fetches came with */
@@ -350,9 +351,40 @@ static int send_count(conn *c, uint64_t id, ssize_t result) {
 
 /* fd: a descriptor passed with the request (a fetch's landing area), or
  * -1; the caller closes it. */
+/* Operating the node (evict, capacity, drain) is for its own user and
+ * root; the members of its node_group read through it (and invalidate
+ * what they wrote), and must not empty, shrink or drain a node others
+ * share. Returns 0 or PM_EACCES, said. */
+static int operator_only(const conn *c, const char *what) {
+  if (c->uid == geteuid() || c->uid == 0)
+    return 0;
+  return pm__errf(PM_EACCES, "%s: only uid %u (the node peer's) or root may "
+                  "operate this node peer; uid %u reads through it", what,
+                  (unsigned)geteuid(), (unsigned)c->uid);
+}
+
 static int dispatch(conn *c, const Pm__LocalRequest *req, int fd) {
   pm_peer *peer = c->server->peer;
   pm__errmsg_clear();
+  int denied;
+  switch (req->body_case) {
+  case PM__LOCAL_REQUEST__BODY_EVICT:
+  case PM__LOCAL_REQUEST__BODY_CAPACITY:
+  case PM__LOCAL_REQUEST__BODY_DRAIN:
+    denied = operator_only(c, req->body_case == PM__LOCAL_REQUEST__BODY_EVICT
+                                  ? "evict"
+                              : req->body_case ==
+                                      PM__LOCAL_REQUEST__BODY_CAPACITY
+                                  ? "set capacity"
+                                  : "drain");
+    if (denied)
+      return req->body_case == PM__LOCAL_REQUEST__BODY_CAPACITY
+                 ? send_status(c, req->id, denied)
+                 : send_count(c, req->id, denied);
+    break;
+  default:
+    break;
+  }
   switch (req->body_case) {
   case PM__LOCAL_REQUEST__BODY_HELLO:
     return handle_hello(c, req->id, req->hello);
@@ -451,11 +483,12 @@ static void reap_locked(pm_node_server *s) {
   }
 }
 
-static pid_t peer_pid(int fd) {
-  struct ucred cred;
+static struct ucred peer_cred(int fd) {
+  struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
   socklen_t len = sizeof cred;
-  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid
-                                                                   : 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+  return cred;
 }
 
 static void *accept_main(void *arg) {
@@ -483,7 +516,8 @@ static void *accept_main(void *arg) {
       close(fd);
       continue;
     }
-    *c = (conn){.server = s, .fd = fd, .pid = peer_pid(fd)};
+    struct ucred cred = peer_cred(fd);
+    *c = (conn){.server = s, .fd = fd, .pid = cred.pid, .uid = cred.uid};
     pthread_mutex_lock(&s->mutex);
     reap_locked(s);
     if (pthread_create(&c->thread, NULL, conn_main, c) != 0) {

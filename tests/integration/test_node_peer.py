@@ -187,6 +187,16 @@ def test_a_node_group_lets_its_members_attach(build_dir, s3, proxy):
                                capture_output=True, env=cli.env, timeout=60)
         assert again.returncode == 0 and again.stdout == OBJECTS[key]
         assert cli.node_status()["stats"]["origin_bytes"] == len(OBJECTS[key])
+        # A member reads through the node; it does not operate it (evict
+        # the others' pages, shrink or drain the node they share)
+        for op in (["evict", "s3://%s/" % BUCKET],
+                   ["capacity", "--disk", "1M"]):
+            r = subprocess.run(member + cli.command(*op), capture_output=True,
+                               env=cli.env, timeout=60)
+            assert r.returncode != 0 and b"PM_EACCES" in r.stderr, r.stderr
+            assert b"may operate this node peer" in r.stderr, r.stderr
+        assert cli.node_status()["stats"]["pages_disk"] > 0
+        assert cli.run("evict", "s3://%s/" % BUCKET).returncode == 0
         # Not a member: refused, and told why.
         r = subprocess.run(as_nobody() + cli.command("cat", URIS[0]),
                            capture_output=True, env=cli.env, timeout=60)
