@@ -124,6 +124,11 @@ int pm__parse_size(const char *text, uint64_t *out);
 /* strdup that returns NULL only on allocation failure (NULL in, NULL out). */
 char *pm__strdup(const char *s);
 /* mkdir -p with mode; 0 or a pm_err with detail. */
+/* Close *fd (and set it to -1) in every child forked from now on, until
+ * forgotten: a node peer's lock and listening socket (core/atfork.c). */
+void pm__close_in_child(int *fd);
+void pm__close_in_child_forget(int *fd);
+
 int pm__mkdirs(const char *path, unsigned mode);
 /* mkdirs for a subdirectory of a cache (pages/, tmp/, meta/) that holds
  * object bytes or names: 0700, or 0770 when the cache directory is

@@ -599,9 +599,12 @@ int pm__node_server_start(pm_peer *peer, const char *path,
   umask(old);
   if (!err && peer->opts.node_group && *peer->opts.node_group)
     err = share_with_group(path, peer->opts.node_group);
+  if (!err)
+    pm__close_in_child(&s->listen_fd); /* nobody would answer a child's */
   if (!err && pthread_create(&s->accept_thread, NULL, accept_main, s) != 0)
     err = pm__errf(PM_ENOMEM, "cannot start the node's accept thread");
   if (err) {
+    pm__close_in_child_forget(&s->listen_fd);
     if (s->listen_fd >= 0)
       close(s->listen_fd);
     pthread_mutex_destroy(&s->mutex);
@@ -619,6 +622,7 @@ void pm__node_server_stop(pm_node_server *s) {
   atomic_store(&s->stopping, true);
   shutdown(s->listen_fd, SHUT_RDWR);
   pthread_join(s->accept_thread, NULL);
+  pm__close_in_child_forget(&s->listen_fd);
   close(s->listen_fd);
   pthread_mutex_lock(&s->mutex);
   for (conn *c = s->conns; c; c = c->next)

@@ -73,6 +73,7 @@ static int try_lock(pm_peer *peer) {
                  ? permission_error(peer, path)
                  : pm__errf(pm__err_from_errno(errno), "%s: %s", path,
                             strerror(errno));
+    pm__close_in_child(&peer->lock_fd); /* a child would keep the lock */
   }
   if (flock(peer->lock_fd, LOCK_EX | LOCK_NB) == 0)
     return 1;
@@ -284,6 +285,7 @@ void pm__role_release(pm_peer *peer) {
       dir_path(peer, "node.pid", path, sizeof path);
       unlink(path);
     }
+    pm__close_in_child_forget(&peer->lock_fd);
     close(peer->lock_fd); /* releases the lock */
   }
   peer->lock_fd = -1;

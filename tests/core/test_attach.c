@@ -249,3 +249,27 @@ Test(attach, a_node_out_of_descriptors_accepts_again, .init = setup) {
   pm_peer_close(client);
   pm_peer_close(node);
 }
+
+#include <signal.h>
+#include <sys/wait.h>
+
+/* A child forked from the node peer (a fork-based DataLoader worker)
+ * does not keep the node's lock: once the node is gone, another peer
+ * takes over while the child lives (it waited for the child to exit). */
+Test(attach, a_forked_child_does_not_keep_the_node_lock, .init = setup) {
+  pm_peer *node = open_peer(0);
+  pid_t child = fork();
+  cr_assert_geq(child, 0);
+  if (child == 0) {
+    sleep(20);
+    _exit(0);
+  }
+  pm_peer_close(node);
+  pm_peer *next = open_peer(0);
+  json_t *st = status_of(next);
+  cr_assert_str_eq(json_string_value(json_object_get(st, "role")), "node");
+  json_decref(st);
+  pm_peer_close(next);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+}
