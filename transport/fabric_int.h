@@ -192,7 +192,9 @@ typedef struct pm_fabric_op {
   struct fi_context2 context; /* first: handed to libfabric */
   pm_fabric_op_kind kind;
   uint32_t index;       /* receive/send buffer, or server buffer index */
-  uint64_t request_id;  /* send: the request slot waiting for it, or 0 */
+  uint64_t request_id;  /* send: the request slot waiting for it, or 0;
+                           write: the GET it answers */
+  fi_addr_t peer;       /* write: the requester */
   int32_t put_slot;     /* write: the PUT slot it reads from, or -1 */
 } pm_fabric_op;
 

@@ -174,10 +174,21 @@ static void drop_sbuf(pm_fabric *f, pm_fabric_sbuf *sb) {
     give_sbuf(f, sb);
 }
 
+static void respond(pm_fabric *f, fi_addr_t peer, uint64_t request_id,
+                    int status, uint32_t length, const uint8_t *checksum,
+                    const char *detail, uint64_t deadline_ns);
+
 void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err) {
-  if (err)
+  if (err) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "fabric", 1000, "page write: %s",
                        pm__errmsg());
+    /* The requester waits for the page or an answer: tell it, so that it
+     * asks the next replica now rather than at its deadline (best effort:
+     * the connection may be what failed). Not waited for: this runs on
+     * the thread that reads the CQ. */
+    respond(f, op->peer, op->request_id, PM_EIO, 0, NULL,
+            "fabric: the page write failed", 0);
+  }
   if (op->put_slot >= 0)
     pm_fabric_slot_on_write_done(f, op->put_slot);
   else
@@ -223,6 +234,8 @@ static int post_write(pm_fabric *f, fi_addr_t peer, pm_fabric_op *op,
   memcpy(trailer.checksum, checksum, PM_FABRIC_CHECKSUM_LEN);
   pm_fabric_trailer_seal(&f->keys, &trailer, buf->data);
   deadline_ns = deadline_ns ? post_deadline(deadline_ns) : 0;
+  op->peer = peer;
+  op->request_id = get->request_id;
   pm_fabric_inflight_add(f);
   /* Counted before the write is posted, as a GET served is (see
    * counted_write): the requester may have the page, and read the
