@@ -165,22 +165,20 @@ int main(int argc, char **argv) {
   printf("| read size | pread MB/s | disk tier | ratio | RAM tier | ratio | "
          "attached pm_read | ratio | attached pm_map | ratio |\n"
          "|---|---|---|---|---|---|---|---|---|---|\n");
+  /* the goals are the 1 MiB row's own figures, not another run's */
+  double base_mbs = 0, disk_mbs = 0, map_mbs = 0;
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     r.read_size = sizes[i];
-    double base_mbs = bench_pread(&r, buf);
-    double disk_mbs = bench_peer(&r, disk_peer, buf);
+    base_mbs = bench_pread(&r, buf);
+    disk_mbs = bench_peer(&r, disk_peer, buf);
     double ram_mbs = bench_peer(&r, ram_peer, buf);
     double att_mbs = bench_peer(&r, attached, buf);
-    double map_mbs = bench_map(&r, attached);
+    map_mbs = bench_map(&r, attached);
     printf("| %zu KiB | %.0f | %.0f | %.2f | %.0f | %.2f | %.0f | %.2f | %.0f "
            "| %.2f |\n", sizes[i] >> 10, base_mbs, disk_mbs,
            disk_mbs / base_mbs, ram_mbs, ram_mbs / base_mbs, att_mbs,
            att_mbs / base_mbs, map_mbs, map_mbs / base_mbs);
   }
-  r.read_size = 1 << 20;
-  double base_mbs = bench_pread(&r, buf);
-  double disk_mbs = bench_peer(&r, disk_peer, buf);
-  double map_mbs = bench_map(&r, attached);
   printf("\ngoal: disk-tier local hits >= 0.8x pread for 1 MiB reads: %.2f "
          "-> %s\n", disk_mbs / base_mbs, disk_mbs / base_mbs >= 0.8 ? "PASS" :
          "FALLS SHORT");

@@ -170,13 +170,17 @@ def main():
             env = dict(os.environ, **s3.env())
             env_fabric = dict(env, FI_PROVIDER="tcp")
             # The owner speaks both: tcp clients reach it over tcp, fabric
-            # clients over fabric.
+            # clients over fabric. It accepts page bytes in the clear: tcp
+            # sends them so only when both ends ask, so the encrypted
+            # client's row stays encrypted and the insecure_data one is in
+            # the clear (without it, that row was encrypted too).
             os.makedirs(os.path.join(root, "owner"))
             owner = Mesh(a.build, os.path.join(root, "owner"), 1,
                          env=env_fabric,
                          extra_args=["--disk-capacity", "4G",
                                      "--ram-capacity", "256M",
-                                     "--transport", "fabric"])
+                                     "--transport", "fabric",
+                                     "--insecure-data"])
             owner.start_all()
             try:
                 owner.wait_members(1, timeout=60)
