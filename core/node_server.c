@@ -173,13 +173,11 @@ static ssize_t write_slot(const void *data, size_t length, void *arg) {
 
 /* Write a page that is not on disk into the slot: from RAM, or fetched. */
 static ssize_t land_page(pm_peer *peer, const char *uri,
-                         const pm_object_stat *st, uint64_t page, bool held,
+                         const pm_object_stat *st, uint64_t page,
                          pm_node_landing *landing, uint64_t offset) {
   slot_fill fill = {landing, offset, peer->opts.page_size};
-  ssize_t n = pm__page_fetch_visit(peer, uri, st, page, write_slot, &fill);
-  if (n >= 0 && held)
-    atomic_fetch_add(&peer->counters.attached_hits, 1);
-  return n;
+  /* (a hit here is counted by the store, as any other) */
+  return pm__page_fetch_visit(peer, uri, st, page, write_slot, &fill);
 }
 
 static int send_landed(conn *c, uint64_t id, size_t length) {
@@ -216,17 +214,16 @@ static int handle_fetch(conn *c, uint64_t id, const Pm__LocalFetch *m,
   if (slot >= 0 && !(held && pm__store_open_disk(peer->store, &pid, &fd,
                                                  &offset, &length, &sum,
                                                  false) == 0)) {
-    ssize_t n = land_page(peer, norm, &st, m->page_index, held, c->landing,
+    ssize_t n = land_page(peer, norm, &st, m->page_index, c->landing,
                           (uint64_t)slot);
     if (n < 0)
       return send_status(c, id, (int)n);
     pm__readahead_note(peer, norm, &st, m->page_index, m->page_index);
     return send_landed(c, id, (size_t)n);
   }
-  if (fd >= 0 || (held && pm__store_open_page(peer->store, &pid, &fd, &offset,
-                                              &length) == 0))
-    atomic_fetch_add(&peer->counters.attached_hits, 1);
-  else
+  /* a page on disk is a hit the store counted when it opened it */
+  if (!(fd >= 0 || (held && pm__store_open_page(peer->store, &pid, &fd,
+                                                &offset, &length) == 0)))
     err = page_in_memfd(peer, norm, &st, m->page_index, &fd, &length);
   if (err)
     return send_status(c, id, err);

@@ -47,13 +47,15 @@ int pm__set_capacity(pm_peer *peer, uint64_t disk, uint64_t ram) {
     return pm__link_set_capacity(peer->link, disk, ram);
   if (!peer->store)
     return pm__errf(PM_ENOTSUP, "this peer keeps no pages");
-  if (disk)
-    peer->opts.disk_capacity = disk;
-  if (ram)
-    peer->opts.ram_capacity = ram;
-  err = pm__store_set_capacity(peer->store, peer->opts.disk_capacity,
-                               peer->opts.ram_capacity);
-  if (!err && peer->mesh)
+  uint64_t new_disk = disk ? disk : peer->opts.disk_capacity;
+  uint64_t new_ram = ram ? ram : peer->opts.ram_capacity;
+  err = pm__store_set_capacity(peer->store, new_disk, new_ram);
+  if (err) /* refused: the capacities stay what they were (a refused disk
+              value was kept, and failed every later change) */
+    return err;
+  peer->opts.disk_capacity = new_disk;
+  peer->opts.ram_capacity = new_ram;
+  if (peer->mesh)
     err = pm__mesh_set_weight(peer->mesh, peer->opts.disk_capacity);
   PM_LOG(PM_LOG_INFO, "peer", "capacity now %llu bytes on disk, %llu in RAM",
          (unsigned long long)peer->opts.disk_capacity,

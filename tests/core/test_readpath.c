@@ -499,3 +499,22 @@ Test(readpath, a_prefetch_to_the_end_fetches_the_object_once) {
   check_bytes(buf, 3 * PS, 10, 0);
   pm_peer_close(p);
 }
+
+/* A refused capacity change leaves the capacities as they were: the
+ * refused disk value was kept, and every later change failed with it. */
+Test(readpath, a_refused_capacity_change_changes_nothing) {
+  setup_dirs();
+  pm_options o;
+  pm_options_init(&o);
+  o.cache_dir = cache;
+  o.page_size = PS;
+  o.disk_capacity = 0; /* no disk tier: a disk capacity is refused */
+  o.flags = PM_OPEN_STANDALONE;
+  pm_peer *p;
+  cr_assert_eq(pm_peer_open(&o, &p), 0, "%s", pm_peer_errmsg(NULL));
+  cr_assert_lt(pm_set_capacity(p, 1ull << 30, 0), 0);
+  cr_assert_eq(pm_set_capacity(p, 0, 4u << 20), 0, "%s", pm_peer_errmsg(p));
+  pm_stats s = stats_of(p);
+  cr_assert_eq(s.ram_capacity, 4u << 20);
+  pm_peer_close(p);
+}
