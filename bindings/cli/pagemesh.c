@@ -125,7 +125,7 @@ static int copy_version(cli *c, const char *uri, const char *version,
     if (n <= 0)
       return (int)n;
     if (fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
-      fprintf(stderr, "pagemesh: write: %s\n", strerror(errno));
+      fprintf(stderr, "pagemesh: write error: %s\n", strerror(errno));
       return 1;
     }
     pos += (uint64_t)n;
