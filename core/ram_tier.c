@@ -338,8 +338,11 @@ void pm__ram_tier_usage(pm_ram_tier *tier, pm_tier_usage *out) {
 void pm__ram_tier_set_capacity(pm_ram_tier *tier, uint64_t capacity) {
   pm_ram_page *garbage = NULL;
   pthread_mutex_lock(&tier->lock);
+  bool shrinks = capacity < tier->ev.capacity;
   tier->ev.capacity = capacity;
   evict_until_fits(tier, 0, &garbage);
   pthread_mutex_unlock(&tier->lock);
   free_list(tier, garbage);
+  if (shrinks) /* what was evicted goes back to the system */
+    pm__ram_slots_release_free(&tier->slots);
 }

@@ -97,3 +97,11 @@ void pm__ram_slots_free(pm_ram_slots *slots, void *buffer) {
   slots->free[slots->free_count++] = index;
   pthread_mutex_unlock(&slots->lock);
 }
+
+void pm__ram_slots_release_free(pm_ram_slots *slots) {
+  pthread_mutex_lock(&slots->lock);
+  for (uint32_t i = 0; slots->base && i < slots->free_count; i++)
+    madvise(slots->base + (size_t)slots->free[i] * slots->page_size,
+            slots->page_size, MADV_DONTNEED);
+  pthread_mutex_unlock(&slots->lock);
+}

@@ -39,6 +39,10 @@ void pm__ram_slots_destroy(pm_ram_slots *slots);
 void *pm__ram_slots_alloc(pm_ram_slots *slots, size_t length);
 /* Give back a buffer from pm__ram_slots_alloc. Accepts NULL. */
 void pm__ram_slots_free(pm_ram_slots *slots, void *buffer);
+/* Return the memory of the free slots to the system (after the capacity
+ * shrank: a free slot otherwise stays resident, and a smaller RAM tier
+ * gave no memory back). They are reused as before, zero-filled. */
+void pm__ram_slots_release_free(pm_ram_slots *slots);
 
 
 

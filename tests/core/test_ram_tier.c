@@ -230,3 +230,48 @@ Test(ram_tier, large_copies_are_exact) {
   pm__copy(dst + 1, src + 3, 70001);
   cr_assert(test_check(dst + 1, 70001, 77, 3));
 }
+
+static size_t resident_pages(void *base, size_t bytes) {
+  size_t pages = bytes / 4096, count = 0;
+  unsigned char *vec = malloc(pages);
+  cr_assert_eq(mincore(base, bytes, vec), 0);
+  for (size_t i = 0; i < pages; i++)
+    count += vec[i] & 1;
+  free(vec);
+  return count;
+}
+
+/* A smaller RAM tier gives the memory of what it evicted back: its free
+ * slots stayed resident before (RSS did not move). */
+Test(ram_tier, a_shrink_gives_memory_back) {
+  pm_ram_slots slots;
+  pm__ram_slots_init(&slots, 256 * TEST_PAGE, TEST_PAGE);
+  cr_assert_not_null(slots.base);
+  void *bufs[256];
+  for (int i = 0; i < 256; i++) {
+    bufs[i] = pm__ram_slots_alloc(&slots, TEST_PAGE);
+    memset(bufs[i], 0x5a, TEST_PAGE);
+  }
+  cr_assert_eq(resident_pages(slots.base, 256 * TEST_PAGE), 256);
+  for (int i = 16; i < 256; i++)
+    pm__ram_slots_free(&slots, bufs[i]);
+  pm__ram_slots_release_free(&slots);
+  cr_assert_eq(resident_pages(slots.base, 256 * TEST_PAGE), 16);
+  /* a released slot is used again as before */
+  uint8_t *again = pm__ram_slots_alloc(&slots, TEST_PAGE);
+  memset(again, 1, TEST_PAGE);
+  cr_assert_eq(again[TEST_PAGE - 1], 1);
+  pm__ram_slots_free(&slots, again);
+  for (int i = 0; i < 16; i++)
+    pm__ram_slots_free(&slots, bufs[i]);
+  pm__ram_slots_destroy(&slots);
+
+  /* wired to the tier: a capacity shrink releases what it evicted */
+  pm_ram_tier *tier = open_tier(64 * TEST_PAGE, PM_EVICT_LRU);
+  for (uint64_t i = 0; i < 64; i++)
+    cr_assert_eq(put(tier, i, TEST_PAGE, "s3://b/o"), 0);
+  cr_assert_eq(usage_of(tier).pages, 64);
+  pm__ram_tier_set_capacity(tier, 4 * TEST_PAGE);
+  cr_assert_leq(usage_of(tier).pages, 4);
+  pm__ram_tier_close(tier);
+}
