@@ -230,11 +230,13 @@ void pm__disk_tier_close(pm_disk_tier *tier) {
 
 /* Look the page up and take a reader's reference (under the lock). */
 static pm_disk_page *acquire_locked(pm_disk_tier *tier, const pm_page_id *id,
-                                    uint64_t tick, pm_disk_ref *ref) {
+                                    uint64_t tick, pm_disk_ref *ref,
+                                    bool quiet) {
   pm_disk_page *page = pm__pagemap_get(&tier->map, id);
   if (!page || !page->ready)
     return NULL;
-  pm__evict_access(&tier->ev, &page->node, tick);
+  if (!quiet)
+    pm__evict_access(&tier->ev, &page->node, tick);
   page->refs++;
   ref->page = page;
   ref->fd = page->fd;
@@ -286,9 +288,9 @@ static int open_page_file(pm_disk_tier *tier, pm_disk_ref *ref) {
 }
 
 static int acquire(pm_disk_tier *tier, const pm_page_id *id, uint64_t tick,
-                   pm_disk_ref *ref, bool nowait) {
+                   pm_disk_ref *ref, bool nowait, bool quiet) {
   pthread_mutex_lock(&tier->lock);
-  pm_disk_page *page = acquire_locked(tier, id, tick, ref);
+  pm_disk_page *page = acquire_locked(tier, id, tick, ref, quiet);
   pthread_mutex_unlock(&tier->lock);
   if (!page)
     return PM_ENOENT;
@@ -302,12 +304,17 @@ static int acquire(pm_disk_tier *tier, const pm_page_id *id, uint64_t tick,
 
 int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
                           uint64_t tick, pm_disk_ref *ref) {
-  return acquire(tier, id, tick, ref, false);
+  return acquire(tier, id, tick, ref, false, false);
 }
 
 int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
                                  uint64_t tick, pm_disk_ref *ref) {
-  return acquire(tier, id, tick, ref, true);
+  return acquire(tier, id, tick, ref, true, false);
+}
+
+int pm__disk_tier_acquire_quiet(pm_disk_tier *tier, const pm_page_id *id,
+                                pm_disk_ref *ref) {
+  return acquire(tier, id, 0, ref, false, true);
 }
 
 void pm__disk_tier_release(pm_disk_tier *tier, pm_disk_ref *ref) {

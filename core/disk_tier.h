@@ -106,6 +106,10 @@ int pm__disk_tier_acquire(pm_disk_tier *tier, const pm_page_id *id,
  * held) when the page's file would have to be opened first. */
 int pm__disk_tier_acquire_nowait(pm_disk_tier *tier, const pm_page_id *id,
                                  uint64_t tick, pm_disk_ref *ref);
+/* The same without it counting as an access (the eviction policy's
+ * recency and frequency stay as they were): for the mesh's own copies. */
+int pm__disk_tier_acquire_quiet(pm_disk_tier *tier, const pm_page_id *id,
+                                pm_disk_ref *ref);
 void pm__disk_tier_release(pm_disk_tier *tier, pm_disk_ref *ref);
 
 /* Copy [offset, offset + length) of the data into buf, verifying the whole

@@ -72,8 +72,10 @@ static bool rebalance_page(pm_mesh *mesh, const pm_view *old,
     if (after[i] == now->self ||
         listed(old, before, nb, now->members[after[i]].id))
       continue;
-    if (!have && pm__store_read(mesh->peer->store, &e->id, 0, buf,
-                                (size_t)e->length, NULL) != (ssize_t)e->length)
+    /* not a user's read: no hit, no promotion to RAM, no recency */
+    if (!have && pm__store_read_quiet(mesh->peer->store, &e->id, buf,
+                                      (size_t)e->length) !=
+                     (ssize_t)e->length)
       return false;
     have = true;
     taken |= push(mesh, now, after[i], e, buf);

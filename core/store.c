@@ -172,6 +172,21 @@ ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
   return n;
 }
 
+ssize_t pm__store_read_quiet(pm_store *store, const pm_page_id *id,
+                             void *buf, size_t length) {
+  if (!store || !id || (!buf && length))
+    return pm__errf(PM_EINVAL, "page store read: NULL argument");
+  if (!store->disk)
+    return PM_ENOENT;
+  pm_disk_ref ref;
+  int rc = pm__disk_tier_acquire_quiet(store->disk, id, &ref);
+  if (rc < 0)
+    return rc;
+  ssize_t n = pm__disk_tier_read(store->disk, &ref, 0, buf, length);
+  pm__disk_tier_release(store->disk, &ref);
+  return n;
+}
+
 ssize_t pm__store_visit_ram(pm_store *store, const pm_page_id *id,
                             pm_page_visit visit, void *arg) {
   if (!store || !id || !visit)

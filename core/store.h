@@ -83,6 +83,13 @@ void pm__store_close(pm_store *store);
  * Errors: PM_ENOENT (not cached), PM_ECORRUPT (failed its checksum; it has
  * been removed), PM_EIO.
  */
+/* A whole page from the disk tier as the mesh copies it to another
+ * member (rebalance, drain): no access recorded, no promotion to RAM, no
+ * hit or miss counted; a user's reads are what those reflect. Errors: as
+ * pm__store_read; PM_ENOENT for a page not on disk. */
+ssize_t pm__store_read_quiet(pm_store *store, const pm_page_id *id,
+                             void *buf, size_t length);
+
 ssize_t pm__store_read(pm_store *store, const pm_page_id *id, uint32_t offset,
                        void *buf, size_t length, pm_tier *tier);
 

@@ -677,3 +677,28 @@ Test(store, two_stores_share_a_directory) {
   pm__store_close(a);
   pm__store_close(b);
 }
+
+/* The mesh's own copies of pages (rebalance, drain) read them from disk
+ * quietly: no hit counted, nothing promoted to RAM, no recency changed
+ * (they counted as the user's reads, and pushed the RAM tier's hot pages
+ * out with every page copied). */
+Test(store, the_mesh_reads_pages_quietly) {
+  pm_store *store = open_store(test_config(dir, 1 << 20, 0)); /* disk only */
+  test_put(store, 5, 0);
+  pm__store_close(store);
+  store = open_store(test_config(dir, 1 << 20, 1 << 20));
+  pm_store_stats before = stats_of(store);
+  uint8_t buf[TEST_PAGE];
+  pm_page_id id = test_page_id(5);
+  cr_assert_eq(pm__store_read_quiet(store, &id, buf, sizeof buf), TEST_PAGE);
+  cr_assert(test_check(buf, TEST_PAGE, 5, 0));
+  pm_store_stats after = stats_of(store);
+  cr_assert_eq(after.hits_disk, before.hits_disk);
+  cr_assert_eq(after.hits_ram, before.hits_ram);
+  cr_assert_eq(after.misses, before.misses);
+  cr_assert_eq(after.pages_ram, 0, "promoted to RAM");
+  pm_page_id absent = test_page_id(6);
+  cr_assert_eq(pm__store_read_quiet(store, &absent, buf, sizeof buf),
+               PM_ENOENT);
+  pm__store_close(store);
+}
