@@ -107,10 +107,6 @@ static int broken(pm_link *l, int fd) {
                   (int)l->node_pid);
 }
 
-/* Send req (with pass_fd if >= 0) and wait for one reply on a connection
- * of the pool. *reply is freed by the caller with
- * pm__local_reply__free_unpacked. A passed fd is returned in *fd_out (or
- * closed if fd_out is NULL). */
 /* The node's state as /proc shows it: 'R', 'S', 'T' (stopped), ...; 'X'
  * if it is gone; 0 if it cannot be told (another pid namespace). */
 static char node_state(pid_t pid) {
@@ -141,7 +137,7 @@ static ssize_t wait_reply(pm_link *l, int fd, uint8_t *buf, int *passed) {
       return n;
     if (l->node_pid <= 0) /* the hello: its own deadline */
       return pm__errf(PM_ETIMEDOUT, "the node peer did not answer");
-    char state = l->node_pid > 0 ? node_state(l->node_pid) : 0;
+    char state = node_state(l->node_pid);
     if (state == 'X' || state == 'Z')
       return pm__errf(PM_EUNREACHABLE, "the node peer (pid %d) went away",
                       (int)l->node_pid);
@@ -152,8 +148,11 @@ static ssize_t wait_reply(pm_link *l, int fd, uint8_t *buf, int *passed) {
   }
 }
 
-/* Send req and wait for its reply; *replied tells whether a reply came
- * (then the connection is in step, even if the call failed). */
+/* Send req (with pass_fd if >= 0) and wait for one reply on a connection
+ * of the pool. *reply is freed by the caller with
+ * pm__local_reply__free_unpacked. A passed fd is returned in *fd_out (or
+ * closed if fd_out is NULL). *replied tells whether a reply came (then the
+ * connection is in step, even if the call failed). */
 static int call_on(pm_link *l, int fd, Pm__LocalRequest *req, int pass_fd,
                    Pm__LocalReply **reply, int *fd_out, bool *replied) {
   *reply = NULL;

@@ -346,8 +346,6 @@ static int send_count(conn *c, uint64_t id, ssize_t result) {
   return pm__local_send(c->fd, &reply.base, -1);
 }
 
-/* fd: a descriptor passed with the request (a fetch's landing area), or
- * -1; the caller closes it. */
 /* Operating the node (evict, capacity, drain) is for its own user and
  * root; the members of its node_group read through it (and invalidate
  * what they wrote), and must not empty, shrink or drain a node others
@@ -360,28 +358,12 @@ static int operator_only(const conn *c, const char *what) {
                   (unsigned)geteuid(), (unsigned)c->uid);
 }
 
+/* fd: a descriptor passed with the request (a fetch's landing area), or
+ * -1; the caller closes it. */
 static int dispatch(conn *c, const Pm__LocalRequest *req, int fd) {
   pm_peer *peer = c->server->peer;
   pm__errmsg_clear();
   int denied;
-  switch (req->body_case) {
-  case PM__LOCAL_REQUEST__BODY_EVICT:
-  case PM__LOCAL_REQUEST__BODY_CAPACITY:
-  case PM__LOCAL_REQUEST__BODY_DRAIN:
-    denied = operator_only(c, req->body_case == PM__LOCAL_REQUEST__BODY_EVICT
-                                  ? "evict"
-                              : req->body_case ==
-                                      PM__LOCAL_REQUEST__BODY_CAPACITY
-                                  ? "set capacity"
-                                  : "drain");
-    if (denied)
-      return req->body_case == PM__LOCAL_REQUEST__BODY_CAPACITY
-                 ? send_status(c, req->id, denied)
-                 : send_count(c, req->id, denied);
-    break;
-  default:
-    break;
-  }
   switch (req->body_case) {
   case PM__LOCAL_REQUEST__BODY_HELLO:
     return handle_hello(c, req->id, req->hello);
@@ -409,17 +391,23 @@ static int dispatch(conn *c, const Pm__LocalRequest *req, int fd) {
                                          req->prefetch->length)
                            : pm__errf(PM_EPROTO, "prefetch: no uri"));
   case PM__LOCAL_REQUEST__BODY_EVICT:
+    if ((denied = operator_only(c, "evict")) != 0)
+      return send_count(c, req->id, denied);
     return send_count(c, req->id,
                       req->evict && req->evict->prefix
                           ? pm_evict(peer, req->evict->prefix)
                           : pm__errf(PM_EPROTO, "evict: no prefix"));
   case PM__LOCAL_REQUEST__BODY_CAPACITY:
+    if ((denied = operator_only(c, "set capacity")) != 0)
+      return send_status(c, req->id, denied);
     return send_status(c, req->id,
                        req->capacity
                            ? pm_set_capacity(peer, req->capacity->disk,
                                              req->capacity->ram)
                            : pm__errf(PM_EPROTO, "capacity: no values"));
   case PM__LOCAL_REQUEST__BODY_DRAIN:
+    if ((denied = operator_only(c, "drain")) != 0)
+      return send_count(c, req->id, denied);
     return send_count(c, req->id, pm_drain(peer));
   default:
     return send_status(c, req->id,

@@ -189,7 +189,7 @@ void pm__state_alive(pm__swim *core, uint64_t now, const pm__update *u,
     return;
   }
   if (!m) {
-    if (!core->graves || !buried(core, u))
+    if (!buried(core, u))
       alive_new(core, now, u, quiet);
     return;
   }
