@@ -219,6 +219,12 @@ Test(attach, node_closes_while_attached_reads_are_answered, .init = setup) {
  * before, and every later attach timed out. */
 Test(attach, a_node_out_of_descriptors_accepts_again, .init = setup) {
   pm_peer *node = open_peer(0);
+  /* The socket exists before the table fills: a descriptor closed to make
+   * room for it could be taken by another thread first. */
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/node.sock", cache);
+  int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  cr_assert_geq(s, 0);
   struct rlimit saved, low;
   cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
   int fillers[4096], count = 0;
@@ -229,11 +235,6 @@ Test(attach, a_node_out_of_descriptors_accepts_again, .init = setup) {
   int fd;
   while (count < 4096 && (fd = dup(2)) >= 0)
     fillers[count++] = fd;
-  close(fillers[--count]); /* room for one socket: the accept has none */
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/node.sock", cache);
-  int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  cr_assert_geq(s, 0);
   cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
   usleep(300 * 1000); /* the node's accept meets EMFILE */
   close(s);
