@@ -269,11 +269,25 @@ static bool seed_ok(const char *seed) {
 }
 
 /* A seed's address as the membership layer takes it ("IP:PORT",
- * "[IPv6]:PORT"): a host name is resolved now (its first address), since
- * the membership layer only reads numbers; a name that does not resolve
- * is PM_ECONFIG, said at once rather than a mesh that never forms. */
+ * "[IPv6]:PORT"): a host name is resolved now, since the membership layer
+ * only reads numbers, to its first address of the family this peer
+ * listens on ("localhost" is often ::1 first, and a peer on 127.0.0.1
+ * cannot reach it), or its first address if it has none of that family;
+ * a name that does not resolve is PM_ECONFIG, said at once rather than a
+ * mesh that never forms. */
 #define SEED_ADDR_MAX 64
-static int resolve_seed(const char *seed, char out[SEED_ADDR_MAX]) {
+static int lookup_seed(const char *host, int family,
+                       struct addrinfo **found) {
+  struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM};
+  *found = NULL;
+  int rc = getaddrinfo(host, NULL, &hints, found);
+  if (rc == 0 && !*found)
+    rc = EAI_NONAME;
+  return rc;
+}
+
+static int resolve_seed(const char *seed, const char *listen,
+                        char out[SEED_ADDR_MAX]) {
   const char *colon = strrchr(seed, ':');
   char host[256];
   size_t hlen = (size_t)(colon - seed);
@@ -290,10 +304,12 @@ static int resolve_seed(const char *seed, char out[SEED_ADDR_MAX]) {
     snprintf(out, SEED_ADDR_MAX, "%s", seed);
     return 0;
   }
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM}, *found = NULL;
-  int rc = getaddrinfo(host, NULL, &hints, &found);
-  if (rc != 0 || !found)
+  struct addrinfo *found = NULL;
+  int rc = lookup_seed(host, listen && listen[0] == '[' ? AF_INET6 : AF_INET,
+                       &found);
+  if (rc != 0)
+    rc = lookup_seed(host, AF_UNSPEC, &found);
+  if (rc != 0)
     return pm__errf(PM_ECONFIG, "seed \"%.200s\": cannot resolve %s: %s",
                     seed, host, gai_strerror(rc));
   char ip[INET6_ADDRSTRLEN] = "";
@@ -324,7 +340,7 @@ static int start_membership(pm_mesh *mesh, const pm__member_meta *meta) {
   }
   for (size_t i = 0; i < seed_count; i++) {
     int err = seed_ok(seeds[i])
-                  ? resolve_seed(seeds[i], resolved[i])
+                  ? resolve_seed(seeds[i], peer->opts.listen, resolved[i])
                   : pm__errf(PM_ECONFIG, "seed \"%.200s\" is not HOST:PORT",
                              seeds[i]);
     if (err) {

@@ -4,6 +4,7 @@ bound, see it come back as a new boot epoch, and never see a peer that
 lacks the cluster key."""
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -104,6 +105,37 @@ def test_a_seed_named_by_host_name_is_joined(build_dir, tmp_path):
         capture_output=True, timeout=60)
     assert r.returncode != 0
     assert b"cannot resolve no-such-host.invalid" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare (its own /etc/hosts)")
+def test_a_seed_name_resolves_to_the_family_the_peer_listens_on(
+        build_dir, tmp_path):
+    """A seed name with an IPv6 address first (as "localhost" has on many
+    hosts: ::1, then 127.0.0.1) is taken at its IPv4 address by a peer
+    listening on IPv4: the first address was taken, and the peer never
+    reached the seed. The second peer runs in a mount namespace of its own
+    whose /etc/hosts says so."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("::1 pm-seed-test\n127.0.0.1 pm-seed-test\n")
+    m = Mesh(build_dir, tmp_path, count=2)  # not started: not `with`
+    try:
+        m.procs[0] = m.cli(0).start_daemon(
+            "--listen", m.addr(0), "--cluster-key-file", m.key)
+        cli = m.cli(1)
+        log = tmp_path / "peer1.log"
+        m.procs[1] = cli.popen(
+            ["unshare", "--mount", "sh", "-c",
+             'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+             cli.pagemeshd, "--cache-dir", cli.cache_dir, "--listen",
+             m.addr(1), "--cluster-key-file", m.key, "--log-file", str(log),
+             "--seeds", "pm-seed-test:%d" % m.ports[0]],
+            env={"PAGEMESH_LOG_LEVEL": "info"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cli.wait_for_node(lambda: m.procs[1].poll() is None)
+        m.wait_members(2, timeout=30)
+        assert "is 127.0.0.1:%d" % m.ports[0] in log.read_text()
+    finally:
+        m.stop_all()
 
 
 def test_a_restart_has_a_higher_epoch_even_if_the_clock_went_back(
