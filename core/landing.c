@@ -47,7 +47,8 @@ int pm__landing_open(uint32_t slot_size, unsigned slots, pm_landing **out) {
   }
   size_t size = (size_t)slot_size * slots;
   void *base = MAP_FAILED;
-  l->fd = memfd_create("pagemesh-landing", MFD_CLOEXEC);
+  /* Sealable: the node peer takes only such a memfd (node_landing.c). */
+  l->fd = memfd_create("pagemesh-landing", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (l->fd >= 0 && ftruncate(l->fd, (off_t)size) == 0)
     base = mmap(NULL, size, PROT_READ, MAP_SHARED, l->fd, 0);
   if (base == MAP_FAILED) {

@@ -8,7 +8,8 @@
  * from the kernel without a page fault per 4 KiB (filling 1 MiB of fresh
  * shared memory through a mapping cost ~720 µs here, pwrite ~390 µs; a
  * slot used before costs a copy either way). Only a memfd is accepted (a
- * descriptor of any other file would have the node write pages into it),
+ * descriptor of any other file would have the node write pages into it;
+ * a memfd is told from other tmpfs files by its seals, see below),
  * of at most PM_NODE_LANDING_MAX bytes; the node writes a page into a slot
  * only within the area's size, as fstat gives it.
  */
@@ -58,8 +59,13 @@ static pm_node_landing *find_locked(pm_node_landings *set,
 
 int pm__node_landing_get(pm_node_landings *set, int fd,
                          pm_node_landing **out) {
+  /* A memfd made to take seals (MFD_ALLOW_SEALING, as landing.c makes
+   * it) is the only file with F_SEAL_SEAL unset: F_GET_SEALS also answers
+   * for any other tmpfs or hugetlbfs file (a file in a tmpfs /tmp), with
+   * F_SEAL_SEAL set. */
+  int seals = fcntl(fd, F_GET_SEALS);
   struct stat st;
-  if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) != 0 ||
+  if (seals < 0 || (seals & F_SEAL_SEAL) || fstat(fd, &st) != 0 ||
       !S_ISREG(st.st_mode) || st.st_size <= 0 ||
       (uint64_t)st.st_size > PM_NODE_LANDING_MAX)
     return pm__errf(PM_EPROTO, "landing area: not a memfd of 1 to %llu "

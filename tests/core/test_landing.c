@@ -9,6 +9,7 @@
  * live in this process, as in test_attach.c.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,7 +132,7 @@ static void fetch_with(pm_peer *client, const char *uri, uint64_t page,
 }
 
 Test(landing, node_refuses_what_is_not_a_slot_of_an_area, .init = setup) {
-  const char *path = make_object("c.bin", 4 * PS);
+  const char *path = make_object("c.bin", 5 * PS);
   char uri[420];
   snprintf(uri, sizeof uri, "file://%s", path);
   pm_peer *node = open_peer(0);
@@ -157,6 +158,18 @@ Test(landing, node_refuses_what_is_not_a_slot_of_an_area, .init = setup) {
   cr_assert_eq(pread(fileno(f), head, sizeof head, 0), (ssize_t)sizeof head);
   cr_assert_eq(memcmp(head, zeros, sizeof head), 0, "the node wrote into it");
   fclose(f);
+  /* A file on a tmpfs (as any file in a tmpfs /tmp is): F_GET_SEALS
+   * answers for it too, and it was taken for a memfd. */
+  char shm_name[64];
+  snprintf(shm_name, sizeof shm_name, "/pagemesh-test-victim-%d", getpid());
+  int shm = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  cr_assert_geq(shm, 0);
+  shm_unlink(shm_name);
+  cr_assert_eq(ftruncate(shm, 64 * (off_t)PS), 0);
+  fetch_with(client, uri, 4, shm, 0, PS); /* a page not fetched yet */
+  cr_assert_eq(pread(shm, head, sizeof head, 0), (ssize_t)sizeof head);
+  cr_assert_eq(memcmp(head, zeros, sizeof head), 0, "the node wrote into it");
+  close(shm);
   pm_peer_close(client);
   pm_peer_close(node);
 }
