@@ -15,6 +15,7 @@ typedef struct shared {
   pm_flights *flights;
   pm_page_id key;
   atomic_int leaders;
+  atomic_int begun;
   atomic_int ok;
   int fail;
 } shared;
@@ -23,9 +24,14 @@ static void *requester(void *arg) {
   shared *s = arg;
   bool leader;
   pm_flight *f = pm__flight_begin(s->flights, &s->key, &leader);
+  atomic_fetch_add(&s->begun, 1);
   if (leader) {
     atomic_fetch_add(&s->leaders, 1);
-    usleep(50000); /* let the others join */
+    /* let the others join (one that began after the finish would lead a
+     * flight of its own, rightly) */
+    for (int waited = 0; atomic_load(&s->begun) < 16 && waited < 10000;
+         waited++)
+      usleep(1000);
     if (s->fail) {
       pm__errf(PM_EUNREACHABLE, "origin down for the test");
       pm__flight_finish(s->flights, f, PM_EUNREACHABLE, NULL, 0);

@@ -38,7 +38,7 @@ static void store_numbered(pm_meta *m, const char *fmt, int n) {
 Test(meta, fresh_then_stale) {
   make_dir();
   pm_meta *m;
-  cr_assert_eq(pm__meta_open(dir, 50, &m), 0);
+  cr_assert_eq(pm__meta_open(dir, 400, &m), 0);
   pm_object_stat st = sample(42, "etag-1"), got;
   bool fresh;
   cr_assert_eq(pm__meta_lookup(m, "s3://b/k", &got, &fresh), PM_ENOENT);
@@ -47,7 +47,7 @@ Test(meta, fresh_then_stale) {
   cr_assert(fresh);
   cr_assert_eq(got.size, 42);
   cr_assert_str_eq(got.version, "etag-1");
-  usleep(80000);
+  usleep(500 * 1000);
   cr_assert_eq(pm__meta_lookup(m, "s3://b/k", &got, &fresh), 0);
   cr_assert_not(fresh, "past the TTL an entry is stale, but kept");
   pm__meta_close(m);
@@ -158,16 +158,16 @@ Test(meta, listed_entries_go_to_disk_only_once_used) {
 Test(meta, a_relisted_entry_is_fresh_after_a_reopen) {
   make_dir();
   pm_meta *m;
-  cr_assert_eq(pm__meta_open(dir, 1000, &m), 0);
+  cr_assert_eq(pm__meta_open(dir, 4000, &m), 0);
   pm_object_stat st = sample(9, "same"), got;
   bool fresh;
   pm__meta_store(m, "s3://b/relisted", &st); /* t0, on disk */
-  usleep(600 * 1000);                        /* > TTL / 2 */
-  pm__meta_store_listed(m, "s3://b/relisted", &st); /* t1 >= t0 + 600 ms */
+  usleep(2200 * 1000);                       /* > TTL / 2 */
+  pm__meta_store_listed(m, "s3://b/relisted", &st); /* t1 >= t0 + 2.2 s */
   cr_assert_eq(pm__meta_lookup_keep(m, "s3://b/relisted", &got, &fresh), 0);
   pm__meta_close(m);
-  usleep(500 * 1000); /* t0 + 1100 ms: past t0's TTL, not t1's */
-  cr_assert_eq(pm__meta_open(dir, 1000, &m), 0);
+  usleep(2000 * 1000); /* t0 + 4.2 s: past t0's TTL, not t1's */
+  cr_assert_eq(pm__meta_open(dir, 4000, &m), 0);
   cr_assert_eq(pm__meta_lookup(m, "s3://b/relisted", &got, &fresh), 0);
   cr_assert(fresh, "the file kept the first fetch time");
   cr_assert_eq(got.size, 9);

@@ -96,8 +96,9 @@ def heads(proxy):
 
 def start_mesh(build_dir, tmp_path, s3, proxy, transport="tcp"):
     env = s3.env(endpoint=proxy.url, PAGEMESH_PAGE_SIZE=str(PAGE))
+    # --meta-ttl: the epochs' "no HEAD" counts hold however slow the run
     args = ["--replicas", "2", "--page-size", str(PAGE),
-            "--disk-capacity", "64M"]
+            "--disk-capacity", "64M", "--meta-ttl", "600000"]
     if transport == "fabric":
         env["FI_PROVIDER"] = "tcp"  # tcp;ofi_rxm here, verbs on RDMA NICs
         args += ["--transport", "fabric"]
@@ -131,9 +132,11 @@ def test_epochs_through_different_peers(any_mesh, proxy):
     print("epoch 1: %d GETs for %d pages, %d HEADs for %d objects" % (
         gets(proxy), PAGES, heads(proxy), len(OBJECTS)))
     assert heads(proxy) == len(OBJECTS)
-    # Every page is on two peers: the owners' disks hold 2 x PAGES.
-    on_disk = sum(mesh.status(i)["stats"]["pages_disk"] for i in range(PEERS))
-    assert on_disk == 2 * PAGES
+    # Every page is on two peers: the owners' disks hold 2 x PAGES (the
+    # copies to the second owner are made in the background).
+    mesh.wait(lambda: sum(mesh.status(i)["stats"]["pages_disk"]
+                          for i in range(PEERS)) == 2 * PAGES,
+              timeout=40, what="two copies of every page")
     proxy.reset_stats()
     epoch(mesh, shift=1)
     epoch(mesh, shift=2)
@@ -146,6 +149,9 @@ def test_epochs_through_different_peers(any_mesh, proxy):
 def test_sigkill_of_a_peer_mid_epoch(any_mesh, proxy):
     mesh = any_mesh
     epoch(mesh, shift=0)           # fill: one copy on each of two owners
+    mesh.wait(lambda: sum(mesh.status(i)["stats"]["pages_disk"]
+                          for i in range(PEERS)) == 2 * PAGES,
+              timeout=40, what="two copies of every page")
     proxy.reset_stats()
     victim = 2
     survivors = [p for p in range(PEERS) if p != victim]

@@ -49,8 +49,11 @@ def test_load_then_read_everywhere_from_the_mesh(mesh, proxy):
     assert summary["bytes"] == sum(len(v) for v in OBJECTS.values())
     assert b"loaded %d objects" % len(OBJECTS) in r.stderr
     assert gets(proxy) == PAGES + 1, "every page once, and one listing"
-    on_disk = sum(mesh.status(i)["stats"]["pages_disk"] for i in range(4))
-    assert on_disk == 2 * PAGES, "loaded pages sit on their two owners"
+    # loaded pages sit on their two owners (the second copy is made in
+    # the background)
+    mesh.wait(lambda: sum(mesh.status(i)["stats"]["pages_disk"]
+                          for i in range(4)) == 2 * PAGES,
+              timeout=40, what="two copies of every loaded page")
     proxy.reset_stats()
     read_all(mesh, [1, 2, 3])
     assert gets(proxy) == 0
@@ -111,6 +114,9 @@ def test_capacity_changes_spread_through_the_mesh(mesh):
 def test_drain_shrinks_the_cluster_without_a_cold_epoch(mesh, proxy):
     read_all(mesh, [0, 1, 2, 3])
     assert gets(proxy) == PAGES
+    mesh.wait(lambda: sum(mesh.status(i)["stats"]["pages_disk"]
+                          for i in range(4)) == 2 * PAGES,
+              timeout=40, what="two copies of every page")
     proxy.reset_stats()
     held = mesh.status(1)["stats"]["pages_disk"]
     r = mesh.cli(1).run("drain", check=True)

@@ -179,13 +179,13 @@ def test_concurrent_reads(normal, driver):
 
 def test_slow_origin_times_out(normal, driver):
     upstream = "http://127.0.0.1:%d" % normal.port
-    with OriginProxy(upstream, ttfb_ms=1500) as proxy:
+    with OriginProxy(upstream, ttfb_ms=5000) as proxy:
         slow = driver.with_env(PAGEMESH_ORIGIN_TIMEOUT_MS=200,
                                PAGEMESH_ORIGIN_RETRIES=1)
         started = time.monotonic()
         res = slow.error("stat", proxy.url + "/data.bin")
         assert res.error == "PM_ETIMEDOUT" and "2 attempts" in res.detail
-        assert time.monotonic() - started < 1.4
+        assert time.monotonic() - started < 3.0  # not the 5 s TTFB
 
 
 def test_origin_proxy_shaping_and_control(normal, driver):
