@@ -154,6 +154,7 @@ class Cluster:
                 TaskProlog={root}/task_prolog
                 JobCompType=jobcomp/none
                 AccountingStorageType=accounting_storage/none
+                SlurmdParameters=config_overrides
                 NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
                 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                 """).format(root=self.root, ctld_port=free_port(),
