@@ -14,6 +14,7 @@
 #include "node_int.h"
 
 static pm_map_entry *lookup(pm_peer *peer, const pm_page_id *id) {
+  pm__mapcache_sweep(peer->maps, peer->cache_dir, false);
   pm_map_entry *e = pm__mapcache_get(peer->maps, id);
   if (!e)
     e = pm__mapcache_open_file(peer->maps, peer->cache_dir, id);

@@ -10,8 +10,18 @@
  * entries are unmapped first. A page the node wrote into this process's
  * landing area (core/landing.c) is an entry too: its slot instead of a
  * mapping, given back when the entry is freed.
+ *
+ * A mapping of a page file keeps the file's disk space after the node
+ * evicts (unlinks) it, for as long as the mapping lives: every attached
+ * process could hold up to the map cache's capacity of evicted pages on
+ * the node's disk, past its capacity. So reads sweep, at most every
+ * SWEEP_INTERVAL_NS and SWEEP_BATCH entries at a time: an unreferenced
+ * mapping whose page file is gone from the cache directory (or is another
+ * file now) is unmapped.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +42,21 @@ struct pm_map_entry {
   bool cached;
   pm_landing *landing; /* set: base is this landing slot, not a mapping */
   int slot;
+  dev_t dev; /* the page file mapped (ino 0: none, or an unlinked file) */
+  ino_t ino;
+  uint32_t swept; /* the sweep round that last checked it */
 };
+
+#define SWEEP_INTERVAL_NS (2ull * 1000000000ull)
+#define SWEEP_BATCH 256
 
 struct pm_mapcache {
   pthread_mutex_t mutex;
   pm_pagemap index;
   pm_map_entry *head, *tail;
   uint64_t mapped, capacity;
+  uint32_t sweep_round;
+  _Atomic uint64_t next_sweep_ns;
 };
 
 int pm__mapcache_open(uint64_t capacity, pm_mapcache **out) {
@@ -157,7 +175,8 @@ static void make_room_locked(pm_mapcache *c, size_t incoming,
  * referenced entry (the one already cached if another thread got there
  * first). */
 static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
-                            size_t length, pm_landing *landing, int slot) {
+                            size_t length, pm_landing *landing, int slot,
+                            const struct stat *file) {
   pm_map_entry *e = calloc(1, sizeof *e);
   if (!e) {
     release_data(base, length, landing, slot);
@@ -165,6 +184,10 @@ static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
   }
   *e = (pm_map_entry){.id = *id, .base = base, .length = length, .refs = 2,
                       .cached = true, .landing = landing, .slot = slot};
+  if (file && file->st_nlink > 0) { /* a file of the cache directory */
+    e->dev = file->st_dev;
+    e->ino = file->st_ino;
+  }
   pm_map_entry *doomed[16];
   size_t ndoomed = 0;
   pthread_mutex_lock(&c->mutex);
@@ -199,22 +222,22 @@ static void *map_fd(int fd, uint64_t data_offset, size_t length) {
 }
 
 /* A mapping past the end of a file faults (SIGBUS): check first. */
-static bool file_holds(int fd, uint64_t bytes) {
-  struct stat st;
-  return fstat(fd, &st) == 0 && (uint64_t)st.st_size >= bytes;
+static bool file_holds(int fd, uint64_t bytes, struct stat *st) {
+  return fstat(fd, st) == 0 && (uint64_t)st->st_size >= bytes;
 }
 
 pm_map_entry *pm__mapcache_add_fd(pm_mapcache *c, const pm_page_id *id,
                                   int fd, uint64_t data_offset,
                                   size_t length) {
-  void *base = file_holds(fd, data_offset + length)
+  struct stat st;
+  void *base = file_holds(fd, data_offset + length, &st)
                    ? map_fd(fd, data_offset, length)
                    : NULL;
   if (!base) {
     pm__errf(PM_EIO, "cannot map a page from the node peer");
     return NULL;
   }
-  return insert(c, id, base, length ? length : 1, NULL, -1);
+  return insert(c, id, base, length ? length : 1, NULL, -1, &st);
 }
 
 bool pm__mapcache_drop_landed(pm_mapcache *c) {
@@ -236,7 +259,7 @@ pm_map_entry *pm__mapcache_add_landing(pm_mapcache *c, const pm_page_id *id,
                                        pm_landing *landing, int slot,
                                        size_t length) {
   void *base = (void *)pm__landing_data(landing, slot);
-  return insert(c, id, base, length, landing, slot);
+  return insert(c, id, base, length, landing, slot, NULL);
 }
 
 pm_map_entry *pm__mapcache_open_file(pm_mapcache *c, const char *cache_dir,
@@ -250,12 +273,13 @@ pm_map_entry *pm__mapcache_open_file(pm_mapcache *c, const char *cache_dir,
   uint8_t *block = malloc(PM_PAGE_HEADER_SIZE);
   pm_page_header *h = malloc(sizeof *h);
   void *base = NULL;
+  struct stat st;
   if (block && h &&
       pm__pread_full(fd, block, PM_PAGE_HEADER_SIZE, 0) ==
           PM_PAGE_HEADER_SIZE &&
       pm__page_header_decode(block, PM_PAGE_HEADER_SIZE, h) == 0 &&
       pm__page_id_eq(&h->id, id) && h->data_length > 0 &&
-      file_holds(fd, PM_PAGE_HEADER_SIZE + h->data_length))
+      file_holds(fd, PM_PAGE_HEADER_SIZE + h->data_length, &st))
     base = map_fd(fd, PM_PAGE_HEADER_SIZE, (size_t)h->data_length);
   close(fd);
   size_t length = base ? (size_t)h->data_length : 0;
@@ -271,5 +295,71 @@ pm_map_entry *pm__mapcache_open_file(pm_mapcache *c, const char *cache_dir,
   }
   free(block);
   free(h);
-  return good ? insert(c, id, base, length, NULL, -1) : NULL;
+  return good ? insert(c, id, base, length, NULL, -1, &st) : NULL;
+}
+
+/* ---- giving evicted page files back --------------------------------------- */
+
+typedef struct swept_file {
+  pm_page_id id;
+  dev_t dev;
+  ino_t ino;
+} swept_file;
+
+/* Up to `max` unreferenced file mappings not checked this round, least
+ * recently used first; a new round when all were. */
+static size_t sweep_pick(pm_mapcache *c, swept_file *out, size_t max) {
+  size_t n = 0;
+  pthread_mutex_lock(&c->mutex);
+  for (int pass = 0; pass < 2 && n == 0; pass++) {
+    for (pm_map_entry *e = c->tail; e && n < max; e = e->prev)
+      if (e->ino && e->refs == 1 && e->swept != c->sweep_round) {
+        e->swept = c->sweep_round;
+        out[n++] = (swept_file){.id = e->id, .dev = e->dev, .ino = e->ino};
+      }
+    if (n == 0)
+      c->sweep_round++;
+  }
+  pthread_mutex_unlock(&c->mutex);
+  return n;
+}
+
+/* Whether the page file of f is still the one mapped. */
+static bool file_still_there(const char *cache_dir, const swept_file *f) {
+  char rel[PM_PAGE_PATH_MAX], path[PM_URI_MAX];
+  pm__page_path(&f->id, rel);
+  snprintf(path, sizeof path, "%s/pages/%s", cache_dir, rel);
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return errno != ENOENT && errno != ENOTDIR; /* unsure: keep it */
+  return st.st_dev == f->dev && st.st_ino == f->ino;
+}
+
+size_t pm__mapcache_sweep(pm_mapcache *c, const char *cache_dir, bool now) {
+  uint64_t t = pm__now_ns(), due = atomic_load(&c->next_sweep_ns);
+  if (!now && (t < due || !atomic_compare_exchange_strong(
+                              &c->next_sweep_ns, &due,
+                              t + SWEEP_INTERVAL_NS)))
+    return 0;
+  swept_file *files = malloc(SWEEP_BATCH * sizeof *files);
+  if (!files)
+    return 0;
+  size_t n = sweep_pick(c, files, SWEEP_BATCH), gone = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!file_still_there(cache_dir, &files[i]))
+      files[gone++] = files[i];
+  pm_map_entry *doomed[SWEEP_BATCH];
+  size_t ndoomed = 0;
+  pthread_mutex_lock(&c->mutex);
+  for (size_t i = 0; i < gone; i++) {
+    pm_map_entry *e = pm__pagemap_get(&c->index, &files[i].id);
+    if (e && e->refs == 1 && e->ino == files[i].ino &&
+        e->dev == files[i].dev)
+      doomed[ndoomed++] = uncache_locked(c, e);
+  }
+  pthread_mutex_unlock(&c->mutex);
+  for (size_t i = 0; i < ndoomed; i++)
+    entry_free(doomed[i]);
+  free(files);
+  return ndoomed;
 }

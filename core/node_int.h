@@ -142,6 +142,12 @@ pm_map_entry *pm__mapcache_add_landing(pm_mapcache *cache,
  * slot back; false if there is none. */
 bool pm__mapcache_drop_landed(pm_mapcache *cache);
 void pm__mapcache_put(pm_mapcache *cache, pm_map_entry *entry);
+/* Unmap unreferenced mappings of page files gone from <cache_dir>/pages
+ * (evicted by the node: a mapping keeps an unlinked file's disk space);
+ * at most every 2 s and 256 entries a call unless `now`. Returns how many
+ * it unmapped. */
+size_t pm__mapcache_sweep(pm_mapcache *cache, const char *cache_dir,
+                          bool now);
 const void *pm__map_entry_data(const pm_map_entry *entry, size_t *length);
 
 #endif /* PM_CORE_NODE_INT_H */

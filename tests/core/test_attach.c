@@ -274,3 +274,30 @@ Test(attach, a_forked_child_does_not_keep_the_node_lock, .init = setup) {
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
 }
+
+/* An attached process unmaps the page files its node evicted (a sweep on
+ * its reads): its mappings kept the unlinked files' disk space, up to the
+ * map cache's 8 GiB per process, past the node's disk capacity. */
+Test(attach, evicted_page_files_are_unmapped, .init = setup) {
+  enum { PAGES = 8 };
+  const char *path = make_object("e.bin", PAGES * PS);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  unsigned char *buf = malloc(PAGES * PS);
+  /* On the node's disk first: the client maps the page files. */
+  cr_assert_eq(pm_read(node, path, 0, buf, PAGES * PS), PAGES * PS);
+  memset(buf, 0, PAGES * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, PAGES * PS), PAGES * PS);
+  check(buf, 0, PAGES * PS);
+  cr_assert_eq(pm__mapcache_sweep(client->maps, cache, true), 0,
+               "page files still there are kept");
+  cr_assert_eq(pm_evict(node, path), PAGES, "%s", pm_peer_errmsg(node));
+  cr_assert_eq(pm__mapcache_sweep(client->maps, cache, true), PAGES);
+  /* Read again: fetched anew, right bytes. */
+  memset(buf, 0, PAGES * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, PAGES * PS), PAGES * PS);
+  check(buf, 0, PAGES * PS);
+  free(buf);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
