@@ -187,13 +187,34 @@ void pm__swim_destroy(pm__swim *core) {
 
 /* ---- packets in ---------------------------------------------------------- */
 
+/* Where to answer a packet: a sender we know as alive or suspect is
+ * answered at the address it gossips, not at the packet's source; a
+ * captured packet replayed with a forged source (the seal stops a forged
+ * packet, not a replayed one) then makes no member send to the forger's
+ * choice of address, with gossip piggybacked on the answer making it
+ * larger than the packet. A sender we do not know yet (a member that
+ * joined moments ago) is answered at the source. */
+static const char *reply_addr(const pm__swim *core,
+                              const pm__member_id *sender,
+                              const char *from) {
+  const pm__member *m = pm__table_find(&core->table, sender->bytes);
+  if (m && m != core->self && m->meta &&
+      (m->state == PM_MEMBER_ALIVE || m->state == PM_MEMBER_SUSPECT) &&
+      pm__blob_addr(m->meta)[0])
+    return pm__blob_addr(m->meta);
+  return from;
+}
+
 static void dispatch_packet(pm__swim *core, uint64_t now, const char *from,
+                            const pm__member_id *sender,
                             const Pmswim__Packet *p) {
   for (size_t i = 0; i < p->n_updates; i++) {
     pm__update u;
     pm__wire_member_to_update(p->updates[i], &u);
     pm__state_apply(core, now, &u);
   }
+  if (p->kind == PM_WIRE_KIND_PING || p->kind == PM_WIRE_KIND_PING_REQ)
+    from = reply_addr(core, sender, from);
   switch (p->kind) {
   case PM_WIRE_KIND_PING:
     pm__probe_on_ping(core, from, p);
@@ -238,7 +259,7 @@ static int handle(pm__swim *core, uint64_t now, const char *from,
   if (rc == 0 && stream)
     pm__gossip_on_push_pull(core, now, &sender, p);
   else if (rc == 0)
-    dispatch_packet(core, now, from ? from : "", p);
+    dispatch_packet(core, now, from ? from : "", &sender, p);
   if (p)
     pm__wire_release();
   if (stream)

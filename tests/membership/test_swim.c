@@ -115,6 +115,7 @@ struct net {
   size_t queued, cap;
   bool cut[NMAX][NMAX]; /* packets from i to j are lost */
   size_t biggest_packet, biggest_frame, frames;
+  size_t stray; /* packets sent to an address no node has */
   pm__swim_config cfg;
   uint64_t seed;
 };
@@ -136,6 +137,7 @@ static void on_send(void *arg, const char *addr, const uint8_t *bytes,
     n->biggest_frame = length;
   n->frames += is_stream;
   int to = node_of(n, addr);
+  n->stray += to < 0;
   if (to < 0 || n->nodes[to].down || n->cut[from->index][to])
     return;
   if (n->queued == n->cap) {
@@ -603,6 +605,52 @@ Test(swim, a_reaped_life_is_not_brought_back) {
   past.boot_epoch++; /* a restart */
   pm__swim_merge(n.nodes[0].core, n.now, &past, 1, false);
   cr_assert_eq(view(&n, 0, 2), PM_MEMBER_ALIVE);
+  net_free(&n);
+}
+
+/* A packet replayed with a forged source address: a known member is
+ * answered at the address it gossips, never at the source (the answer,
+ * with gossip piggybacked, went to whatever address the replayer chose);
+ * a sender not known is still answered. */
+static void send_ping(net *n, int from, int to) {
+  Pmswim__Packet hdr = PMSWIM__PACKET__INIT;
+  hdr.kind = PM_WIRE_KIND_PING;
+  hdr.seq = 4242;
+  hdr.target_id.data = n->nodes[to].id.bytes;
+  hdr.target_id.len = PM_SWIM_ID_LEN;
+  hdr.target_epoch = n->nodes[to].epoch;
+  pm__core_send(n->nodes[from].core, n->nodes[to].addr, &hdr, NULL, false);
+}
+
+Test(swim, a_replayed_ping_is_answered_at_the_members_address) {
+  net n;
+  net_init(&n, 3, 21);
+  net_start(&n);
+  const char *seed[] = {n.nodes[0].addr};
+  cr_assert_eq(pm__swim_join(n.nodes[1].core, n.now, seed, 1), 0);
+  net_run(&n, 2 * SEC);
+  cr_assert_eq(view(&n, 1, 0), PM_MEMBER_ALIVE);
+  cr_assert_eq((int)view(&n, 1, 2), -1, "node 2 never joined");
+  for (int sender = 0; sender <= 2; sender += 2) {
+    send_ping(&n, sender, 1);
+    cr_assert_eq(n.queued, 1);
+    packet captured = n.queue[0];
+    n.queued = 0;
+    size_t stray = n.stray;
+    pm__swim_handle_packet(n.nodes[1].core, n.now, "10.6.6.6:7946",
+                           captured.bytes, captured.length);
+    raw_free(captured.bytes);
+    if (sender == 0) { /* known: answered at its own address */
+      cr_assert_eq(n.stray, stray, "answered at the forged source");
+      cr_assert_eq(n.queued, 1);
+      cr_assert_eq(n.queue[0].to, 0);
+    } else { /* not known before: answered (at the source, or at the
+              * address its packet's own gossip just told) */
+      cr_assert(n.stray == stray + 1 || (n.queued == 1 && n.queue[0].to == 2),
+                "not answered");
+    }
+    deliver_all(&n);
+  }
   net_free(&n);
 }
 
