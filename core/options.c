@@ -85,6 +85,10 @@ int pm_options_load_env(pm_options *o) {
     err = e;
   if ((e = env_u32("PAGEMESH_IO_THREADS", &o->io_threads)))
     err = e;
+  if ((e = env_u32("PAGEMESH_ORIGIN_TIMEOUT_MS", &o->origin_timeout_ms)))
+    err = e;
+  if ((e = env_u32("PAGEMESH_ORIGIN_RETRIES", &o->origin_retries)))
+    err = e;
   const char *ev = getenv("PAGEMESH_EVICTION");
   if (ev && (e = pm__eviction_parse(ev, &o->eviction)))
     err = e;

@@ -199,14 +199,18 @@ static int load_environment(daemon_config *d) {
       getenv("PAGEMESH_REQUEST_TIMEOUT_MS"))
     d->opts.request_timeout_ms = env.request_timeout_ms,
     d->from_flags[OPT_REQUEST_TIMEOUT] = 1;
-  if (!d->from_flags[OPT_INSECURE_DATA])
+  const char *insecure = getenv("PAGEMESH_INSECURE_DATA");
+  if (!d->from_flags[OPT_INSECURE_DATA] && insecure && *insecure)
     d->opts.flags = (d->opts.flags & ~(uint32_t)PM_OPEN_INSECURE_DATA) |
-                    (env.flags & PM_OPEN_INSECURE_DATA);
+                    (env.flags & PM_OPEN_INSECURE_DATA),
+    d->from_flags[OPT_INSECURE_DATA] = 1; /* the config file does not win */
   if (!d->metrics_listen && getenv("PAGEMESH_METRICS_LISTEN") &&
       *getenv("PAGEMESH_METRICS_LISTEN"))
     d->metrics_listen = getenv("PAGEMESH_METRICS_LISTEN");
   d->opts.readahead_pages = env.readahead_pages;
   d->opts.io_threads = env.io_threads;
+  d->opts.origin_timeout_ms = env.origin_timeout_ms;
+  d->opts.origin_retries = env.origin_retries;
   return 0;
 }
 

@@ -431,6 +431,20 @@ def test_config_file_booleans_and_the_log_level_order(cli, tmp_path):
     text = log.read_text()
     assert "page bytes encrypted" in text, text  # info: the env's level
     assert "in the clear" not in text
+    # The environment beats the file (the file's "yes" won over
+    # PAGEMESH_INSECURE_DATA=0 before).
+    conf.write_text(conf.read_text().replace("insecure-data = no",
+                                             "insecure-data = yes"))
+    log.write_text("")
+    daemon = cli.start_daemon("--config", str(conf), "--log-file", str(log),
+                              env={"PAGEMESH_LOG_LEVEL": "info",
+                                   "PAGEMESH_INSECURE_DATA": "0"})
+    assert stop(daemon, signal.SIGTERM) == 0
+    text = log.read_text()
+    assert "page bytes encrypted" in text and "in the clear" not in text, \
+        text
+    conf.write_text(conf.read_text().replace("insecure-data = yes",
+                                             "insecure-data = no"))
     log.write_text("")
     daemon = cli.start_daemon("--config", str(conf), "--log-file", str(log),
                               "--log-level", "error",

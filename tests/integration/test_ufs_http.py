@@ -188,6 +188,26 @@ def test_slow_origin_times_out(normal, driver):
         assert time.monotonic() - started < 3.0  # not the 5 s TTFB
 
 
+def test_origin_timeout_and_retries_from_the_environment(normal, build_dir,
+                                                          tmp_path):
+    """PAGEMESH_ORIGIN_TIMEOUT_MS and PAGEMESH_ORIGIN_RETRIES set the
+    library's origin timeout and retries (the README names them; nothing
+    read them, and a stalled origin held a read 30 s per attempt, 5
+    attempts)."""
+    from harness.pagemesh_cli import PagemeshCLI
+    upstream = "http://127.0.0.1:%d" % normal.port
+    with OriginProxy(upstream, ttfb_ms=5000) as proxy:
+        cli = PagemeshCLI(build_dir, str(tmp_path / "cache"),
+                          dict(util.clean_env(tmp_path),
+                               PAGEMESH_ORIGIN_TIMEOUT_MS="200",
+                               PAGEMESH_ORIGIN_RETRIES="1"), timeout=20)
+        started = time.monotonic()
+        r = cli.run("stat", proxy.url + "/data.bin")
+        assert r.returncode != 0
+        assert b"2 attempts" in r.stderr, r.stderr
+        assert time.monotonic() - started < 3.0
+
+
 def test_origin_proxy_shaping_and_control(normal, driver):
     """The proxy the benchmark reuses: delay, bandwidth cap, control
     endpoints, and its command-line mode."""
