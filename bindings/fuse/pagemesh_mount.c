@@ -448,6 +448,11 @@ static int check_start(mount_state *s, const char *mountpoint) {
   size_t count = 0;
   int err = pm_list(s->peer, s->root, PM_LIST_FIRST, &entries, &count);
   pm_list_free(entries, count);
+  if (!err && count == 0) { /* an empty local directory lists, empty */
+    fprintf(stderr, "pagemesh-mount: %s: nothing there (an empty "
+            "directory or prefix?)\n", s->root);
+    return 1;
+  }
   if (err) {
     fprintf(stderr, "pagemesh-mount: %s: %s (%s)%s\n", s->root,
             pm_peer_errmsg(s->peer), pm_err_name(err),

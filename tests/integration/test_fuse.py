@@ -306,9 +306,13 @@ def test_a_mount_that_could_serve_nothing_is_refused(cli, tmp_path):
     point.mkdir()
     a_file = tmp_path / "file"
     a_file.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
     tool = os.path.join(cli.build_dir, "pagemesh-mount")
     for origin, where, says in (
             ("s3://pm-no-such-bucket/x", point, "nothing there"),
+            (str(empty), point, "nothing there"),  # it mounted, empty
+            ("file://%s" % empty, point, "nothing there"),
             ("s3://%s/no-such-prefix" % BUCKET, point, "nothing there"),
             ("gopher://x/y", point, "PM_EBADURI"),
             ("s3://%s/ds" % BUCKET, a_file, "not a directory")):
