@@ -144,7 +144,7 @@ def make_shards(root: str, count: int, mib: int, seed: int,
                 chunk: int = 4 * MIB) -> Workload:
     """`count` objects of `mib` MiB, read sequentially in `chunk` ranges."""
     rng = random.Random(seed + 1)
-    w = Workload("shards", "bytes", {}, read_unit=MIB)
+    w = Workload("shards", "bytes", {}, read_unit=chunk)  # the ceilings' size
     for i in range(count):
         key = "shards/shard-%04d.tar" % i
         data = rng.randbytes(mib * MIB)
