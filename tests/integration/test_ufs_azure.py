@@ -485,3 +485,38 @@ def test_key_from_account_and_key_variables(azurite, driver, proxy):
                           AZURE_STORAGE_ACCOUNT=ACCOUNT, AZURE_STORAGE_KEY=KEY,
                           AZURE_STORAGE_BLOB_ENDPOINT=endpoint(proxy))
     assert env.read(uri("data/blob.bin"), 0, 8) == BLOB[:8]
+
+
+class _DirectoryMarkingHandler:
+    """Answers for blobs named "*/folder" carry x-ms-resource-type:
+    directory, or x-ms-meta-hdi_isfolder: true for "*/hdi-folder", as an
+    account with a hierarchical namespace marks its directories (Azurite
+    has no such accounts)."""
+    def _relay(self, resp):
+        path = self.path.split("?")[0]
+        mark = (("x-ms-resource-type", "directory")
+                if path.endswith("/folder") else
+                ("x-ms-meta-hdi_isfolder", "true")
+                if path.endswith("/hdi-folder") else None)
+        if mark:
+            headers = resp.getheaders
+            resp.getheaders = lambda: headers() + [mark]
+        super()._relay(resp)
+
+
+def test_a_directory_of_a_hierarchical_namespace_is_no_blob(azurite,
+                                                            tmp_path):
+    """A stat of a directory's empty blob is PM_ENOENT, said so; it was a
+    0-byte file beside its own contents."""
+    azurite.put_many(CONTAINER, {"hns/folder": b"", "hns/hdi-folder": b"",
+                                 "hns/file": b"x"})
+    with OriginProxy("http://127.0.0.1:%d" % azurite.port) as p:
+        handler = p.server.RequestHandlerClass
+        p.server.RequestHandlerClass = type(
+            "DirectoryMarking", (_DirectoryMarkingHandler, handler), {})
+        d = Driver(clean_env(tmp_path, **azurite.env(endpoint(p))))
+        for name in ("hns/folder", "hns/hdi-folder"):
+            res = d.error("stat", uri(name))
+            assert res.error == "PM_ENOENT", (name, res)
+            assert "a directory, not a blob" in res.detail, res.detail
+        assert d.stat(uri("hns/file"))["size"] == 1
