@@ -3,11 +3,11 @@
  * for machine-learning training data.
  *
  * A process opens a peer (pm_peer) on a cache directory and reads remote
- * objects (s3://, http(s)://, file:// and plain paths, more origins later)
- * through it. The peer splits each object into fixed-size pages, keeps them
- * in a RAM tier and a disk tier, and fetches from the origin only what it
- * does not hold. Bindings (Python, CLI, FUSE) use this header and nothing
- * else.
+ * objects (s3://, gs:// or gcs://, az://, abfs://, abfss://, hf://,
+ * http(s)://, file:// and plain paths) through it. The peer splits each
+ * object into fixed-size pages, keeps them in a RAM tier and a disk tier,
+ * and fetches from the origin only what it does not hold. Bindings
+ * (Python, CLI, FUSE) use this header and nothing else.
  *
  * Conventions, for every function below:
  *  - Functions return 0 (or a byte count) on success and a negative pm_err
@@ -16,8 +16,10 @@
  *  - Strings passed in are copied; the caller keeps ownership.
  *  - Unless a comment says otherwise, functions taking a pm_peer are safe to
  *    call from any thread at once.
- *  - Structs that may grow start with `size_t size`; set it with the matching
- *    _init() function so that old binaries keep working with new libraries.
+ *  - Structs that may grow start with `size_t size`, set by pm_options_init()
+ *    or, for pm_stats, by the caller. A size smaller than this header's
+ *    struct is refused with PM_EINVAL; the size lets a future library tell
+ *    an older caller's struct from its own.
  */
 #ifndef PAGEMESH_H
 #define PAGEMESH_H
@@ -127,7 +129,8 @@ typedef struct pm_options {
   size_t size;               /* sizeof(pm_options), set by pm_options_init */
   const char *cache_dir;     /* NULL: $PAGEMESH_CACHE_DIR, else
                                 $XDG_CACHE_HOME/pagemesh, else
-                                ~/.cache/pagemesh */
+                                ~/.cache/pagemesh, else (no $HOME)
+                                /tmp/pagemesh-UID */
   uint64_t disk_capacity;    /* bytes of page data on disk (default 8 GiB) */
   uint64_t ram_capacity;     /* bytes of page data in RAM (default 256 MiB) */
   uint32_t page_size;        /* bytes, power of two, 64 KiB..16 MiB
@@ -139,8 +142,11 @@ typedef struct pm_options {
                                 (default 4; 0 disables) */
   uint32_t io_threads;       /* worker threads for origin and disk I/O
                                 (default 8) */
-  uint32_t origin_timeout_ms; /* per origin request (default 30000) */
-  uint32_t origin_retries;   /* retries on 5xx and timeouts (default 4) */
+  uint32_t origin_timeout_ms; /* per attempt of an origin request,
+                                 connect included (default 30000; 0: 30000) */
+  uint32_t origin_retries;   /* attempts after the first, on timeouts,
+                                dropped connections and HTTP 408, 429, 500,
+                                502, 503, 504 (default 4) */
   uint32_t flags;            /* PM_OPEN_* */
 
   /* The mesh. With `listen` NULL the node peer is a single-node cache;
@@ -183,7 +189,8 @@ PM_EXTERN void pm_options_init(pm_options *opts);
  * PAGEMESH_DISK_CAPACITY and PAGEMESH_RAM_CAPACITY (bytes, or with a K/M/G/T
  * suffix), PAGEMESH_PAGE_SIZE, PAGEMESH_EVICTION ("stable" or "lru"),
  * PAGEMESH_META_TTL_MS, PAGEMESH_READAHEAD_PAGES, PAGEMESH_IO_THREADS,
- * and for the mesh PAGEMESH_LISTEN, PAGEMESH_SEEDS,
+ * PAGEMESH_ORIGIN_TIMEOUT_MS (origin_timeout_ms), PAGEMESH_ORIGIN_RETRIES
+ * (origin_retries), and for the mesh PAGEMESH_LISTEN, PAGEMESH_SEEDS,
  * PAGEMESH_CLUSTER_KEY_FILE, PAGEMESH_CLUSTER_ID, PAGEMESH_TRANSPORT,
  * PAGEMESH_TRANSPORT_LISTEN, PAGEMESH_ZONE, PAGEMESH_REPLICAS,
  * PAGEMESH_REQUEST_TIMEOUT_MS, PAGEMESH_INSECURE_DATA (1 or 0),
@@ -203,16 +210,24 @@ PM_EXTERN int pm_options_load_env(pm_options *opts);
  * way. If the node peer exits, an attached process takes its place without
  * failing reads in flight. *out is set only on success; close it with
  * pm_peer_close().
- * Errors: PM_EINVAL (NULL argument, page_size not a power of two in range,
- * unknown eviction, node_group names no group, or one this process may
- * not give its socket to), PM_EACCES (cache directory not writable and no
- * node peer there lets this user attach, or owned by another user: the
- * detail names it), PM_EIO (cannot create or scan it),
- * PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer), PM_EBUSY
- * (PM_OPEN_NODE_ONLY and another node peer runs), PM_EPROTO (the
+ * Errors: PM_EINVAL (NULL argument, opts->size smaller than
+ * sizeof(pm_options), page_size not a power of two in range, unknown
+ * eviction, io_threads outside 1..1024, replicas outside 1..8, a transport
+ * other than "tcp" or "fabric", node_group names no group, or one this
+ * process may not give its socket to), PM_EACCES (cache directory not
+ * writable and no node peer there lets this user attach, or owned by
+ * another user: the detail names it; or a cluster key file readable by
+ * group or others), PM_EIO (cannot scan the cache directory), PM_ECONFIG
+ * (with listen set: no cluster key file named, or one that is not 32 raw
+ * bytes or 64 hex characters; a seed that is not HOST:PORT or does not
+ * resolve), PM_ETOOBIG (the cache directory's path is too long for its
+ * unix socket), PM_EUNREACHABLE (PM_OPEN_ATTACH_ONLY and no node peer),
+ * PM_EBUSY (PM_OPEN_NODE_ONLY and another node peer runs), PM_EPROTO (the
  * node peer speaks another protocol version), PM_ETIMEDOUT (a node peer
  * accepted the connection but did not answer within 5 s: stopped or
- * wedged), PM_ENOMEM.
+ * wedged), PM_ENOMEM. A cache directory that cannot be created, or a
+ * cluster key file that cannot be opened, gives the code of the errno
+ * (PM_EACCES, PM_ENOENT, PM_ENOSPC...; PM_EIO if it has none).
  */
 PM_EXTERN int pm_peer_open(const pm_options *opts, pm_peer **out);
 
@@ -221,10 +236,11 @@ PM_EXTERN int pm_peer_open(const pm_options *opts, pm_peer **out);
  * another thread still uses the peer. */
 PM_EXTERN void pm_peer_close(pm_peer *peer);
 
-/* The detail of the last failure of a call on this peer from the calling
- * thread: a sentence naming the object and the cause ("s3://b/k: HTTP 403
- * AccessDenied"). Never NULL; "" if there was none. Valid until the next
- * call on this thread. */
+/* The detail of the last failed library call on the calling thread, on
+ * whatever peer (pm_peer_open included): a sentence naming the object and
+ * the cause ("s3://b/k: HTTP 403 AccessDenied"). `peer` is ignored and may
+ * be NULL. Never NULL; "" if there was none. Valid until the next call on
+ * this thread. */
 PM_EXTERN const char *pm_peer_errmsg(const pm_peer *peer);
 
 /* ------------------------------------------------------------------------ */
@@ -235,10 +251,13 @@ PM_EXTERN const char *pm_peer_errmsg(const pm_peer *peer);
  * Returns the number of bytes read: `length`, or fewer only at the end of
  * the object (0 at or past the end). The bytes all come from one version of
  * the object.
- * Errors: PM_EINVAL (NULL argument), PM_EBADURI, PM_ENOENT (no such
- * object), PM_EACCES (origin refused: 401/403), PM_EUNREACHABLE,
- * PM_ETIMEDOUT, PM_EORIGIN (origin error after retries), PM_ECHANGED (the
- * object kept changing during the read), PM_EIO, PM_ENOMEM.
+ * Errors: PM_EINVAL (NULL argument), PM_EBADURI, PM_ETOOBIG (URI too
+ * long), PM_ENOENT (no such object), PM_EACCES (origin refused: 401/403),
+ * PM_EUNREACHABLE, PM_ETIMEDOUT, PM_EORIGIN (origin error after retries),
+ * PM_ECHANGED (the object kept changing during the read), PM_ECONFIG (the
+ * origin's backend could not be set up, e.g. bad credential settings: the
+ * detail says why), PM_EPROTO (a malformed answer from the origin or the
+ * node peer), PM_EIO, PM_ENOMEM.
  */
 PM_EXTERN ssize_t pm_read(pm_peer *peer, const char *uri, uint64_t offset,
                           void *buf, size_t length);
@@ -279,8 +298,11 @@ PM_EXTERN int pm_read_batch(pm_peer *peer, pm_range *ranges, size_t count);
 /*
  * Ask the peer to fetch [offset, offset+length) of uri into the cache in
  * the background (length 0: to the end). Returns once the work is queued.
- * Errors: PM_EINVAL, PM_EBADURI, and the errors of pm_stat (the object's
- * metadata is looked up before queuing).
+ * Errors: PM_EINVAL, PM_EBADURI, the errors of pm_stat (the object's
+ * metadata is looked up before queuing), PM_EBUSY (the background queue is
+ * full), PM_ESHUTDOWN (the peer is closing), PM_ENOMEM. A range is queued
+ * in pieces; on these last three, the pieces queued before stay queued, so
+ * a long range may be fetched only in part.
  */
 PM_EXTERN int pm_prefetch(pm_peer *peer, const char *uri, uint64_t offset,
                           uint64_t length);
@@ -326,8 +348,10 @@ typedef struct pm_object_stat {
  * Metadata of one object, from the metadata cache when fresh (see
  * pm_options.meta_ttl_ms), else from the origin. If the origin cannot be
  * reached and stale metadata is cached, the stale metadata is returned.
- * Errors: PM_EINVAL, PM_EBADURI, PM_ENOENT, PM_EACCES, PM_EUNREACHABLE,
- * PM_ETIMEDOUT, PM_EORIGIN, PM_ENOMEM.
+ * Errors: PM_EINVAL, PM_EBADURI, PM_ETOOBIG (URI too long), PM_ENOENT,
+ * PM_EACCES, PM_EUNREACHABLE, PM_ETIMEDOUT, PM_EORIGIN, PM_ECONFIG (the
+ * origin's backend could not be set up), PM_EPROTO (a malformed answer from
+ * the origin or the node peer), PM_ENOMEM.
  */
 PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
 
@@ -335,14 +359,18 @@ PM_EXTERN int pm_stat(pm_peer *peer, const char *uri, pm_object_stat *out);
  * whose URI starts with `uri_prefix`, so that the next read asks the
  * origin: in a mesh, for one metadata TTL, this peer's stats of those
  * objects have the owners of their metadata ask the origin again rather
- * than answer from their caches. Errors: PM_EINVAL. */
+ * than answer from their caches. Errors: PM_EINVAL, and in an attached
+ * process PM_EUNREACHABLE (the node peer went away and none could take
+ * over), PM_ETIMEDOUT (the node peer is stopped and does not answer),
+ * PM_ENOMEM. */
 PM_EXTERN int pm_invalidate(pm_peer *peer, const char *uri_prefix);
 
 /*
  * Remove the cached pages and metadata of every object whose URI starts
  * with uri_prefix from this node's cache (the node peer's store). Other
  * nodes keep their copies. Returns the number of pages removed.
- * Errors: PM_EINVAL, PM_EUNREACHABLE (no node peer).
+ * Errors: PM_EINVAL, PM_EUNREACHABLE (no node peer), PM_EACCES (an
+ * attached process whose user is neither the node peer's nor root).
  */
 PM_EXTERN ssize_t pm_evict(pm_peer *peer, const char *uri_prefix);
 
@@ -369,9 +397,11 @@ enum {
  * below it but an object of that exact name exists, that one object is
  * listed. Entries are sorted by URI. Free the array with pm_list_free().
  * Listed objects' metadata is added to the metadata cache.
- * Errors: PM_EINVAL, PM_EBADURI, PM_ENOENT (no such bucket, directory or
- * object), PM_EACCES, PM_EUNREACHABLE, PM_ETIMEDOUT, PM_EORIGIN,
- * PM_ENOTSUP (the origin cannot list, e.g. plain HTTP), PM_ENOMEM.
+ * Errors: PM_EINVAL, PM_EBADURI, PM_ETOOBIG (URI too long), PM_ENOENT (no
+ * such bucket, directory or object), PM_EACCES, PM_EUNREACHABLE,
+ * PM_ETIMEDOUT, PM_EORIGIN, PM_ECONFIG (the origin's backend could not be
+ * set up), PM_EPROTO (a malformed answer from the origin), PM_ENOTSUP (the
+ * origin cannot list, e.g. plain HTTP), PM_ENOMEM.
  */
 PM_EXTERN int pm_list(pm_peer *peer, const char *uri, unsigned flags,
                       pm_list_entry **entries, size_t *count);
@@ -415,7 +445,8 @@ PM_EXTERN int pm_peer_stats(pm_peer *peer, pm_stats *out);
  * Like pm_peer_stats, but the counters also include those of every peer
  * that was opened on the same cache directory and has closed since the
  * directory was created (each peer adds its counters to
- * <cache_dir>/stats.json when it closes). Errors: PM_EINVAL.
+ * <cache_dir>/stats.json when it closes). Errors: as pm_peer_stats
+ * (PM_EINVAL, PM_EBUSY).
  */
 PM_EXTERN int pm_peer_stats_total(pm_peer *peer, pm_stats *out);
 
@@ -425,7 +456,9 @@ PM_EXTERN int pm_peer_stats_total(pm_peer *peer, pm_stats *out);
  * "attached" or "standalone"), "cache_dir", "page_size", "attached" (pids
  * of attached processes), "stats" (the fields of pm_stats, node-wide) and
  * "members" (the mesh, when there is one). Errors: PM_EINVAL, PM_ENOMEM,
- * PM_EUNREACHABLE (the node peer went away and none could take over).
+ * PM_EUNREACHABLE (the node peer went away and none could take over),
+ * PM_ETIMEDOUT (the node peer is stopped and does not answer), PM_EPROTO
+ * (the node peer sent a malformed status).
  */
 PM_EXTERN int pm_peer_status(pm_peer *peer, char **json_out);
 
@@ -441,7 +474,8 @@ PM_EXTERN void pm_free(void *ptr);
  * capacity becomes this node's placement weight, spreads to the other
  * members, and pages move to their new owners. Errors: PM_EINVAL,
  * PM_ENOTSUP (a peer that keeps no pages), PM_EUNREACHABLE (no node peer,
- * e.g. while this process reads the origins directly).
+ * e.g. while this process reads the origins directly), PM_EACCES (an
+ * attached process whose user is neither the node peer's nor root).
  */
 PM_EXTERN int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
                               uint64_t ram_capacity);
@@ -452,7 +486,8 @@ PM_EXTERN int pm_set_capacity(pm_peer *peer, uint64_t disk_capacity,
  * cluster shrinks without a cold epoch. Returns the number of pages
  * handed over. After it, the node peer serves its attached processes as a
  * single-node cache (pagemeshd exits). Errors: PM_EINVAL, PM_ENOTSUP (not
- * in a mesh), PM_EUNREACHABLE.
+ * in a mesh), PM_EUNREACHABLE, PM_EACCES (an attached process whose user is
+ * neither the node peer's nor root).
  */
 PM_EXTERN ssize_t pm_drain(pm_peer *peer);
 

@@ -54,8 +54,11 @@ static const char usage[] =
     "  --json                machine-readable output\n"
     "  -r, --recursive       ls: every object below the URI\n"
     "\n"
-    "Origins: s3://BUCKET/KEY (AWS_* environment), http(s)://..., "
-    "file:///PATH or a plain path.\n";
+    "Origins: s3://BUCKET/KEY (AWS_* environment), gs:// or gcs://BUCKET/KEY,"
+    "\naz://CONTAINER/BLOB, "
+    "abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net/BLOB,\n"
+    "hf://[datasets/|spaces/]ORG/NAME/PATH, http(s)://..., file:///PATH or a\n"
+    "plain path.\n";
 
 int cli_fail(cli *c, const char *what, int err) {
   const char *detail = pm_peer_errmsg(c->peer);

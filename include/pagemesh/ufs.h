@@ -1,6 +1,8 @@
 /*
  * pagemesh/ufs.h - the interface of origin connectors ("under file
- * systems"): S3, HTTP(S), POSIX, and later Hugging Face, Azure Blob, GCS.
+ * systems"): S3 (s3://), HTTP(S), POSIX (file:// and plain paths), Google
+ * Cloud Storage (gs://, gcs://), Azure Blob Storage (az://, abfs://,
+ * abfss://) and Hugging Face (hf://).
  *
  * A backend is a pm_ufs_methods table (in the style of SQLite's VFS and
  * libfabric's ops: it starts with `size`, methods are only appended) and an
@@ -27,8 +29,8 @@ typedef struct pm_ufs pm_ufs;
 /* Settings shared by every backend of one peer. */
 typedef struct pm_ufs_config {
   size_t size;                 /* sizeof(pm_ufs_config) */
-  uint32_t timeout_ms;         /* per request, connect included
-                                  (0: 30000) */
+  uint32_t timeout_ms;         /* per attempt of a request, connect
+                                  included (0: 30000) */
   uint32_t retries;            /* extra attempts on 5xx/timeouts/resets */
   uint32_t retry_base_ms;      /* first backoff; doubles, with full jitter
                                   (0: 100) */
