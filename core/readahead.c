@@ -57,7 +57,11 @@ static int queue_pages(pm_peer *peer, const char *uri,
     if (err) {
       free(t->uri);
       free(t);
-      return err;
+      return pm__errf(err, "%s: pages from %llu on not queued (%s)", uri,
+                      (unsigned long long)p,
+                      err == PM_EBUSY ? "the background queue is full"
+                      : err == PM_ESHUTDOWN ? "the peer is closing"
+                                            : "out of memory");
     }
   }
   return 0;
