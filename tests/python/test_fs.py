@@ -122,6 +122,12 @@ def test_ls_find_glob(fs):
     assert fs.glob(path("basics/**/*.bin")) == [
         path("basics/big.bin"), path("basics/sub/deeper/c.bin")]
     assert fs.find(path("basics/small.txt")) == [path("basics/small.txt")]
+    # The root lists the buckets, as s3fs's does (it was PM_EBADURI).
+    for root in ("", "/", "s3://"):
+        buckets = fs.ls(root, detail=False)
+        assert BUCKET in buckets, (root, buckets)
+    entry = [i for i in fs.ls("") if i["name"] == BUCKET]
+    assert entry and entry[0]["type"] == "directory", entry
 
 
 def test_cat_file_and_ranges(fs, proxy):

@@ -448,6 +448,12 @@ class PagemeshFileSystem(_Base):
         path = self._strip_protocol(path)
         if kwargs.get("refresh"):
             self._listings.clear()
+        if path in ("", "/") and self.target_protocol in _URI_SCHEMES:
+            # The buckets (containers, repositories): the origin's own
+            # filesystem lists them, as s3fs's ls("") does; no page of
+            # them is cached.
+            infos = self.target.ls("", detail=True)
+            return infos if detail else [i["name"] for i in infos]
         infos = [dict(i) for i in self._listing(path, recursive=False)]
         return infos if detail else [i["name"] for i in infos]
 
