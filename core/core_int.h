@@ -17,6 +17,14 @@
 #define PM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PM_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Page sizes a peer takes: a power of two, 64 KiB to 16 MiB. */
+#define PM_PAGE_SIZE_MIN (64u << 10)
+#define PM_PAGE_SIZE_MAX (16u << 20)
+static inline bool pm__page_size_ok(uint64_t ps) {
+  return ps >= PM_PAGE_SIZE_MIN && ps <= PM_PAGE_SIZE_MAX &&
+         (ps & (ps - 1)) == 0;
+}
+
 #if defined(__GNUC__)
 #define PM_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define PM_UNUSED __attribute__((unused))

@@ -266,6 +266,9 @@ int pm__link_open(const char *path, pm_link **out, uint32_t *page_size) {
     set_timeouts(fd, 0, 1);
     if (!err && reply->status < 0)
       err = pm__errf(reply->status, "%s", reply->detail ? reply->detail : "");
+    if (!err && !pm__page_size_ok(reply->page_size))
+      err = pm__errf(PM_EPROTO, "the node peer at %s says its page size is "
+                     "%u bytes", path, reply->page_size);
     if (!err) {
       l->node_pid = (pid_t)reply->node_pid;
       *page_size = reply->page_size;
@@ -355,6 +358,11 @@ int pm__link_fetch(pm_link *l, const char *uri, const pm_object_stat *st,
   if (io->landed && reply->length > io->slot_size)
     err = pm__errf(PM_EPROTO, "%s: node wrote %llu bytes into a slot",
                    uri, (unsigned long long)reply->length);
+  if (reply->length > PM_PAGE_SIZE_MAX ||
+      reply->data_offset > ((uint64_t)1 << 62))
+    err = pm__errf(PM_EPROTO, "%s: node answered a page of %llu bytes at "
+                   "%llu", uri, (unsigned long long)reply->length,
+                   (unsigned long long)reply->data_offset);
   io->data_offset = reply->data_offset;
   io->length = (size_t)reply->length;
   pm__local_reply__free_unpacked(reply, NULL);

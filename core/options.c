@@ -9,8 +9,6 @@
 
 #include "peer_int.h"
 
-#define MIN_PAGE_SIZE (64u << 10)
-#define MAX_PAGE_SIZE (16u << 20)
 
 void pm_options_init(pm_options *o) {
   memset(o, 0, sizeof *o);
@@ -119,7 +117,7 @@ int pm__options_check(const pm_options *o) {
   if (o->size < sizeof(pm_options))
     return pm__errf(PM_EINVAL, "options not set up with pm_options_init");
   uint32_t ps = o->page_size;
-  if (ps < MIN_PAGE_SIZE || ps > MAX_PAGE_SIZE || (ps & (ps - 1)))
+  if (!pm__page_size_ok(ps))
     return pm__errf(PM_EINVAL,
                     "page size %u: must be a power of two, 64 KiB to 16 MiB",
                     ps);

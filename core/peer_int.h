@@ -148,9 +148,9 @@ int pm__peer_stat_fresh(pm_peer *peer, const char *uri, pm_object_stat *out);
 /* Bytes in page page_index of an object of `size` bytes. */
 static inline size_t pm__page_length(const pm_peer *peer, uint64_t size,
                                      uint64_t page_index) {
+  if (size == 0 || page_index > (size - 1) / peer->opts.page_size)
+    return 0; /* past the end (a product would wrap) */
   uint64_t start = page_index * peer->opts.page_size;
-  if (start >= size)
-    return 0;
   return (size_t)PM_MIN((uint64_t)peer->opts.page_size, size - start);
 }
 

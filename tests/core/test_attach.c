@@ -5,6 +5,7 @@
  * through it and through page-file mappings, and takes over when the node
  * peer closes. Real processes are tested in tests/integration. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -300,4 +301,75 @@ Test(attach, evicted_page_files_are_unmapped, .init = setup) {
   free(buf);
   pm_peer_close(client);
   pm_peer_close(node);
+}
+
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "core/local_msg.h"
+
+/* A node peer of another user (node_group) that says, in its hello, a page
+ * size no peer takes is refused: 0 reached the attached process's
+ * divisions by the page size. */
+typedef struct fake_node {
+  int listen_fd;
+  uint32_t page_size;
+} fake_node;
+
+static void *fake_node_main(void *arg) {
+  fake_node *f = arg;
+  int c = accept(f->listen_fd, NULL, NULL);
+  if (c < 0)
+    return NULL;
+  uint8_t *buf = malloc(PM_LOCAL_MSG_MAX);
+  int fd = -1;
+  ssize_t n = pm__local_recv(c, buf, &fd);
+  Pm__LocalRequest *req =
+      n > 0 ? pm__local_request__unpack(NULL, (size_t)n, buf) : NULL;
+  Pm__LocalReply reply = PM__LOCAL_REPLY__INIT;
+  reply.id = req ? req->id : 0;
+  reply.node_pid = (uint32_t)getpid();
+  reply.page_size = f->page_size;
+  pm__local_send(c, &reply.base, -1);
+  if (req)
+    pm__local_request__free_unpacked(req, NULL);
+  free(buf);
+  char byte;
+  (void)read(c, &byte, 1); /* until the client lets go */
+  close(c);
+  return NULL;
+}
+
+Test(attach, a_node_saying_a_page_size_no_peer_takes_is_refused,
+     .init = setup) {
+  cr_assert_eq(mkdir(cache, 0700), 0);
+  char path[400];
+  snprintf(path, sizeof path, "%s/node.lock", cache);
+  int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  cr_assert_eq(flock(lock, LOCK_EX), 0); /* "a node peer runs" */
+  uint32_t sizes[] = {0, 3, 1u << 30};
+  for (unsigned i = 0; i < 3; i++) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/node.sock", cache);
+    unlink(sa.sun_path);
+    fake_node f = {.page_size = sizes[i]};
+    f.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    cr_assert_eq(bind(f.listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(f.listen_fd, 4), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, fake_node_main, &f);
+    pm_options o;
+    pm_options_init(&o);
+    o.cache_dir = cache;
+    o.flags = PM_OPEN_ATTACH_ONLY;
+    pm_peer *p = NULL;
+    int err = pm_peer_open(&o, &p);
+    cr_assert_eq(err, PM_EPROTO, "page size %u: %s", sizes[i],
+                 pm_err_name(err));
+    cr_assert(strstr(pm_peer_errmsg(NULL), "page size"), "%s",
+              pm_peer_errmsg(NULL));
+    pthread_join(t, NULL);
+    close(f.listen_fd);
+  }
+  close(lock);
 }

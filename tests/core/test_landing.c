@@ -312,3 +312,23 @@ Test(landing, sized_or_turned_off_by_the_environment, .init = setup) {
   pm_peer_close(small);
   pm_peer_close(node);
 }
+
+/* A fetch of a page so far past the end that its offset wraps (page 2^48
+ * of 64 KiB pages starts at 2^64, that is 0) is past the end; it was
+ * served as page 0, and kept as that far page. */
+Test(landing, a_page_whose_offset_wraps_is_past_the_end, .init = setup) {
+  const char *path = make_object("w.bin", 2 * PS);
+  char uri[420];
+  snprintf(uri, sizeof uri, "file://%s", path);
+  pm_peer *node = open_peer(0);
+  pm_peer *client = open_peer(0);
+  pm_object_stat st;
+  cr_assert_eq(pm_stat(client, uri, &st), 0);
+  pm_link_fetch_io io = {.landing_fd = -1, .slot = -1, .fd = -1};
+  int err = pm__link_fetch(client->link, uri, &st, 1ull << 48, &io);
+  cr_assert_eq(err, PM_ERANGE, "%s", pm_err_name(err));
+  if (io.fd >= 0)
+    close(io.fd);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
