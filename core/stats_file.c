@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "peer_int.h"
@@ -36,10 +37,18 @@ static void path_of(const char *dir, const char *name, char *out,
   snprintf(out, size, "%s/%s", dir, name);
 }
 
+/* What stats.json holds is a dozen counters: a larger file is not ours
+ * (anyone who can write the cache directory could plant one). */
+#define STATS_FILE_MAX (64u << 10)
+
 static void read_totals(const char *dir, pm_stats *totals) {
   char path[PM_URI_MAX + 32];
   path_of(dir, "stats.json", path, sizeof path);
-  json_t *root = json_load_file(path, 0, NULL);
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size > STATS_FILE_MAX)
+    return;
+  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
   if (!json_is_object(root)) {
     json_decref(root);
     return;

@@ -55,6 +55,14 @@ def test_second_read_costs_zero_origin_requests(cli, proxy):
     assert stats["origin_bytes"] == len(BIG)
     assert stats["hits_disk"] + stats["hits_ram"] >= 4
     assert stats["bytes_served"] == 2 * len(BIG)
+    # A stats.json that is not one of ours (too large, a planted file) is
+    # not read: the totals start again from this process's counters.
+    path = os.path.join(cli.cache_dir, "stats.json")
+    with open(path, "w") as f:
+        f.write('{"reads": 1000000, "pad": "%s"}' % ("x" * (128 << 10)))
+    assert cli.cat("s3://%s/big.bin" % BUCKET) == BIG
+    stats = cli.json("stats", "--json")
+    assert stats["reads"] < 1000000 and stats["bytes_served"] == len(BIG)
 
 
 def test_ranges_and_get(cli, tmp_path):
