@@ -373,3 +373,56 @@ Test(attach, a_node_saying_a_page_size_no_peer_takes_is_refused,
   }
   close(lock);
 }
+
+/* Garbage on the node's socket (random packets, and well-formed requests
+ * with missing fields) is answered or dropped, never taken for a request,
+ * and the node serves attached processes as before. */
+Test(attach, garbage_on_the_node_socket_is_refused, .init = setup) {
+  const char *path = make_object("g.bin", 2 * PS);
+  pm_peer *node = open_peer(0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%.90s/node.sock", cache);
+  unsigned seed = 12345;
+  uint8_t junk[4096];
+  for (int round = 0; round < 50; round++) {
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    size_t n = 1 + (size_t)rand_r(&seed) % sizeof junk;
+    for (size_t i = 0; i < n; i++)
+      junk[i] = (uint8_t)rand_r(&seed);
+    if (round % 2) { /* a request of no kind, and a fetch of nothing */
+      Pm__LocalRequest req = PM__LOCAL_REQUEST__INIT;
+      Pm__LocalFetch fetch = PM__LOCAL_FETCH__INIT;
+      req.id = 1;
+      if (round % 4 == 3) {
+        req.body_case = PM__LOCAL_REQUEST__BODY_FETCH;
+        req.fetch = &fetch;
+      }
+      n = pm__local_request__pack(&req, junk);
+    }
+    cr_assert_eq(send(s, junk, n, 0), (ssize_t)n);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t *reply = malloc(PM_LOCAL_MSG_MAX);
+    int fd = -1;
+    ssize_t got = pm__local_recv(s, reply, &fd);
+    cr_assert_neq(got, PM_ETIMEDOUT, "round %d: no answer, no close", round);
+    if (got > 0) { /* an answer: an error, never a page */
+      Pm__LocalReply *r =
+          pm__local_reply__unpack(NULL, (size_t)got, reply);
+      cr_assert_not_null(r);
+      cr_assert_lt(r->status, 0, "round %d: status %d", round, r->status);
+      pm__local_reply__free_unpacked(r, NULL);
+    }
+    cr_assert_lt(fd, 0);
+    free(reply);
+    close(s);
+  }
+  pm_peer *client = open_peer(0);
+  unsigned char *buf = malloc(2 * PS);
+  cr_assert_eq(pm_read(client, path, 0, buf, 2 * PS), 2 * PS);
+  check(buf, 0, 2 * PS);
+  free(buf);
+  pm_peer_close(client);
+  pm_peer_close(node);
+}
