@@ -468,3 +468,60 @@ Test(gcs, subject_tokens_from_text_or_json) {
   pm__sbuf_free(&small);
   pm__sbuf_free(&out);
 }
+
+/* The IAM generateAccessToken answer (network input): a token and its
+ * expiry are taken only from a 200 that has both, well formed; anything
+ * else is a clear error, never a token. */
+Test(gcs, iam_answers_that_carry_no_usable_token) {
+  static const char *const bad[] = {
+      "", "{", "null", "[]", "{\"accessToken\": 5}",
+      "{\"accessToken\": \"t\"}",
+      "{\"expireTime\": \"2030-01-01T00:00:00Z\"}",
+      "{\"accessToken\": \"\", \"expireTime\": \"2030-01-01T00:00:00Z\"}",
+      "{\"accessToken\": \"a\\r\\nX-Evil: 1\", "
+      "\"expireTime\": \"2030-01-01T00:00:00Z\"}",
+      "{\"accessToken\": \"t\", \"expireTime\": \"tomorrow\"}",
+      "\xff\xfe garbage \x01"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    pm_sbuf body;
+    pm__sbuf_init(&body, 1 << 20);
+    pm__sbuf_puts(&body, bad[i]);
+    char *token = NULL;
+    int64_t expires = 0;
+    int rc = pm__gcs_iam_answer("https://iam.example/x", 200, &body, &token,
+                                &expires);
+    cr_assert_eq(rc, PM_EPROTO, "answer %zu: %d", i, rc);
+    cr_assert_null(token);
+    pm__sbuf_free(&body);
+  }
+  /* A refusal names the status and the message, control bytes blanked;
+   * one without a JSON body still names the status. */
+  pm_sbuf body;
+  pm__sbuf_init(&body, 1 << 20);
+  pm__sbuf_puts(&body, "{\"error\": {\"message\": \"denied\\nnow\"}}");
+  char *token = NULL;
+  int64_t expires = 0;
+  cr_assert_eq(pm__gcs_iam_answer("https://iam.example/x", 403, &body,
+                                  &token, &expires),
+               PM_EACCES);
+  cr_assert(strstr(pm__errmsg(), "HTTP 403: denied now"), "%s",
+            pm__errmsg());
+  pm__sbuf_reset(&body);
+  pm__sbuf_puts(&body, "<html>oops</html>");
+  cr_assert_eq(pm__gcs_iam_answer("https://iam.example/x", 500, &body,
+                                  &token, &expires),
+               PM_EACCES);
+  cr_assert(strstr(pm__errmsg(), "HTTP 500"), "%s", pm__errmsg());
+  cr_assert_null(token);
+  /* And a good one is taken. */
+  pm__sbuf_reset(&body);
+  pm__sbuf_puts(&body, "{\"accessToken\": \"ya29.ok\", "
+                       "\"expireTime\": \"2030-01-01T00:00:00Z\"}");
+  cr_assert_eq(pm__gcs_iam_answer("https://iam.example/x", 200, &body,
+                                  &token, &expires),
+               0);
+  cr_assert_str_eq(token, "ya29.ok");
+  cr_assert_gt(expires, 0);
+  free(token);
+  pm__sbuf_free(&body);
+}
