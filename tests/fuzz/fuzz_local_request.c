@@ -20,7 +20,7 @@
 static pm_node_landing *area(pm_node_landings *set) {
   static pm_node_landing *landing;
   if (!landing) {
-    int fd = memfd_create("fuzz-landing", MFD_CLOEXEC);
+    int fd = memfd_create("fuzz-landing", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0 || ftruncate(fd, AREA) != 0 ||
         pm__node_landings_init(set) != 0 ||
         pm__node_landing_get(set, fd, &landing) != 0)
