@@ -16,7 +16,8 @@
  * the expected version (ETag or Last-Modified, and total size) and a
  * mismatch is PM_ECHANGED. A server that ignores Range and sends the whole
  * object still yields the right bytes: the runner skips to the offset and
- * stops once it has the length.
+ * stops once it has the length. That costs the object's start on every
+ * page (a warning says so, once a minute).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -197,6 +198,14 @@ static ssize_t http_read(pm_ufs *self, const char *uri,
                      im ? if_match : NULL, buf, length, offset, &resp);
   if (!rc)
     rc = check_read(uri, &resp, expect, offset, length);
+  if (!rc && resp.status == 200 && offset > 0)
+    PM_LOG_RATELIMITED(PM_LOG_WARN, "http", 60000,
+                       "%s: the server ignores Range (HTTP 200 for bytes "
+                       "from %" PRIu64 "): each page is read from the "
+                       "start of the object, so reading it whole costs its "
+                       "size squared over the page size; serve it from a "
+                       "server that honours Range",
+                       uri, offset);
   pm__http_resp_free(&resp);
   return rc ? rc : (ssize_t)length;
 }
