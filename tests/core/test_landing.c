@@ -131,10 +131,14 @@ static void fetch_with(pm_peer *client, const char *uri, uint64_t page,
   close(io.fd);
 }
 
+/* The file:// URI of a new object of the pattern. */
+static void object_uri(const char *name, size_t size, char uri[420]) {
+  snprintf(uri, 420, "file://%s", make_object(name, size));
+}
+
 Test(landing, node_refuses_what_is_not_a_slot_of_an_area, .init = setup) {
-  const char *path = make_object("c.bin", 5 * PS);
   char uri[420];
-  snprintf(uri, sizeof uri, "file://%s", path);
+  object_uri("c.bin", 5 * PS, uri);
   pm_peer *node = open_peer(0);
   pm_peer *client = open_peer(0);
   int area = pm__landing_fd(client->landing);
@@ -317,9 +321,8 @@ Test(landing, sized_or_turned_off_by_the_environment, .init = setup) {
  * of 64 KiB pages starts at 2^64, that is 0) is past the end; it was
  * served as page 0, and kept as that far page. */
 Test(landing, a_page_whose_offset_wraps_is_past_the_end, .init = setup) {
-  const char *path = make_object("w.bin", 2 * PS);
   char uri[420];
-  snprintf(uri, sizeof uri, "file://%s", path);
+  object_uri("w.bin", 2 * PS, uri);
   pm_peer *node = open_peer(0);
   pm_peer *client = open_peer(0);
   pm_object_stat st;
