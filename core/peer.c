@@ -39,6 +39,7 @@ static int open_origins(pm_peer *peer) {
       .retry_base_ms = 50,
       .count = count_origin,
       .count_arg = peer,
+      .scratch_dir = peer->cache_dir,
   };
   return pm__ufs_set_open(&uc, &peer->ufs);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ufs/curl_int.h"
 
@@ -113,11 +114,16 @@ void pm__http_resp_init(pm_http_resp *resp) {
   pm__http_resp_clear_headers(resp);
   pm__sbuf_init(&resp->error_body, PM_HTTP_ERROR_BODY_MAX);
   resp->stream_pos = STREAM_UNSET;
+  resp->spill_fd = -1;
 }
 
 void pm__http_resp_free(pm_http_resp *resp) {
-  if (resp)
-    pm__sbuf_free(&resp->error_body);
+  if (!resp)
+    return;
+  pm__sbuf_free(&resp->error_body);
+  if (resp->spill_fd >= 0)
+    close(resp->spill_fd);
+  resp->spill_fd = -1;
 }
 
 /* One transfer in flight: what the callbacks need. */
@@ -135,9 +141,35 @@ static size_t on_header(char *line, size_t size, size_t count, void *userp) {
   return size * count;
 }
 
+/* Write bytes [start, +n) of a 200 answer into the spill file, opened at
+ * its first bytes; false once there is none (not asked, not opened, a
+ * write failed or a gap), and the transfer may then stop at the window's
+ * end. */
+static bool spill(transfer *t, const char *bytes, size_t n, uint64_t start) {
+  const pm_http_req *req = t->req;
+  pm_http_resp *resp = t->resp;
+  if (!req->spill_open || resp->status != 200 || resp->spill_failed)
+    return false;
+  if (start == 0 && resp->spill_fd < 0 &&
+      (resp->content_length < 0 ||
+       (uint64_t)resp->content_length > req->spill_max ||
+       (resp->spill_fd = req->spill_open(req->spill_arg)) < 0)) {
+    resp->spill_failed = true;
+    return false;
+  }
+  if (resp->spill_fd < 0 || resp->spilled != start ||
+      pm__pwrite_all(resp->spill_fd, bytes, n, start) != 0) {
+    resp->spill_failed = true;
+    return false;
+  }
+  resp->spilled = start + n;
+  return true;
+}
+
 /* Copy what overlaps [window_offset, +window_len) of the object. A 206
  * starts where its Content-Range says (it must be the window's start); a
- * 200 carries the whole object and is skipped up to the window. */
+ * 200 carries the whole object and is skipped up to the window (or kept
+ * whole: spill). */
 static size_t window_sink(transfer *t, const char *bytes, size_t n) {
   const pm_http_req *req = t->req;
   pm_http_resp *resp = t->resp;
@@ -157,6 +189,8 @@ static size_t window_sink(transfer *t, const char *bytes, size_t n) {
     resp->window_got = (size_t)(to - w_start);
   }
   resp->stream_pos = end;
+  if (spill(t, bytes, n, start))
+    return n; /* the whole object is wanted */
   if (end > w_end) {
     t->cut = true; /* the rest is not ours: stop the transfer */
     return 0;
@@ -305,6 +339,8 @@ static void resp_restart(pm_http_resp *resp) {
   resp->retry_after_ms = 0;
   pm__sbuf_reset(&resp->error_body);
   resp->window_got = 0;
+  resp->spilled = 0; /* a retry writes the spill file again from 0 */
+  resp->spill_failed = false;
   resp->body_bytes = 0;
   resp->stream_pos = STREAM_UNSET;
   resp->sink_err = 0;

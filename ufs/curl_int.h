@@ -80,6 +80,14 @@ typedef struct pm_http_req {
   char *window; /* receives object bytes [window_offset, +len) */
   size_t window_len;
   uint64_t window_offset; /* a 200 answer is skipped up to here */
+  /* With a window: a 200 answer (the whole object: the server ignored
+   * Range) with a Content-Length of at most spill_max is also written
+   * whole, past the window, into the descriptor spill_open returns when
+   * its first bytes arrive (-1: not this time); see resp->spill_fd.
+   * NULL: the transfer stops once the window is full. */
+  int (*spill_open)(void *arg);
+  void *spill_arg;
+  uint64_t spill_max;
   pm_sbuf *body;          /* receives the whole 2xx body */
   /* Sees every raw response header line, status lines included, of each
    * response (redirects followed too) and of each attempt, before it is
@@ -98,6 +106,9 @@ typedef struct pm_http_resp {
   int64_t last_modified;       /* seconds since the epoch, -1 if absent */
   char etag[PM_HTTP_ETAG_MAX]; /* raw value, "" if absent or too long */
   size_t window_got;           /* bytes stored into the window */
+  int spill_fd;      /* -1, or what spill_open gave (closed by _free) */
+  uint64_t spilled;  /* bytes of the object written into it, from 0 */
+  bool spill_failed; /* this attempt's spill stopped short */
   uint64_t body_bytes;         /* payload bytes received */
   unsigned attempts;           /* requests sent */
   pm_sbuf error_body;          /* start of a non-2xx body */

@@ -16,27 +16,35 @@
  * the expected version (ETag or Last-Modified, and total size) and a
  * mismatch is PM_ECHANGED. A server that ignores Range and sends the whole
  * object still yields the right bytes: the runner skips to the offset and
- * stops once it has the length. That costs the object's start on every
- * page (a warning says so, once a minute).
+ * stops once it has the length. That would cost the object's start on
+ * every page: its first such answer is kept whole instead, in a scratch
+ * file, for the object's other pages (ufs/http_whole.c); where it cannot
+ * be (too large, no scratch directory), a warning says so, once a
+ * minute.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ufs/curl_int.h"
+#include "ufs/http_whole.h"
 
 typedef struct http_ufs {
   pm_ufs base;
   pm_curl_pool pool;
+  pm_http_wholes wholes; /* objects of servers that ignore Range */
 } http_ufs;
 
 static int http_init(pm_ufs *self, const pm_ufs_config *config) {
-  (void)config;
-  return pm__curl_pool_init(&((http_ufs *)self)->pool, NULL);
+  http_ufs *h = (http_ufs *)self;
+  int rc = pm__http_wholes_init(&h->wholes, config->scratch_dir);
+  return rc ? rc : pm__curl_pool_init(&h->pool, NULL);
 }
 
 static void http_fini(pm_ufs *self) {
-  pm__curl_pool_fini(&((http_ufs *)self)->pool);
+  http_ufs *h = (http_ufs *)self;
+  pm__curl_pool_fini(&h->pool);
+  pm__http_wholes_fini(&h->wholes);
 }
 
 /* Send a HEAD or GET, with Range and If-Match values unless NULL; a
@@ -44,7 +52,7 @@ static void http_fini(pm_ufs *self) {
 static int http_send(http_ufs *h, const char *uri, pm_http_method method,
                      const char *range, const char *if_match, char *window,
                      size_t window_len, uint64_t window_offset,
-                     pm_http_resp *resp) {
+                     pm_http_whole_spill *spill, pm_http_resp *resp) {
   struct curl_slist *headers = NULL, *grown;
   char line[PM_VERSION_MAX + 64];
   int rc = 0;
@@ -67,7 +75,10 @@ static int http_send(http_ufs *h, const char *uri, pm_http_method method,
                      .follow_redirects = true,
                      .window = window,
                      .window_len = window_len,
-                     .window_offset = window_offset};
+                     .window_offset = window_offset,
+                     .spill_open = spill ? pm__http_whole_spill_open : NULL,
+                     .spill_arg = spill,
+                     .spill_max = PM_HTTP_WHOLE_MAX};
   rc = rc ? pm__errf(rc, "%s: out of memory", uri)
           : pm__http_perform(&h->pool, &h->base, &req, resp);
   curl_slist_free_all(headers);
@@ -100,7 +111,8 @@ static int stat_by_get(http_ufs *h, const char *uri, pm_object_stat *out) {
   pm_http_resp resp;
   pm__http_resp_init(&resp);
   int rc =
-      http_send(h, uri, PM_HTTP_GET, "bytes=0-0", NULL, &first, 1, 0, &resp);
+      http_send(h, uri, PM_HTTP_GET, "bytes=0-0", NULL, &first, 1, 0, NULL,
+                &resp);
   if (rc)
     goto out;
   int64_t size = resp.status == 206   ? resp.range_total
@@ -125,7 +137,8 @@ static int http_stat(pm_ufs *self, const char *uri, pm_object_stat *out) {
   http_ufs *h = (http_ufs *)self;
   pm_http_resp resp;
   pm__http_resp_init(&resp);
-  int rc = http_send(h, uri, PM_HTTP_HEAD, NULL, NULL, NULL, 0, 0, &resp);
+  int rc =
+      http_send(h, uri, PM_HTTP_HEAD, NULL, NULL, NULL, 0, 0, NULL, &resp);
   if (rc)
     goto out;
   if (resp.status == 405 || resp.status == 501 || resp.status == 403 ||
@@ -188,17 +201,32 @@ static int check_read(const char *uri, const pm_http_resp *resp,
 static ssize_t http_read(pm_ufs *self, const char *uri,
                          const pm_object_stat *expect, uint64_t offset,
                          void *buf, size_t length) {
+  http_ufs *h = (http_ufs *)self;
+  /* An object of a server that ignores Range, kept whole (or being
+   * written whole by another read: worth waiting for, up to one request's
+   * time, rather than asking for the object's start again). */
+  if (pm__http_whole_read(&h->wholes, uri, expect, offset, buf, length,
+                          (uint64_t)self->config.timeout_ms * 1000000ull) ==
+      (ssize_t)length)
+    return (ssize_t)length;
   char range[64], if_match[PM_VERSION_MAX + 2];
   snprintf(range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, offset,
            offset + length - 1);
   bool im = pm__etag_if_match(expect->version, if_match, sizeof if_match);
   pm_http_resp resp;
   pm__http_resp_init(&resp);
-  int rc = http_send((http_ufs *)self, uri, PM_HTTP_GET, range,
-                     im ? if_match : NULL, buf, length, offset, &resp);
+  pm_http_whole_spill spill = {.set = &h->wholes, .uri = uri, .st = expect};
+  int rc = http_send(h, uri, PM_HTTP_GET, range, im ? if_match : NULL, buf,
+                     length, offset, &spill, &resp);
   if (!rc)
     rc = check_read(uri, &resp, expect, offset, length);
-  if (!rc && resp.status == 200 && offset > 0)
+  bool whole = !rc && resp.status == 200 && resp.spill_fd >= 0 &&
+               !resp.spill_failed && resp.spilled == expect->size;
+  pm__http_whole_spill_done(&spill, resp.spill_fd, whole);
+  if (whole)
+    resp.spill_fd = -1; /* kept */
+  if (!rc && resp.status == 200 && offset > 0 && !whole &&
+      !spill.elsewhere)
     PM_LOG_RATELIMITED(PM_LOG_WARN, "http", 60000,
                        "%s: the server ignores Range (HTTP 200 for bytes "
                        "from %" PRIu64 "): each page is read from the "

@@ -40,6 +40,10 @@ typedef struct pm_ufs_config {
    * thread. */
   void (*count)(void *arg, uint64_t requests, uint64_t bytes);
   void *count_arg;
+  /* A directory on the cache's disk where a backend may make unlinked
+   * scratch files (O_TMPFILE), or NULL: the HTTP backend keeps there the
+   * objects of a server that ignores Range while they are read. */
+  const char *scratch_dir;
 } pm_ufs_config;
 
 /* Called for each listed entry; return non-zero to stop the listing (the

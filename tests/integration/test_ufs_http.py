@@ -4,6 +4,7 @@ none, Last-Modified or none, HEAD refused, If-Match ignored - driven
 through pm_ufs_driver."""
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -70,6 +71,41 @@ def test_server_ignoring_range_still_gives_right_bytes(no_range, driver,
     # Reading from past the start costs the bytes before it: said, so that
     # a slow origin has its reason in the log.
     assert ("ignores Range" in res.stderr) == (offset > 0), res.stderr
+
+
+def test_an_object_of_a_server_ignoring_range_is_fetched_once(no_range,
+                                                              build_dir,
+                                                              tmp_path):
+    """Read page by page, an object of a server that ignores Range costs
+    its size once, not its start again for every page (quadratic: 64 KiB
+    pages of 16 MiB cost 2 GiB): the first whole answer is kept in a
+    scratch file for the other pages, and the readers that asked at the
+    same time wait for it. The bytes are right, and a second read of
+    another version is fetched anew."""
+    from harness.pagemesh_cli import PagemeshCLI
+    big = random.Random(5).randbytes(16 * 1024 * 1024 + 5)
+    no_range.put("/whole.bin", big)
+    upstream = "http://127.0.0.1:%d" % no_range.port
+    with OriginProxy(upstream) as proxy:
+        cli = PagemeshCLI(build_dir, str(tmp_path / "cache"),
+                          dict(util.clean_env(tmp_path),
+                               PAGEMESH_LOG_LEVEL="info"))
+        r = cli.run("--page-size", "64K", "cat", proxy.url + "/whole.bin")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == big
+        got = proxy.stats()["get_bytes"]
+        print("%d bytes from the origin for %d" % (got, len(big)))
+        assert got <= 3 * len(big), "%d bytes for %d" % (got, len(big))
+        assert b"kept whole in a scratch file" in r.stderr, r.stderr
+        assert b"ignores Range (HTTP 200" not in r.stderr
+        # The scratch file is unlinked: nothing left in the cache dir.
+        assert not [f for f in os.listdir(cli.cache_dir)
+                    if f.startswith("#") or f.startswith(".tmp")]
+        # A new version is read anew, whole and right.
+        changed = random.Random(6).randbytes(len(big))
+        no_range.put("/whole.bin", changed)
+        cli.run("invalidate", proxy.url + "/whole.bin", check=True)
+        assert cli.cat(proxy.url + "/whole.bin") == changed
 
 
 def test_empty_object(normal, no_range, driver):
