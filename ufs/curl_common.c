@@ -148,7 +148,9 @@ static size_t on_header(char *line, size_t size, size_t count, void *userp) {
 static bool spill(transfer *t, const char *bytes, size_t n, uint64_t start) {
   const pm_http_req *req = t->req;
   pm_http_resp *resp = t->resp;
-  if (!req->spill_open || resp->status != 200 || resp->spill_failed)
+  if (!req->spill_open || resp->status != 200 || resp->spill_failed ||
+      (req->window_offset == 0 && resp->content_length >= 0 &&
+       req->window_len >= (uint64_t)resp->content_length)) /* all wanted */
     return false;
   if (start == 0 && resp->spill_fd < 0 &&
       (resp->content_length < 0 ||
@@ -371,6 +373,15 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
                     req->uri, req->body ? req->body->cap : 0);
   if (cc == CURLE_WRITE_ERROR && t.cut)
     cc = CURLE_OK;
+  /* A whole answer kept past its window that fails later (the request's
+   * timeout caps the whole transfer, and a slow server's large object
+   * takes longer): the window is full, so the read succeeded; only the
+   * copy stopped short. */
+  if (cc != CURLE_OK && resp->spill_fd >= 0 && req->window &&
+      resp->window_got == req->window_len) {
+    resp->spill_failed = true;
+    cc = CURLE_OK;
+  }
   if (cc != CURLE_OK) {
     *retry = curl_retryable(cc, errbuf);
     return curl_err(req, cc, errbuf, resp->attempts + 1);

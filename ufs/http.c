@@ -222,7 +222,10 @@ static ssize_t http_read(pm_ufs *self, const char *uri,
     rc = check_read(uri, &resp, expect, offset, length);
   bool whole = !rc && resp.status == 200 && resp.spill_fd >= 0 &&
                !resp.spill_failed && resp.spilled == expect->size;
-  pm__http_whole_spill_done(&spill, resp.spill_fd, whole);
+  pm__http_whole_spill_done(&spill, resp.spill_fd,
+                            whole ? PM_HTTP_WHOLE_KEPT
+                            : rc  ? PM_HTTP_WHOLE_READ_FAILED
+                                  : PM_HTTP_WHOLE_CUT_SHORT);
   if (whole)
     resp.spill_fd = -1; /* kept */
   if (!rc && resp.status == 200 && offset > 0 && !whole &&

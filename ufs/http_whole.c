@@ -63,7 +63,7 @@ static uint64_t monotonic_ns(void) {
 static void drop_idle_locked(pm_http_wholes *w, uint64_t now) {
   for (int i = 0; i < PM_HTTP_WHOLE_SLOTS; i++) {
     pm_http_whole *s = &w->slots[i];
-    if (s->uri && s->fd >= 0 && !s->users &&
+    if (s->uri && (s->fd >= 0 || s->gave_up) && !s->users &&
         now - s->used_ns > PM_HTTP_WHOLE_IDLE_NS)
       slot_free(s);
   }
@@ -89,7 +89,7 @@ ssize_t pm__http_whole_read(pm_http_wholes *w, const char *uri,
   pthread_mutex_lock(&w->lock);
   drop_idle_locked(w, monotonic_ns());
   pm_http_whole *s;
-  while ((s = find_locked(w, uri, st)) && s->fd < 0) {
+  while ((s = find_locked(w, uri, st)) && s->fd < 0 && !s->gave_up) {
     struct timespec until = {(time_t)(deadline / 1000000000ull),
                              (long)(deadline % 1000000000ull)};
     if (pthread_cond_timedwait(&w->changed, &w->lock, &until) == ETIMEDOUT) {
@@ -97,7 +97,7 @@ ssize_t pm__http_whole_read(pm_http_wholes *w, const char *uri,
       break;
     }
   }
-  if (!s) {
+  if (!s || s->gave_up) {
     pthread_mutex_unlock(&w->lock);
     return -1;
   }
@@ -120,7 +120,8 @@ static pm_http_whole *take_slot_locked(pm_http_wholes *w) {
     pm_http_whole *s = &w->slots[i];
     if (!s->uri)
       return s;
-    if (s->fd >= 0 && !s->users && (!pick || s->used_ns < pick->used_ns))
+    if ((s->fd >= 0 || s->gave_up) && !s->users &&
+        (!pick || s->used_ns < pick->used_ns))
       pick = s;
   }
   if (pick)
@@ -136,10 +137,10 @@ int pm__http_whole_spill_open(void *arg) {
   int fd = -1;
   pthread_mutex_lock(&w->lock);
   drop_idle_locked(w, monotonic_ns());
-  spill->elsewhere = find_locked(w, spill->uri, spill->st) != NULL;
-  pm_http_whole *s = spill->elsewhere
-                         ? NULL /* kept, or another read writes it */
-                         : take_slot_locked(w);
+  pm_http_whole *known = find_locked(w, spill->uri, spill->st);
+  spill->elsewhere = known && !known->gave_up;
+  pm_http_whole *s = known ? NULL /* kept, being written, or given up */
+                           : take_slot_locked(w);
   char *uri = s ? strdup(spill->uri) : NULL;
   if (uri)
     fd = open(w->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -156,16 +157,19 @@ int pm__http_whole_spill_open(void *arg) {
 }
 
 void pm__http_whole_spill_done(pm_http_whole_spill *spill, int fd,
-                               bool whole) {
+                               pm_http_whole_end end) {
   pm_http_wholes *w = spill->set;
   pm_http_whole *s = spill->slot;
   if (!s)
     return;
+  bool whole = end == PM_HTTP_WHOLE_KEPT;
   pthread_mutex_lock(&w->lock);
+  s->users--;
+  s->used_ns = monotonic_ns();
   if (whole) {
     s->fd = fd;
-    s->users--;
-    s->used_ns = monotonic_ns();
+  } else if (end == PM_HTTP_WHOLE_CUT_SHORT) {
+    s->gave_up = true; /* the caller keeps fd */
   } else {
     s->fd = -1; /* the caller keeps fd */
     slot_free(s);

@@ -29,6 +29,9 @@ typedef struct pm_http_whole {
   int fd;        /* the object whole; -1 while it is being written */
   unsigned users; /* readers in the file, and the writer */
   uint64_t used_ns;
+  bool gave_up;  /* no copy: the read got its bytes, the copy stopped
+                    short (slower than a request's timeout, disk full);
+                    not tried again until the slot is idle that long */
 } pm_http_whole;
 
 typedef struct pm_http_wholes {
@@ -63,10 +66,17 @@ typedef struct pm_http_whole_spill {
   bool elsewhere;      /* set by the open: another read keeps it whole */
 } pm_http_whole_spill;
 int pm__http_whole_spill_open(void *spill);
-/* After the request: the copy is whole (fd holds st->size bytes of the
- * object: kept, and fd taken) or not (fd left to the caller, the slot
- * freed). No-op if spill_open was not called or gave -1. */
+/* After the request, what became of the copy: whole (fd holds st->size
+ * bytes of the object: kept, and fd taken), cut short while the read
+ * itself succeeded (given up for the object, for a while), or not made
+ * because the read failed (the slot freed). fd is left to the caller but
+ * when whole. No-op if spill_open was not called or gave -1. */
+typedef enum pm_http_whole_end {
+  PM_HTTP_WHOLE_KEPT,
+  PM_HTTP_WHOLE_CUT_SHORT,
+  PM_HTTP_WHOLE_READ_FAILED,
+} pm_http_whole_end;
 void pm__http_whole_spill_done(pm_http_whole_spill *spill, int fd,
-                               bool whole);
+                               pm_http_whole_end end);
 
 #endif /* PM_UFS_HTTP_WHOLE_H */

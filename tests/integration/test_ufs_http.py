@@ -108,6 +108,32 @@ def test_an_object_of_a_server_ignoring_range_is_fetched_once(no_range,
         assert cli.cat(proxy.url + "/whole.bin") == changed
 
 
+def test_a_whole_copy_slower_than_the_timeout_fails_no_read(no_range,
+                                                            build_dir,
+                                                            tmp_path):
+    """The copy of a whole answer is cut by the request's timeout on a
+    slow server (a request's timeout caps the whole transfer): the read,
+    whose bytes had come, succeeds all the same, in one request (it
+    failed after its retries, each downloading the object anew)."""
+    from harness.pagemesh_cli import PagemeshCLI
+    big = random.Random(7).randbytes(8 * 1024 * 1024)
+    no_range.put("/slow.bin", big)
+    upstream = "http://127.0.0.1:%d" % no_range.port
+    with OriginProxy(upstream, bandwidth=2 * 1024 * 1024) as proxy:
+        cli = PagemeshCLI(build_dir, str(tmp_path / "cache"),
+                          dict(util.clean_env(tmp_path),
+                               PAGEMESH_ORIGIN_TIMEOUT_MS="1500",
+                               PAGEMESH_READAHEAD_PAGES="0"), timeout=60)
+        url = proxy.url + "/slow.bin"
+        for offset in (0, 65536, 131072):
+            r = cli.run("--page-size", "64K", "cat", url, "--offset",
+                        str(offset), "--length", "65536")
+            assert r.returncode == 0, (offset, r.stderr)
+            assert r.stdout == big[offset:offset + 65536]
+        gets = proxy.stats()["requests"].get("GET", 0)
+        assert gets == 3, proxy.stats()["requests"]
+
+
 def test_empty_object(normal, no_range, driver):
     for web in (normal, no_range):
         assert driver.stat(web.url("/empty"))["size"] == 0
