@@ -131,6 +131,8 @@ typedef struct transfer {
   const pm_http_req *req;
   pm_http_resp *resp;
   bool cut; /* we stopped it on purpose: enough bytes */
+  uint64_t started_ns, deadline_ns; /* of this attempt */
+  uint64_t first_byte_ns;           /* of its body, once it came */
 } transfer;
 
 static size_t on_header(char *line, size_t size, size_t count, void *userp) {
@@ -165,6 +167,22 @@ static bool spill(transfer *t, const char *bytes, size_t n, uint64_t start) {
     return false;
   }
   resp->spilled = start + n;
+  /* Past the window, the read waits for the copy: not for one that, at
+   * the body's pace so far (judged after 200 ms of it), would end after
+   * the request's timeout. */
+  uint64_t now = pm__now_ns(), w_end = req->window_offset + req->window_len;
+  if (!t->first_byte_ns)
+    t->first_byte_ns = now;
+  if (resp->spilled >= w_end && now >= t->first_byte_ns + 200000000u &&
+      (uint64_t)resp->content_length > resp->spilled) {
+    double pace = (double)resp->spilled / (double)(now - t->first_byte_ns);
+    double left_ns =
+        (double)((uint64_t)resp->content_length - resp->spilled) / pace;
+    if ((double)now + left_ns > (double)t->deadline_ns) {
+      resp->spill_failed = true;
+      return false;
+    }
+  }
   return true;
 }
 
@@ -354,7 +372,9 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
                         const pm_http_req *req, pm_http_resp *resp,
                         bool *retry) {
   char errbuf[CURL_ERROR_SIZE] = "";
-  transfer t = {req, resp, false};
+  transfer t = {req, resp, false, pm__now_ns(),
+                pm__now_ns() + (uint64_t)ufs->config.timeout_ms * 1000000u,
+                0};
   *retry = false;
   resp_restart(resp);
   if (req->body)
