@@ -147,7 +147,10 @@ void pm__probe_tick(pm__swim *core, uint64_t now) {
       Pmswim__Packet hdr = PMSWIM__PACKET__INIT;
       hdr.kind = PM_WIRE_KIND_NACK;
       hdr.seq = r->orig_seq;
-      pm__core_send(core, r->addr, &hdr, NULL, false);
+      if (r->bare)
+        pm__core_send_bare(core, r->addr, &hdr);
+      else
+        pm__core_send(core, r->addr, &hdr, NULL, false);
     }
     *r = core->relays[--core->relay_count];
   }
@@ -165,7 +168,7 @@ uint64_t pm__probe_deadline(const pm__swim *core) {
 
 /* ---- answering ----------------------------------------------------------- */
 
-void pm__probe_on_ping(pm__swim *core, const char *from,
+void pm__probe_on_ping(pm__swim *core, const char *from, bool bare,
                        const Pmswim__Packet *p) {
   pm__member *self = core->self;
   if (memcmp(p->target_id.data, self->id.bytes, PM_SWIM_ID_LEN) != 0)
@@ -179,11 +182,14 @@ void pm__probe_on_ping(pm__swim *core, const char *from,
     pm__member_to_update(self, NULL, &me);
     first = &me;
   }
-  pm__core_send(core, from, &hdr, first, false);
+  if (bare)
+    pm__core_send_bare(core, from, &hdr);
+  else
+    pm__core_send(core, from, &hdr, first, false);
 }
 
 void pm__probe_on_ping_req(pm__swim *core, uint64_t now, const char *from,
-                           const Pmswim__Packet *p) {
+                           bool bare, const Pmswim__Packet *p) {
   size_t from_len = strlen(from);
   if (core->relay_count == PM_RELAY_MAX || from_len == 0 ||
       from_len >= PM_SWIM_ADDR_MAX)
@@ -192,6 +198,7 @@ void pm__probe_on_ping_req(pm__swim *core, uint64_t now, const char *from,
   r->local_seq = core->next_seq++;
   r->orig_seq = p->seq;
   r->want_nack = p->want_nack;
+  r->bare = bare;
   /* A nack must reach the prober before its probe ends: it sent this
    * request one (scaled) probe timeout into an interval of at least two,
    * so a relay waiting a whole timeout nacked at the very end, too late to
@@ -223,7 +230,10 @@ void pm__probe_on_ack(pm__swim *core, const Pmswim__Packet *p) {
     Pmswim__Packet hdr = PMSWIM__PACKET__INIT;
     hdr.kind = PM_WIRE_KIND_ACK;
     hdr.seq = r->orig_seq;
-    pm__core_send(core, r->addr, &hdr, NULL, false);
+    if (r->bare)
+      pm__core_send_bare(core, r->addr, &hdr);
+    else
+      pm__core_send(core, r->addr, &hdr, NULL, false);
     *r = core->relays[--core->relay_count];
     return;
   }

@@ -59,8 +59,9 @@ void pm__core_event(pm__swim *core, pm__swim_event_kind kind,
   core->cfg.event_fn(core->cfg.event_arg, kind, &info);
 }
 
-void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
-                   const pm__update *first, bool gossip_only) {
+static void send_packet(pm__swim *core, const char *addr,
+                        const Pmswim__Packet *hdr, const pm__update *first,
+                        bool gossip_only, bool gossip) {
   const pm__swim_keyring *ring = core->cfg.keyring;
   size_t prefix = pm__seal_prefix(ring);
   size_t end = core->cfg.packet_max - pm__seal_suffix(ring);
@@ -77,14 +78,25 @@ void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
       pos += pm__wire_append_update(buf + pos, end - pos, one, n);
   }
   uint32_t taken = 0;
-  pos += pm__bq_fill(&core->bq, buf + pos, end - pos,
-                     pm__core_retransmit_limit(core), &taken);
+  if (gossip)
+    pos += pm__bq_fill(&core->bq, buf + pos, end - pos,
+                       pm__core_retransmit_limit(core), &taken);
   if (gossip_only && pos == prefix)
     return;
   size_t total = pm__seal(ring, false, &core->self->id, buf, pos - prefix);
   core->stats.packets_out++;
   core->stats.bytes_out += total;
   core->cfg.send_fn(core->cfg.send_arg, addr, buf, total, false);
+}
+
+void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
+                   const pm__update *first, bool gossip_only) {
+  send_packet(core, addr, hdr, first, gossip_only, true);
+}
+
+void pm__core_send_bare(pm__swim *core, const char *addr,
+                        const Pmswim__Packet *hdr) {
+  send_packet(core, addr, hdr, NULL, false, false);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -187,22 +199,19 @@ void pm__swim_destroy(pm__swim *core) {
 
 /* ---- packets in ---------------------------------------------------------- */
 
-/* Where to answer a packet: a sender we know as alive or suspect is
- * answered at the address it gossips, not at the packet's source; a
- * captured packet replayed with a forged source (the seal stops a forged
- * packet, not a replayed one) then makes no member send to the forger's
- * choice of address, with gossip piggybacked on the answer making it
- * larger than the packet. A sender we do not know yet (a member that
- * joined moments ago) is answered at the source. */
-static const char *reply_addr(const pm__swim *core,
-                              const pm__member_id *sender,
-                              const char *from) {
+/* Whether an answer to a packet may carry gossip: only to a member we
+ * know as alive or suspect, at the address it gossips. A captured packet
+ * replayed with a forged source (the seal stops a forged packet, not a
+ * replayed one) is answered at that source as any packet is (a member
+ * behind NAT, or restarted at a new address, must get its ACKs), but with
+ * the header alone: smaller than the packet, so a replayer cannot make a
+ * member send gossip-laden answers to an address of its choice. */
+static bool answer_bare(const pm__swim *core, const pm__member_id *sender,
+                        const char *from) {
   const pm__member *m = pm__table_find(&core->table, sender->bytes);
-  if (m && m != core->self && m->meta &&
-      (m->state == PM_MEMBER_ALIVE || m->state == PM_MEMBER_SUSPECT) &&
-      pm__blob_addr(m->meta)[0])
-    return pm__blob_addr(m->meta);
-  return from;
+  return !(m && m != core->self && m->meta &&
+           (m->state == PM_MEMBER_ALIVE || m->state == PM_MEMBER_SUSPECT) &&
+           !strcmp(pm__blob_addr(m->meta), from));
 }
 
 static void dispatch_packet(pm__swim *core, uint64_t now, const char *from,
@@ -213,14 +222,13 @@ static void dispatch_packet(pm__swim *core, uint64_t now, const char *from,
     pm__wire_member_to_update(p->updates[i], &u);
     pm__state_apply(core, now, &u);
   }
-  if (p->kind == PM_WIRE_KIND_PING || p->kind == PM_WIRE_KIND_PING_REQ)
-    from = reply_addr(core, sender, from);
   switch (p->kind) {
   case PM_WIRE_KIND_PING:
-    pm__probe_on_ping(core, from, p);
+    pm__probe_on_ping(core, from, answer_bare(core, sender, from), p);
     break;
   case PM_WIRE_KIND_PING_REQ:
-    pm__probe_on_ping_req(core, now, from, p);
+    pm__probe_on_ping_req(core, now, from, answer_bare(core, sender, from),
+                          p);
     break;
   case PM_WIRE_KIND_ACK:
     pm__probe_on_ack(core, p);

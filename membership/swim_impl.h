@@ -268,6 +268,7 @@ typedef struct pm__probe {
 typedef struct pm__relay {
   uint32_t local_seq, orig_seq;
   bool want_nack;
+  bool bare; /* answer the requester without gossip (see swim.c) */
   uint64_t deadline;
   char addr[PM_SWIM_ADDR_MAX];
 } pm__relay;
@@ -320,6 +321,9 @@ struct pm__swim {
  * and nothing was added, nothing is sent. */
 void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
                    const pm__update *first, bool gossip_only);
+/* The header alone, sealed: no update, no gossip. */
+void pm__core_send_bare(pm__swim *core, const char *addr,
+                        const Pmswim__Packet *hdr);
 void pm__core_event(pm__swim *core, pm__swim_event_kind kind,
                     const pm__member *m);
 uint32_t pm__core_live_count(const pm__swim *core);
@@ -349,10 +353,11 @@ void pm__awareness_apply(pm__swim *core, int delta);
 
 /* probe.c: failure detection. */
 void pm__probe_tick(pm__swim *core, uint64_t now);
-void pm__probe_on_ping(pm__swim *core, const char *from,
+/* bare: the answer to `from` carries no gossip (see swim.c). */
+void pm__probe_on_ping(pm__swim *core, const char *from, bool bare,
                        const Pmswim__Packet *p);
 void pm__probe_on_ping_req(pm__swim *core, uint64_t now, const char *from,
-                           const Pmswim__Packet *p);
+                           bool bare, const Pmswim__Packet *p);
 void pm__probe_on_ack(pm__swim *core, const Pmswim__Packet *p);
 void pm__probe_on_nack(pm__swim *core, const Pmswim__Packet *p);
 uint64_t pm__probe_deadline(const pm__swim *core);
