@@ -19,6 +19,7 @@
  * mapping whose page file is gone from the cache directory (or is another
  * file now) is unmapped.
  */
+#define _GNU_SOURCE /* F_GET_SEALS */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -173,7 +174,10 @@ static void make_room_locked(pm_mapcache *c, size_t incoming,
 
 /* Take ownership of a mapping (or a landing slot) and cache it; returns a
  * referenced entry (the one already cached if another thread got there
- * first). */
+ * first). A mapping of a page file already unlinked (`file` with no link:
+ * evicted between the open and the map) is handed out uncached, freed
+ * with its last reference: cached, it would keep the file's disk space
+ * where no sweep sees it. */
 static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
                             size_t length, pm_landing *landing, int slot,
                             const struct stat *file) {
@@ -184,9 +188,14 @@ static pm_map_entry *insert(pm_mapcache *c, const pm_page_id *id, void *base,
   }
   *e = (pm_map_entry){.id = *id, .base = base, .length = length, .refs = 2,
                       .cached = true, .landing = landing, .slot = slot};
-  if (file && file->st_nlink > 0) { /* a file of the cache directory */
+  if (file) { /* a file of the cache directory */
     e->dev = file->st_dev;
     e->ino = file->st_ino;
+  }
+  if (file && file->st_nlink == 0) {
+    e->refs = 1;
+    e->cached = false;
+    return e;
   }
   pm_map_entry *doomed[16];
   size_t ndoomed = 0;
@@ -237,7 +246,11 @@ pm_map_entry *pm__mapcache_add_fd(pm_mapcache *c, const pm_page_id *id,
     pm__errf(PM_EIO, "cannot map a page from the node peer");
     return NULL;
   }
-  return insert(c, id, base, length ? length : 1, NULL, -1, &st);
+  /* A memfd (a page from the node's RAM) has no link and no disk space:
+   * cached as a landed page is, not as a file */
+  bool memfd = fcntl(fd, F_GET_SEALS) >= 0;
+  return insert(c, id, base, length ? length : 1, NULL, -1,
+                memfd ? NULL : &st);
 }
 
 bool pm__mapcache_drop_landed(pm_mapcache *c) {
