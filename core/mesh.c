@@ -276,14 +276,13 @@ static bool seed_ok(const char *seed) {
  * a name that does not resolve is PM_ECONFIG, said at once rather than a
  * mesh that never forms. */
 #define SEED_ADDR_MAX 64
-static int lookup_seed(const char *host, int family,
-                       struct addrinfo **found) {
-  struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM};
-  *found = NULL;
-  int rc = getaddrinfo(host, NULL, &hints, found);
-  if (rc == 0 && !*found)
-    rc = EAI_NONAME;
-  return rc;
+/* The first address of `family` in a lookup's answers, else the first. */
+static const struct addrinfo *pick_address(const struct addrinfo *all,
+                                           int family) {
+  for (const struct addrinfo *a = all; a; a = a->ai_next)
+    if (a->ai_family == family)
+      return a;
+  return all;
 }
 
 static int resolve_seed(const char *seed, const char *listen,
@@ -304,14 +303,16 @@ static int resolve_seed(const char *seed, const char *listen,
     snprintf(out, SEED_ADDR_MAX, "%s", seed);
     return 0;
   }
-  struct addrinfo *found = NULL;
-  int rc = lookup_seed(host, listen && listen[0] == '[' ? AF_INET6 : AF_INET,
-                       &found);
-  if (rc != 0)
-    rc = lookup_seed(host, AF_UNSPEC, &found);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM}, *all = NULL;
+  int rc = getaddrinfo(host, NULL, &hints, &all);
+  if (rc == 0 && !all)
+    rc = EAI_NONAME;
   if (rc != 0)
     return pm__errf(PM_ECONFIG, "seed \"%.200s\": cannot resolve %s: %s",
                     seed, host, gai_strerror(rc));
+  const struct addrinfo *found = pick_address(
+      all, listen && listen[0] == '[' ? AF_INET6 : AF_INET);
   char ip[INET6_ADDRSTRLEN] = "";
   if (found->ai_family == AF_INET)
     inet_ntop(AF_INET, &((struct sockaddr_in *)found->ai_addr)->sin_addr,
@@ -320,7 +321,7 @@ static int resolve_seed(const char *seed, const char *listen,
     inet_ntop(AF_INET6, &((struct sockaddr_in6 *)found->ai_addr)->sin6_addr,
               ip, sizeof ip);
   bool v6 = found->ai_family == AF_INET6;
-  freeaddrinfo(found);
+  freeaddrinfo(all);
   snprintf(out, SEED_ADDR_MAX, v6 ? "[%s]%s" : "%s%s", ip, colon);
   PM_LOG(PM_LOG_INFO, "mesh", "seed %s is %s", seed, out);
   return 0;
