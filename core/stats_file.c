@@ -44,11 +44,21 @@ static void path_of(const char *dir, const char *name, char *out,
 static void read_totals(const char *dir, pm_stats *totals) {
   char path[PM_URI_MAX + 32];
   path_of(dir, "stats.json", path, sizeof path);
-  struct stat st;
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-      st.st_size > STATS_FILE_MAX)
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
     return;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+  struct stat st;
+  char *text = NULL;
+  ssize_t n = -1;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      st.st_size <= STATS_FILE_MAX && (text = malloc(STATS_FILE_MAX)))
+    n = pm__pread_full(fd, text, STATS_FILE_MAX, 0);
+  close(fd);
+  json_t *root = n >= 0 && n < (ssize_t)STATS_FILE_MAX
+                     ? json_loadb(text, (size_t)n, JSON_REJECT_DUPLICATES,
+                                  NULL)
+                     : NULL;
+  free(text);
   if (!json_is_object(root)) {
     json_decref(root);
     return;
