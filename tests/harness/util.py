@@ -13,12 +13,13 @@ import time
 _handed_out = set()
 
 
-def _ephemeral_low():
+def _ephemeral_range():
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+            low, high = (int(x) for x in f.read().split()[:2])
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _bindable(port):
@@ -38,9 +39,12 @@ def free_port():
     an outgoing connection takes come from that range, so a daemon started
     earlier cannot take a port reserved for one started later."""
     import random
-    high = min(_ephemeral_low(), 65536) - 1
-    low = 10000 if high > 12000 else 1024
-    for _ in range(1000):
+    eph_low, eph_high = _ephemeral_range()
+    # Below the ephemeral range, else above it, else anywhere free.
+    low, high = (10000 if eph_low > 12000 else 1024), eph_low - 1
+    if high - low < 1000:
+        low, high = eph_high + 1, 65535
+    for _ in range(1000 if high - low >= 1000 else 0):
         port = random.randint(low, high)
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
