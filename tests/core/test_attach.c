@@ -218,7 +218,18 @@ Test(attach, node_closes_while_attached_reads_are_answered, .init = setup) {
 /* A node that ran out of descriptors once (EMFILE on accept) takes
  * connections again when it has some: its accept loop stopped for good
  * before, and every later attach timed out. */
+static atomic_int accept_failures;
+
+static void count_accept_failures(void *arg, pm_log_level level,
+                                  const char *subsystem, const char *message) {
+  (void)arg;
+  (void)level;
+  if (!strcmp(subsystem, "node") && strstr(message, "accept:"))
+    atomic_fetch_add(&accept_failures, 1);
+}
+
 Test(attach, a_node_out_of_descriptors_accepts_again, .init = setup) {
+  pm_log_set(PM_LOG_WARN, count_accept_failures, NULL);
   pm_peer *node = open_peer(0);
   /* The socket exists before the table fills: a descriptor closed to make
    * room for it could be taken by another thread first. */
@@ -237,11 +248,17 @@ Test(attach, a_node_out_of_descriptors_accepts_again, .init = setup) {
   while (count < 4096 && (fd = dup(2)) >= 0)
     fillers[count++] = fd;
   cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
-  usleep(300 * 1000); /* the node's accept meets EMFILE */
+  /* the node's accept meets EMFILE (and says so) */
+  for (int waited = 0; !atomic_load(&accept_failures) && waited < 500;
+       waited++)
+    usleep(10 * 1000);
   close(s);
   while (count > 0)
     close(fillers[--count]);
   cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  pm_log_set(PM_LOG_WARN, NULL, NULL);
+  cr_assert_gt(atomic_load(&accept_failures), 0,
+               "the node's accept never ran out of descriptors");
   usleep(200 * 1000);
   pm_peer *client = open_peer(0);
   json_t *st = status_of(client);
