@@ -112,6 +112,23 @@ ssize_t pm__http_whole_read(pm_http_wholes *w, const char *uri,
   return got == (ssize_t)length ? (ssize_t)length : -1;
 }
 
+/* An unlinked scratch file in dir: O_TMPFILE, or where the file system
+ * has none (overlayfs before Linux 6.6, some network file systems) a
+ * named file unlinked at once. -1 if neither can be made. */
+static int scratch_file(const char *dir) {
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+    return fd;
+  char path[PM_UFS_URI_MAX];
+  if (snprintf(path, sizeof path, "%s/.pm-whole-XXXXXX", dir) >=
+      (int)sizeof path)
+    return -1;
+  fd = mkostemp(path, O_CLOEXEC);
+  if (fd >= 0)
+    unlink(path);
+  return fd;
+}
+
 /* A slot for a new copy: a free one, else the kept copy read longest ago
  * that nobody reads; NULL if all are busy. With the lock. */
 static pm_http_whole *take_slot_locked(pm_http_wholes *w) {
@@ -143,7 +160,7 @@ int pm__http_whole_spill_open(void *arg) {
                            : take_slot_locked(w);
   char *uri = s ? strdup(spill->uri) : NULL;
   if (uri)
-    fd = open(w->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    fd = scratch_file(w->dir);
   if (fd >= 0) {
     *s = (pm_http_whole){.uri = uri, .size = spill->st->size, .fd = -1,
                          .users = 1, .used_ns = monotonic_ns()};

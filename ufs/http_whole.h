@@ -4,7 +4,8 @@
  * every ranged GET with the whole object (HTTP 200), so reading an object
  * page by page costs its start again for every page: quadratic in its
  * size. The first such answer of an object is written whole into an
- * unlinked scratch file (O_TMPFILE in the peer's cache directory) and the
+ * unlinked scratch file (O_TMPFILE in the peer's cache directory, or a
+ * file unlinked at once where there is no O_TMPFILE) and the
  * object's other pages are read from it, while it is in use: a copy idle
  * for PM_HTTP_WHOLE_IDLE_NS is dropped, and at most PM_HTTP_WHOLE_SLOTS
  * objects of at most PM_HTTP_WHOLE_MAX bytes each are kept.

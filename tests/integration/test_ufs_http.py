@@ -100,7 +100,7 @@ def test_an_object_of_a_server_ignoring_range_is_fetched_once(no_range,
         assert b"ignores Range (HTTP 200" not in r.stderr
         # The scratch file is unlinked: nothing left in the cache dir.
         assert not [f for f in os.listdir(cli.cache_dir)
-                    if f.startswith("#") or f.startswith(".tmp")]
+                    if f.startswith(".pm-whole")]
         # A new version is read anew, whole and right.
         changed = random.Random(6).randbytes(len(big))
         no_range.put("/whole.bin", changed)
