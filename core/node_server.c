@@ -130,8 +130,7 @@ static int check_fetch(pm_peer *peer, const Pm__LocalFetch *m, char *norm,
     return err;
   *st = (pm_object_stat){.size = m->stat->size, .mtime_ns = m->stat->mtime_ns};
   snprintf(st->version, sizeof st->version, "%s", m->stat->version);
-  if (st->size == 0 ||
-      m->page_index > (st->size - 1) / peer->opts.page_size) /* no wrap */
+  if (pm__page_length(peer, st->size, m->page_index) == 0)
     return pm__errf(PM_ERANGE, "%s: page %llu is past the end", norm,
                     (unsigned long long)m->page_index);
   return 0;

@@ -147,10 +147,7 @@ void pm__probe_tick(pm__swim *core, uint64_t now) {
       Pmswim__Packet hdr = PMSWIM__PACKET__INIT;
       hdr.kind = PM_WIRE_KIND_NACK;
       hdr.seq = r->orig_seq;
-      if (r->bare)
-        pm__core_send_bare(core, r->addr, &hdr);
-      else
-        pm__core_send(core, r->addr, &hdr, NULL, false);
+      pm__core_answer(core, r->addr, &hdr, NULL, r->bare);
     }
     *r = core->relays[--core->relay_count];
   }
@@ -182,10 +179,7 @@ void pm__probe_on_ping(pm__swim *core, const char *from, bool bare,
     pm__member_to_update(self, NULL, &me);
     first = &me;
   }
-  if (bare)
-    pm__core_send_bare(core, from, &hdr);
-  else
-    pm__core_send(core, from, &hdr, first, false);
+  pm__core_answer(core, from, &hdr, first, bare);
 }
 
 void pm__probe_on_ping_req(pm__swim *core, uint64_t now, const char *from,
@@ -230,10 +224,7 @@ void pm__probe_on_ack(pm__swim *core, const Pmswim__Packet *p) {
     Pmswim__Packet hdr = PMSWIM__PACKET__INIT;
     hdr.kind = PM_WIRE_KIND_ACK;
     hdr.seq = r->orig_seq;
-    if (r->bare)
-      pm__core_send_bare(core, r->addr, &hdr);
-    else
-      pm__core_send(core, r->addr, &hdr, NULL, false);
+    pm__core_answer(core, r->addr, &hdr, NULL, r->bare);
     *r = core->relays[--core->relay_count];
     return;
   }

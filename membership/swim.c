@@ -94,9 +94,10 @@ void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
   send_packet(core, addr, hdr, first, gossip_only, true);
 }
 
-void pm__core_send_bare(pm__swim *core, const char *addr,
-                        const Pmswim__Packet *hdr) {
-  send_packet(core, addr, hdr, NULL, false, false);
+void pm__core_answer(pm__swim *core, const char *addr,
+                     const Pmswim__Packet *hdr, const pm__update *first,
+                     bool bare) {
+  send_packet(core, addr, hdr, bare ? NULL : first, false, !bare);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */

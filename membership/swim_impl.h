@@ -321,9 +321,11 @@ struct pm__swim {
  * and nothing was added, nothing is sent. */
 void pm__core_send(pm__swim *core, const char *addr, const Pmswim__Packet *hdr,
                    const pm__update *first, bool gossip_only);
-/* The header alone, sealed: no update, no gossip. */
-void pm__core_send_bare(pm__swim *core, const char *addr,
-                        const Pmswim__Packet *hdr);
+/* An answer: as pm__core_send, or with `bare` the header alone, sealed
+ * (no update, no gossip: see answer_bare in swim.c). */
+void pm__core_answer(pm__swim *core, const char *addr,
+                     const Pmswim__Packet *hdr, const pm__update *first,
+                     bool bare);
 void pm__core_event(pm__swim *core, pm__swim_event_kind kind,
                     const pm__member *m);
 uint32_t pm__core_live_count(const pm__swim *core);

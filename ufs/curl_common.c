@@ -131,8 +131,8 @@ typedef struct transfer {
   const pm_http_req *req;
   pm_http_resp *resp;
   bool cut; /* we stopped it on purpose: enough bytes */
-  uint64_t started_ns, deadline_ns; /* of this attempt */
-  uint64_t first_byte_ns;           /* of its body, once it came */
+  uint64_t deadline_ns;   /* of this attempt */
+  uint64_t first_byte_ns; /* of its body, once it came */
 } transfer;
 
 static size_t on_header(char *line, size_t size, size_t count, void *userp) {
@@ -372,7 +372,7 @@ static int attempt_once(CURL *h, pm_curl_pool *pool, const pm_ufs *ufs,
                         const pm_http_req *req, pm_http_resp *resp,
                         bool *retry) {
   char errbuf[CURL_ERROR_SIZE] = "";
-  transfer t = {req, resp, false, pm__now_ns(),
+  transfer t = {req, resp, false,
                 pm__now_ns() + (uint64_t)ufs->config.timeout_ms * 1000000u,
                 0};
   *retry = false;

@@ -20,7 +20,7 @@ int pm__http_wholes_init(pm_http_wholes *w, const char *dir) {
   pthread_condattr_t attr;
   if (pthread_condattr_init(&attr) != 0)
     return pm__errf(PM_ENOMEM, "http: cannot make a condition variable");
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* as pm__now_ns */
   int rc = pthread_cond_init(&w->changed, &attr);
   pthread_condattr_destroy(&attr);
   if (rc != 0)
@@ -53,12 +53,6 @@ void pm__http_wholes_fini(pm_http_wholes *w) {
   w->ready = false;
 }
 
-static uint64_t monotonic_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Drop kept copies nobody read for PM_HTTP_WHOLE_IDLE_NS; with the lock. */
 static void drop_idle_locked(pm_http_wholes *w, uint64_t now) {
   for (int i = 0; i < PM_HTTP_WHOLE_SLOTS; i++) {
@@ -85,9 +79,9 @@ ssize_t pm__http_whole_read(pm_http_wholes *w, const char *uri,
                             void *buf, size_t length, uint64_t wait_ns) {
   if (!w->ready || !w->dir)
     return -1;
-  uint64_t deadline = monotonic_ns() + wait_ns;
+  uint64_t deadline = pm__now_ns() + wait_ns;
   pthread_mutex_lock(&w->lock);
-  drop_idle_locked(w, monotonic_ns());
+  drop_idle_locked(w, pm__now_ns());
   pm_http_whole *s;
   while ((s = find_locked(w, uri, st)) && s->fd < 0 && !s->gave_up) {
     struct timespec until = {(time_t)(deadline / 1000000000ull),
@@ -107,7 +101,7 @@ ssize_t pm__http_whole_read(pm_http_wholes *w, const char *uri,
   ssize_t got = pm__pread_full(fd, buf, length, offset);
   pthread_mutex_lock(&w->lock);
   s->users--;
-  s->used_ns = monotonic_ns();
+  s->used_ns = pm__now_ns();
   pthread_mutex_unlock(&w->lock);
   return got == (ssize_t)length ? (ssize_t)length : -1;
 }
@@ -153,7 +147,7 @@ int pm__http_whole_spill_open(void *arg) {
     return -1;
   int fd = -1;
   pthread_mutex_lock(&w->lock);
-  drop_idle_locked(w, monotonic_ns());
+  drop_idle_locked(w, pm__now_ns());
   pm_http_whole *known = find_locked(w, spill->uri, spill->st);
   spill->elsewhere = known && !known->gave_up;
   pm_http_whole *s = known ? NULL /* kept, being written, or given up */
@@ -163,7 +157,7 @@ int pm__http_whole_spill_open(void *arg) {
     fd = scratch_file(w->dir);
   if (fd >= 0) {
     *s = (pm_http_whole){.uri = uri, .size = spill->st->size, .fd = -1,
-                         .users = 1, .used_ns = monotonic_ns()};
+                         .users = 1, .used_ns = pm__now_ns()};
     memcpy(s->version, spill->st->version, sizeof s->version);
     spill->slot = s;
   } else {
@@ -182,14 +176,13 @@ void pm__http_whole_spill_done(pm_http_whole_spill *spill, int fd,
   bool whole = end == PM_HTTP_WHOLE_KEPT;
   pthread_mutex_lock(&w->lock);
   s->users--;
-  s->used_ns = monotonic_ns();
+  s->used_ns = pm__now_ns();
   if (whole) {
     s->fd = fd;
   } else if (end == PM_HTTP_WHOLE_CUT_SHORT) {
     s->gave_up = true; /* the caller keeps fd */
   } else {
-    s->fd = -1; /* the caller keeps fd */
-    slot_free(s);
+    slot_free(s); /* its fd is still -1: the caller keeps fd */
   }
   pthread_cond_broadcast(&w->changed);
   pthread_mutex_unlock(&w->lock);

@@ -624,7 +624,7 @@ static void send_ping(net *n, int from, int to) {
   hdr.target_id.data = n->nodes[to].id.bytes;
   hdr.target_id.len = PM_SWIM_ID_LEN;
   hdr.target_epoch = n->nodes[to].epoch;
-  pm__core_send_bare(n->nodes[from].core, n->nodes[to].addr, &hdr);
+  pm__core_answer(n->nodes[from].core, n->nodes[to].addr, &hdr, NULL, true);
 }
 
 Test(swim, a_replayed_ping_gets_no_gossip_at_a_forged_source) {
