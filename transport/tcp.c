@@ -22,6 +22,17 @@ static int copy_config(pm_tcp *tcp, const pm_transport_config *config) {
   memcpy(tcp->cluster_key, config->cluster_key, 32);
   sodium_mprotect_readonly(tcp->cluster_key);
   tcp->insecure_data = config->insecure_data != 0;
+  const char *cipher = getenv("PAGEMESH_TCP_CIPHER");
+  if (cipher && *cipher && strcmp(cipher, "aegis-128x4") != 0 &&
+      strcmp(cipher, "aes-256-gcm") != 0)
+    return pm__errf(PM_EINVAL,
+                    "tcp %s: PAGEMESH_TCP_CIPHER=%s is neither aegis-128x4 "
+                    "nor aes-256-gcm",
+                    config->listen, cipher);
+  /* AEGIS-128X4 is offered unless AES-256-GCM is asked for; a connection
+   * uses it when the other end offers it too. */
+  tcp->offer_aegis = !(cipher && strcmp(cipher, "aes-256-gcm") == 0) &&
+                     pm__aegis_best() != NULL;
   tcp->max_page_size = config->max_page_size;
   tcp->server = config->server;
   return 0;
@@ -51,9 +62,14 @@ static int tcp_init(pm_transport *self, const pm_transport_config *config) {
     tcp_fini(self);
     return pm__errf(rc, "%s", detail);
   }
-  PM_LOG(PM_LOG_INFO, "tcp", "listening on %s (%u threads, page bytes %s)",
-         tcp->address, config->server_threads ? config->server_threads : 1,
-         tcp->insecure_data ? "in the clear" : "encrypted");
+  PM_LOG(PM_LOG_INFO, "tcp",
+         "listening on %s (%u threads, page bytes %s%s%s)", tcp->address,
+         config->server_threads ? config->server_threads : 1,
+         tcp->insecure_data ? "in the clear where the peer agrees, else "
+                            : "",
+         tcp->offer_aegis ? "in AEGIS-128X4 where the peer has it, else "
+                          : "",
+         "in AES-256-GCM");
   return 0;
 }
 
@@ -114,6 +130,7 @@ int pm__tcp_counters(pm_transport *transport, pm_tcp_counters *out) {
   out->connects = atomic_load(&tcp->connects);
   out->accepts = atomic_load(&tcp->accepts);
   out->handshakes = atomic_load(&tcp->handshakes);
+  out->aegis_handshakes = atomic_load(&tcp->aegis_handshakes);
   out->sealed_page_bytes = atomic_load(&tcp->sealed_page_bytes);
   out->clear_page_bytes = atomic_load(&tcp->clear_page_bytes);
   out->retries = atomic_load(&tcp->retries);

@@ -114,7 +114,8 @@ static pm_tcp_conn *take_idle(pm_tcp *tcp, const char *addr) {
 /* The client's side of the handshake (see tcp_handshake.c). */
 static int handshake(pm_tcp *tcp, pm_tcp_conn *conn, uint64_t deadline_ns) {
   int rc = pm__tcp_hs_start(&conn->hs, false, tcp->cluster_key,
-                            tcp->cluster_id, tcp->insecure_data);
+                            tcp->cluster_id, tcp->insecure_data,
+                            tcp->offer_aegis);
   uint8_t msg[PM_TCP_HELLO_SIZE];
   if (!rc)
     rc = pm__tcp_write_full(conn->fd, conn->hs.my_hello, PM_TCP_HELLO_SIZE,
@@ -172,6 +173,8 @@ static int open_conn(pm_tcp *tcp, const char *addr, uint64_t deadline_ns,
     return rc;
   }
   atomic_fetch_add(&tcp->handshakes, 1);
+  if (conn->hs.aegis && !conn->hs.insecure_data)
+    atomic_fetch_add(&tcp->aegis_handshakes, 1);
   conn->established = true;
   *out = conn;
   return 0;

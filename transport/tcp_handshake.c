@@ -4,7 +4,7 @@
  * blocking client and the server's event loop can drive it, and a fuzzer
  * can feed it.
  *
- *   client -> server  hello_c = "PMT1" 1 flags 0 0 | X25519 pk | nonce
+ *   client -> server  hello_c = "PMT1" 3 flags 0 0 | X25519 pk | nonce
  *   server -> client  hello_s (same layout)
  *   client -> server  proof_c = MAC_c(T) | secretstream header c->s
  *   server -> client  proof_s = MAC_s(T) | secretstream header s->c
@@ -16,8 +16,11 @@
  * the page-byte keys (tcp_bulk.c) are derived from it with crypto_kdf. A
  * peer without the cluster key cannot produce a valid proof; the server
  * checks the client's proof before it sends anything that depends on the
- * key, and the client checks the server's before it trusts a byte. Page bytes go in the clear only if
- * both hellos ask for it (insecure_data on both ends).
+ * key, and the client checks the server's before it trusts a byte. Page
+ * bytes go in the clear only if both hellos ask for it (insecure_data on
+ * both ends); sealed, they use AEGIS-128X4 if both hellos offer it, else
+ * AES-256-GCM (tcp_bulk.c). The flags are in the transcript, so a man in
+ * the middle who changes them fails the proofs.
  */
 #include <string.h>
 
@@ -25,8 +28,11 @@
 #include "tcp_int.h"
 
 static const uint8_t hello_magic[4] = {'P', 'M', 'T', '1'};
-#define HELLO_VERSION 2u /* 2: page bytes in AES-256-GCM chunks */
+/* 2: page bytes in AES-256-GCM chunks; 3: in AEGIS-128X4 chunks when both
+ * hellos offer it. */
+#define HELLO_VERSION 3u
 #define HELLO_FLAG_INSECURE 1u
+#define HELLO_FLAG_AEGIS 2u
 #define KDF_CONTEXT "pm_tcp__"
 enum {
   KDF_C2S = 1, KDF_S2C = 2, KDF_CLIENT_MAC = 3, KDF_SERVER_MAC = 4,
@@ -37,7 +43,8 @@ static void hello_build(pm_tcp_handshake *hs) {
   uint8_t *m = hs->my_hello;
   memcpy(m, hello_magic, 4);
   m[4] = HELLO_VERSION;
-  m[5] = hs->my_insecure ? HELLO_FLAG_INSECURE : 0;
+  m[5] = (uint8_t)((hs->my_insecure ? HELLO_FLAG_INSECURE : 0) |
+                   (hs->my_aegis ? HELLO_FLAG_AEGIS : 0));
   m[6] = 0;
   m[7] = 0;
   memcpy(m + 8, hs->secrets->kx_pk, 32);
@@ -46,10 +53,11 @@ static void hello_build(pm_tcp_handshake *hs) {
 
 int pm__tcp_hs_start(pm_tcp_handshake *hs, bool server,
                      const uint8_t *cluster_key, const char *cluster_id,
-                     bool insecure_data) {
+                     bool insecure_data, bool offer_aegis) {
   memset(hs, 0, sizeof *hs);
   hs->server = server;
   hs->my_insecure = insecure_data;
+  hs->my_aegis = offer_aegis && pm__aegis_best() != NULL;
   hs->cluster_key = cluster_key;
   hs->cluster_id = cluster_id;
   hs->secrets = sodium_malloc(sizeof *hs->secrets);
@@ -61,7 +69,8 @@ int pm__tcp_hs_start(pm_tcp_handshake *hs, bool server,
   return 0;
 }
 
-static int hello_parse(const uint8_t *msg, size_t length, bool *insecure) {
+static int hello_parse(const uint8_t *msg, size_t length, bool *insecure,
+                       bool *aegis) {
   if (length != PM_TCP_HELLO_SIZE)
     return pm__errf(PM_EPROTO, "hello of %zu bytes, not %u", length,
                     PM_TCP_HELLO_SIZE);
@@ -70,10 +79,12 @@ static int hello_parse(const uint8_t *msg, size_t length, bool *insecure) {
   if (msg[4] != HELLO_VERSION)
     return pm__errf(PM_EPROTO, "hello version %u, not %u", msg[4],
                     HELLO_VERSION);
-  if ((msg[5] & ~HELLO_FLAG_INSECURE) || msg[6] || msg[7])
+  if ((msg[5] & ~(HELLO_FLAG_INSECURE | HELLO_FLAG_AEGIS)) || msg[6] ||
+      msg[7])
     return pm__errf(PM_EPROTO, "hello with unknown flags 0x%02x%02x%02x",
                     msg[5], msg[6], msg[7]);
   *insecure = msg[5] & HELLO_FLAG_INSECURE;
+  *aegis = msg[5] & HELLO_FLAG_AEGIS;
   return 0;
 }
 
@@ -138,12 +149,13 @@ static void derive(pm_tcp_handshake *hs, const uint8_t kx[64]) {
 
 int pm__tcp_hs_peer_hello(pm_tcp_handshake *hs, const uint8_t *msg,
                           size_t length) {
-  bool peer_insecure = false;
-  int rc = hello_parse(msg, length, &peer_insecure);
+  bool peer_insecure = false, peer_aegis = false;
+  int rc = hello_parse(msg, length, &peer_insecure, &peer_aegis);
   if (rc)
     return rc;
   memcpy(hs->peer_hello, msg, PM_TCP_HELLO_SIZE);
   hs->insecure_data = hs->my_insecure && peer_insecure;
+  hs->aegis = hs->my_aegis && peer_aegis;
   transcript(hs);
   uint8_t kx[64];
   if (kx_keys(hs, kx, kx + 32) != 0) {
@@ -187,7 +199,8 @@ int pm__tcp_hs_check_proof(pm_tcp_handshake *hs, const uint8_t *msg,
 
 int pm__tcp_hs_done(pm_tcp_handshake *hs) {
   pm_tcp_secrets *s = hs->secrets;
-  int rc = pm__tcp_bulk_init(&hs->bulk, s->page_send_key, s->page_recv_key);
+  int rc = pm__tcp_bulk_init(&hs->bulk, s->page_send_key, s->page_recv_key,
+                             hs->aegis);
   sodium_memzero(s->page_send_key, sizeof s->page_send_key);
   sodium_memzero(s->page_recv_key, sizeof s->page_recv_key);
   sodium_memzero(s->kx_sk, sizeof s->kx_sk);

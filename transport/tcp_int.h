@@ -10,7 +10,8 @@
  * `[u32 big-endian sealed length][secretstream message]`, the message's
  * plaintext being a frame of transport/frame.h. Page bytes follow a
  * PageResponse (GET) or a PagePut raw: either in the clear when both ends
- * set insecure_data, or as AES-256-GCM chunks of PM_TCP_CHUNK bytes of
+ * set insecure_data, or as sealed chunks (AEGIS-128X4 where both ends
+ * have it, else AES-256-GCM) of PM_TCP_CHUNK bytes of
  * plaintext each (the last one shorter) with their 16-byte tags, without
  * length prefixes (the page length is in the frame; see tcp_bulk.c). On
  * tcp a PageGet's rma_length carries the requester's buffer capacity, so
@@ -28,13 +29,15 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "aegis.h"
 #include "core/core_int.h"
 #include "frame.h"
 #include "transport_int.h"
 
 #define PM_TCP_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
 #define PM_TCP_SS_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES
-/* The tag after each sealed chunk of page bytes (AES-256-GCM). */
+/* The tag after each sealed chunk of page bytes (AEGIS-128X4 or
+ * AES-256-GCM). */
 #define PM_TCP_TAG 16u
 /* Plaintext bytes per sealed chunk of page bytes. */
 #define PM_TCP_CHUNK (128u * 1024u)
@@ -81,17 +84,21 @@ typedef struct pm_tcp_secrets {
   crypto_secretstream_xchacha20poly1305_state send_state, recv_state;
 } pm_tcp_secrets;
 
-/* The page-byte cipher of one connection (tcp_bulk.c): an OpenSSL
- * context and a chunk sequence number per direction. */
+/* The page-byte cipher of one connection (tcp_bulk.c): AEGIS-128X4 with
+ * its two keys, or an OpenSSL AES-256-GCM context per direction; and a
+ * chunk sequence number per direction. */
 typedef struct pm_tcp_bulk {
+  const pm_aegis_ops *aegis;   /* NULL: AES-256-GCM */
+  uint8_t *aegis_keys;         /* sodium_malloc: sending | receiving */
   struct evp_cipher_ctx_st *seal, *open;
   uint64_t seal_seq, open_seq;
 } pm_tcp_bulk;
 
-/* Set up both directions from the keys derived in the handshake.
- * Errors: PM_ENOMEM. */
+/* Set up both directions from the keys derived in the handshake, with
+ * AEGIS-128X4 if `aegis` (both ends offered it) or else AES-256-GCM.
+ * Errors: PM_ENOMEM; PM_EPROTO when asked for AEGIS on a CPU without it. */
 int pm__tcp_bulk_init(pm_tcp_bulk *bulk, const uint8_t send_key[32],
-                      const uint8_t recv_key[32]);
+                      const uint8_t recv_key[32], bool aegis);
 void pm__tcp_bulk_free(pm_tcp_bulk *bulk);
 /* Seal `length` (<= PM_TCP_CHUNK) bytes from in into out (may be in) and
  * write the tag. Errors: PM_EIO. */
@@ -105,6 +112,7 @@ int pm__tcp_bulk_open(pm_tcp_bulk *bulk, uint8_t *data, size_t length,
 typedef struct pm_tcp_handshake {
   bool server;
   bool my_insecure, insecure_data; /* insecure_data: agreed by both */
+  bool my_aegis, aegis;            /* aegis: both offered AEGIS-128X4 */
   const uint8_t *cluster_key;      /* the transport's copy */
   const char *cluster_id;
   uint8_t my_hello[PM_TCP_HELLO_SIZE], peer_hello[PM_TCP_HELLO_SIZE];
@@ -113,10 +121,11 @@ typedef struct pm_tcp_handshake {
 } pm_tcp_handshake;
 
 /* Start a handshake: make an ephemeral X25519 key pair and this side's
- * hello (hs->my_hello). Errors: PM_ENOMEM. */
+ * hello (hs->my_hello), which offers AEGIS-128X4 for page bytes if
+ * offer_aegis and this CPU runs it. Errors: PM_ENOMEM. */
 int pm__tcp_hs_start(pm_tcp_handshake *hs, bool server,
                      const uint8_t *cluster_key, const char *cluster_id,
-                     bool insecure_data);
+                     bool insecure_data, bool offer_aegis);
 /* Take the peer's hello: parse it (PM_EPROTO) and derive the session keys
  * bound to the cluster key and the transcript (PM_EAUTH on a degenerate
  * public key). */
@@ -264,6 +273,7 @@ typedef struct pm_tcp {
   uint8_t *cluster_key; /* sodium_malloc, read-only after init */
   char *cluster_id;
   bool insecure_data;
+  bool offer_aegis; /* PAGEMESH_TCP_CIPHER and the CPU allow AEGIS-128X4 */
   uint32_t max_page_size;
   pm_page_server server;
 
@@ -291,8 +301,8 @@ typedef struct pm_tcp {
   atomic_uint_fast64_t gets_sent, gets_served, puts_sent, puts_served;
   atomic_uint_fast64_t bytes_sent, bytes_received;
   atomic_uint_fast64_t auth_failures, decode_failures, timeouts;
-  atomic_uint_fast64_t connects, accepts, handshakes, sealed_page_bytes,
-      clear_page_bytes, retries;
+  atomic_uint_fast64_t connects, accepts, handshakes, aegis_handshakes,
+      sealed_page_bytes, clear_page_bytes, retries;
 } pm_tcp;
 
 /* Server side: start / stop the loop thread and the workers

@@ -54,7 +54,8 @@ static void conn_close(pm_tcp *tcp, pm_tcp_conn *conn) {
 static void accept_one(pm_tcp *tcp, int fd, const char *peer) {
   pm_tcp_conn *conn = pm__tcp_conn_new(fd, peer);
   if (!conn || pm__tcp_hs_start(&conn->hs, true, tcp->cluster_key,
-                                tcp->cluster_id, tcp->insecure_data) != 0) {
+                                tcp->cluster_id, tcp->insecure_data,
+                                tcp->offer_aegis) != 0) {
     PM_LOG_RATELIMITED(PM_LOG_WARN, "tcp", 1000, "%s: dropped: out of memory",
                        peer);
     if (conn)
@@ -161,6 +162,8 @@ static void hs_established(pm_tcp *tcp, pm_tcp_conn *conn) {
   tcp->handshaking--;
   pthread_mutex_unlock(&tcp->server_lock);
   atomic_fetch_add(&tcp->handshakes, 1);
+  if (conn->hs.aegis && !conn->hs.insecure_data)
+    atomic_fetch_add(&tcp->aegis_handshakes, 1);
   epoll_ctl(tcp->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = conn};
   if (epoll_ctl(tcp->work_fd, EPOLL_CTL_ADD, conn->fd, &ev) != 0)

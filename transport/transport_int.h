@@ -69,6 +69,7 @@ typedef struct pm_tcp_counters {
   uint64_t connects;          /* outgoing connections established */
   uint64_t accepts;           /* incoming connections accepted */
   uint64_t handshakes;        /* handshakes completed (both roles) */
+  uint64_t aegis_handshakes;  /* of which seal page bytes in AEGIS-128X4 */
   uint64_t sealed_page_bytes; /* page bytes sent or received encrypted */
   uint64_t clear_page_bytes;  /* page bytes sent or received in the clear */
   uint64_t retries;           /* requests retried on a fresh connection */

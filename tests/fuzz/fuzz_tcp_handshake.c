@@ -1,7 +1,9 @@
 /* Fuzz target for the tcp handshake parser (transport/tcp_handshake.c):
- * the first byte picks the role (server or client) and whether this side
- * asks for insecure_data; the next 72 bytes are the peer's hello and the
- * rest its proof. A stranger never gets past the proof. */
+ * the first byte picks the role (bit 0: server or client), whether this
+ * side asks for insecure_data (bit 1) and offers AEGIS-128X4 (bit 3), and
+ * (bit 2) whether every length is tried as a hello; the next 72 bytes are
+ * the peer's hello and the rest its proof. A stranger never gets past
+ * the proof. */
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   pm_tcp_handshake hs;
   if (pm__tcp_hs_start(&hs, data[0] & 1, key, "fuzz-cluster",
-                       (data[0] >> 1) & 1) != 0)
+                       (data[0] >> 1) & 1, (data[0] >> 3) & 1) != 0)
     return 0;
   size_t hello = size - 1 < PM_TCP_HELLO_SIZE ? size - 1 : PM_TCP_HELLO_SIZE;
   if (data[0] & 4)

@@ -27,16 +27,25 @@ typedef struct pair {
   pm_tcp_handshake client, server;
 } pair;
 
+static void pair_start_offering(pair *p, const uint8_t *client_key,
+                                const char *client_id, bool client_insecure,
+                                bool server_insecure, bool client_aegis,
+                                bool server_aegis) {
+  cr_assert_eq(sodium_init() >= 0, 1);
+  cr_assert_eq(pm__tcp_hs_start(&p->client, false, client_key, client_id,
+                                client_insecure, client_aegis),
+               0);
+  cr_assert_eq(pm__tcp_hs_start(&p->server, true, fixture_key, "test-cluster",
+                                server_insecure, server_aegis),
+               0);
+}
+
+/* Both ends offer AEGIS-128X4 (and get it where the CPU runs it). */
 static void pair_start(pair *p, const uint8_t *client_key,
                        const char *client_id, bool client_insecure,
                        bool server_insecure) {
-  cr_assert_eq(sodium_init() >= 0, 1);
-  cr_assert_eq(pm__tcp_hs_start(&p->client, false, client_key, client_id,
-                                client_insecure),
-               0);
-  cr_assert_eq(pm__tcp_hs_start(&p->server, true, fixture_key, "test-cluster",
-                                server_insecure),
-               0);
+  pair_start_offering(p, client_key, client_id, client_insecure,
+                      server_insecure, true, true);
 }
 
 /* Exchange hellos and the client's proof: the server's verdict. */
@@ -57,9 +66,11 @@ static void pair_free(pair *p) {
   pm__tcp_hs_free(&p->server);
 }
 
-/* A pair that has completed the handshake and set up both directions. */
-static void pair_established(pair *p) {
-  pair_start(p, fixture_key, "test-cluster", false, false);
+/* A pair that has completed the handshake and set up both directions,
+ * each end offering AEGIS-128X4 or not. */
+static void pair_established(pair *p, bool client_aegis, bool server_aegis) {
+  pair_start_offering(p, fixture_key, "test-cluster", false, false,
+                      client_aegis, server_aegis);
   cr_assert_eq(pair_run(p), 0, "%s", pm__errmsg());
   uint8_t proof[PM_TCP_PROOF_SIZE];
   pm__tcp_hs_proof(&p->server, proof);
@@ -70,9 +81,14 @@ static void pair_established(pair *p) {
 
 /* Page chunks sealed by one side open on the other, in order only: a
  * flipped bit, a replayed chunk or a skipped one fails. */
-Test(tcp_handshake, page_cipher_both_ways_in_order) {
+static void page_cipher_both_ways(bool client_aegis, bool server_aegis) {
   pair p;
-  pair_established(&p);
+  pair_established(&p, client_aegis, server_aegis);
+  bool aegis = client_aegis && server_aegis && pm__aegis_best();
+  cr_assert_eq(p.client.aegis, aegis);
+  cr_assert_eq(p.server.aegis, aegis);
+  cr_assert_eq(p.client.bulk.aegis != NULL, aegis);
+  cr_assert_eq(p.server.bulk.aegis != NULL, aegis);
   enum { N = 1000 };
   uint8_t plain[N], a[N], b[N], tag_a[PM_TCP_TAG], tag_b[PM_TCP_TAG];
   pm__random(plain, N);
@@ -97,9 +113,67 @@ Test(tcp_handshake, page_cipher_both_ways_in_order) {
   pair_free(&p);
 }
 
+Test(tcp_handshake, page_cipher_both_ways_in_order) {
+  page_cipher_both_ways(true, true);   /* AEGIS-128X4 where the CPU has it */
+  page_cipher_both_ways(true, false);  /* AES-256-GCM */
+  page_cipher_both_ways(false, true);
+  page_cipher_both_ways(false, false);
+}
+
+/* Which cipher a chunk was sealed with matters: AEGIS-128X4 and
+ * AES-256-GCM chunks do not open under the other, and the two ends of a
+ * pair that disagree on the cipher cannot both think they agree. */
+Test(tcp_handshake, aegis_only_if_both_offer) {
+  if (!pm__aegis_best())
+    cr_skip_test("no AEGIS-128X4 on this CPU");
+  pair p;
+  pair_start_offering(&p, fixture_key, "test-cluster", false, false, true,
+                      false);
+  cr_assert_eq(pair_run(&p), 0);
+  cr_assert(!p.client.aegis && !p.server.aegis);
+  cr_assert(p.client.my_aegis && !p.server.my_aegis);
+  pair_free(&p);
+  /* A man in the middle who strips the offer from the client's hello (to
+   * push the pair to the other cipher) changes the transcript: the
+   * server refuses the client's proof. */
+  pair_start(&p, fixture_key, "test-cluster", false, false);
+  uint8_t hello[PM_TCP_HELLO_SIZE];
+  memcpy(hello, p.client.my_hello, sizeof hello);
+  cr_assert(hello[5] & 2, "the client did not offer AEGIS-128X4");
+  hello[5] &= (uint8_t)~2;
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.server, hello, sizeof hello), 0);
+  cr_assert(!p.server.aegis);
+  cr_assert_eq(pm__tcp_hs_peer_hello(&p.client, p.server.my_hello,
+                                     PM_TCP_HELLO_SIZE),
+               0);
+  cr_assert(p.client.aegis);
+  uint8_t proof[PM_TCP_PROOF_SIZE];
+  pm__tcp_hs_proof(&p.client, proof);
+  cr_assert_eq(pm__tcp_hs_check_proof(&p.server, proof, sizeof proof),
+               PM_EAUTH);
+  pair_free(&p);
+  /* And a chunk sealed under one cipher does not open under the other,
+   * even with the same keys. */
+  pm_tcp_bulk aegis, gcm;
+  uint8_t send_key[32], recv_key[32];
+  pm__random(send_key, sizeof send_key);
+  memcpy(recv_key, send_key, sizeof recv_key);
+  cr_assert_eq(pm__tcp_bulk_init(&aegis, send_key, recv_key, true), 0);
+  cr_assert_eq(pm__tcp_bulk_init(&gcm, send_key, recv_key, false), 0);
+  uint8_t plain[300], sealed[300], tag[PM_TCP_TAG];
+  pm__random(plain, sizeof plain);
+  cr_assert_eq(pm__tcp_bulk_seal(&aegis, plain, sizeof plain, sealed, tag),
+               0);
+  cr_assert_eq(pm__tcp_bulk_open(&gcm, sealed, sizeof sealed, tag),
+               PM_ECORRUPT);
+  pm__tcp_bulk_free(&aegis);
+  pm__tcp_bulk_free(&gcm);
+}
+
+
 Test(tcp_handshake, matching_keys_open_both_streams) {
   pair p;
-  pair_established(&p);
+  pair_established(&p, true, true);
   /* A message sealed by one side opens on the other, both ways. */
   uint8_t sealed[5 + PM_TCP_ABYTES], opened[5];
   unsigned long long length;
@@ -334,6 +408,77 @@ Test(tcp_handshake, page_bytes_encrypted_unless_both_insecure) {
   cr_assert(page_seen_on_wire(1, 1), "insecure_data did not send clear");
 }
 
+/* Open a transport with PAGEMESH_TCP_CIPHER set to `cipher` (NULL: unset). */
+static int open_with_cipher(fixture_peer *peer, const char *cipher,
+                            bool serve_file) {
+  if (cipher)
+    setenv("PAGEMESH_TCP_CIPHER", cipher, 1);
+  else
+    unsetenv("PAGEMESH_TCP_CIPHER");
+  fixture_options o = {.serve_file = serve_file};
+  int rc = fixture_open_with(peer, &o);
+  unsetenv("PAGEMESH_TCP_CIPHER");
+  return rc;
+}
+
+/* Each end offers AEGIS-128X4 unless PAGEMESH_TCP_CIPHER asks for
+ * AES-256-GCM; a connection uses AEGIS only if both ends offer it, and
+ * pages (by copy and by reference, GET and PUT) arrive byte-exact with
+ * either cipher, and never in the clear. */
+Test(tcp_handshake, cipher_agreed_end_to_end) {
+  const char *ciphers[][2] = {{NULL, NULL},
+                              {"aegis-128x4", "aes-256-gcm"},
+                              {"aes-256-gcm", NULL},
+                              {"aes-256-gcm", "aes-256-gcm"}};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(ciphers); i++) {
+    fixture_peer server, client;
+    cr_assert_eq(open_with_cipher(&server, ciphers[i][1], true), 0);
+    cr_assert_eq(open_with_cipher(&client, ciphers[i][0], false), 0);
+    fixture_get_check(client.transport, server.addr, "file:by-reference", 1,
+                      (1u << 20) + 7);
+    fixture_get_check(client.transport, server.addr, "s3://b/by-copy", 0,
+                      300000);
+    size_t size = 200000;
+    uint8_t *page = malloc(size);
+    fixture_fill("s3://b/pushed", 0, page, size);
+    pm_page_request req = fixture_request("s3://b/pushed", 0, size, size);
+    cr_assert_eq(pm__transport_put_page(client.transport, server.addr, &req,
+                                        page, size,
+                                        pm__now_ns() + 5 * FIX_SECOND),
+                 0, "%s", pm__errmsg());
+    pthread_mutex_lock(&server.server.lock);
+    cr_assert_eq(server.server.pushed_length, size);
+    cr_assert_eq(memcmp(server.server.pushed, page, size), 0);
+    pthread_mutex_unlock(&server.server.lock);
+    free(page);
+    pm_tcp_counters c;
+    pm__tcp_counters(client.transport, &c);
+    bool both_offer = true;
+    for (int end = 0; end < 2; end++)
+      if (ciphers[i][end] && strcmp(ciphers[i][end], "aegis-128x4") != 0)
+        both_offer = false;
+    cr_assert_gt(c.handshakes, 0);
+    cr_assert_eq(c.aegis_handshakes,
+                 both_offer && pm__aegis_best() ? c.handshakes : 0,
+                 "case %zu: %llu of %llu handshakes with AEGIS", i,
+                 (unsigned long long)c.aegis_handshakes,
+                 (unsigned long long)c.handshakes);
+    cr_assert_eq(c.clear_page_bytes, 0);
+    fixture_close(&client);
+    fixture_close(&server);
+  }
+  /* AES-256-GCM keeps page bytes off the wire too. */
+  setenv("PAGEMESH_TCP_CIPHER", "aes-256-gcm", 1);
+  bool seen = page_seen_on_wire(0, 0);
+  unsetenv("PAGEMESH_TCP_CIPHER");
+  cr_assert(!seen, "AES-256-GCM page bytes in the clear");
+  /* A cipher pagemesh does not know is refused when the transport opens. */
+  fixture_peer bad;
+  cr_assert_eq(open_with_cipher(&bad, "rot13", false), PM_EINVAL);
+  cr_assert(strstr(pm__errmsg(), "PAGEMESH_TCP_CIPHER=rot13"), "%s",
+            pm__errmsg());
+}
+
 /* ---- hostile clients ------------------------------------------------------ */
 
 static int raw_connect(const char *addr) {
@@ -356,7 +501,7 @@ static pm_tcp_conn *raw_authenticated(const char *addr) {
   uint64_t deadline = pm__now_ns() + FIX_SECOND;
   uint8_t msg[PM_TCP_HELLO_SIZE];
   cr_assert_eq(pm__tcp_hs_start(&conn->hs, false, fixture_key, "test-cluster",
-                                false),
+                                false, true),
                0);
   pm__tcp_write_full(conn->fd, conn->hs.my_hello, PM_TCP_HELLO_SIZE, deadline,
                      addr);
@@ -541,7 +686,7 @@ static void chatty_handshake(pm_tcp_conn *conn) {
   uint64_t deadline = pm__now_ns() + FIX_SECOND;
   uint8_t msg[PM_TCP_HELLO_SIZE];
   cr_assert_eq(pm__tcp_hs_start(&conn->hs, true, fixture_key, "test-cluster",
-                                false),
+                                false, true),
                0);
   cr_assert_eq(pm__tcp_read_full(conn->fd, msg, PM_TCP_HELLO_SIZE, deadline,
                                  "client"),
