@@ -134,5 +134,6 @@ int pm__tcp_counters(pm_transport *transport, pm_tcp_counters *out) {
   out->sealed_page_bytes = atomic_load(&tcp->sealed_page_bytes);
   out->clear_page_bytes = atomic_load(&tcp->clear_page_bytes);
   out->retries = atomic_load(&tcp->retries);
+  out->lingered = atomic_load(&tcp->lingered);
   return 0;
 }

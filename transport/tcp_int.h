@@ -60,6 +60,9 @@
  * that the server has not closed it (a request on a dead one is retried on
  * a fresh connection anyway): one system call less per request. */
 #define PM_TCP_IDLE_TRUST_NS (100ull * 1000000ull)
+/* How long a server worker waits for the next request on the connection
+ * it just answered before handing it back to epoll (tcp_server.c). */
+#define PM_TCP_LINGER_MS 2
 /* Idle connections kept per remote peer. */
 #define PM_TCP_IDLE_MAX 8
 /* Read-ahead of an established connection: every receive also asks for up
@@ -283,6 +286,7 @@ typedef struct pm_tcp {
   pthread_t loop_thread;
   bool loop_started;
   unsigned worker_count;
+  atomic_uint idle_workers; /* workers waiting in epoll_wait */
   pm_tcp_worker *workers;
   pthread_mutex_t server_lock; /* the list below, `stopping` */
   pm_tcp_conn *server_conns;
@@ -302,7 +306,7 @@ typedef struct pm_tcp {
   atomic_uint_fast64_t bytes_sent, bytes_received;
   atomic_uint_fast64_t auth_failures, decode_failures, timeouts;
   atomic_uint_fast64_t connects, accepts, handshakes, aegis_handshakes,
-      sealed_page_bytes, clear_page_bytes, retries;
+      sealed_page_bytes, clear_page_bytes, retries, lingered;
 } pm_tcp;
 
 /* Server side: start / stop the loop thread and the workers

@@ -73,6 +73,8 @@ typedef struct pm_tcp_counters {
   uint64_t sealed_page_bytes; /* page bytes sent or received encrypted */
   uint64_t clear_page_bytes;  /* page bytes sent or received in the clear */
   uint64_t retries;           /* requests retried on a fresh connection */
+  uint64_t lingered;          /* requests a worker waited for on its
+                                 connection (tcp_server.c, linger) */
 } pm_tcp_counters;
 
 /* Copy the tcp backend's counters. Errors: PM_EINVAL if the transport is
