@@ -47,7 +47,10 @@ const pm_aegis_ops *pm__aegis_ops(pm_aegis_width width) {
   case PM_AEGIS_AVX2:
     return f.avx2 && f.vaes && f.ymm_state ? &pm__aegis_avx2 : NULL;
   case PM_AEGIS_AVX512:
-    return f.avx512f && f.vaes && f.zmm_state ? &pm__aegis_avx512 : NULL;
+    /* -mavx512f lets the compiler use AVX2 too: a CPU (or a VM's view of
+     * one) with AVX-512F but without AVX2 gets the narrower builds. */
+    return f.avx512f && f.avx2 && f.vaes && f.zmm_state ? &pm__aegis_avx512
+                                                         : NULL;
   default:
     return NULL;
   }

@@ -63,13 +63,13 @@ static int tcp_init(pm_transport *self, const pm_transport_config *config) {
     return pm__errf(rc, "%s", detail);
   }
   PM_LOG(PM_LOG_INFO, "tcp",
-         "listening on %s (%u threads, page bytes %s%s%s)", tcp->address,
-         config->server_threads ? config->server_threads : 1,
+         "listening on %s (%u threads, page bytes %sencrypted with %s)",
+         tcp->address, config->server_threads ? config->server_threads : 1,
          tcp->insecure_data ? "in the clear where the peer agrees, else "
                             : "",
-         tcp->offer_aegis ? "in AEGIS-128X4 where the peer has it, else "
-                          : "",
-         "in AES-256-GCM");
+         tcp->offer_aegis ? "AEGIS-128X4 where the peer has it, else "
+                            "AES-256-GCM"
+                          : "AES-256-GCM");
   return 0;
 }
 

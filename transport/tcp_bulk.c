@@ -114,7 +114,10 @@ int pm__tcp_bulk_open(pm_tcp_bulk *bulk, uint8_t *data, size_t length,
       EVP_CipherUpdate(bulk->open, data, &n, data, (int)length) != 1 ||
       EVP_CIPHER_CTX_ctrl(bulk->open, EVP_CTRL_GCM_SET_TAG, PM_TCP_TAG,
                           tag_copy) != 1 ||
-      EVP_CipherFinal_ex(bulk->open, data + n, &done) != 1)
+      EVP_CipherFinal_ex(bulk->open, data + n, &done) != 1) {
+    /* The bytes were decrypted before the tag was checked: leave none. */
+    OPENSSL_cleanse(data, length);
     return PM_ECORRUPT;
+  }
   return 0;
 }

@@ -108,7 +108,7 @@ void pm__tcp_bulk_free(pm_tcp_bulk *bulk);
 int pm__tcp_bulk_seal(pm_tcp_bulk *bulk, const uint8_t *in, size_t length,
                       uint8_t *out, uint8_t tag[PM_TCP_TAG]);
 /* Open a chunk in place. Errors: PM_ECORRUPT (the tag does not verify:
- * tampered, dropped, repeated or reordered). */
+ * tampered, dropped, repeated or reordered); the chunk is then zeros. */
 int pm__tcp_bulk_open(pm_tcp_bulk *bulk, uint8_t *data, size_t length,
                       const uint8_t tag[PM_TCP_TAG]);
 
@@ -287,6 +287,7 @@ typedef struct pm_tcp {
   bool loop_started;
   unsigned worker_count;
   atomic_uint idle_workers; /* workers waiting in epoll_wait */
+  atomic_uint lingering;    /* workers waiting on their connection */
   pm_tcp_worker *workers;
   pthread_mutex_t server_lock; /* the list below, `stopping` */
   pm_tcp_conn *server_conns;

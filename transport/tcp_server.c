@@ -290,15 +290,24 @@ static pm_tcp_conn *next_ready(pm_tcp *tcp) {
  * Only under load, though: with no other worker busy, a worker waiting on
  * the socket itself was woken on the requester's CPU, and a lone 1 MiB
  * sealed GET, whose sealing and opening then no longer overlap, took twice
- * as long. So a worker lingers only while another worker is busy and one
- * more waits in epoll_wait (no other connection's request waits for it);
- * true if a request came. */
+ * as long. So a worker lingers only while another worker is busy, and
+ * only while as many workers wait in epoll_wait as linger, itself
+ * included: each lingering worker leaves one free for the other
+ * connections (a request that finds them all taken waits at most
+ * PM_TCP_LINGER_MS). At shutdown the connection is cut, which ends the
+ * wait. True if a request came. */
 static bool linger(pm_tcp *tcp, pm_tcp_conn *conn) {
   unsigned idle = atomic_load(&tcp->idle_workers);
-  if (idle == 0 || tcp->worker_count - idle < 2 || stopping(tcp))
-    return false;
-  struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
-  return poll(&pfd, 1, PM_TCP_LINGER_MS) == 1;
+  if (idle == 0 || tcp->worker_count < idle + 2)
+    return false; /* nobody idle, or no other worker busy */
+  unsigned lingering = atomic_fetch_add(&tcp->lingering, 1) + 1;
+  bool came = false;
+  if (atomic_load(&tcp->idle_workers) >= lingering) {
+    struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
+    came = poll(&pfd, 1, PM_TCP_LINGER_MS) == 1;
+  }
+  atomic_fetch_sub(&tcp->lingering, 1);
+  return came;
 }
 
 static void *worker_main(void *arg) {

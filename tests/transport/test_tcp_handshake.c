@@ -107,6 +107,9 @@ static void page_cipher_both_ways(bool client_aegis, bool server_aegis) {
   cr_assert_eq(pm__tcp_bulk_seal(&p.server.bulk, plain, N, a, tag_a), 0);
   a[17] ^= 4;
   cr_assert_eq(pm__tcp_bulk_open(&p.client.bulk, a, N, tag_a), PM_ECORRUPT);
+  /* A chunk that fails leaves no unauthenticated byte behind. */
+  uint8_t zeros[N] = {0};
+  cr_assert_eq(memcmp(a, zeros, N), 0, "a failed open left bytes");
   cr_assert_eq(pm__tcp_bulk_seal(&p.server.bulk, plain, N, b, tag_b), 0);
   cr_assert_eq(pm__tcp_bulk_open(&p.client.bulk, b, N, tag_b), 0);
   cr_assert_eq(memcmp(b, plain, N), 0);
