@@ -195,21 +195,23 @@ Test(aegis, any_change_fails_and_leaves_zeros) {
   for (int w = 0; w < width_count; w++) {
     const pm_aegis_ops *ops = widths[w];
     ops->seal(key, nonce, ad, sizeof ad, msg, N, ct, tag);
-    ct[N - 1] ^= 1; /* in the partial last step */
-    expect_refused(ops, key, nonce, ad, sizeof ad, ct, N, tag, "ciphertext");
-    ct[N - 1] ^= 1;
-    ct[5] ^= 0x80;
-    expect_refused(ops, key, nonce, ad, sizeof ad, ct, N, tag, "ciphertext");
-    ct[5] ^= 0x80;
-    tag[15] ^= 1;
-    expect_refused(ops, key, nonce, ad, sizeof ad, ct, N, tag, "tag");
-    tag[15] ^= 1;
-    ad[0] ^= 1;
-    expect_refused(ops, key, nonce, ad, sizeof ad, ct, N, tag, "ad");
-    ad[0] ^= 1;
-    nonce[8] ^= 1;
-    expect_refused(ops, key, nonce, ad, sizeof ad, ct, N, tag, "nonce");
-    nonce[8] ^= 1;
+    /* One bit flipped at a time (the ciphertext's last byte is in the
+     * partial last step), then flipped back. */
+    struct {
+      uint8_t *byte;
+      uint8_t bit;
+      const char *what;
+    } flips[] = {{&ct[N - 1], 1, "ciphertext end"},
+                 {&ct[5], 0x80, "ciphertext start"},
+                 {&tag[15], 1, "tag"},
+                 {&ad[0], 1, "ad"},
+                 {&nonce[8], 1, "nonce"}};
+    for (size_t f = 0; f < sizeof flips / sizeof *flips; f++) {
+      *flips[f].byte ^= flips[f].bit;
+      expect_refused(ops, key, nonce, ad, sizeof ad, ct, N, tag,
+                     flips[f].what);
+      *flips[f].byte ^= flips[f].bit;
+    }
     expect_refused(ops, key, nonce, ad, sizeof ad - 1, ct, N, tag,
                    "shorter ad");
     expect_refused(ops, key, nonce, ad, sizeof ad, ct, N - 1, tag,
