@@ -23,16 +23,15 @@ static int copy_config(pm_tcp *tcp, const pm_transport_config *config) {
   sodium_mprotect_readonly(tcp->cluster_key);
   tcp->insecure_data = config->insecure_data != 0;
   const char *cipher = getenv("PAGEMESH_TCP_CIPHER");
-  if (cipher && *cipher && strcmp(cipher, "aegis-128x4") != 0 &&
-      strcmp(cipher, "aes-256-gcm") != 0)
+  bool gcm_only = cipher && strcmp(cipher, "aes-256-gcm") == 0;
+  if (cipher && *cipher && !gcm_only && strcmp(cipher, "aegis-128x4") != 0)
     return pm__errf(PM_EINVAL,
                     "tcp %s: PAGEMESH_TCP_CIPHER=%s is neither aegis-128x4 "
                     "nor aes-256-gcm",
                     config->listen, cipher);
   /* AEGIS-128X4 is offered unless AES-256-GCM is asked for; a connection
    * uses it when the other end offers it too. */
-  tcp->offer_aegis = !(cipher && strcmp(cipher, "aes-256-gcm") == 0) &&
-                     pm__aegis_best() != NULL;
+  tcp->offer_aegis = !gcm_only && pm__aegis_best() != NULL;
   tcp->max_page_size = config->max_page_size;
   tcp->server = config->server;
   return 0;

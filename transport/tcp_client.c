@@ -172,9 +172,7 @@ static int open_conn(pm_tcp *tcp, const char *addr, uint64_t deadline_ns,
     drop(tcp, conn);
     return rc;
   }
-  atomic_fetch_add(&tcp->handshakes, 1);
-  if (conn->hs.aegis && !conn->hs.insecure_data)
-    atomic_fetch_add(&tcp->aegis_handshakes, 1);
+  pm__tcp_count_handshake(tcp, &conn->hs);
   conn->established = true;
   *out = conn;
   return 0;

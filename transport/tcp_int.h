@@ -327,6 +327,15 @@ int pm__tcp_put_page(pm_transport *self, const char *addr,
                      const pm_page_request *req, const void *data,
                      size_t length, uint64_t deadline_ns);
 
+/* Count a completed handshake, and whether its page bytes are sealed in
+ * AEGIS-128X4. */
+static inline void pm__tcp_count_handshake(pm_tcp *tcp,
+                                           const pm_tcp_handshake *hs) {
+  atomic_fetch_add(&tcp->handshakes, 1);
+  if (hs->aegis && !hs->insecure_data)
+    atomic_fetch_add(&tcp->aegis_handshakes, 1);
+}
+
 /* Count a page's bytes as sealed or clear. */
 static inline void pm__tcp_count_page(pm_tcp *tcp, size_t length,
                                       bool sealed) {

@@ -15,9 +15,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -162,9 +162,7 @@ static void hs_established(pm_tcp *tcp, pm_tcp_conn *conn) {
   conn->established = true;
   tcp->handshaking--;
   pthread_mutex_unlock(&tcp->server_lock);
-  atomic_fetch_add(&tcp->handshakes, 1);
-  if (conn->hs.aegis && !conn->hs.insecure_data)
-    atomic_fetch_add(&tcp->aegis_handshakes, 1);
+  pm__tcp_count_handshake(tcp, &conn->hs);
   epoll_ctl(tcp->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = conn};
   if (epoll_ctl(tcp->work_fd, EPOLL_CTL_ADD, conn->fd, &ev) != 0)

@@ -298,8 +298,6 @@ Test(tcp, many_concurrent_gets) {
     fixture_close(&m.peers[i]);
 }
 
-/* ---- deadlines and peers that go away ----------------------------------- */
-
 /* Readers that keep their connections busy are served by workers that
  * wait on those connections (linger in tcp_server.c), with every byte
  * right, and a reader that asks now and then on its own connection is
@@ -372,6 +370,8 @@ Test(tcp, busy_connections_keep_their_worker) {
   fixture_close(&occasional);
   fixture_close(&server);
 }
+
+/* ---- deadlines and peers that go away ----------------------------------- */
 
 Test(tcp, deadline_when_server_stalls) {
   fixture_peer server, client;
