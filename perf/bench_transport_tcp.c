@@ -10,7 +10,9 @@
  * AES-256-GCM (PAGEMESH_TCP_CIPHER=aes-256-gcm, the cipher before
  * AEGIS, as a baseline) and in the clear (insecure_data). The ceiling
  * is a plain socket request/response loop of the same sizes: a 8-byte
- * request, the page written straight from RAM, one connection per thread.
+ * request, the page written straight from RAM, one connection per thread,
+ * with the congestion control the transport's sockets use (cubic unless
+ * PAGEMESH_TCP_CONGESTION names another; see tcp_int.h).
  *
  * Usage: bench_transport_tcp [seconds per measurement, default 1]
  *                            [page KiB] [qd] [rounds, default 3]
@@ -33,6 +35,7 @@
 
 #include "core/core_int.h"
 #include "transport/aegis.h"
+#include "transport/tcp_int.h"
 #include "transport/transport_int.h"
 #include "bench_env.h"
 #include "bench_page_file.h"
@@ -45,6 +48,8 @@
 
 static uint8_t *pages[PAGES];
 static double cell_seconds = 1.0;
+/* The ceiling's sockets use the congestion control the transport's do. */
+static char congestion[PM_TCP_CC_MAX];
 
 /* ---- the page server ----------------------------------------------------- */
 
@@ -87,12 +92,17 @@ typedef struct result {
   double mb_per_s, p50_us, p99_us;
 } result;
 
-static int raw_connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+static void raw_sockopts(int fd) {
   int one = 1, size = SOCKET_BUFFER;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  pm__tcp_set_congestion(fd, congestion);
+}
+
+static int raw_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  raw_sockopts(fd);
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons((uint16_t)port),
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -210,10 +220,7 @@ static void *raw_accept_main(void *arg) {
     int fd = accept(listen_fd, NULL, NULL);
     if (fd < 0)
       return NULL;
-    int one = 1, size = SOCKET_BUFFER;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    raw_sockopts(fd);
     pthread_t thread;
     pthread_create(&thread, NULL, raw_conn_main, (void *)(intptr_t)fd);
     pthread_detach(thread);
@@ -222,6 +229,7 @@ static void *raw_accept_main(void *arg) {
 
 static int raw_server_start(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  pm__tcp_set_congestion(fd, congestion); /* accepted ones start with it */
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof sa;
@@ -271,6 +279,10 @@ int main(int argc, char **argv) {
     pm__random(pages[i], MAX_PAGE);
   }
   bench_page_file_make(pages, PAGES, MAX_PAGE, 64u << 10, MAX_PAGE);
+  if (pm__tcp_congestion_pick(congestion) != 0) {
+    fprintf(stderr, "%s\n", pm__errmsg());
+    return 1;
+  }
   int raw_port = raw_server_start();
   pm_transport *server[KINDS] = {0}, *client[KINDS] = {0};
   char addr[KINDS][PM_ADDR_MAX];
@@ -280,9 +292,11 @@ int main(int argc, char **argv) {
     pm__transport_address(server[k], addr[k], PM_ADDR_MAX);
   }
   const pm_aegis_ops *aegis = pm__aegis_best();
-  printf("tcp encrypted: %s%s%s.\n",
+  printf("tcp encrypted: %s%s%s. Congestion control of every socket, "
+         "the ceiling's too: %s.\n",
          aegis ? "AEGIS-128X4 (" : "AES-256-GCM (this CPU has no AES-NI",
-         aegis ? aegis->name : "", ")");
+         aegis ? aegis->name : "", ")",
+         congestion[0] ? congestion : "the kernel's default");
   printf("Remote-hit GETs over loopback, best of %d rounds of %.1f s per "
          "cell and path, %ld cores.\n\n", rounds, cell_seconds,
          sysconf(_SC_NPROCESSORS_ONLN));

@@ -32,6 +32,12 @@ static int copy_config(pm_tcp *tcp, const pm_transport_config *config) {
   /* AEGIS-128X4 is offered unless AES-256-GCM is asked for; a connection
    * uses it when the other end offers it too. */
   tcp->offer_aegis = !gcm_only && pm__aegis_best() != NULL;
+  int rc = pm__tcp_congestion_pick(tcp->congestion);
+  if (rc) {
+    char detail[PM_ERRMSG_MAX];
+    snprintf(detail, sizeof detail, "%s", pm__errmsg());
+    return pm__errf(rc, "tcp %s: %s", config->listen, detail);
+  }
   tcp->max_page_size = config->max_page_size;
   tcp->server = config->server;
   return 0;
@@ -51,8 +57,8 @@ static int tcp_init(pm_transport *self, const pm_transport_config *config) {
   }
   int rc = copy_config(tcp, config);
   if (!rc)
-    rc = pm__tcp_listen(config->listen, &tcp->listen_fd, tcp->address,
-                        sizeof tcp->address);
+    rc = pm__tcp_listen(config->listen, tcp->congestion, &tcp->listen_fd,
+                        tcp->address, sizeof tcp->address);
   if (!rc)
     rc = pm__tcp_server_start(tcp, config->server_threads);
   if (rc) {
@@ -62,13 +68,15 @@ static int tcp_init(pm_transport *self, const pm_transport_config *config) {
     return pm__errf(rc, "%s", detail);
   }
   PM_LOG(PM_LOG_INFO, "tcp",
-         "listening on %s (%u threads, page bytes %sencrypted with %s)",
+         "listening on %s (%u threads, page bytes %sencrypted with %s, "
+         "congestion control %s)",
          tcp->address, config->server_threads ? config->server_threads : 1,
          tcp->insecure_data ? "in the clear where the peer agrees, else "
                             : "",
          tcp->offer_aegis ? "AEGIS-128X4 where the peer has it, else "
                             "AES-256-GCM"
-                          : "AES-256-GCM");
+                          : "AES-256-GCM",
+         tcp->congestion[0] ? tcp->congestion : "the kernel's default");
   return 0;
 }
 

@@ -153,7 +153,7 @@ static int handshake(pm_tcp *tcp, pm_tcp_conn *conn, uint64_t deadline_ns) {
 static int open_conn(pm_tcp *tcp, const char *addr, uint64_t deadline_ns,
                      pm_tcp_conn **out) {
   int fd = -1;
-  int rc = pm__tcp_connect(addr, deadline_ns, &fd);
+  int rc = pm__tcp_connect(addr, tcp->congestion, deadline_ns, &fd);
   if (rc)
     return rc;
   pm_tcp_conn *conn = pm__tcp_conn_new(fd, addr);

@@ -39,6 +39,15 @@
 /* The tag after each sealed chunk of page bytes (AEGIS-128X4 or
  * AES-256-GCM). */
 #define PM_TCP_TAG 16u
+/* The congestion control of the transport's sockets unless
+ * PAGEMESH_TCP_CONGESTION names another. Not bbr, where that is the
+ * kernel's default: without the fq qdisc, bbr paces each connection with
+ * a timer of its own, and on the VM we measure on that cost a sealed
+ * 1 MiB GET at queue depth 8 about 30% of its throughput (~40k timer
+ * interrupts a second; bench_transport_tcp, back-to-back runs). */
+#define PM_TCP_CC_DEFAULT "cubic"
+/* Longest congestion control name, with its NUL (TCP_CA_NAME_MAX). */
+#define PM_TCP_CC_MAX 16
 /* Plaintext bytes per sealed chunk of page bytes. */
 #define PM_TCP_CHUNK (128u * 1024u)
 /* Largest sealed control message on the wire (after its prefix). */
@@ -215,16 +224,32 @@ int pm__tcp_conn_recv_page(pm_tcp_conn *conn, void *dst, size_t length,
 
 /* ---- sockets (tcp_io.c) ------------------------------------------------- */
 
-/* Bind and listen on "IP:PORT"; the bound address goes to bound_out. */
-int pm__tcp_listen(const char *addr, int *fd_out, char *bound_out,
-                   size_t bound_size);
-/* Connect to "IP:PORT" before the deadline. */
-int pm__tcp_connect(const char *addr, uint64_t deadline_ns, int *fd_out);
+/* Bind and listen on "IP:PORT" with the congestion control picked
+ * (accepted connections start with it); the bound address goes to
+ * bound_out. */
+int pm__tcp_listen(const char *addr, const char *congestion, int *fd_out,
+                   char *bound_out, size_t bound_size);
+/* Connect to "IP:PORT" before the deadline, with pm__tcp_sockopts. */
+int pm__tcp_connect(const char *addr, const char *congestion,
+                    uint64_t deadline_ns, int *fd_out);
 /* "IP:PORT" (IPv6 as "[IP]:PORT") of a socket address. */
 void pm__tcp_format_addr(const struct sockaddr_storage *ss, char *out,
                          size_t out_size);
-/* Non-blocking, TCP_NODELAY, large buffers. */
-void pm__tcp_sockopts(int fd);
+/* The congestion control of the transport's sockets, from
+ * PAGEMESH_TCP_CONGESTION: a name the kernel allows, "system" for the
+ * kernel's default (out is then ""), unset or empty for
+ * PM_TCP_CC_DEFAULT (or the kernel's default, logged, where the kernel
+ * has no such module). Tried on a socket here, so that a bad name fails
+ * once. Errors: PM_EINVAL (a name the kernel refuses, with its reason). */
+int pm__tcp_congestion_pick(char out[PM_TCP_CC_MAX]);
+/* TCP_CONGESTION on fd (name "" leaves it): false if the kernel refused
+ * (errno says why). */
+bool pm__tcp_set_congestion(int fd, const char *name);
+/* Non-blocking, TCP_NODELAY, large buffers, the congestion control
+ * picked (pm__tcp_congestion_pick; "" for the kernel's default). Before
+ * connect: a connection that started with bbr stays paced after a
+ * switch (the kernel keeps its pacing on). */
+void pm__tcp_sockopts(int fd, const char *congestion);
 /* Whole reads and writes before a deadline. A closed or reset connection
  * is PM_EUNREACHABLE; past the deadline PM_ETIMEDOUT. The detail names
  * the peer. */
@@ -277,6 +302,7 @@ typedef struct pm_tcp {
   char *cluster_id;
   bool insecure_data;
   bool offer_aegis; /* PAGEMESH_TCP_CIPHER and the CPU allow AEGIS-128X4 */
+  char congestion[PM_TCP_CC_MAX]; /* pm__tcp_congestion_pick */
   uint32_t max_page_size;
   pm_page_server server;
 

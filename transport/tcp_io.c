@@ -1,7 +1,8 @@
 /*
  * transport/tcp_io.c - the socket layer of the tcp transport: parsing
  * "IP:PORT" addresses (numeric only: a DNS lookup cannot honour a
- * deadline), listening, connecting before a deadline, socket options, and
+ * deadline), listening, connecting before a deadline, socket options
+ * (the congestion control among them), and
  * whole reads and writes on non-blocking sockets that wait with ppoll until
  * a deadline. Errors are converted here, once, with the peer in the detail.
  */
@@ -14,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -70,16 +72,55 @@ void pm__tcp_format_addr(const struct sockaddr_storage *ss, char *out,
   snprintf(out, out_size, "%s:%u", host, port);
 }
 
-void pm__tcp_sockopts(int fd) {
+bool pm__tcp_set_congestion(int fd, const char *name) {
+  return !name[0] ||
+         setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, strlen(name)) == 0;
+}
+
+int pm__tcp_congestion_pick(char out[PM_TCP_CC_MAX]) {
+  const char *asked = getenv("PAGEMESH_TCP_CONGESTION");
+  bool explicit = asked && *asked;
+  const char *name = explicit ? asked : PM_TCP_CC_DEFAULT;
+  out[0] = '\0';
+  if (strcmp(name, "system") == 0)
+    return 0;
+  if (strlen(name) >= PM_TCP_CC_MAX)
+    return pm__errf(PM_EINVAL, "PAGEMESH_TCP_CONGESTION=%s: not a "
+                    "congestion control name", name);
+  /* Try it on a socket of our own, so a bad name fails here, once. */
+  int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0)
+    probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int e = probe < 0 ? errno : 0;
+  if (probe >= 0 && !pm__tcp_set_congestion(probe, name))
+    e = errno;
+  if (probe >= 0)
+    close(probe);
+  if (e && explicit)
+    return pm__errf(PM_EINVAL, "PAGEMESH_TCP_CONGESTION=%s: %s (see "
+                    "/proc/sys/net/ipv4/tcp_allowed_congestion_control, or "
+                    "\"system\" for the kernel's default)", name,
+                    strerror(e));
+  if (e) {
+    PM_LOG(PM_LOG_INFO, "tcp", "congestion control %s: %s: keeping the "
+           "kernel's default", name, strerror(e));
+    return 0;
+  }
+  snprintf(out, PM_TCP_CC_MAX, "%s", name);
+  return 0;
+}
+
+void pm__tcp_sockopts(int fd, const char *congestion) {
   int one = 1, size = SOCKET_BUFFER;
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  pm__tcp_set_congestion(fd, congestion); /* allowed: tried when picked */
 }
 
-int pm__tcp_listen(const char *addr, int *fd_out, char *bound_out,
-                   size_t bound_size) {
+int pm__tcp_listen(const char *addr, const char *congestion, int *fd_out,
+                   char *bound_out, size_t bound_size) {
   struct sockaddr_storage ss;
   socklen_t len;
   int rc = parse_addr(addr, &ss, &len);
@@ -92,6 +133,9 @@ int pm__tcp_listen(const char *addr, int *fd_out, char *bound_out,
                     strerror(errno));
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* Here, so that a connection starts with it: one switched away from
+   * bbr after it started stays paced. */
+  pm__tcp_set_congestion(fd, congestion);
   if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 512) != 0) {
     int e = errno;
     close(fd);
@@ -125,7 +169,8 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns,
   }
 }
 
-int pm__tcp_connect(const char *addr, uint64_t deadline_ns, int *fd_out) {
+int pm__tcp_connect(const char *addr, const char *congestion,
+                    uint64_t deadline_ns, int *fd_out) {
   struct sockaddr_storage ss;
   socklen_t len;
   int rc = parse_addr(addr, &ss, &len);
@@ -135,7 +180,7 @@ int pm__tcp_connect(const char *addr, uint64_t deadline_ns, int *fd_out) {
   if (fd < 0)
     return pm__errf(pm__err_from_errno(errno), "%s: socket: %s", addr,
                     strerror(errno));
-  pm__tcp_sockopts(fd);
+  pm__tcp_sockopts(fd, congestion);
   if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
     if (errno != EINPROGRESS) {
       rc = pm__errf(PM_EUNREACHABLE, "%s: connect: %s", addr,

@@ -130,7 +130,7 @@ static void accept_all(pm_tcp *tcp) {
                          "longest", oldest->peer, PM_TCP_HANDSHAKING_MAX);
       conn_close(tcp, oldest);
     }
-    pm__tcp_sockopts(fd);
+    pm__tcp_sockopts(fd, tcp->congestion);
     accept_one(tcp, fd, peer);
   }
 }

@@ -6,7 +6,9 @@
  * closing a transport with requests in flight. Authentication, the clear
  * mode and hostile clients are in test_tcp_handshake.c. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "tcp_fixture.h"
@@ -369,6 +371,112 @@ Test(tcp, busy_connections_keep_their_worker) {
     fixture_close(&clients[i]);
   fixture_close(&occasional);
   fixture_close(&server);
+}
+
+/* ---- congestion control -------------------------------------------------- */
+
+/* The port of an "IP:PORT" address. */
+static unsigned port_of(const char *addr) {
+  return (unsigned)atoi(strrchr(addr, ':') + 1);
+}
+
+/* The congestion control of every TCP socket of this process with `port`
+ * at either end (both ends of a connection, and the listener): how many,
+ * each checked to be `want`. */
+static int sockets_with_congestion(unsigned port, const char *want) {
+  DIR *dir = opendir("/proc/self/fd");
+  cr_assert_not_null(dir);
+  int count = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    int fd = atoi(e->d_name);
+    struct sockaddr_in ends[2];
+    socklen_t len[2] = {sizeof ends[0], sizeof ends[1]};
+    if (e->d_name[0] == '.' || fd == dirfd(dir) ||
+        getsockname(fd, (struct sockaddr *)&ends[0], &len[0]) != 0 ||
+        ends[0].sin_family != AF_INET)
+      continue;
+    if (getpeername(fd, (struct sockaddr *)&ends[1], &len[1]) != 0)
+      ends[1].sin_port = 0; /* the listener */
+    if (ntohs(ends[0].sin_port) != port && ntohs(ends[1].sin_port) != port)
+      continue;
+    char name[PM_TCP_CC_MAX + 1] = "";
+    socklen_t name_len = PM_TCP_CC_MAX;
+    cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &name_len),
+                 0);
+    cr_assert_str_eq(name, want, "fd %d (port %u): %s, not %s", fd, port,
+                     name, want);
+    count++;
+  }
+  closedir(dir);
+  return count;
+}
+
+/* Whether the kernel would let this process use `name`. */
+static bool kernel_allows(const char *name) {
+  char line[512] = "";
+  FILE *fp = fopen("/proc/sys/net/ipv4/tcp_allowed_congestion_control", "r");
+  if (fp) {
+    if (!fgets(line, sizeof line, fp))
+      line[0] = '\0';
+    fclose(fp);
+  }
+  for (char *w = strtok(line, " \n"); w; w = strtok(NULL, " \n"))
+    if (strcmp(w, name) == 0)
+      return true;
+  return false;
+}
+
+/* With PAGEMESH_TCP_CONGESTION=`env` (NULL: unset), a GET between two
+ * transports; every socket of the connection, and the server's listener,
+ * runs `want`. */
+static void congestion_case(const char *env, const char *want) {
+  if (env)
+    setenv("PAGEMESH_TCP_CONGESTION", env, 1);
+  else
+    unsetenv("PAGEMESH_TCP_CONGESTION");
+  fixture_peer server, client;
+  fixture_open(&server);
+  fixture_open(&client);
+  unsetenv("PAGEMESH_TCP_CONGESTION");
+  fixture_get_check(client.transport, server.addr, "s3://b/cc", 0, 1 << 20);
+  /* The listener, the client's socket and the one the server accepted. */
+  cr_assert_eq(sockets_with_congestion(port_of(server.addr), want), 3,
+               "PAGEMESH_TCP_CONGESTION=%s", env ? env : "(unset)");
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
+/* Both ends' sockets start with cubic unless PAGEMESH_TCP_CONGESTION names
+ * another ("system": the kernel's default); a name the kernel refuses
+ * fails the open. */
+Test(tcp, congestion_control_of_both_ends) {
+  char system_cc[PM_TCP_CC_MAX + 8] = "";
+  FILE *fp = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
+  cr_assert_not_null(fp);
+  cr_assert_not_null(fgets(system_cc, sizeof system_cc, fp));
+  fclose(fp);
+  system_cc[strcspn(system_cc, "\n")] = '\0';
+  if (!kernel_allows("cubic") || !kernel_allows("reno"))
+    cr_skip_test("this kernel does not allow cubic and reno");
+  congestion_case(NULL, "cubic");
+  congestion_case("", "cubic");
+  congestion_case("reno", "reno");
+  congestion_case("system", system_cc);
+
+  /* Unknown to the kernel, and too long to be a name. */
+  const char *bad_names[] = {"no-such-cc", "no-such-algorithm-at-all"};
+  for (size_t i = 0; i < PM_ARRAY_SIZE(bad_names); i++) {
+    setenv("PAGEMESH_TCP_CONGESTION", bad_names[i], 1);
+    fixture_peer bad;
+    fixture_options o = {0};
+    int rc = fixture_open_with(&bad, &o);
+    unsetenv("PAGEMESH_TCP_CONGESTION");
+    cr_assert_eq(rc, PM_EINVAL);
+    char want[64];
+    snprintf(want, sizeof want, "PAGEMESH_TCP_CONGESTION=%s", bad_names[i]);
+    cr_assert(strstr(pm__errmsg(), want), "%s", pm__errmsg());
+  }
 }
 
 /* ---- deadlines and peers that go away ----------------------------------- */

@@ -344,9 +344,9 @@ static void *proxy_main(void *arg) {
     return NULL;
   int client = accept(p->listen_fd, NULL, NULL), server = -1;
   if (client < 0 ||
-      pm__tcp_connect(p->target, pm__now_ns() + FIX_SECOND, &server) != 0)
+      pm__tcp_connect(p->target, "", pm__now_ns() + FIX_SECOND, &server) != 0)
     goto out;
-  pm__tcp_sockopts(client);
+  pm__tcp_sockopts(client, "");
   for (;;) {
     struct pollfd fds[2] = {{.fd = client, .events = POLLIN},
                             {.fd = server, .events = POLLIN}};
@@ -370,7 +370,7 @@ static void proxy_start(proxy *p, const char *target) {
   snprintf(p->target, sizeof p->target, "%s", target);
   p->seen_cap = 4u << 20;
   p->seen = malloc(p->seen_cap);
-  cr_assert_eq(pm__tcp_listen("127.0.0.1:0", &p->listen_fd, p->addr,
+  cr_assert_eq(pm__tcp_listen("127.0.0.1:0", "", &p->listen_fd, p->addr,
                               sizeof p->addr),
                0);
   pthread_create(&p->thread, NULL, proxy_main, p);
@@ -486,7 +486,7 @@ Test(tcp_handshake, cipher_agreed_end_to_end) {
 
 static int raw_connect(const char *addr) {
   int fd = -1;
-  cr_assert_eq(pm__tcp_connect(addr, pm__now_ns() + FIX_SECOND, &fd), 0);
+  cr_assert_eq(pm__tcp_connect(addr, "", pm__now_ns() + FIX_SECOND, &fd), 0);
   return fd;
 }
 
@@ -745,7 +745,7 @@ static void *chatty_main(void *arg) {
     if (fd < 0)
       return NULL;
     atomic_fetch_add(&s->accepts, 1);
-    pm__tcp_sockopts(fd);
+    pm__tcp_sockopts(fd, "");
     pm_tcp_conn *conn = pm__tcp_conn_new(fd, "client");
     chatty_handshake(conn);
     Pm__PageFrame *request;
@@ -762,7 +762,7 @@ static void *chatty_main(void *arg) {
  * byte arrives with the answer, so the client has read it ahead. */
 Test(tcp_handshake, connection_with_bytes_beyond_the_answer_not_reused) {
   chatty_server s = {.listen_fd = -1};
-  cr_assert_eq(pm__tcp_listen("127.0.0.1:0", &s.listen_fd, s.addr,
+  cr_assert_eq(pm__tcp_listen("127.0.0.1:0", "", &s.listen_fd, s.addr,
                               sizeof s.addr),
                0);
   fcntl(s.listen_fd, F_SETFL, fcntl(s.listen_fd, F_GETFL) & ~O_NONBLOCK);
