@@ -5,7 +5,10 @@
  * number of concurrent readers as a benchmark workload. Each client thread
  * has its own connection and sends an 8-byte request; a server thread
  * answers with `size` bytes written straight from RAM. No encryption, no
- * checksums, no cache lookups: the best any remote hit could do.
+ * checksums, no cache lookups: the best any remote hit could do. Its
+ * sockets use the congestion control pagemesh's tcp transport would
+ * (cubic unless PAGEMESH_TCP_CONGESTION names another), so that the two
+ * are compared on the same terms.
  *
  * usage: epoch_loopback SIZE_BYTES CONNECTIONS SECONDS
  * prints one JSON line: {"mb_per_s":..,"p50_us":..,"p99_us":..,"requests":..}
@@ -21,6 +24,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "transport/tcp_int.h"
 
 #define MAX_CONNECTIONS 64
 #define MAX_SAMPLES (1u << 20)
@@ -38,6 +43,7 @@ typedef struct client {
 } client;
 
 static uint8_t *payload;
+static char congestion[PM_TCP_CC_MAX];
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -50,6 +56,7 @@ static void tune(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  pm__tcp_set_congestion(fd, congestion);
 }
 
 static int read_full(int fd, void *buf, size_t length) {
@@ -101,6 +108,8 @@ static void *accept_loop(void *arg) {
 
 static int listen_loopback(int *port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd >= 0)
+    pm__tcp_set_congestion(fd, congestion); /* accepted ones start with it */
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof sa;
@@ -159,6 +168,8 @@ int main(int argc, char **argv) {
   double seconds = atof(argv[3]);
   if (size == 0 || conns < 1 || conns > MAX_CONNECTIONS || seconds <= 0)
     return fprintf(stderr, "epoch_loopback: bad arguments\n"), 2;
+  if (pm__tcp_congestion_pick(congestion) != 0)
+    return fprintf(stderr, "epoch_loopback: %s\n", pm__errmsg()), 2;
   payload = malloc(size);
   memset(payload, 0x5a, size);
   int port;
