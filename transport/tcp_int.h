@@ -313,7 +313,6 @@ typedef struct pm_tcp {
   bool loop_started;
   unsigned worker_count;
   atomic_uint idle_workers; /* workers waiting in epoll_wait */
-  atomic_uint lingering;    /* workers waiting on their connection */
   pm_tcp_worker *workers;
   pthread_mutex_t server_lock; /* the list below, `stopping` */
   pm_tcp_conn *server_conns;

@@ -288,24 +288,27 @@ static pm_tcp_conn *next_ready(pm_tcp *tcp) {
  * Only under load, though: with no other worker busy, a worker waiting on
  * the socket itself was woken on the requester's CPU, and a lone 1 MiB
  * sealed GET, whose sealing and opening then no longer overlap, took twice
- * as long. So a worker lingers only while another worker is busy, and
- * only while as many workers wait in epoll_wait as linger, itself
- * included: each lingering worker leaves one free for the other
- * connections (a request that finds them all taken waits at most
- * PM_TCP_LINGER_MS). At shutdown the connection is cut, which ends the
- * wait. True if a request came. */
+ * as long. So a worker lingers only while another worker is busy. It
+ * waits on the workers' epoll set too, and stops lingering as soon as
+ * another connection has a request that no worker has taken, unless a
+ * worker is idle to take it: a lingering worker is as free for the other
+ * connections as one in epoll_wait, so every worker may linger at once
+ * (64 KiB GETs at queue depth 8 moved 10-16% more than when each
+ * lingering worker had to leave one idle). At shutdown the eventfd in
+ * that set ends the wait. True if the connection's request came. */
 static bool linger(pm_tcp *tcp, pm_tcp_conn *conn) {
   unsigned idle = atomic_load(&tcp->idle_workers);
-  if (idle == 0 || tcp->worker_count < idle + 2)
-    return false; /* nobody idle, or no other worker busy */
-  unsigned lingering = atomic_fetch_add(&tcp->lingering, 1) + 1;
-  bool came = false;
-  if (atomic_load(&tcp->idle_workers) >= lingering) {
-    struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
-    came = poll(&pfd, 1, PM_TCP_LINGER_MS) == 1;
-  }
-  atomic_fetch_sub(&tcp->lingering, 1);
-  return came;
+  if (tcp->worker_count < idle + 2)
+    return false; /* no other worker busy */
+  struct pollfd pfd[2] = {{.fd = conn->fd, .events = POLLIN},
+                          {.fd = tcp->work_fd, .events = POLLIN}};
+  if (poll(pfd, 2, PM_TCP_LINGER_MS) <= 0)
+    return false;
+  bool mine = (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+  bool others = (pfd[1].revents & POLLIN) != 0;
+  /* Its own request first, unless another connection's waits too and no
+   * worker is idle to take it (epoll_wait wakes one of those). */
+  return mine && (!others || atomic_load(&tcp->idle_workers) > 0);
 }
 
 static void *worker_main(void *arg) {
