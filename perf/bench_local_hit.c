@@ -9,7 +9,10 @@
  * pm_map (zero copy). In every column the reader then consumes the bytes
  * once (sums them), as a data loader would: with pread and pm_read from
  * its buffer, with pm_map straight from the mapping. Every side reads from
- * the kernel's page cache, so this measures pagemesh's own overhead.
+ * the kernel's page cache, so this measures pagemesh's own overhead. Each
+ * 8-byte word of the object is a hash of its position, and the sum of
+ * every 64 KiB block is kept: a read that returns other bytes than the
+ * object's at its offset stops the benchmark.
  *
  * usage: bench_local_hit [DIR] [MiB] [seconds]
  */
@@ -29,35 +32,64 @@ static double now_s(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int make_file(const char *path, size_t bytes) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0)
-    return -1;
-  char *buf = malloc(1 << 20);
-  for (size_t i = 0; i < (1 << 20); i++)
-    buf[i] = (char)(i * 31 + 7);
-  for (size_t done = 0; done < bytes; done += 1 << 20)
-    if (write(fd, buf, 1 << 20) != 1 << 20)
-      return -1;
-  free(buf);
-  return close(fd);
-}
-
-/* Read every byte once, as a consumer of the data would. */
-static volatile uint64_t sink;
-static void consume(const void *data, size_t length) {
+/* Read every byte once, as a consumer of the data would: their sum as
+ * 64-bit words. */
+static uint64_t sum_words(const void *data, size_t length) {
   const uint64_t *w = data;
   uint64_t sum = 0;
   for (size_t i = 0; i < length / 8; i++)
     sum += w[i];
-  sink += sum;
+  return sum;
 }
+
+#define BLOCK (64u << 10) /* reads are whole blocks */
 
 typedef struct run {
   const char *path;
   size_t file_bytes, read_size;
   double seconds;
+  uint64_t *block_sums; /* sum_words of each BLOCK of the object */
 } run;
+
+/* The object's word at word index i: a hash of i (splitmix64). */
+static uint64_t word_at(uint64_t i) {
+  uint64_t z = i + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Write the object (file_bytes, a multiple of BLOCK) and keep the sum of
+ * each block. */
+static int make_file(run *r) {
+  int fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  uint64_t *buf = malloc(BLOCK);
+  r->block_sums = calloc(r->file_bytes / BLOCK, sizeof *r->block_sums);
+  if (fd < 0 || !buf || !r->block_sums)
+    return -1;
+  for (size_t b = 0; b < r->file_bytes / BLOCK; b++) {
+    for (size_t i = 0; i < BLOCK / 8; i++)
+      buf[i] = word_at(b * (BLOCK / 8) + i);
+    r->block_sums[b] = sum_words(buf, BLOCK);
+    if (write(fd, buf, BLOCK) != BLOCK)
+      return -1;
+  }
+  free(buf);
+  return close(fd);
+}
+
+/* Consume a read of the object at `off`; stop if its bytes are wrong. */
+static void consume(const run *r, const char *what, uint64_t off,
+                    const void *data) {
+  uint64_t want = 0;
+  for (uint64_t b = off / BLOCK; b < (off + r->read_size) / BLOCK; b++)
+    want += r->block_sums[b];
+  if (sum_words(data, r->read_size) == want)
+    return;
+  fprintf(stderr, "%s: the %zu bytes at offset %llu are not the object's\n",
+          what, r->read_size, (unsigned long long)off);
+  exit(1);
+}
 
 /* Random aligned reads for `seconds`; returns MB/s. */
 static double bench_pread(const run *r, char *buf) {
@@ -71,7 +103,7 @@ static double bench_pread(const run *r, char *buf) {
       off_t off = (off_t)(rand_r(&seed) % slots) * (off_t)r->read_size;
       if (pread(fd, buf, r->read_size, off) != (ssize_t)r->read_size)
         abort();
-      consume(buf, r->read_size);
+      consume(r, "pread", (uint64_t)off, buf);
       bytes += r->read_size;
     }
   }
@@ -92,7 +124,7 @@ static double bench_peer(const run *r, pm_peer *peer, char *buf) {
         fprintf(stderr, "pm_read: %s\n", pm_peer_errmsg(peer));
         abort();
       }
-      consume(buf, r->read_size);
+      consume(r, "pm_read", off, buf);
       bytes += r->read_size;
     }
   }
@@ -113,7 +145,7 @@ static double bench_map(const run *r, pm_peer *peer) {
         fprintf(stderr, "pm_map: %s\n", pm_peer_errmsg(peer));
         abort();
       }
-      consume(m.data, m.length);
+      consume(r, "pm_map", off, m.data);
       pm_unmap(peer, &m);
       bytes += r->read_size;
     }
@@ -151,10 +183,9 @@ int main(int argc, char **argv) {
   snprintf(cache_disk, sizeof cache_disk, "%s/cache-disk", dir);
   snprintf(cache_ram, sizeof cache_ram, "%s/cache-ram", dir);
   mkdir(dir, 0755);
-  if (make_file(path, mib << 20) != 0)
-    return perror("make_file"), 1;
-
   run r = {.path = path, .file_bytes = mib << 20, .seconds = secs};
+  if (make_file(&r) != 0)
+    return perror("make_file"), 1;
   pm_peer *disk_peer = open_peer(cache_disk, 0, &r);
   pm_peer *ram_peer = open_peer(cache_ram, (uint64_t)(mib + 16) << 20, &r);
   pm_peer *attached = open_peer(cache_disk, 0, &r); /* attaches */
@@ -189,6 +220,7 @@ int main(int argc, char **argv) {
   pm_peer_close(disk_peer);
   pm_peer_close(ram_peer);
   free(buf);
+  free(r.block_sums);
   char cmd[4300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   return system(cmd) != 0;
