@@ -21,6 +21,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/core_int.h"
@@ -279,6 +280,16 @@ static pm_tcp_conn *next_ready(pm_tcp *tcp) {
   }
 }
 
+/* Hand a connection back to the workers' epoll set after its requests,
+ * or close it (rc: the last request's result). */
+static void hand_back(pm_tcp *tcp, pm_tcp_conn *conn, int rc) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
+                           .data.ptr = conn};
+  if (rc || conn->broken ||
+      epoll_ctl(tcp->work_fd, EPOLL_CTL_MOD, conn->fd, &ev) != 0)
+    conn_close(tcp, conn);
+}
+
 /* After an answer, wait a little for the connection's next request and
  * serve it in this worker, rather than hand the connection back to epoll
  * at once. Under load, going back through epoll for every request cost
@@ -288,52 +299,61 @@ static pm_tcp_conn *next_ready(pm_tcp *tcp) {
  * Only under load, though: with no other worker busy, a worker waiting on
  * the socket itself was woken on the requester's CPU, and a lone 1 MiB
  * sealed GET, whose sealing and opening then no longer overlap, took twice
- * as long. So a worker lingers only while another worker is busy. It
- * waits on the workers' epoll set too, and stops lingering as soon as
- * another connection has a request that no worker has taken, unless a
- * worker is idle to take it: a lingering worker is as free for the other
- * connections as one in epoll_wait, so every worker may linger at once
- * (64 KiB GETs at queue depth 8 moved 10-16% more than when each
- * lingering worker had to leave one idle). At shutdown the eventfd in
- * that set ends the wait. True if the connection's request came. */
-static bool linger(pm_tcp *tcp, pm_tcp_conn *conn) {
-  unsigned idle = atomic_load(&tcp->idle_workers);
-  if (tcp->worker_count < idle + 2)
-    return false; /* no other worker busy */
-  struct pollfd pfd[2] = {{.fd = conn->fd, .events = POLLIN},
-                          {.fd = tcp->work_fd, .events = POLLIN}};
-  if (poll(pfd, 2, PM_TCP_LINGER_MS) <= 0)
-    return false;
-  bool mine = (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
-  bool others = (pfd[1].revents & POLLIN) != 0;
-  /* Its own request first, unless another connection's waits too and no
-   * worker is idle to take it (epoll_wait wakes one of those). */
-  return mine && (!others || atomic_load(&tcp->idle_workers) > 0);
+ * as long. So a worker lingers only while another worker is busy.
+ *
+ * A lingering worker waits on the workers' epoll set too, so it is as
+ * free for the other connections as one in epoll_wait, and every worker
+ * may linger at once (64 KiB GETs at queue depth 8 moved 10-16% more than
+ * when each lingering one kept another idle). When another connection
+ * has a request, the worker takes it from the set itself (epoll_wait
+ * without waiting: one of the woken workers gets it, the others go on
+ * lingering), unless its own request came too and a worker is idle to
+ * take the other. Returns the connection to serve next: conn (its request
+ * came), another one taken from the set (the caller hands conn back), or
+ * NULL (the time is up, or the transport is stopping). */
+static pm_tcp_conn *linger(pm_tcp *tcp, pm_tcp_conn *conn) {
+  if (tcp->worker_count < atomic_load(&tcp->idle_workers) + 2)
+    return NULL; /* no other worker busy */
+  uint64_t end = pm__now_ns() + PM_TCP_LINGER_MS * 1000000ull;
+  for (uint64_t now = pm__now_ns(); now < end; now = pm__now_ns()) {
+    struct pollfd pfd[2] = {{.fd = conn->fd, .events = POLLIN},
+                            {.fd = tcp->work_fd, .events = POLLIN}};
+    struct timespec left = {.tv_sec = 0, .tv_nsec = (long)(end - now)};
+    if (ppoll(pfd, 2, &left, NULL) <= 0)
+      return NULL;
+    bool mine = (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    if ((pfd[1].revents & POLLIN) &&
+        (!mine || atomic_load(&tcp->idle_workers) == 0)) {
+      struct epoll_event ev;
+      if (epoll_wait(tcp->work_fd, &ev, 1, 0) == 1)
+        return ev.data.ptr == &tcp->wake_fd ? NULL : ev.data.ptr;
+    }
+    if (mine)
+      return conn;
+  }
+  return NULL;
 }
 
 static void *worker_main(void *arg) {
   pm_tcp_worker *worker = arg;
   pm_tcp *tcp = worker->tcp;
-  pm_tcp_conn *conn;
-  while ((conn = next_ready(tcp)) != NULL) {
+  pm_tcp_conn *conn = NULL;
+  for (;;) {
+    if (!conn && (conn = next_ready(tcp)) == NULL)
+      return NULL;
     int rc = pm__tcp_serve_one(worker, conn);
     /* A request that arrived with the last one is already read: epoll
      * would not report it. */
-    while (!rc && !conn->broken) {
-      bool lingered = false;
-      if (!pm__tcp_conn_buffered(conn) && !(lingered = linger(tcp, conn)))
-        break;
-      rc = pm__tcp_serve_one(worker, conn);
-      if (!rc && lingered)
-        atomic_fetch_add(&tcp->lingered, 1);
+    if (!rc && !conn->broken && pm__tcp_conn_buffered(conn))
+      continue;
+    pm_tcp_conn *next = !rc && !conn->broken ? linger(tcp, conn) : NULL;
+    if (next == conn) {
+      atomic_fetch_add(&tcp->lingered, 1);
+      continue;
     }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
-                             .data.ptr = conn};
-    if (rc || conn->broken ||
-        epoll_ctl(tcp->work_fd, EPOLL_CTL_MOD, conn->fd, &ev) != 0)
-      conn_close(tcp, conn);
+    hand_back(tcp, conn, rc);
+    conn = next;
   }
-  return NULL;
 }
 
 static int start_threads(pm_tcp *tcp, unsigned threads) {

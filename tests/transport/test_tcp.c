@@ -310,7 +310,8 @@ Test(tcp, many_concurrent_gets) {
 typedef struct busy_reader {
   fixture_peer *server, *client;
   atomic_bool *stop; /* NULL: `requests` requests */
-  int requests, done, failed;
+  int requests, failed;
+  atomic_int done;
   uint64_t slowest_ns;
 } busy_reader;
 
@@ -356,7 +357,7 @@ Test(tcp, busy_connections_keep_their_worker) {
   }
   /* Meanwhile a fourth requester asks every 20 ms, once they all run. */
   for (int i = 0; i < BUSY; i++)
-    while (readers[i].done < 20)
+    while (atomic_load(&readers[i].done) < 20)
       usleep(1000);
   busy_reader sparse = {.server = &server, .client = &occasional,
                         .requests = 1};
@@ -373,7 +374,7 @@ Test(tcp, busy_connections_keep_their_worker) {
   }
   cr_assert_eq(sparse.failed, 0);
   cr_assert_eq(sparse.done, 10);
-  cr_assert_lt(sparse.slowest_ns, 100 * 1000000ull, "%llu ns",
+  cr_assert_lt(sparse.slowest_ns, 250 * 1000000ull, "%llu ns",
                (unsigned long long)sparse.slowest_ns);
   pm_tcp_counters c;
   pm__tcp_counters(server.transport, &c);
@@ -466,14 +467,14 @@ static void congestion_case(const char *env, const char *want) {
  * another ("system": the kernel's default); a name the kernel refuses
  * fails the open. */
 Test(tcp, congestion_control_of_both_ends) {
+  if (!kernel_allows("cubic") || !kernel_allows("reno"))
+    cr_skip_test("this kernel does not allow cubic and reno");
   char system_cc[PM_TCP_CC_MAX + 8] = "";
   FILE *fp = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "r");
   cr_assert_not_null(fp);
   cr_assert_not_null(fgets(system_cc, sizeof system_cc, fp));
   fclose(fp);
   system_cc[strcspn(system_cc, "\n")] = '\0';
-  if (!kernel_allows("cubic") || !kernel_allows("reno"))
-    cr_skip_test("this kernel does not allow cubic and reno");
   congestion_case(NULL, "cubic");
   congestion_case("", "cubic");
   congestion_case("reno", "reno");
