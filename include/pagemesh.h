@@ -214,7 +214,9 @@ PM_EXTERN int pm_options_load_env(pm_options *opts);
  * sizeof(pm_options), page_size not a power of two in range, unknown
  * eviction, io_threads outside 1..1024, replicas outside 1..8, a transport
  * other than "tcp" or "fabric", node_group names no group, or one this
- * process may not give its socket to), PM_EACCES (cache directory not
+ * process may not give its socket to; with listen set and the tcp
+ * transport, PAGEMESH_TCP_CIPHER other than aegis-128x4 or aes-256-gcm, or
+ * PAGEMESH_TCP_CONGESTION a name the kernel refuses), PM_EACCES (cache directory not
  * writable and no node peer there lets this user attach, or owned by
  * another user: the detail names it; or a cluster key file readable by
  * group or others), PM_EIO (cannot scan the cache directory), PM_ECONFIG

@@ -30,8 +30,8 @@ static void bench_env_print(void) {
   bench_env_read("/proc/loadavg", load, sizeof load);
   bench_env_read("/proc/sys/net/ipv4/tcp_congestion_control", cc,
                  sizeof cc);
-  printf("load average at start: %s; TCP congestion control: %s\n", load,
-         cc);
+  printf("load average at start: %s; the kernel's default TCP congestion "
+         "control: %s\n", load, cc);
 }
 
 #endif

@@ -11,12 +11,14 @@
  * its buffer, with pm_map straight from the mapping. Every side reads from
  * the kernel's page cache, so this measures pagemesh's own overhead. Each
  * 8-byte word of the object is a hash of its position, and the sum of
- * every 64 KiB block is kept: a read that returns other bytes than the
- * object's at its offset stops the benchmark.
+ * every 64 KiB block is kept: a read whose blocks' sums, or the first
+ * words of its 4 KiB pages, are not the object's at its offset stops the
+ * benchmark.
  *
  * usage: bench_local_hit [DIR] [MiB] [seconds]
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,30 +67,41 @@ static int make_file(run *r) {
   int fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   uint64_t *buf = malloc(BLOCK);
   r->block_sums = calloc(r->file_bytes / BLOCK, sizeof *r->block_sums);
-  if (fd < 0 || !buf || !r->block_sums)
-    return -1;
-  for (size_t b = 0; b < r->file_bytes / BLOCK; b++) {
+  int rc = fd >= 0 && buf && r->block_sums ? 0 : -1;
+  for (size_t b = 0; rc == 0 && b < r->file_bytes / BLOCK; b++) {
     for (size_t i = 0; i < BLOCK / 8; i++)
       buf[i] = word_at(b * (BLOCK / 8) + i);
     r->block_sums[b] = sum_words(buf, BLOCK);
     if (write(fd, buf, BLOCK) != BLOCK)
-      return -1;
+      rc = -1;
   }
   free(buf);
-  return close(fd);
+  if (fd >= 0 && close(fd) != 0)
+    rc = -1;
+  return rc;
 }
 
-/* Consume a read of the object at `off`; stop if its bytes are wrong. */
+/* Consume a read of the object at `off` (whole blocks); stop if its bytes
+ * are not the object's there: each block's sum, and the first word of
+ * each 4 KiB page, so that pages or blocks in another order fail too. */
 static void consume(const run *r, const char *what, uint64_t off,
                     const void *data) {
-  uint64_t want = 0;
-  for (uint64_t b = off / BLOCK; b < (off + r->read_size) / BLOCK; b++)
-    want += r->block_sums[b];
-  if (sum_words(data, r->read_size) == want)
-    return;
-  fprintf(stderr, "%s: the %zu bytes at offset %llu are not the object's\n",
-          what, r->read_size, (unsigned long long)off);
-  exit(1);
+  const uint8_t *p = data;
+  for (size_t at = 0; at < r->read_size; at += BLOCK) {
+    uint64_t block = (off + at) / BLOCK;
+    bool ok = sum_words(p + at, BLOCK) == r->block_sums[block];
+    for (size_t page = 0; ok && page < BLOCK; page += 4096) {
+      uint64_t first;
+      memcpy(&first, p + at + page, sizeof first);
+      ok = first == word_at((off + at + page) / 8);
+    }
+    if (!ok) {
+      fprintf(stderr, "%s: the %zu bytes at offset %llu are not the "
+              "object's (at +%zu)\n", what, r->read_size,
+              (unsigned long long)off, at);
+      exit(1);
+    }
+  }
 }
 
 /* Random aligned reads for `seconds`; returns MB/s. */

@@ -43,7 +43,7 @@
  * PAGEMESH_TCP_CONGESTION names another. Not bbr, where that is the
  * kernel's default: without the fq qdisc, bbr paces each connection with
  * a timer of its own, and on the VM we measure on that cost a sealed
- * 1 MiB GET at queue depth 8 about 30% of its throughput (~40k timer
+ * 1 MiB GET at queue depth 8 about 40% of its throughput (~40k timer
  * interrupts a second; bench_transport_tcp, back-to-back runs). */
 #define PM_TCP_CC_DEFAULT "cubic"
 /* Longest congestion control name, with its NUL (TCP_CA_NAME_MAX). */
@@ -240,7 +240,8 @@ void pm__tcp_format_addr(const struct sockaddr_storage *ss, char *out,
  * kernel's default (out is then ""), unset or empty for
  * PM_TCP_CC_DEFAULT (or the kernel's default, logged, where the kernel
  * has no such module). Tried on a socket here, so that a bad name fails
- * once. Errors: PM_EINVAL (a name the kernel refuses, with its reason). */
+ * once. Errors: PM_EINVAL (a name the kernel refuses, with its reason),
+ * or the code of the errno when no socket can be made to try it on. */
 int pm__tcp_congestion_pick(char out[PM_TCP_CC_MAX]);
 /* TCP_CONGESTION on fd (name "" leaves it): false if the kernel refused
  * (errno says why). */

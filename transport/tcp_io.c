@@ -91,18 +91,22 @@ int pm__tcp_congestion_pick(char out[PM_TCP_CC_MAX]) {
   int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (probe < 0)
     probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int e = probe < 0 ? errno : 0;
-  if (probe >= 0 && !pm__tcp_set_congestion(probe, name))
-    e = errno;
-  if (probe >= 0)
-    close(probe);
-  if (e && explicit)
-    return pm__errf(PM_EINVAL, "PAGEMESH_TCP_CONGESTION=%s: %s (see "
+  if (probe < 0)
+    return pm__errf(pm__err_from_errno(errno),
+                    "no socket to try congestion control %s on: %s", name,
+                    strerror(errno));
+  int e = pm__tcp_set_congestion(probe, name) ? 0 : errno;
+  close(probe);
+  /* ENOENT: no such module; EPERM: not allowed to this process. */
+  bool refused = e == ENOENT || e == EPERM;
+  if (e && (explicit || !refused))
+    return pm__errf(refused ? PM_EINVAL : pm__err_from_errno(e),
+                    "PAGEMESH_TCP_CONGESTION=%s: %s (see "
                     "/proc/sys/net/ipv4/tcp_allowed_congestion_control, or "
                     "\"system\" for the kernel's default)", name,
                     strerror(e));
   if (e) {
-    PM_LOG(PM_LOG_INFO, "tcp", "congestion control %s: %s: keeping the "
+    PM_LOG(PM_LOG_WARN, "tcp", "congestion control %s: %s: keeping the "
            "kernel's default", name, strerror(e));
     return 0;
   }
@@ -135,7 +139,9 @@ int pm__tcp_listen(const char *addr, const char *congestion, int *fd_out,
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   /* Here, so that a connection starts with it: one switched away from
    * bbr after it started stays paced. */
-  pm__tcp_set_congestion(fd, congestion);
+  if (!pm__tcp_set_congestion(fd, congestion))
+    PM_LOG(PM_LOG_WARN, "tcp", "%s: congestion control %s: %s", addr,
+           congestion, strerror(errno));
   if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 512) != 0) {
     int e = errno;
     close(fd);
