@@ -43,8 +43,8 @@
  * PAGEMESH_TCP_CONGESTION names another. Not bbr, where that is the
  * kernel's default: without the fq qdisc, bbr paces each connection with
  * a timer of its own, and on the VM we measure on that cost a sealed
- * 1 MiB GET at queue depth 8 about 40% of its throughput (~40k timer
- * interrupts a second; bench_transport_tcp, back-to-back runs). */
+ * 1 MiB GET at queue depth 8 about 40% of its throughput (~13 times the
+ * timer interrupts; bench_transport_tcp, back-to-back runs). */
 #define PM_TCP_CC_DEFAULT "cubic"
 /* Longest congestion control name, with its NUL (TCP_CA_NAME_MAX). */
 #define PM_TCP_CC_MAX 16
