@@ -216,8 +216,9 @@ PM_EXTERN int pm_options_load_env(pm_options *opts);
  * other than "tcp" or "fabric", node_group names no group, or one this
  * process may not give its socket to; with listen set and the tcp
  * transport, PAGEMESH_TCP_CIPHER other than aegis-128x4 or aes-256-gcm, or
- * PAGEMESH_TCP_CONGESTION a name the kernel refuses), PM_EACCES (cache directory not
- * writable and no node peer there lets this user attach, or owned by
+ * PAGEMESH_TCP_CONGESTION a name the kernel refuses), PM_EACCES (cache
+ * directory not writable and no node peer there lets this user attach, or
+ * owned by
  * another user: the detail names it; or a cluster key file readable by
  * group or others), PM_EIO (cannot scan the cache directory), PM_ECONFIG
  * (with listen set: no cluster key file named, or one that is not 32 raw

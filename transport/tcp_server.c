@@ -131,7 +131,7 @@ static void accept_all(pm_tcp *tcp) {
                          "longest", oldest->peer, PM_TCP_HANDSHAKING_MAX);
       conn_close(tcp, oldest);
     }
-    pm__tcp_sockopts(fd, tcp->congestion);
+    pm__tcp_sockopts(fd, ""); /* its congestion control is the listener's */
     accept_one(tcp, fd, peer);
   }
 }
