@@ -123,6 +123,9 @@ pm_checksum pm__checksum_final(pm_checksum_state *state);
 /* Copy src to dst and checksum what landed in dst, chunk by chunk while
  * it is in the cache: one pass instead of two. Equals pm__checksum(dst). */
 pm_checksum pm__copy_checksum(void *dst, const void *src, size_t length);
+/* Which code computes checksums here: "avx2" (core/checksum_avx2.c) or
+ * "libxxhash" (the library's, with its dispatcher where it has one). */
+const char *pm__checksum_code(void);
 
 /* ---- small helpers (core/util.c) ----------------------------------------- */
 

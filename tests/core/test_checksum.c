@@ -6,12 +6,17 @@
  * copy-and-checksum entry points, over sizes that cross each of XXH3's
  * internal code paths. Stored checksums are part of the disk tier's format,
  * so a faster hash that changed a value would make every cached page fail
- * its verification.
+ * its verification. The code in use (our AVX2 build where the CPU runs
+ * AVX2, else the library's) must equal the library's plain SSE2 entry
+ * point, byte for byte, over every length up to a few KiB and random
+ * splits of large pages.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <xxhash.h>
 
 #include "core/core_int.h"
 
@@ -91,5 +96,60 @@ Test(checksum, one_flipped_bit_changes_it) {
     cr_expect_neq(memcmp(before.bytes, after.bytes, 16), 0, "bit %zu", bit);
     data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
   }
+  free(data);
+}
+
+static void library_sum(const void *data, size_t length, uint8_t out[16]) {
+  XXH128_canonical_t canonical;
+  XXH128_canonicalFromHash(&canonical, XXH3_128bits(data, length));
+  memcpy(out, canonical.digest, 16);
+}
+
+Test(checksum, the_code_in_use_equals_the_library) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2"))
+    cr_expect_str_eq(pm__checksum_code(), "avx2");
+#endif
+  cr_log_info("checksum code: %s", pm__checksum_code());
+  enum { LARGE = (1u << 20) + 4099 };
+  uint8_t *data = malloc(LARGE);
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  for (size_t i = 0; i < LARGE; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    data[i] = (uint8_t)x;
+  }
+  pm_checksum_state *state = pm__checksum_state_new();
+  cr_assert_not_null(state);
+  size_t lengths[4200];
+  size_t count = 0;
+  for (size_t n = 0; n <= 4096; n++)
+    lengths[count++] = n;
+  size_t large[] = {65535, 65536, 65537, 131072 + 17, 1u << 20, LARGE};
+  for (size_t k = 0; k < sizeof large / sizeof large[0]; k++)
+    lengths[count++] = large[k];
+  for (size_t k = 0; k < count; k++) {
+    size_t n = lengths[k];
+    const uint8_t *bytes = data + (k % 61); /* unaligned starts too */
+    if (n + 61 > LARGE)
+      bytes = data;
+    uint8_t want[16];
+    library_sum(bytes, n, want);
+    pm_checksum one = pm__checksum(bytes, n);
+    cr_assert_eq(memcmp(one.bytes, want, 16), 0, "one-shot, %zu bytes", n);
+    if (n < 1024 && n % 7)
+      continue; /* streaming: a sample of the small ones, all large */
+    pm__checksum_reset(state);
+    for (size_t off = 0; off < n;) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      size_t step = PM_MIN((size_t)(x % 70000) + 1, n - off);
+      pm__checksum_update(state, bytes + off, step);
+      off += step;
+    }
+    pm_checksum streamed = pm__checksum_final(state);
+    cr_assert_eq(memcmp(streamed.bytes, want, 16), 0, "streamed, %zu bytes",
+                 n);
+  }
+  pm__checksum_state_free(state);
   free(data);
 }
