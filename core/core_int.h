@@ -20,6 +20,8 @@
 /* Page sizes a peer takes: a power of two, 64 KiB to 16 MiB. */
 #define PM_PAGE_SIZE_MIN (64u << 10)
 #define PM_PAGE_SIZE_MAX (16u << 20)
+/* Copies of a page the mesh keeps at most (pm_options.replicas). */
+#define PM_REPLICAS_MAX 8u
 static inline bool pm__page_size_ok(uint64_t ps) {
   return ps >= PM_PAGE_SIZE_MIN && ps <= PM_PAGE_SIZE_MAX &&
          (ps & (ps - 1)) == 0;

@@ -400,6 +400,13 @@ int pm__mesh_start(pm_peer *peer, pm_mesh **out) {
     pm__errmsg_set(detail);
     return err;
   }
+  /* The members at start, for the first change to be compared with: a
+   * node alone that another joins later warms it (mesh_rebalance.c);
+   * without a view to compare with, that first change was only noted. */
+  pthread_mutex_lock(&mesh->rebalance_lock);
+  if (!mesh->rebalance_view)
+    mesh->rebalance_view = pm__mesh_view(mesh);
+  pthread_mutex_unlock(&mesh->rebalance_lock);
   PM_LOG(PM_LOG_INFO, "mesh", "joined as %s (pages on %s%s%s)",
          pm__swim_driver_addr(mesh->driver), meta->tcp_addr,
          mesh->fabric ? ", fabric " : "", mesh->fabric ? "on" : "");
@@ -421,8 +428,13 @@ void pm__mesh_leave(pm_mesh *mesh) {
 
 int pm__mesh_task_submit(pm_mesh *mesh, void (*fn)(void *), void *arg,
                          size_t max_queued) {
+  /* Counted before the flag is read, the flag set before the count is
+   * (pm__mesh_stop): either this sees it, or the stop sees the count. */
   atomic_fetch_add(&mesh->tasks, 1);
-  int rc = pm__pool_submit_background(mesh->peer->pool, fn, arg, max_queued);
+  int rc = atomic_load(&mesh->stopping)
+               ? pm__errf(PM_ESHUTDOWN, "the mesh is stopping")
+               : pm__pool_submit_background(mesh->peer->pool, fn, arg,
+                                            max_queued);
   if (rc)
     atomic_fetch_sub(&mesh->tasks, 1);
   return rc;
@@ -439,7 +451,9 @@ void pm__mesh_stop(pm_mesh *mesh) {
   /* No membership events from here on. A peer that closes has run its
    * pool dry already; a node that failed to start still runs it: what it
    * queued meanwhile finishes before the mesh goes (the pool runs every
-   * queued task, even when stopping). */
+   * queued task, even when stopping), and nothing is queued after this
+   * (the transports still serve until they close below). */
+  atomic_store(&mesh->stopping, true);
   while (atomic_load(&mesh->tasks) > 0)
     usleep(1000);
   pm__transport_close(mesh->fabric);

@@ -13,8 +13,12 @@
 
 #include "mesh_int.h"
 
-#define CANDIDATES_MAX 8
+/* The owners and one more (a copy moved by a change is found there). */
+#define CANDIDATES_MAX (PM_REPLICAS_MAX + 1)
 #define META_ANSWER_MAX 512
+/* The cached-only asks of an owner that missed take at most this share
+ * of a request's time (see ask_replicas). */
+#define CACHED_ONLY_SHARE 4u
 
 static uint64_t deadline_of(const pm_mesh *mesh) {
   return pm__now_ns() + (uint64_t)mesh->peer->opts.request_timeout_ms *
@@ -60,13 +64,13 @@ static void fill_request(pm_page_request *req, const pm_page_id *id,
 }
 
 static ssize_t ask(pm_mesh *mesh, const pm_view *v, size_t i,
-                   const pm_page_request *req, void *buf, size_t len) {
+                   const pm_page_request *req, void *buf, size_t len,
+                   uint64_t deadline_ns) {
   const char *addr;
   pm_transport *t = pm__mesh_route(mesh, v, i, &addr);
   if (!t)
     return pm__errf(PM_EUNREACHABLE, "member has no page address");
-  ssize_t n = pm__transport_get_page(t, addr, req, buf, len,
-                                     deadline_of(mesh));
+  ssize_t n = pm__transport_get_page(t, addr, req, buf, len, deadline_ns);
   /* No such object or page, access denied: the owner answered. */
   if (n < 0 && n != PM_ENOENT && n != PM_EACCES) {
     atomic_fetch_add(&mesh->peer_failures, 1);
@@ -80,7 +84,7 @@ static ssize_t ask(pm_mesh *mesh, const pm_view *v, size_t i,
 static size_t candidates(pm_mesh *mesh, const pm_view *v, const pm_page_id *id,
                          size_t *out, size_t *owners) {
   size_t replicas = PM_MIN((size_t)mesh->peer->opts.replicas,
-                           (size_t)CANDIDATES_MAX - 1);
+                           (size_t)PM_REPLICAS_MAX);
   size_t n = pm__placement_rank(v->members, v->count, id, out, replicas + 1);
   *owners = PM_MIN(n, replicas);
   return n;
@@ -109,7 +113,8 @@ static int ask_owners(pm_mesh *mesh, const pm_view *v, const size_t *ranks,
                       size_t before, pm_page_request *req, void *buf,
                       size_t page_len) {
   for (size_t i = 0; i < before; i++) {
-    ssize_t n = ask(mesh, v, ranks[i], req, buf, page_len);
+    ssize_t n = ask(mesh, v, ranks[i], req, buf, page_len,
+                    deadline_of(mesh));
     if (n == (ssize_t)page_len)
       return 0;
     if (n == PM_ENOENT || n == PM_EACCES)
@@ -118,14 +123,22 @@ static int ask_owners(pm_mesh *mesh, const pm_view *v, const size_t *ranks,
   return PM_EUNREACHABLE;
 }
 
-/* As an owner: a cached copy from any other candidate. */
+/* As an owner: a cached copy from any other candidate, all of them
+ * within a quarter of a request's time. An owner serving a peer asks
+ * them while that peer waits for it with a request's time of its own: a
+ * candidate that does not answer (dead, not declared yet) must not use
+ * it all up, or the peer gives up on this owner just before the origin's
+ * answer, asks the next owner, which waits for the same candidate... */
 static int ask_replicas(pm_mesh *mesh, const pm_view *v, const size_t *ranks,
                         size_t n, size_t skip_before, pm_page_request *req,
                         void *buf, size_t page_len) {
   req->flags |= PM_PAGE_REQ_CACHED_ONLY;
-  for (size_t i = skip_before; i < n; i++)
-    if (ranks[i] != v->self &&
-        ask(mesh, v, ranks[i], req, buf, page_len) == (ssize_t)page_len)
+  uint64_t deadline = pm__now_ns() +
+                      (uint64_t)mesh->peer->opts.request_timeout_ms *
+                          (1000000u / CACHED_ONLY_SHARE);
+  for (size_t i = skip_before; i < n && pm__now_ns() < deadline; i++)
+    if (ranks[i] != v->self && ask(mesh, v, ranks[i], req, buf, page_len,
+                                   deadline) == (ssize_t)page_len)
       return 0;
   return PM_ENOENT;
 }
@@ -243,7 +256,8 @@ int pm__mesh_stat(pm_mesh *mesh, const char *uri, bool fresh,
     char answer[META_ANSWER_MAX];
     for (size_t i = 0; i < before && result == PM_ENOENT && !*definitive;
          i++) {
-      ssize_t n = ask(mesh, v, ranks[i], &req, answer, sizeof answer);
+      ssize_t n = ask(mesh, v, ranks[i], &req, answer, sizeof answer,
+                      deadline_of(mesh));
       if (n > 0)
         result = pm__meta_decode(answer, (size_t)n, out);
       else if (n == PM_ENOENT || n == PM_EACCES)

@@ -48,13 +48,18 @@ struct pm_mesh {
   pm_view *rebalance_view;
   /* Background tasks of the mesh queued or running on the peer's pool
    * (rebalance, replica pushes): pm__mesh_stop waits for them, since a
-   * node that fails to start frees its mesh while the pool lives on. */
+   * node that fails to start frees its mesh while the pool lives on.
+   * Once `stopping` is set no task is queued: a transport's server thread
+   * that fetched a page for a peer would otherwise queue its replica push
+   * after the wait, on a mesh about to be freed. */
   atomic_uint tasks;
+  atomic_bool stopping;
 };
 
 /* Queue a background task of the mesh on the peer's pool (counted in
  * mesh->tasks); the task calls pm__mesh_task_done last. Errors: those of
- * pm__pool_submit_background (then nothing is counted). */
+ * pm__pool_submit_background (then nothing is counted); PM_ESHUTDOWN once
+ * the mesh stops. */
 int pm__mesh_task_submit(pm_mesh *mesh, void (*fn)(void *), void *arg,
                          size_t max_queued);
 void pm__mesh_task_done(pm_mesh *mesh);

@@ -5,8 +5,10 @@
  * after the change. A member that has just become an owner of a page gets
  * a copy from the first owner that held it before and still does: lost
  * replicas come back from a surviving one, and a member that joins is
- * warmed by the old owners instead of filling from the origin. Changes
- * that come in a burst are handled together.
+ * warmed by the old owners instead of filling from the origin. When no
+ * old owner is one any more (one replica, or several members joining in
+ * one burst), the first old owner still in the mesh pushes. Changes that
+ * come in a burst are handled together.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,7 @@
 
 #define COALESCE_US 300000
 #define SETTLE_NS (3ull * 1000000000ull)
-#define OWNERS_MAX 8
+#define OWNERS_MAX PM_REPLICAS_MAX
 
 /* Indexes (in v) of the page's owners, best first. */
 static size_t owners_of(const pm_mesh *mesh, const pm_view *v,
@@ -31,6 +33,30 @@ static bool listed(const pm_view *v, const size_t *set, size_t n,
     if (memcmp(v->members[set[i]].id, member_id, 16) == 0)
       return true;
   return false;
+}
+
+/* The index in v of the member with this id, or SIZE_MAX. */
+static size_t member_index(const pm_view *v, const uint8_t *member_id) {
+  for (size_t i = 0; i < v->count; i++)
+    if (memcmp(v->members[i].id, member_id, 16) == 0)
+      return i;
+  return SIZE_MAX;
+}
+
+/* Who copies a page to its new owners: the first new owner that was an
+ * old one, else the first old owner still a member (every holder of the
+ * page computes the same one from the same two views). */
+static size_t pusher_of(const pm_view *old, const size_t *before, size_t nb,
+                        const pm_view *now, const size_t *after, size_t na) {
+  for (size_t i = 0; i < na; i++)
+    if (listed(old, before, nb, now->members[after[i]].id))
+      return after[i];
+  for (size_t i = 0; i < nb; i++) {
+    size_t in_now = member_index(now, old->members[before[i]].id);
+    if (in_now != SIZE_MAX)
+      return in_now;
+  }
+  return SIZE_MAX;
 }
 
 /* Copy one page to one member: true if it took it. */
@@ -61,10 +87,7 @@ static bool rebalance_page(pm_mesh *mesh, const pm_view *old,
   size_t before[OWNERS_MAX], after[OWNERS_MAX];
   size_t nb = owners_of(mesh, old, &e->id, before);
   size_t na = owners_of(mesh, now, &e->id, after);
-  size_t pusher = SIZE_MAX;
-  for (size_t i = 0; i < na && pusher == SIZE_MAX; i++)
-    if (listed(old, before, nb, now->members[after[i]].id))
-      pusher = after[i];
+  size_t pusher = pusher_of(old, before, nb, now, after, na);
   if (!drain && (pusher == SIZE_MAX || pusher != now->self))
     return false;
   bool have = false, taken = false;

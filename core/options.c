@@ -125,8 +125,9 @@ int pm__options_check(const pm_options *o) {
     return pm__errf(PM_EINVAL, "unknown eviction policy %d", o->eviction);
   if (o->io_threads == 0 || o->io_threads > 1024)
     return pm__errf(PM_EINVAL, "io_threads must be 1..1024");
-  if (o->replicas == 0 || o->replicas > 8)
-    return pm__errf(PM_EINVAL, "replicas must be 1..8, not %u", o->replicas);
+  if (o->replicas == 0 || o->replicas > PM_REPLICAS_MAX)
+    return pm__errf(PM_EINVAL, "replicas must be 1..%u, not %u",
+                    PM_REPLICAS_MAX, o->replicas);
   if (o->transport && strcmp(o->transport, "tcp") != 0 &&
       strcmp(o->transport, "fabric") != 0)
     return pm__errf(PM_EINVAL, "transport '%s': use tcp or fabric",
