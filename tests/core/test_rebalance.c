@@ -61,28 +61,38 @@ static pm_peer *open_node(const char *dir, uint32_t page_size,
   return p;
 }
 
+/* A new root with the cluster key, an object of `size` bytes (its bytes
+ * in *data, the caller's to free) and the names of two cache
+ * directories. */
+static void set_up(size_t size, char *object, uint8_t **data, char *a_dir,
+                   char *b_dir) {
+  snprintf(root, sizeof root, "/tmp/pm-test-rebalance-XXXXXX");
+  cr_assert_not_null(mkdtemp(root));
+  char key[400];
+  snprintf(key, sizeof key, "%s/key", root);
+  int fd = open(key, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  cr_assert_eq(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
+  close(fd);
+  snprintf(object, 400, "%s/object.bin", root);
+  *data = malloc(size);
+  for (size_t i = 0; i < size; i++)
+    (*data)[i] = (uint8_t)(i * 7 + (i >> 16));
+  fd = open(object, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  cr_assert_eq(write(fd, *data, size), (ssize_t)size);
+  close(fd);
+  snprintf(a_dir, 400, "%s/a", root);
+  snprintf(b_dir, 400, "%s/b", root);
+}
+
 /* A cache directory that kept pages of a larger page size (the node was
  * restarted with a smaller one) is drained without reading them into a
  * buffer of the new size (a heap overflow before: ASan saw a 256 KiB
  * write into a 64 KiB block). */
 Test(rebalance, pages_of_another_page_size_are_not_pushed) {
-  snprintf(root, sizeof root, "/tmp/pm-test-rebalance-XXXXXX");
-  cr_assert_not_null(mkdtemp(root));
-  char key[400], object[400], a_dir[400], b_dir[400];
-  snprintf(key, sizeof key, "%s/key", root);
-  int fd = open(key, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-  cr_assert_eq(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
-  close(fd);
-  snprintf(object, sizeof object, "%s/object.bin", root);
+  char object[400], a_dir[400], b_dir[400];
   size_t size = 1u << 20;
-  uint8_t *data = malloc(size);
-  for (size_t i = 0; i < size; i++)
-    data[i] = (uint8_t)(i * 7);
-  fd = open(object, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-  cr_assert_eq(write(fd, data, size), (ssize_t)size);
-  close(fd);
-  snprintf(a_dir, sizeof a_dir, "%s/a", root);
-  snprintf(b_dir, sizeof b_dir, "%s/b", root);
+  uint8_t *data;
+  set_up(size, object, &data, a_dir, b_dir);
 
   pm_peer *a = open_node(a_dir, 256u << 10, NULL, NULL);
   cr_assert_eq(pm_read(a, object, 0, data, size), (ssize_t)size);
@@ -116,23 +126,10 @@ Test(rebalance, pages_of_another_page_size_are_not_pushed) {
  * pushed nothing before: the pusher was looked for among the new owners
  * only, so a join, or several joins in one burst, warmed no one). */
 Test(rebalance, a_page_whose_owners_all_changed_is_pushed_by_an_old_one) {
-  snprintf(root, sizeof root, "/tmp/pm-test-rebalance-XXXXXX");
-  cr_assert_not_null(mkdtemp(root));
-  char key[400], object[400], a_dir[400], b_dir[400];
-  snprintf(key, sizeof key, "%s/key", root);
-  int fd = open(key, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-  cr_assert_eq(write(fd, "0123456789abcdef0123456789abcdef", 32), 32);
-  close(fd);
-  snprintf(object, sizeof object, "%s/object.bin", root);
+  char object[400], a_dir[400], b_dir[400];
   size_t size = 2u << 20;
-  uint8_t *data = malloc(size), *back = malloc(size);
-  for (size_t i = 0; i < size; i++)
-    data[i] = (uint8_t)(i * 7 + (i >> 16));
-  fd = open(object, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-  cr_assert_eq(write(fd, data, size), (ssize_t)size);
-  close(fd);
-  snprintf(a_dir, sizeof a_dir, "%s/a", root);
-  snprintf(b_dir, sizeof b_dir, "%s/b", root);
+  uint8_t *data, *back = malloc(size);
+  set_up(size, object, &data, a_dir, b_dir);
 
   char a_addr[64], b_addr[64];
   snprintf(a_addr, sizeof a_addr, "127.0.0.1:%d", free_port());
