@@ -72,6 +72,11 @@
 /* How long a server worker waits for the next request on the connection
  * it just answered before handing it back to epoll (tcp_server.c). */
 #define PM_TCP_LINGER_MS 2
+/* Workers a server starts beyond `server_threads` when all of them are
+ * stuck (see grow_if_stuck in tcp_server.c), and how long "stuck" is: a
+ * request waiting, no worker free and none finishing a request. */
+#define PM_TCP_EXTRA_WORKERS 12
+#define PM_TCP_STUCK_NS (100ull * 1000000ull)
 /* Idle connections kept per remote peer. */
 #define PM_TCP_IDLE_MAX 8
 /* Read-ahead of an established connection: every receive also asks for up
@@ -312,8 +317,13 @@ typedef struct pm_tcp {
   int work_fd; /* epoll set of established connections, for the workers */
   pthread_t loop_thread;
   bool loop_started;
-  unsigned worker_count;
+  /* workers[0..worker_count) run; the loop thread adds up to worker_cap
+   * (it alone writes the count while it runs). */
+  atomic_uint worker_count;
+  unsigned worker_cap;
   atomic_uint idle_workers; /* workers waiting in epoll_wait */
+  atomic_uint_fast64_t requests_done; /* by workers, answered or not */
+  uint64_t stuck_since_ns, stuck_done; /* the loop thread's */
   pm_tcp_worker *workers;
   pthread_mutex_t server_lock; /* the list below, `stopping` */
   pm_tcp_conn *server_conns;

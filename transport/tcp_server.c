@@ -10,6 +10,13 @@
  * serves the request itself (no hand-off between threads): read the
  * frame, check it, call the core's serve_get / serve_put, answer, and
  * re-arm the connection.
+ * A worker may wait a long time in the core (an owner's miss asks other
+ * peers, then the origin), and what the other peers ask of us meanwhile
+ * (a cached copy, which takes no waiting) must not queue behind it: two
+ * busy owners would each wait for the other's workers until their
+ * deadlines. So when every worker is stuck (a request waiting, none free,
+ * none finished for PM_TCP_STUCK_NS) the loop starts one more, up to
+ * PM_TCP_EXTRA_WORKERS more than `server_threads`; they stay.
  * Only a peer that proved the cluster key ever reaches a worker, so a slow
  * or hostile stranger can hold no thread.
  */
@@ -242,12 +249,54 @@ static bool stopping(pm_tcp *tcp) {
   return stop;
 }
 
+static void *worker_main(void *arg);
+
+/* Start workers[worker_count]; the loop thread's, or start_threads'. */
+static int start_worker(pm_tcp *tcp) {
+  unsigned i = atomic_load(&tcp->worker_count);
+  tcp->workers[i].tcp = tcp;
+  if (pthread_create(&tcp->workers[i].thread, NULL, worker_main,
+                     &tcp->workers[i]) != 0)
+    return pm__errf(PM_ENOMEM, "tcp %s: cannot start a worker",
+                    tcp->address);
+  atomic_store(&tcp->worker_count, i + 1);
+  return 0;
+}
+
+/* One more worker if every one is stuck: a request is waiting in the
+ * workers' set (it polls readable while a connection is ready), no worker
+ * waits for one and no request finished for PM_TCP_STUCK_NS. */
+static void grow_if_stuck(pm_tcp *tcp) {
+  uint64_t now = pm__now_ns();
+  uint64_t done = atomic_load(&tcp->requests_done);
+  struct pollfd ready = {.fd = tcp->work_fd, .events = POLLIN};
+  bool stuck = atomic_load(&tcp->idle_workers) == 0 &&
+               poll(&ready, 1, 0) == 1 && done == tcp->stuck_done;
+  tcp->stuck_done = done;
+  if (!stuck) {
+    tcp->stuck_since_ns = 0;
+    return;
+  }
+  if (!tcp->stuck_since_ns)
+    tcp->stuck_since_ns = now;
+  unsigned count = atomic_load(&tcp->worker_count);
+  if (now - tcp->stuck_since_ns < PM_TCP_STUCK_NS ||
+      count >= tcp->worker_cap)
+    return;
+  tcp->stuck_since_ns = 0;
+  if (start_worker(tcp) == 0)
+    PM_LOG(PM_LOG_INFO, "tcp", "%s: all %u workers busy, requests waiting: "
+           "worker %u started (at most %u)", tcp->address, count, count + 1,
+           tcp->worker_cap);
+}
+
 static void *loop_main(void *arg) {
   pm_tcp *tcp = arg;
   struct epoll_event events[LOOP_EVENTS];
   uint64_t next_sweep = pm__now_ns() + SWEEP_INTERVAL_NS;
   while (!stopping(tcp)) {
-    int n = epoll_wait(tcp->epoll_fd, events, LOOP_EVENTS, 100);
+    int n = epoll_wait(tcp->epoll_fd, events, LOOP_EVENTS,
+                       (int)(PM_TCP_STUCK_NS / 2000000u));
     for (int i = 0; i < n; i++) {
       void *ptr = events[i].data.ptr;
       if (ptr == &tcp->listen_fd) {
@@ -256,6 +305,7 @@ static void *loop_main(void *arg) {
         hs_step(tcp, ptr);
       }
     }
+    grow_if_stuck(tcp);
     if (pm__now_ns() >= next_sweep) {
       sweep(tcp);
       next_sweep = pm__now_ns() + SWEEP_INTERVAL_NS;
@@ -312,7 +362,7 @@ static void hand_back(pm_tcp *tcp, pm_tcp_conn *conn, int rc) {
  * came), another one taken from the set (the caller hands conn back), or
  * NULL (the time is up, or the transport is stopping). */
 static pm_tcp_conn *linger(pm_tcp *tcp, pm_tcp_conn *conn) {
-  if (tcp->worker_count < atomic_load(&tcp->idle_workers) + 2)
+  if (atomic_load(&tcp->worker_count) < atomic_load(&tcp->idle_workers) + 2)
     return NULL; /* no other worker busy */
   uint64_t end = pm__now_ns() + PM_TCP_LINGER_MS * 1000000ull;
   for (uint64_t now = pm__now_ns(); now < end; now = pm__now_ns()) {
@@ -342,6 +392,7 @@ static void *worker_main(void *arg) {
     if (!conn && (conn = next_ready(tcp)) == NULL)
       return NULL;
     int rc = pm__tcp_serve_one(worker, conn);
+    atomic_fetch_add(&tcp->requests_done, 1);
     /* A request that arrived with the last one is already read: epoll
      * would not report it. */
     if (!rc && !conn->broken && pm__tcp_conn_buffered(conn))
@@ -357,17 +408,15 @@ static void *worker_main(void *arg) {
 }
 
 static int start_threads(pm_tcp *tcp, unsigned threads) {
-  tcp->workers = calloc(threads, sizeof *tcp->workers);
+  tcp->worker_cap = threads + PM_TCP_EXTRA_WORKERS;
+  tcp->workers = calloc(tcp->worker_cap, sizeof *tcp->workers);
   if (!tcp->workers)
     return pm__errf(PM_ENOMEM, "tcp %s: cannot allocate workers",
                     tcp->address);
   for (unsigned i = 0; i < threads; i++) {
-    tcp->workers[i].tcp = tcp;
-    if (pthread_create(&tcp->workers[i].thread, NULL, worker_main,
-                       &tcp->workers[i]) != 0)
-      return pm__errf(PM_ENOMEM, "tcp %s: cannot start a worker",
-                      tcp->address);
-    tcp->worker_count++;
+    int rc = start_worker(tcp);
+    if (rc)
+      return rc;
   }
   if (pthread_create(&tcp->loop_thread, NULL, loop_main, tcp) != 0)
     return pm__errf(PM_ENOMEM, "tcp %s: cannot start the loop",
@@ -410,7 +459,9 @@ void pm__tcp_server_stop(pm_tcp *tcp) {
   }
   if (tcp->loop_started)
     pthread_join(tcp->loop_thread, NULL);
-  for (unsigned i = 0; i < tcp->worker_count; i++) {
+  /* the loop, which adds workers, has ended */
+  unsigned workers = atomic_load(&tcp->worker_count);
+  for (unsigned i = 0; i < workers && tcp->workers; i++) {
     pthread_join(tcp->workers[i].thread, NULL);
     free(tcp->workers[i].page);
   }

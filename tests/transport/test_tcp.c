@@ -581,6 +581,40 @@ Test(tcp, server_closed_mid_request) {
   fixture_close(&client);
 }
 
+/* Every worker of a server waits in the core (here: two stalled requests,
+ * two workers; in a mesh, owners asking each other or the origin). A
+ * request that needs no waiting is still answered: the server starts one
+ * more worker when all are stuck. Before, it waited for the stalls (5 s),
+ * as two owners waited for each other's workers until their deadlines. */
+Test(tcp, a_request_is_served_while_every_worker_is_stuck) {
+  fixture_peer server, client;
+  fixture_open(&server); /* two workers */
+  fixture_open(&client);
+  pending_get stalled[2] = {
+      {.client = client.transport, .addr = server.addr, .uri = "stall://a"},
+      {.client = client.transport, .addr = server.addr, .uri = "stall://b"}};
+  pthread_t threads[2];
+  for (int i = 0; i < 2; i++)
+    pthread_create(&threads[i], NULL, get_in_background, &stalled[i]);
+  uint64_t end = pm__now_ns() + 5 * FIX_SECOND;
+  while (atomic_load(&server.server.stalls_entered) < 2 && pm__now_ns() < end)
+    usleep(1000);
+  cr_assert_eq(atomic_load(&server.server.stalls_entered), 2);
+  uint64_t start = pm__now_ns();
+  fixture_get_check(client.transport, server.addr, "s3://b/quick", 0, 65536);
+  uint64_t took = pm__now_ns() - start;
+  cr_log_info("answered in %.0f ms while both workers stalled",
+              (double)took / 1e6);
+  cr_assert_lt(took, 2 * FIX_SECOND, "%.0f ms", (double)took / 1e6);
+  atomic_store(&server.server.release, 1);
+  for (int i = 0; i < 2; i++) {
+    pthread_join(threads[i], NULL);
+    cr_assert_eq(stalled[i].result, 16 << 20, "%s", stalled[i].detail);
+  }
+  fixture_close(&client);
+  fixture_close(&server);
+}
+
 Test(tcp, client_closed_with_request_in_flight) {
   fixture_peer server, client;
   fixture_open(&server);
