@@ -346,8 +346,13 @@ typedef struct pm_fabric {
   pthread_cond_t sbuf_cond;
   pm_fabric_sbuf *sbufs;
   unsigned sbuf_count;
+  /* workers[0..worker_count) run; the progress thread adds up to
+   * worker_cap when all are stuck (pm_fabric_server_grow_if_stuck). Under
+   * queue_lock, as idle_workers (those waiting for an item). */
   pthread_t *workers;
-  unsigned worker_count;
+  unsigned worker_count, worker_cap, idle_workers;
+  atomic_uint_fast64_t requests_done; /* items the workers finished */
+  uint64_t stuck_since_ns, stuck_done;  /* the progress thread's */
 
   /* Progress (fabric_progress.c). */
   pthread_t progress;
@@ -516,6 +521,10 @@ void pm_fabric_refuse_busy(pm_fabric *f, const pm_fabric_item *item);
 void pm_fabric_item_put(pm_fabric *f, pm_fabric_item *item);
 /* Queue an opened GET or PUT for the workers (takes the item). */
 void pm_fabric_server_submit(pm_fabric *f, pm_fabric_item *item);
+/* Every worker stuck (items queued, none waiting for one, none finished
+ * for PM_FABRIC_STUCK_NS): start one more, up to PM_FABRIC_EXTRA_WORKERS
+ * beyond server_threads. For the progress thread, now and then. */
+void pm_fabric_server_grow_if_stuck(pm_fabric *f);
 /* A write of a served page completed (progress thread). */
 void pm_fabric_server_write_done(pm_fabric *f, pm_fabric_op *op, int err);
 

@@ -509,6 +509,7 @@ static void *progress_main(void *arg) {
     if (now - f->last_sweep_ns >= SWEEP_INTERVAL_NS) {
       f->last_sweep_ns = now;
       pm_fabric_slots_sweep(f);
+      pm_fabric_server_grow_if_stuck(f);
     }
   }
   return NULL;

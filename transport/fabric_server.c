@@ -20,6 +20,12 @@
  * checks it against the PagePut's length and checksum, hands it to
  * serve_put and answers with the status.
  *
+ * A worker may wait long in the core (an owner's miss asks other peers,
+ * then the origin); what other peers ask meanwhile (a cached copy) must
+ * not queue behind it until their deadlines. So when every worker is
+ * stuck, the progress thread starts one more (pm_fabric_server_grow_if_
+ * stuck), up to PM_FABRIC_EXTRA_WORKERS more than server_threads.
+ *
  * The progress thread serves a GET itself when that needs no waiting (a
  * page on disk by reference whose bytes are in the page cache, a buffer
  * free, the provider taking the write at once): that saves two thread
@@ -40,6 +46,8 @@
 
 #define DEFAULT_SERVER_THREADS 2
 #define MAX_SERVER_THREADS 64
+#define PM_FABRIC_EXTRA_WORKERS 12
+#define PM_FABRIC_STUCK_NS (100ull * 1000000ull)
 /* One post (a write or a response) to a peer that does not take it: a
  * dead peer must not hold a worker for the whole serve timeout. */
 #define POST_TIMEOUT_NS (1000ull * 1000000ull)
@@ -97,8 +105,10 @@ void pm_fabric_server_submit(pm_fabric *f, pm_fabric_item *item) {
 
 static pm_fabric_item *next_item(pm_fabric *f) {
   pthread_mutex_lock(&f->queue_lock);
+  f->idle_workers++;
   while (!f->queue_head && !f->queue_closed)
     pthread_cond_wait(&f->queue_cond, &f->queue_lock);
+  f->idle_workers--;
   pm_fabric_item *item = f->queue_closed ? NULL : f->queue_head;
   if (item) {
     f->queue_head = item->next;
@@ -558,6 +568,7 @@ static void *worker_main(void *arg) {
     else
       handle_put(f, item, &scratch, deadline_ns);
     pm_fabric_item_put(f, item);
+    atomic_fetch_add(&f->requests_done, 1);
   }
   free(scratch);
   return NULL;
@@ -578,6 +589,19 @@ static int alloc_sbufs(pm_fabric *f) {
   return 0;
 }
 
+/* Start workers[worker_count] (queue_lock held, or before the progress
+ * thread runs). */
+static int start_worker(pm_fabric *f) {
+  int rc = pthread_create(&f->workers[f->worker_count], NULL, worker_main,
+                          f);
+  if (rc)
+    return pm__errf(pm__err_from_errno(rc),
+                    "fabric: cannot start a server thread: %s",
+                    strerror(rc));
+  f->worker_count++;
+  return 0;
+}
+
 int pm_fabric_server_start(pm_fabric *f) {
   unsigned threads = f->server_threads ? f->server_threads
                                        : DEFAULT_SERVER_THREADS;
@@ -586,30 +610,52 @@ int pm_fabric_server_start(pm_fabric *f) {
   int rc = alloc_sbufs(f);
   if (rc)
     return rc;
-  f->workers = calloc(threads, sizeof *f->workers);
+  f->worker_cap = threads + PM_FABRIC_EXTRA_WORKERS;
+  f->workers = calloc(f->worker_cap, sizeof *f->workers);
   if (!f->workers)
     return pm__errf(PM_ENOMEM, "fabric: cannot allocate workers");
   f->worker_count = 0;
-  for (unsigned i = 0; i < threads; i++) {
-    rc = pthread_create(&f->workers[i], NULL, worker_main, f);
-    if (rc)
-      return pm__errf(pm__err_from_errno(rc),
-                      "fabric: cannot start a server thread: %s",
-                      strerror(rc));
-    f->worker_count++;
-  }
+  for (unsigned i = 0; i < threads; i++)
+    if ((rc = start_worker(f)) != 0)
+      return rc;
   return 0;
+}
+
+void pm_fabric_server_grow_if_stuck(pm_fabric *f) {
+  uint64_t now = pm__now_ns();
+  uint64_t done = atomic_load(&f->requests_done);
+  pthread_mutex_lock(&f->queue_lock);
+  bool stuck = !f->queue_closed && f->queue_len > 0 &&
+               f->idle_workers == 0 && done == f->stuck_done;
+  f->stuck_done = done;
+  if (!stuck)
+    f->stuck_since_ns = 0;
+  else if (!f->stuck_since_ns)
+    f->stuck_since_ns = now;
+  unsigned count = f->worker_count;
+  bool grow = stuck && now - f->stuck_since_ns >= PM_FABRIC_STUCK_NS &&
+              count < f->worker_cap && f->workers;
+  if (grow) {
+    f->stuck_since_ns = 0;
+    grow = start_worker(f) == 0;
+  }
+  pthread_mutex_unlock(&f->queue_lock);
+  if (grow)
+    PM_LOG(PM_LOG_INFO, "fabric", "all %u server threads busy, requests "
+           "waiting: thread %u started (at most %u)", count, count + 1,
+           f->worker_cap);
 }
 
 void pm_fabric_server_stop(pm_fabric *f) {
   pthread_mutex_lock(&f->queue_lock);
-  f->queue_closed = true;
+  f->queue_closed = true; /* no worker is added from here on */
+  unsigned workers = f->worker_count;
   pthread_cond_broadcast(&f->queue_cond);
   pthread_mutex_unlock(&f->queue_lock);
   pthread_mutex_lock(&f->sbuf_lock);
   pthread_cond_broadcast(&f->sbuf_cond);
   pthread_mutex_unlock(&f->sbuf_lock);
-  for (unsigned i = 0; i < f->worker_count; i++)
+  for (unsigned i = 0; i < workers; i++)
     pthread_join(f->workers[i], NULL);
   f->worker_count = 0;
 }
